@@ -1,0 +1,112 @@
+"""The ``morgan`` command line: argument parsing and dispatch to ``morgan.commands``.
+
+``main(argv)`` takes its arguments so tests call it directly. Every :class:`MorganError`
+becomes one line on stderr and its exit code; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from morgan import __version__
+from morgan.errors import MorganError, UsageError
+from store.errors import StoreError
+
+# command name -> (module under morgan.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "write a commented starter mirror.toml"),
+    "build": ("build", "resolve, fetch, render and switch to a new generation"),
+    "graph": ("graph", "explain why each package is in the mirror"),
+    "gc": ("gc", "delete generations and blobs no root reaches"),
+    "verify": ("verify", "re-hash blobs, check the index, prove installability"),
+    "serve": ("serve", "serve the current index with server.py"),
+    "env": ("env", "show, list, add and remove target environments"),
+    "add": ("edit", "add requirements to mirror.toml"),
+    "remove": ("edit", "remove requirements from mirror.toml"),
+    "export": ("bundle", "write an air-gap bundle (only the blobs the other side lacks)"),
+    "import": ("bundle", "verify and import an air-gap bundle"),
+    "export-lock": ("export_lock", "write a PEP 751 pylock.toml for one environment"),
+}
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-C",
+        dest="workspace",
+        type=Path,
+        default=Path(),
+        metavar="DIR",
+        help="workspace directory (holds mirror.toml; default: current directory)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="less output")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="morgan",
+        description="Build a reproducible, per-environment PyPI mirror for air-gapped networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"morgan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _add_common(p)
+        p.set_defaults(_module=module)
+        configure = _configure(module)
+        if configure is not None:
+            configure(p, name)
+    return parser
+
+
+def _configure(module: str) -> _Configure | None:
+    try:
+        mod = importlib.import_module(f"morgan.commands.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"morgan.commands.{module}":
+            raise
+        return None
+    configure: _Configure | None = getattr(mod, "configure", None)
+    return configure
+
+
+class _Configure(Protocol):
+    """A command module's optional ``configure(parser, name)``: adds its own flags."""
+
+    def __call__(self, parser: argparse.ArgumentParser, name: str) -> None: ...
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the process exit code (0 ok, 1 failure, 2 usage/spec error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        try:
+            mod = importlib.import_module(f"morgan.commands.{args._module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"morgan.commands.{args._module}":
+                raise
+            raise UsageError(
+                f"'morgan {args.command}' is not implemented yet in morgan {__version__}"
+            ) from None
+        code: int = mod.run(args)
+    except MorganError as exc:
+        print(f"morgan: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except StoreError as exc:
+        print(f"morgan: error: store: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("morgan: interrupted; the previous index is still served", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

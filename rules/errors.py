@@ -1,0 +1,15 @@
+"""The exceptions of the ``rules`` package."""
+
+from __future__ import annotations
+
+
+class RuleError(Exception):
+    """Root of every error raised while running a rule."""
+
+
+class UpstreamError(RuleError):
+    """An upstream index answered wrongly or not at all (after retries)."""
+
+
+class MetadataError(RuleError):
+    """Core metadata could not be read without executing package code."""

@@ -1,0 +1,78 @@
+"""Values that flow between rules: an upstream project page and a mirrored file.
+
+These are the canonical forms: an upstream page, whether it came as PEP 691 JSON or PEP 503
+HTML, is normalized into :class:`ProjectPage`; what the mirror serves about one file is a
+:class:`MirrorFile`. Both are frozen and serialize to canonical JSON (sorted keys), so
+their blake3 is a stable content digest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, NewType
+
+NormalizedName = NewType("NormalizedName", str)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamFile:
+    """One file as an upstream index lists it."""
+
+    filename: str
+    url: str  # absolute; credentials never stored here
+    sha256: str | None
+    size: int | None
+    upload_time: str | None  # "YYYY-MM-DDThh:mm:ss.ffffffZ" as upstream gave it
+    requires_python: str | None
+    yanked: bool
+    yanked_reason: str
+    core_metadata: bool  # PEP 658/714: upstream serves <url>.metadata
+    core_metadata_sha256: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UpstreamFile:
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectPage:
+    """An upstream project page, normalized (files sorted by filename)."""
+
+    name: NormalizedName
+    files: tuple[UpstreamFile, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "files": [f.to_json() for f in self.files]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProjectPage:
+        return cls(
+            name=NormalizedName(data["name"]),
+            files=tuple(UpstreamFile.from_json(f) for f in data["files"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorFile:
+    """One file as the mirror serves it: always with sha256, size and blake3."""
+
+    filename: str
+    sha256: str
+    blake3: str  # hex of the content address in the store
+    size: int
+    upload_time: str | None
+    requires_python: str | None
+    yanked: bool
+    yanked_reason: str
+    metadata_sha256: str | None  # sha256 of the PEP 658 .metadata served next to a wheel
+    metadata_blake3: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MirrorFile:
+        return cls(**data)
