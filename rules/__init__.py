@@ -1,0 +1,1 @@
+"""Rules: one module per rule kind; pure functions from typed inputs to store outputs."""

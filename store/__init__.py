@@ -1,0 +1,1 @@
+"""The blake3 content-addressed blob store, action cache and GC roots."""
