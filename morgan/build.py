@@ -1,0 +1,556 @@
+"""``morgan build``: spec → per-environment resolution → fetch → render → a new generation.
+
+The steps, each through the executor so that only what changed runs:
+
+1. With an up-to-date ``mirror.lock`` (same spec digest, no ``--upgrade``) the selection is
+   read from the lock: no project page is requested, only blobs missing from the store are
+   fetched. Otherwise each environment is resolved, locked versions first.
+2. Selection: for every selected release, every wheel that fits the environment and the
+   sdist; for every release an environment would have to build from source, its
+   ``[build-system].requires`` resolved for that environment, recursively.
+3. Every selected file is fetched (fixed output, verified), every wheel gets its exact
+   METADATA as the ``.metadata`` blob, pages are rendered for the union index and for each
+   environment's view, and the tree manifest is materialized as ``generations/<n>`` before
+   ``index`` is switched to it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from morgan.catalog import EnvCatalog, UpstreamCatalog, UpstreamIndex, locked_release
+from morgan.environments import Environment
+from morgan.errors import BuildError
+from morgan.executor import Executor, Node, Ran, Record
+from morgan.lock import (
+    Lock,
+    LockedEdge,
+    LockedEnvironment,
+    LockedFile,
+    LockedPin,
+    LockedRelease,
+)
+from morgan.lock import load as load_lock
+from morgan.lock import write as write_lock
+from morgan.resolve import (
+    SPEC,
+    Dependencies,
+    Policy,
+    Release,
+    Resolution,
+    resolve,
+    usable_files,
+)
+from morgan.spec import Spec
+from rules.errors import RuleError
+from rules.materialize import Mode, materialize, switch_index
+from rules.model import MirrorFile, NormalizedName, UpstreamFile
+from rules.render import (
+    render_index_html,
+    render_index_json,
+    render_project_html,
+    render_project_json,
+)
+from store.digest import Digest, blake3_hex, canonical_json
+from store.lock import StoreLock
+from store.objects import Store
+from store.roots import set_root
+
+RENDER_RULE_VERSION = 1
+DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0",)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    out: Path | None = None
+    offline: bool = False
+    upgrade: bool | frozenset[str] = False
+    materialize: Mode = "symlink"
+    workers: int = 8
+    lock_timeout: float | None = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """A release selected for an environment, as run-time or build-time dependency."""
+
+    release: Release
+    role: str  # "run" | "build"
+    extras: frozenset[str] = frozenset()
+
+
+@dataclass
+class EnvSelection:
+    env: Environment
+    pins: list[Pin] = field(default_factory=list)
+    edges: set[LockedEdge] = field(default_factory=set)
+    unknown: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    mirror: Path
+    generation: int
+    digest: str
+    changed: bool
+    projects: int
+    files: int
+    bytes_total: int
+    fetched: int
+    reused: int
+    requests: int
+    ran: tuple[Ran, ...]
+    unknown_metadata: tuple[str, ...]
+
+
+def mirror_dir(spec: Spec, opts: BuildOptions) -> Path:
+    return (opts.out or spec.output).resolve()
+
+
+def build(spec: Spec, client: object, opts: BuildOptions) -> BuildResult:
+    """Run a whole build; raises BuildError with the previous generation left served."""
+    mirror = mirror_dir(spec, opts)
+    mirror.mkdir(parents=True, exist_ok=True)
+    store = Store(mirror / "store")
+    with StoreLock(store.root).exclusive(timeout=opts.lock_timeout):
+        return _build_locked(spec, client, opts, mirror, store)
+
+
+def _build_locked(
+    spec: Spec, client: object, opts: BuildOptions, mirror: Path, store: Store
+) -> BuildResult:
+    lock_path = spec.path.parent / "mirror.lock"
+    old = load_lock(lock_path)
+    fresh = old is not None and old.spec_digest == spec.digest() and opts.upgrade is False
+    upstreams = [UpstreamIndex(u.name, u.index_url, frozenset(u.projects)) for u in spec.upstreams]
+    with Executor(store, workers=opts.workers) as ex:
+        refresh: frozenset[str] | bool = (
+            opts.upgrade
+            if isinstance(opts.upgrade, bool)
+            else frozenset(canonicalize_name(n) for n in opts.upgrade)
+        )
+        catalog = UpstreamCatalog(
+            ex,
+            store,
+            client,  # type: ignore[arg-type]
+            upstreams,
+            lock=old,
+            refresh=refresh,
+            offline=opts.offline,
+        )
+        if fresh:
+            assert old is not None
+            selections = _select_from_lock(spec, old)
+            infos = {(r.name, r.version): r for r in old.releases}
+        else:
+            selections, infos = _resolve_all(spec, catalog, old)
+        files = _fetch_all(catalog, selections)
+        generation = _render_and_switch(spec, opts, mirror, store, ex, catalog, selections, files)
+        new_lock = _make_lock(spec, selections, infos, files)
+        write_lock(new_lock, lock_path)
+        _copy_sources(spec, mirror, lock_path)
+        union = {(p.release.name, str(p.release.version)) for s in selections for p in s.pins}
+        return BuildResult(
+            mirror=mirror,
+            generation=generation[0],
+            digest=generation[1],
+            changed=generation[2],
+            projects=len({n for n, _ in union}),
+            files=len(files),
+            bytes_total=sum(r.size for r in files.values()),
+            fetched=sum(1 for r in ex.ran if r.id.startswith("file:")),
+            reused=ex.reused,
+            requests=int(getattr(client, "requests_sent", 0)),
+            ran=tuple(sorted(ex.ran, key=lambda r: r.id)),
+            unknown_metadata=tuple(sorted({u for s in selections for u in s.unknown})),
+        )
+
+
+# -- selection ------------------------------------------------------------------------------
+
+
+def _select_from_lock(spec: Spec, lock: Lock) -> list[EnvSelection]:
+    out = []
+    for env in spec.environments:
+        locked = lock.environment(env.name)
+        if locked is None:  # the spec digest matched, so this cannot happen unless edited
+            raise BuildError(
+                f"mirror.lock has no environment {env.name!r}: delete the lock to re-resolve"
+            )
+        sel = EnvSelection(env)
+        for p in locked.pins:
+            rel = lock.release(p.name, p.version)
+            if rel is None:
+                raise BuildError(
+                    f"mirror.lock pins {p.name} {p.version} without a release entry: "
+                    "delete the lock to re-resolve"
+                )
+            sel.pins.append(Pin(locked_release(rel), p.role, frozenset(p.extras)))
+        sel.edges.update(locked.edges)
+        sel.unknown.update(locked.unknown_metadata)
+        out.append(sel)
+    return out
+
+
+def _locked_map(old: Lock | None, env: str, role: str) -> dict[str, LockedRelease]:
+    if old is None:
+        return {}
+    locked = old.environment(env)
+    if locked is None:
+        return {}
+    out = {}
+    for p in locked.pins:
+        rel = old.release(p.name, p.version)
+        if p.role == role and rel is not None:
+            out[p.name] = rel
+    return out
+
+
+def _resolve_all(
+    spec: Spec, catalog: UpstreamCatalog, old: Lock | None
+) -> tuple[list[EnvSelection], dict[tuple[str, str], LockedRelease]]:
+    policy = Policy(prereleases=spec.policy.prereleases, yanked=spec.policy.yanked)
+    requirements = [str(r) for r in spec.requirements]
+    catalog.prefetch(NormalizedName(canonicalize_name(r.name)) for r in spec.requirements)
+    selections = []
+    deps: dict[tuple[str, str], Dependencies] = {}
+    for env in spec.environments:
+        sel = EnvSelection(env)
+        run = resolve(env, requirements, EnvCatalog(catalog, _locked_map(old, env.name, "run"), "run"), policy)
+        _absorb(sel, run, "run", deps)
+        if spec.policy.build_dependencies:
+            _resolve_build_deps(env, sel, run, catalog, old, policy, deps)
+        selections.append(sel)
+    infos: dict[tuple[str, str], LockedRelease] = {}
+    for sel in selections:
+        for pin in sel.pins:
+            key = (pin.release.name, str(pin.release.version))
+            if key in infos:
+                continue
+            d = deps.get(key) or Dependencies((), None)
+            infos[key] = LockedRelease(
+                name=key[0],
+                version=key[1],
+                requires_dist=d.requires_dist,
+                requires_python=d.requires_python,
+                known=d.known,
+                metadata_source=d.source,
+                build_requires=(),
+                files=(),
+            )
+    return selections, infos
+
+
+def _absorb(
+    sel: EnvSelection, res: Resolution, role: str, deps: dict[tuple[str, str], Dependencies]
+) -> None:
+    have = {(p.release.name, p.release.version, p.role) for p in sel.pins}
+    for name, rel in res.pins.items():
+        if (name, rel.version, role) not in have:
+            sel.pins.append(Pin(rel, role, res.extras.get(name, frozenset())))
+        deps.setdefault((name, str(rel.version)), res.dependencies.get(name) or Dependencies((), None))
+    for e in res.edges:
+        # A build resolution's roots hang off "<sdist name> <version>": the sdist's
+        # [build-system].requires, recorded as such so `morgan graph` can say so.
+        kind = "build-system" if " " in e.parent else role
+        sel.edges.add(LockedEdge(e.parent, e.child, e.requirement, kind))
+    for n, v, src in res.unknown:
+        sel.unknown.add(f"{n} {v}: {src}")
+
+
+def _resolve_build_deps(
+    env: Environment,
+    sel: EnvSelection,
+    run: Resolution,
+    catalog: UpstreamCatalog,
+    old: Lock | None,
+    policy: Policy,
+    deps: dict[tuple[str, str], Dependencies],
+) -> None:
+    """Resolve ``[build-system].requires`` of every sdist ``env`` would have to build."""
+    env_catalog = EnvCatalog(catalog, _locked_map(old, env.name, "build"), "build")
+    done: set[tuple[str, str]] = set()
+    queue = list(run.pins.values())
+    solved: dict[tuple[str, ...], Resolution] = {}
+    while queue:
+        rel = queue.pop(0)
+        key = (rel.name, str(rel.version))
+        if key in done:
+            continue
+        done.add(key)
+        wheels, sdists = usable_files(rel, env, allow_yanked=True)
+        if wheels or not sdists:
+            continue
+        record = catalog.metadata(sdists[0])
+        build_requires = tuple(record.get("build_requires") or DEFAULT_BUILD_REQUIRES)
+        reqs = tuple(sorted(build_requires))
+        res = solved.get(reqs)
+        if res is None:
+            res = resolve(env, list(reqs), env_catalog, policy, parent=f"{rel.name} {rel.version}")
+            solved[reqs] = res
+        _absorb(sel, res, "build", deps)
+        queue.extend(res.pins.values())
+
+
+# -- fetching -------------------------------------------------------------------------------
+
+
+def env_files(release: Release, env: Environment, *, sdists: bool = True) -> list[UpstreamFile]:
+    """Every file of ``release`` ``env`` may use: all fitting wheels, and the sdist."""
+    wheels, srcs = usable_files(release, env, allow_yanked=False)
+    if not wheels and not srcs:
+        # Selected anyway: pinned with == to a yanked release.
+        wheels, srcs = usable_files(release, env, allow_yanked=True)
+    if sdists or not wheels:
+        return wheels + srcs
+    return wheels
+
+
+def _fetch_all(
+    catalog: UpstreamCatalog, selections: Sequence[EnvSelection]
+) -> dict[str, MirrorFile]:
+    """Fetch every selected file in parallel; return filename → MirrorFile."""
+    wanted: dict[str, tuple[NormalizedName, UpstreamFile]] = {}
+    for sel in selections:
+        for pin in sel.pins:
+            for f in env_files(pin.release, sel.env):
+                wanted.setdefault(f.filename, (pin.release.name, f))
+    futures: dict[str, Future[Record]] = {
+        name: catalog.fetch_async(f, parents=[f"project:{project}"])
+        for name, (project, f) in sorted(wanted.items())
+    }
+    out: dict[str, MirrorFile] = {}
+    errors: list[str] = []
+    for name, fut in futures.items():
+        try:
+            rec = fut.result()
+        except (BuildError, RuleError) as exc:
+            errors.append(str(exc))
+            continue
+        f = wanted[name][1]
+        meta_sha = meta_b3 = None
+        if name.endswith(".whl"):
+            m = catalog.wheel_metadata_blob(f, rec["blob"])
+            meta_sha, meta_b3 = m["sha256"], Digest.parse(m["blob"]).hex
+        out[name] = MirrorFile(
+            filename=name,
+            sha256=rec["sha256"],
+            blake3=Digest.parse(rec["blob"]).hex,
+            size=rec["size"],
+            upload_time=f.upload_time,
+            requires_python=f.requires_python,
+            yanked=f.yanked,
+            yanked_reason=f.yanked_reason,
+            metadata_sha256=meta_sha,
+            metadata_blake3=meta_b3,
+        )
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise BuildError(errors[0] + more)
+    return out
+
+
+# -- rendering and the generation -----------------------------------------------------------
+
+
+def _render(ex: Executor, store: Store, view: str, name: str, files: Sequence[MirrorFile]) -> Record:
+    payload = canonical_json([f.to_json() for f in files])
+    node = Node(
+        id=f"render:{view}:{name}",
+        kind="render",
+        version=RENDER_RULE_VERSION,
+        params={"project": name},
+        inputs={"files": blake3_hex(payload)},
+    )
+
+    def run() -> Record:
+        html = store.put_bytes(render_project_html(NormalizedName(name), files))
+        js = store.put_bytes(render_project_json(NormalizedName(name), files))
+        return {"blobs": [str(html.digest), str(js.digest)], "html": str(html.digest), "json": str(js.digest)}
+
+    return ex.run(node, run)
+
+
+def _view_entries(
+    ex: Executor, store: Store, view: str, prefix: str, projects: Mapping[str, list[MirrorFile]]
+) -> dict[str, Digest]:
+    entries: dict[str, Digest] = {}
+    names = sorted(projects)
+    entries[f"{prefix}simple/index.html"] = store.put_bytes(
+        render_index_html([NormalizedName(n) for n in names])
+    ).digest
+    entries[f"{prefix}simple/index.json"] = store.put_bytes(
+        render_index_json([NormalizedName(n) for n in names])
+    ).digest
+    for name in names:
+        files = sorted(projects[name], key=lambda f: f.filename)
+        rec = _render(ex, store, view, name, files)
+        base = f"{prefix}simple/{name}/"
+        entries[base + "index.html"] = Digest.parse(rec["html"])
+        entries[base + "index.json"] = Digest.parse(rec["json"])
+        for f in files:
+            entries[base + f.filename] = Digest("blake3", f.blake3)
+            if f.metadata_blake3:
+                entries[base + f.filename + ".metadata"] = Digest("blake3", f.metadata_blake3)
+    return entries
+
+
+def _render_and_switch(
+    spec: Spec,
+    opts: BuildOptions,
+    mirror: Path,
+    store: Store,
+    ex: Executor,
+    catalog: UpstreamCatalog,
+    selections: Sequence[EnvSelection],
+    files: Mapping[str, MirrorFile],
+) -> tuple[int, str, bool]:
+    union: dict[str, dict[str, MirrorFile]] = {}
+    entries: dict[str, Digest] = {}
+    for sel in selections:
+        view: dict[str, dict[str, MirrorFile]] = {}
+        for pin in sel.pins:
+            for f in env_files(pin.release, sel.env):
+                view.setdefault(pin.release.name, {})[f.filename] = files[f.filename]
+                union.setdefault(pin.release.name, {})[f.filename] = files[f.filename]
+        entries.update(
+            _view_entries(
+                ex,
+                store,
+                f"env-{sel.env.name}",
+                f"env/{sel.env.name}/",
+                {k: list(v.values()) for k, v in view.items()},
+            )
+        )
+    entries.update(_view_entries(ex, store, "union", "", {k: list(v.values()) for k, v in union.items()}))
+    manifest = {
+        "version": 1,
+        "entries": {k: str(v) for k, v in sorted(entries.items())},
+        "objects": sorted({str(v) for v in entries.values()}),
+    }
+    manifest_blob = store.put_bytes(canonical_json(manifest))
+    digest = str(manifest_blob.digest)
+    generations = mirror / "generations"
+    generations.mkdir(exist_ok=True)
+    current = _current_generation(mirror)
+    if current is not None and _generation_digest(generations / str(current)) == digest:
+        return current, digest, False
+    numbers = [int(p.name) for p in generations.iterdir() if p.name.isdigit()]
+    n = max(numbers, default=0) + 1
+    entries["manifest.json"] = manifest_blob.digest
+    materialize(store, entries, generations / str(n), mode=opts.materialize)
+    set_root(store, f"generation-{n}", manifest_blob.digest)
+    _install_server(mirror)
+    switch_index(mirror, generations / str(n))
+    return n, digest, True
+
+
+def _current_generation(mirror: Path) -> int | None:
+    try:
+        target = os.readlink(mirror / "index")
+    except OSError:
+        return None
+    name = Path(target).name
+    return int(name) if name.isdigit() else None
+
+
+def _generation_digest(gen: Path) -> str | None:
+    try:
+        return "blake3:" + blake3_hex((gen / "manifest.json").read_bytes())
+    except OSError:
+        return None
+
+
+def _install_server(mirror: Path) -> None:
+    src = Path(__file__).with_name("server.py")
+    if src.exists():
+        tmp = mirror / f".server.py.tmp-{os.getpid()}"
+        shutil.copyfile(src, tmp)
+        tmp.replace(mirror / "server.py")
+
+
+def _copy_sources(spec: Spec, mirror: Path, lock_path: Path) -> None:
+    for src, name in ((spec.path, "mirror.toml"), (lock_path, "mirror.lock")):
+        if src.resolve() == (mirror / name).resolve():
+            continue
+        tmp = mirror / f".{name}.tmp-{os.getpid()}"
+        shutil.copyfile(src, tmp)
+        tmp.replace(mirror / name)
+
+
+# -- the lock -------------------------------------------------------------------------------
+
+
+def _make_lock(
+    spec: Spec,
+    selections: Sequence[EnvSelection],
+    infos: Mapping[tuple[str, str], LockedRelease],
+    files: Mapping[str, MirrorFile],
+) -> Lock:
+    rel_files: dict[tuple[str, str], dict[str, LockedFile]] = {}
+    for sel in selections:
+        for pin in sel.pins:
+            key = (pin.release.name, str(pin.release.version))
+            for f in env_files(pin.release, sel.env):
+                m = files[f.filename]
+                rel_files.setdefault(key, {})[f.filename] = LockedFile(
+                    filename=f.filename,
+                    url=f.url,
+                    size=m.size,
+                    sha256=m.sha256,
+                    blake3=m.blake3,
+                    upload_time=f.upload_time,
+                    requires_python=f.requires_python,
+                    yanked=f.yanked,
+                    yanked_reason=f.yanked_reason,
+                    metadata_sha256=m.metadata_sha256,
+                    metadata_blake3=m.metadata_blake3,
+                )
+    releases = []
+    build_requires: dict[tuple[str, str], set[str]] = {}
+    for sel in selections:
+        for e in sel.edges:
+            if e.kind == "build-system":
+                name, _, version = e.parent.partition(" ")
+                build_requires.setdefault((name, version), set()).add(e.requirement)
+    for key, fmap in sorted(rel_files.items()):
+        info = infos.get(key)
+        if info is None:
+            raise BuildError(f"internal: no metadata recorded for {key[0]} {key[1]}")
+        releases.append(
+            LockedRelease(
+                name=key[0],
+                version=key[1],
+                requires_dist=info.requires_dist,
+                requires_python=info.requires_python,
+                known=info.known,
+                metadata_source=info.metadata_source,
+                build_requires=tuple(sorted(build_requires.get(key, info.build_requires))),
+                files=tuple(fmap[k] for k in sorted(fmap)),
+            )
+        )
+    envs = [
+        LockedEnvironment(
+            name=sel.env.name,
+            python=sel.env.python,
+            platform=sel.env.platform,
+            pins=tuple(
+                LockedPin(p.release.name, str(p.release.version), p.role, tuple(sorted(p.extras)))
+                for p in sel.pins
+            ),
+            edges=tuple(sel.edges),
+            unknown_metadata=tuple(sorted(sel.unknown)),
+        )
+        for sel in selections
+    ]
+    return Lock(spec_digest=spec.digest(), releases=tuple(releases), environments=tuple(envs))
+
+
+__all__ = ["SPEC", "BuildOptions", "BuildResult", "build"]

@@ -1,0 +1,336 @@
+"""The build's window on upstream: pages, metadata and files, each a node of the executor.
+
+:class:`UpstreamCatalog` implements :class:`morgan.resolve.Catalog` for one environment at a
+time (``for_env``), on top of shared, thread-safe caches: a project page is fetched at most
+once per build, a file's metadata is read once per content (cached across builds by the
+file's sha256), a file is fetched once per content (fixed output).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+from morgan.errors import BuildError
+from morgan.executor import Executor, Node, Record
+from morgan.lock import Lock, LockedRelease
+from morgan.resolve import Dependencies, ProjectNotFoundError, Release
+from rules.errors import MetadataError, RuleError, UpstreamError
+from rules.fetch import Downloader, fetch_file, fetch_metadata
+from rules.metadata import parse_core_metadata, sdist_info, wheel_metadata_bytes
+from rules.model import NormalizedName, ProjectPage, UpstreamFile
+from rules.project_page import parse_project_page
+from store.digest import Digest, canonical_json
+from store.objects import Store
+
+PAGE_RULE_VERSION = 1
+META_RULE_VERSION = 1
+FETCH_RULE_VERSION = 1
+
+_SAFE_FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+!~-]*$")
+
+
+class PageClient(Downloader, Protocol):
+    def get_page(self, url: str, *, etag: str | None = None) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamIndex:
+    name: str
+    index_url: str
+    projects: frozenset[str]
+
+
+def release_version(filename: str) -> Version | None:
+    """The version a wheel or sdist filename declares; None when it is not one."""
+    try:
+        if filename.endswith(".whl"):
+            return parse_wheel_filename(filename)[1]
+        return parse_sdist_filename(filename)[1]
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
+
+
+def group_releases(page: ProjectPage) -> list[Release]:
+    """Files grouped by version; unsafe or unparsable filenames are dropped."""
+    by_version: dict[Version, list[UpstreamFile]] = {}
+    for f in page.files:
+        if not _SAFE_FILENAME.match(f.filename):
+            continue
+        v = release_version(f.filename)
+        if v is None:
+            continue
+        by_version.setdefault(v, []).append(f)
+    return [
+        Release(page.name, v, tuple(sorted(files, key=lambda f: f.filename)))
+        for v, files in sorted(by_version.items())
+    ]
+
+
+def locked_release(rel: LockedRelease) -> Release:
+    files = tuple(
+        UpstreamFile(
+            filename=f.filename,
+            url=f.url,
+            sha256=f.sha256,
+            size=f.size,
+            upload_time=f.upload_time,
+            requires_python=f.requires_python,
+            yanked=f.yanked,
+            yanked_reason=f.yanked_reason,
+            core_metadata=False,
+            core_metadata_sha256=None,
+        )
+        for f in rel.files
+    )
+    return Release(NormalizedName(rel.name), Version(rel.version), files)
+
+
+class UpstreamCatalog:
+    """Pages, metadata and files through the executor, shared by every environment."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        store: Store,
+        client: PageClient,
+        upstreams: Sequence[UpstreamIndex],
+        *,
+        lock: Lock | None,
+        refresh: frozenset[str] | bool,
+        offline: bool,
+    ) -> None:
+        self.executor = executor
+        self.store = store
+        self.client = client
+        self.upstreams = upstreams
+        self.lock = lock
+        self.refresh = refresh
+        self.offline = offline
+        self._pages: dict[NormalizedName, list[Release]] = {}
+        self._mutex = threading.Lock()
+
+    # -- pages ------------------------------------------------------------------------------
+
+    def _upstreams_for(self, name: str) -> list[UpstreamIndex]:
+        pinned = [u for u in self.upstreams if name in u.projects]
+        return pinned or [u for u in self.upstreams if not u.projects]
+
+    def page_node(self, name: NormalizedName) -> Node:
+        return Node(
+            id=f"page:{name}",
+            kind="page",
+            version=PAGE_RULE_VERSION,
+            params={"project": name, "upstreams": [u.index_url for u in self._upstreams_for(name)]},
+            cacheable=self.offline,
+        )
+
+    def releases(self, name: NormalizedName) -> Sequence[Release]:
+        with self._mutex:
+            cached = self._pages.get(name)
+        if cached is not None:
+            return cached
+        record = self.executor.run(self.page_node(name), lambda: self._fetch_page(name))
+        if record.get("missing"):
+            raise ProjectNotFoundError(name, record["missing"])
+        page = ProjectPage.from_json(json.loads(self.store.read_bytes(Digest.parse(record["page"]))))
+        releases = group_releases(page)
+        with self._mutex:
+            self._pages[name] = releases
+        return releases
+
+    def prefetch(self, names: Iterable[NormalizedName]) -> None:
+        if self.offline:
+            return
+        for name in names:
+            with self._mutex:
+                if name in self._pages:
+                    continue
+            node = self.page_node(name)
+            self.executor.submit(node, lambda n=name: self._fetch_page(n))  # type: ignore[misc]
+
+    def _fetch_page(self, name: NormalizedName) -> Record:
+        if self.offline:
+            raise BuildError(
+                f"--offline: the page of {name!r} is not cached; run once with network access"
+            )
+        tried = []
+        for up in self._upstreams_for(name):
+            url = f"{up.index_url}{name}/"
+            resp = self.client.get_page(url)
+            if resp.status == 404:
+                tried.append(up.index_url)
+                continue
+            try:
+                page = parse_project_page(resp.body, resp.content_type, resp.final_url, name)
+            except UpstreamError:
+                raise
+            except (RuleError, ValueError) as exc:
+                raise BuildError(f"GET {url}: unreadable project page ({exc})") from None
+            blob = self.store.put_bytes(canonical_json(page.to_json()))
+            return {"blobs": [str(blob.digest)], "page": str(blob.digest), "upstream": url}
+        return {"blobs": [], "missing": ", ".join(tried) or "no upstream"}
+
+    # -- files -------------------------------------------------------------------------------
+
+    def file_node(self, f: UpstreamFile) -> Node:
+        ident = f.sha256 or f.url
+        return Node(
+            id=f"file:{f.filename}:{ident[:16]}",
+            kind="fetch",
+            version=FETCH_RULE_VERSION,
+            # Fixed output: keyed by what upstream promised, never by where it lives.
+            params={"filename": f.filename, "sha256": f.sha256 or "", "size": f.size or -1}
+            if f.sha256
+            else {"filename": f.filename, "url": f.url},
+        )
+
+    def fetch(self, f: UpstreamFile, *, parents: Sequence[str] = ()) -> Record:
+        return self.executor.run(self.file_node(f), lambda: self._fetch(f), parents=parents)
+
+    def fetch_async(self, f: UpstreamFile, *, parents: Sequence[str] = ()) -> Any:
+        return self.executor.submit(self.file_node(f), lambda: self._fetch(f), parents=parents)
+
+    def _fetch(self, f: UpstreamFile) -> Record:
+        if self.offline:
+            raise BuildError(
+                f"--offline: {f.filename} is not in the store; run once with network access"
+            )
+        blob = fetch_file(self.client, self.store, f.url, sha256=f.sha256, size=f.size)
+        return {
+            "blobs": [str(blob.digest)],
+            "blob": str(blob.digest),
+            "sha256": blob.sha256,
+            "size": blob.size,
+        }
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    def metadata_node(self, f: UpstreamFile) -> Node:
+        ident = f.sha256 or f.url
+        return Node(
+            id=f"metadata:{f.filename}:{ident[:16]}",
+            kind="metadata",
+            version=META_RULE_VERSION,
+            params={"filename": f.filename, "file": ident},
+        )
+
+    def dependencies_of(self, release: Release, f: UpstreamFile) -> Dependencies:
+        rec = self.metadata(f)
+        return Dependencies(
+            requires_dist=tuple(rec["requires_dist"]),
+            requires_python=rec["requires_python"],
+            known=rec["known"],
+            source=rec["source"],
+        )
+
+    def metadata(self, f: UpstreamFile) -> Record:
+        return self.executor.run(self.metadata_node(f), lambda: self._metadata(f))
+
+    def _metadata(self, f: UpstreamFile) -> Record:
+        try:
+            if f.filename.endswith(".whl"):
+                if f.core_metadata and not self.offline:
+                    blob = fetch_metadata(
+                        self.client, self.store, f.url + ".metadata", sha256=f.core_metadata_sha256
+                    )
+                    data = self.store.read_bytes(blob.digest)
+                    source = "PEP 658 .metadata"
+                else:
+                    rec = self.fetch(f)
+                    with self.store.open(Digest.parse(rec["blob"])) as fh:
+                        data = wheel_metadata_bytes(fh, f.filename)
+                    source = "wheel METADATA"
+                meta = parse_core_metadata(data)
+                return {
+                    "blobs": [],
+                    "requires_dist": list(meta.requires_dist),
+                    "requires_python": meta.requires_python,
+                    "known": True,
+                    "source": source,
+                    "build_requires": [],
+                    "problems": list(meta.problems),
+                }
+            rec = self.fetch(f)
+            with self.store.open(Digest.parse(rec["blob"])) as fh:
+                info = sdist_info(fh, f.filename)
+        except MetadataError as exc:
+            raise BuildError(f"{f.filename}: {exc}") from None
+        md = info.metadata
+        return {
+            "blobs": [],
+            "requires_dist": list(md.requires_dist) if md else [],
+            "requires_python": md.requires_python if md else None,
+            "known": md is not None,
+            "source": info.source,
+            "build_requires": list(info.build_requires),
+            "build_backend": info.build_backend,
+            "problems": list(md.problems) if md else [],
+        }
+
+    def wheel_metadata_blob(self, f: UpstreamFile, file_blob: str) -> Record:
+        """The exact METADATA bytes of a fetched wheel, as the blob served at ``.metadata``."""
+        node = Node(
+            id=f"wheel-metadata:{f.filename}",
+            kind="wheel-metadata",
+            version=META_RULE_VERSION,
+            params={"filename": f.filename},
+            inputs={"wheel": file_blob},
+        )
+
+        def run() -> Record:
+            with self.store.open(Digest.parse(file_blob)) as fh:
+                try:
+                    data = wheel_metadata_bytes(fh, f.filename)
+                except MetadataError as exc:
+                    raise BuildError(f"{f.filename}: {exc}") from None
+            blob = self.store.put_bytes(data)
+            return {"blobs": [str(blob.digest)], "blob": str(blob.digest), "sha256": blob.sha256}
+
+        return self.executor.run(node, run)
+
+
+class EnvCatalog:
+    """The catalog one environment's resolution sees (its own lock pins first)."""
+
+    def __init__(
+        self, shared: UpstreamCatalog, locked: Mapping[str, LockedRelease], role: str
+    ) -> None:
+        self.shared = shared
+        self._locked = locked
+        self.role = role
+
+    def locked(self, name: NormalizedName) -> Release | None:
+        refresh = self.shared.refresh
+        if refresh is True or (isinstance(refresh, frozenset) and name in refresh):
+            return None
+        rel = self._locked.get(name)
+        return locked_release(rel) if rel is not None else None
+
+    def releases(self, name: NormalizedName) -> Sequence[Release]:
+        return self.shared.releases(name)
+
+    def dependencies(self, release: Release, file: UpstreamFile) -> Dependencies:
+        lock = self.shared.lock
+        if lock is not None:
+            rel = lock.release(release.name, str(release.version))
+            if rel is not None:
+                return Dependencies(
+                    rel.requires_dist, rel.requires_python, rel.known, rel.metadata_source
+                )
+        return self.shared.dependencies_of(release, file)
+
+    def prefetch(self, names: Iterable[NormalizedName]) -> None:
+        self.shared.prefetch(n for n in names if n not in self._locked)

@@ -1,0 +1,132 @@
+"""``morgan build``: resolve, fetch, render, switch; print a summary (and why nodes ran)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from morgan.build import BuildOptions, BuildResult, build
+from morgan.errors import UsageError
+from morgan.spec import load_spec
+
+
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument("--out", type=Path, help="mirror directory (default: [output] path)")
+    parser.add_argument("--offline", action="store_true", help="never use the network")
+    parser.add_argument(
+        "--upgrade",
+        nargs="*",
+        metavar="NAME",
+        help="refresh project pages and re-resolve (all projects, or only NAMEs)",
+    )
+    parser.add_argument(
+        "--materialize",
+        choices=("symlink", "copy", "hardlink"),
+        default="symlink",
+        help="how the index tree refers to blobs (default: relative symlinks)",
+    )
+    parser.add_argument("--explain", action="store_true", help="print every node that ran and why")
+    parser.add_argument("--jobs", "-j", type=int, default=8, help="parallel downloads (default 8)")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another build or gc holding the store (default: fail at once)",
+    )
+
+
+def make_client(offline: bool) -> object:
+    from rules.http import HttpClient
+
+    if offline:
+        return _OfflineClient()
+    return HttpClient()
+
+
+class _OfflineClient:
+    requests_sent = 0
+
+    def _refuse(self, url: str) -> None:
+        raise UsageError(f"--offline: would fetch {url}; run without --offline to fetch it")
+
+    def get_page(self, url: str, *, etag: str | None = None) -> object:
+        self._refuse(url)
+        raise AssertionError  # unreachable
+
+    def get_bytes(self, url: str, *, max_bytes: int) -> bytes:
+        self._refuse(url)
+        raise AssertionError
+
+    def stream(self, url: str) -> object:
+        self._refuse(url)
+        raise AssertionError
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.workspace / "mirror.toml")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: must be at least 1")
+    upgrade: bool | frozenset[str]
+    if args.upgrade is None:
+        upgrade = False
+    elif args.upgrade == []:
+        upgrade = True
+    else:
+        upgrade = frozenset(args.upgrade)
+    opts = BuildOptions(
+        out=args.out,
+        offline=args.offline,
+        upgrade=upgrade,
+        materialize=args.materialize,
+        workers=args.jobs,
+        lock_timeout=args.wait,
+    )
+    started = time.monotonic()
+    result = build(spec, make_client(args.offline), opts)
+    elapsed = time.monotonic() - started
+    report(result, elapsed, args)
+    return 0
+
+
+def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> None:
+    if args.json:
+        json.dump(
+            {
+                "mirror": str(result.mirror),
+                "generation": result.generation,
+                "digest": result.digest,
+                "changed": result.changed,
+                "projects": result.projects,
+                "files": result.files,
+                "bytes": result.bytes_total,
+                "fetched": result.fetched,
+                "reused": result.reused,
+                "requests": result.requests,
+                "seconds": round(elapsed, 3),
+                "ran": [{"node": r.id, "reason": r.reason} for r in result.ran],
+                "unknown-metadata": list(result.unknown_metadata),
+            },
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+    if args.explain:
+        for r in result.ran:
+            print(f"ran {r.id}: {r.reason}", file=sys.stderr)
+    for u in result.unknown_metadata:
+        print(f"morgan: warning: dependencies unknown without running code: {u}", file=sys.stderr)
+    if args.quiet:
+        return
+    state = "new generation" if result.changed else "unchanged, still generation"
+    print(
+        f"{state} {result.generation}: {result.projects} projects, {result.files} files, "
+        f"{result.bytes_total} bytes; {result.fetched} fetched, {result.reused} reused, "
+        f"{result.requests} requests, {elapsed:.2f}s\n"
+        f"generation digest {result.digest}\n"
+        f"index: {result.mirror / 'index'}",
+        file=sys.stderr,
+    )

@@ -1,0 +1,173 @@
+"""The incremental executor: runs rule nodes once, in parallel, skipping what is cached.
+
+A node is identified by a stable id (``page:requests``, ``fetch:<sha256>``) and keyed by
+:func:`store.actions.action_key` over its rule kind, implementation version, parameters and
+the content digests of its inputs. A node whose key is in the action cache, and all of whose
+output blobs exist, is not re-run. Every node that runs is recorded with the reason, for
+``morgan build --explain``; the graph of nodes and their inputs is kept in networkx.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import networkx as nx
+
+from store.actions import ActionCache, action_key
+from store.digest import Digest
+from store.objects import Store
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One rule application."""
+
+    id: str
+    kind: str
+    version: int
+    params: Mapping[str, object]
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    cacheable: bool = True  # False: always run (e.g. an upstream page being refreshed)
+
+    @property
+    def key(self) -> str:
+        return action_key(self.kind, self.version, dict(self.params), dict(self.inputs))
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """A node that ran, and why."""
+
+    id: str
+    reason: str
+
+
+class Reporter(Protocol):
+    """Observes the executor (progress display, --explain); every hook may do nothing."""
+
+    def node_started(self, node: Node) -> None: ...
+
+    def node_finished(self, node: Node, record: Record, *, cached: bool) -> None: ...
+
+
+class NullReporter:
+    def node_started(self, node: Node) -> None:
+        pass
+
+    def node_finished(self, node: Node, record: Record, *, cached: bool) -> None:
+        pass
+
+
+def _id_key(node_id: str) -> str:
+    return action_key("node-id", 1, {"id": node_id}, {})
+
+
+class Executor:
+    """Runs nodes at most once per build; consults and fills the action cache."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        workers: int = 8,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.store = store
+        self.cache = ActionCache(store)
+        self.graph: nx.DiGraph = nx.DiGraph()
+        self.ran: list[Ran] = []
+        self.reused = 0
+        self._reporter: Reporter = reporter or NullReporter()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="morgan")
+        self._lock = threading.Lock()
+        self._futures: dict[str, Future[Record]] = {}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(
+        self, node: Node, fn: Callable[[], Record], *, parents: Sequence[str] = ()
+    ) -> Future[Record]:
+        """Schedule ``node`` (once per build, whatever the number of callers)."""
+        with self._lock:
+            self._add_to_graph(node, parents)
+            fut = self._futures.get(node.id)
+            if fut is None:
+                fut = self._pool.submit(self._run, node, fn)
+                self._futures[node.id] = fut
+            return fut
+
+    def run(self, node: Node, fn: Callable[[], Record], *, parents: Sequence[str] = ()) -> Record:
+        """Run ``node`` in the calling thread unless it is already scheduled; return its record."""
+        with self._lock:
+            self._add_to_graph(node, parents)
+            fut = self._futures.get(node.id)
+            if fut is None:
+                fut = Future()
+                self._futures[node.id] = fut
+                mine = True
+            else:
+                mine = False
+        if mine:
+            try:
+                fut.set_result(self._run(node, fn))
+            except BaseException as exc:
+                fut.set_exception(exc)
+                raise
+        return fut.result()
+
+    def cached(self, node: Node) -> Record | None:
+        """The cached record of ``node`` if it is complete, without running anything."""
+        record = self.cache.get(node.key)
+        if record is None or not self._blobs_present(record):
+            return None
+        return record
+
+    def _add_to_graph(self, node: Node, parents: Sequence[str]) -> None:
+        self.graph.add_node(node.id, kind=node.kind)
+        for parent in parents:
+            self.graph.add_edge(node.id, parent)
+
+    def _blobs_present(self, record: Record) -> bool:
+        return all(self.store.has(Digest.parse(d)) for d in record.get("blobs", ()))
+
+    def _run(self, node: Node, fn: Callable[[], Record]) -> Record:
+        key = node.key
+        record = self.cache.get(key) if node.cacheable else None
+        if record is not None and self._blobs_present(record):
+            with self._lock:
+                self.reused += 1
+            self._reporter.node_finished(node, record, cached=True)
+            return record
+        reason = self._reason(node, key, record)
+        self._reporter.node_started(node)
+        record = fn()
+        self.cache.put(key, record)
+        self.cache.put(_id_key(node.id), {"key": key})
+        with self._lock:
+            self.ran.append(Ran(node.id, reason))
+        self._reporter.node_finished(node, record, cached=False)
+        return record
+
+    def _reason(self, node: Node, key: str, record: Record | None) -> str:
+        if not node.cacheable:
+            return "always re-run (volatile input)"
+        if record is not None:
+            missing = [d for d in record.get("blobs", ()) if not self.store.has(Digest.parse(d))]
+            return f"output blob missing ({missing[0]})"
+        last = self.cache.get(_id_key(node.id))
+        if last is None:
+            return "new"
+        return "input changed"

@@ -1,0 +1,495 @@
+"""Per-environment dependency resolution: a resolvelib provider with no I/O of its own.
+
+Everything the resolver needs from the outside world — which releases a project has, what a
+release depends on — comes through a :class:`Catalog`, injected by the build. The resolver
+evaluates markers and ``Requires-Python`` for *one* described target, honours extras, and
+prefers, in order: the version already locked, versions with a wheel that fits the target
+(newest first), then versions that would need a source build (newest first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+from resolvelib import AbstractProvider, BaseReporter, Resolver
+from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
+
+from morgan.environments import Environment
+from morgan.errors import BuildError
+from rules.model import NormalizedName, UpstreamFile
+
+PYTHON = "<python>"  # the virtual project that stands for the target interpreter
+SPEC = "<spec>"  # the parent of the spec's own requirements
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """One version of a project with the files upstream lists for it."""
+
+    name: NormalizedName
+    version: Version
+    files: tuple[UpstreamFile, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    """What a release declares, read from one of its files' core metadata."""
+
+    requires_dist: tuple[str, ...]
+    requires_python: str | None
+    known: bool = True  # False: an sdist whose dependencies cannot be known without running code
+    source: str = ""
+
+
+class Catalog(Protocol):
+    """The resolver's window on upstream and on the lock (implemented by the build)."""
+
+    def locked(self, name: NormalizedName) -> Release | None:
+        """The release this environment had locked, without any network access."""
+
+    def releases(self, name: NormalizedName) -> Sequence[Release]:
+        """Every release upstream lists (may fetch a page); raises ProjectNotFoundError."""
+
+    def dependencies(self, release: Release, file: UpstreamFile) -> Dependencies:
+        """The declared dependencies of ``release``, read from ``file``."""
+
+    def prefetch(self, names: Iterable[NormalizedName]) -> None:
+        """A hint: these projects' pages will probably be needed soon."""
+
+
+class ProjectNotFoundError(Exception):
+    """Raised by a catalog for a project no upstream has."""
+
+    def __init__(self, name: NormalizedName, where: str) -> None:
+        super().__init__(f"{name} not found on {where}")
+        self.name = name
+        self.where = where
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The resolution-relevant subset of the spec's policy."""
+
+    prereleases: str = "if-needed"  # "if-needed" | "allow" | "never"
+    yanked: str = "pinned"  # "pinned" (keep when pinned with ==) | "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class Req:
+    """A requirement as the resolver sees it: who asked, and for what."""
+
+    name: NormalizedName
+    extras: frozenset[str]
+    specifier: SpecifierSet
+    text: str
+    parent: str  # "<spec>" or "<name> <version>"
+
+    @property
+    def identifier(self) -> str:
+        return identifier_of(self.name, self.extras)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A release chosen for an identifier (a project, or a project with extras)."""
+
+    release: Release
+    extras: frozenset[str]
+
+    @property
+    def name(self) -> NormalizedName:
+        return self.release.name
+
+    @property
+    def version(self) -> Version:
+        return self.release.version
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """A dependency edge in one environment's resolution."""
+
+    parent: str  # "<spec>" or a project name
+    child: NormalizedName
+    requirement: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The outcome for one environment."""
+
+    pins: Mapping[NormalizedName, Release]
+    extras: Mapping[NormalizedName, frozenset[str]]
+    edges: tuple[Edge, ...]
+    unknown: tuple[tuple[NormalizedName, str, str], ...]  # (name, version, missing source)
+    dependencies: Mapping[NormalizedName, Dependencies] = field(default_factory=dict)
+
+
+def identifier_of(name: str, extras: Iterable[str]) -> str:
+    ex = sorted(extras)
+    return f"{name}[{','.join(ex)}]" if ex else name
+
+
+def is_wheel(filename: str) -> bool:
+    return filename.endswith(".whl")
+
+
+def usable_files(
+    release: Release, env: Environment, *, allow_yanked: bool
+) -> tuple[list[UpstreamFile], list[UpstreamFile]]:
+    """(wheels that fit ``env`` best first, sdists) of ``release`` usable by ``env``."""
+    wheels: list[tuple[int, UpstreamFile]] = []
+    sdists: list[UpstreamFile] = []
+    for f in release.files:
+        if f.yanked and not allow_yanked:
+            continue
+        if not env.accepts_requires_python(f.requires_python):
+            continue
+        if is_wheel(f.filename):
+            rank = env.wheel_rank(f.filename)
+            if rank is not None:
+                wheels.append((rank, f))
+        else:
+            sdists.append(f)
+    wheels.sort(key=lambda rf: (rf[0], rf[1].filename))
+    return [f for _, f in wheels], sdists
+
+
+def evaluate_marker(marker: Marker | None, env: Environment, extra: str) -> bool:
+    """Evaluate with all 11 values of ``env``; a value packaging cannot compare keeps the edge."""
+    if marker is None:
+        return True
+    try:
+        return bool(marker.evaluate(environment={**env.markers(), "extra": extra}))
+    except (InvalidVersion, ValueError, TypeError):
+        # platform_release/platform_version are "" for a described target: comparing them
+        # as versions fails; keeping the dependency mirrors more rather than too little.
+        return True
+
+
+def to_req(text: str, parent: str) -> Req:
+    r = Requirement(text)
+    if r.url:
+        raise BuildError(
+            f"requirement {text!r} (required by {parent}) is a direct URL: a mirror can only "
+            "serve index packages — add the file under `private` instead"
+        )
+    return Req(
+        name=NormalizedName(canonicalize_name(r.name)),
+        extras=frozenset(canonicalize_name(e) for e in r.extras),
+        specifier=r.specifier,
+        text=text,
+        parent=parent,
+    )
+
+
+def _pinned_version(req: Req) -> str | None:
+    specs = list(req.specifier)
+    if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
+        return specs[0].version
+    return None
+
+
+@dataclass
+class _State:
+    first_parent: dict[NormalizedName, Req] = field(default_factory=dict)
+    deps_cache: dict[tuple[NormalizedName, Version], Dependencies] = field(default_factory=dict)
+    unknown: dict[tuple[NormalizedName, str], str] = field(default_factory=dict)
+
+
+class _Provider(AbstractProvider):  # type: ignore[misc]
+    def __init__(self, env: Environment, catalog: Catalog, policy: Policy) -> None:
+        self.env = env
+        self.catalog = catalog
+        self.policy = policy
+        self.state = _State()
+        self.python_release = Release(NormalizedName(PYTHON), env.python_version(), ())
+
+    # -- resolvelib hooks -------------------------------------------------------------------
+
+    def identify(self, requirement_or_candidate: Req | Candidate) -> str:
+        if isinstance(requirement_or_candidate, Req):
+            return requirement_or_candidate.identifier
+        return identifier_of(requirement_or_candidate.name, requirement_or_candidate.extras)
+
+    def get_preference(
+        self,
+        identifier: str,
+        resolutions: Mapping[str, Candidate],
+        candidates: Mapping[str, Iterator[Candidate]],
+        information: Mapping[str, Iterator[Any]],
+        backtrack_causes: Sequence[Any],
+    ) -> tuple[bool, bool, bool, str]:
+        infos = list(information[identifier])
+        pinned = any(_pinned_version(i.requirement) for i in infos)
+        causes = {c.requirement.name for c in backtrack_causes}
+        return (identifier != PYTHON, not pinned, identifier not in causes, identifier)
+
+    def find_matches(
+        self,
+        identifier: str,
+        requirements: Mapping[str, Iterator[Req]],
+        incompatibilities: Mapping[str, Iterator[Candidate]],
+    ) -> Callable[[], Iterator[Candidate]]:
+        reqs = list(requirements[identifier])
+        bad = {c.version for c in incompatibilities[identifier]}
+        if identifier == PYTHON:
+            py = self.python_release
+            ok = all(py.version in r.specifier.filter([py.version], prereleases=True) for r in reqs)
+            cands = [Candidate(py, frozenset())] if ok else []
+            return lambda: iter(cands)
+        name = reqs[0].name
+        extras = frozenset().union(*(r.extras for r in reqs))
+        for r in reqs:
+            self.state.first_parent.setdefault(r.name, r)
+        return lambda: self._matches(name, extras, reqs, bad)
+
+    def _matches(
+        self, name: NormalizedName, extras: frozenset[str], reqs: list[Req], bad: set[Version]
+    ) -> Iterator[Candidate]:
+        pins = {p for r in reqs if (p := _pinned_version(r)) is not None}
+        locked = self.catalog.locked(name)
+        yielded: set[Version] = set()
+        if locked is not None and self._acceptable(locked, reqs, bad, pins, prerelease_ok=True):
+            yielded.add(locked.version)
+            yield Candidate(locked, extras)
+        try:
+            releases = self.catalog.releases(name)
+        except ProjectNotFoundError as exc:
+            raise BuildError(self._not_found_message(exc, reqs)) from None
+        explicit_pre = any(r.specifier.prereleases for r in reqs)
+        allow_pre = self.policy.prereleases == "allow" or (
+            self.policy.prereleases == "if-needed" and explicit_pre
+        )
+        ordered = self._ordered(releases, reqs, bad, pins, prerelease_ok=allow_pre)
+        if not ordered and self.policy.prereleases == "if-needed":
+            # PEP 440: prereleases are acceptable when they are the only match.
+            ordered = self._ordered(releases, reqs, bad, pins, prerelease_ok=True)
+        for rel in ordered:
+            if rel.version not in yielded:
+                yield Candidate(rel, extras)
+
+    def _ordered(
+        self,
+        releases: Sequence[Release],
+        reqs: list[Req],
+        bad: set[Version],
+        pins: set[str],
+        *,
+        prerelease_ok: bool,
+    ) -> list[Release]:
+        with_wheel: list[Release] = []
+        source_only: list[Release] = []
+        for rel in releases:
+            if not self._acceptable(rel, reqs, bad, pins, prerelease_ok=prerelease_ok):
+                continue
+            wheels, _ = usable_files(rel, self.env, allow_yanked=self._yank_ok(rel, pins))
+            (with_wheel if wheels else source_only).append(rel)
+        with_wheel.sort(key=lambda r: r.version, reverse=True)
+        source_only.sort(key=lambda r: r.version, reverse=True)
+        return with_wheel + source_only
+
+    def _yank_ok(self, rel: Release, pins: set[str]) -> bool:
+        if self.policy.yanked != "pinned":
+            return False
+        return any(Version(p) == rel.version for p in pins if _parses(p))
+
+    def _acceptable(
+        self,
+        rel: Release,
+        reqs: list[Req],
+        bad: set[Version],
+        pins: set[str],
+        *,
+        prerelease_ok: bool,
+    ) -> bool:
+        if rel.version in bad:
+            return False
+        if rel.version.is_prerelease and not prerelease_ok and self.policy.prereleases != "allow":
+            return False
+        if self.policy.prereleases == "never" and rel.version.is_prerelease:
+            return False
+        for r in reqs:
+            if not r.specifier.contains(rel.version, prereleases=True):
+                return False
+        wheels, sdists = usable_files(rel, self.env, allow_yanked=self._yank_ok(rel, pins))
+        return bool(wheels or sdists)
+
+    def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
+        if requirement.name == PYTHON:
+            return requirement.specifier.contains(candidate.version, prereleases=True)
+        return requirement.specifier.contains(candidate.version, prereleases=True)
+
+    def get_dependencies(self, candidate: Candidate) -> list[Req]:
+        if candidate.name == PYTHON:
+            return []
+        deps = self.dependencies(candidate.release)
+        parent = f"{candidate.name} {candidate.version}"
+        out: list[Req] = []
+        if candidate.extras:
+            # The extras candidate pins its base so both resolve to the same version.
+            out.append(
+                Req(
+                    candidate.name,
+                    frozenset(),
+                    SpecifierSet(f"=={candidate.version}"),
+                    f"{candidate.name}=={candidate.version}",
+                    parent,
+                )
+            )
+        elif deps.requires_python:
+            try:
+                spec = SpecifierSet(deps.requires_python)
+            except ValueError:
+                spec = None
+            if spec is not None:
+                out.append(
+                    Req(
+                        NormalizedName(PYTHON),
+                        frozenset(),
+                        spec,
+                        f"Requires-Python {deps.requires_python}",
+                        parent,
+                    )
+                )
+        for text in deps.requires_dist:
+            try:
+                r = Requirement(text)
+            except ValueError:
+                continue  # recorded as a metadata problem when the metadata was read
+            if candidate.extras:
+                wanted = any(evaluate_marker(r.marker, self.env, e) for e in candidate.extras)
+            else:
+                wanted = evaluate_marker(r.marker, self.env, "")
+            if wanted:
+                out.append(to_req(text, parent))
+        self.catalog.prefetch(r.name for r in out if r.name != PYTHON)
+        return out
+
+    def dependencies(self, release: Release) -> Dependencies:
+        key = (release.name, release.version)
+        cached = self.state.deps_cache.get(key)
+        if cached is not None:
+            return cached
+        wheels, sdists = usable_files(release, self.env, allow_yanked=True)
+        source = wheels[0] if wheels else (sdists[0] if sdists else None)
+        if source is None:
+            deps = Dependencies((), None)
+        else:
+            deps = self.catalog.dependencies(release, source)
+        if not deps.known:
+            self.state.unknown[(release.name, str(release.version))] = deps.source
+        self.state.deps_cache[key] = deps
+        return deps
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def chain(self, name: NormalizedName) -> str:
+        parts: list[str] = []
+        seen: set[str] = set()
+        current: str = name
+        while current not in seen:
+            seen.add(current)
+            req = self.state.first_parent.get(NormalizedName(current))
+            if req is None:
+                break
+            parts.append(f"{req.text!r} (required by {req.parent})")
+            if req.parent == SPEC:
+                break
+            current = req.parent.split(" ", 1)[0]
+        return " ← ".join(parts)
+
+    def _not_found_message(self, exc: ProjectNotFoundError, reqs: list[Req]) -> str:
+        return (
+            f"environment {self.env.name!r}: project {exc.name!r} not found on {exc.where}; "
+            f"needed by {self.chain(exc.name) or reqs[0].text}: check the name, or add an "
+            "upstream that has it"
+        )
+
+
+def _parses(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
+def resolve(
+    env: Environment,
+    requirements: Sequence[str],
+    catalog: Catalog,
+    policy: Policy,
+    *,
+    parent: str = SPEC,
+    reporter: BaseReporter | None = None,
+) -> Resolution:
+    """Resolve ``requirements`` for ``env``; raise BuildError naming the conflict."""
+    reqs = []
+    for text in requirements:
+        r = Requirement(text)
+        if evaluate_marker(r.marker, env, ""):
+            reqs.append(to_req(text, parent))
+    provider = _Provider(env, catalog, policy)
+    resolver = Resolver(provider, reporter or BaseReporter())
+    try:
+        result = resolver.resolve(reqs, max_rounds=20000)
+    except ResolutionImpossible as exc:
+        raise BuildError(_impossible_message(env, exc, provider)) from None
+    except ResolutionTooDeep:
+        raise BuildError(
+            f"environment {env.name!r}: resolution did not converge after 20000 rounds; "
+            "pin some requirements more tightly"
+        ) from None
+    pins: dict[NormalizedName, Release] = {}
+    extras: dict[NormalizedName, set[str]] = {}
+    for cand in result.mapping.values():
+        if cand.name == PYTHON:
+            continue
+        pins[cand.name] = cand.release
+        extras.setdefault(cand.name, set()).update(cand.extras)
+    edges: set[Edge] = {Edge(parent, r.name, r.text) for r in reqs}
+    for cand in result.mapping.values():
+        if cand.name == PYTHON:
+            continue
+        for dep in provider.get_dependencies(cand):
+            if dep.name in pins and dep.name != cand.name:
+                edges.add(Edge(cand.name, dep.name, dep.text))
+    unknown = tuple(
+        sorted(
+            (n, v, src)
+            for (n, v), src in provider.state.unknown.items()
+            if n in pins and str(pins[n].version) == v
+        )
+    )
+    return Resolution(
+        pins=dict(sorted(pins.items())),
+        extras={k: frozenset(v) for k, v in sorted(extras.items()) if v},
+        edges=tuple(sorted(edges, key=lambda e: (e.parent, e.child, e.requirement))),
+        unknown=unknown,
+        dependencies={n: provider.dependencies(rel) for n, rel in pins.items()},
+    )
+
+
+def _impossible_message(env: Environment, exc: ResolutionImpossible, provider: _Provider) -> str:
+    causes = list(exc.causes)
+    by_name: dict[str, list[str]] = {}
+    for info in causes:
+        req: Req = info.requirement
+        who = info.parent
+        parent = f"{who.name} {who.version}" if who is not None else SPEC
+        label = "Python " + str(env.python_version()) if req.name == PYTHON else req.name
+        by_name.setdefault(label, []).append(f"{req.text} (required by {parent})")
+    parts = [f"{name}: " + ", ".join(sorted(set(texts))) for name, texts in sorted(by_name.items())]
+    return (
+        f"environment {env.name!r} (Python {env.python}, {env.platform}): no set of versions "
+        f"satisfies these constraints — {'; '.join(parts)}: relax a requirement, or remove the "
+        "environment that cannot have it"
+    )

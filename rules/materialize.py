@@ -1,0 +1,75 @@
+"""A tree manifest (relative path -> blob digest) made real as a generation directory.
+
+Entries become relative symlinks into ``store/objects`` (or copies / hard links for
+filesystems and OSes without symlinks). The tree is built under a temporary name next to
+its final place and renamed into place only when complete, so no reader ever sees half a
+generation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from rules.errors import RuleError
+from store.digest import Digest
+from store.objects import Store
+
+Mode = Literal["symlink", "copy", "hardlink"]
+
+_SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+!~-]*$")
+
+
+def check_entry_path(rel: str) -> PurePosixPath:
+    """Refuse any manifest path that could leave the generation (``..``, absolute, odd chars)."""
+    path = PurePosixPath(rel)
+    if path.is_absolute() or not path.parts or not all(_SAFE_PART.match(p) for p in path.parts):
+        raise RuleError(f"refusing unsafe path {rel!r} in a generation manifest")
+    return path
+
+
+def materialize(
+    store: Store, entries: Mapping[str, Digest], final: Path, *, mode: Mode = "symlink"
+) -> None:
+    """Create directory ``final`` holding ``entries``; atomic: all or nothing."""
+    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        for rel in sorted(entries):
+            target = tmp.joinpath(*check_entry_path(rel).parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            blob = store.path(entries[rel])
+            if mode == "symlink":
+                # Relative to the FINAL location: tmp and final sit at the same depth.
+                link_dir = final.joinpath(*PurePosixPath(rel).parts[:-1])
+                os.symlink(os.path.relpath(blob, link_dir), target)
+            elif mode == "hardlink":
+                os.link(blob, target)
+            else:
+                shutil.copyfile(blob, target)
+                target.chmod(0o444)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def switch_index(mirror: Path, generation: Path) -> None:
+    """Point ``mirror/index`` at ``generation`` atomically (a new symlink renamed over it)."""
+    link = mirror / "index"
+    tmp = mirror / f".index.tmp-{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(os.path.relpath(generation, mirror), tmp)
+    tmp.replace(link)
+    fd = os.open(mirror, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
