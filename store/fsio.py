@@ -84,8 +84,9 @@ def make_dir(path: Path) -> None:
     """Create ``path`` (and its parents) if missing, durably, translating write errors."""
     if path.is_dir():
         return
+    make_dir(path.parent)  # each new level's entry is made durable in its parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(exist_ok=True)
     except OSError as exc:
         raise write_error(exc, path) from exc
     fsync_dir(path.parent)

@@ -4,20 +4,11 @@ Callers compute the live set from the roots (:func:`live_from_roots`, plus anyth
 running build holds) and call :func:`collect` while holding the store's exclusive lock
 (``store.lock().exclusive()``), so no build writes while the sweep runs.
 
-Manifest format. A manifest is a blob holding a JSON object (canonical JSON when Morgan
-writes it)::
-
-    {"objects": ["blake3:<hex>", ...], "manifests": ["blake3:<hex>", ...], ...}
-
-``objects`` (required) lists every blob the manifest keeps alive; ``manifests`` (optional)
-lists further manifests whose contents are live too, followed recursively. Other keys are
-the owner's business and are ignored here. A manifest is live with everything it lists; a
-malformed or missing manifest is an error, because guessing would delete live blobs.
+What a root keeps alive is defined by its manifest: see :mod:`store.manifests`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable
@@ -28,6 +19,7 @@ from store import fsio
 from store.actions import ActionCache, record_digests
 from store.digest import Digest
 from store.errors import MissingObjectError, StoreError
+from store.manifests import manifest_digests
 from store.objects import Store
 from store.roots import roots
 
@@ -56,23 +48,20 @@ class GcReport:
         """All bytes freed: objects, action entries and stale temp files."""
         return self.object_bytes + self.action_bytes + self.temp_bytes
 
-
-def manifest_digests(store: Store, manifest_digest: Digest) -> frozenset[Digest]:
-    """The manifest itself, every object it lists, and the same for nested manifests.
-
-    Raises :class:`StoreError` naming the manifest if it is missing or malformed.
-    """
-    live: set[Digest] = set()
-    pending = [manifest_digest]
-    while pending:
-        digest = pending.pop()
-        if digest in live:
-            continue
-        live.add(digest)
-        objects, nested = _read_manifest(store, digest)
-        live.update(objects)
-        pending.extend(nested)
-    return frozenset(live)
+    def to_json(self) -> dict[str, object]:
+        """The report as plain JSON values (digests as ``"blake3:<hex>"`` text)."""
+        return {
+            "dry_run": self.dry_run,
+            "bytes_freed": self.bytes_freed,
+            "objects": {
+                "deleted": [str(d) for d in self.deleted_objects],
+                "bytes": self.object_bytes,
+                "kept": self.kept_objects,
+            },
+            "actions": {"deleted": list(self.deleted_actions), "bytes": self.action_bytes},
+            "temp": {"deleted": list(self.deleted_temp), "bytes": self.temp_bytes},
+            "missing_live": [str(d) for d in self.missing_live],
+        }
 
 
 def live_from_roots(store: Store) -> frozenset[Digest]:
@@ -84,36 +73,6 @@ def live_from_roots(store: Store) -> frozenset[Digest]:
         except StoreError as exc:
             raise StoreError(f"GC root {name!r}: {exc}") from exc
     return frozenset(live)
-
-
-def _read_manifest(store: Store, digest: Digest) -> tuple[list[Digest], list[Digest]]:
-    try:
-        data = json.loads(store.read_bytes(digest).decode("utf-8"))
-    except MissingObjectError as exc:
-        raise StoreError(
-            f"manifest {digest} is missing: restore it (import or rebuild) or remove its root;"
-            " nothing is collected until then"
-        ) from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"manifest {digest} is not JSON ({exc}): nothing is collected") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
-        raise StoreError(
-            f"manifest {digest} has no 'objects' list: it is not a manifest; nothing is collected"
-        )
-    return _digest_list(digest, data, "objects"), _digest_list(digest, data, "manifests")
-
-
-def _digest_list(manifest: Digest, data: dict[str, object], key: str) -> list[Digest]:
-    items = data.get(key, [])
-    if not isinstance(items, list):
-        raise StoreError(f"manifest {manifest}: {key!r} must be a list of digests")
-    result = []
-    for item in items:
-        try:
-            result.append(Digest.parse(item if isinstance(item, str) else repr(item)))
-        except ValueError as exc:
-            raise StoreError(f"manifest {manifest}: {key!r}: {exc}") from exc
-    return result
 
 
 def collect(
@@ -201,3 +160,6 @@ def _unlink(path: Path) -> None:
         return
     except OSError as exc:
         raise fsio.write_error(exc, path) from exc
+
+
+__all__ = ["DEFAULT_GRACE_SECONDS", "GcReport", "collect", "live_from_roots", "manifest_digests"]

@@ -117,10 +117,28 @@ class Store:
         expect_sha256: str | None = None,
         expect_size: int | None = None,
     ) -> Blob:
-        """Store ``data`` (see :meth:`put_stream` for the checks and errors)."""
+        """Store ``data`` (see :meth:`put_stream` for the checks and errors).
+
+        Content already present is not written again: re-storing an unchanged page costs
+        one hash and one ``stat``.
+        """
+        want_sha256 = _check_sha256(expect_sha256)
+        sha256 = hashlib.sha256(data).hexdigest()
+        blob = Blob(Digest.of(data), len(data), sha256)
+        matches = (expect_size is None or expect_size == blob.size) and (
+            want_sha256 is None or want_sha256 == sha256
+        )
+        if matches and self._holds(blob):
+            return blob
         return self.put_stream(
             io.BytesIO(data), expect_sha256=expect_sha256, expect_size=expect_size
         )
+
+    def _holds(self, blob: Blob) -> bool:
+        try:
+            return self.path(blob.digest).stat().st_size == blob.size
+        except FileNotFoundError:
+            return False
 
     def _link_into_place(self, tmp: Path, blob: Blob) -> None:
         target = self.path(blob.digest)
@@ -131,7 +149,7 @@ class Store:
             except FileExistsError:
                 # Same name, same content -- unless an earlier object was truncated on disk;
                 # a size check is free, so such a blob is repaired here by replacing it.
-                if target.stat().st_size == blob.size:
+                if self._holds(blob):
                     return
                 tmp.replace(target)
             except OSError as exc:

@@ -271,3 +271,18 @@ def test_filesystem_without_hard_links_falls_back_to_rename(
     assert store.read_bytes(blob.digest) == b"no links here"
     assert stat.S_IMODE(store.path(blob.digest).stat().st_mode) == 0o444
     assert files_under(store.tmp_dir) == []
+
+
+def test_put_bytes_of_present_content_writes_nothing(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob = store.put_bytes(b"rendered page")
+
+    def create_temp(tmp_dir: Path) -> tuple[int, Path]:
+        raise AssertionError("no write expected for content already stored")
+
+    monkeypatch.setattr(fsio, "create_temp", create_temp)
+    assert store.put_bytes(b"rendered page") == blob
+    # expectations are still checked on the short path
+    with pytest.raises(AssertionError, match="no write expected"):
+        store.put_bytes(b"rendered page", expect_size=3)
