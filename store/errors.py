@@ -13,3 +13,15 @@ class IntegrityError(StoreError):
 
 class MissingObjectError(StoreError):
     """A digest was asked for that the store does not hold."""
+
+
+class DiskFullError(StoreError):
+    """The filesystem holding the store ran out of space (or quota) during a write."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """The store cannot be written: read-only filesystem or no permission."""
+
+
+class LockedError(StoreError):
+    """The store lock could not be taken before the timeout; names the holder's pid."""

@@ -1,0 +1,80 @@
+"""Content digests (``blake3:<hex>``) and the canonical JSON they are computed over."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import blake3
+
+ALGORITHM = "blake3"
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Digest:
+    """The content address of a blob: an algorithm name and a lowercase hex digest.
+
+    Only ``blake3`` with 64 lowercase hex digits is valid; anything else raises
+    ``ValueError`` at construction, so a ``Digest`` is always safe to use in a path.
+    """
+
+    algorithm: str
+    hex: str
+
+    def __post_init__(self) -> None:
+        if self.algorithm != ALGORITHM:
+            raise ValueError(
+                f"unsupported digest algorithm {self.algorithm!r}: only {ALGORITHM!r} is used"
+            )
+        if not _HEX.fullmatch(self.hex):
+            raise ValueError(
+                f"bad {ALGORITHM} digest {self.hex!r}: expected 64 lowercase hex digits"
+            )
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """Parse ``"blake3:<64 hex>"``; raise ``ValueError`` naming ``text`` otherwise."""
+        algorithm, sep, hex_ = text.partition(":")
+        if not sep or algorithm != ALGORITHM or not _HEX.fullmatch(hex_):
+            raise ValueError(
+                f"not a digest: {text!r} — expected '{ALGORITHM}:' and 64 lowercase hex digits"
+            )
+        return cls(algorithm, hex_)
+
+    @classmethod
+    def of(cls, data: bytes) -> Digest:
+        """The digest of ``data``."""
+        return cls(ALGORITHM, blake3_hex(data))
+
+
+def canonical_json(value: object) -> bytes:
+    """Serialize ``value`` deterministically: sorted keys, no whitespace, UTF-8, no NaN.
+
+    :class:`Digest` values are written as their ``"blake3:<hex>"`` text. Anything else that
+    is not plain JSON (dict with str keys, list, tuple, str, int, float, bool, None) raises
+    ``TypeError``.
+    """
+    return json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=_to_json,
+    ).encode("utf-8")
+
+
+def _to_json(value: object) -> str:
+    if isinstance(value, Digest):
+        return str(value)
+    raise TypeError(f"canonical_json cannot encode {type(value).__name__}: {value!r}")
+
+
+def blake3_hex(data: bytes) -> str:
+    """The blake3 digest of ``data`` as 64 lowercase hex digits."""
+    return str(blake3.blake3(data).hexdigest())

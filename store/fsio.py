@@ -1,0 +1,119 @@
+"""The store's low-level filesystem writes, and how their failures read to a user.
+
+Every byte the store writes goes through :func:`write_all`, so tests can replace it to
+inject ``OSError(ENOSPC)``; every ``OSError`` met while writing becomes a
+:class:`~store.errors.StoreError` through :func:`write_error`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from pathlib import Path
+
+from store.errors import DiskFullError, ReadOnlyStoreError, StoreError
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
+# fsync of a directory is refused by some filesystems (network and FUSE ones); the data
+# itself was already fsynced, so there is nothing to retry and nothing lost by going on.
+_DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.EBADF}
+
+TEMP_SUFFIX = ".tmp"
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def write_error(exc: OSError, path: Path) -> StoreError:
+    """The one-line store error for ``exc``, met while writing ``path``."""
+    if exc.errno in _DISK_FULL:
+        return DiskFullError(f"disk full while writing to {path}: free space or move the store")
+    if exc.errno in _READ_ONLY:
+        return ReadOnlyStoreError(
+            f"cannot write to {path}: {exc.strerror} (the store is read-only):"
+            " make it writable or use a store on a writable filesystem"
+        )
+    return StoreError(f"cannot write to {path}: {exc.strerror or exc}")
+
+
+def create_temp(tmp_dir: Path) -> tuple[int, Path]:
+    """Create a new, empty, uniquely named file in ``tmp_dir``; return its fd and path.
+
+    The name carries the pid (for a person looking at a stale file) and a random token, so
+    concurrent writers in any process never share a file.
+    """
+    path = tmp_dir / f"{os.getpid()}-{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    try:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise write_error(exc, path) from exc
+    return fd, path
+
+
+def discard(path: Path) -> None:
+    """Remove a temporary file that may already be gone."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the directory entries of ``path`` durable (after a link or rename into it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise write_error(exc, path) from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _DIR_FSYNC_UNSUPPORTED:
+            raise write_error(exc, path) from exc
+    finally:
+        os.close(fd)
+
+
+def make_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) if missing, durably, translating write errors."""
+    if path.is_dir():
+        return
+    make_dir(path.parent)  # each new level's entry is made durable in its parent
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise write_error(exc, path) from exc
+    fsync_dir(path.parent)
+
+
+def atomic_write(tmp_dir: Path, target: Path, data: bytes, *, mode: int = 0o444) -> None:
+    """Replace ``target`` with ``data`` atomically: readers see the old or the new file.
+
+    Writes a temp file in ``tmp_dir`` (same filesystem), fsyncs it, sets ``mode``, renames it
+    over ``target`` and fsyncs the directory. On any failure the temp file is removed and
+    ``target`` is untouched.
+    """
+    fd, tmp = create_temp(tmp_dir)
+    done = False
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        make_dir(target.parent)
+        tmp.replace(target)
+        done = True
+    except OSError as exc:
+        raise write_error(exc, target) from exc
+    finally:
+        if not done:
+            discard(tmp)
+    fsync_dir(target.parent)

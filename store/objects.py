@@ -1,0 +1,294 @@
+"""The blob store: immutable blake3-addressed files under ``objects/ab/<hex>``.
+
+Write protocol (git / Nix / Bazel): stream into a uniquely named file in ``tmp/`` (same
+filesystem), hashing blake3 and sha256 in the same pass with fixed-size chunks, so memory
+stays constant for any size; check the expected size and sha256; fsync; ``chmod 0444``;
+hard-link into ``objects/ab/<hex>`` (an existing object has the same content: success);
+remove the temp file; fsync the directory. A reader therefore sees a complete object or
+none, and a killed writer leaves only a temp file, which :func:`store.gc.collect` removes
+once it is older than the grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import blake3
+
+from store import fsio
+from store.digest import ALGORITHM, Digest
+from store.errors import IntegrityError, MissingObjectError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRead
+
+    from store.lock import StoreLock
+
+CHUNK_SIZE = 1 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_FANOUT = re.compile(r"[0-9a-f]{2}")
+# link() is refused by filesystems without hard links; rename() is then the atomic move.
+_NO_HARDLINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """A stored object: its content address, size in bytes and sha256 (lowercase hex)."""
+
+    digest: Digest
+    size: int
+    sha256: str
+
+
+class Store:
+    """A content-addressed store rooted at ``root`` (``<mirror>/store``).
+
+    Directories (``objects/``, ``tmp/``, ``actions/``, ``roots/``) are created on first
+    write, so opening a store never writes and a read-only store can still be read.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.root / "objects"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.root / "tmp"
+
+    def lock(self) -> StoreLock:
+        """The build/gc lock of this store (see :class:`store.lock.StoreLock`)."""
+        from store.lock import StoreLock
+
+        return StoreLock(self.root)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put_stream(
+        self,
+        readable: BinaryIO | SupportsRead[bytes],
+        *,
+        expect_sha256: str | None = None,
+        expect_size: int | None = None,
+    ) -> Blob:
+        """Store everything ``readable.read()`` yields, in constant memory; return the blob.
+
+        With ``expect_size`` / ``expect_sha256``, a stream that does not match raises
+        :class:`IntegrityError` ("expected sha256 X, got Y") and leaves nothing behind; a
+        stream longer than ``expect_size`` is abandoned as soon as that is known. Storing
+        content that is already present succeeds and returns the same blob. Write failures
+        raise ``DiskFullError``, ``ReadOnlyStoreError`` or ``StoreError``; an exception from
+        ``readable`` propagates unchanged. In every failure case no object appears and the
+        temp file is removed.
+        """
+        want_sha256 = _check_sha256(expect_sha256)
+        if expect_size is not None and expect_size < 0:
+            raise ValueError(f"expect_size must be >= 0, not {expect_size}")
+        fd, tmp = fsio.create_temp(self.tmp_dir)
+        try:
+            try:
+                blob = _stream_into(fd, tmp, readable, want_sha256, expect_size)
+                _sync_readonly(fd, tmp)
+            finally:
+                _close(fd, tmp)
+            self._link_into_place(tmp, blob)
+        finally:
+            fsio.discard(tmp)
+        return blob
+
+    def put_bytes(
+        self,
+        data: bytes,
+        *,
+        expect_sha256: str | None = None,
+        expect_size: int | None = None,
+    ) -> Blob:
+        """Store ``data`` (see :meth:`put_stream` for the checks and errors).
+
+        Content already present is not written again: re-storing an unchanged page costs
+        one hash and one ``stat``.
+        """
+        want_sha256 = _check_sha256(expect_sha256)
+        sha256 = hashlib.sha256(data).hexdigest()
+        blob = Blob(Digest.of(data), len(data), sha256)
+        matches = (expect_size is None or expect_size == blob.size) and (
+            want_sha256 is None or want_sha256 == sha256
+        )
+        if matches and self._holds(blob):
+            return blob
+        return self.put_stream(
+            io.BytesIO(data), expect_sha256=expect_sha256, expect_size=expect_size
+        )
+
+    def _holds(self, blob: Blob) -> bool:
+        try:
+            return self.path(blob.digest).stat().st_size == blob.size
+        except FileNotFoundError:
+            return False
+
+    def _link_into_place(self, tmp: Path, blob: Blob) -> None:
+        target = self.path(blob.digest)
+        fsio.make_dir(target.parent)
+        try:
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                # Same name, same content -- unless an earlier object was truncated on disk;
+                # a size check is free, so such a blob is repaired here by replacing it.
+                if self._holds(blob):
+                    return
+                tmp.replace(target)
+            except OSError as exc:
+                if exc.errno not in _NO_HARDLINKS:
+                    raise
+                tmp.replace(target)
+        except OSError as exc:
+            raise fsio.write_error(exc, target) from exc
+        fsio.fsync_dir(target.parent)
+
+    def remove(self, digest: Digest) -> int:
+        """Delete an object (for gc and repair); return the bytes freed (0 if absent)."""
+        path = self.path(digest)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise fsio.write_error(exc, path) from exc
+        return size
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def relpath(self, digest: Digest) -> str:
+        """``"objects/ab/<hex>"``: where the object lives, relative to :attr:`root`."""
+        return f"objects/{digest.hex[:2]}/{digest.hex}"
+
+    def path(self, digest: Digest) -> Path:
+        """The absolute path of the object (which may not exist)."""
+        return self.objects_dir / digest.hex[:2] / digest.hex
+
+    def has(self, digest: Digest) -> bool:
+        """Whether the store holds an object under ``digest`` (its content is not read)."""
+        return self.path(digest).is_file()
+
+    def __contains__(self, digest: object) -> bool:
+        return isinstance(digest, Digest) and self.has(digest)
+
+    def open(self, digest: Digest) -> BinaryIO:
+        """Open the object for reading; :class:`MissingObjectError` if it is absent."""
+        try:
+            return self.path(digest).open("rb")
+        except FileNotFoundError:
+            raise self._missing(digest) from None
+
+    def read_bytes(self, digest: Digest) -> bytes:
+        """The whole content of the object (for small blobs: pages, metadata, manifests)."""
+        with self.open(digest) as f:
+            return f.read()
+
+    def size(self, digest: Digest) -> int:
+        """The object's size in bytes; :class:`MissingObjectError` if it is absent."""
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            raise self._missing(digest) from None
+
+    def verify(self, digest: Digest) -> None:
+        """Re-hash the object; raise :class:`IntegrityError` if it does not match its name."""
+        hasher = blake3.blake3()
+        with self.open(digest) as f:
+            while chunk := f.read(CHUNK_SIZE):
+                hasher.update(chunk)
+        actual = hasher.hexdigest()
+        if actual != digest.hex:
+            raise IntegrityError(
+                f"object {digest} is corrupt: expected {digest}, got {ALGORITHM}:{actual}"
+                f" ({self.path(digest)}): delete it and fetch it again"
+            )
+
+    def __iter__(self) -> Iterator[Digest]:
+        """Every object's digest, sorted; stray files that are not objects are skipped."""
+        try:
+            fanouts = sorted(p for p in self.objects_dir.iterdir() if _FANOUT.fullmatch(p.name))
+        except FileNotFoundError:
+            return
+        for fanout in fanouts:
+            for entry in sorted(os.scandir(fanout), key=lambda e: e.name):
+                if entry.name.startswith(fanout.name) and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(ValueError):  # a stray file, not an object
+                        yield Digest(ALGORITHM, entry.name)
+
+    def _missing(self, digest: Digest) -> MissingObjectError:
+        return MissingObjectError(
+            f"object {digest} is missing from the store {self.root}: fetch or import it again"
+        )
+
+
+def _check_sha256(value: str | None) -> str | None:
+    if value is None:
+        return None
+    lowered = value.lower()
+    if not _SHA256.fullmatch(lowered):
+        raise ValueError(f"expect_sha256 {value!r} is not 64 hex digits")
+    return lowered
+
+
+def _stream_into(
+    fd: int,
+    tmp: Path,
+    readable: BinaryIO | SupportsRead[bytes],
+    expect_sha256: str | None,
+    expect_size: int | None,
+) -> Blob:
+    """Copy ``readable`` into ``fd`` chunk by chunk, hashing as it goes; check what was asked."""
+    b3 = blake3.blake3()
+    sha = hashlib.sha256()
+    size = 0
+    while chunk := readable.read(CHUNK_SIZE):
+        size += len(chunk)
+        if expect_size is not None and size > expect_size:
+            raise IntegrityError(
+                f"expected size {expect_size} bytes, got more than {expect_size} bytes"
+            )
+        b3.update(chunk)
+        sha.update(chunk)
+        try:
+            fsio.write_all(fd, chunk)
+        except OSError as exc:
+            raise fsio.write_error(exc, tmp) from exc
+    if expect_size is not None and size != expect_size:
+        raise IntegrityError(f"expected size {expect_size} bytes, got {size} bytes")
+    sha256 = sha.hexdigest()
+    if expect_sha256 is not None and sha256 != expect_sha256:
+        raise IntegrityError(f"expected sha256 {expect_sha256}, got {sha256}")
+    return Blob(Digest(ALGORITHM, b3.hexdigest()), size, sha256)
+
+
+def _close(fd: int, tmp: Path) -> None:
+    try:
+        os.close(fd)
+    except OSError as exc:  # NFS and quota filesystems report a full disk at close
+        raise fsio.write_error(exc, tmp) from exc
+
+
+def _sync_readonly(fd: int, tmp: Path) -> None:
+    try:
+        os.fsync(fd)
+        os.fchmod(fd, 0o444)
+    except OSError as exc:
+        raise fsio.write_error(exc, tmp) from exc

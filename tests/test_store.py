@@ -1,0 +1,288 @@
+"""The blob store: round trips, expectations, corruption, and write failures."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from store import fsio
+from store.digest import Digest
+from store.errors import DiskFullError, IntegrityError, MissingObjectError, ReadOnlyStoreError
+from store.objects import CHUNK_SIZE, Store
+
+
+def files_under(path: Path) -> list[str]:
+    """Every regular file below ``path``, relative, sorted ([] if ``path`` is missing)."""
+    if not path.exists():
+        return []
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+
+class PieceReader:
+    """A reader that hands out ``data`` in pieces of ``piece`` bytes, like a socket."""
+
+    def __init__(self, data: bytes, piece: int, fail_after: int | None = None) -> None:
+        self.data = data
+        self.piece = piece
+        self.pos = 0
+        self.fail_after = fail_after
+        self.calls = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+        n = self.piece if size < 0 else min(size, self.piece)
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += len(chunk)
+        return chunk
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
+
+
+def test_opening_a_store_writes_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    assert list(store) == []
+    assert not store.has(Digest.of(b"x"))
+    assert not (tmp_path / "store").exists()
+
+
+def test_round_trip(store: Store) -> None:
+    blob = store.put_bytes(b"hello")
+    assert blob.digest == Digest.of(b"hello")
+    assert blob.size == 5
+    assert blob.sha256 == hashlib.sha256(b"hello").hexdigest()
+    hex_ = blob.digest.hex
+    assert store.relpath(blob.digest) == f"objects/{hex_[:2]}/{hex_}"
+    assert store.path(blob.digest) == store.root / "objects" / hex_[:2] / hex_
+    assert store.read_bytes(blob.digest) == b"hello"
+    with store.open(blob.digest) as f:
+        assert f.read() == b"hello"
+    assert store.size(blob.digest) == 5
+    assert store.has(blob.digest)
+    assert blob.digest in store
+    assert list(store) == [blob.digest]
+    assert stat.S_IMODE(store.path(blob.digest).stat().st_mode) == 0o444
+    assert files_under(store.tmp_dir) == []
+
+
+def test_empty_blob(store: Store) -> None:
+    blob = store.put_bytes(b"", expect_size=0)
+    assert (blob.size, store.read_bytes(blob.digest)) == (0, b"")
+    assert str(blob.digest) == (
+        "blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+    )
+
+
+def test_put_is_idempotent_and_keeps_the_first_file(store: Store) -> None:
+    first = store.put_bytes(b"same")
+    inode = store.path(first.digest).stat().st_ino
+    second = store.put_stream(io.BytesIO(b"same"))
+    assert second == first
+    assert store.path(first.digest).stat().st_ino == inode
+    assert files_under(store.root / "objects") == [store.relpath(first.digest)[len("objects/") :]]
+    assert files_under(store.tmp_dir) == []
+
+
+def test_stream_of_many_chunks_from_a_short_reading_source(store: Store) -> None:
+    data = bytes(range(256)) * (CHUNK_SIZE * 3 // 256 + 77)
+    blob = store.put_stream(
+        PieceReader(data, 65_536),
+        expect_size=len(data),
+        expect_sha256=hashlib.sha256(data).hexdigest().upper(),  # case does not matter
+    )
+    assert blob.digest == Digest.of(data)
+    assert blob.size == len(data)
+    assert store.read_bytes(blob.digest) == data
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"expect_size": 11}, "expected size 11 bytes, got 10 bytes"),
+        ({"expect_size": 9}, "expected size 9 bytes, got more than 9 bytes"),
+        (
+            {"expect_sha256": "0" * 64},
+            f"expected sha256 {'0' * 64}, got {hashlib.sha256(b'0123456789').hexdigest()}",
+        ),
+    ],
+)
+def test_mismatch_names_both_values_and_leaves_nothing(
+    store: Store, kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(IntegrityError) as exc:
+        store.put_stream(io.BytesIO(b"0123456789"), **kwargs)  # type: ignore[arg-type]
+    assert str(exc.value) == message
+    assert files_under(store.root / "objects") == []
+    assert files_under(store.tmp_dir) == []
+
+
+def test_overlong_stream_is_abandoned_without_reading_it_all(store: Store) -> None:
+    reader = PieceReader(b"x" * (10 * CHUNK_SIZE), CHUNK_SIZE)
+    with pytest.raises(IntegrityError, match=r"^expected size 100 bytes, got more than 100 bytes$"):
+        store.put_stream(reader, expect_size=100)
+    assert reader.calls == 1
+    assert files_under(store.tmp_dir) == []
+
+
+def test_bad_expectations_are_programming_errors(store: Store) -> None:
+    with pytest.raises(ValueError, match=r"^expect_sha256 'abc' is not 64 hex digits$"):
+        store.put_bytes(b"x", expect_sha256="abc")
+    with pytest.raises(ValueError, match=r"^expect_size must be >= 0, not -1$"):
+        store.put_bytes(b"x", expect_size=-1)
+
+
+def test_reader_failure_propagates_unchanged_and_leaves_nothing(store: Store) -> None:
+    reader = PieceReader(b"y" * 1000, 100, fail_after=3)
+    with pytest.raises(ConnectionResetError) as exc:
+        store.put_stream(reader)
+    assert exc.value.errno == errno.ECONNRESET
+    assert files_under(store.root / "objects") == []
+    assert files_under(store.tmp_dir) == []
+
+
+def test_missing_object_is_named(store: Store) -> None:
+    digest = Digest.of(b"never stored")
+    expected = f"object {digest} is missing from the store {store.root}: fetch or import it again"
+    for call in (store.open, store.read_bytes, store.size, store.verify):
+        with pytest.raises(MissingObjectError) as exc:
+            call(digest)
+        assert str(exc.value) == expected
+
+
+def test_verify_reports_a_flipped_byte(store: Store) -> None:
+    blob = store.put_bytes(b"precious content")
+    store.verify(blob.digest)  # intact: no error
+    path = store.path(blob.digest)
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[3] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError) as exc:
+        store.verify(blob.digest)
+    assert str(exc.value) == (
+        f"object {blob.digest} is corrupt: expected {blob.digest}, got {Digest.of(bytes(data))}"
+        f" ({path}): delete it and fetch it again"
+    )
+
+
+def test_a_truncated_object_is_repaired_by_storing_it_again(store: Store) -> None:
+    blob = store.put_bytes(b"0123456789")
+    path = store.path(blob.digest)
+    path.chmod(0o644)
+    path.write_bytes(b"01234")
+    assert store.put_bytes(b"0123456789") == blob
+    store.verify(blob.digest)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+
+
+def test_remove_returns_bytes_freed(store: Store) -> None:
+    blob = store.put_bytes(b"abcdef")
+    assert store.remove(blob.digest) == 6
+    assert not store.has(blob.digest)
+    assert store.remove(blob.digest) == 0
+
+
+def test_iteration_is_sorted_and_skips_stray_files(store: Store) -> None:
+    digests = [store.put_bytes(bytes([i]) * 10).digest for i in range(20)]
+    (store.root / "objects" / "zz").mkdir()
+    (store.root / "objects" / "zz" / "junk").write_text("x")
+    fanout = store.path(digests[0]).parent
+    (fanout / "README").write_text("x")
+    (fanout / (fanout.name + "not-hex")).write_text("x")
+    assert list(store) == sorted(digests)
+
+
+# -- write failures -------------------------------------------------------------------------
+
+
+def _fail_on_second_write(code: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    real = fsio.write_all
+    calls: list[int] = []
+
+    def write_all(fd: int, data: bytes | memoryview) -> None:
+        calls.append(len(data))
+        if len(calls) == 2:
+            raise OSError(code, os.strerror(code))
+        real(fd, data)
+
+    monkeypatch.setattr(fsio, "write_all", write_all)
+    return calls
+
+
+def test_disk_full_mid_stream(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fail_on_second_write(errno.ENOSPC, monkeypatch)
+    with pytest.raises(DiskFullError) as exc:
+        store.put_stream(PieceReader(b"z" * (3 * CHUNK_SIZE), CHUNK_SIZE))
+    assert calls == [CHUNK_SIZE, CHUNK_SIZE]
+    assert re.fullmatch(
+        rf"disk full while writing to {re.escape(str(store.tmp_dir))}/\d+-[0-9a-f]{{16}}\.tmp:"
+        r" free space or move the store",
+        str(exc.value),
+    )
+    assert files_under(store.root / "objects") == []
+    assert files_under(store.tmp_dir) == []
+
+
+def test_read_only_store(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fail_on_second_write(errno.EROFS, monkeypatch)
+    with pytest.raises(ReadOnlyStoreError) as exc:
+        store.put_stream(PieceReader(b"z" * (2 * CHUNK_SIZE), CHUNK_SIZE))
+    assert re.fullmatch(
+        rf"cannot write to {re.escape(str(store.tmp_dir))}/\S+\.tmp: Read-only file system"
+        r" \(the store is read-only\): make it writable or use a store on a writable filesystem",
+        str(exc.value),
+    )
+    assert files_under(store.root / "objects") == []
+    assert files_under(store.tmp_dir) == []
+
+
+def test_disk_full_when_linking_into_place(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def link(src: object, dst: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", link)
+    with pytest.raises(DiskFullError) as exc:
+        store.put_bytes(b"data")
+    target = store.path(Digest.of(b"data"))
+    assert str(exc.value) == f"disk full while writing to {target}: free space or move the store"
+    assert files_under(store.root / "objects") == []
+    assert files_under(store.tmp_dir) == []
+
+
+def test_filesystem_without_hard_links_falls_back_to_rename(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def link(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", link)
+    blob = store.put_bytes(b"no links here")
+    assert store.read_bytes(blob.digest) == b"no links here"
+    assert stat.S_IMODE(store.path(blob.digest).stat().st_mode) == 0o444
+    assert files_under(store.tmp_dir) == []
+
+
+def test_put_bytes_of_present_content_writes_nothing(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob = store.put_bytes(b"rendered page")
+
+    def create_temp(tmp_dir: Path) -> tuple[int, Path]:
+        raise AssertionError("no write expected for content already stored")
+
+    monkeypatch.setattr(fsio, "create_temp", create_temp)
+    assert store.put_bytes(b"rendered page") == blob
+    # expectations are still checked on the short path
+    with pytest.raises(AssertionError, match="no write expected"):
+        store.put_bytes(b"rendered page", expect_size=3)

@@ -1,0 +1,106 @@
+"""The action cache: stable keys, atomic entries, corrupt entries are misses."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from store import fsio
+from store.actions import ActionCache, action_key, record_digests
+from store.digest import Digest, blake3_hex
+from store.errors import DiskFullError
+from store.objects import Store
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> ActionCache:
+    return ActionCache(Store(tmp_path / "store"))
+
+
+def test_action_key_is_blake3_of_canonical_json() -> None:
+    key = action_key("fetch", 2, {"url": "u", "size": 3}, {"page": "blake3:" + "a" * 64})
+    expected = blake3_hex(
+        b'{"inputs":{"page":"blake3:' + b"a" * 64 + b'"},"kind":"fetch",'
+        b'"params":{"size":3,"url":"u"},"version":2}'
+    )
+    assert key == expected
+    assert key == action_key("fetch", 2, {"size": 3, "url": "u"}, {"page": "blake3:" + "a" * 64})
+    assert key != action_key("fetch", 3, {"size": 3, "url": "u"}, {"page": "blake3:" + "a" * 64})
+
+
+def test_round_trip(cache: ActionCache) -> None:
+    key = action_key("render", 1, {}, {})
+    assert cache.get(key) is None
+    record = {"outputs": {"html": "blake3:" + "b" * 64}, "note": "é"}
+    cache.put(key, record)
+    assert cache.get(key) == record
+    assert key in cache
+    assert cache.keys() == [key]
+    assert cache.path(key) == cache.store.root / "actions" / key[:2] / key
+    cache.put(key, {"outputs": {}})  # a later put replaces the entry
+    assert cache.get(key) == {"outputs": {}}
+    assert cache.remove(key) == len(b'{"outputs":{}}')
+    assert cache.get(key) is None
+    assert cache.remove(key) == 0
+    assert list((cache.store.root / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b"\xff\xfe", b"[1, 2]", b'"text"'])
+def test_a_corrupt_entry_is_a_miss(cache: ActionCache, content: bytes) -> None:
+    key = "c" * 64
+    cache.put(key, {"ok": True})
+    path = cache.path(key)
+    path.chmod(0o644)
+    path.write_bytes(content)
+    assert cache.get(key) is None
+    assert cache.get_complete(key) is None
+
+
+def test_get_complete_needs_every_named_blob(cache: ActionCache) -> None:
+    present = cache.store.put_bytes(b"present").digest
+    absent = Digest.of(b"absent")
+    cache.put("1" * 64, {"outputs": [str(present)]})
+    cache.put("2" * 64, {"outputs": {"a": str(present), "b": [{"c": str(absent)}]}})
+    assert cache.get_complete("1" * 64) == {"outputs": [str(present)]}
+    assert cache.get_complete("2" * 64) is None
+    assert cache.get("2" * 64) is not None
+
+
+def test_record_digests_finds_digests_at_any_depth() -> None:
+    a, b = Digest.of(b"a"), Digest.of(b"b")
+    record = {"x": str(a), "y": [{"z": (str(b), "blake3:nope")}, 3, None], "w": "text"}
+    assert record_digests(record) == {a, b}
+
+
+def test_keys_must_be_hex(cache: ActionCache) -> None:
+    with pytest.raises(ValueError, match=r"^bad action key '\.\./\.\./x': expected 64 lowercase"):
+        cache.put("../../x", {})
+    assert "../../x" not in cache
+
+
+def test_a_record_that_is_not_json_is_refused_and_leaves_nothing(cache: ActionCache) -> None:
+    with pytest.raises(TypeError, match=r"^canonical_json cannot encode"):
+        cache.put("d" * 64, {"x": object()})
+    assert cache.keys() == []
+
+
+def test_disk_full_keeps_the_previous_entry(
+    cache: ActionCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "e" * 64
+    cache.put(key, {"generation": 1})
+
+    def write_all(fd: int, data: bytes | memoryview) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fsio, "write_all", write_all)
+    with pytest.raises(DiskFullError) as exc:
+        cache.put(key, {"generation": 2})
+    assert str(exc.value) == (
+        f"disk full while writing to {cache.path(key)}: free space or move the store"
+    )
+    assert cache.get(key) == {"generation": 1}
+    assert list((cache.store.root / "tmp").iterdir()) == []

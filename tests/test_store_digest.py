@@ -1,0 +1,68 @@
+"""Digests name their algorithm and parse strictly; canonical JSON is byte-stable."""
+
+from __future__ import annotations
+
+import pytest
+
+from store.digest import Digest, blake3_hex, canonical_json
+
+EMPTY = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+ABC = "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+
+
+def test_blake3_hex_matches_the_reference_vectors() -> None:
+    assert blake3_hex(b"") == EMPTY
+    assert blake3_hex(b"abc") == ABC
+
+
+def test_digest_text_round_trips() -> None:
+    digest = Digest.of(b"abc")
+    assert str(digest) == f"blake3:{ABC}"
+    assert Digest.parse(f"blake3:{ABC}") == digest
+    assert digest == Digest("blake3", ABC)
+
+
+def test_digests_sort_by_hex() -> None:
+    a, b = Digest.parse(f"blake3:{ABC}"), Digest.parse(f"blake3:{EMPTY}")
+    assert sorted([b, a]) == [a, b]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ABC,  # no algorithm
+        f"sha256:{ABC}",
+        f"blake3:{ABC.upper()}",
+        f"blake3:{ABC[:-1]}",
+        f"blake3:{ABC}/../x",
+        "",
+    ],
+)
+def test_parse_rejects_anything_else_naming_the_text(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^not a digest: ") as exc:
+        Digest.parse(text)
+    assert str(exc.value) == (
+        f"not a digest: {text!r} — expected 'blake3:' and 64 lowercase hex digits"
+    )
+
+
+def test_constructor_validates_too() -> None:
+    with pytest.raises(ValueError, match=r"^unsupported digest algorithm 'md5': only 'blake3'"):
+        Digest("md5", ABC)
+    with pytest.raises(ValueError, match=r"^bad blake3 digest '\.\./etc': expected 64 lowercase"):
+        Digest("blake3", "../etc")
+
+
+def test_canonical_json_sorts_keys_and_keeps_unicode() -> None:
+    value = {"b": 1, "a": [1, "é", None, True], "c": {"z": 1.5, "y": Digest.of(b"")}}
+    assert (
+        canonical_json(value)
+        == ('{"a":[1,"é",null,true],"b":1,"c":{"y":"blake3:' + EMPTY + '","z":1.5}}').encode()
+    )
+
+
+def test_canonical_json_refuses_what_is_not_plain_json() -> None:
+    with pytest.raises(TypeError, match=r"^canonical_json cannot encode set: "):
+        canonical_json({"a": {1}})
+    with pytest.raises(ValueError, match="Out of range float values"):
+        canonical_json(float("nan"))
