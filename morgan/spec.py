@@ -11,11 +11,9 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import blake3
@@ -24,7 +22,7 @@ from packaging.utils import canonicalize_name
 
 from morgan.environments import Environment, InvalidEnvironmentError
 from morgan.errors import SpecError
-from morgan.spec_lines import KeyLines, KeyPath, key_lines
+from morgan.toml_reader import KeyPath, TomlReader, display_path, kind, short
 from rules.model import NormalizedName
 
 __all__ = ["DEFAULT_INDEX_URL", "Policy", "Spec", "Upstream", "load_spec", "parse_spec"]
@@ -32,7 +30,6 @@ __all__ = ["DEFAULT_INDEX_URL", "Policy", "Spec", "Upstream", "load_spec", "pars
 DEFAULT_INDEX_URL = "https://pypi.org/simple/"
 ENV_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _PROJECT_NAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
-_TOML_ERROR_RE = re.compile(r"^(.*) \(at (?:line (\d+), column (\d+)|end of document)\)$")
 
 _TOP_KEYS = ("requirements", "private", "upstream", "upstreams", "environments", "policy", "output")
 _ENV_KEYS = ("python", "platform", "implementation", "free-threaded", "markers")
@@ -116,30 +113,23 @@ def load_spec(path: Path) -> Spec:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(
-            f"{_display(path)}: no such file — run 'morgan init' or pass -C DIR "
+            f"{display_path(path)}: no such file — run 'morgan init' or pass -C DIR "
             "to the workspace that holds mirror.toml"
         ) from None
     except UnicodeDecodeError as exc:
         raise SpecError(
-            f"{_display(path)}: not UTF-8 text ({exc.reason}) — save it as UTF-8"
+            f"{display_path(path)}: not UTF-8 text ({exc.reason}) — save it as UTF-8"
         ) from None
     except OSError as exc:
-        raise SpecError(f"{_display(path)}: cannot read: {exc.strerror} — check the path") from None
+        raise SpecError(
+            f"{display_path(path)}: cannot read: {exc.strerror} — check the path"
+        ) from None
     return parse_spec(text, path)
 
 
 def parse_spec(text: str, path: Path) -> Spec:
     """Validate spec ``text`` read from ``path`` (used for messages and relative paths)."""
     return _Parser(text, path).spec()
-
-
-def _display(path: Path) -> str:
-    if path.is_absolute():
-        try:
-            return str(path.relative_to(Path.cwd()))
-        except ValueError:
-            return str(path)
-    return str(path)
 
 
 def _relative_posix(path: Path, base: Path) -> str:
@@ -149,54 +139,13 @@ def _relative_posix(path: Path, base: Path) -> str:
         return path.as_posix()
 
 
-def _ctx(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            shown = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else json.dumps(part)
-            out += f".{shown}" if out else shown
-    return out
-
-
-def _kind(value: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
-    for type_, name in names.items():
-        if type(value) is type_:
-            return name
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return "a date/time"
-
-
-def _short(value: str, limit: int = 60) -> str:
-    return repr(value if len(value) <= limit else value[:limit] + "…")
-
-
-@dataclass
-class _Parser:
-    text: str
-    path: Path
-    lines: KeyLines = field(init=False)
-    spec_dir: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.lines = KeyLines()
-        self.spec_dir = self.path.absolute().parent
-
-    def fail(self, path: KeyPath, what: str) -> NoReturn:
-        where = f"{_display(self.path)}:{self.lines.line(path)}"
-        raise SpecError(f"{where}: {_ctx(path)}: {what}" if path else f"{where}: {what}")
+class _Parser(TomlReader):
+    def __init__(self, text: str, path: Path) -> None:
+        super().__init__(text, path)
+        self.spec_dir = path.absolute().parent
 
     def spec(self) -> Spec:
-        try:
-            data = tomllib.loads(self.text)
-        except tomllib.TOMLDecodeError as exc:
-            self.toml_error(exc)
-        self.lines = key_lines(self.text)
+        data = self.load()
         self.check_keys(data, _TOP_KEYS, ())
         return Spec(
             path=self.path.absolute(),
@@ -207,52 +156,6 @@ class _Parser:
             private=self.private(data),
             output=self.output(data),
         )
-
-    def toml_error(self, exc: tomllib.TOMLDecodeError) -> NoReturn:
-        message = str(exc)
-        match = _TOML_ERROR_RE.match(message)
-        if match is None:
-            line, what = 1, message
-        elif match.group(2) is None:
-            line, what = self.text.count("\n") + 1, f"{match.group(1)} at end of document"
-        else:
-            line = int(match.group(2))
-            what = f"{match.group(1)} at column {match.group(3)}"
-        what = what[0].lower() + what[1:]
-        raise SpecError(
-            f"{_display(self.path)}:{line}: invalid TOML: {what} — fix the syntax on that line"
-        )
-
-    # -- typed getters ------------------------------------------------------------------------
-    def check_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], at: KeyPath) -> None:
-        for key in table:
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, 1, 0.6)
-                hint = f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(allowed)
-                self.fail((*at, key), f"unknown key — {hint}")
-
-    def table(self, value: object, at: KeyPath, example: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            self.fail(at, f"expected a table, got {_kind(value)} — write {example}")
-        return value
-
-    def string(self, value: object, at: KeyPath, example: str) -> str:
-        if not isinstance(value, str):
-            self.fail(at, f"expected a string, got {_kind(value)} — write {example}")
-        return value
-
-    def boolean(self, value: object, at: KeyPath, key: str) -> bool:
-        if not isinstance(value, bool):
-            self.fail(at, f"expected true or false, got {_kind(value)} — write {key} = true")
-        return value
-
-    def strings(self, value: object, at: KeyPath, example: str) -> list[str]:
-        if not isinstance(value, list):
-            self.fail(at, f"expected an array of strings, got {_kind(value)} — write {example}")
-        for index, item in enumerate(value):
-            if not isinstance(item, str):
-                self.fail((*at, index), f"expected a string, got {_kind(item)} — write {example}")
-        return cast("list[str]", value)
 
     # -- sections -----------------------------------------------------------------------------
     def requirements(self, data: dict[str, Any]) -> tuple[Requirement, ...]:
@@ -275,18 +178,18 @@ class _Parser:
             if 0 <= semicolon < column - 1:
                 self.fail(
                     at,
-                    f"invalid marker in {_short(text)}: {what} at column {column} — "
+                    f"invalid marker in {short(text)}: {what} at column {column} — "
                     "write markers like \"sys_platform == 'win32'\" (PEP 508)",
                 )
             self.fail(
                 at,
-                f"{_short(text)} is not a valid requirement: {what} at column {column} — "
+                f"{short(text)} is not a valid requirement: {what} at column {column} — "
                 "write it like 'requests>=2.24' or 'xonsh[full]~=0.11.0' (PEP 508)",
             )
         if requirement.url is not None:
             self.fail(
                 at,
-                f"{_short(text)} is a direct URL requirement, which no index can serve — "
+                f"{short(text)} is a direct URL requirement, which no index can serve — "
                 "use a name and version, or put the file in private",
             )
         return requirement
@@ -325,7 +228,7 @@ class _Parser:
             if not ENV_NAME_RE.fullmatch(name):
                 self.fail(
                     (*at, "name"),
-                    f"{_short(name)} is not a valid upstream name — use letters, digits, "
+                    f"{short(name)} is not a valid upstream name — use letters, digits, "
                     "'.', '_', '-', starting with a letter or digit, at most 64 characters",
                 )
             if any(u.name == name for u in result):
@@ -345,7 +248,7 @@ class _Parser:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             self.fail(
                 (*at, "index-url"),
-                f"{_short(url)} is not an http(s) URL — use the index's Simple API root, "
+                f"{short(url)} is not an http(s) URL — use the index's Simple API root, "
                 f"e.g. {DEFAULT_INDEX_URL!r}",
             )
         return url if url.endswith("/") else url + "/"
@@ -358,7 +261,7 @@ class _Parser:
             if not _PROJECT_NAME_RE.fullmatch(item):
                 self.fail(
                     (*at, index),
-                    f"{_short(item)} is not a project name — write only the name, "
+                    f"{short(item)} is not a project name — write only the name, "
                     "e.g. 'internal-lib'",
                 )
             name = NormalizedName(canonicalize_name(item))
@@ -386,7 +289,7 @@ class _Parser:
             if not ENV_NAME_RE.fullmatch(name):
                 self.fail(
                     at,
-                    f"{_short(name)} cannot be an environment name (it becomes the folder "
+                    f"{short(name)} cannot be an environment name (it becomes the folder "
                     "env/<name>/) — use letters, digits, '.', '_', '-', starting with a letter "
                     "or digit, at most 64 characters",
                 )
@@ -440,9 +343,9 @@ class _Parser:
         build_deps = self.boolean(build, (*at, "build-dependencies"), "build-dependencies")
         versions = table.get("versions", "needed")
         if not (versions in ("needed", "all") or (type(versions) is int and versions >= 1)):
-            shown = _short(versions) if isinstance(versions, str) else str(versions)
+            shown = short(versions) if isinstance(versions, str) else str(versions)
             if isinstance(versions, (bool, list, dict)) or not isinstance(versions, (str, int)):
-                shown = _kind(versions)
+                shown = kind(versions)
             self.fail(
                 (*at, "versions"),
                 f'{shown} is not a versions policy — use "needed" (what resolution needs), '
@@ -468,7 +371,7 @@ class _Parser:
                 if close
                 else "use one of " + ", ".join(map(repr, allowed))
             )
-            self.fail(at, f"{_short(value)} is not a {key} policy — {hint}")
+            self.fail(at, f"{short(value)} is not a {key} policy — {hint}")
         return value
 
     def private(self, data: dict[str, Any]) -> tuple[Path, ...]:
@@ -479,7 +382,7 @@ class _Parser:
             if not path.exists():
                 self.fail(
                     ("private", index),
-                    f"{_short(item)} does not exist (looked for {path}) — create it or fix the "
+                    f"{short(item)} does not exist (looked for {path}) — create it or fix the "
                     "path (relative paths start at the folder of mirror.toml)",
                 )
             result.append(path)

@@ -1,4 +1,7 @@
-"""Line numbers of TOML keys and array items, for error messages that point at a line.
+"""TOML decoding whose every error says ``FILE:LINE: context.path: what — fix``.
+
+:class:`TomlReader` decodes with ``tomllib``, then finds line numbers and offers typed
+getters that raise :class:`~morgan.errors.SpecError` pointing at the offending line.
 
 ``tomllib`` gives values without positions. :func:`key_lines` walks the text of an
 already-valid TOML document once more and records, for every key path
@@ -11,12 +14,21 @@ stops early, and :meth:`KeyLines.line` falls back to the nearest enclosing path 
 from __future__ import annotations
 
 import contextlib
+import difflib
+import json
 import re
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn, cast
+
+from morgan.errors import SpecError
 
 PathPart = str | int
 KeyPath = tuple[PathPart, ...]
 
+_TOML_ERROR_RE = re.compile(r"^(.*) \(at (?:line (\d+), column (\d+)|end of document)\)$")
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
 _ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)", re.DOTALL)
 _SIMPLE_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
@@ -213,3 +225,112 @@ def _unescape(match: re.Match[str]) -> str:
     if code[0] in "uU":
         return chr(int(code[1:], 16))
     return _SIMPLE_ESCAPES.get(code, code)
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the current directory when it lies below it, else as given."""
+    if path.is_absolute():
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+    return str(path)
+
+
+def context(path: KeyPath) -> str:
+    """``("upstreams", 0, "index-url")`` -> ``upstreams[0].index-url`` (odd keys quoted)."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            shown = part if _BARE.fullmatch(part) else json.dumps(part)
+            out += f".{shown}" if out else shown
+    return out
+
+
+def kind(value: object) -> str:
+    """The TOML type of a decoded value, for "expected X, got Y" messages."""
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+    for type_, name in names.items():
+        if type(value) is type_:
+            return name
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date/time"
+
+
+def short(value: str, limit: int = 60) -> str:
+    """``repr`` of a user's string, cut to ``limit`` characters so a message stays one line."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+class TomlReader:
+    """A TOML document and the file it came from; getters fail with located SpecErrors."""
+
+    def __init__(self, text: str, path: Path) -> None:
+        self.text = text
+        self.path = path
+        self.lines = KeyLines()
+
+    def load(self) -> dict[str, Any]:
+        """Decode the text; invalid TOML fails with tomllib's line and column."""
+        try:
+            data = tomllib.loads(self.text)
+        except tomllib.TOMLDecodeError as exc:
+            self.toml_error(exc)
+        self.lines = key_lines(self.text)
+        return data
+
+    def fail(self, path: KeyPath, what: str) -> NoReturn:
+        """Raise ``FILE:LINE: ctx: what`` for the key at ``path`` (``what`` holds the fix)."""
+        where = f"{display_path(self.path)}:{self.lines.line(path)}"
+        raise SpecError(f"{where}: {context(path)}: {what}" if path else f"{where}: {what}")
+
+    def toml_error(self, exc: tomllib.TOMLDecodeError) -> NoReturn:
+        message = str(exc)
+        match = _TOML_ERROR_RE.match(message)
+        fix = "fix the syntax on that line"
+        if match is None:
+            line, what = 1, message
+        elif match.group(2) is None:
+            line, what = max(1, len(self.text.splitlines())), f"{match.group(1)} at end of file"
+            fix = "close every array, inline table and string that is still open"
+        else:
+            line = int(match.group(2))
+            what = f"{match.group(1)} at column {match.group(3)}"
+        what = what[0].lower() + what[1:]
+        raise SpecError(f"{display_path(self.path)}:{line}: invalid TOML: {what} — {fix}")
+
+    def check_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], at: KeyPath) -> None:
+        """Fail on the first key of ``table`` not in ``allowed``, with a did-you-mean."""
+        for key in table:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, 1, 0.6)
+                hint = f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(allowed)
+                self.fail((*at, key), f"unknown key — {hint}")
+
+    def table(self, value: object, at: KeyPath, example: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(at, f"expected a table, got {kind(value)} — write {example}")
+        return value
+
+    def string(self, value: object, at: KeyPath, example: str) -> str:
+        if not isinstance(value, str):
+            self.fail(at, f"expected a string, got {kind(value)} — write {example}")
+        return value
+
+    def boolean(self, value: object, at: KeyPath, key: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(at, f"expected true or false, got {kind(value)} — write {key} = true")
+        return value
+
+    def strings(self, value: object, at: KeyPath, example: str) -> list[str]:
+        if not isinstance(value, list):
+            self.fail(at, f"expected an array of strings, got {kind(value)} — write {example}")
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                self.fail((*at, index), f"expected a string, got {kind(item)} — write {example}")
+        return cast("list[str]", value)
