@@ -1,0 +1,397 @@
+"""``mirror.toml`` -> a frozen, validated :class:`Spec`.
+
+Every mistake becomes one :class:`~morgan.errors.SpecError` of the form
+``FILE:LINE: context.path: what is wrong — how to fix it``. ``FILE`` is the spec's path
+relative to the current directory when it lies below it, else as given. Nothing is read
+besides the spec itself and the existence of its ``private`` paths.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit
+
+import blake3
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from morgan.environments import Environment, InvalidEnvironmentError
+from morgan.errors import SpecError
+from morgan.toml_reader import KeyPath, TomlReader, display_path, kind, short
+from rules.model import NormalizedName
+
+__all__ = ["DEFAULT_INDEX_URL", "Policy", "Spec", "Upstream", "load_spec", "parse_spec"]
+
+DEFAULT_INDEX_URL = "https://pypi.org/simple/"
+ENV_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_PROJECT_NAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+_TOP_KEYS = ("requirements", "private", "upstream", "upstreams", "environments", "policy", "output")
+_ENV_KEYS = ("python", "platform", "implementation", "free-threaded", "markers")
+_POLICY_KEYS = ("prereleases", "yanked", "sdists", "build-dependencies", "versions")
+_PRERELEASES = ("if-needed", "allow", "never")
+_YANKED = ("skip", "pinned")
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """An index to mirror from; ``projects`` pins those projects to it (empty: any)."""
+
+    name: str
+    index_url: str  # normalized to end with "/"
+    projects: frozenset[NormalizedName] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What to mirror beyond the files resolution needs (see docs/mirror-toml.md)."""
+
+    prereleases: Literal["if-needed", "allow", "never"] = "if-needed"
+    yanked: Literal["skip", "pinned"] = "pinned"
+    sdists: bool = True
+    build_dependencies: bool = True
+    versions: Literal["needed", "all"] | int = "needed"
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """A loaded ``mirror.toml``; all paths absolute."""
+
+    path: Path
+    requirements: tuple[Requirement, ...]
+    upstreams: tuple[Upstream, ...]
+    environments: tuple[Environment, ...]
+    policy: Policy
+    private: tuple[Path, ...]
+    output: Path
+
+    def digest(self) -> str:
+        """blake3 hex of canonical JSON of everything but ``path`` and ``output``.
+
+        ``private`` paths count relative to the spec's folder, so the digest does not
+        change when the workspace moves.
+        """
+        base = self.path.parent
+        data = {
+            "requirements": [str(r) for r in self.requirements],
+            "upstreams": [
+                {"name": u.name, "index-url": u.index_url, "projects": sorted(u.projects)}
+                for u in self.upstreams
+            ],
+            "environments": [
+                {
+                    "name": e.name,
+                    "python": e.python,
+                    "platform": e.platform,
+                    "implementation": e.implementation,
+                    "free-threaded": e.free_threaded,
+                    "markers": dict(sorted(e.marker_overrides)),
+                }
+                for e in self.environments
+            ],
+            "policy": {
+                "prereleases": self.policy.prereleases,
+                "yanked": self.policy.yanked,
+                "sdists": self.policy.sdists,
+                "build-dependencies": self.policy.build_dependencies,
+                "versions": self.policy.versions,
+            },
+            "private": [_relative_posix(p, base) for p in self.private],
+        }
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return str(blake3.blake3(canonical.encode()).hexdigest())
+
+
+def load_spec(path: Path) -> Spec:
+    """Read and validate the spec at ``path``; raise :class:`SpecError` on any mistake."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(
+            f"{display_path(path)}: no such file — run 'morgan init' or pass -C DIR "
+            "to the workspace that holds mirror.toml"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{display_path(path)}: not UTF-8 text ({exc.reason}) — save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise SpecError(
+            f"{display_path(path)}: cannot read: {exc.strerror} — check the path"
+        ) from None
+    return parse_spec(text, path)
+
+
+def parse_spec(text: str, path: Path) -> Spec:
+    """Validate spec ``text`` read from ``path`` (used for messages and relative paths)."""
+    return _Parser(text, path).spec()
+
+
+def _relative_posix(path: Path, base: Path) -> str:
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+class _Parser(TomlReader):
+    def __init__(self, text: str, path: Path) -> None:
+        super().__init__(text, path)
+        self.spec_dir = path.absolute().parent
+
+    def spec(self) -> Spec:
+        data = self.load()
+        self.check_keys(data, _TOP_KEYS, ())
+        return Spec(
+            path=self.path.absolute(),
+            requirements=self.requirements(data),
+            upstreams=self.upstreams(data),
+            environments=self.environments(data),
+            policy=self.policy(data),
+            private=self.private(data),
+            output=self.output(data),
+        )
+
+    # -- sections -----------------------------------------------------------------------------
+    def requirements(self, data: dict[str, Any]) -> tuple[Requirement, ...]:
+        example = 'requirements = ["requests>=2.24"]'
+        if "requirements" not in data:
+            self.fail((), f"no requirements — add {example} at the top of the file")
+        items = self.strings(data["requirements"], ("requirements",), example)
+        if not items:
+            self.fail(("requirements",), f"the list is empty — add at least one, e.g. {example}")
+        return tuple(self.requirement(item, ("requirements", i)) for i, item in enumerate(items))
+
+    def requirement(self, text: str, at: KeyPath) -> Requirement:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as exc:
+            lines = str(exc).splitlines()
+            what = lines[0][0].lower() + lines[0][1:]
+            column = lines[-1].find("^") - 3 if len(lines) >= 3 else 0
+            semicolon = text.find(";")
+            if 0 <= semicolon < column - 1:
+                self.fail(
+                    at,
+                    f"invalid marker in {short(text)}: {what} at column {column} — "
+                    "write markers like \"sys_platform == 'win32'\" (PEP 508)",
+                )
+            self.fail(
+                at,
+                f"{short(text)} is not a valid requirement: {what} at column {column} — "
+                "write it like 'requests>=2.24' or 'xonsh[full]~=0.11.0' (PEP 508)",
+            )
+        if requirement.url is not None:
+            self.fail(
+                at,
+                f"{short(text)} is a direct URL requirement, which no index can serve — "
+                "use a name and version, or put the file in private",
+            )
+        return requirement
+
+    def upstreams(self, data: dict[str, Any]) -> tuple[Upstream, ...]:
+        if "upstream" in data and "upstreams" in data:
+            self.fail(
+                ("upstreams",),
+                "both [upstream] and [[upstreams]] are given — keep one form: [upstream] for a "
+                "single index, [[upstreams]] for several",
+            )
+        if "upstream" in data:
+            table = self.table(
+                data["upstream"], ("upstream",), f'[upstream] index-url = "{DEFAULT_INDEX_URL}"'
+            )
+            self.check_keys(table, ("index-url",), ("upstream",))
+            url = self.index_url(table, ("upstream",))
+            return (Upstream("default", url),)
+        if "upstreams" not in data:
+            return (Upstream("pypi", DEFAULT_INDEX_URL),)
+        items = data["upstreams"]
+        example = f'[[upstreams]] name = "pypi" index-url = "{DEFAULT_INDEX_URL}"'
+        if not isinstance(items, list) or not items:
+            self.fail(
+                ("upstreams",), f"expected one or more [[upstreams]] tables — write {example}"
+            )
+        result: list[Upstream] = []
+        owner: dict[NormalizedName, str] = {}
+        for index, item in enumerate(items):
+            at: KeyPath = ("upstreams", index)
+            table = self.table(item, at, example)
+            self.check_keys(table, ("name", "index-url", "projects"), at)
+            if "name" not in table:
+                self.fail(at, 'missing name — add name = "pypi" (any short label)')
+            name = self.string(table["name"], (*at, "name"), 'name = "pypi"')
+            if not ENV_NAME_RE.fullmatch(name):
+                self.fail(
+                    (*at, "name"),
+                    f"{short(name)} is not a valid upstream name — use letters, digits, "
+                    "'.', '_', '-', starting with a letter or digit, at most 64 characters",
+                )
+            if any(u.name == name for u in result):
+                self.fail((*at, "name"), f"{name!r} names two upstreams — give each its own name")
+            url = self.index_url(table, at)
+            projects = self.projects(table.get("projects", []), (*at, "projects"), name, owner)
+            result.append(Upstream(name, url, projects))
+        return tuple(result)
+
+    def index_url(self, table: dict[str, Any], at: KeyPath) -> str:
+        if "index-url" not in table:
+            self.fail(at, f'missing index-url — add index-url = "{DEFAULT_INDEX_URL}"')
+        url = self.string(
+            table["index-url"], (*at, "index-url"), f'index-url = "{DEFAULT_INDEX_URL}"'
+        )
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            self.fail(
+                (*at, "index-url"),
+                f"{short(url)} is not an http(s) URL — use the index's Simple API root, "
+                f"e.g. {DEFAULT_INDEX_URL!r}",
+            )
+        return url if url.endswith("/") else url + "/"
+
+    def projects(
+        self, value: object, at: KeyPath, upstream: str, owner: dict[NormalizedName, str]
+    ) -> frozenset[NormalizedName]:
+        names: set[NormalizedName] = set()
+        for index, item in enumerate(self.strings(value, at, 'projects = ["internal-lib"]')):
+            if not _PROJECT_NAME_RE.fullmatch(item):
+                self.fail(
+                    (*at, index),
+                    f"{short(item)} is not a project name — write only the name, "
+                    "e.g. 'internal-lib'",
+                )
+            name = NormalizedName(canonicalize_name(item))
+            if name in owner:
+                self.fail(
+                    (*at, index),
+                    f"{item!r} is already pinned to upstream {owner[name]!r} — "
+                    "pin each project to one upstream",
+                )
+            owner[name] = upstream
+            names.add(name)
+        return frozenset(names)
+
+    def environments(self, data: dict[str, Any]) -> tuple[Environment, ...]:
+        example = '[environments.linux] python = "3.12" platform = "manylinux_2_28_x86_64"'
+        if "environments" not in data:
+            self.fail((), f"no environments — add a target, e.g. {example}")
+        tables = self.table(data["environments"], ("environments",), example)
+        if not tables:
+            self.fail(("environments",), f"no environments — add a target, e.g. {example}")
+        seen: dict[str, str] = {}
+        result: list[Environment] = []
+        for name, value in tables.items():
+            at: KeyPath = ("environments", name)
+            if not ENV_NAME_RE.fullmatch(name):
+                self.fail(
+                    at,
+                    f"{short(name)} cannot be an environment name (it becomes the folder "
+                    "env/<name>/) — use letters, digits, '.', '_', '-', starting with a letter "
+                    "or digit, at most 64 characters",
+                )
+            if name.lower() in seen:
+                self.fail(
+                    at,
+                    f"{name!r} and {seen[name.lower()]!r} differ only by case, and environment "
+                    "names become folder names — rename one of them",
+                )
+            seen[name.lower()] = name
+            result.append(self.environment(name, self.table(value, at, example), at))
+        return tuple(sorted(result, key=lambda e: e.name))
+
+    def environment(self, name: str, table: dict[str, Any], at: KeyPath) -> Environment:
+        self.check_keys(table, _ENV_KEYS, at)
+        for key, example in (("python", '"3.12"'), ("platform", '"manylinux_2_28_x86_64"')):
+            if key not in table:
+                self.fail(at, f"missing {key} — add {key} = {example}")
+        python = self.string(table["python"], (*at, "python"), 'python = "3.12"')
+        platform = self.string(table["platform"], (*at, "platform"), 'platform = "win_amd64"')
+        implementation = self.string(
+            table.get("implementation", "cp"), (*at, "implementation"), 'implementation = "cp"'
+        )
+        free = self.boolean(
+            table.get("free-threaded", False), (*at, "free-threaded"), "free-threaded"
+        )
+        markers = self.table(
+            table.get("markers", {}), (*at, "markers"), 'markers = { platform_release = "23.0" }'
+        )
+        overrides: list[tuple[str, str]] = []
+        for key, value in sorted(markers.items()):
+            text = self.string(value, (*at, "markers", key), f'{key} = "..."')
+            overrides.append((key, text))
+        try:
+            return Environment(name, python, platform, implementation, free, tuple(overrides))
+        except InvalidEnvironmentError as exc:
+            where: KeyPath = (*at, exc.field)
+            if exc.field == "markers":
+                bad = next((k for k, _ in overrides if str(exc).startswith(repr(k))), None)
+                where = (*where, bad) if bad is not None else where
+            self.fail(where, str(exc))
+
+    def policy(self, data: dict[str, Any]) -> Policy:
+        at: KeyPath = ("policy",)
+        table = self.table(data.get("policy", {}), at, "[policy] sdists = true")
+        self.check_keys(table, _POLICY_KEYS, at)
+        prereleases = self.choice(table, "prereleases", _PRERELEASES, "if-needed")
+        yanked = self.choice(table, "yanked", _YANKED, "pinned")
+        sdists = self.boolean(table.get("sdists", True), (*at, "sdists"), "sdists")
+        build = table.get("build-dependencies", True)
+        build_deps = self.boolean(build, (*at, "build-dependencies"), "build-dependencies")
+        versions = table.get("versions", "needed")
+        if not (versions in ("needed", "all") or (type(versions) is int and versions >= 1)):
+            shown = short(versions) if isinstance(versions, str) else str(versions)
+            if isinstance(versions, (bool, list, dict)) or not isinstance(versions, (str, int)):
+                shown = kind(versions)
+            self.fail(
+                (*at, "versions"),
+                f'{shown} is not a versions policy — use "needed" (what resolution needs), '
+                '"all", or a whole number N >= 1 (the latest N per requirement)',
+            )
+        return Policy(
+            prereleases=cast("Literal['if-needed', 'allow', 'never']", prereleases),
+            yanked=cast("Literal['skip', 'pinned']", yanked),
+            sdists=sdists,
+            build_dependencies=build_deps,
+            versions=cast("Literal['needed', 'all'] | int", versions),
+        )
+
+    def choice(
+        self, table: dict[str, Any], key: str, allowed: tuple[str, ...], default: str
+    ) -> str:
+        at: KeyPath = ("policy", key)
+        value = self.string(table.get(key, default), at, f'{key} = "{default}"')
+        if value not in allowed:
+            close = difflib.get_close_matches(value, allowed, 1, 0.6)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else "use one of " + ", ".join(map(repr, allowed))
+            )
+            self.fail(at, f"{short(value)} is not a {key} policy — {hint}")
+        return value
+
+    def private(self, data: dict[str, Any]) -> tuple[Path, ...]:
+        items = self.strings(data.get("private", []), ("private",), 'private = ["wheels/"]')
+        result: list[Path] = []
+        for index, item in enumerate(items):
+            path = (self.spec_dir / item).resolve()
+            if not path.exists():
+                self.fail(
+                    ("private", index),
+                    f"{short(item)} does not exist (looked for {path}) — create it or fix the "
+                    "path (relative paths start at the folder of mirror.toml)",
+                )
+            result.append(path)
+        return tuple(result)
+
+    def output(self, data: dict[str, Any]) -> Path:
+        table = self.table(data.get("output", {}), ("output",), '[output] path = "mirror"')
+        self.check_keys(table, ("path",), ("output",))
+        value = self.string(table.get("path", "mirror"), ("output", "path"), 'path = "mirror"')
+        if not value.strip():
+            self.fail(("output", "path"), 'empty path — write path = "mirror" or remove the key')
+        return (self.spec_dir / value).resolve()
