@@ -1,0 +1,44 @@
+"""Shared fixtures: the fake upstream index, a folder for built dists, client helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import clients, dists
+from tests.upstream import FakeUpstream
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[FakeUpstream]:
+    """A started FakeUpstream serving from `tmp_path / "upstream"`; stopped afterwards."""
+    with FakeUpstream(tmp_path / "upstream").start() as server:
+        yield server
+
+
+@pytest.fixture
+def dist_dir(tmp_path: Path) -> Path:
+    """An empty folder to build wheels and sdists into."""
+    path = tmp_path / "dists"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def backend_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The morgan-test-backend wheel, built once per session."""
+    return dists.build_backend_wheel(tmp_path_factory.mktemp("backend"))
+
+
+@pytest.fixture
+def pip_env(tmp_path: Path) -> dict[str, str]:
+    """The isolated environment for pip/uv subprocesses (see tests/clients.py)."""
+    return clients.pip_env(tmp_path)
+
+
+@pytest.fixture
+def venv(tmp_path: Path) -> Path:
+    """The python of a fresh venv without pip; install into it with `pip --python`."""
+    return clients.make_venv(tmp_path / "venv")
