@@ -13,11 +13,9 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import re
-import tomllib
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidWheelFilename,
@@ -34,12 +32,15 @@ from rules.archives import (
     zip_regular_files,
 )
 from rules.errors import MetadataError
-
-MAX_REQUIREMENTS = 10_000
-"""Most Requires-Dist entries accepted in one metadata file (real projects have < 500)."""
-
-DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0",)
-"""What pip and uv assume when pyproject.toml has no [build-system] requires."""
+from rules.sdist_sources import (
+    DEFAULT_BUILD_REQUIRES,
+    MAX_REQUIREMENTS,
+    build_system,
+    load_pyproject,
+    parse_requires_txt,
+    project_requirements,
+    valid_requirements,
+)
 
 _SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip")
 _PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
@@ -101,24 +102,20 @@ def parse_core_metadata(data: bytes, *, origin: str = "core metadata") -> CoreMe
     def many(field: str) -> list[str]:
         return [_FOLD.sub(" ", str(v)).strip() for v in msg.get_all(field) or []]
 
+    for field in ("Name", "Version"):
+        if len(msg.get_all(field) or []) > 1:
+            raise MetadataError(f"{origin}: {field} appears more than once: refusing it")
     name = one("Name")
     if not name or not _PROJECT_NAME.match(name):
         raise MetadataError(f"{origin}: Name {name!r} is missing or not a valid project name")
-    version = one("Version")
+    version = one("Version") or ""
     try:
-        Version(version or "")
+        Version(version)
     except InvalidVersion as exc:
         raise MetadataError(
             f"{origin}: Version {version!r} is missing or not a PEP 440 version"
         ) from exc
-    assert version is not None  # Version("") raised above  # noqa: S101
-    raw_requires = many("Requires-Dist")
-    if len(raw_requires) > MAX_REQUIREMENTS:
-        raise MetadataError(
-            f"{origin}: {len(raw_requires)} Requires-Dist entries, over the limit of"
-            f" {MAX_REQUIREMENTS}"
-        )
-    requires = _valid_requirements(raw_requires, problems)
+    requires = valid_requirements(many("Requires-Dist"), origin, problems)
     requires_python = one("Requires-Python")
     if requires_python is not None:
         try:
@@ -134,18 +131,6 @@ def parse_core_metadata(data: bytes, *, origin: str = "core metadata") -> CoreMe
         provides_extra=tuple(many("Provides-Extra")),
         problems=tuple(problems),
     )
-
-
-def _valid_requirements(raw: list[str], problems: list[str]) -> list[str]:
-    valid: list[str] = []
-    for entry in raw:
-        try:
-            Requirement(entry)
-        except InvalidRequirement:
-            problems.append(f"Requires-Dist {entry!r} is not PEP 508: ignored")
-        else:
-            valid.append(entry)
-    return valid
 
 
 def _metadata_fields(data: bytes) -> tuple[str | None, list[str]]:
@@ -259,8 +244,9 @@ def sdist_info(fileobj: BinaryIO, filename: str) -> SdistInfo:
     else:
         found, names = read_tar_members(fileobj, filename, wanted)
     files = SdistFiles.select(found, names, stem, filename)
-    metadata, source = _sdist_metadata(files, filename)
-    requires, backend = _build_system(files.pyproject, filename)
+    pyproject = None if files.pyproject is None else load_pyproject(files.pyproject, filename)
+    metadata, source = _sdist_metadata(files, pyproject, filename)
+    requires, backend = build_system(pyproject, filename)
     return SdistInfo(
         metadata=metadata, source=source, build_requires=requires, build_backend=backend
     )
@@ -303,14 +289,11 @@ class SdistFiles:
             for n in names
             if n.startswith(f"{top}/") and _wanted_egg_member(n) and n.count("/") <= 3
         }
-        # Prefer the egg-info of this project, then the shallowest (src/ layouts nest it).
+        # Only this project's egg-info counts (test fixtures may ship others); the shallowest
+        # wins (src/ layouts nest it one level down).
         ranked = sorted(
-            eggs,
-            key=lambda d: (
-                canonicalize_name(d.rsplit("/", 1)[-1][: -len(".egg-info")]) != project,
-                d.count("/"),
-                d,
-            ),
+            (d for d in eggs if canonicalize_name(d.rsplit("/", 1)[-1][:-9]) == project),
+            key=lambda d: (d.count("/"), d),
         )
         egg = ranked[0] if ranked else None
         return cls(
@@ -334,7 +317,9 @@ def _wanted_egg_member(name: str) -> bool:
     )
 
 
-def _sdist_metadata(files: SdistFiles, filename: str) -> tuple[CoreMetadata | None, str]:
+def _sdist_metadata(
+    files: SdistFiles, pyproject: dict[str, Any] | None, filename: str
+) -> tuple[CoreMetadata | None, str]:
     reasons: list[str] = []
     pkg = None
     if files.pkg_info is None:
@@ -350,10 +335,10 @@ def _sdist_metadata(files: SdistFiles, filename: str) -> tuple[CoreMetadata | No
             reasons.append(f"PKG-INFO lists {', '.join(blocking)} as Dynamic")
         else:
             return pkg, f"PKG-INFO (Metadata-Version {meta_version})"
-    if files.pyproject is None:
+    if pyproject is None:
         reasons.append("no pyproject.toml")
     else:
-        project = load_pyproject(files.pyproject, filename).get("project")
+        project = pyproject.get("project")
         if not isinstance(project, dict):
             reasons.append("pyproject.toml has no [project] table")
         else:
@@ -367,7 +352,8 @@ def _sdist_metadata(files: SdistFiles, filename: str) -> tuple[CoreMetadata | No
         reasons.append("no *.egg-info/requires.txt")
     else:
         problems: list[str] = list(pkg.problems) if pkg else []
-        requires, extras = parse_requires_txt(files.requires_txt or b"", problems)
+        where = f"{filename}: {files.egg_info}/requires.txt"
+        requires, extras = parse_requires_txt(files.requires_txt or b"", where, problems)
         name, version = _filename_name_version(filename)
         meta = CoreMetadata(
             name=pkg.name if pkg else name,
@@ -418,118 +404,15 @@ def _from_pyproject(
         except InvalidSpecifier:
             problems.append(f"requires-python {requires_python!r} is not a specifier: ignored")
             requires_python = None
-    requires = _valid_requirements(_string_list(project.get("dependencies", []), where), problems)
-    optional = project.get("optional-dependencies", {})
-    if not isinstance(optional, dict):
-        raise MetadataError(f"{where}: optional-dependencies is not a table")
-    for extra, entries in optional.items():
-        with_marker = [
-            _add_markers(entry, "", str(extra), problems) for entry in _string_list(entries, where)
-        ]
-        requires.extend(r for r in with_marker if r is not None)
+    requires, extras = project_requirements(project, where, problems)
     return CoreMetadata(
         name=name,
         version=version,
         requires_dist=tuple(requires),
         requires_python=None if requires_python is None else str(requires_python),
-        provides_extra=tuple(str(e) for e in optional),
+        provides_extra=tuple(extras),
         problems=tuple(problems),
     )
-
-
-def _string_list(value: object, where: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise MetadataError(f"{where}: dependencies must be lists of strings")
-    if len(value) > MAX_REQUIREMENTS:
-        raise MetadataError(
-            f"{where}: {len(value)} dependencies, over the limit of {MAX_REQUIREMENTS}"
-        )
-    return value
-
-
-def _add_markers(entry: str, marker: str, extra: str, problems: list[str]) -> str | None:
-    """*entry* with *marker* and ``extra == "<extra>"`` and-ed to its own marker, or None."""
-    try:
-        req = Requirement(entry)
-        parts = [f"({m})" for m in (str(req.marker) if req.marker else "", marker) if m]
-        if extra:
-            parts.append(f'extra == "{extra}"')
-        req.marker = None
-        combined = str(req) + ("; " + " and ".join(parts) if parts else "")
-        Requirement(combined)
-    except InvalidRequirement:
-        where = f"[{extra}{':' + marker if marker else ''}]" if extra or marker else ""
-        problems.append(f"requirement {entry!r} {where} is not PEP 508: ignored".replace("  ", " "))
-        return None
-    return combined
-
-
-def parse_requires_txt(data: bytes, problems: list[str]) -> tuple[list[str], list[str]]:
-    """setuptools' ``requires.txt`` as Requires-Dist strings and the extras it declares.
-
-    Sections ``[extra]``, ``[:marker]`` and ``[extra:marker]`` become markers and-ed onto
-    each requirement (``extra == "extra"``); bad lines are noted in *problems* and skipped.
-    """
-    text = data.decode("utf-8", errors="replace")
-    requires: list[str] = []
-    extras: list[str] = []
-    extra, marker = "", ""
-    for raw_line in text.splitlines():
-        line = raw_line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            extra, _, marker = (part.strip() for part in line[1:-1].partition(":"))
-            if extra and extra not in extras:
-                extras.append(extra)
-            continue
-        if len(requires) >= MAX_REQUIREMENTS:
-            raise MetadataError(f"requires.txt: over {MAX_REQUIREMENTS} requirements")
-        combined = _add_markers(line, marker, extra, problems)
-        if combined is not None:
-            requires.append(combined)
-    return requires, extras
-
-
-def load_pyproject(data: bytes, filename: str) -> dict[str, Any]:
-    """pyproject.toml as a dict; MetadataError naming the sdist when it is not valid TOML."""
-    try:
-        return tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise MetadataError(f"{filename}: pyproject.toml is not valid TOML ({exc})") from exc
-
-
-def _build_system(pyproject: bytes | None, filename: str) -> tuple[tuple[str, ...], str | None]:
-    if pyproject is None:
-        return DEFAULT_BUILD_REQUIRES, None
-    table = load_pyproject(pyproject, filename).get("build-system")
-    if table is None:
-        return DEFAULT_BUILD_REQUIRES, None
-    if not isinstance(table, dict):
-        raise MetadataError(f"{filename}: pyproject.toml [build-system] is not a table")
-    requires = table.get("requires")
-    if requires is None:
-        requires_t = DEFAULT_BUILD_REQUIRES
-    elif not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
-        raise MetadataError(
-            f"{filename}: pyproject.toml [build-system].requires must be a list of strings"
-        )
-    else:
-        for entry in requires:
-            try:
-                Requirement(entry)
-            except InvalidRequirement as exc:
-                raise MetadataError(
-                    f"{filename}: pyproject.toml [build-system].requires entry {entry!r}"
-                    f" is not PEP 508 ({exc})"
-                ) from exc
-        requires_t = tuple(requires)
-    backend = table.get("build-backend")
-    if backend is not None and not isinstance(backend, str):
-        raise MetadataError(
-            f"{filename}: pyproject.toml [build-system].build-backend is not a string"
-        )
-    return requires_t, backend
 
 
 __all__ = [

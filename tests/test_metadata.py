@@ -475,3 +475,77 @@ def test_unknown_sdist_suffix_is_an_error() -> None:
         "foo-1.0.rar: not an sdist (expected one of .tar.gz, .tgz, .tar.bz2, .tbz, .tar.xz,"
         " .txz, .tar, .zip)"
     )
+
+
+def test_duplicate_name_is_refused() -> None:
+    with pytest.raises(MetadataError) as exc:
+        parse_core_metadata(b"Name: foo\nName: evil\nVersion: 1.0\n", origin="x.metadata")
+    assert str(exc.value) == "x.metadata: Name appears more than once: refusing it"
+
+
+def test_bad_requirements_in_sdist_sources_are_problems_not_failures() -> None:
+    pyproject = b"""
+[project]
+name = "foo"
+version = "1.0"
+dependencies = ["ok", "bad >>> 1"]
+optional-dependencies = { x = ["worse <<<"] }
+"""
+    info = sdist_info(_tar({"foo-1.0/pyproject.toml": pyproject}), "foo-1.0.tar.gz")
+    assert info.metadata == CoreMetadata(
+        name="foo",
+        version="1.0",
+        requires_dist=("ok",),
+        requires_python=None,
+        provides_extra=("x",),
+        problems=(
+            "Requires-Dist 'bad >>> 1' is not PEP 508: ignored",
+            "requirement 'worse <<<' in [x] is not PEP 508: ignored",
+        ),
+    )
+    egg = sdist_info(
+        _tar({"foo-1.0/foo.egg-info/requires.txt": b"fine\n[:not a marker]\nbar\n"}),
+        "foo-1.0.tar.gz",
+    )
+    assert egg.metadata == CoreMetadata(
+        name="foo",
+        version="1.0",
+        requires_dist=("fine",),
+        requires_python=None,
+        provides_extra=(),
+        problems=("requirement 'bar' in [:not a marker] is not PEP 508: ignored",),
+    )
+    assert egg.source == "egg-info requires.txt"
+
+
+def test_dynamic_version_in_pyproject_comes_from_pkg_info() -> None:
+    pyproject = b'[project]\nname = "foo"\ndynamic = ["version"]\ndependencies = ["bar"]\n'
+    info = sdist_info(
+        _tar({"foo-1.0/PKG-INFO": _pkg_info("2.1"), "foo-1.0/pyproject.toml": pyproject}),
+        "foo-1.0.tar.gz",
+    )
+    assert info.source == "pyproject.toml [project]"
+    assert info.metadata is not None
+    assert (info.metadata.version, info.metadata.requires_dist) == ("1.0", ("bar",))
+
+
+def test_egg_info_of_another_project_is_not_used() -> None:
+    info = sdist_info(
+        _tar(
+            {
+                "foo-1.0/PKG-INFO": _pkg_info("1.0"),
+                "foo-1.0/tests/fixture.egg-info/requires.txt": b"evil\n",
+            }
+        ),
+        "foo-1.0.tar.gz",
+    )
+    assert info.metadata is None
+    assert info.source == (
+        "no static metadata: PKG-INFO Metadata-Version 1.0 is older than 2.2;"
+        " no pyproject.toml; no *.egg-info/requires.txt"
+    )
+
+
+def test_sdist_top_directory_may_differ_from_the_filename_spelling() -> None:
+    info = sdist_info(_tar({"Foo_Bar-1.0/PKG-INFO": STATIC_PKG_INFO}), "foo_bar-1.0.tar.gz")
+    assert info.source == "PKG-INFO (Metadata-Version 2.2)"
