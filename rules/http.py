@@ -133,10 +133,24 @@ class HttpClient:
         self._clock = clock
         self._jitter = jitter
         self._local = threading.local()
+        self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
         self._credentials: dict[str, tuple[str, str]] = dict(credentials or {})
         self._requests_sent = 0
         self._bytes_received = 0
+
+    def close(self) -> None:
+        """Close the connection pools of every thread's session."""
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @property
     def requests_sent(self) -> int:
@@ -220,6 +234,8 @@ class HttpClient:
             session.max_redirects = MAX_REDIRECTS
             session.headers["User-Agent"] = self.user_agent
             self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
         return session
 
     def _auth_for(self, url: str) -> tuple[str, tuple[str, str] | None]:

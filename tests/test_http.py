@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import socket
 import struct
 import threading
@@ -216,6 +217,23 @@ def test_backoff_doubles_and_gives_up_after_the_last_attempt(
     assert http.requests_sent == 5
 
 
+def test_real_jitter_stays_between_half_and_whole_backoff(upstream: Upstream) -> None:
+    upstream.script("/simple/demo/", Reply(502))
+    sleeps = Sleeps()
+    http = HttpClient(retries=3, backoff=2.0, sleep=sleeps)
+    with pytest.raises(UpstreamError):
+        http.get_page(upstream.url("/simple/demo/"))
+    assert len(sleeps) == 3
+    for delay, base in zip(sleeps, [2.0, 4.0, 8.0], strict=True):
+        assert base / 2 <= delay <= base
+
+
+def test_gzipped_page_is_decoded(upstream: Upstream, sleeps: Sleeps) -> None:
+    body = b'{"files": []}'
+    upstream.script("/simple/demo/", Reply(200, gzip.compress(body), {"Content-Encoding": "gzip"}))
+    assert client(sleeps).get_page(upstream.url("/simple/demo/")).body == body
+
+
 @pytest.mark.parametrize(
     ("retry_after", "expected"),
     [
@@ -337,6 +355,20 @@ def test_url_credentials_are_sent_remembered_and_never_shown(
         http.get_bytes(upstream.url("/files/demo-1.0.tar.gz.metadata"), max_bytes=100)
     assert "cret" not in str(exc.value)
     assert [h.get("Authorization") for _, h in upstream.log] == [basic("me", "s@cret")] * 2
+
+
+def test_credentials_are_not_sent_to_another_host_after_a_redirect(
+    upstream: Upstream, sleeps: Sleeps
+) -> None:
+    upstream.script("/a/", Reply(302, headers={"Location": upstream.url("/b/")}))
+    upstream.script("/b/", Reply(200, b"page"))
+    http = client(sleeps)
+    page = http.get_page(f"http://me:pw@localhost:{upstream.port}/a/")
+    assert (page.status, page.url) == (200, upstream.url("/b/"))
+    assert [(path, h.get("Authorization")) for path, h in upstream.log] == [
+        ("/a/", basic("me", "pw")),
+        ("/b/", None),
+    ]
 
 
 def test_credentials_argument_by_host(upstream: Upstream, sleeps: Sleeps) -> None:
