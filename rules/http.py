@@ -81,10 +81,10 @@ class Download:
     caller has already consumed part of the body and decides whether to start again).
     """
 
-    def __init__(self, response: requests.Response, url: str, client: HttpClient) -> None:
+    def __init__(self, response: requests.Response, url: str, count: Callable[[int], None]) -> None:
         self._response = response
         self._url = url
-        self._client = client
+        self._count = count
         length = response.headers.get("Content-Length", "")
         self.size: int | None = int(length) if length.isdigit() else None
 
@@ -95,7 +95,7 @@ class Download:
             raise UpstreamError(
                 f"GET {self._url}: connection broken while reading the body: {_describe(exc)}"
             ) from exc
-        self._client._count_bytes(len(data))
+        self._count(len(data))
         return data
 
 
@@ -216,7 +216,7 @@ class HttpClient:
 
         response = self._with_retries(url, headers, opened, close=False)
         try:
-            yield Download(response, strip_credentials(url), self)
+            yield Download(response, strip_credentials(url), self._count_bytes)
         finally:
             response.close()
 
@@ -379,7 +379,9 @@ def _describe(exc: BaseException) -> str:
     """A short cause for an exception from requests/urllib3, without URLs or credentials."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return "connect timeout"
-    if isinstance(exc, requests.exceptions.ReadTimeout):
+    if isinstance(
+        exc, requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError | TimeoutError
+    ):
         return "read timeout"
     seen: set[int] = set()
     current: BaseException | None = exc

@@ -32,6 +32,7 @@ class Reply:
     declared_length: int | None = None  # a Content-Length other than len(body): truncation
     chunked: bool = False  # no Content-Length at all
     delay: float = 0.0  # wait before answering (read timeouts)
+    stall: float = 0.0  # wait after the body, before closing (a slow drip that stops)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ def make_handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                 )
             self.end_headers()
             self.wfile.write(step.body)
+            self.wfile.flush()
+            time.sleep(step.stall)
             if step.declared_length is not None:
                 self.close_connection = True
 
@@ -334,6 +337,17 @@ def test_read_timeout(upstream: Upstream, sleeps: Sleeps) -> None:
     with pytest.raises(UpstreamError) as exc:
         client(sleeps, retries=0, timeout=0.2).get_page(upstream.url("/slow/"))
     assert str(exc.value) == f"GET {upstream.url('/slow/')}: read timeout after 1 attempt"
+
+
+def test_stream_that_stalls_mid_body_times_out(upstream: Upstream, sleeps: Sleeps) -> None:
+    upstream.script("/f.whl", Reply(200, b"01234", declared_length=100, stall=1.0))
+    with client(sleeps, timeout=0.2).stream(upstream.url("/f.whl")) as download:
+        assert download.read(5) == b"01234"
+        with pytest.raises(UpstreamError) as exc:
+            download.read(95)
+    assert str(exc.value) == (
+        f"GET {upstream.url('/f.whl')}: connection broken while reading the body: read timeout"
+    )
 
 
 # --- credentials -------------------------------------------------------------------------
