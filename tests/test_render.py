@@ -294,7 +294,7 @@ def serve(root: Path, prefer_json: bool) -> Iterator[Index]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/simple/"
@@ -335,18 +335,15 @@ def pip_download(index: str, dest: Path) -> list[str]:
 EXPECTED_DOWNLOAD = ["demo_pkg-1.0-py3-none-any.whl", "dep_pkg-0.5+local-py3-none-any.whl"]
 
 
-@pytest.mark.slow
 def test_pip_downloads_from_rendered_pages_over_http(index: Index, tmp_path: Path) -> None:
     assert pip_download(index.url, tmp_path / "dl") == EXPECTED_DOWNLOAD
     assert index.page_types == {index.page_type}
 
 
-@pytest.mark.slow
 def test_pip_downloads_from_rendered_pages_over_file_url(index_tree: Path, tmp_path: Path) -> None:
     assert pip_download(index_tree.as_uri() + "/", tmp_path / "dl") == EXPECTED_DOWNLOAD
 
 
-@pytest.mark.slow
 def test_uv_compiles_against_rendered_pages(index: Index, tmp_path: Path) -> None:
     requirements = tmp_path / "requirements.in"
     requirements.write_text("demo-pkg\n")
