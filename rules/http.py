@@ -1,0 +1,407 @@
+"""The upstream HTTP client: pages, small files and streamed downloads, with bounded retries.
+
+One :class:`requests.Session` per thread (sessions are not thread-safe). Transient faults —
+connection errors, timeouts, resets, truncated bodies, 429 and 5xx gateway answers — are
+retried with exponential backoff and jitter, honouring ``Retry-After``. Everything else fails
+at once with one line naming the URL and the cause. Credentials (URL userinfo, the
+``credentials`` argument, or ``~/.netrc`` / ``$NETRC`` through requests) are sent but never
+appear in a returned URL, an error or a log line.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TypeVar
+from urllib.parse import unquote, urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from rules.errors import UpstreamError
+from rules.project_page import strip_credentials
+
+logger = logging.getLogger(__name__)
+
+PAGE_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, "
+    "application/vnd.pypi.simple.v1+html;q=0.2, "
+    "text/html;q=0.01"
+)
+MAX_PAGE_BYTES = 64 * 1024 * 1024
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 60.0
+MAX_BACKOFF = 30.0
+MAX_REDIRECTS = 10
+_CHUNK = 64 * 1024
+
+T = TypeVar("T")
+
+
+def _default_user_agent() -> str:
+    try:
+        version = metadata.version("morgan-mirror")
+    except metadata.PackageNotFoundError:  # running from a checkout
+        version = "dev"
+    return f"morgan/{version}"
+
+
+@dataclass(frozen=True, slots=True)
+class PageResponse:
+    """An upstream page: status 200 (``body`` set), 304 (unchanged) or 404 (no such project)."""
+
+    status: int
+    body: bytes
+    content_type: str
+    url: str  # the final URL after redirects, without credentials
+    etag: str | None
+
+
+class _Transient(Exception):  # noqa: N818 - internal signal, never escapes this module
+    """A fault worth retrying; ``delay`` is the server's Retry-After, if it gave one."""
+
+    def __init__(self, cause: str, delay: float | None = None) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.delay = delay
+
+
+class Download:
+    """A streamed response body: ``read(n)`` returns at most ``n`` bytes, ``b""`` at the end.
+
+    A broken connection while reading raises :class:`UpstreamError` (no retry here: the
+    caller has already consumed part of the body and decides whether to start again).
+    """
+
+    def __init__(self, response: requests.Response, url: str, count: Callable[[int], None]) -> None:
+        self._response = response
+        self._url = url
+        self._count = count
+        length = response.headers.get("Content-Length", "")
+        self.size: int | None = int(length) if length.isdigit() else None
+
+    def read(self, n: int = _CHUNK) -> bytes:
+        try:
+            data: bytes = self._response.raw.read(n, decode_content=True)
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+            raise UpstreamError(
+                f"GET {self._url}: connection broken while reading the body: {_describe(exc)}"
+            ) from exc
+        self._count(len(data))
+        return data
+
+
+class HttpClient:
+    """A thread-safe upstream client; see the module docstring for its retry policy."""
+
+    def __init__(
+        self,
+        *,
+        retries: int = 4,
+        backoff: float = 0.5,
+        timeout: float = 30.0,
+        user_agent: str | None = None,
+        credentials: Mapping[str, tuple[str, str]] | None = None,
+        pool_size: int = 10,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        """Build a client.
+
+        ``retries`` is the number of retries after the first attempt. ``credentials`` maps a
+        host (``"host"`` or ``"host:port"``) to ``(user, password)``; credentials found in a
+        requested URL are remembered for its host too. ``sleep``, ``clock`` and ``jitter``
+        (a number in [0, 1)) are injectable so tests never wait.
+        """
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.retries = retries
+        self.backoff = backoff
+        self.timeout = timeout
+        self.user_agent = user_agent or _default_user_agent()
+        self._pool_size = pool_size
+        self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+        self._credentials: dict[str, tuple[str, str]] = dict(credentials or {})
+        self._requests_sent = 0
+        self._bytes_received = 0
+
+    def close(self) -> None:
+        """Close the connection pools of every thread's session."""
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests sent so far by every thread, retries included."""
+        with self._lock:
+            return self._requests_sent
+
+    @property
+    def bytes_received(self) -> int:
+        """Response body bytes received so far by every thread."""
+        with self._lock:
+            return self._bytes_received
+
+    def get_page(self, url: str, *, etag: str | None = None) -> PageResponse:
+        """GET a Simple API page, preferring PEP 691 JSON.
+
+        With ``etag`` the request is conditional and an unchanged page gives status 304 and
+        an empty body. 404 and 410 give status 404 (the project does not exist there).
+        Raises :class:`UpstreamError` for any other failure, after retries when transient.
+        """
+        headers = {"Accept": PAGE_ACCEPT}
+        if etag is not None:
+            headers["If-None-Match"] = etag
+
+        def read(response: requests.Response, clean: str) -> PageResponse:
+            final = strip_credentials(response.url)
+            found = response.headers.get("ETag")
+            content_type = response.headers.get("Content-Type", "")
+            if response.status_code in (404, 410):
+                return PageResponse(404, b"", content_type, final, None)
+            if response.status_code == 304:
+                return PageResponse(304, b"", content_type, final, found or etag)
+            self._check_ok(response, clean)
+            body = self._read_body(response, clean, MAX_PAGE_BYTES)
+            return PageResponse(200, body, content_type, final, found)
+
+        return self._with_retries(url, headers, read)
+
+    def get_bytes(self, url: str, *, max_bytes: int) -> bytes:
+        """GET a small file (a PEP 658 ``.metadata``) whole; at most ``max_bytes`` bytes.
+
+        Raises :class:`UpstreamError` on any status but 200, or a larger body.
+        """
+        headers = {"Accept-Encoding": "identity"}
+
+        def read(response: requests.Response, clean: str) -> bytes:
+            self._check_ok(response, clean)
+            return self._read_body(response, clean, max_bytes)
+
+        return self._with_retries(url, headers, read)
+
+    @contextmanager
+    def stream(self, url: str) -> Iterator[Download]:
+        """GET a file as a stream; the caller reads (and hashes) it in chunks.
+
+        Retries cover connecting and the status line only; see :class:`Download`.
+        """
+        headers = {"Accept-Encoding": "identity"}
+
+        def opened(response: requests.Response, clean: str) -> requests.Response:
+            self._check_ok(response, clean)
+            return response
+
+        response = self._with_retries(url, headers, opened, close=False)
+        try:
+            yield Download(response, strip_credentials(url), self._count_bytes)
+        finally:
+            response.close()
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(
+                pool_connections=self._pool_size, pool_maxsize=self._pool_size, max_retries=0
+            )
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.max_redirects = MAX_REDIRECTS
+            session.headers["User-Agent"] = self.user_agent
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def _auth_for(self, url: str) -> tuple[str, tuple[str, str] | None]:
+        """The URL without userinfo, and the credentials to send with it (None: netrc)."""
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        with self._lock:
+            if "@" in parts.netloc:
+                user, _, password = parts.netloc.rpartition("@")[0].partition(":")
+                self._credentials[host] = (unquote(user), unquote(password))
+            auth = self._credentials.get(host) or self._credentials.get(parts.hostname or "")
+        return strip_credentials(url), auth
+
+    def _count_bytes(self, n: int) -> None:
+        with self._lock:
+            self._bytes_received += n
+
+    def _with_retries(
+        self,
+        url: str,
+        headers: dict[str, str],
+        handle: Callable[[requests.Response, str], T],
+        *,
+        close: bool = True,
+    ) -> T:
+        clean, auth = self._auth_for(url)
+        attempts = self.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._attempt(clean, auth, headers, handle, close=close)
+            except _Transient as fault:
+                if attempt == attempts:
+                    raise UpstreamError(
+                        f"GET {clean}: {fault.cause} after {attempts} "
+                        + ("attempt" if attempts == 1 else "attempts")
+                    ) from fault
+                delay = self._delay(attempt, fault.delay)
+                logger.info(
+                    "GET %s: %s; retry %d/%d in %.1fs",
+                    clean,
+                    fault.cause,
+                    attempt,
+                    self.retries,
+                    delay,
+                )
+                self._sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _attempt(
+        self,
+        clean: str,
+        auth: tuple[str, str] | None,
+        headers: dict[str, str],
+        handle: Callable[[requests.Response, str], T],
+        *,
+        close: bool,
+    ) -> T:
+        with self._lock:
+            self._requests_sent += 1
+        try:
+            response = self._session().get(
+                clean, headers=headers, auth=auth, timeout=self.timeout, stream=True
+            )
+        except requests.TooManyRedirects as exc:
+            raise UpstreamError(
+                f"GET {clean}: redirect loop (more than {MAX_REDIRECTS} redirects)"
+            ) from exc
+        except requests.exceptions.SSLError as exc:
+            raise UpstreamError(
+                f"GET {clean}: TLS error: {_describe(exc)} "
+                "(set REQUESTS_CA_BUNDLE to your CA certificates if the index uses a private CA)"
+            ) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _Transient(_describe(exc)) from exc
+        except requests.RequestException as exc:
+            raise UpstreamError(f"GET {clean}: {_describe(exc)}") from exc
+        keep_open = False
+        try:
+            if response.status_code in RETRY_STATUSES:
+                raise _Transient(
+                    f"HTTP {response.status_code} {response.reason}",
+                    self._retry_after(response.headers.get("Retry-After")),
+                )
+            result = handle(response, clean)
+            keep_open = not close
+            return result
+        finally:
+            if not keep_open:
+                response.close()
+
+    def _check_ok(self, response: requests.Response, clean: str) -> None:
+        if response.status_code == 200:
+            return
+        hint = ""
+        if response.status_code in (401, 403):
+            hint = " (check the credentials for this host in ~/.netrc or the index URL)"
+        raise UpstreamError(f"GET {clean}: HTTP {response.status_code} {response.reason}{hint}")
+
+    def _read_body(self, response: requests.Response, clean: str, limit: int) -> bytes:
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > limit:
+            raise UpstreamError(f"GET {clean}: response of {length} bytes exceeds {limit} bytes")
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            for chunk in response.iter_content(_CHUNK):
+                total += len(chunk)
+                self._count_bytes(len(chunk))
+                if total > limit:
+                    raise UpstreamError(f"GET {clean}: response exceeds {limit} bytes")
+                chunks.append(chunk)
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            # A reset or a truncated body: the whole request is worth another try.
+            raise _Transient(f"body broken: {_describe(exc)}") from exc
+        return b"".join(chunks)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        base = min(self.backoff * 2.0 ** (attempt - 1), MAX_BACKOFF)
+        # "Equal jitter": at least half the backoff, so parallel workers spread out but
+        # never hammer the upstream immediately.
+        return base / 2 + base / 2 * self._jitter()
+
+    def _retry_after(self, value: str | None) -> float | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if value.isdigit():
+            seconds = float(value)
+        else:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                return None  # unparseable: fall back to our own backoff
+            seconds = when.timestamp() - self._clock()
+        return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _describe(exc: BaseException) -> str:
+    """A short cause for an exception from requests/urllib3, without URLs or credentials."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connect timeout"
+    if isinstance(
+        exc, requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError | TimeoutError
+    ):
+        return "read timeout"
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, ConnectionResetError):
+            return "connection reset"
+        if isinstance(
+            current, urllib3.exceptions.IncompleteRead | urllib3.exceptions.ProtocolError
+        ):
+            text = str(current)
+            if "IncompleteRead" in text or isinstance(current, urllib3.exceptions.IncompleteRead):
+                return "body truncated (connection closed early)"
+        if isinstance(current, urllib3.exceptions.NameResolutionError):
+            return "host name not found"
+        nested = [a for a in current.args if isinstance(a, BaseException)]
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            nested.insert(0, reason)
+        current = nested[0] if nested else (current.__cause__ or current.__context__)
+    return type(exc).__name__

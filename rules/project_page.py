@@ -1,0 +1,322 @@
+"""Parse an upstream Simple API page (PEP 691 JSON or PEP 503 HTML) into canonical values.
+
+Whatever the upstream sends, the result is the same :class:`~rules.model.ProjectPage`: absolute
+URLs without credentials or fragments, sha256 when the upstream gave one, yanked and core
+metadata flags, files sorted by filename. Files that are neither a wheel nor an sdist of the
+requested project are dropped, as pip and uv ignore them too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+
+from packaging.utils import (
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+from rules.errors import UpstreamError
+from rules.model import NormalizedName, ProjectPage, UpstreamFile
+
+JSON_TYPES = frozenset(
+    {"application/vnd.pypi.simple.v1+json", "application/vnd.pypi.simple.latest+json"}
+)
+HTML_TYPES = frozenset(
+    {"text/html", "application/vnd.pypi.simple.v1+html", "application/vnd.pypi.simple.latest+html"}
+)
+
+# Filenames end up as path components in the mirror: allow only what real distribution
+# filenames use, so that nothing like "../x" or "a/b" can ever get through.
+_SAFE_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_NORMALIZED = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def strip_credentials(url: str) -> str:
+    """Return ``url`` without any ``user:password@`` part (for storing and for messages)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def is_normalized_name(name: str) -> bool:
+    """True if ``name`` is a PEP 503 normalized project name (safe as a path component)."""
+    return _NORMALIZED.fullmatch(name) is not None
+
+
+def parse_project_page(
+    body: bytes, content_type: str, page_url: str, project: NormalizedName
+) -> ProjectPage:
+    """Parse one upstream project page into a :class:`ProjectPage` for ``project``.
+
+    ``page_url`` must be the final URL after redirects: relative links are resolved against
+    it. Raises :class:`UpstreamError` naming the URL when the page cannot be understood.
+    """
+    url = strip_credentials(page_url)
+    media_type, charset = _split_content_type(content_type)
+    if media_type in JSON_TYPES:
+        data = _load_json(body, url)
+        files = _json_files(data, url, project)
+    elif media_type in HTML_TYPES:
+        links = _html_links(_decode(body, charset, url), page_url)
+        files = iter(links)
+    else:
+        raise UpstreamError(
+            f"{url}: unsupported content type {content_type!r}; expected PEP 691 JSON "
+            "(application/vnd.pypi.simple.v1+json) or PEP 503 HTML (text/html)"
+        )
+    return ProjectPage(name=project, files=_select(files, page_url, project))
+
+
+def parse_index_page(body: bytes, content_type: str, page_url: str) -> list[NormalizedName]:
+    """Parse an upstream root index (``/simple/``) into sorted, unique normalized names.
+
+    Names that do not normalize to a safe project name are ignored.
+    """
+    url = strip_credentials(page_url)
+    media_type, charset = _split_content_type(content_type)
+    raw: list[str] = []
+    if media_type in JSON_TYPES:
+        data = _load_json(body, url)
+        projects = data.get("projects")
+        if not isinstance(projects, list):
+            raise UpstreamError(f"{url}: malformed JSON index page: 'projects' is not a list")
+        for entry in projects:
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                raise UpstreamError(f"{url}: malformed JSON index page: bad project {entry!r}")
+            raw.append(entry["name"])
+    elif media_type in HTML_TYPES:
+        raw = [link.text for link in _html_links(_decode(body, charset, url), page_url)]
+    else:
+        raise UpstreamError(f"{url}: unsupported content type {content_type!r} for an index page")
+    names = {canonicalize_name(name.strip()) for name in raw}
+    return sorted(NormalizedName(n) for n in names if is_normalized_name(n))
+
+
+def _split_content_type(content_type: str) -> tuple[str, str]:
+    media_type, _, params = content_type.partition(";")
+    charset = "utf-8"
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"')
+    return media_type.strip().lower(), charset
+
+
+def _decode(body: bytes, charset: str, url: str) -> str:
+    try:
+        return body.decode(charset)
+    except (LookupError, UnicodeDecodeError) as exc:
+        raise UpstreamError(f"{url}: page is not valid {charset}: {exc}") from exc
+
+
+def _load_json(body: bytes, url: str) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise UpstreamError(f"{url}: malformed JSON page: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UpstreamError(f"{url}: malformed JSON page: top level is not an object")
+    meta = data.get("meta", {})
+    version = meta.get("api-version", "1.0") if isinstance(meta, dict) else None
+    if not isinstance(version, str) or version.partition(".")[0] != "1":
+        raise UpstreamError(
+            f"{url}: unsupported Simple API version {version!r}; Morgan reads 1.x (PEP 629)"
+        )
+    return data
+
+
+def _json_files(data: Mapping[str, Any], url: str, project: NormalizedName) -> Iterator[_Link]:
+    name = data.get("name")
+    if isinstance(name, str) and str(canonicalize_name(name)) != project:
+        raise UpstreamError(f"{url}: page is for project {name!r}, expected {project!r}")
+    files = data.get("files")
+    if not isinstance(files, list):
+        raise UpstreamError(f"{url}: malformed JSON project page: 'files' is not a list")
+    for entry in files:
+        yield _json_file(entry, url)
+
+
+@dataclass(slots=True)
+class _Link:
+    """One file link before validation: what either page format told us."""
+
+    href: str
+    text: str
+    attrs: dict[str, str | None] = field(default_factory=dict)
+    json: dict[str, Any] | None = None
+
+
+def _json_file(entry: object, url: str) -> _Link:
+    if not isinstance(entry, dict):
+        raise UpstreamError(f"{url}: malformed JSON project page: file entry {entry!r}")
+    filename, href = entry.get("filename"), entry.get("url")
+    if not isinstance(filename, str) or not isinstance(href, str):
+        raise UpstreamError(
+            f"{url}: malformed JSON project page: file entry without string 'filename' and 'url'"
+        )
+    return _Link(href=href, text=filename, json=entry)
+
+
+def _select(
+    links: Iterator[_Link], page_url: str, project: NormalizedName
+) -> tuple[UpstreamFile, ...]:
+    url = strip_credentials(page_url)
+    page_scheme = urlsplit(page_url).scheme
+    chosen: dict[str, UpstreamFile] = {}
+    for link in links:
+        absolute = urljoin(page_url, link.href)
+        parts = urlsplit(absolute)
+        # A remote page must not point Morgan at local files or other odd schemes.
+        if parts.scheme not in ("http", "https", page_scheme):
+            continue
+        filename = link.text if link.json is not None else unquote(parts.path.rpartition("/")[2])
+        if not _is_distribution_of(filename, project) or filename in chosen:
+            continue
+        file_url = strip_credentials(urlunsplit(parts._replace(fragment="")))
+        if link.json is not None:
+            chosen[filename] = _from_json(link.json, filename, file_url, url)
+        else:
+            chosen[filename] = _from_html(link.attrs, parts.fragment, filename, file_url, url)
+    return tuple(chosen[name] for name in sorted(chosen))
+
+
+def _is_distribution_of(filename: str, project: NormalizedName) -> bool:
+    if _SAFE_FILENAME.fullmatch(filename) is None:
+        return False
+    try:
+        if filename.endswith(".whl"):
+            name = parse_wheel_filename(filename)[0]
+        elif filename.endswith((".tar.gz", ".zip")):
+            name = parse_sdist_filename(filename)[0]
+        else:
+            return False
+    except ValueError:  # InvalidWheelFilename, InvalidSdistFilename, InvalidVersion
+        return False
+    return str(name) == project
+
+
+def _from_json(entry: Mapping[str, Any], filename: str, file_url: str, url: str) -> UpstreamFile:
+    where = f"{url}: file {filename}"
+    hashes = entry.get("hashes", {})
+    if not isinstance(hashes, dict):
+        raise UpstreamError(f"{where}: 'hashes' is not an object")
+    size = entry.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise UpstreamError(f"{where}: 'size' {size!r} is not a non-negative integer")
+    upload_time = entry.get("upload-time")
+    if upload_time is not None and not isinstance(upload_time, str):
+        raise UpstreamError(f"{where}: 'upload-time' {upload_time!r} is not a string")
+    requires_python = entry.get("requires-python")
+    if requires_python is not None and not isinstance(requires_python, str):
+        raise UpstreamError(f"{where}: 'requires-python' {requires_python!r} is not a string")
+    yanked = entry.get("yanked", False)
+    if not isinstance(yanked, bool | str):
+        raise UpstreamError(f"{where}: 'yanked' {yanked!r} is neither a boolean nor a string")
+    # PEP 714: the new key wins; the legacy key is read only when the new one is absent.
+    metadata = entry.get("core-metadata", entry.get("dist-info-metadata", False))
+    if isinstance(metadata, dict):
+        has_metadata, metadata_sha256 = True, _sha256(metadata.get("sha256"), where)
+    elif isinstance(metadata, bool):
+        has_metadata, metadata_sha256 = metadata, None
+    else:
+        raise UpstreamError(f"{where}: 'core-metadata' {metadata!r} is neither bool nor object")
+    return UpstreamFile(
+        filename=filename,
+        url=file_url,
+        sha256=_sha256(hashes.get("sha256"), where),
+        size=size,
+        upload_time=upload_time,
+        requires_python=_clean_requires_python(requires_python),
+        yanked=yanked is not False,
+        yanked_reason=yanked if isinstance(yanked, str) else "",
+        core_metadata=has_metadata,
+        core_metadata_sha256=metadata_sha256,
+    )
+
+
+def _from_html(
+    attrs: Mapping[str, str | None], fragment: str, filename: str, file_url: str, url: str
+) -> UpstreamFile:
+    where = f"{url}: file {filename}"
+    algorithm, _, digest = fragment.partition("=")
+    sha256 = _sha256(digest, where) if algorithm == "sha256" else None
+    has_metadata, metadata_sha256 = False, None
+    key = "data-core-metadata" if "data-core-metadata" in attrs else "data-dist-info-metadata"
+    if key in attrs:
+        value = (attrs[key] or "true").strip()
+        if value.lower() != "false":
+            has_metadata = True
+            algorithm, _, digest = value.partition("=")
+            if algorithm == "sha256":
+                metadata_sha256 = _sha256(digest, where)
+    yanked = "data-yanked" in attrs
+    return UpstreamFile(
+        filename=filename,
+        url=file_url,
+        sha256=sha256,
+        size=None,
+        upload_time=None,
+        requires_python=_clean_requires_python(attrs.get("data-requires-python")),
+        yanked=yanked,
+        yanked_reason=(attrs.get("data-yanked") or "") if yanked else "",
+        core_metadata=has_metadata,
+        core_metadata_sha256=metadata_sha256,
+    )
+
+
+def _sha256(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or _SHA256.fullmatch(value.lower()) is None:
+        raise UpstreamError(f"{where}: sha256 {value!r} is not 64 hexadecimal digits")
+    return value.lower()
+
+
+def _clean_requires_python(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _html_links(text: str, page_url: str) -> list[_Link]:
+    parser = _AnchorParser(page_url)
+    parser.feed(text)
+    parser.close()
+    return parser.links
+
+
+class _AnchorParser(HTMLParser):
+    """Collect ``<a href>`` links (attribute values arrive HTML-unescaped) and ``<base>``."""
+
+    def __init__(self, page_url: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base = page_url
+        self.links: list[_Link] = []
+        self._open: _Link | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "base" and values.get("href"):
+            self.base = urljoin(self.base, values["href"] or "")
+        elif tag == "a" and values.get("href"):
+            href = urljoin(self.base, values["href"] or "")
+            self._open = _Link(href=href, text="", attrs=values)
+            self.links.append(self._open)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._open = None
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._open.text += data

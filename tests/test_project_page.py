@@ -1,0 +1,340 @@
+"""Upstream pages, JSON or HTML, become the same canonical ProjectPage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from rules.errors import UpstreamError
+from rules.model import NormalizedName, ProjectPage, UpstreamFile
+from rules.project_page import parse_index_page, parse_project_page, strip_credentials
+
+JSON = "application/vnd.pypi.simple.v1+json"
+HTML = "text/html; charset=utf-8"
+PAGE = "https://files.example/simple/demo-pkg/"
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+SHA_M = "c" * 64
+DEMO = NormalizedName("demo-pkg")
+
+
+def json_page(files: list[dict[str, Any]], **extra: Any) -> bytes:
+    page = {"meta": {"api-version": "1.1"}, "name": "demo-pkg", "files": files, **extra}
+    return json.dumps(page).encode()
+
+
+def file_entry(filename: str, **extra: Any) -> dict[str, Any]:
+    return {"filename": filename, "url": f"../../f/{filename}", "hashes": {}, **extra}
+
+
+def only_file(page: ProjectPage) -> UpstreamFile:
+    assert len(page.files) == 1
+    return page.files[0]
+
+
+def test_json_page_gives_every_field() -> None:
+    body = json_page(
+        [
+            {
+                "filename": "demo_pkg-1.0-py3-none-any.whl",
+                "url": "https://cdn.example/f/demo_pkg-1.0-py3-none-any.whl",
+                "hashes": {"sha256": SHA_A.upper(), "md5": "0" * 32},
+                "requires-python": " >=3.8 ",
+                "size": 1234,
+                "upload-time": "2024-01-02T03:04:05.123456Z",
+                "yanked": "broken build",
+                "core-metadata": {"sha256": SHA_M},
+            }
+        ]
+    )
+    page = parse_project_page(body, JSON, PAGE, DEMO)
+    assert page == ProjectPage(
+        name=DEMO,
+        files=(
+            UpstreamFile(
+                filename="demo_pkg-1.0-py3-none-any.whl",
+                url="https://cdn.example/f/demo_pkg-1.0-py3-none-any.whl",
+                sha256=SHA_A,
+                size=1234,
+                upload_time="2024-01-02T03:04:05.123456Z",
+                requires_python=">=3.8",
+                yanked=True,
+                yanked_reason="broken build",
+                core_metadata=True,
+                core_metadata_sha256=SHA_M,
+            ),
+        ),
+    )
+
+
+def test_html_page_gives_every_field_html_unescaped() -> None:
+    body = (
+        b"<!DOCTYPE html><html><body>"
+        b'<a href="../../f/demo_pkg-1.0.tar.gz#sha256=' + SHA_A.encode() + b'" '
+        b'data-requires-python="&gt;=3.8,&lt;4" data-yanked="bad &amp; old">demo_pkg-1.0.tar.gz</a>'
+        b'<a href="../../f/demo_pkg-1.0-py3-none-any.whl#md5=abc" '
+        b'data-dist-info-metadata="sha256=' + SHA_M.encode() + b'">x</a>'
+        b"</body></html>"
+    )
+    page = parse_project_page(body, HTML, PAGE, DEMO)
+    assert page.files == (
+        UpstreamFile(
+            filename="demo_pkg-1.0-py3-none-any.whl",
+            url="https://files.example/f/demo_pkg-1.0-py3-none-any.whl",
+            sha256=None,
+            size=None,
+            upload_time=None,
+            requires_python=None,
+            yanked=False,
+            yanked_reason="",
+            core_metadata=True,
+            core_metadata_sha256=SHA_M,
+        ),
+        UpstreamFile(
+            filename="demo_pkg-1.0.tar.gz",
+            url="https://files.example/f/demo_pkg-1.0.tar.gz",
+            sha256=SHA_A,
+            size=None,
+            upload_time=None,
+            requires_python=">=3.8,<4",
+            yanked=True,
+            yanked_reason="bad & old",
+            core_metadata=False,
+            core_metadata_sha256=None,
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        (JSON, json_page([file_entry("demo_pkg-1.0.tar.gz"), file_entry("demo_pkg-0.9.zip")])),
+        (
+            "application/vnd.pypi.simple.v1+html",
+            b'<a href="../../f/demo_pkg-1.0.tar.gz">1</a><a href="../../f/demo_pkg-0.9.zip">2</a>',
+        ),
+    ],
+    ids=["json", "html"],
+)
+def test_relative_urls_resolve_against_the_final_page_url(content_type: str, body: bytes) -> None:
+    page = parse_project_page(body, content_type, "https://mirror.example/a/simple/demo-pkg/", DEMO)
+    assert [(f.filename, f.url) for f in page.files] == [
+        ("demo_pkg-0.9.zip", "https://mirror.example/a/f/demo_pkg-0.9.zip"),
+        ("demo_pkg-1.0.tar.gz", "https://mirror.example/a/f/demo_pkg-1.0.tar.gz"),
+    ]
+
+
+def test_html_base_tag_changes_the_base_url() -> None:
+    body = (
+        b'<head><base href="https://other.example/pkgs/"></head><a href="demo_pkg-1.0.tar.gz">x</a>'
+    )
+    page = parse_project_page(body, HTML, PAGE, DEMO)
+    assert only_file(page).url == "https://other.example/pkgs/demo_pkg-1.0.tar.gz"
+
+
+def test_credentials_are_never_stored() -> None:
+    page_url = "https://user:s3cret@private.example/simple/demo-pkg/"
+    body = b'<a href="/f/demo_pkg-1.0.tar.gz">x</a><a href="https://u:p@cdn.example/demo_pkg-2.0.zip">y</a>'
+    page = parse_project_page(body, HTML, page_url, DEMO)
+    assert [f.url for f in page.files] == [
+        "https://private.example/f/demo_pkg-1.0.tar.gz",
+        "https://cdn.example/demo_pkg-2.0.zip",
+    ]
+    assert strip_credentials(page_url) == "https://private.example/simple/demo-pkg/"
+
+
+def test_files_that_are_not_distributions_of_the_project_are_dropped() -> None:
+    names = [
+        "demo_pkg-1.0.tar.gz",
+        "demo_pkg-1.0.egg",
+        "demo_pkg-1.0.tar.bz2",
+        "demo_pkg-1.0.win32.exe",
+        "demo_pkg-notaversion-py3-none-any.whl",
+        "other-1.0.tar.gz",
+        "other-1.0-py3-none-any.whl",
+        "README.txt",
+    ]
+    page = parse_project_page(json_page([file_entry(n) for n in names]), JSON, PAGE, DEMO)
+    assert [f.filename for f in page.files] == ["demo_pkg-1.0.tar.gz"]
+
+
+def test_unsafe_filenames_from_encoded_paths_are_dropped() -> None:
+    body = (
+        b'<a href="/f/..%2Fdemo_pkg-1.0.tar.gz">x</a>'
+        b'<a href="/f/a%2Fdemo_pkg-1.1.tar.gz">x</a>'
+        b'<a href="/f/demo_pkg-1.2.tar.gz">ok</a>'
+    )
+    page = parse_project_page(body, HTML, PAGE, DEMO)
+    assert [f.filename for f in page.files] == ["demo_pkg-1.2.tar.gz"]
+
+
+def test_json_filename_with_path_separator_is_dropped() -> None:
+    entry = {"filename": "../demo_pkg-1.0.tar.gz", "url": "x.tar.gz", "hashes": {}}
+    assert parse_project_page(json_page([entry]), JSON, PAGE, DEMO).files == ()
+
+
+def test_remote_page_cannot_point_at_local_files() -> None:
+    body = b'<a href="file:///etc/demo_pkg-1.0.tar.gz">x</a><a href="ftp://h/demo_pkg-2.0.tar.gz">y</a>'
+    assert parse_project_page(body, HTML, PAGE, DEMO).files == ()
+
+
+def test_files_sorted_by_filename_first_duplicate_wins() -> None:
+    entries = [
+        file_entry("demo_pkg-2.0.tar.gz", hashes={"sha256": SHA_A}),
+        file_entry("demo_pkg-1.0.tar.gz"),
+        file_entry("demo_pkg-2.0.tar.gz", hashes={"sha256": SHA_B}),
+    ]
+    page = parse_project_page(json_page(entries), JSON, PAGE, DEMO)
+    assert [(f.filename, f.sha256) for f in page.files] == [
+        ("demo_pkg-1.0.tar.gz", None),
+        ("demo_pkg-2.0.tar.gz", SHA_A),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({}, (False, "", False, None)),
+        ({"yanked": False}, (False, "", False, None)),
+        ({"yanked": True}, (True, "", False, None)),
+        ({"yanked": "why"}, (True, "why", False, None)),
+        ({"core-metadata": True}, (False, "", True, None)),
+        ({"core-metadata": False, "dist-info-metadata": True}, (False, "", False, None)),
+        ({"dist-info-metadata": {"sha256": SHA_M}}, (False, "", True, SHA_M)),
+        ({"dist-info-metadata": True}, (False, "", True, None)),
+        ({"core-metadata": {"sha512": "ab"}}, (False, "", True, None)),
+    ],
+    ids=lambda v: json.dumps(v) if isinstance(v, dict) else repr(v),
+)
+def test_json_yanked_and_core_metadata_forms(
+    fields: dict[str, Any], expected: tuple[bool, str, bool, str | None]
+) -> None:
+    body = json_page([file_entry("demo_pkg-1.0-py3-none-any.whl", **fields)])
+    f = only_file(parse_project_page(body, JSON, PAGE, DEMO))
+    assert (f.yanked, f.yanked_reason, f.core_metadata, f.core_metadata_sha256) == expected
+
+
+@pytest.mark.parametrize(
+    ("attrs", "expected"),
+    [
+        ("", (False, "", False, None)),
+        ("data-yanked", (True, "", False, None)),
+        ('data-yanked=""', (True, "", False, None)),
+        ('data-core-metadata="true"', (False, "", True, None)),
+        ('data-core-metadata="false" data-dist-info-metadata="true"', (False, "", False, None)),
+        (f'data-dist-info-metadata="sha256={SHA_M}"', (False, "", True, SHA_M)),
+        ('data-core-metadata="sha512=00"', (False, "", True, None)),
+    ],
+)
+def test_html_yanked_and_core_metadata_forms(
+    attrs: str, expected: tuple[bool, str, bool, str | None]
+) -> None:
+    body = f'<a href="/f/demo_pkg-1.0-py3-none-any.whl" {attrs}>x</a>'.encode()
+    f = only_file(parse_project_page(body, HTML, PAGE, DEMO))
+    assert (f.yanked, f.yanked_reason, f.core_metadata, f.core_metadata_sha256) == expected
+
+
+def test_any_1x_api_version_is_read() -> None:
+    body = json.dumps(
+        {
+            "meta": {"api-version": "1.4"},
+            "name": "Demo.Pkg",
+            "files": [file_entry("demo_pkg-1.0.tar.gz")],
+        }
+    ).encode()
+    assert only_file(parse_project_page(body, JSON, PAGE, DEMO)).filename == "demo_pkg-1.0.tar.gz"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "message"),
+    [
+        (JSON, b"{not json", f"{PAGE}: malformed JSON page: Expecting property name enclosed"),
+        (JSON, b"[]", f"{PAGE}: malformed JSON page: top level is not an object"),
+        (
+            JSON,
+            b'{"meta": {"api-version": "2.0"}, "files": []}',
+            f"{PAGE}: unsupported Simple API version '2.0'; Morgan reads 1.x (PEP 629)",
+        ),
+        (
+            JSON,
+            b'{"meta": {"api-version": "1.0"}, "files": {}}',
+            f"{PAGE}: malformed JSON project page: 'files' is not a list",
+        ),
+        (
+            JSON,
+            b'{"meta": {"api-version": "1.0"}, "name": "other", "files": []}',
+            f"{PAGE}: page is for project 'other', expected 'demo-pkg'",
+        ),
+        (
+            JSON,
+            json_page([file_entry("demo_pkg-1.0.tar.gz", hashes={"sha256": "xyz"})]),
+            f"{PAGE}: file demo_pkg-1.0.tar.gz: sha256 'xyz' is not 64 hexadecimal digits",
+        ),
+        (
+            JSON,
+            json_page([file_entry("demo_pkg-1.0.tar.gz", size="12")]),
+            f"{PAGE}: file demo_pkg-1.0.tar.gz: 'size' '12' is not a non-negative integer",
+        ),
+        (
+            JSON,
+            json_page([{"filename": "demo_pkg-1.0.tar.gz"}]),
+            f"{PAGE}: malformed JSON project page: file entry without string 'filename' and 'url'",
+        ),
+        (
+            "text/html; charset=utf-8",
+            b"<a href='x'>\xff\xfe</a>",
+            f"{PAGE}: page is not valid utf-8: 'utf-8' codec can't decode byte 0xff",
+        ),
+        (
+            "text/plain",
+            b"",
+            f"{PAGE}: unsupported content type 'text/plain'; expected PEP 691 JSON",
+        ),
+    ],
+    ids=[
+        "bad-json",
+        "not-object",
+        "api-2",
+        "files-not-list",
+        "wrong-project",
+        "bad-sha",
+        "bad-size",
+        "no-url",
+        "bad-utf8",
+        "bad-type",
+    ],
+)
+def test_malformed_pages_raise_upstream_error_naming_the_url(
+    content_type: str, body: bytes, message: str
+) -> None:
+    with pytest.raises(UpstreamError) as exc:
+        parse_project_page(body, content_type, PAGE, DEMO)
+    assert str(exc.value).startswith(message)
+
+
+def test_error_messages_never_show_credentials() -> None:
+    with pytest.raises(UpstreamError) as exc:
+        parse_project_page(b"{", JSON, "https://me:pw@h.example/simple/demo-pkg/", DEMO)
+    assert str(exc.value).startswith("https://h.example/simple/demo-pkg/: malformed JSON page")
+    assert "pw" not in str(exc.value)
+
+
+def test_latin1_charset_is_honoured() -> None:
+    body = '<a href="/f/demo_pkg-1.0.tar.gz" data-yanked="caf\u00e9">x</a>'.encode("latin-1")
+    f = only_file(parse_project_page(body, "text/html; charset=ISO-8859-1", PAGE, DEMO))
+    assert f.yanked_reason == "caf\u00e9"
+
+
+def test_index_page_json_and_html_give_sorted_normalized_names() -> None:
+    js = json.dumps(
+        {"meta": {"api-version": "1.0"}, "projects": [{"name": "Zope.Interface"}, {"name": "a_b"}]}
+    ).encode()
+    html = (
+        b'<a href="/simple/zope-interface/">Zope.Interface</a>'
+        b'<a href="/a/">A_B</a><a href="x">../x</a>'
+    )
+    expected = [NormalizedName("a-b"), NormalizedName("zope-interface")]
+    assert parse_index_page(js, JSON, "https://h/simple/") == expected
+    assert parse_index_page(html, "text/html", "https://h/simple/") == expected
