@@ -277,8 +277,8 @@ class IndexTree:
 def build_tree(
     root: Path,
     dists: Sequence[Dist] | None = None,
-    environments: Mapping[str, Sequence[str]] | None = None,
     *,
+    environments: Mapping[str, Sequence[str]] | None = None,
     materialize: str = "symlink",
 ) -> IndexTree:
     """A mirror at ``root`` with generation 1 holding ``dists`` (default: :func:`default_dists`)."""
