@@ -1,0 +1,990 @@
+"""Morgan's mirror server: one file, standard library only, Python 3.8+.
+
+``morgan build`` copies this file into every mirror root, so ``python server.py`` serves the
+mirror it sits in; ``morgan serve`` runs the same code in-process. It serves the generation
+that ``<root>/index`` points at (resolved once per request, so a response never mixes two
+generations and a new build is picked up without a restart):
+
+- ``/simple/``, ``/simple/<project>/`` and ``/env/<name>/simple/...``: the pre-rendered
+  ``index.html`` / ``index.json`` chosen by PEP 691 content negotiation (``Accept`` with
+  q-values, ``?format=``), exact ``Content-Type``, ``Vary: Accept``, 404 for unknown
+  projects, 301 to the normalized name and to the trailing-slash form, 406 when nothing
+  offered is acceptable.
+- files and ``.metadata``: ``Content-Length``, ``ETag`` (the blake3 content address),
+  ``Last-Modified``, ``HEAD``, one ``Range`` (206/416), ``If-None-Match``/``If-Modified-Since``
+  (304), immutable caching, streamed with ``sendfile``; never compressed.
+- ``/``: a page for people (projects, versions, environments, sizes, a search form that
+  needs no JavaScript).
+
+Safety: request targets are parsed strictly (no dot segments, no encoded ``/`` or ``\\``, no
+NUL, a whitelist of characters, bounded lengths), only GET and HEAD are served, a symlink is
+followed only when it resolves inside ``<root>/store/objects/``, a regular file only when it
+lies inside the generation, and nothing ever lists a directory. Connections are served by at
+most ``--max-connections`` threads; a watchdog cuts connections that take too long to send a
+request head (idle keep-alive and slowloris alike).
+
+See docs/server.md for the decisions behind each header.
+"""
+
+import argparse
+import contextlib
+import email.utils
+import html
+import http
+import json
+import os
+import re
+import socket
+import socketserver
+import stat
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+from typing import IO, Dict, List, Optional, Sequence, Tuple
+
+SERVER_NAME = "morgan-server"
+
+MAX_REQUEST_LINE = 8192
+MAX_PATH = 4096
+MAX_SEGMENT = 255
+MAX_HEADER_LINE = 8192
+MAX_HEADER_BYTES = 32768
+MAX_HEADER_COUNT = 64
+MAX_PAGE_JSON = 64 * 1024 * 1024  # a project's JSON page read for the human page
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+V1_HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+TEXT_HTML = "text/html"
+# The exact header each chosen representation is sent with: uv compares the part before ';'
+# byte for byte and pip lower-cases and prefix-matches, so these are lowercase, no spaces.
+CONTENT_TYPES = {
+    JSON_TYPE: JSON_TYPE,
+    V1_HTML_TYPE: V1_HTML_TYPE,
+    TEXT_HTML: "text/html; charset=utf-8",
+}
+# ?format= values (PEP 691 names plus short forms) -> the representation they select.
+FORMATS = {
+    JSON_TYPE: JSON_TYPE,
+    "application/vnd.pypi.simple.latest+json": JSON_TYPE,
+    V1_HTML_TYPE: V1_HTML_TYPE,
+    "application/vnd.pypi.simple.latest+html": V1_HTML_TYPE,
+    TEXT_HTML: TEXT_HTML,
+    "json": JSON_TYPE,
+    "html": TEXT_HTML,
+}
+# Media ranges that name a representation exactly (PEP 691's "latest" aliases v1).
+_EXACT = {
+    JSON_TYPE: (JSON_TYPE, "application/vnd.pypi.simple.latest+json"),
+    V1_HTML_TYPE: (V1_HTML_TYPE, "application/vnd.pypi.simple.latest+html"),
+    TEXT_HTML: (TEXT_HTML,),
+}
+# Tie-break among equal q: when a client named types, the richer API wins; when only */*
+# matched (a browser, curl), HTML wins as PEP 691 recommends for a default.
+_PREFER_NAMED = {JSON_TYPE: 3, V1_HTML_TYPE: 2, TEXT_HTML: 1}
+_PREFER_WILDCARD = {TEXT_HTML: 3, V1_HTML_TYPE: 2, JSON_TYPE: 1}
+
+FILE_CACHE = "public, max-age=31536000, immutable"
+PAGE_CACHE = "public, max-age=60"
+ALLOWED_METHODS = "GET, HEAD"
+KNOWN_METHODS = frozenset(["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"])
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_+!~-][A-Za-z0-9._+!~-]*$")
+_PROJECT = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_RAW_PATH = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
+_VERSION = re.compile(r"^HTTP/(\d)\.(\d)$")
+
+
+class HttpError(Exception):
+    """A request answered with an error status; ``close`` drops the connection after it."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: Optional[List[Tuple[str, str]]] = None,
+        close: bool = False,
+    ) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+        self.close = close
+
+
+def canonicalize(name: str) -> str:
+    """PEP 503 normalized project name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def parse_target(target: str) -> Tuple[Tuple[str, ...], bool, str]:
+    """Split an origin-form request target into decoded segments, trailing slash and query.
+
+    Raises :class:`HttpError` (400 or 414) for anything that could name a path outside the
+    tree or that no mirror file is called: dot segments, empty segments, backslashes, NUL and
+    other control characters, non-ASCII, encoded ``/`` or ``%``, malformed escapes, fragments.
+    """
+    if len(target) > MAX_PATH:
+        raise HttpError(414, "request target longer than %d bytes" % MAX_PATH)
+    if not target.startswith("/"):
+        raise HttpError(400, "request target must start with '/'")
+    path, _, query = target.partition("?")
+    if not _RAW_PATH.match(path):
+        raise HttpError(400, "request path contains a character no mirror path has")
+    parts = path.split("/")[1:]
+    slash = parts[-1] == ""
+    if slash:
+        parts.pop()
+    segments = []
+    for raw in parts:
+        if raw == "":
+            raise HttpError(400, "empty path segment ('//')")
+        try:
+            segment = urllib.parse.unquote(raw, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise HttpError(400, "path segment is not UTF-8") from None
+        if "%" in raw and re.search(r"%(?![0-9A-Fa-f]{2})", raw):
+            raise HttpError(400, "malformed percent-escape in path")
+        if len(segment) > MAX_SEGMENT or not _SEGMENT.match(segment):
+            raise HttpError(400, "path segment %r is not a mirror name" % segment[:80])
+        segments.append(segment)
+    return tuple(segments), slash, query
+
+
+def parse_accept(header: Optional[str]) -> List[Tuple[str, float]]:
+    """``Accept`` -> [(media range, q)]; no header means ``*/*``; bad ranges are dropped."""
+    if header is None or not header.strip():
+        return [("*/*", 1.0)]
+    ranges = []
+    for part in header.split(","):
+        fields = part.split(";")
+        media = fields[0].strip().lower()
+        if media.count("/") != 1:
+            continue
+        q: Optional[float] = 1.0
+        for param in fields[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = None
+                if q is not None and not 0.0 <= q <= 1.0:
+                    q = None
+        if q is not None:
+            ranges.append((media, q))
+    return ranges
+
+
+def select_type(accept: Optional[str], offered: Sequence[str]) -> Optional[str]:
+    """The offered representation the client prefers, or None (406): PEP 691 + RFC 9110.
+
+    Each offer takes the q of its most specific matching range (exact, ``type/*``, ``*/*``);
+    the highest q wins, then the more specific match, then :data:`_PREFER_NAMED` (or, when
+    only ``*/*`` matched, :data:`_PREFER_WILDCARD`). q=0 means "not acceptable".
+    """
+    ranges = parse_accept(accept)
+    best: Optional[Tuple[float, int, int]] = None
+    chosen = None
+    for offer in offered:
+        major = offer.split("/")[0]
+        match: Optional[Tuple[int, float]] = None
+        for media, q in ranges:
+            if media in _EXACT[offer]:
+                spec = 2
+            elif media == major + "/*":
+                spec = 1
+            elif media == "*/*":
+                spec = 0
+            else:
+                continue
+            if match is None or spec > match[0] or (spec == match[0] and q > match[1]):
+                match = (spec, q)
+        if match is None or match[1] <= 0.0:
+            continue
+        prefer = (_PREFER_NAMED if match[0] > 0 else _PREFER_WILDCARD)[offer]
+        key = (match[1], match[0], prefer)
+        if best is None or key > best:
+            best, chosen = key, offer
+    return chosen
+
+
+def parse_range(header: str, size: int) -> Optional[Tuple[int, int]]:
+    """A single ``bytes=`` range -> (start, length); None to ignore it (send everything).
+
+    Raises :class:`HttpError` 416 when the one range is well-formed but unsatisfiable.
+    Several ranges are answered with the whole file, which RFC 9110 allows.
+    """
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not (first.isdigit() or last.isdigit()):
+        return None
+    if (first and not first.isdigit()) or (last and not last.isdigit()):
+        return None
+    unsatisfiable = HttpError(
+        416, "range not satisfiable", [("Content-Range", "bytes */%d" % size)]
+    )
+    if not first:  # suffix: the last N bytes
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise unsatisfiable
+        length = min(suffix, size)
+        return size - length, length
+    start = int(first)
+    if start >= size:
+        raise unsatisfiable
+    end = int(last) if last else size - 1
+    if end < start:
+        return None
+    return start, min(end, size - 1) - start + 1
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """``If-None-Match`` weak comparison (RFC 9110 §13.1.2)."""
+    if header.strip() == "*":
+        return True
+    for item in header.split(","):
+        candidate = item.strip()
+        if candidate.startswith("W/"):
+            candidate = candidate[2:]
+        if candidate == etag:
+            return True
+    return False
+
+
+class Generation:
+    """One resolved generation directory; every path of a response is taken from here."""
+
+    def __init__(self, root: str, path: str) -> None:
+        self.root = root
+        self.path = path
+        self.objects_prefix = os.path.join(root, "store", "objects") + os.sep
+        self.prefix = path + os.sep
+
+    def open_file(self, path: str) -> Tuple[IO[bytes], os.stat_result, str]:
+        """Open a regular file of the tree -> (file, stat, ETag); 404 when not servable.
+
+        A symlink counts only if it resolves inside ``store/objects/``; anything else must
+        resolve inside this generation. The ETag is the blake3 content address for a store
+        object, else a strong validator from (size, mtime_ns, inode) of the file itself.
+        """
+        try:
+            link_stat = os.lstat(path)
+        except OSError:
+            raise HttpError(404, "not found") from None
+        real = os.path.realpath(path)
+        in_store = real.startswith(self.objects_prefix)
+        if stat.S_ISLNK(link_stat.st_mode) and not in_store:
+            raise HttpError(404, "not found (link points outside the store)")
+        if not in_store and not real.startswith(self.prefix):
+            raise HttpError(404, "not found (outside the generation)")
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(real, flags)
+        except OSError:
+            raise HttpError(404, "not found") from None
+        fobj = os.fdopen(fd, "rb", buffering=0)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            fobj.close()
+            raise HttpError(404, "not found")
+        name = os.path.basename(real)
+        if in_store and _HEX64.match(name):
+            etag = '"%s"' % name
+        else:
+            etag = '"%x-%x-%x"' % (st.st_size, st.st_mtime_ns, st.st_ino)
+        return fobj, st, etag
+
+
+class Watchdog:
+    """Shuts down connections whose request head is not complete by a deadline."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self._deadlines: Dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._run, name="morgan-watchdog", daemon=True)
+        self._thread.start()
+
+    def arm(self, sock: socket.socket, seconds: float) -> None:
+        with self._lock:
+            self._deadlines[sock] = time.monotonic() + seconds
+
+    def disarm(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._deadlines.pop(sock, None)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            now = time.monotonic()
+            with self._lock:
+                expired = [s for s, t in self._deadlines.items() if t <= now]
+                for sock in expired:
+                    del self._deadlines[sock]
+            for sock in expired:
+                # Unblocks the handler's read with EOF; it then closes the connection. An
+                # OSError means the peer already closed it: nothing is left to cut.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class Request:
+    """A parsed request head."""
+
+    __slots__ = ("headers", "keep_alive", "line", "method", "target", "version")
+
+    def __init__(self, method: str, target: str, version: str, line: str) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.line = line
+        self.headers: Dict[str, str] = {}
+        self.keep_alive = False
+
+
+class Handler(socketserver.StreamRequestHandler):
+    """One connection: requests read strictly, one response each, keep-alive by default."""
+
+    server: "MirrorServer"
+    wbufsize = 0  # responses are written whole (head) or by sendfile (body)
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.send_timeout)
+        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle(self) -> None:
+        while True:
+            self.server.watchdog.arm(self.connection, self.server.header_timeout)
+            try:
+                request = self._read_request()
+            except (OSError, ValueError):
+                return  # reset, timed out or cut by the watchdog: nothing to answer
+            finally:
+                self.server.watchdog.disarm(self.connection)
+            if request is None or not self._respond(request):
+                return
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _read_request(self) -> Optional[Request]:
+        line = b""
+        for _ in range(4):  # RFC 9112 §2.2: ignore a few empty lines before a request
+            line = self.rfile.readline(MAX_REQUEST_LINE + 1)
+            if line not in (b"\r\n", b"\n"):
+                break
+        if not line:
+            return None
+        if not line.endswith(b"\n"):
+            if len(line) > MAX_REQUEST_LINE:
+                self._reject(414, "request line longer than %d bytes" % MAX_REQUEST_LINE, line)
+            return None
+        text = line.decode("latin-1").rstrip("\r\n")
+        parts = text.split(" ")
+        if len(parts) != 3 or not _TOKEN.match(parts[0]):
+            self._reject(400, "malformed request line", line)
+            return None
+        version = _VERSION.match(parts[2])
+        if version is None:
+            self._reject(400, "malformed HTTP version", line)
+            return None
+        if version.group(1) != "1":
+            self._reject(505, "only HTTP/1.0 and HTTP/1.1 are served", line)
+            return None
+        request = Request(parts[0], parts[1], parts[2], text)
+        total = 0
+        while True:
+            raw = self.rfile.readline(MAX_HEADER_LINE + 1)
+            if not raw:
+                return None
+            total += len(raw)
+            if len(raw) > MAX_HEADER_LINE or total > MAX_HEADER_BYTES:
+                self._reject(431, "request headers too large", line)
+                return None
+            if raw in (b"\r\n", b"\n"):
+                break
+            if len(request.headers) >= MAX_HEADER_COUNT:
+                self._reject(431, "more than %d request headers" % MAX_HEADER_COUNT, line)
+                return None
+            header = raw.decode("latin-1").rstrip("\r\n")
+            name, colon, value = header.partition(":")
+            value = value.strip(" \t")
+            if not colon or not _TOKEN.match(name) or re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+                self._reject(400, "malformed header line", line)
+                return None
+            key = name.lower()
+            if key in request.headers:
+                if key in ("host", "content-length", "transfer-encoding", "range"):
+                    self._reject(400, "duplicate %s header" % name, line)
+                    return None
+                request.headers[key] += ", " + value
+            else:
+                request.headers[key] = value
+        tokens = {t.strip().lower() for t in request.headers.get("connection", "").split(",")}
+        if request.version == "HTTP/1.1":
+            request.keep_alive = "close" not in tokens
+        else:
+            request.keep_alive = "keep-alive" in tokens
+        return request
+
+    def _reject(self, status: int, reason: str, line: bytes) -> None:
+        request = Request("-", "-", "HTTP/1.1", line[:200].decode("latin-1").rstrip("\r\n"))
+        self._send_error(request, HttpError(status, reason, close=True), time.monotonic())
+
+    # -- answering -----------------------------------------------------------------------
+
+    def _respond(self, request: Request) -> bool:
+        """Answer one request; return whether the connection stays open."""
+        started = time.monotonic()
+        try:
+            status, size = self._route(request)
+        except HttpError as err:
+            return self._send_error(request, err, started)
+        except (ConnectionError, socket.timeout):
+            return False
+        except Exception:
+            self.server.log_error(
+                "internal error on %r:\n%s" % (request.line, traceback.format_exc())
+            )
+            return self._send_error(request, HttpError(500, "internal error", close=True), started)
+        self.server.log_access(self.client_address, request, status, size, started)
+        return request.keep_alive
+
+    def _send_error(self, request: Request, err: HttpError, started: float) -> bool:
+        body = (
+            "%d %s: %s\n" % (err.status, http.HTTPStatus(err.status).phrase, err.reason)
+        ).encode()
+        keep = request.keep_alive and not err.close
+        headers = [("Content-Type", "text/plain; charset=utf-8"), *err.headers]
+        try:
+            self._write_head(err.status, headers, len(body), keep)
+            if request.method != "HEAD":
+                self.wfile.write(body)
+        except OSError:
+            keep = False
+        self.server.log_access(self.client_address, request, err.status, len(body), started)
+        return keep
+
+    def _write_head(
+        self, status: int, headers: List[Tuple[str, str]], length: int, keep: bool
+    ) -> None:
+        lines = ["HTTP/1.1 %d %s" % (status, http.HTTPStatus(status).phrase)]
+        lines.append("Server: " + SERVER_NAME)
+        lines.append("Date: " + email.utils.formatdate(usegmt=True))
+        lines.extend("%s: %s" % pair for pair in headers)
+        lines.append("Content-Length: %d" % length)
+        if not keep:
+            lines.append("Connection: close")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+
+    def _route(self, request: Request) -> Tuple[int, int]:
+        if request.method not in ("GET", "HEAD"):
+            allow = [("Allow", ALLOWED_METHODS)]
+            if request.method in KNOWN_METHODS:
+                raise HttpError(405, "only GET and HEAD are served", allow, close=True)
+            raise HttpError(501, "method %s is not implemented" % request.method[:20], allow, True)
+        if "transfer-encoding" in request.headers or request.headers.get(
+            "content-length", "0"
+        ) not in ("", "0"):
+            raise HttpError(400, "a GET or HEAD request must not carry a body", close=True)
+        target = request.target
+        if not target.startswith("/"):
+            target = self._origin_form(request)
+        segments, slash, query = parse_target(target)
+        params = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=16)
+        generation = self.server.generation()
+        if not segments:
+            return self._home(request, generation, params.get("q", [""])[0])
+        if segments[0] == "simple":
+            base, rest, top = os.path.join(generation.path, "simple"), segments[1:], "simple"
+        elif segments[0] == "env" and len(segments) >= 3 and segments[2] == "simple":
+            base = os.path.join(generation.path, "env", segments[1], "simple")
+            rest, top = segments[3:], "simple"
+            if not os.path.isdir(base):
+                raise HttpError(404, "no environment %r in this mirror" % segments[1])
+        else:
+            raise HttpError(404, "not found; the index is at simple/")
+        fmt = params.get("format", [None])[0]
+        if not rest:
+            if not slash:
+                return self._redirect(request, top + "/", query)
+            return self._page(request, generation, base, fmt)
+        if len(rest) == 1 and rest[0] in ("index.html", "index.json") and not slash:
+            return self._file(request, generation, os.path.join(base, rest[0]), page=True)
+        name = rest[0]
+        if not _PROJECT.match(name):
+            raise HttpError(404, "%r is not a project name" % name)
+        canonical = canonicalize(name)
+        if len(rest) == 1:
+            if canonical != name:
+                return self._redirect(request, ("../" if slash else "") + canonical + "/", query)
+            if not slash:
+                return self._redirect(request, name + "/", query)
+            project_dir = os.path.join(base, name)
+            if not os.path.isdir(project_dir):
+                raise HttpError(404, "no project %r in this index" % name, [("Vary", "Accept")])
+            return self._page(request, generation, project_dir, fmt)
+        if len(rest) == 2 and not slash and canonical == name:
+            path = os.path.join(base, name, rest[1])
+            return self._file(
+                request, generation, path, page=rest[1] in ("index.html", "index.json")
+            )
+        raise HttpError(404, "not found")
+
+    def _origin_form(self, request: Request) -> str:
+        """An absolute-form target is accepted only for the host the request is sent to."""
+        parsed = urllib.parse.urlsplit(request.target)
+        host = request.headers.get("host", "")
+        if (
+            parsed.scheme not in ("http", "https")
+            or not host
+            or parsed.netloc.lower() != host.lower()
+        ):
+            raise HttpError(400, "absolute request target for another host", close=True)
+        return (parsed.path or "/") + ("?" + parsed.query if parsed.query else "")
+
+    def _redirect(self, request: Request, location: str, query: str) -> Tuple[int, int]:
+        # A relative Location keeps the mirror working behind any URL prefix.
+        if query:
+            location += "?" + query
+        body = b""
+        headers = [("Location", location), ("Cache-Control", PAGE_CACHE)]
+        self._write_head(301, headers, len(body), request.keep_alive)
+        return 301, 0
+
+    def _page(
+        self, request: Request, generation: Generation, directory: str, fmt: Optional[str]
+    ) -> Tuple[int, int]:
+        files = {
+            JSON_TYPE: os.path.join(directory, "index.json"),
+            V1_HTML_TYPE: os.path.join(directory, "index.html"),
+            TEXT_HTML: os.path.join(directory, "index.html"),
+        }
+        offered = [t for t, p in files.items() if os.path.lexists(p)]
+        if not offered:
+            raise HttpError(404, "no index page here")
+        vary = [("Vary", "Accept")]
+        if fmt is not None:
+            chosen = FORMATS.get(fmt.lower())
+            if chosen is None:
+                raise HttpError(406, "unknown ?format=%s; use json or html" % fmt[:60], vary)
+            if chosen not in offered:
+                raise HttpError(406, "this page is not available as %s" % chosen, vary)
+        else:
+            chosen = select_type(request.headers.get("accept"), offered)
+            if chosen is None:
+                offers = ", ".join(offered)
+                raise HttpError(406, "no acceptable representation; offered: " + offers, vary)
+        return self._file(
+            request,
+            generation,
+            files[chosen],
+            page=True,
+            content_type=CONTENT_TYPES[chosen],
+            extra=vary,
+            etag_suffix="-v1" if chosen == V1_HTML_TYPE else "",
+        )
+
+    def _file(
+        self,
+        request: Request,
+        generation: Generation,
+        path: str,
+        *,
+        page: bool,
+        content_type: Optional[str] = None,
+        extra: Optional[List[Tuple[str, str]]] = None,
+        etag_suffix: str = "",
+    ) -> Tuple[int, int]:
+        fobj, st, etag = generation.open_file(path)
+        with fobj:
+            if etag_suffix:
+                etag = etag[:-1] + etag_suffix + '"'
+            if content_type is None:
+                content_type = _file_type(os.path.basename(path))
+            headers = list(extra or [])
+            headers += [
+                ("Content-Type", content_type),
+                ("ETag", etag),
+                ("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True)),
+                ("Cache-Control", PAGE_CACHE if page else FILE_CACHE),
+                ("Accept-Ranges", "bytes"),
+            ]
+            if _not_modified(request.headers, etag, st.st_mtime):
+                self._write_head(304, headers, 0, request.keep_alive)
+                return 304, 0
+            status, start, length = 200, 0, st.st_size
+            header = request.headers.get("range")
+            if_range = request.headers.get("if-range")
+            if header is not None and (if_range is None or if_range.strip() == etag):
+                span = parse_range(header, st.st_size)
+                if span is not None:
+                    status, (start, length) = 206, span
+                    end = start + length - 1
+                    headers.append(("Content-Range", "bytes %d-%d/%d" % (start, end, st.st_size)))
+            self._write_head(status, headers, length, request.keep_alive)
+            if request.method == "HEAD" or length == 0:
+                return status, 0
+            sent = self.connection.sendfile(fobj, start, length)
+            if sent != length:  # the file shrank under us: the framing is broken, close
+                request.keep_alive = False
+            return status, sent
+
+    def _home(self, request: Request, generation: Generation, q: str) -> Tuple[int, int]:
+        body = render_home(self.server.summary(generation), q).encode("utf-8")
+        headers = [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Cache-Control", "no-cache"),
+        ]
+        self._write_head(200, headers, len(body), request.keep_alive)
+        if request.method != "HEAD":
+            self.wfile.write(body)
+        return 200, len(body)
+
+
+def _file_type(filename: str) -> str:
+    if filename == "index.json":
+        return JSON_TYPE
+    if filename == "index.html":
+        return CONTENT_TYPES[TEXT_HTML]
+    # Wheels, sdists and .metadata are opaque bytes whose hash the client checks: a typed
+    # response (application/gzip, text/plain) invites proxies to recompress or re-encode.
+    return "application/octet-stream"
+
+
+def _not_modified(headers: Dict[str, str], etag: str, mtime: float) -> bool:
+    inm = headers.get("if-none-match")
+    if inm is not None:
+        return etag_matches(inm, etag)
+    ims = headers.get("if-modified-since")
+    if ims is None:
+        return False
+    try:
+        since = email.utils.parsedate_to_datetime(ims).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return False
+    return int(mtime) <= since
+
+
+class ProjectSummary:
+    """What the human page shows about one project."""
+
+    __slots__ = ("files", "name", "size", "versions")
+
+    def __init__(self, name: str, versions: List[str], files: int, size: int) -> None:
+        self.name = name
+        self.versions = versions
+        self.files = files
+        self.size = size
+
+
+class Summary:
+    """A generation as the human page shows it (read from its JSON pages, cached)."""
+
+    def __init__(self, generation: Generation) -> None:
+        self.generation = os.path.basename(generation.path)
+        self.projects = _read_projects(os.path.join(generation.path, "simple"))
+        self.size = sum(p.size for p in self.projects)
+        self.environments: List[Tuple[str, int]] = []
+        env_dir = os.path.join(generation.path, "env")
+        if os.path.isdir(env_dir):
+            for name in sorted(os.listdir(env_dir)):
+                simple = os.path.join(env_dir, name, "simple")
+                if _SEGMENT.match(name) and os.path.isdir(simple):
+                    self.environments.append((name, len(_read_list(simple))))
+
+
+def _read_json(path: str) -> Dict[str, object]:
+    with open(path, "rb") as f:
+        data = f.read(MAX_PAGE_JSON + 1)
+    if len(data) > MAX_PAGE_JSON:
+        raise ValueError("%s is larger than %d bytes" % (path, MAX_PAGE_JSON))
+    loaded = json.loads(data.decode("utf-8"))
+    if not isinstance(loaded, dict):
+        raise TypeError("%s is not a JSON object" % path)
+    return loaded
+
+
+def _read_list(simple: str) -> List[str]:
+    """Project names of an index (its JSON list page, else its directories)."""
+    try:
+        data = _read_json(os.path.join(simple, "index.json"))
+    except FileNotFoundError:
+        return sorted(n for n in os.listdir(simple) if os.path.isdir(os.path.join(simple, n)))
+    projects = data.get("projects")
+    names = []
+    if isinstance(projects, list):
+        for entry in projects:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                names.append(canonicalize(entry["name"]))
+    return sorted(names)
+
+
+def _read_projects(simple: str) -> List[ProjectSummary]:
+    projects = []
+    for name in _read_list(simple):
+        if not _PROJECT.match(name):
+            continue
+        try:
+            page = _read_json(os.path.join(simple, name, "index.json"))
+        except FileNotFoundError:
+            projects.append(ProjectSummary(name, [], 0, 0))
+            continue
+        files = page.get("files")
+        files = files if isinstance(files, list) else []
+        size = sum(
+            f["size"] for f in files if isinstance(f, dict) and isinstance(f.get("size"), int)
+        )
+        versions = page.get("versions")
+        versions = [v for v in versions if isinstance(v, str)] if isinstance(versions, list) else []
+        projects.append(ProjectSummary(name, versions, len(files), size))
+    return projects
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
+        value /= 1024
+    return "%d B" % size  # unreachable: the loop returns at GiB
+
+
+def render_home(summary: Summary, query: str) -> str:
+    """The page at ``/``: projects (filtered by ``query``), versions, sizes, environments."""
+    esc = html.escape
+    needle = canonicalize(query.strip())
+    shown = [p for p in summary.projects if needle in p.name] if needle else summary.projects
+    rows = []
+    for project in shown[:1000]:
+        versions = ", ".join(project.versions[-5:])
+        if len(project.versions) > 5:
+            versions = "… " + versions
+        rows.append(
+            '<tr><td><a href="simple/%s/">%s</a></td><td>%s</td><td>%d</td><td>%s</td></tr>'
+            % (
+                esc(project.name),
+                esc(project.name),
+                esc(versions),
+                project.files,
+                _human_size(project.size),
+            )
+        )
+    envs = "".join(
+        '<li><a href="env/%s/simple/">%s</a> — %d projects</li>' % (esc(n), esc(n), count)
+        for n, count in summary.environments
+    )
+    found = (
+        "%d of %d projects" % (len(shown), len(summary.projects))
+        if needle
+        else ("%d projects" % len(summary.projects))
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<title>Morgan mirror</title><style>body{font-family:sans-serif;margin:2em}"
+        "table{border-collapse:collapse}td,th{padding:.2em .8em;text-align:left}"
+        "tr:nth-child(even){background:#f3f3f3}</style></head><body>\n"
+        "<h1>Morgan mirror</h1>\n"
+        "<p>Generation %s: %d projects, %s. Install with "
+        "<code>pip install --index-url &lt;this address&gt;simple/ NAME</code>.</p>\n"
+        '<form method="get" action=""><label>Search projects '
+        '<input type="search" name="q" value="%s"></label> '
+        '<button type="submit">Search</button></form>\n'
+        "<h2>Environments</h2>\n<ul>%s</ul>\n"
+        "<h2>Projects</h2>\n<p>%s</p>\n"
+        "<table><thead><tr><th>project</th><th>versions</th><th>files</th><th>size</th></tr>"
+        "</thead><tbody>\n%s\n</tbody></table>\n</body></html>\n"
+        % (
+            esc(summary.generation),
+            len(summary.projects),
+            _human_size(summary.size),
+            esc(query),
+            envs or "<li>none</li>",
+            found,
+            "\n".join(rows),
+        )
+    )
+
+
+class MirrorServer(socketserver.TCPServer):
+    """The listening socket; a thread per connection, at most ``max_connections`` at once."""
+
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        root: str,
+        host: str = "127.0.0.1",
+        *,
+        port: int = 8080,
+        max_connections: int = 128,
+        header_timeout: float = 20.0,
+        send_timeout: float = 60.0,
+        log: Optional[IO[str]] = None,
+    ) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.root = os.path.realpath(root)
+        self.header_timeout = header_timeout
+        self.send_timeout = send_timeout
+        self.log = log
+        self.watchdog = Watchdog()
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._stopping = False
+        self._log_lock = threading.Lock()
+        self._summaries: Dict[str, Summary] = {}
+        self._summary_lock = threading.Lock()
+        super().__init__((host, port), Handler)
+
+    @property
+    def url(self) -> str:
+        address = self.server_address
+        host, port = str(address[0]), int(address[1])
+        return "http://%s:%d/" % ("[%s]" % host if ":" in host else host, port)
+
+    def generation(self) -> Generation:
+        """Resolve ``<root>/index`` now; 503 when there is no index to serve yet."""
+        link = os.path.join(self.root, "index")
+        try:
+            target = os.readlink(link)
+        except FileNotFoundError:
+            raise HttpError(503, "no index yet at %s: run morgan build" % link) from None
+        except OSError:
+            target = "index"  # a plain directory (a mirror copied without symlinks)
+        path = os.path.realpath(os.path.join(self.root, target))
+        if not path.startswith(self.root + os.sep) or not os.path.isdir(path):
+            raise HttpError(503, "%s does not point to a generation inside the mirror" % link)
+        return Generation(self.root, path)
+
+    def summary(self, generation: Generation) -> Summary:
+        with self._summary_lock:
+            cached = self._summaries.get(generation.path)
+            if cached is None:
+                cached = Summary(generation)
+                self._summaries = {generation.path: cached}  # only the current one is kept
+            return cached
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        # Waiting for a free slot here leaves further connections in the listen backlog.
+        while not self._slots.acquire(timeout=0.5):
+            if self._stopping:
+                self.shutdown_request(request)
+                return
+        thread = threading.Thread(
+            target=self._serve_connection, args=(request, client_address), daemon=True
+        )
+        thread.start()
+
+    def _serve_connection(self, request: socket.socket, client_address: object) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        self.log_error("connection from %s failed:\n%s" % (client_address, traceback.format_exc()))
+
+    def stop(self) -> None:
+        """Stop accepting, close the socket; connections in flight finish on their own."""
+        self._stopping = True
+        self.shutdown()
+        self.server_close()
+        self.watchdog.stop()
+
+    def log_access(
+        self, client: object, request: Request, status: int, size: int, started: float
+    ) -> None:
+        if self.log is None:
+            return
+        host = client[0] if isinstance(client, tuple) else "-"
+        agent = request.headers.get("user-agent", "-").replace('"', "'")
+        line = '%s - - [%s] "%s" %d %d %.4f "%s"\n' % (
+            host,
+            time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
+            request.line.replace('"', "%22")[:400],
+            status,
+            size,
+            time.monotonic() - started,
+            agent[:200],
+        )
+        with self._log_lock:
+            self.log.write(line)
+            self.log.flush()
+
+    def log_error(self, message: str) -> None:
+        stream = self.log if self.log is not None else sys.stderr
+        with self._log_lock:
+            stream.write("morgan-server: " + message.rstrip("\n") + "\n")
+            stream.flush()
+
+
+def build_parser(default_root: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="server.py", description="Serve a Morgan mirror (the generation <root>/index)."
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks one)")
+    parser.add_argument("--root", default=default_root, help="mirror folder (default: %(default)s)")
+    parser.add_argument(
+        "--max-connections", type=int, default=128, help="connections served at once (default 128)"
+    )
+    return parser
+
+
+def serve(
+    root: str, host: str, port: int, max_connections: int = 128, log: Optional[IO[str]] = None
+) -> int:
+    """Serve until interrupted; print the address first. Returns the exit code."""
+    stream = log if log is not None else sys.stderr
+    if not os.path.lexists(os.path.join(root, "index")):
+        stream.write("morgan-server: warning: %s has no index yet (503 until a build)\n" % root)
+    server = MirrorServer(root, host, port=port, max_connections=max_connections, log=stream)
+    stream.write(
+        "Serving %s at %s (simple index: %ssimple/)\n" % (server.root, server.url, server.url)
+    )
+    stream.flush()
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        stream.write("morgan-server: stopped\n")
+    finally:
+        server.server_close()
+        server.watchdog.stop()
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python server.py [--host H] [--port P] [--root DIR] [--max-connections N]``."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    args = build_parser(here).parse_args(argv)
+    if not 1 <= args.max_connections <= 10000:
+        print("server.py: error: --max-connections must be 1..10000", file=sys.stderr)
+        return 2
+    try:
+        return serve(args.root, args.host, args.port, args.max_connections)
+    except OSError as exc:
+        print(
+            "server.py: error: cannot listen on %s:%d: %s" % (args.host, args.port, exc),
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
