@@ -60,6 +60,7 @@ from rules.render import (
 )
 from store.digest import Digest, blake3_hex, canonical_json
 from store.lock import StoreLock
+from store.manifests import write_manifest
 from store.objects import Store
 from store.roots import set_root
 
@@ -145,14 +146,15 @@ def _build_locked(
             refresh=refresh,
             offline=opts.offline,
         )
-        if fresh:
-            assert old is not None
+        if fresh and old is not None:
             selections = _select_from_lock(spec, old)
             infos = {(r.name, r.version): r for r in old.releases}
         else:
             selections, infos = _resolve_all(spec, catalog, old)
         files = _fetch_all(catalog, selections)
-        generation = _render_and_switch(spec, opts, mirror, store, ex, catalog, selections, files)
+        generation = _render_and_switch(
+            opts, mirror, store=store, ex=ex, selections=selections, files=files
+        )
         new_lock = _make_lock(spec, selections, infos, files)
         write_lock(new_lock, lock_path)
         _copy_sources(spec, mirror, lock_path)
@@ -223,15 +225,19 @@ def _resolve_all(
     deps: dict[tuple[str, str], Dependencies] = {}
     for env in spec.environments:
         sel = EnvSelection(env)
-        run = resolve(env, requirements, EnvCatalog(catalog, _locked_map(old, env.name, "run"), "run"), policy)
+        run = resolve(
+            env, requirements, EnvCatalog(catalog, _locked_map(old, env.name, "run"), "run"), policy
+        )
         _absorb(sel, run, "run", deps)
         if spec.policy.build_dependencies:
-            _resolve_build_deps(env, sel, run, catalog, old, policy, deps)
+            _resolve_build_deps(
+                env, sel, run=run, catalog=catalog, old=old, policy=policy, deps=deps
+            )
         selections.append(sel)
     infos: dict[tuple[str, str], LockedRelease] = {}
     for sel in selections:
         for pin in sel.pins:
-            key = (pin.release.name, str(pin.release.version))
+            key: tuple[str, str] = (pin.release.name, str(pin.release.version))
             if key in infos:
                 continue
             d = deps.get(key) or Dependencies((), None)
@@ -255,7 +261,9 @@ def _absorb(
     for name, rel in res.pins.items():
         if (name, rel.version, role) not in have:
             sel.pins.append(Pin(rel, role, res.extras.get(name, frozenset())))
-        deps.setdefault((name, str(rel.version)), res.dependencies.get(name) or Dependencies((), None))
+        deps.setdefault(
+            (name, str(rel.version)), res.dependencies.get(name) or Dependencies((), None)
+        )
     for e in res.edges:
         # A build resolution's roots hang off "<sdist name> <version>": the sdist's
         # [build-system].requires, recorded as such so `morgan graph` can say so.
@@ -268,6 +276,7 @@ def _absorb(
 def _resolve_build_deps(
     env: Environment,
     sel: EnvSelection,
+    *,
     run: Resolution,
     catalog: UpstreamCatalog,
     old: Lock | None,
@@ -360,7 +369,9 @@ def _fetch_all(
 # -- rendering and the generation -----------------------------------------------------------
 
 
-def _render(ex: Executor, store: Store, view: str, name: str, files: Sequence[MirrorFile]) -> Record:
+def _render(
+    ex: Executor, store: Store, view: str, name: str, files: Sequence[MirrorFile]
+) -> Record:
     payload = canonical_json([f.to_json() for f in files])
     node = Node(
         id=f"render:{view}:{name}",
@@ -373,7 +384,11 @@ def _render(ex: Executor, store: Store, view: str, name: str, files: Sequence[Mi
     def run() -> Record:
         html = store.put_bytes(render_project_html(NormalizedName(name), files))
         js = store.put_bytes(render_project_json(NormalizedName(name), files))
-        return {"blobs": [str(html.digest), str(js.digest)], "html": str(html.digest), "json": str(js.digest)}
+        return {
+            "blobs": [str(html.digest), str(js.digest)],
+            "html": str(html.digest),
+            "json": str(js.digest),
+        }
 
     return ex.run(node, run)
 
@@ -403,12 +418,11 @@ def _view_entries(
 
 
 def _render_and_switch(
-    spec: Spec,
     opts: BuildOptions,
     mirror: Path,
+    *,
     store: Store,
     ex: Executor,
-    catalog: UpstreamCatalog,
     selections: Sequence[EnvSelection],
     files: Mapping[str, MirrorFile],
 ) -> tuple[int, str, bool]:
@@ -429,13 +443,14 @@ def _render_and_switch(
                 {k: list(v.values()) for k, v in view.items()},
             )
         )
-    entries.update(_view_entries(ex, store, "union", "", {k: list(v.values()) for k, v in union.items()}))
-    manifest = {
-        "version": 1,
-        "entries": {k: str(v) for k, v in sorted(entries.items())},
-        "objects": sorted({str(v) for v in entries.values()}),
-    }
-    manifest_blob = store.put_bytes(canonical_json(manifest))
+    entries.update(
+        _view_entries(ex, store, "union", "", {k: list(v.values()) for k, v in union.items()})
+    )
+    manifest_blob = write_manifest(
+        store,
+        entries.values(),
+        extra={"version": 1, "entries": {k: str(v) for k, v in sorted(entries.items())}},
+    )
     digest = str(manifest_blob.digest)
     generations = mirror / "generations"
     generations.mkdir(exist_ok=True)
@@ -454,10 +469,9 @@ def _render_and_switch(
 
 def _current_generation(mirror: Path) -> int | None:
     try:
-        target = os.readlink(mirror / "index")
+        name = (mirror / "index").readlink().name
     except OSError:
         return None
-    name = Path(target).name
     return int(name) if name.isdigit() else None
 
 
@@ -497,7 +511,7 @@ def _make_lock(
     rel_files: dict[tuple[str, str], dict[str, LockedFile]] = {}
     for sel in selections:
         for pin in sel.pins:
-            key = (pin.release.name, str(pin.release.version))
+            key: tuple[str, str] = (pin.release.name, str(pin.release.version))
             for f in env_files(pin.release, sel.env):
                 m = files[f.filename]
                 rel_files.setdefault(key, {})[f.filename] = LockedFile(

@@ -145,7 +145,9 @@ class UpstreamCatalog:
         record = self.executor.run(self.page_node(name), lambda: self._fetch_page(name))
         if record.get("missing"):
             raise ProjectNotFoundError(name, record["missing"])
-        page = ProjectPage.from_json(json.loads(self.store.read_bytes(Digest.parse(record["page"]))))
+        page = ProjectPage.from_json(
+            json.loads(self.store.read_bytes(Digest.parse(record["page"])))
+        )
         releases = group_releases(page)
         with self._mutex:
             self._pages[name] = releases
@@ -174,7 +176,7 @@ class UpstreamCatalog:
                 tried.append(up.index_url)
                 continue
             try:
-                page = parse_project_page(resp.body, resp.content_type, resp.final_url, name)
+                page = parse_project_page(resp.body, resp.content_type, resp.url, name)
             except UpstreamError:
                 raise
             except (RuleError, ValueError) as exc:

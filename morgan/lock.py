@@ -134,7 +134,11 @@ def dumps(lock: Lock) -> str:
         out.append(f"python = {_s(env.python)}\nplatform = {_s(env.platform)}\n")
         out.append("pins = [\n")
         for p in sorted(env.pins, key=lambda p: (p.name, p.version, p.role)):
-            items = [("name", p.name), ("version", p.version), ("role", p.role)]
+            items: list[tuple[str, Any]] = [
+                ("name", p.name),
+                ("version", p.version),
+                ("role", p.role),
+            ]
             if p.extras:
                 items.append(("extras", list(p.extras)))
             out.append(f"  {_inline(items)},\n")

@@ -204,7 +204,7 @@ class _State:
     unknown: dict[tuple[NormalizedName, str], str] = field(default_factory=dict)
 
 
-class _Provider(AbstractProvider):  # type: ignore[misc]
+class _Provider(AbstractProvider[Req, Candidate, str]):
     def __init__(self, env: Environment, catalog: Catalog, policy: Policy) -> None:
         self.env = env
         self.catalog = catalog
@@ -429,7 +429,7 @@ def resolve(
     policy: Policy,
     *,
     parent: str = SPEC,
-    reporter: BaseReporter | None = None,
+    reporter: BaseReporter[Req, Candidate, str] | None = None,
 ) -> Resolution:
     """Resolve ``requirements`` for ``env``; raise BuildError naming the conflict."""
     reqs = []
@@ -478,7 +478,9 @@ def resolve(
     )
 
 
-def _impossible_message(env: Environment, exc: ResolutionImpossible, provider: _Provider) -> str:
+def _impossible_message(
+    env: Environment, exc: ResolutionImpossible[Req, Candidate], provider: _Provider
+) -> str:
     causes = list(exc.causes)
     by_name: dict[str, list[str]] = {}
     for info in causes:

@@ -48,7 +48,7 @@ def materialize(
             if mode == "symlink":
                 # Relative to the FINAL location: tmp and final sit at the same depth.
                 link_dir = final.joinpath(*PurePosixPath(rel).parts[:-1])
-                os.symlink(os.path.relpath(blob, link_dir), target)
+                target.symlink_to(os.path.relpath(blob, link_dir))
             elif mode == "hardlink":
                 os.link(blob, target)
             else:
@@ -66,7 +66,7 @@ def switch_index(mirror: Path, generation: Path) -> None:
     tmp = mirror / f".index.tmp-{os.getpid()}"
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
-    os.symlink(os.path.relpath(generation, mirror), tmp)
+    tmp.symlink_to(os.path.relpath(generation, mirror))
     tmp.replace(link)
     fd = os.open(mirror, os.O_RDONLY)
     try:
