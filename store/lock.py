@@ -5,6 +5,11 @@ by SIGKILL, so a crashed build never blocks gc forever. Each holder writes its p
 into the file, so a process that gives up can name who holds the store. Several shared
 holders overwrite each other's record: the pid named is then the latest of them.
 
+The contract that keeps gc safe: a build holds the shared lock from its first put until
+the root naming its manifest is set (objects, then manifest, then root); gc holds the
+exclusive lock while it computes the live set and sweeps. A blob stored under one hold and
+rooted under another may be collected in between.
+
 Locks are per open file, not per process: a process that holds the shared lock and asks
 for the exclusive one through another :class:`StoreLock` waits for itself. Take the lock
 once, at the top of a command.
