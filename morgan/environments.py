@@ -24,6 +24,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
 __all__ = [
+    "ENV_NAME_RE",
     "MARKER_KEYS",
     "Environment",
     "InvalidEnvironmentError",
@@ -60,6 +61,8 @@ _IMPLEMENTATIONS = {"cp": ("cpython", "CPython"), "pp": ("pypy", "PyPy")}
 # PyPy's own version is unknowable from the Python version; every PyPy 3 since 2020 is 7.3.x.
 _PYPY_VERSION = "7.3.0"
 
+# Environment names become folder names (env/<name>/): no separators, no leading dot.
+ENV_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _PYTHON_RE = re.compile(r"3\.(0|[1-9][0-9]?)(?:\.(0|[1-9][0-9]{0,2}))?")
 _MANYLINUX_RE = re.compile(r"manylinux_2_(\d{1,3})_([a-z0-9_]+)")
 _LEGACY_RE = re.compile(r"(manylinux2014|manylinux2010|manylinux1)_([a-z0-9_]+)")
@@ -106,6 +109,13 @@ class Environment:
     marker_overrides: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        if not ENV_NAME_RE.fullmatch(self.name):
+            raise InvalidEnvironmentError(
+                f"{self.name[:64]!r} cannot be an environment name (it becomes the folder "
+                "env/<name>/) — use letters, digits, '.', '_', '-', starting with a letter "
+                "or digit, at most 64 characters",
+                "name",
+            )
         _parse_python(self.python)
         _platforms(self.platform)
         if self.implementation not in _IMPLEMENTATIONS:

@@ -20,7 +20,7 @@ import blake3
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from morgan.environments import Environment, InvalidEnvironmentError
+from morgan.environments import ENV_NAME_RE, Environment, InvalidEnvironmentError
 from morgan.errors import SpecError
 from morgan.toml_reader import KeyPath, TomlReader, display_path, kind, short
 from rules.model import NormalizedName
@@ -28,7 +28,6 @@ from rules.model import NormalizedName
 __all__ = ["DEFAULT_INDEX_URL", "Policy", "Spec", "Upstream", "load_spec", "parse_spec"]
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple/"
-ENV_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _PROJECT_NAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 _TOP_KEYS = ("requirements", "private", "upstream", "upstreams", "environments", "policy", "output")

@@ -407,3 +407,14 @@ def test_current_environment_describes_this_interpreter() -> None:
     # This very interpreter's own top tag must be among the target's tags.
     best_host = next(t for t in sys_tags() if not t.platform.startswith("linux_"))
     assert best_host in env.tags()
+
+
+@pytest.mark.parametrize("name", ["", "../x", ".hidden", "a/b", "x" * 65, "sp ace"])
+def test_bad_environment_name(name: str) -> None:
+    with pytest.raises(InvalidEnvironmentError) as exc:
+        Environment(name, "3.12", "win_amd64")
+    assert str(exc.value) == (
+        f"{name[:64]!r} cannot be an environment name (it becomes the folder env/<name>/) — "
+        "use letters, digits, '.', '_', '-', starting with a letter or digit, at most 64 characters"
+    )
+    assert exc.value.field == "name"

@@ -19,12 +19,13 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
 from morgan.environments import (
+    ENV_NAME_RE,
     Environment,
     InvalidEnvironmentError,
     current_environment,
 )
 from morgan.errors import SpecError, UsageError
-from morgan.spec import ENV_NAME_RE, load_spec, parse_spec
+from morgan.spec import load_spec, parse_spec
 from morgan.toml_reader import display_path
 
 
@@ -50,7 +51,14 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     for p in (show, listing, add, remove):
         # SUPPRESS: a value given before the subcommand is not reset by the subparser.
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON out")
-        p.add_argument("-C", dest="workspace", type=Path, default=argparse.SUPPRESS, metavar="DIR")
+        p.add_argument(
+            "-C",
+            dest="workspace",
+            type=Path,
+            default=argparse.SUPPRESS,
+            metavar="DIR",
+            help="workspace directory (holds mirror.toml)",
+        )
 
 
 def run(args: argparse.Namespace) -> int:
