@@ -7,6 +7,7 @@ import http.client
 import json
 import socket
 import threading
+import tomllib
 import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -196,6 +197,9 @@ def test_relative_urls_resolve_against_the_page(upstream: FakeUpstream) -> None:
         (f"{JSON_V1};q=0, text/html;q=0.5", "text/html; charset=utf-8"),
         ("text/html;q=0.5, application/*;q=0.9", JSON_V1),
         ("text/*", "text/html; charset=utf-8"),
+        ("*/*, text/html;q=0", JSON_V1),
+        (f"text/html, {JSON_V1}", JSON_V1),
+        ("text/html;q=0.9, */*;q=1", JSON_V1),  # HTML ranked below anything else
     ],
 )
 def test_content_negotiation(upstream: FakeUpstream, accept: str | None, expected: str) -> None:
@@ -241,6 +245,30 @@ def test_unnormalized_names_and_missing_slash_redirect(upstream: FakeUpstream) -
     assert _get(upstream.base_url + "/simple").headers["Location"] == "/simple/"
     followed = requests.get(upstream.url + "Demo.Pkg", headers={"Accept": JSON_V1}, timeout=10)
     assert followed.json()["name"] == "demo-pkg"
+
+
+def test_project_graph_from_toml(upstream: FakeUpstream) -> None:
+    graph = tomllib.loads(
+        """
+        [demo."1.0"]
+        requires_dist = ["dep>=1"]
+        wheels = ["py3-none-any", "cp311-cp311-win_amd64"]
+        [dep."1.2"]
+        sdist = false
+        """
+    )
+    upstream.add_projects(graph)
+    demo = _get(upstream.url + "demo/").json()
+    assert [f["filename"] for f in demo["files"]] == [
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.0-cp311-cp311-win_amd64.whl",
+        "demo-1.0.tar.gz",
+    ]
+    assert [f["filename"] for f in _get(upstream.url + "dep/").json()["files"]] == [
+        "dep-1.2-py3-none-any.whl"
+    ]
+    with pytest.raises(ValueError, match=r"^dep 2.0: unknown release key 'requires' — use one"):
+        upstream.add_projects({"dep": {"2.0": {"requires": ["x"]}}})
 
 
 # --- files and .metadata ------------------------------------------------------------------
@@ -477,6 +505,22 @@ def test_drip_fault_sends_headers_then_trickles_the_body(upstream: FakeUpstream)
     # A fast drip delivers the whole body intact.
     upstream.set_fault(f"/files/{wheel.name}", Fault(drip_bytes_per_sec=1e7, times=1))
     assert requests.get(upstream.file_url(wheel.name), timeout=10).content == wheel.read_bytes()
+
+
+def test_body_fault_replaces_the_body(upstream: FakeUpstream) -> None:
+    upstream.add_release("demo", "1.0", sdist=False)
+    upstream.set_fault("/simple/demo/", Fault(body=b'{"meta": ', times=1))
+    broken = _get(upstream.url + "demo/")
+    assert (broken.status_code, broken.headers["Content-Type"]) == (200, JSON_V1)
+    assert (broken.content, broken.headers["Content-Length"]) == (b'{"meta": ', "9")
+    assert _get(upstream.url + "demo/").json()["name"] == "demo"
+
+
+def test_a_listed_file_that_404s(upstream: FakeUpstream) -> None:
+    (wheel,) = upstream.add_release("demo", "1.0", sdist=False)
+    upstream.set_fault(f"/files/{wheel.name}", Fault(status=404))
+    assert _get(upstream.url + "demo/").json()["files"][0]["filename"] == wheel.name
+    assert _get(upstream.file_url(wheel.name)).status_code == 404
 
 
 def test_redirect_fault_and_redirect_loop(upstream: FakeUpstream) -> None:
