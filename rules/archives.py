@@ -16,6 +16,7 @@ import bz2
 import gzip
 import lzma
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -35,6 +36,9 @@ MAX_COMPRESSION_RATIO = 200
 
 RATIO_FREE_BYTES = 64 * 1024 * 1024
 """Uncompressed bytes always allowed before the ratio guard applies (small archives)."""
+
+MAX_TOTAL_READ = 64 * 1024 * 1024
+"""Most bytes of selected members kept from one tar (many top-level dirs each with a PKG-INFO)."""
 
 _CHUNK = 64 * 1024
 
@@ -62,19 +66,70 @@ def _too_big(archive: str, name: str, size: int) -> MetadataError:
 
 
 def open_zip(fileobj: BinaryIO, archive: str) -> zipfile.ZipFile:
-    """Open a zip from a seekable file object; MetadataError when it is not a usable zip."""
+    """Open a zip from a seekable file object; MetadataError when it is not a usable zip.
+
+    The central directory is counted first (headers only, stopping past ``MAX_MEMBERS``),
+    so a zip that lists millions of members is refused before :mod:`zipfile` builds an
+    object for each; the count in the end record is not trusted (it may lie or wrap).
+    """
+    count = _zip_member_count(fileobj)
+    if count > MAX_MEMBERS:
+        raise MetadataError(
+            f"{archive}: zip lists more than {MAX_MEMBERS} members: refusing to scan it"
+        )
     try:
-        zf = zipfile.ZipFile(fileobj)
+        return zipfile.ZipFile(fileobj)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
         raise MetadataError(f"{archive}: not a readable zip archive ({exc})") from exc
-    count = len(zf.infolist())
-    if count > MAX_MEMBERS:
-        zf.close()
-        raise MetadataError(
-            f"{archive}: zip lists {count} members, over the limit of {MAX_MEMBERS}:"
-            " refusing to scan it"
-        )
-    return zf
+
+
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL_HEADER = struct.Struct("<4s6H3L5H2L")
+
+
+def _central_directory(fileobj: BinaryIO) -> tuple[int, int] | None:
+    """(start, size) of the central directory as zipfile will read it, or None."""
+    size = fileobj.seek(0, 2)
+    tail_start = max(0, size - _EOCD.size - 0xFFFF)  # the record ends with a <64 KiB comment
+    fileobj.seek(tail_start)
+    tail = fileobj.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + _EOCD.size > len(tail):
+        return None
+    record_pos = tail_start + at
+    cd_size: int = _EOCD.unpack_from(tail, at)[5]
+    locator_at = at - _ZIP64_LOCATOR.size
+    if locator_at >= 0 and tail[locator_at : locator_at + 4] == b"PK\x06\x07":
+        # zipfile expects the zip64 record right before its locator.
+        record_pos = tail_start + locator_at - _ZIP64_EOCD.size
+        fileobj.seek(max(record_pos, 0))
+        record = fileobj.read(_ZIP64_EOCD.size)
+        if record_pos < 0 or not record.startswith(b"PK\x06\x06"):
+            return None
+        cd_size = _ZIP64_EOCD.unpack(record)[8]
+    start = record_pos - cd_size
+    return None if start < 0 else (start, cd_size)
+
+
+def _zip_member_count(fileobj: BinaryIO) -> int:
+    """Central directory entries, counted up to ``MAX_MEMBERS + 1`` (0 when unreadable)."""
+    where = _central_directory(fileobj)
+    count = 0
+    if where is not None:
+        start, size = where
+        offset = 0
+        while offset + _CENTRAL_HEADER.size <= size and count <= MAX_MEMBERS:
+            fileobj.seek(start + offset)
+            header = fileobj.read(_CENTRAL_HEADER.size)
+            if len(header) < _CENTRAL_HEADER.size or not header.startswith(b"PK\x01\x02"):
+                break  # zipfile will report the damage
+            name_len, extra_len, comment_len = _CENTRAL_HEADER.unpack(header)[10:13]
+            offset += _CENTRAL_HEADER.size + name_len + extra_len + comment_len
+            count += 1
+    fileobj.seek(0)
+    return count
 
 
 def zip_regular_files(zf: zipfile.ZipFile, archive: str) -> dict[str, zipfile.ZipInfo]:
@@ -188,7 +243,7 @@ def read_tar_members(
     stream = _BoundedReader(_decompressor(fileobj, archive), limit, archive)
     found: dict[str, bytes] = {}
     names: set[str] = set()
-    count = 0
+    count = kept = 0
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
             while (member := tar.next()) is not None:
@@ -209,6 +264,12 @@ def read_tar_members(
                         " refusing an ambiguous tar"
                     )
                 found[member.name] = _read_tar_member(tar, member, archive)
+                kept += member.size
+                if kept > MAX_TOTAL_READ:
+                    raise MetadataError(
+                        f"{archive}: its metadata files add up to more than {MAX_TOTAL_READ}"
+                        " bytes: refusing to read them"
+                    )
     except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
         raise MetadataError(f"{archive}: not a readable tar archive ({exc})") from exc
     return found, frozenset(names)

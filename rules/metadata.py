@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -235,15 +236,18 @@ def sdist_info(fileobj: BinaryIO, filename: str) -> SdistInfo:
     hostile archives and for an invalid ``pyproject.toml``.
     """
     stem = _sdist_stem(filename)
-    wanted = _wanted_sdist_member
     if filename.lower().endswith(".zip"):
         with open_zip(fileobj, filename) as zf:
             members = zip_regular_files(zf, filename)
-            names = frozenset(members)
-            found = {n: read_zip_member(zf, members[n], filename) for n in names if wanted(n)}
+
+            def read(name: str) -> bytes | None:
+                info = members.get(name)
+                return None if info is None else read_zip_member(zf, info, filename)
+
+            files = SdistFiles.select(frozenset(members), read, stem, filename)
     else:
-        found, names = read_tar_members(fileobj, filename, wanted)
-    files = SdistFiles.select(found, names, stem, filename)
+        found, names = read_tar_members(fileobj, filename, _wanted_sdist_member)
+        files = SdistFiles.select(names, found.get, stem, filename)
     pyproject = None if files.pyproject is None else load_pyproject(files.pyproject, filename)
     metadata, source = _sdist_metadata(files, pyproject, filename)
     requires, backend = build_system(pyproject, filename)
@@ -270,9 +274,17 @@ class SdistFiles:
 
     @classmethod
     def select(
-        cls, found: dict[str, bytes], names: frozenset[str], stem: str, filename: str
+        cls,
+        names: frozenset[str],
+        read: Callable[[str], bytes | None],
+        stem: str,
+        filename: str,
     ) -> SdistFiles:
-        """Pick the top-level directory (the filename's stem, or the only one) and its files."""
+        """Pick the top-level directory (the filename's stem, or the only one) and its files.
+
+        *names* are the archive's safe regular files; *read* gives a member's bytes (None
+        when absent) and is called only for the few files chosen here.
+        """
         tops = {n.split("/", 1)[0] for n in names if "/" in n}
         if stem in tops or not tops:
             top = stem
@@ -297,10 +309,10 @@ class SdistFiles:
         )
         egg = ranked[0] if ranked else None
         return cls(
-            pkg_info=found.get(f"{top}/PKG-INFO"),
-            pyproject=found.get(f"{top}/pyproject.toml"),
+            pkg_info=read(f"{top}/PKG-INFO"),
+            pyproject=read(f"{top}/pyproject.toml"),
             egg_info=egg,
-            requires_txt=None if egg is None else found.get(f"{egg}/requires.txt"),
+            requires_txt=None if egg is None else read(f"{egg}/requires.txt"),
         )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import pytest
 
+from rules import archives
 from rules.archives import MAX_MEMBER_SIZE, MAX_MEMBERS, safe_member_name
 from rules.errors import MetadataError
 from rules.metadata import sdist_info, wheel_metadata_bytes
@@ -284,6 +285,7 @@ def test_tar_bomb_in_an_unwanted_member_is_refused_by_ratio() -> None:
     ]
 
 
+@pytest.mark.slow  # ~3 s alone: tarfile parses 100 000 headers
 def test_tar_with_too_many_members_is_refused() -> None:
     one = tarfile.TarInfo("foo-1.0/empty").tobuf()
     raw = one * MAX_MEMBERS + tarfile.TarInfo("foo-1.0/PKG-INFO").tobuf() + bytes(1024)
@@ -319,4 +321,49 @@ def test_not_an_archive_is_one_clear_error() -> None:
         wheel_metadata_bytes(io.BytesIO(b"<html>"), "foo-1.0-py3-none-any.whl")
     assert str(exc.value) == (
         "foo-1.0-py3-none-any.whl: not a readable zip archive (File is not a zip file)"
+    )
+
+
+def test_tar_with_many_metadata_files_is_refused_past_the_total_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(archives, "MAX_TOTAL_READ", 100_000)
+    sdist = _tar_gz([(_reg(f"top{i}/PKG-INFO"), bytes(10_000)) for i in range(30)])
+    with pytest.raises(MetadataError) as exc:
+        sdist_info(sdist, "foo-1.0.tar.gz")
+    assert str(exc.value) == (
+        "foo-1.0.tar.gz: its metadata files add up to more than 100000 bytes: refusing to read them"
+    )
+
+
+def _eocd(count: int, cd_size: int, cd_offset: int) -> bytes:
+    return struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, count, count, cd_size, cd_offset, 0)
+
+
+def test_zip_with_too_many_members_is_refused_before_parsing_even_if_the_count_lies() -> None:
+    entry = struct.pack(
+        "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0
+    )
+    central = (entry + b"a") * (MAX_MEMBERS + 1)
+    data = central + _eocd(1, len(central), 0)
+    with pytest.raises(MetadataError) as exc:
+        wheel_metadata_bytes(io.BytesIO(data), "foo-1.0-py3-none-any.whl")
+    assert str(exc.value) == (
+        f"foo-1.0-py3-none-any.whl: zip lists more than {MAX_MEMBERS} members: refusing to scan it"
+    )
+
+
+def test_zip64_central_directory_is_counted_too() -> None:
+    entry = struct.pack(
+        "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0
+    )
+    central = (entry + b"a") * (MAX_MEMBERS + 1)
+    n = MAX_MEMBERS + 1
+    record = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, n, n, len(central), 0)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, len(central), 1)
+    data = central + record + locator + _eocd(0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+    with pytest.raises(MetadataError) as exc:
+        sdist_info(io.BytesIO(data), "foo-1.0.zip")
+    assert str(exc.value) == (
+        f"foo-1.0.zip: zip lists more than {MAX_MEMBERS} members: refusing to scan it"
     )
