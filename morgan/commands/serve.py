@@ -1,0 +1,65 @@
+"""``morgan serve``: serve the current index with ``morgan/server.py``, in-process.
+
+The same code ``python server.py`` runs inside a mirror; this command only finds the mirror
+folder (``--root``, else the workspace itself when it is a mirror, else ``<workspace>/mirror``)
+and turns startup problems into one-line errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from morgan.errors import UsageError
+
+
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    """Add ``--host``, ``--port``, ``--root`` and ``--max-connections``."""
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="mirror folder (default: the workspace if it is a mirror, else WORKSPACE/mirror)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=128,
+        metavar="N",
+        help="connections served at once; more wait in the listen queue (default 128)",
+    )
+
+
+def find_root(workspace: Path) -> Path:
+    """The mirror folder for ``workspace``: itself when it holds ``index``, else ``mirror/``."""
+    if (workspace / "index").is_symlink() or (workspace / "index").is_dir():
+        return workspace
+    return workspace / "mirror"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted (Ctrl-C exits 0)."""
+    from morgan import server
+
+    root: Path = args.root if args.root is not None else find_root(args.workspace)
+    index = root / "index"
+    if not (index.is_symlink() or index.is_dir()):
+        raise UsageError(f"no mirror index at {index}: run 'morgan build' first or pass --root DIR")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is not a TCP port: use 0..65535 (0 picks a free one)")
+    if not 1 <= args.max_connections <= 10000:
+        raise UsageError(f"--max-connections {args.max_connections} is out of range: use 1..10000")
+    try:
+        return server.serve(str(root), args.host, args.port, args.max_connections)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port}: {reason} — pick another --port or --host"
+        ) from None
