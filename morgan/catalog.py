@@ -124,6 +124,12 @@ class UpstreamCatalog:
 
     # -- pages ------------------------------------------------------------------------------
 
+    def refreshing(self, name: str) -> bool:
+        """Whether ``--upgrade`` asked to look past the lock for ``name``."""
+        return self.refresh is True or (
+            isinstance(self.refresh, frozenset) and name in self.refresh
+        )
+
     def _upstreams_for(self, name: str) -> list[UpstreamIndex]:
         pinned = [u for u in self.upstreams if name in u.projects]
         return pinned or [u for u in self.upstreams if not u.projects]
@@ -315,8 +321,7 @@ class EnvCatalog:
         self.role = role
 
     def locked(self, name: NormalizedName) -> Release | None:
-        refresh = self.shared.refresh
-        if refresh is True or (isinstance(refresh, frozenset) and name in refresh):
+        if self.shared.refreshing(name):
             return None
         rel = self._locked.get(name)
         return locked_release(rel) if rel is not None else None
