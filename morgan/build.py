@@ -28,7 +28,7 @@ from packaging.utils import canonicalize_name
 from morgan.catalog import EnvCatalog, UpstreamCatalog, UpstreamIndex, locked_release
 from morgan.environments import Environment
 from morgan.errors import BuildError
-from morgan.executor import Executor, Node, Ran, Record
+from morgan.executor import Executor, Node, Ran, Record, Reporter
 from morgan.lock import (
     Lock,
     LockedEdge,
@@ -77,6 +77,7 @@ class BuildOptions:
     materialize: Mode = "symlink"
     workers: int = 8
     lock_timeout: float | None = 0.0
+    reporter: Reporter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,7 @@ def _build_locked(
     old = load_lock(lock_path)
     fresh = old is not None and old.spec_digest == spec.digest() and opts.upgrade is False
     upstreams = [UpstreamIndex(u.name, u.index_url, frozenset(u.projects)) for u in spec.upstreams]
-    with Executor(store, workers=opts.workers) as ex:
+    with Executor(store, workers=opts.workers, reporter=opts.reporter) as ex:
         refresh: frozenset[str] | bool = (
             opts.upgrade
             if isinstance(opts.upgrade, bool)

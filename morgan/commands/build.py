@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from morgan.build import BuildOptions, BuildResult, build
 from morgan.errors import UsageError
+from morgan.progress import ProgressReporter
 from morgan.spec import load_spec
 
 
@@ -85,8 +87,15 @@ def run(args: argparse.Namespace) -> int:
         workers=args.jobs,
         lock_timeout=args.wait,
     )
+    progress = ProgressReporter(
+        sys.stderr, live=sys.stderr.isatty() and not args.quiet, verbose=args.verbose
+    )
+    opts = dataclasses.replace(opts, reporter=progress)
     started = time.monotonic()
-    result = build(spec, make_client(args.offline), opts)
+    try:
+        result = build(spec, make_client(args.offline), opts)
+    finally:
+        progress.close()
     elapsed = time.monotonic() - started
     report(result, elapsed, args)
     return 0
@@ -124,7 +133,8 @@ def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> Non
     state = "new generation" if result.changed else "unchanged, still generation"
     print(
         f"{state} {result.generation}: {result.projects} projects, {result.files} files, "
-        f"{result.bytes_total} bytes; {result.fetched} fetched, {result.reused} reused, "
+        f"{result.bytes_total} bytes; {result.fetched} files fetched, "
+        f"{result.reused} steps reused from cache, "
         f"{result.requests} requests, {elapsed:.2f}s\n"
         f"generation digest {result.digest}\n"
         f"index: {result.mirror / 'index'}",
