@@ -352,16 +352,29 @@ def test_http_1_0_closes_after_the_response(server: MirrorServer) -> None:
 
 def test_one_access_log_line_per_request(served: tuple[MirrorServer, io.StringIO]) -> None:
     server, log = served
-    before = len(log.getvalue().splitlines())
-    request(server, "/simple/alpha/", {"Accept": PIP_ACCEPT, "User-Agent": "pip/26.3"})
-    request(server, "/simple/nope/")
-    request(server, "/simple", method="HEAD")
-    lines = log.getvalue().splitlines()[before:]
+    # The server logs a request after sending its response, so a client holding the whole
+    # response does not prove the line is written yet; the server closing the connection
+    # does (it logs first). Each request here asks for that close and reads until it, and
+    # carries its own agent so lines of earlier tests' requests cannot be counted.
+    exchanges = [
+        ("GET", "/simple/alpha/", f"Accept: {PIP_ACCEPT}\r\n", "pip/26.3 (log-test 1)"),
+        ("GET", "/simple/nope/", "", "log-test 2"),
+        ("HEAD", "/simple", "", "log-test 3"),
+    ]
+    for method, path, extra, agent in exchanges:
+        raw_exchange(
+            port_of(server),
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}User-Agent: {agent}\r\n"
+            "Connection: close\r\n\r\n".encode("latin-1"),
+        )
+    lines = [line for line in log.getvalue().splitlines() if "log-test" in line]
     assert len(lines) == 3
     assert '"GET /simple/alpha/ HTTP/1.1" 200 ' in lines[0]
-    assert lines[0].endswith('"pip/26.3"')
+    assert lines[0].endswith('"pip/26.3 (log-test 1)"')
     assert '"GET /simple/nope/ HTTP/1.1" 404 ' in lines[1]
+    assert lines[1].endswith('"log-test 2"')
     assert '"HEAD /simple HTTP/1.1" 301 ' in lines[2]
+    assert lines[2].endswith('"log-test 3"')
     assert all(line.startswith("127.0.0.1 - - [") for line in lines)
 
 
