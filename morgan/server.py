@@ -501,7 +501,10 @@ class Handler(socketserver.StreamRequestHandler):
         if not target.startswith("/"):
             target = self._origin_form(request)
         segments, slash, query = parse_target(target)
-        params = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=16)
+        try:
+            params = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=16)
+        except ValueError:
+            raise HttpError(400, "more than 16 query parameters") from None
         generation = self.server.generation()
         if not segments:
             return self._home(request, generation, params.get("q", [""])[0])
@@ -621,7 +624,8 @@ class Handler(socketserver.StreamRequestHandler):
                 ("Accept-Ranges", "bytes"),
             ]
             if _not_modified(request.headers, etag, st.st_mtime):
-                self._write_head(304, headers, 0, request.keep_alive)
+                # RFC 9110 §8.6: a 304's Content-Length, if sent, is that of the 200.
+                self._write_head(304, headers, st.st_size, request.keep_alive)
                 return 304, 0
             status, start, length = 200, 0, st.st_size
             header = request.headers.get("range")

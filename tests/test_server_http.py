@@ -275,12 +275,14 @@ def test_if_range_with_another_etag_sends_everything(tree: IndexTree, server: Mi
 
 @pytest.mark.parametrize("path", [FILE, "/simple/alpha/"])
 def test_if_none_match_gives_304(server: MirrorServer, path: str) -> None:
-    etag = request(server, path, {"Accept": PIP_ACCEPT}).headers["etag"]
+    full = request(server, path, {"Accept": PIP_ACCEPT})
+    etag = full.headers["etag"]
     for header in (etag, f"W/{etag}", f'"nope", {etag}', "*"):
         resp = request(server, path, {"Accept": PIP_ACCEPT, "If-None-Match": header})
         assert resp.status == 304
         assert resp.body == b""
         assert resp.headers["etag"] == etag
+        assert resp.headers["content-length"] == full.headers["content-length"]
     assert request(server, path, {"If-None-Match": '"nope"'}).status == 200
 
 

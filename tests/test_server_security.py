@@ -136,6 +136,7 @@ HOSTILE: list[tuple[str, bytes]] = [
     ("space-in-path", b"GET /simple/al pha/ HTTP/1.1\r\nHost: x\r\n\r\n"),
     ("percent-garbage", _get("/simple/%zz/")),
     ("percent-truncated", _get("/simple/alpha%2")),
+    ("many-query-fields", _get("/simple/?" + "&".join(f"a{i}=1" for i in range(40)))),
 ]
 
 
