@@ -357,6 +357,8 @@ class Handler(socketserver.StreamRequestHandler):
     server: "MirrorServer"
     wbufsize = 0  # responses are written whole (head) or by sendfile (body)
 
+    linger = False  # set when an error response closes a connection with input unread
+
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.send_timeout)
@@ -472,8 +474,34 @@ class Handler(socketserver.StreamRequestHandler):
                 self.wfile.write(body)
         except OSError:
             keep = False
+        self.linger = not keep
         self.server.log_access(self.client_address, request, err.status, len(body), started)
         return keep
+
+    def finish(self) -> None:
+        super().finish()
+        if self.linger:
+            self._lingering_close()
+
+    def _lingering_close(self) -> None:
+        """Read and drop what the client is still sending before the socket is closed.
+
+        Closing with unread input makes the kernel send a reset, which can destroy the error
+        response (a 431 or 400) before the client reads it. Bounded: 1 s, 1 MiB.
+        """
+        sock = self.connection
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(1.0)
+            deadline = time.monotonic() + 1.0
+            drained = 0
+            while drained < 1 << 20 and time.monotonic() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:
+            return  # reset or timed out: the socket is closed next either way
 
     def _write_head(
         self, status: int, headers: List[Tuple[str, str]], length: int, keep: bool

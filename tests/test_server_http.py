@@ -7,6 +7,7 @@ import http.client
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -358,12 +359,24 @@ def test_one_access_log_line_per_request(served: tuple[MirrorServer, io.StringIO
     request(server, "/simple/alpha/", {"Accept": PIP_ACCEPT, "User-Agent": "pip/26.3"})
     request(server, "/simple/nope/")
     request(server, "/simple", method="HEAD")
-    lines = log.getvalue().splitlines()[before:]
+    # The line is written just after the response is sent: give the last one a moment.
+    for _ in range(100):
+        lines = log.getvalue().splitlines()[before:]
+        if len(lines) >= 3:
+            break
+        time.sleep(0.05)
     assert len(lines) == 3
-    assert '"GET /simple/alpha/ HTTP/1.1" 200 ' in lines[0]
-    assert lines[0].endswith('"pip/26.3"')
-    assert '"GET /simple/nope/ HTTP/1.1" 404 ' in lines[1]
-    assert '"HEAD /simple HTTP/1.1" 301 ' in lines[2]
+    # Each connection has its own thread, so the lines may come in any order.
+    by_request = {line.split('"')[1]: line for line in lines}
+    assert sorted(by_request) == [
+        "GET /simple/alpha/ HTTP/1.1",
+        "GET /simple/nope/ HTTP/1.1",
+        "HEAD /simple HTTP/1.1",
+    ]
+    assert '"GET /simple/alpha/ HTTP/1.1" 200 ' in by_request["GET /simple/alpha/ HTTP/1.1"]
+    assert by_request["GET /simple/alpha/ HTTP/1.1"].endswith('"pip/26.3"')
+    assert '" 404 47 ' in by_request["GET /simple/nope/ HTTP/1.1"]
+    assert '" 301 0 ' in by_request["HEAD /simple HTTP/1.1"]
     assert all(line.startswith("127.0.0.1 - - [") for line in lines)
 
 
