@@ -358,6 +358,7 @@ class Handler(socketserver.StreamRequestHandler):
     wbufsize = 0  # responses are written whole (head) or by sendfile (body)
 
     linger = False  # set when an error response closes a connection with input unread
+    http10 = False  # the request being answered is HTTP/1.0
 
     def setup(self) -> None:
         super().setup()
@@ -448,6 +449,7 @@ class Handler(socketserver.StreamRequestHandler):
     def _respond(self, request: Request) -> bool:
         """Answer one request; return whether the connection stays open."""
         started = time.monotonic()
+        self.http10 = request.version == "HTTP/1.0"
         try:
             status, size = self._route(request)
         except HttpError as err:
@@ -513,6 +515,8 @@ class Handler(socketserver.StreamRequestHandler):
         lines.append("Content-Length: %d" % length)
         if not keep:
             lines.append("Connection: close")
+        elif self.http10:
+            lines.append("Connection: keep-alive")  # HTTP/1.0 closes unless told otherwise
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
 
     def _route(self, request: Request) -> Tuple[int, int]:

@@ -353,6 +353,19 @@ def test_http_1_0_closes_after_the_response(server: MirrorServer) -> None:
     assert b"\r\nConnection: close\r\n" in raw
 
 
+def test_http_1_0_keep_alive_is_confirmed(server: MirrorServer) -> None:
+    raw = raw_exchange(
+        port_of(server),
+        b"GET /simple/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        b"GET /simple/nope/ HTTP/1.0\r\n\r\n",
+    )
+    first, second = raw.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200 OK\r\n")
+    assert b"\r\nConnection: keep-alive\r\n" in first
+    assert second.startswith(b"404 Not Found\r\n")
+    assert b"\r\nConnection: close\r\n" in second
+
+
 def test_one_access_log_line_per_request(served: tuple[MirrorServer, io.StringIO]) -> None:
     server, log = served
     before = len(log.getvalue().splitlines())

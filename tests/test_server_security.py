@@ -221,6 +221,9 @@ def test_connection_cap_queues_instead_of_failing(tmp_path: Path) -> None:
         idle = [socket.create_connection(("127.0.0.1", port_of(server))) for _ in range(2)]
         try:
             assert request(server, "/simple/", {"Accept": "text/html"}).status == 200
+            for sock in idle:  # the slots were freed by cutting the idle clients
+                sock.settimeout(10)
+                assert sock.recv(1) == b""
         finally:
             for sock in idle:
                 sock.close()
