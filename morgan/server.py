@@ -358,6 +358,7 @@ class Handler(socketserver.StreamRequestHandler):
     wbufsize = 0  # responses are written whole (head) or by sendfile (body)
 
     linger = False  # set when an error response closes a connection with input unread
+    http10 = False  # the request being answered is HTTP/1.0
 
     def setup(self) -> None:
         super().setup()
@@ -448,6 +449,7 @@ class Handler(socketserver.StreamRequestHandler):
     def _respond(self, request: Request) -> bool:
         """Answer one request; return whether the connection stays open."""
         started = time.monotonic()
+        self.http10 = request.version == "HTTP/1.0"
         try:
             status, size = self._route(request)
         except HttpError as err:
@@ -513,6 +515,8 @@ class Handler(socketserver.StreamRequestHandler):
         lines.append("Content-Length: %d" % length)
         if not keep:
             lines.append("Connection: close")
+        elif self.http10:
+            lines.append("Connection: keep-alive")  # HTTP/1.0 closes unless told otherwise
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
 
     def _route(self, request: Request) -> Tuple[int, int]:
@@ -529,7 +533,10 @@ class Handler(socketserver.StreamRequestHandler):
         if not target.startswith("/"):
             target = self._origin_form(request)
         segments, slash, query = parse_target(target)
-        params = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=16)
+        try:
+            params = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=16)
+        except ValueError:
+            raise HttpError(400, "more than 16 query parameters") from None
         generation = self.server.generation()
         if not segments:
             return self._home(request, generation, params.get("q", [""])[0])
@@ -649,7 +656,8 @@ class Handler(socketserver.StreamRequestHandler):
                 ("Accept-Ranges", "bytes"),
             ]
             if _not_modified(request.headers, etag, st.st_mtime):
-                self._write_head(304, headers, 0, request.keep_alive)
+                # RFC 9110 §8.6: a 304's Content-Length, if sent, is that of the 200.
+                self._write_head(304, headers, st.st_size, request.keep_alive)
                 return 304, 0
             status, start, length = 200, 0, st.st_size
             header = request.headers.get("range")

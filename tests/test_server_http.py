@@ -275,12 +275,14 @@ def test_if_range_with_another_etag_sends_everything(tree: IndexTree, server: Mi
 
 @pytest.mark.parametrize("path", [FILE, "/simple/alpha/"])
 def test_if_none_match_gives_304(server: MirrorServer, path: str) -> None:
-    etag = request(server, path, {"Accept": PIP_ACCEPT}).headers["etag"]
+    full = request(server, path, {"Accept": PIP_ACCEPT})
+    etag = full.headers["etag"]
     for header in (etag, f"W/{etag}", f'"nope", {etag}', "*"):
         resp = request(server, path, {"Accept": PIP_ACCEPT, "If-None-Match": header})
         assert resp.status == 304
         assert resp.body == b""
         assert resp.headers["etag"] == etag
+        assert resp.headers["content-length"] == full.headers["content-length"]
     assert request(server, path, {"If-None-Match": '"nope"'}).status == 200
 
 
@@ -348,6 +350,19 @@ def test_http_1_0_closes_after_the_response(server: MirrorServer) -> None:
     raw = raw_exchange(port_of(server), b"GET /simple/ HTTP/1.0\r\n\r\n")
     assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"\r\nConnection: close\r\n" in raw
+
+
+def test_http_1_0_keep_alive_is_confirmed(server: MirrorServer) -> None:
+    raw = raw_exchange(
+        port_of(server),
+        b"GET /simple/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        b"GET /simple/nope/ HTTP/1.0\r\n\r\n",
+    )
+    first, second = raw.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200 OK\r\n")
+    assert b"\r\nConnection: keep-alive\r\n" in first
+    assert second.startswith(b"404 Not Found\r\n")
+    assert b"\r\nConnection: close\r\n" in second
 
 
 def test_one_access_log_line_per_request(served: tuple[MirrorServer, io.StringIO]) -> None:

@@ -136,6 +136,7 @@ HOSTILE: list[tuple[str, bytes]] = [
     ("space-in-path", b"GET /simple/al pha/ HTTP/1.1\r\nHost: x\r\n\r\n"),
     ("percent-garbage", _get("/simple/%zz/")),
     ("percent-truncated", _get("/simple/alpha%2")),
+    ("many-query-fields", _get("/simple/?" + "&".join(f"a{i}=1" for i in range(40)))),
 ]
 
 
@@ -241,6 +242,9 @@ def test_connection_cap_queues_instead_of_failing(tmp_path: Path) -> None:
         idle = [socket.create_connection(("127.0.0.1", port_of(server))) for _ in range(2)]
         try:
             assert request(server, "/simple/", {"Accept": "text/html"}).status == 200
+            for sock in idle:  # the slots were freed by cutting the idle clients
+                sock.settimeout(10)
+                assert sock.recv(1) == b""
         finally:
             for sock in idle:
                 sock.close()
