@@ -197,8 +197,13 @@ for d in m.distributions():
     name = d.metadata["Name"]
     if not name:
         continue
-    direct = d.read_text("direct_url.json")
-    out.append([name, d.version, direct is not None])
+    try:
+        direct = json.loads(d.read_text("direct_url.json") or "{}")
+    except ValueError:
+        direct = {"url": "?"}
+    kind = "vcs" if "vcs_info" in direct else "dir" if "dir_info" in direct else (
+        "archive" if direct else "index")
+    out.append([name, d.version, kind])
 print(json.dumps(out))
 """
 
@@ -206,8 +211,9 @@ print(json.dumps(out))
 def from_environment(python: str) -> Inputs:
     """``name==version`` for every distribution installed in the environment of ``python``.
 
-    Like ``pip freeze``: pip itself is left out; distributions installed from a URL or a
-    local path (editable installs included) cannot come from an index and are noted.
+    Like ``pip freeze``: pip itself is left out. Distributions installed from a local
+    folder (editable installs included) or version control cannot come from an index and
+    are noted; those installed from a wheel or sdist file are pinned by name and version.
     """
     try:
         proc = subprocess.run(
@@ -233,13 +239,15 @@ def from_environment(python: str) -> Inputs:
         raise UsageError(f"--from-env {python}: unexpected output from the interpreter") from None
     result = Inputs()
     seen: set[str] = set()
-    for name, version, direct in sorted(rows, key=lambda r: canonicalize_name(r[0])):
+    for name, version, kind in sorted(rows, key=lambda r: canonicalize_name(r[0])):
         key = canonicalize_name(name)
         if key in _INSTALLER_PACKAGES or key in seen:
             continue
         seen.add(key)
-        if direct:
-            result.notes.append(f"skipped {name} {version}: installed from a URL or local path")
+        if kind in ("vcs", "dir"):
+            result.notes.append(
+                f"skipped {name} {version}: installed from a local folder or version control"
+            )
             continue
         result.requirements.append(f"{key}=={version}")
     return result
