@@ -92,8 +92,8 @@ def test_every_guide_command_runs(
             assert code == 0, f"{command}: {captured.err}"
             if argv[1] == "init":
                 # Never reach PyPI from a test: point the starter at the fake upstream.
-                spec = ws / "mirror.toml"
-                spec.write_text(spec.read_text().replace("https://pypi.org/simple/", up.url))
+                path = ws / "mirror.toml"
+                path.write_text(path.read_text().replace("https://pypi.org/simple/", up.url))
     spec = (ws / "mirror.toml").read_text()
     for expected in ('"requests>=2.32"', '"util>=1"', '"glibcy"', '"clicky"', '"speedup==1.0"',
                      '"native==1.0"', "[environments.rhel8]", "[environments.jammy]"):  # fmt: skip
