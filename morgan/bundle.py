@@ -157,6 +157,12 @@ def export_bundle(
                     with store.open(d) as handle:
                         tar.addfile(_member(f"blobs/{d.hex}", store.size(d)), handle)
             tmp.replace(output)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise BundleError(
+                f"{output}: cannot write the bundle ({exc.strerror or exc}) — check the folder "
+                "exists, is writable and has space"
+            ) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -400,10 +406,16 @@ def _switch(
         return ImportResult(str(manifest), int(gen.name), False, len(blobs), carried)
     numbers = [int(p.name) for p in generations.iterdir() if p.name.isdigit()]
     n = max(numbers, default=0) + 1
-    materialize(store, entries, generations / str(n), mode=mode)
-    set_root(store, f"generation-{n}", manifest)
-    _write_sides(mirror, sides)
-    switch_index(mirror, generations / str(n))
+    try:
+        materialize(store, entries, generations / str(n), mode=mode)
+        set_root(store, f"generation-{n}", manifest)
+        _write_sides(mirror, sides)
+        switch_index(mirror, generations / str(n))
+    except OSError as exc:
+        raise BundleError(
+            f"{mirror}: cannot write generation {n} ({exc.strerror or exc}) — free space or fix "
+            "permissions and import again; the previous index is still served"
+        ) from None
     return ImportResult(str(manifest), n, True, len(blobs), carried)
 
 

@@ -267,3 +267,22 @@ def test_not_a_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         "",
         f"morgan: error: {junk}: does not start with morgan-bundle.json — not a morgan bundle\n",
     )
+
+
+def test_import_with_copies_and_export_to_a_missing_folder(
+    bundles: Bundles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    offline = tmp_path / "offline"
+    code = main(["import", str(bundles.full1), "-C", str(offline), "--materialize", "copy"])
+    assert code == 0
+    page = offline / "index" / "simple" / "native" / "index.html"
+    assert page.is_file()
+    assert not page.is_symlink()
+    assert _tree(offline / "index") == _tree(bundles.workspace / "mirror" / "generations" / "1")
+    capsys.readouterr()
+    target = tmp_path / "no" / "such" / "bundle.tar"
+    assert main(["export", "-C", str(offline), "-o", str(target)]) == 1
+    assert capsys.readouterr().err == (
+        f"morgan: error: {target}: cannot write the bundle (No such file or directory) — check "
+        "the folder exists, is writable and has space\n"
+    )
