@@ -250,3 +250,17 @@ def test_lock_file_pins(tmp_path: Path) -> None:
     assert str(info.value) == (
         f"{other}: neither a pylock.toml (PEP 751) nor a uv.lock — pass one of those"
     )
+
+
+def test_add_from_lock_pins_versions_and_says_what_it_does_not_check(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workspace / "pylock.toml").write_text(PYLOCK)
+    assert main(["add", "--from-lock", "pylock.toml"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "added idna==3.7\nadded requests==2.32.3\n"
+    assert captured.err == (
+        "morgan: note: pylock.toml: versions are pinned; 'morgan build' still picks the files "
+        "and does not check them against the lock's hashes (see docs/guide.md, Known limits)\n"
+        "morgan: note: skipped local: not pinned to an index release in pylock.toml\n"
+    )
