@@ -14,11 +14,12 @@ generation an old bundle carried (its header lists them), or every file and ``.m
 blob named by an old ``mirror.lock``. Pages and manifests are small and always carried
 when in doubt.
 
-Import streams each blob into the store with :meth:`Store.put_stream`, which checks size
-and sha256 before the object appears, then compares blake3; it checks that every object
-the generation needs is present; only then does it materialize the generation, set its GC
-root, replace the copied files and switch ``index``. Any failure rejects the whole bundle:
-the served index does not change (blobs already stored are unreferenced and ``morgan gc``
+Import (:mod:`morgan.bundle_import`) streams each blob into the store with
+:meth:`Store.put_stream`, which checks size and sha256 before the object appears, then
+compares blake3; it checks that every object the generation needs is present; only then
+does it materialize the generation, set its GC root, replace the copied files and switch
+``index``. Any failure rejects the whole bundle: the served index does not change (blobs
+already stored are unreferenced and ``morgan gc``
 collects them). Member names are never used as paths: nothing is extracted.
 """
 
@@ -29,32 +30,30 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import blake3
 
 from morgan.errors import MorganError
 from morgan.lock import Lock
-from rules.materialize import Mode, check_entry_path, materialize, switch_index
 from store.digest import Digest
-from store.errors import StoreError
 from store.lock import StoreLock
 from store.manifests import manifest_digests
 from store.objects import CHUNK_SIZE, Store
-from store.roots import set_root
 
 __all__ = [
     "BUNDLE_FORMAT",
     "BundleError",
     "ExportResult",
-    "ImportResult",
     "export_bundle",
-    "import_bundle",
+    "next_member",
     "objects_in_bundle",
     "objects_in_lock",
+    "open_bundle",
+    "read_header",
+    "read_small",
 ]
 
 BUNDLE_FORMAT = "morgan-bundle-1"
@@ -79,15 +78,6 @@ class ExportResult:
     bundle_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class ImportResult:
-    generation: str
-    number: int  # the generation folder's number
-    changed: bool  # False: the mirror already served this generation
-    blobs: int
-    blob_bytes: int
-
-
 # -- export ---------------------------------------------------------------------------------
 
 
@@ -104,8 +94,8 @@ def objects_in_lock(lock: Lock) -> frozenset[Digest]:
 
 def objects_in_bundle(path: Path) -> frozenset[Digest]:
     """Every object the generation of an old bundle needs (all present after its import)."""
-    with _open_tar(path) as tar:
-        header = _read_header(tar, path)
+    with open_bundle(path) as tar:
+        header = read_header(tar, path)
     return frozenset(Digest.parse(d) for d in header["objects"])
 
 
@@ -206,10 +196,10 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(_member(name, len(data)), io.BytesIO(data))
 
 
-# -- import ---------------------------------------------------------------------------------
+# -- reading ------------------------------------------------------------------------------
 
 
-def _open_tar(path: Path) -> tarfile.TarFile:
+def open_bundle(path: Path) -> tarfile.TarFile:
     try:
         # Stream mode: members are read in order, once; nothing is seeked or extracted.
         return tarfile.open(path, "r|")
@@ -219,7 +209,7 @@ def _open_tar(path: Path) -> tarfile.TarFile:
         raise BundleError(f"{path}: not a morgan bundle ({exc}) — export it again") from None
 
 
-def _next_member(tar: tarfile.TarFile, path: Path) -> tarfile.TarInfo | None:
+def next_member(tar: tarfile.TarFile, path: Path) -> tarfile.TarInfo | None:
     try:
         return tar.next()
     except (tarfile.TarError, EOFError, OSError) as exc:
@@ -228,7 +218,7 @@ def _next_member(tar: tarfile.TarFile, path: Path) -> tarfile.TarInfo | None:
         ) from None
 
 
-def _read_small(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes:
+def read_small(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes:
     if not member.isfile() or member.size > _MAX_SMALL:
         raise BundleError(f"{path}: member {member.name!r} is not a small regular file")
     handle = tar.extractfile(member)
@@ -247,12 +237,12 @@ def _read_small(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> by
     return data
 
 
-def _read_header(tar: tarfile.TarFile, path: Path) -> dict[str, Any]:
-    first = _next_member(tar, path)
+def read_header(tar: tarfile.TarFile, path: Path) -> dict[str, Any]:
+    first = next_member(tar, path)
     if first is None or first.name != HEADER:
         raise BundleError(f"{path}: does not start with {HEADER} — not a morgan bundle")
     try:
-        header = json.loads(_read_small(tar, first, path))
+        header = json.loads(read_small(tar, first, path))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path}: {HEADER} is not JSON ({exc}) — export it again") from None
     if not isinstance(header, dict) or header.get("format") != BUNDLE_FORMAT:
@@ -261,166 +251,3 @@ def _read_header(tar: tarfile.TarFile, path: Path) -> dict[str, Any]:
             f"expected {BUNDLE_FORMAT!r} — export it with a matching morgan version"
         )
     return header
-
-
-def import_bundle(path: Path, mirror: Path, *, mode: Mode = "symlink") -> ImportResult:
-    """Verify every blob of the bundle at ``path`` into ``mirror``'s store, then switch.
-
-    Raises :class:`BundleError` (one line) on any corrupt, truncated or foreign content and
-    when the mirror lacks an object a delta bundle assumes; the served index is unchanged.
-    """
-    mirror.mkdir(parents=True, exist_ok=True)
-    store = Store(mirror / "store")
-    with StoreLock(store.root).exclusive(timeout=0), _open_tar(path) as tar:
-        header = _read_header(tar, path)
-        try:
-            manifest = Digest.parse(header["generation"])
-            objects = [Digest.parse(d) for d in header["objects"]]
-            blobs = {
-                Digest.parse(b["digest"]): (int(b["size"]), str(b["sha256"]))
-                for b in header["blobs"]
-            }
-            files = {
-                n: (str(header["files"][n]["blake3"]), int(header["files"][n]["size"]))
-                for n in SIDE_FILES
-            }
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"{path}: malformed {HEADER} ({exc}) — export it again") from None
-        lacking = [d for d in objects if d not in blobs and not store.has(d)]
-        if lacking:
-            raise BundleError(
-                f"{path}: a delta bundle, but this mirror lacks {len(lacking)} of the objects "
-                f"it builds on (e.g. {lacking[0]}) — import the earlier bundle first, or "
-                "export with --since this mirror's mirror.lock"
-            )
-        sides = _stream_members(tar, path, store, blobs, files)
-    missing = [d for d in objects if not store.has(d)]
-    if missing or manifest not in set(objects):
-        raise BundleError(f"{path}: the generation needs {missing[:1] or [manifest]}, absent")
-    entries = _generation_entries(store, manifest, path)
-    return _switch(store, mirror, manifest, entries=entries, sides=sides, mode=mode, blobs=blobs)
-
-
-def _stream_members(
-    tar: tarfile.TarFile,
-    path: Path,
-    store: Store,
-    blobs: Mapping[Digest, tuple[int, str]],
-    files: Mapping[str, tuple[str, int]],
-) -> dict[str, bytes]:
-    sides: dict[str, bytes] = {}
-    seen: set[Digest] = set()
-    while (member := _next_member(tar, path)) is not None:
-        name = member.name
-        if name in files and name not in sides:
-            data = _read_small(tar, member, path)
-            if (blake3.blake3(data).hexdigest(), len(data)) != files[name]:
-                raise BundleError(
-                    f"{path}: {name} does not match its digest — copy the bundle again"
-                )
-            sides[name] = data
-            continue
-        digest = _blob_name(name)
-        if digest is None or digest not in blobs or digest in seen or not member.isfile():
-            raise BundleError(f"{path}: unexpected member {name!r} — not a bundle morgan wrote")
-        size, sha256 = blobs[digest]
-        handle = tar.extractfile(member)
-        if handle is None or member.size != size:
-            raise BundleError(f"{path}: {name}: size {member.size}, header says {size}")
-        try:
-            blob = store.put_stream(_Checked(handle), expect_sha256=sha256, expect_size=size)
-        except (StoreError, tarfile.TarError, EOFError) as exc:
-            raise BundleError(
-                f"{path}: blob {digest} is corrupt or truncated ({exc}) — nothing was "
-                "imported; copy the bundle again"
-            ) from None
-        if blob.digest != digest:
-            raise BundleError(f"{path}: blob {digest} has content {blob.digest} — corrupt bundle")
-        seen.add(digest)
-    absent = [str(d) for d in blobs if d not in seen] + [n for n in files if n not in sides]
-    if absent:
-        raise BundleError(
-            f"{path}: truncated: {len(absent)} listed members missing (first: {absent[0]}) — "
-            "nothing was imported; copy the bundle again"
-        )
-    return sides
-
-
-class _Checked:
-    """A member's reader that turns a short read (a truncated tar) into an error."""
-
-    def __init__(self, handle: IO[bytes]) -> None:
-        self.handle = handle
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            return self.handle.read(size)
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise EOFError(str(exc) or "unexpected end of data") from None
-
-
-def _blob_name(name: str) -> Digest | None:
-    prefix = "blobs/"
-    if not name.startswith(prefix):
-        return None
-    try:
-        return Digest("blake3", name[len(prefix) :])
-    except ValueError:
-        return None
-
-
-def _generation_entries(store: Store, manifest: Digest, path: Path) -> dict[str, Digest]:
-    try:
-        data = json.loads(store.read_bytes(manifest))
-        entries = {rel: Digest.parse(d) for rel, d in data["entries"].items()}
-        for rel in entries:
-            check_entry_path(rel)
-    except (StoreError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BundleError(f"{path}: the generation manifest is unusable ({exc})") from None
-    absent = [d for d in entries.values() if not store.has(d)]
-    if absent:
-        raise BundleError(f"{path}: the generation lists {absent[0]}, which is not in the store")
-    entries["manifest.json"] = manifest
-    return entries
-
-
-def _switch(
-    store: Store,
-    mirror: Path,
-    manifest: Digest,
-    *,
-    entries: dict[str, Digest],
-    sides: Mapping[str, bytes],
-    mode: Mode,
-    blobs: Mapping[Digest, tuple[int, str]],
-) -> ImportResult:
-    generations = mirror / "generations"
-    generations.mkdir(exist_ok=True)
-    carried = sum(size for size, _ in blobs.values())
-    try:
-        gen, current = current_generation(mirror)
-    except BundleError:
-        gen, current = None, None
-    if gen is not None and current == manifest:
-        _write_sides(mirror, sides)
-        return ImportResult(str(manifest), int(gen.name), False, len(blobs), carried)
-    numbers = [int(p.name) for p in generations.iterdir() if p.name.isdigit()]
-    n = max(numbers, default=0) + 1
-    try:
-        materialize(store, entries, generations / str(n), mode=mode)
-        set_root(store, f"generation-{n}", manifest)
-        _write_sides(mirror, sides)
-        switch_index(mirror, generations / str(n))
-    except OSError as exc:
-        raise BundleError(
-            f"{mirror}: cannot write generation {n} ({exc.strerror or exc}) — free space or fix "
-            "permissions and import again; the previous index is still served"
-        ) from None
-    return ImportResult(str(manifest), n, True, len(blobs), carried)
-
-
-def _write_sides(mirror: Path, sides: Mapping[str, bytes]) -> None:
-    for name, data in sides.items():
-        tmp = mirror / f".{name}.tmp-{os.getpid()}"
-        tmp.write_bytes(data)
-        tmp.replace(mirror / name)

@@ -16,10 +16,10 @@ from morgan import lock as lockfile
 from morgan.bundle import (
     BundleError,
     export_bundle,
-    import_bundle,
     objects_in_bundle,
     objects_in_lock,
 )
+from morgan.bundle_import import import_bundle
 from morgan.errors import MorganError, UsageError
 from morgan.spec import load_spec
 from morgan.toml_reader import display_path
