@@ -286,3 +286,10 @@ def test_import_with_copies_and_export_to_a_missing_folder(
         f"morgan: error: {target}: cannot write the bundle (No such file or directory) — check "
         "the folder exists, is writable and has space\n"
     )
+
+
+def test_export_is_deterministic(bundles: Bundles, tmp_path: Path) -> None:
+    again = tmp_path / "again.tar"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["export", "-C", str(bundles.workspace), "-o", str(again)]) == 0
+    assert again.read_bytes() == bundles.full2.read_bytes()
