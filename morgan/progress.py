@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from morgan.executor import Node, Record
+if TYPE_CHECKING:
+    from morgan.executor import Node, Record
 
 _KINDS = {"page": "pages", "metadata": "metadata", "fetch": "files"}
 

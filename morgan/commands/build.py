@@ -8,10 +8,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from morgan.build import BuildOptions, BuildResult, build
 from morgan.errors import UsageError
 from morgan.progress import ProgressReporter
+
+if TYPE_CHECKING:
+    from morgan.build import BuildResult
 from morgan.spec import load_spec
 
 
@@ -69,6 +72,10 @@ class _OfflineClient:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: the build pulls in networkx and resolvelib, which `morgan --help` and
+    # every other command do not need.
+    from morgan.build import BuildOptions, build
+
     spec = load_spec(args.workspace / "mirror.toml")
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
