@@ -210,6 +210,7 @@ def why(graph: MirrorGraph, name: str, env: str | None = None) -> Why:
             elsewhere = [n for n, g in sorted(graph.graphs.items()) if wanted in g]
             if elsewhere:
                 where += f"; it is in {', '.join(elsewhere)}"
+                raise UnknownProjectError(name, [], where)
         raise UnknownProjectError(name, difflib.get_close_matches(wanted, names, n=5), where)
     return Why(wanted, tuple(answers), tuple(absent))
 

@@ -239,6 +239,9 @@ function show(i) {
     h("li", `${f} \\u2014 ${size.toLocaleString()} bytes`, files);
   }
 }
+// "page.html#util" opens with util selected (a link one can share; also how tests click).
+const wanted = decodeURIComponent(location.hash.slice(1));
+if (wanted in byName) show(byName[wanted]);
 document.body.dataset.rendered = "ok";
 document.body.dataset.nodes = String(D.nodes.length);
 </script>
