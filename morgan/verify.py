@@ -172,6 +172,10 @@ def read_manifest_entries(path: Path) -> dict[str, Digest]:
 
 def _points_to(path: Path, blob: Path) -> bool:
     if path.is_symlink():
+        # The link a build writes is exactly this relative path: a string compare is enough
+        # (and much cheaper than resolving); any other spelling is resolved to be sure.
+        if str(path.readlink()) == os.path.relpath(blob, path.parent):
+            return True
         return os.path.realpath(path) == os.path.realpath(blob)
     try:
         if path.samefile(blob):  # hard-linked generation
