@@ -399,7 +399,30 @@ def check_install(
                 )
         return None
 
-    return installable(requirements, "<spec>")
+    failure = installable(requirements, "<spec>")
+    if failure is None:
+        return None
+    lost = lost_pins(lock, env, catalog)
+    if lost:
+        return f"no fitting file left in the mirror for locked {', '.join(lost)}; {failure}"
+    return failure
+
+
+def lost_pins(lock: Lock, env: Environment, catalog: MirrorCatalog) -> list[str]:
+    """Pins of ``env`` whose locked release has no usable file left in its view: the
+    precise cause when resolution against the mirror fails."""
+    locked = lock.environment(env.name)
+    out: list[str] = []
+    for pin in sorted(locked.pins if locked else (), key=lambda p: (p.name, p.version)):
+        try:
+            releases = catalog.releases(canonical(pin.name))
+        except ProjectNotFoundError:
+            out.append(f"{pin.name} {pin.version} (its page is missing)")
+            continue
+        rel = next((r for r in releases if str(r.version) == pin.version), None)
+        if rel is None or not any(usable_files(rel, env, allow_yanked=True)):
+            out.append(f"{pin.name} {pin.version}")
+    return out
 
 
 def spec_requirements(lock: Lock, env: str) -> list[str]:

@@ -155,6 +155,7 @@ def test_removed_wheel_breaks_only_the_environment_that_needs_it(mirror: Path) -
     code, out, _ = verify_json(mirror)
     assert code == 1
     failure = (
+        "no fitting file left in the mirror for locked native 1.0; "
         "environment 'windows' (Python 3.12, win_amd64): no set of versions satisfies these"
         " constraints — native: native (required by <spec>): relax a requirement, or remove"
         " the environment that cannot have it"
