@@ -139,19 +139,22 @@ def collect_generations(
     folders = [mirror / "generations" / str(n) for n in p.dropped]
     folders += [mirror / "generations" / s for s in p.stale_dirs]
     folder_bytes = sum(_tree_bytes(f) for f in folders)
-    if dry_run:
-        live: set[Digest] = set()
-        for r, digest in all_roots.items():
-            if r not in dropped_roots:
-                live |= manifest_digests(store, digest)
-        report = collect(store, live, dry_run=True, grace_seconds=grace)
-        return p, report, folder_bytes, names
-    # Roots first: once a root is gone its generation is no longer promised to anyone.
-    for r in dropped_roots:
-        remove_root(store, r)
-    for f in folders:
-        _remove_tree(f)
-    report = collect(store, live_from_roots(store), dry_run=False, grace_seconds=grace)
+    # The live set comes from the kept roots, read before anything is touched: a kept
+    # root whose manifest is unreadable stops gc here, with nothing deleted.
+    live: set[Digest] = set()
+    for r, digest in all_roots.items():
+        if r not in dropped_roots:
+            live |= manifest_digests(store, digest)
+    if not dry_run:
+        # Roots first: once a root is gone its generation is no longer promised to anyone.
+        for r in dropped_roots:
+            remove_root(store, r)
+        for f in folders:
+            _remove_tree(f)
+        # The sweep trusts only the roots left on disk (under the exclusive lock, the
+        # same set as above).
+        live = set(live_from_roots(store))
+    report = collect(store, live, dry_run=dry_run, grace_seconds=grace)
     return p, report, folder_bytes, names
 
 
