@@ -218,10 +218,12 @@ def check_generation(store: Store, gen: Path, root: Digest | None, report: Repor
                 Problem("generation", f"{label}/{rel}", f"its blob {digest} is missing")
             )
         elif not _points_to(path, store.path(digest)):
-            target = str(path.readlink()) if path.is_symlink() else "a different file"
-            report.problems.append(
-                Problem("generation", f"{label}/{rel}", f"points to {target}, not {digest}")
+            what = (
+                f"points to {path.readlink()}, not {digest}"
+                if path.is_symlink()
+                else f"content differs from {digest}"
             )
+            report.problems.append(Problem("generation", f"{label}/{rel}", what))
     for rel in sorted(present - set(entries) - {"manifest.json"}):
         report.problems.append(
             Problem("generation", f"{label}/{rel}", "extra: not in the manifest")

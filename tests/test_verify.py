@@ -197,3 +197,25 @@ def test_repair_offline_lists_what_to_bring_across(mirror: Path, built: Built) -
         f"cannot repair: bring across {name} ({f.size} bytes, sha256 {f.sha256}, {f.url}): GET "
     )
     assert f"lock: {name}: missing from the store ({rel(f.blake3)})" in proc.stderr
+
+
+def test_copied_generation_is_checked_by_content(built: Built, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    write_spec(ws, built.upstream.url, ["util"])
+    proc = morgan(ws, "build", "--materialize", "copy")
+    assert proc.returncode == 0, proc.stderr
+    assert morgan(ws, "verify").returncode == 0
+    copied = ws / "mirror" / "generations" / "1" / "simple" / "util" / "util-1.5.tar.gz"
+    assert not copied.is_symlink()
+    copied.chmod(0o644)
+    copied.write_bytes(b"tampered")
+    code, out, _ = verify_json(ws)
+    assert code == 1
+    digest = locked(ws / "mirror", "util-1.5.tar.gz").blake3
+    assert problems(out) == [
+        (
+            "generation",
+            "generation 1/simple/util/util-1.5.tar.gz",
+            f"content differs from blake3:{digest}",
+        )
+    ]
