@@ -87,7 +87,10 @@ def page_data(graph: MirrorGraph, envs: list[str]) -> dict[str, Any]:
         if rel.name in info:
             info[rel.name]["files"].extend([f.filename, f.size] for f in rel.files)
     return {
-        "nodes": [{"name": n, "x": coords[n][0], "y": coords[n][1]} for n in names],
+        "nodes": [
+            {"name": n, "label": _label(graph, envs, n), "x": coords[n][0], "y": coords[n][1]}
+            for n in names
+        ],
         "edges": [[s, t, k] for (s, t), k in sorted(edges.items())],
         "envs": [
             {
@@ -102,6 +105,21 @@ def page_data(graph: MirrorGraph, envs: list[str]) -> dict[str, Any]:
         "width": max((x for x, _ in coords.values()), default=0) + NODE_WIDTH + 2 * MARGIN,
         "height": max((y for _, y in coords.values()), default=0) + Y_STEP + 2 * MARGIN,
     }
+
+
+def _label(graph: MirrorGraph, envs: list[str], name: str) -> str:
+    """``name version`` when every environment agrees, else ``name (k versions)``."""
+    if name == SPEC_NODE:
+        return name
+    versions = {
+        v
+        for e in envs
+        if name in graph.graphs[e]
+        for v in graph.graphs[e].nodes[name]["versions"].values()
+    }
+    if len(versions) == 1:
+        return f"{name} {next(iter(versions))}"
+    return f"{name} ({len(versions)} versions)"
 
 
 def render_html(graph: MirrorGraph, envs: list[str]) -> str:
@@ -184,7 +202,7 @@ D.nodes.forEach((n, i) => {
     transform: `translate(${n.x},${n.y})`}, svg);
   el("rect", {width: W, height: H}, g);
   const label = el("text", {x: 6, y: 14}, g);
-  label.textContent = n.name.length > 28 ? n.name.slice(0, 27) + "\\u2026" : n.name;
+  label.textContent = n.label.length > 28 ? n.label.slice(0, 27) + "\\u2026" : n.label;
   el("title", {}, g).textContent = n.name;
   g.addEventListener("click", () => show(i));
   nodeEls.push(g);
