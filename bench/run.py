@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     figures = run_bench(opts)
     table = render(figures)
-    print(table)
+    print(table, end="")
     (opts.out / "table.md").write_text(table, encoding="utf-8")
     (opts.out / "results.json").write_text(
         json.dumps(asdict(figures), indent=2, default=str), encoding="utf-8"

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -262,18 +263,20 @@ def installs(
     """The names of the environments that can download every requirement from the result.
 
     The client check of the build issue: `pip download --only-binary=:all:` for that
-    environment's platforms and Python, with the result as the only index.
+    environment's platforms and Python, with the result as the only index. The checks are
+    not timed, so they run in parallel.
     """
-    ok = []
-    with tool.index_args() as index:
-        for t in targets:
-            dest = tmp / f"check-{t.name}"
-            shutil.rmtree(dest, ignore_errors=True)
-            cmd = pip_cli("download", *index, *t.pip_args(), "-d", str(dest), *requirements)
-            proc = subprocess.run(
-                cmd, env=pip_env(tmp), capture_output=True, text=True, check=False, timeout=600
-            )
-            (tmp / f"check-{t.name}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
-            if proc.returncode == 0:
-                ok.append(t.name)
-    return ok
+
+    def check(index: list[str], t: Target) -> bool:
+        dest = tmp / f"check-{t.name}"
+        shutil.rmtree(dest, ignore_errors=True)
+        cmd = pip_cli("download", *index, *t.pip_args(), "-d", str(dest), *requirements)
+        proc = subprocess.run(
+            cmd, env=pip_env(tmp), capture_output=True, text=True, check=False, timeout=600
+        )
+        (tmp / f"check-{t.name}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
+        return proc.returncode == 0
+
+    with tool.index_args() as index, ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda t: check(index, t), targets))
+    return [t.name for t, ok in zip(targets, results, strict=True) if ok]
