@@ -32,7 +32,12 @@ class ToolFigures:
     noop: Phase
     add: Phase
     result_bytes: int
-    installs: list[str]
+    install_errors: dict[str, str]  # environment -> "" (installs) or pip's first error line
+
+    @property
+    def installs(self) -> list[str]:
+        """The environments that can download every requirement from the result."""
+        return [env for env, error in self.install_errors.items() if not error]
 
 
 @dataclass(slots=True)
@@ -123,6 +128,13 @@ def render(fig: Figures) -> str:
         row.append("")
     lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+    failures = [
+        f"- {n} fails for {env}: `{error}`"
+        for n in names
+        for env, error in fig.tools[n].install_errors.items()
+        if error
+    ]
+    lines += [*failures, ""] if failures else []
     lines += _limit(fig)
     lines += _targets(fig)
     return "\n".join(lines) + "\n"

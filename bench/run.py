@@ -155,8 +155,8 @@ def run_bench(opts: Options) -> Figures:
                 print(f"bench: {tool.name}: add {EXTRA_REQUIREMENT}", file=sys.stderr)
                 add = _phase(up, tool, [*requirements, EXTRA_REQUIREMENT])
                 print(f"bench: {tool.name}: client checks", file=sys.stderr)
-                ok = installs(tool, opts.targets, [*requirements, EXTRA_REQUIREMENT], work)
-                figures.add(tool.name, ToolFigures(cold, noop, add, tool.result_bytes(), ok))
+                errors = installs(tool, opts.targets, [*requirements, EXTRA_REQUIREMENT], work)
+                figures.add(tool.name, ToolFigures(cold, noop, add, tool.result_bytes(), errors))
                 shutil.rmtree(work, ignore_errors=True)
     return figures
 

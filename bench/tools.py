@@ -259,24 +259,27 @@ class PipDownload:
 
 def installs(
     tool: Tool, targets: Sequence[Target], requirements: Sequence[str], tmp: Path
-) -> list[str]:
-    """The names of the environments that can download every requirement from the result.
+) -> dict[str, str]:
+    """For each environment, "" if it can download every requirement from the result, else
+    pip's first error line.
 
     The client check of the build issue: `pip download --only-binary=:all:` for that
     environment's platforms and Python, with the result as the only index. The checks are
     not timed, so they run in parallel.
     """
 
-    def check(index: list[str], t: Target) -> bool:
+    def check(index: list[str], t: Target) -> str:
         dest = tmp / f"check-{t.name}"
         shutil.rmtree(dest, ignore_errors=True)
         cmd = pip_cli("download", *index, *t.pip_args(), "-d", str(dest), *requirements)
         proc = subprocess.run(
             cmd, env=pip_env(tmp), capture_output=True, text=True, check=False, timeout=600
         )
-        (tmp / f"check-{t.name}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
-        return proc.returncode == 0
+        if proc.returncode == 0:
+            return ""
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
+        return errors[0] if errors else f"pip exited with {proc.returncode}"
 
     with tool.index_args() as index, ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda t: check(index, t), targets))
-    return [t.name for t, ok in zip(targets, results, strict=True) if ok]
+    return {t.name: error for t, error in zip(targets, results, strict=True)}
