@@ -97,7 +97,9 @@ _ROWS: list[tuple[str, Callable[[ToolFigures], str], Callable[[ToolFigures], flo
 
 def _ratio(kind: str, ours: float, old: float) -> str:
     if kind == "time":
-        return f"{old / ours:.1f}× faster" if ours > 0 else "—"
+        if ours <= 0 or old <= 0:
+            return "—"
+        return f"{old / ours:.1f}× faster" if old >= ours else f"{ours / old:.1f}× slower"
     if old == 0:
         return "—" if ours == 0 else "∞"
     return f"{ours / old:.2f}×"

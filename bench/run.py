@@ -1,6 +1,7 @@
 """The performance harness of issue 7: our build, Morgan 0.15.0 and `pip download`, side by side.
 
-    python bench/run.py [--projects 150] [--latency 0.03] [--bandwidth 50] [--quick]
+    python bench/run.py [--projects 150] [--latency 0.03] [--bandwidth 50] [--no-large]
+                        [--tools ours,morgan015,pip] [--quick] [--out bench/out]
 
 One synthetic upstream (bench/graph.py) on the fake upstream with a per-request latency and a
 shared bandwidth cap; one 4-environment spec; for each tool a cold build, a no-op rebuild and a
@@ -168,6 +169,7 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument(
         "--bandwidth", type=float, default=50.0, help="MB/s shared by all downloads (50; 0: no cap)"
     )
+    p.add_argument("--no-large", action="store_true", help="leave out the 50/30/20 MB wheels")
     p.add_argument("--tools", default=",".join(TOOLS), help=f"comma list of {', '.join(TOOLS)}")
     p.add_argument(
         "--quick",
@@ -180,6 +182,7 @@ def parse_args(argv: list[str] | None) -> Options:
         projects=args.projects,
         latency=args.latency,
         bandwidth_mbps=args.bandwidth,
+        large=not args.no_large,
         tools=tuple(t for t in args.tools.split(",") if t),
         out=args.out,
     )
