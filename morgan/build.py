@@ -224,12 +224,7 @@ def _resolve_all(
 ) -> tuple[list[EnvSelection], dict[tuple[str, str], LockedRelease]]:
     policy = Policy(prereleases=spec.policy.prereleases, yanked=spec.policy.yanked)
     requirements = [str(r) for r in spec.requirements]
-    locked_names = {p.name for e in (old.environments if old else ()) for p in e.pins}
-    catalog.prefetch(
-        NormalizedName(n)
-        for n in (canonicalize_name(r.name) for r in spec.requirements)
-        if n not in locked_names or catalog.refreshing(n)
-    )
+    catalog.prefetch(NormalizedName(canonicalize_name(r.name)) for r in spec.requirements)
     selections = []
     deps: dict[tuple[str, str], Dependencies] = {}
     lock_inputs = [item for path in spec.locks for item in read_lock_input(path)]
