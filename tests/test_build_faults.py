@@ -1,0 +1,333 @@
+"""`morgan build` against a faulty upstream: retried when transient, one clear line when not.
+
+Every test copies a workspace whose generation 1 was built from `demo==1.0` and `dep==1.0`,
+unpins them and runs `morgan build --upgrade` (a subprocess, as users run it) while the
+fake upstream, which also lists 2.0 of both, injects one fault. A persistent fault must end
+the build with exit 1 and one line naming the URL and the cause, leave generation 1 served
+and intact and the lock untouched; a build with the fault cleared then succeeds. A transient
+fault must be retried into a new generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+import time
+import tomllib
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.build_checks import assert_consistent, run_morgan, served, write_spec
+from tests.upstream import FakeUpstream, Fault, RecordedRequest
+
+WHEEL = "demo-2.0-py3-none-any.whl"
+SDIST = "demo-2.0.tar.gz"
+PAGE = "/simple/demo/"
+
+
+@dataclass
+class Base:
+    upstream: FakeUpstream
+    workspace: Path
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Base]:
+    root = tmp_path_factory.mktemp("faults")
+    with FakeUpstream(root / "upstream").start() as up:
+        for version in ("1.0", "2.0"):
+            up.add_release("demo", version, requires_dist=["dep>=1"])
+            up.add_release("dep", version)
+        workspace = root / "base"
+        write_spec(workspace, up.url, ["demo==1.0", "dep==1.0"])
+        proc = run_morgan(workspace, "build")
+        assert proc.returncode == 0, proc.stderr
+        yield Base(up, workspace)
+
+
+@dataclass
+class Case:
+    upstream: FakeUpstream
+    workspace: Path
+    mirror: Path
+    generation_1: dict[str, str]
+    lock: bytes
+
+    def build(self, *, env: dict[str, str] | None = None) -> tuple[int, str]:
+        proc = run_morgan(self.workspace, "build", "--upgrade", env=env)
+        return proc.returncode, proc.stderr
+
+    def url(self, path: str) -> str:
+        return self.upstream.base_url + path
+
+    def requested(self, path: str) -> int:
+        return sum(1 for r in self.upstream.requests if r.path == path)
+
+    def assert_failed_cleanly(self, code: int, stderr: str, message: str) -> None:
+        """Exit 1, exactly `message` on stderr, generation 1 still served and intact."""
+        assert (code, stderr) == (1, f"morgan: error: {message}\n")
+        now = assert_consistent(self.mirror)
+        assert now is not None
+        assert (now.number, now.entries) == (1, self.generation_1)
+        assert sorted(p.name for p in (self.mirror / "generations").iterdir()) == ["1"]
+        assert (self.workspace / "mirror.lock").read_bytes() == self.lock
+
+    def assert_new_generation(self, code: int, stderr: str) -> None:
+        """Exit 0 and generation 2 served, complete, with the 2.0 releases."""
+        assert code == 0, stderr
+        now = assert_consistent(self.mirror)
+        assert now is not None
+        assert now.number == 2
+        assert f"simple/demo/{WHEEL}" in now.entries
+        assert "simple/dep/dep-2.0-py3-none-any.whl" in now.entries
+        assert 'name = "demo", version = "2.0"' in (self.workspace / "mirror.lock").read_text()
+
+
+@pytest.fixture
+def case(base: Base, tmp_path: Path) -> Iterator[Case]:
+    workspace = tmp_path / "ws"
+    shutil.copytree(base.workspace, workspace, symlinks=True)
+    write_spec(workspace, base.upstream.url, ["demo", "dep"])
+    mirror = workspace / "mirror"
+    generation_1 = served(mirror)
+    assert generation_1 is not None
+    up = base.upstream
+    up.clear_faults()
+    up.clear_requests()
+    try:
+        yield Case(
+            up, workspace, mirror, generation_1.entries, (workspace / "mirror.lock").read_bytes()
+        )
+    finally:
+        up.clear_faults()
+        up.html_only = False
+
+
+def _flipped_sha256(data: bytes) -> str:
+    return hashlib.sha256(bytes([data[0] ^ 0xFF]) + data[1:]).hexdigest()
+
+
+def _file(up: FakeUpstream, name: str) -> bytes:
+    return (up.files_dir / name).read_bytes()
+
+
+# -- persistent faults: exit 1, one line, generation 1 kept, then a clean rebuild ----------
+
+PERSISTENT = {
+    "page-500": (
+        PAGE,
+        Fault(status=500),
+        "GET {page}: HTTP 500 Internal Server Error after 5 attempts",
+    ),
+    "file-502": (
+        f"/files/{WHEEL}",
+        Fault(status=502),
+        "GET {wheel}: HTTP 502 Bad Gateway after 5 attempts",
+    ),
+    "file-503": (
+        f"/files/{SDIST}",
+        Fault(status=503),
+        "GET {sdist}: HTTP 503 Service Unavailable after 5 attempts",
+    ),
+    "page-429": (
+        PAGE,
+        Fault(status=429, retry_after="0"),
+        "GET {page}: HTTP 429 Too Many Requests after 5 attempts",
+    ),
+    "page-reset": (PAGE, Fault(reset=True), "GET {page}: connection reset after 5 attempts"),
+    "file-reset-mid-body": (
+        f"/files/{WHEEL}",
+        Fault(truncate=100, reset=True),
+        "GET {wheel}: connection broken while reading the body: connection reset after 5 attempts",
+    ),
+    "file-truncated": (
+        f"/files/{WHEEL}",
+        Fault(truncate=100),
+        (
+            "GET {wheel}: connection broken while reading the body: body truncated (connection "
+            "closed early) after 5 attempts"
+        ),
+    ),
+    "page-truncated": (
+        PAGE,
+        Fault(truncate=10),
+        "GET {page}: body broken: body truncated (connection closed early) after 5 attempts",
+    ),
+    "file-404": (f"/files/{SDIST}", Fault(status=404), "GET {sdist}: HTTP 404 Not Found"),
+    "page-redirect-loop": (
+        PAGE,
+        Fault(redirect_to=PAGE),
+        "GET {page}: redirect loop (more than 10 redirects)",
+    ),
+    "page-malformed-json": (
+        PAGE,
+        Fault(body=b'{"meta": '),
+        "{page}: malformed JSON page: Expecting value: line 1 column 10 (char 9)",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PERSISTENT))
+def test_persistent_fault_fails_with_one_line_and_keeps_the_served_generation(
+    case: Case, name: str
+) -> None:
+    pattern, fault, message = PERSISTENT[name]
+    case.upstream.set_fault(pattern, fault)
+    code, stderr = case.build()
+    urls = {
+        "page": case.url(PAGE),
+        "wheel": case.url(f"/files/{WHEEL}"),
+        "sdist": case.url(f"/files/{SDIST}"),
+    }
+    case.assert_failed_cleanly(code, stderr, message.format(**urls))
+    case.upstream.clear_faults()
+    case.assert_new_generation(*case.build())
+
+
+def test_file_longer_than_its_listed_size(case: Case) -> None:
+    size = len(_file(case.upstream, WHEEL))
+    case.upstream.set_fault(f"/files/{WHEEL}", Fault(extra_bytes=7))
+    code, stderr = case.build()
+    message = (
+        f"GET {case.url('/files/' + WHEEL)}: expected size {size} bytes, got more than {size} bytes"
+    )
+    case.assert_failed_cleanly(code, stderr, message)
+    # A wrong file is not a network hiccup: it is fetched once, not retried.
+    assert case.requested(f"/files/{WHEEL}") == 1
+    case.upstream.clear_faults()
+    case.assert_new_generation(*case.build())
+
+
+def test_file_with_wrong_sha256(case: Case) -> None:
+    data = _file(case.upstream, WHEEL)
+    case.upstream.set_fault(f"/files/{WHEEL}", Fault(wrong_body=True))
+    code, stderr = case.build()
+    message = (
+        f"GET {case.url('/files/' + WHEEL)}: expected sha256 {hashlib.sha256(data).hexdigest()}, "
+        f"got {_flipped_sha256(data)}"
+    )
+    case.assert_failed_cleanly(code, stderr, message)
+    assert case.requested(f"/files/{WHEEL}") == 1
+    case.upstream.clear_faults()
+    case.assert_new_generation(*case.build())
+
+
+def test_metadata_whose_hash_does_not_match_the_page(case: Case) -> None:
+    with zipfile.ZipFile(case.upstream.files_dir / WHEEL) as zf:
+        metadata = zf.read("demo-2.0.dist-info/METADATA")
+    case.upstream.set_fault(f"/files/{WHEEL}.metadata", Fault(wrong_body=True))
+    code, stderr = case.build()
+    message = (
+        f"GET {case.url('/files/' + WHEEL + '.metadata')}: expected sha256 "
+        f"{hashlib.sha256(metadata).hexdigest()}, got {_flipped_sha256(metadata)}"
+    )
+    case.assert_failed_cleanly(code, stderr, message)
+    case.upstream.clear_faults()
+    case.assert_new_generation(*case.build())
+
+
+def test_connection_refused_by_a_stopped_upstream(case: Case, tmp_path: Path) -> None:
+    stopped = FakeUpstream(tmp_path / "stopped").start()
+    stopped.stop()
+    write_spec(case.workspace, stopped.url, ["demo", "dep"])
+    code, stderr = case.build()
+    message = f"GET {stopped.url}demo/: connection refused after 5 attempts"
+    case.assert_failed_cleanly(code, stderr, message)
+    write_spec(case.workspace, case.upstream.url, ["demo", "dep"])
+    case.assert_new_generation(*case.build())
+
+
+def test_read_timeout(case: Case) -> None:
+    env = {"MORGAN_HTTP_TIMEOUT": "0.5", "MORGAN_HTTP_RETRIES": "1"}
+    case.upstream.set_fault(PAGE, Fault(delay=3))
+    code, stderr = case.build(env=env)
+    case.assert_failed_cleanly(code, stderr, f"GET {case.url(PAGE)}: read timeout after 2 attempts")
+    assert case.requested(PAGE) == 2
+    case.upstream.clear_faults()
+    case.assert_new_generation(*case.build(env=env))
+
+
+def test_slow_drip_slower_than_the_timeout(case: Case) -> None:
+    env = {"MORGAN_HTTP_TIMEOUT": "0.5", "MORGAN_HTTP_RETRIES": "1"}
+    # 256 bytes, then nothing for 5 s: each read waits longer than the timeout.
+    case.upstream.set_fault(f"/files/{WHEEL}", Fault(drip_bytes_per_sec=50))
+    code, stderr = case.build(env=env)
+    message = (
+        f"GET {case.url('/files/' + WHEEL)}: connection broken while reading the body: "
+        "read timeout after 2 attempts"
+    )
+    case.assert_failed_cleanly(code, stderr, message)
+    case.upstream.clear_faults()
+    case.assert_new_generation(*case.build(env=env))
+
+
+# -- transient faults: retried, then a new generation --------------------------------------
+
+TRANSIENT = {
+    "page-500-twice": (PAGE, Fault(status=500, times=2), 3),
+    "file-502-twice": (f"/files/{WHEEL}", Fault(status=502, times=2), 3),
+    # Four failures use up every retry: the fifth and last attempt succeeds.
+    "file-503-four-times": (f"/files/{SDIST}", Fault(status=503, times=4), 5),
+    "page-reset-once": (PAGE, Fault(reset=True, times=1), 2),
+    "file-reset-mid-body-twice": (f"/files/{WHEEL}", Fault(truncate=100, reset=True, times=2), 3),
+    "file-truncated-once": (f"/files/{SDIST}", Fault(truncate=50, times=1), 2),
+    "page-truncated-once": (PAGE, Fault(truncate=10, times=1), 2),
+    "metadata-503-once": (f"/files/{WHEEL}.metadata", Fault(status=503, times=1), 2),
+    "page-timeout-once": (PAGE, Fault(delay=3, times=1), 2),
+    # 256 bytes every 0.05 s: slow, but every read arrives within the timeout.
+    "file-slow-drip": (f"/files/{WHEEL}", Fault(drip_bytes_per_sec=5120), 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSIENT))
+def test_transient_fault_is_retried_into_a_new_generation(case: Case, name: str) -> None:
+    pattern, fault, attempts = TRANSIENT[name]
+    case.upstream.set_fault(pattern, fault)
+    code, stderr = case.build(env={"MORGAN_HTTP_TIMEOUT": "0.5"})
+    case.assert_new_generation(code, stderr)
+    assert case.requested(pattern) == attempts
+
+
+def test_429_waits_for_retry_after(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    arrivals: list[float] = []
+    lock = threading.Lock()
+    record = case.upstream.record
+
+    def timed(request: RecordedRequest) -> None:
+        if request.path == PAGE:
+            with lock:
+                arrivals.append(time.monotonic())
+        record(request)
+
+    monkeypatch.setattr(case.upstream, "record", timed)
+    case.upstream.set_fault(PAGE, Fault(status=429, retry_after="1", times=1))
+    case.assert_new_generation(*case.build())
+    assert len(arrivals) == 2
+    # The backoff is 0.01 s here: only Retry-After explains a pause of a second.
+    assert arrivals[1] - arrivals[0] >= 1.0
+
+
+def _pins(workspace: Path) -> list[dict[str, object]]:
+    pins: list[dict[str, object]] = tomllib.loads((workspace / "mirror.lock").read_text())[
+        "environment"
+    ]["host"]["pins"]
+    return pins
+
+
+def test_html_only_index_gives_the_same_pins_as_json(case: Case, tmp_path: Path) -> None:
+    case.upstream.html_only = True
+    case.assert_new_generation(*case.build())
+    case.upstream.html_only = False
+    other = tmp_path / "json"
+    write_spec(other, case.upstream.url, ["demo", "dep"])
+    proc = run_morgan(other, "build")
+    assert proc.returncode == 0, proc.stderr
+    assert _pins(case.workspace) == _pins(other)
+    # HTML pages carry no upload time (PEP 700 is JSON only): the lock says nothing then.
+    assert "upload-time" not in (case.workspace / "mirror.lock").read_text()
+    assert "upload-time" in (other / "mirror.lock").read_text()
