@@ -17,6 +17,7 @@ The steps, each through the executor so that only what changed runs:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
@@ -128,6 +129,7 @@ def _build_locked(
     spec: Spec, client: object, opts: BuildOptions, mirror: Path, store: Store
 ) -> BuildResult:
     lock_path = spec.path.parent / "mirror.lock"
+    _remove_leftovers(mirror, spec.path.parent)
     old = load_lock(lock_path)
     fresh = old is not None and old.spec_digest == spec.digest() and opts.upgrade is False
     upstreams = [UpstreamIndex(u.name, u.index_url, frozenset(u.projects)) for u in spec.upstreams]
@@ -465,6 +467,40 @@ def _render_and_switch(
     _install_server(mirror)
     switch_index(mirror, generations / str(n))
     return n, digest, True
+
+
+# Temp names that builds give what they write outside the store; the last number is the pid.
+_LEFTOVER = re.compile(r"\.(?:(?:index|server\.py|mirror\.toml|mirror\.lock)\.tmp|tmp-\d+)-(\d+)")
+
+
+def _remove_leftovers(mirror: Path, workspace: Path) -> None:
+    """Delete temp files and half-made generations of builds that died (killed, power cut).
+
+    Only those whose pid is no running process: nothing another live build is writing.
+    """
+    for folder in (mirror, mirror / "generations", workspace):
+        try:
+            entries = list(folder.iterdir())
+        except FileNotFoundError:
+            continue
+        for path in entries:
+            match = _LEFTOVER.fullmatch(path.name)
+            if match is None or _alive(int(match.group(1))):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _current_generation(mirror: Path) -> int | None:
