@@ -59,6 +59,7 @@ from rules.render import (
     render_project_html,
     render_project_json,
 )
+from store import fsio
 from store.digest import Digest, blake3_hex, canonical_json
 from store.lock import StoreLock
 from store.manifests import write_manifest
@@ -122,7 +123,14 @@ def build(spec: Spec, client: object, opts: BuildOptions) -> BuildResult:
     mirror.mkdir(parents=True, exist_ok=True)
     store = Store(mirror / "store")
     with StoreLock(store.root).exclusive(timeout=opts.lock_timeout):
-        return _build_locked(spec, client, opts, mirror, store)
+        try:
+            return _build_locked(spec, client, opts, mirror, store)
+        except OSError as exc:
+            # A write outside the store (generation tree, index link, lock): disk full,
+            # read-only... one line, not a traceback.
+            if exc.filename is not None:
+                raise BuildError(str(fsio.write_error(exc, Path(exc.filename)))) from exc
+            raise BuildError(f"{exc.strerror or exc}: free space or fix permissions") from exc
 
 
 def _build_locked(
@@ -154,11 +162,12 @@ def _build_locked(
         else:
             selections, infos = _resolve_all(spec, catalog, old)
         files = _fetch_all(catalog, selections)
+        # The lock first: a build that cannot write it must not switch the index.
+        new_lock = _make_lock(spec, selections, infos, files)
+        write_lock(new_lock, lock_path)
         generation = _render_and_switch(
             opts, mirror, store=store, ex=ex, selections=selections, files=files
         )
-        new_lock = _make_lock(spec, selections, infos, files)
-        write_lock(new_lock, lock_path)
         _copy_sources(spec, mirror, lock_path)
         union = {(p.release.name, str(p.release.version)) for s in selections for p in s.pins}
         return BuildResult(
@@ -462,8 +471,10 @@ def _render_and_switch(
     numbers = [int(p.name) for p in generations.iterdir() if p.name.isdigit()]
     n = max(numbers, default=0) + 1
     entries["manifest.json"] = manifest_blob.digest
-    materialize(store, entries, generations / str(n), mode=opts.materialize)
+    # The root first: a generation directory never exists without the root that keeps its
+    # blobs (a failed materialization leaves a root that the next build's n replaces).
     set_root(store, f"generation-{n}", manifest_blob.digest)
+    materialize(store, entries, generations / str(n), mode=opts.materialize)
     _install_server(mirror)
     switch_index(mirror, generations / str(n))
     return n, digest, True
