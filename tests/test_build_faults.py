@@ -10,19 +10,25 @@ fault must be retried into a new generation.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import re
 import shutil
 import threading
 import time
 import tomllib
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.build_checks import assert_consistent, run_morgan, served, write_spec
+from morgan import cli
+from store import fsio
+from tests.build_checks import FAST_RETRIES, assert_consistent, run_morgan, served, write_spec
 from tests.upstream import FakeUpstream, Fault, RecordedRequest
 
 WHEEL = "demo-2.0-py3-none-any.whl"
@@ -68,14 +74,19 @@ class Case:
     def requested(self, path: str) -> int:
         return sum(1 for r in self.upstream.requests if r.path == path)
 
-    def assert_failed_cleanly(self, code: int, stderr: str, message: str) -> None:
-        """Exit 1, exactly `message` on stderr, generation 1 still served and intact."""
+    def assert_failed_cleanly(
+        self, code: int, stderr: str, message: str, *, locked: bool = False
+    ) -> None:
+        """Exit 1, exactly `message` on stderr, generation 1 still served and intact.
+
+        `locked`: the build failed after writing the new lock (which the next build uses).
+        """
         assert (code, stderr) == (1, f"morgan: error: {message}\n")
         now = assert_consistent(self.mirror)
         assert now is not None
         assert (now.number, now.entries) == (1, self.generation_1)
         assert sorted(p.name for p in (self.mirror / "generations").iterdir()) == ["1"]
-        assert (self.workspace / "mirror.lock").read_bytes() == self.lock
+        assert ((self.workspace / "mirror.lock").read_bytes() == self.lock) is not locked
 
     def assert_new_generation(self, code: int, stderr: str) -> None:
         """Exit 0 and generation 2 served, complete, with the 2.0 releases."""
@@ -331,3 +342,131 @@ def test_html_only_index_gives_the_same_pins_as_json(case: Case, tmp_path: Path)
     # HTML pages carry no upload time (PEP 700 is JSON only): the lock says nothing then.
     assert "upload-time" not in (case.workspace / "mirror.lock").read_text()
     assert "upload-time" in (other / "mirror.lock").read_text()
+
+
+# -- disk full: injected at the store's one write primitive and at the tree's symlinks -----
+
+DISK_FULL = re.compile(
+    r"morgan: error: (store: )?disk full while writing to (?P<path>\S+): "
+    r"free space or move the store\n"
+)
+
+
+def _build_in_process(
+    case: Case, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str]:
+    for key, value in FAST_RETRIES.items():
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    code = cli.main(["build", "--upgrade", "-C", str(case.workspace)])
+    return code, capsys.readouterr().err
+
+
+def _enospc_at(
+    n: int, real: Callable[..., None], counter: list[int], *, path: str | None = None
+) -> Callable[..., None]:
+    def write(*args: object) -> None:
+        counter[0] += 1
+        if counter[0] == n:
+            raise OSError(errno.ENOSPC, "No space left on device", path or args[1])
+        real(*args)
+
+    return write
+
+
+@pytest.fixture(scope="module")
+def store_writes(base: Base, tmp_path_factory: pytest.TempPathFactory) -> int:
+    """How many times an upgrade build calls store.fsio.write_all (to aim faults at)."""
+    workspace = tmp_path_factory.mktemp("count") / "ws"
+    shutil.copytree(base.workspace, workspace, symlinks=True)
+    write_spec(workspace, base.upstream.url, ["demo", "dep"])
+    counter = [0]
+    real = fsio.write_all
+
+    def counting(fd: int, data: bytes | memoryview) -> None:
+        counter[0] += 1
+        real(fd, data)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fsio, "write_all", counting)
+        for key, value in FAST_RETRIES.items():
+            mp.setenv(key, value)
+        assert cli.main(["build", "--upgrade", "-q", "-C", str(workspace)]) == 0
+    return counter[0]
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_disk_full_in_the_store(
+    case: Case,
+    store_writes: int,
+    where: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The last write is the GC root of the new generation: after the lock, before the tree.
+    n = {"first": 1, "middle": store_writes // 2, "last": store_writes}[where]
+    counter = [0]
+    fail = _enospc_at(n, fsio.write_all, counter, path="")
+
+    def write_all(fd: int, data: bytes | memoryview) -> None:
+        fail(fd, data)
+
+    monkeypatch.setattr(fsio, "write_all", write_all)
+    code, stderr = _build_in_process(case, capsys, monkeypatch)
+    match = DISK_FULL.fullmatch(stderr)
+    assert match is not None, stderr
+    assert match["path"].startswith(str(case.mirror / "store") + "/")
+    message = stderr.removeprefix("morgan: error: ").rstrip("\n")
+    case.assert_failed_cleanly(code, stderr, message, locked=where == "last")
+    # No partial object: the temp file of the failed write is gone too.
+    assert list((case.mirror / "store" / "tmp").iterdir()) == []
+    monkeypatch.undo()
+    case.assert_new_generation(*case.build())
+
+
+@pytest.mark.parametrize("n", [1, 25])
+def test_disk_full_while_materializing(
+    case: Case, n: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = [0]
+    fail = _enospc_at(n, os.symlink, counter)
+
+    def symlink(src: str, dst: str, *args: object, **kwargs: object) -> None:
+        if "/generations/" in str(dst):
+            fail(src, dst, *args, **kwargs)
+        else:
+            os_symlink(src, dst, *args, **kwargs)  # type: ignore[arg-type]
+
+    os_symlink = os.symlink
+    monkeypatch.setattr(os, "symlink", symlink)
+    code, stderr = _build_in_process(case, capsys, monkeypatch)
+    match = DISK_FULL.fullmatch(stderr)
+    assert match is not None, stderr
+    assert match["path"].startswith(str(case.mirror / "generations" / ".tmp-2-"))
+    message = stderr.removeprefix("morgan: error: ").rstrip("\n")
+    case.assert_failed_cleanly(code, stderr, message, locked=True)
+    monkeypatch.undo()
+    # The lock was written before the tree: the next build needs nothing from upstream.
+    case.upstream.clear_requests()
+    proc = run_morgan(case.workspace, "build")
+    assert case.upstream.requests == []
+    case.assert_new_generation(proc.returncode, proc.stderr)
+
+
+def test_disk_full_writing_the_lock_switches_nothing(
+    case: Case, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Path.write_text
+
+    def write_text(self: Path, *args: Any, **kwargs: Any) -> int:
+        if self.name.startswith(".mirror.lock.tmp-"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    code, stderr = _build_in_process(case, capsys, monkeypatch)
+    lock_tmp = f"{case.workspace}/.mirror.lock.tmp-{os.getpid()}"
+    message = f"disk full while writing to {lock_tmp}: free space or move the store"
+    case.assert_failed_cleanly(code, stderr, message)
+    monkeypatch.undo()
+    case.assert_new_generation(*case.build())
