@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 import threading
 import time
 import tomllib
@@ -28,7 +29,15 @@ import pytest
 
 from morgan import cli
 from store import fsio
-from tests.build_checks import FAST_RETRIES, assert_consistent, run_morgan, served, write_spec
+from tests.build_checks import (
+    FAST_RETRIES,
+    assert_consistent,
+    morgan_command,
+    morgan_env,
+    run_morgan,
+    served,
+    write_spec,
+)
 from tests.upstream import FakeUpstream, Fault, RecordedRequest
 
 WHEEL = "demo-2.0-py3-none-any.whl"
@@ -470,3 +479,107 @@ def test_disk_full_writing_the_lock_switches_nothing(
     case.assert_failed_cleanly(code, stderr, message)
     monkeypatch.undo()
     case.assert_new_generation(*case.build())
+
+
+# -- hostile spec values: refused before anything is fetched or written --------------------
+
+ENV = 'python = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'
+HOSTILE_SPECS = {
+    "requirement-with-separator": (
+        'requirements = ["../../etc/passwd"]\n\n[environments.host]\n' + ENV,
+        (
+            "mirror.toml:1: requirements[0]: '../../etc/passwd' is not a valid requirement: "
+            "expected package name at the start of dependency specifier at column 1 — write it "
+            "like 'requests>=2.24' or 'xonsh[full]~=0.11.0' (PEP 508)"
+        ),
+    ),
+    "requirement-with-slash-inside": (
+        'requirements = ["demo/../../x"]\n\n[environments.host]\n' + ENV,
+        (
+            "mirror.toml:1: requirements[0]: 'demo/../../x' is not a valid requirement: expected "
+            "semicolon (after name with no version specifier) or end at column 5 — write it like "
+            "'requests>=2.24' or 'xonsh[full]~=0.11.0' (PEP 508)"
+        ),
+    ),
+    "environment-escaping-env-dir": (
+        'requirements = ["demo"]\n\n[environments."../../generations"]\n' + ENV,
+        (
+            "mirror.toml:3: environments.\"../../generations\": '../../generations' cannot be an "
+            "environment name (it becomes the folder env/<name>/) — use letters, digits, '.', "
+            "'_', '-', starting with a letter or digit, at most 64 characters"
+        ),
+    ),
+    "environment-dot-dot": (
+        'requirements = ["demo"]\n\n[environments.".."]\n' + ENV,
+        (
+            "mirror.toml:3: environments.\"..\": '..' cannot be an environment name (it becomes "
+            "the folder env/<name>/) — use letters, digits, '.', '_', '-', starting with a "
+            "letter or digit, at most 64 characters"
+        ),
+    ),
+    "platform-with-separator": (
+        (
+            'requirements = ["demo"]\n\n[environments.host]\npython = "3.11"\n'
+            'platform = "../manylinux_2_28_x86_64"\n'
+        ),
+        (
+            "mirror.toml:5: environments.host.platform: '../manylinux_2_28_x86_64' is not a wheel "
+            "platform tag — did you mean 'manylinux_2_28_x86_64'?"
+        ),
+    ),
+    "absurd-python-version": (
+        (
+            'requirements = ["demo"]\n\n[environments.host]\npython = "3.99999999999999999999"\n'
+            'platform = "win_amd64"\n'
+        ),
+        (
+            "mirror.toml:4: environments.host.python: '3.99999999999999999999' is not a Python "
+            "version — write '3.Y' or '3.Y.Z', e.g. '3.12' or '3.9.18'"
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_SPECS))
+def test_hostile_spec_value_is_refused_before_any_request(
+    base: Base, tmp_path: Path, name: str
+) -> None:
+    text, message = HOSTILE_SPECS[name]
+    (tmp_path / "mirror.toml").write_text(text, encoding="utf-8")
+    base.upstream.clear_requests()
+    proc = subprocess.run(
+        morgan_command(tmp_path, "build"),
+        capture_output=True,
+        text=True,
+        env=morgan_env(),
+        cwd=tmp_path,
+        check=False,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stderr) == (2, f"morgan: error: {message}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror.toml"]
+    assert base.upstream.requests == []
+
+
+ABSURD_VERSIONS = {
+    "arbitrary-equality-path": "demo===../../etc",
+    "three-hundred-digits": "demo==" + "9" * 300,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ABSURD_VERSIONS))
+def test_absurd_version_fails_resolution_in_one_line(base: Base, tmp_path: Path, name: str) -> None:
+    requirement = ABSURD_VERSIONS[name]
+    write_spec(tmp_path, base.upstream.url, [requirement])
+    base.upstream.clear_requests()
+    proc = run_morgan(tmp_path, "build")
+    message = (
+        "environment 'host' (Python 3.11, manylinux_2_28_x86_64): no set of versions "
+        f"satisfies these constraints — demo: {requirement} (required by <spec>): relax a "
+        "requirement, or remove the environment that cannot have it"
+    )
+    assert (proc.returncode, proc.stderr) == (1, f"morgan: error: {message}\n")
+    # Only the project page was read; the version string never became a path.
+    assert [r.path for r in base.upstream.requests] == ["/simple/demo/"]
+    assert not (tmp_path / "mirror" / "index").exists()
+    assert not (tmp_path / "mirror" / "generations").exists()
