@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name
 from morgan.catalog import EnvCatalog, UpstreamCatalog, UpstreamIndex, locked_release
 from morgan.environments import Environment
 from morgan.errors import BuildError
-from morgan.executor import Executor, Node, Ran, Record
+from morgan.executor import Executor, Node, Ran, Record, Reporter
 from morgan.lock import (
     Lock,
     LockedEdge,
@@ -46,6 +46,7 @@ from morgan.resolve import (
     Policy,
     Release,
     Resolution,
+    evaluate_marker,
     resolve,
     usable_files,
 )
@@ -78,6 +79,7 @@ class BuildOptions:
     materialize: Mode = "symlink"
     workers: int = 8
     lock_timeout: float | None = 0.0
+    reporter: Reporter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +143,7 @@ def _build_locked(
     old = load_lock(lock_path)
     fresh = old is not None and old.spec_digest == spec.digest() and opts.upgrade is False
     upstreams = [UpstreamIndex(u.name, u.index_url, frozenset(u.projects)) for u in spec.upstreams]
-    with Executor(store, workers=opts.workers) as ex:
+    with Executor(store, workers=opts.workers, reporter=opts.reporter) as ex:
         refresh: frozenset[str] | bool = (
             opts.upgrade
             if isinstance(opts.upgrade, bool)
@@ -155,6 +157,7 @@ def _build_locked(
             lock=old,
             refresh=refresh,
             offline=opts.offline,
+            private=spec.private,
         )
         if fresh and old is not None:
             selections = _select_from_lock(spec, old)
@@ -231,7 +234,12 @@ def _resolve_all(
 ) -> tuple[list[EnvSelection], dict[tuple[str, str], LockedRelease]]:
     policy = Policy(prereleases=spec.policy.prereleases, yanked=spec.policy.yanked)
     requirements = [str(r) for r in spec.requirements]
-    catalog.prefetch(NormalizedName(canonicalize_name(r.name)) for r in spec.requirements)
+    locked_names = {p.name for e in (old.environments if old else ()) for p in e.pins}
+    catalog.prefetch(
+        NormalizedName(n)
+        for n in (canonicalize_name(r.name) for r in spec.requirements)
+        if n not in locked_names or catalog.refreshing(n)
+    )
     selections = []
     deps: dict[tuple[str, str], Dependencies] = {}
     for env in spec.environments:
@@ -240,6 +248,8 @@ def _resolve_all(
             env, requirements, EnvCatalog(catalog, _locked_map(old, env.name, "run"), "run"), policy
         )
         _absorb(sel, run, "run", deps)
+        if spec.policy.versions != "needed":
+            _add_policy_versions(spec, env, sel, catalog=catalog, old=old, policy=policy, deps=deps)
         if spec.policy.build_dependencies:
             _resolve_build_deps(
                 env, sel, run=run, catalog=catalog, old=old, policy=policy, deps=deps
@@ -269,7 +279,10 @@ def _absorb(
     sel: EnvSelection, res: Resolution, role: str, deps: dict[tuple[str, str], Dependencies]
 ) -> None:
     have = {(p.release.name, p.release.version, p.role) for p in sel.pins}
+    anyrole = {(n, v) for n, v, _ in have}
     for name, rel in res.pins.items():
+        if role == "version-policy" and (name, rel.version) in anyrole:
+            continue
         if (name, rel.version, role) not in have:
             sel.pins.append(Pin(rel, role, res.extras.get(name, frozenset())))
         deps.setdefault(
@@ -282,6 +295,43 @@ def _absorb(
         sel.edges.add(LockedEdge(e.parent, e.child, e.requirement, kind))
     for n, v, src in res.unknown:
         sel.unknown.add(f"{n} {v}: {src}")
+
+
+def _add_policy_versions(
+    spec: Spec,
+    env: Environment,
+    sel: EnvSelection,
+    *,
+    catalog: UpstreamCatalog,
+    old: Lock | None,
+    policy: Policy,
+    deps: dict[tuple[str, str], Dependencies],
+) -> None:
+    """``[policy] versions = "all" | N``: more versions of each top-level requirement.
+
+    Each extra version is resolved on its own (``name==version`` for this environment) so
+    that it is installable from the mirror too, not just present.
+    """
+    env_catalog = EnvCatalog(catalog, _locked_map(old, env.name, "version-policy"), "run")
+    chosen = {(p.release.name, p.release.version) for p in sel.pins}
+    for req in spec.requirements:
+        if req.marker is not None and not evaluate_marker(req.marker, env, ""):
+            continue
+        name = NormalizedName(canonicalize_name(req.name))
+        matching = [
+            rel
+            for rel in catalog.releases(name)
+            if req.specifier.contains(rel.version, prereleases=False)
+            and any(usable_files(rel, env, allow_yanked=False))
+        ]
+        matching.sort(key=lambda r: r.version, reverse=True)
+        keep = matching if spec.policy.versions == "all" else matching[: int(spec.policy.versions)]
+        for rel in keep:
+            if (name, rel.version) in chosen:
+                continue
+            res = resolve(env, [f"{name}=={rel.version}"], env_catalog, policy)
+            _absorb(sel, res, "version-policy", deps)
+            chosen.update((n, r.version) for n, r in res.pins.items())
 
 
 def _resolve_build_deps(

@@ -8,12 +8,16 @@ file's sha256), a file is fetched once per content (fixed output).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from packaging.utils import (
     InvalidSdistFilename,
@@ -29,10 +33,16 @@ from morgan.lock import Lock, LockedRelease
 from morgan.resolve import Dependencies, ProjectNotFoundError, Release
 from rules.errors import MetadataError, RuleError, UpstreamError
 from rules.fetch import Downloader, fetch_file, fetch_metadata
-from rules.metadata import parse_core_metadata, sdist_info, wheel_metadata_bytes
+from rules.metadata import (
+    filename_project,
+    parse_core_metadata,
+    sdist_info,
+    wheel_metadata_bytes,
+)
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
 from rules.project_page import parse_project_page
 from store.digest import Digest, canonical_json
+from store.errors import IntegrityError
 from store.objects import Store
 
 PAGE_RULE_VERSION = 1
@@ -79,6 +89,40 @@ def group_releases(page: ProjectPage) -> list[Release]:
     ]
 
 
+def private_releases(paths: Sequence[Path]) -> dict[NormalizedName, list[Release]]:
+    """The wheels and sdists under ``paths`` (files, or folders searched recursively)."""
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    by_name: dict[NormalizedName, list[UpstreamFile]] = {}
+    for path in files:
+        if release_version(path.name) is None or not _SAFE_FILENAME.match(path.name):
+            continue
+        name = NormalizedName(filename_project(path.name))
+        sha = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                sha.update(chunk)
+        by_name.setdefault(name, []).append(
+            UpstreamFile(
+                filename=path.name,
+                url=path.resolve().as_uri(),
+                sha256=sha.hexdigest(),
+                size=path.stat().st_size,
+                upload_time=None,
+                requires_python=None,
+                yanked=False,
+                yanked_reason="",
+                core_metadata=False,
+                core_metadata_sha256=None,
+            )
+        )
+    return {
+        name: group_releases(ProjectPage(name, tuple(sorted(fs, key=lambda f: f.filename))))
+        for name, fs in by_name.items()
+    }
+
+
 def locked_release(rel: LockedRelease) -> Release:
     files = tuple(
         UpstreamFile(
@@ -111,6 +155,7 @@ class UpstreamCatalog:
         lock: Lock | None,
         refresh: frozenset[str] | bool,
         offline: bool,
+        private: Sequence[Path] = (),
     ) -> None:
         self.executor = executor
         self.store = store
@@ -121,8 +166,15 @@ class UpstreamCatalog:
         self.offline = offline
         self._pages: dict[NormalizedName, list[Release]] = {}
         self._mutex = threading.Lock()
+        self.private = private_releases(private)
 
     # -- pages ------------------------------------------------------------------------------
+
+    def refreshing(self, name: str) -> bool:
+        """Whether ``--upgrade`` asked to look past the lock for ``name``."""
+        return self.refresh is True or (
+            isinstance(self.refresh, frozenset) and name in self.refresh
+        )
 
     def _upstreams_for(self, name: str) -> list[UpstreamIndex]:
         pinned = [u for u in self.upstreams if name in u.projects]
@@ -138,6 +190,9 @@ class UpstreamCatalog:
         )
 
     def releases(self, name: NormalizedName) -> Sequence[Release]:
+        if name in self.private:
+            # Never ask an upstream about a private name: no dependency confusion.
+            return self.private[name]
         with self._mutex:
             cached = self._pages.get(name)
         if cached is not None:
@@ -157,6 +212,8 @@ class UpstreamCatalog:
         if self.offline:
             return
         for name in names:
+            if name in self.private:
+                continue
             with self._mutex:
                 if name in self._pages:
                     continue
@@ -206,6 +263,18 @@ class UpstreamCatalog:
         return self.executor.submit(self.file_node(f), lambda: self._fetch(f), parents=parents)
 
     def _fetch(self, f: UpstreamFile) -> Record:
+        if f.url.startswith("file:"):
+            with Path(url2pathname(urlsplit(f.url).path)).open("rb") as fh:
+                try:
+                    blob = self.store.put_stream(fh, expect_sha256=f.sha256, expect_size=f.size)
+                except IntegrityError as exc:
+                    raise BuildError(f"{f.url}: changed since it was locked ({exc})") from None
+            return {
+                "blobs": [str(blob.digest)],
+                "blob": str(blob.digest),
+                "sha256": blob.sha256,
+                "size": blob.size,
+            }
         if self.offline:
             raise BuildError(
                 f"--offline: {f.filename} is not in the store; run once with network access"
@@ -244,7 +313,7 @@ class UpstreamCatalog:
     def _metadata(self, f: UpstreamFile) -> Record:
         try:
             if f.filename.endswith(".whl"):
-                if f.core_metadata and not self.offline:
+                if f.core_metadata and not self.offline and not f.url.startswith("file:"):
                     blob = fetch_metadata(
                         self.client, self.store, f.url + ".metadata", sha256=f.core_metadata_sha256
                     )
@@ -315,8 +384,7 @@ class EnvCatalog:
         self.role = role
 
     def locked(self, name: NormalizedName) -> Release | None:
-        refresh = self.shared.refresh
-        if refresh is True or (isinstance(refresh, frozenset) and name in refresh):
+        if self.shared.refreshing(name):
             return None
         rel = self._locked.get(name)
         return locked_release(rel) if rel is not None else None

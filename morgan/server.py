@@ -357,6 +357,9 @@ class Handler(socketserver.StreamRequestHandler):
     server: "MirrorServer"
     wbufsize = 0  # responses are written whole (head) or by sendfile (body)
 
+    linger = False  # set when an error response closes a connection with input unread
+    http10 = False  # the request being answered is HTTP/1.0
+
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.send_timeout)
@@ -446,6 +449,7 @@ class Handler(socketserver.StreamRequestHandler):
     def _respond(self, request: Request) -> bool:
         """Answer one request; return whether the connection stays open."""
         started = time.monotonic()
+        self.http10 = request.version == "HTTP/1.0"
         try:
             status, size = self._route(request)
         except HttpError as err:
@@ -472,8 +476,34 @@ class Handler(socketserver.StreamRequestHandler):
                 self.wfile.write(body)
         except OSError:
             keep = False
+        self.linger = not keep
         self.server.log_access(self.client_address, request, err.status, len(body), started)
         return keep
+
+    def finish(self) -> None:
+        super().finish()
+        if self.linger:
+            self._lingering_close()
+
+    def _lingering_close(self) -> None:
+        """Read and drop what the client is still sending before the socket is closed.
+
+        Closing with unread input makes the kernel send a reset, which can destroy the error
+        response (a 431 or 400) before the client reads it. Bounded: 1 s, 1 MiB.
+        """
+        sock = self.connection
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(1.0)
+            deadline = time.monotonic() + 1.0
+            drained = 0
+            while drained < 1 << 20 and time.monotonic() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:
+            return  # reset or timed out: the socket is closed next either way
 
     def _write_head(
         self, status: int, headers: List[Tuple[str, str]], length: int, keep: bool
@@ -485,6 +515,8 @@ class Handler(socketserver.StreamRequestHandler):
         lines.append("Content-Length: %d" % length)
         if not keep:
             lines.append("Connection: close")
+        elif self.http10:
+            lines.append("Connection: keep-alive")  # HTTP/1.0 closes unless told otherwise
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
 
     def _route(self, request: Request) -> Tuple[int, int]:
@@ -501,7 +533,10 @@ class Handler(socketserver.StreamRequestHandler):
         if not target.startswith("/"):
             target = self._origin_form(request)
         segments, slash, query = parse_target(target)
-        params = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=16)
+        try:
+            params = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=16)
+        except ValueError:
+            raise HttpError(400, "more than 16 query parameters") from None
         generation = self.server.generation()
         if not segments:
             return self._home(request, generation, params.get("q", [""])[0])
@@ -621,7 +656,8 @@ class Handler(socketserver.StreamRequestHandler):
                 ("Accept-Ranges", "bytes"),
             ]
             if _not_modified(request.headers, etag, st.st_mtime):
-                self._write_head(304, headers, 0, request.keep_alive)
+                # RFC 9110 §8.6: a 304's Content-Length, if sent, is that of the 200.
+                self._write_head(304, headers, st.st_size, request.keep_alive)
                 return 304, 0
             status, start, length = 200, 0, st.st_size
             header = request.headers.get("range")

@@ -40,6 +40,9 @@ RATIO_FREE_BYTES = 64 * 1024 * 1024
 MAX_TOTAL_READ = 64 * 1024 * 1024
 """Most bytes of selected members kept from one tar (many top-level dirs each with a PKG-INFO)."""
 
+MAX_HEADER_EXTENSION = 1024 * 1024
+"""Largest pax or GNU long-name header accepted (tarfile reads one whole into memory)."""
+
 _CHUNK = 64 * 1024
 
 MemberFilter = Callable[[str], bool]
@@ -212,6 +215,30 @@ class _BoundedReader:
         return data
 
 
+class _HeaderExtensionTooBigError(Exception):
+    """A pax / GNU long-name header larger than MAX_HEADER_EXTENSION."""
+
+
+_EXTENSION_TYPES = frozenset(
+    {
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+    }
+)
+
+
+class _GuardedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses oversized extension headers before tarfile reads them whole."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENSION_TYPES and self.size > MAX_HEADER_EXTENSION:
+            raise _HeaderExtensionTooBigError(self.size)
+        return super()._proc_member(tar)  # type: ignore[misc, no-any-return]
+
+
 def _decompressor(fileobj: BinaryIO, archive: str) -> _Readable:
     magic = fileobj.read(6)
     fileobj.seek(0)
@@ -245,7 +272,9 @@ def read_tar_members(
     names: set[str] = set()
     count = kept = 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+        with tarfile.open(  # type: ignore[call-overload]
+            fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo
+        ) as tar:
             while (member := tar.next()) is not None:
                 tar.members.clear()  # streaming: keep no history of members
                 count += 1
@@ -270,6 +299,11 @@ def read_tar_members(
                         f"{archive}: its metadata files add up to more than {MAX_TOTAL_READ}"
                         " bytes: refusing to read them"
                     )
+    except _HeaderExtensionTooBigError as exc:
+        raise MetadataError(
+            f"{archive}: a tar extension header is {exc.args[0]} bytes, over the"
+            f" {MAX_HEADER_EXTENSION}-byte limit: refusing it"
+        ) from exc
     except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
         raise MetadataError(f"{archive}: not a readable tar archive ({exc})") from exc
     return found, frozenset(names)

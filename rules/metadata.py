@@ -304,7 +304,11 @@ class SdistFiles:
         # Only this project's egg-info counts (test fixtures may ship others); the shallowest
         # wins (src/ layouts nest it one level down).
         ranked = sorted(
-            (d for d in eggs if canonicalize_name(d.rsplit("/", 1)[-1][:-9]) == project),
+            (
+                d
+                for d in eggs
+                if canonicalize_name(d.rsplit("/", 1)[-1].removesuffix(".egg-info")) == project
+            ),
             key=lambda d: (d.count("/"), d),
         )
         egg = ranked[0] if ranked else None
@@ -317,16 +321,10 @@ class SdistFiles:
 
 
 def _wanted_egg_member(name: str) -> bool:
+    """True for ``<...>/<x>.egg-info/PKG-INFO`` or ``requires.txt`` (marks an egg-info dir)."""
     parts = name.split("/")
-    return (
-        len(parts) >= 3
-        and parts[-2].endswith(".egg-info")
-        and parts[-1]
-        in (
-            "PKG-INFO",
-            "requires.txt",
-        )
-    )
+    egg_files = ("PKG-INFO", "requires.txt")
+    return len(parts) >= 3 and parts[-2].endswith(".egg-info") and parts[-1] in egg_files
 
 
 def _sdist_metadata(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests import clients
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_PY = ROOT / "morgan" / "server.py"
@@ -59,36 +60,20 @@ def server_process(command: Sequence[str], log: Path, cwd: Path = ROOT) -> Itera
             proc.wait(timeout=10)
 
 
-def client_env(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    env["UV_NO_CONFIG"] = "1"
-    env["UV_CACHE_DIR"] = str(tmp / "uv-cache")
-    env["UV_PYTHON_DOWNLOADS"] = "never"
-    return env
-
-
 def pip(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "pip", *args[:1], "--isolated", "--no-cache-dir"]
     command += ["--disable-pip-version-check", "--no-input", *args[1:]]
     return subprocess.run(
-        command, capture_output=True, text=True, env=client_env(tmp), check=False, timeout=300
+        command, capture_output=True, text=True, env=clients.pip_env(tmp), check=False, timeout=300
     )
-
-
-def uv_binary() -> str:
-    found = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
-    if found is None:
-        raise AssertionError("uv is not installed: pip install -e '.[test]'")
-    return found
 
 
 def uv(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [uv_binary(), *args],
+        [clients.uv_executable(), *args],
         capture_output=True,
         text=True,
-        env=client_env(tmp),
+        env=clients.pip_env(tmp),
         check=False,
         timeout=300,
         cwd=tmp,

@@ -367,3 +367,27 @@ def test_zip64_central_directory_is_counted_too() -> None:
     assert str(exc.value) == (
         f"foo-1.0.zip: zip lists more than {MAX_MEMBERS} members: refusing to scan it"
     )
+
+
+@pytest.mark.parametrize("kind", [tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME])
+def test_huge_tar_extension_header_is_refused_before_it_is_read(kind: bytes) -> None:
+    header = tarfile.TarInfo("foo-1.0/././@LongLink")
+    header.type = kind
+    header.size = GIB
+    deflated = _deflated_zeros(header.tobuf(), 1024)
+    gz = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + deflated + bytes(8)
+    errors: list[str] = []
+
+    def read() -> None:
+        try:
+            sdist_info(io.BytesIO(gz), "foo-1.0.tar.gz")
+        except MetadataError as exc:
+            errors.append(str(exc))
+
+    assert _peak_mib(read) < 8
+    assert errors == [
+        (
+            f"foo-1.0.tar.gz: a tar extension header is {GIB} bytes, over the 1048576-byte limit:"
+            " refusing it"
+        )
+    ]

@@ -25,6 +25,7 @@ from rules.render import (
     render_project_html,
     render_project_json,
 )
+from tests import clients
 
 DEMO = NormalizedName("demo-pkg")
 SHA_A = "a" * 64
@@ -311,19 +312,13 @@ def index(request: pytest.FixtureRequest, index_tree: Path) -> Iterator[Index]:
     yield from serve(index_tree, prefer_json=request.param == "json")
 
 
-def client_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(PIP_CONFIG_FILE="/dev/null", UV_NO_CONFIG="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    return env
-
-
 def pip_download(index: str, dest: Path) -> list[str]:
     proc = subprocess.run(
         [
             *(sys.executable, "-m", "pip", "download", "--isolated", "--no-cache-dir"),
             *("--index-url", index, "--only-binary=:all:", "-d", str(dest), "demo-pkg"),
         ],
-        env=client_env(),
+        env=clients.pip_env(dest.parent),
         capture_output=True,
         text=True,
         check=False,
@@ -352,7 +347,7 @@ def test_uv_compiles_against_rendered_pages(index: Index, tmp_path: Path) -> Non
             *("uv", "pip", "compile", "--no-cache", "--no-header", "--no-annotate"),
             *("--python-version", "3.11", "--index-url", index.url, str(requirements)),
         ],
-        env=client_env(),
+        env=clients.pip_env(tmp_path),
         capture_output=True,
         text=True,
         check=False,

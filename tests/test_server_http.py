@@ -275,12 +275,14 @@ def test_if_range_with_another_etag_sends_everything(tree: IndexTree, server: Mi
 
 @pytest.mark.parametrize("path", [FILE, "/simple/alpha/"])
 def test_if_none_match_gives_304(server: MirrorServer, path: str) -> None:
-    etag = request(server, path, {"Accept": PIP_ACCEPT}).headers["etag"]
+    full = request(server, path, {"Accept": PIP_ACCEPT})
+    etag = full.headers["etag"]
     for header in (etag, f"W/{etag}", f'"nope", {etag}', "*"):
         resp = request(server, path, {"Accept": PIP_ACCEPT, "If-None-Match": header})
         assert resp.status == 304
         assert resp.body == b""
         assert resp.headers["etag"] == etag
+        assert resp.headers["content-length"] == full.headers["content-length"]
     assert request(server, path, {"If-None-Match": '"nope"'}).status == 200
 
 
@@ -350,18 +352,44 @@ def test_http_1_0_closes_after_the_response(server: MirrorServer) -> None:
     assert b"\r\nConnection: close\r\n" in raw
 
 
+def test_http_1_0_keep_alive_is_confirmed(server: MirrorServer) -> None:
+    raw = raw_exchange(
+        port_of(server),
+        b"GET /simple/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        b"GET /simple/nope/ HTTP/1.0\r\n\r\n",
+    )
+    first, second = raw.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200 OK\r\n")
+    assert b"\r\nConnection: keep-alive\r\n" in first
+    assert second.startswith(b"404 Not Found\r\n")
+    assert b"\r\nConnection: close\r\n" in second
+
+
 def test_one_access_log_line_per_request(served: tuple[MirrorServer, io.StringIO]) -> None:
     server, log = served
-    before = len(log.getvalue().splitlines())
-    request(server, "/simple/alpha/", {"Accept": PIP_ACCEPT, "User-Agent": "pip/26.3"})
-    request(server, "/simple/nope/")
-    request(server, "/simple", method="HEAD")
-    lines = log.getvalue().splitlines()[before:]
+    # The server logs a request after sending its response, so a client holding the whole
+    # response does not prove the line is written yet; the server closing the connection
+    # does (it logs first). Each request here asks for that close and reads until it, and
+    # carries its own agent so lines of earlier tests' requests cannot be counted.
+    exchanges = [
+        ("GET", "/simple/alpha/", f"Accept: {PIP_ACCEPT}\r\n", "pip/26.3 (log-test 1)"),
+        ("GET", "/simple/nope/", "", "log-test 2"),
+        ("HEAD", "/simple", "", "log-test 3"),
+    ]
+    for method, path, extra, agent in exchanges:
+        raw_exchange(
+            port_of(server),
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}User-Agent: {agent}\r\n"
+            "Connection: close\r\n\r\n".encode("latin-1"),
+        )
+    lines = [line for line in log.getvalue().splitlines() if "log-test" in line]
     assert len(lines) == 3
     assert '"GET /simple/alpha/ HTTP/1.1" 200 ' in lines[0]
-    assert lines[0].endswith('"pip/26.3"')
+    assert lines[0].endswith('"pip/26.3 (log-test 1)"')
     assert '"GET /simple/nope/ HTTP/1.1" 404 ' in lines[1]
+    assert lines[1].endswith('"log-test 2"')
     assert '"HEAD /simple HTTP/1.1" 301 ' in lines[2]
+    assert lines[2].endswith('"log-test 3"')
     assert all(line.startswith("127.0.0.1 - - [") for line in lines)
 
 

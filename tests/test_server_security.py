@@ -136,6 +136,7 @@ HOSTILE: list[tuple[str, bytes]] = [
     ("space-in-path", b"GET /simple/al pha/ HTTP/1.1\r\nHost: x\r\n\r\n"),
     ("percent-garbage", _get("/simple/%zz/")),
     ("percent-truncated", _get("/simple/alpha%2")),
+    ("many-query-fields", _get("/simple/?" + "&".join(f"a{i}=1" for i in range(40)))),
 ]
 
 
@@ -171,6 +172,27 @@ def test_exact_status_for_refused_requests(
     answer = raw_exchange(port_of(server), raw)
     assert status_of(answer) == status
     assert (b"\r\nAllow: GET, HEAD\r\n" in answer) is allow
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _get("/simple/", "".join(f"X-H{i}: {'v' * 7000}\r\n" for i in range(6))),
+        _get("/simple/", "X-Big: " + "b" * 200_000 + "\r\n"),
+    ],
+    ids=["headers-too-large", "huge-header"],
+)
+def test_refused_request_is_closed_cleanly_not_reset(server: MirrorServer, raw: bytes) -> None:
+    """The server drains what it did not read before closing: closing with unread input makes
+    the kernel send a reset, which makes the client's send or shutdown fail and can destroy
+    the error response before the client reads it (RFC 9112 section 9.6)."""
+    with socket.create_connection(("127.0.0.1", port_of(server)), timeout=10) as sock:
+        sock.sendall(raw)
+        received = b""
+        while chunk := sock.recv(65536):  # the 431, then the server's FIN
+            received += chunk
+        assert status_of(received) == 431
+        sock.shutdown(socket.SHUT_WR)  # after a reset: OSError ENOTCONN (the flake seen)
 
 
 def test_absolute_uri_for_this_host_is_served(server: MirrorServer) -> None:
@@ -220,6 +242,9 @@ def test_connection_cap_queues_instead_of_failing(tmp_path: Path) -> None:
         idle = [socket.create_connection(("127.0.0.1", port_of(server))) for _ in range(2)]
         try:
             assert request(server, "/simple/", {"Accept": "text/html"}).status == 200
+            for sock in idle:  # the slots were freed by cutting the idle clients
+                sock.settimeout(10)
+                assert sock.recv(1) == b""
         finally:
             for sock in idle:
                 sock.close()

@@ -177,7 +177,7 @@ def test_invalid_toml() -> None:
     )
 
 
-def test_invalid_toml_eof() -> None:
+def test_invalid_toml_unclosed_table_header() -> None:
     text = REQ + ENV + "[policy\n"
     assert _error(text) == (
         "mirror.toml:6: invalid TOML: expected ']' at the end of a table declaration at "
@@ -185,7 +185,7 @@ def test_invalid_toml_eof() -> None:
     )
 
 
-def test_unknown_top() -> None:
+def test_unknown_top_level_key() -> None:
     text = 'requirement = ["requests"]\n' + ENV
     assert _error(text) == (
         "mirror.toml:1: requirement: unknown key — did you mean 'requirements'?"
@@ -199,12 +199,12 @@ def test_unknown_env_key() -> None:
     )
 
 
-def test_unknown_policy() -> None:
+def test_unknown_policy_key() -> None:
     text = REQ + ENV + "\n[policy]\nsdist = false\n"
     assert _error(text) == ("mirror.toml:8: policy.sdist: unknown key — did you mean 'sdists'?")
 
 
-def test_bad_req() -> None:
+def test_bad_requirement() -> None:
     text = 'requirements = [\n  "flask",\n  "requests>>2",\n]\n' + ENV
     assert _error(text) == (
         "mirror.toml:3: requirements[1]: 'requests>>2' is not a valid requirement: "
@@ -222,7 +222,7 @@ def test_bad_marker() -> None:
     )
 
 
-def test_url_req() -> None:
+def test_direct_url_requirement() -> None:
     text = 'requirements = ["foo @ https://example.org/foo-1.0.whl"]\n' + ENV
     assert _error(text) == (
         "mirror.toml:1: requirements[0]: 'foo @ https://example.org/foo-1.0.whl' is a "
@@ -239,7 +239,7 @@ def test_bad_python() -> None:
     )
 
 
-def test_long_python() -> None:
+def test_absurdly_long_python_version() -> None:
     text = (
         REQ
         + '\n[environments.linux]\npython = "3.'
@@ -253,7 +253,7 @@ def test_long_python() -> None:
     )
 
 
-def test_bad_platform() -> None:
+def test_unknown_platform_tag() -> None:
     text = REQ + '\n[environments.mac]\npython = "3.13"\nplatform = "macos-arm64"\n'
     assert _error(text) == (
         "mirror.toml:5: environments.mac.platform: 'macos-arm64' is not a wheel platform "
@@ -261,7 +261,7 @@ def test_bad_platform() -> None:
     )
 
 
-def test_linux_tag() -> None:
+def test_build_host_linux_tag() -> None:
     text = REQ + '\n[environments.linux]\npython = "3.13"\nplatform = "linux_x86_64"\n'
     assert _error(text) == (
         "mirror.toml:5: environments.linux.platform: 'linux_x86_64' is a build-host-only "
@@ -270,7 +270,7 @@ def test_linux_tag() -> None:
     )
 
 
-def test_empty_req() -> None:
+def test_empty_requirements() -> None:
     text = "requirements = []\n" + ENV
     assert _error(text) == (
         "mirror.toml:1: requirements: the list is empty — add at least one, e.g. "
@@ -278,7 +278,7 @@ def test_empty_req() -> None:
     )
 
 
-def test_missing_req() -> None:
+def test_missing_requirements() -> None:
     text = ENV
     assert _error(text) == (
         'mirror.toml:1: no requirements — add requirements = ["requests>=2.24"] at the '
@@ -286,7 +286,7 @@ def test_missing_req() -> None:
     )
 
 
-def test_dup_env() -> None:
+def test_environment_names_differing_only_by_case() -> None:
     text = REQ + ENV + '\n[environments.Linux]\npython = "3.11"\nplatform = "win_amd64"\n'
     assert _error(text) == (
         "mirror.toml:7: environments.Linux: 'Linux' and 'linux' differ only by case, and "
@@ -294,7 +294,7 @@ def test_dup_env() -> None:
     )
 
 
-def test_ftp() -> None:
+def test_non_http_upstream_url() -> None:
     text = REQ + '\n[upstream]\nindex-url = "ftp://mirror.example/simple/"\n' + ENV
     assert _error(text) == (
         "mirror.toml:4: upstream.index-url: 'ftp://mirror.example/simple/' is not an "
@@ -302,7 +302,7 @@ def test_ftp() -> None:
     )
 
 
-def test_both_upstreams() -> None:
+def test_upstream_and_upstreams_together() -> None:
     text = (
         REQ
         + '\n[upstream]\nindex-url = "https://a.example/simple/"\n'
@@ -315,7 +315,7 @@ def test_both_upstreams() -> None:
     )
 
 
-def test_hostile_env() -> None:
+def test_environment_name_that_escapes_its_folder() -> None:
     text = REQ + '\n[environments."../etc"]\npython = "3.12"\nplatform = "win_amd64"\n'
     assert _error(text) == (
         "mirror.toml:3: environments.\"../etc\": '../etc' cannot be an environment name "
@@ -333,7 +333,7 @@ def test_versions_zero() -> None:
     )
 
 
-def test_versions_bad() -> None:
+def test_versions_unknown_word() -> None:
     text = REQ + ENV + '\n[policy]\nversions = "latest"\n'
     assert _error(text) == (
         "mirror.toml:8: policy.versions: 'latest' is not a versions policy — use "
@@ -342,7 +342,7 @@ def test_versions_bad() -> None:
     )
 
 
-def test_prerelease_typo() -> None:
+def test_prereleases_typo() -> None:
     text = REQ + ENV + '\n[policy]\nprereleases = "alow"\n'
     assert _error(text) == (
         "mirror.toml:8: policy.prereleases: 'alow' is not a prereleases policy — did you "
@@ -350,7 +350,7 @@ def test_prerelease_typo() -> None:
     )
 
 
-def test_private_missing(tmp_path: Path) -> None:
+def test_private_path_missing(tmp_path: Path) -> None:
     (tmp_path / "wheels").mkdir()
     text = REQ + 'private = ["wheels/", "vendor/"]\n' + ENV
     assert _error(text) == (
@@ -360,7 +360,7 @@ def test_private_missing(tmp_path: Path) -> None:
     )
 
 
-def test_pinned_twice() -> None:
+def test_project_pinned_to_two_upstreams() -> None:
     text = (
         REQ
         + ENV
@@ -375,7 +375,7 @@ def test_pinned_twice() -> None:
     )
 
 
-def test_req_type() -> None:
+def test_requirements_not_an_array() -> None:
     text = 'requirements = "requests"\n' + ENV
     assert _error(text) == (
         "mirror.toml:1: requirements: expected an array of strings, got a string — write "
@@ -383,7 +383,7 @@ def test_req_type() -> None:
     )
 
 
-def test_marker_key() -> None:
+def test_unknown_marker_override() -> None:
     text = (
         REQ
         + '\n[environments.mac]\npython = "3.13"\nplatform = "macosx_14_0_arm64"\n'
@@ -395,7 +395,7 @@ def test_marker_key() -> None:
     )
 
 
-def test_free_threaded() -> None:
+def test_free_threaded_before_313() -> None:
     text = (
         REQ + '\n[environments.ft]\npython = "3.12"\nplatform = "win_amd64"\nfree-threaded = true\n'
     )
@@ -413,7 +413,7 @@ def test_missing_platform() -> None:
     )
 
 
-def test_no_envs() -> None:
+def test_no_environments() -> None:
     text = REQ
     assert _error(text) == (
         "mirror.toml:1: no environments — add a target, e.g. [environments.linux] python "
@@ -421,7 +421,7 @@ def test_no_envs() -> None:
     )
 
 
-def test_dotted() -> None:
+def test_dotted_keys_report_their_own_line() -> None:
     text = REQ + 'environments.win.python = "3.12"\nenvironments.win.platform = "win64"\n'
     assert _error(text) == (
         "mirror.toml:3: environments.win.platform: 'win64' is not a wheel platform tag — "
@@ -429,7 +429,7 @@ def test_dotted() -> None:
     )
 
 
-def test_upstreams_url() -> None:
+def test_second_upstream_non_http_url() -> None:
     text = (
         REQ
         + ENV
@@ -442,7 +442,7 @@ def test_upstreams_url() -> None:
     )
 
 
-def test_impl() -> None:
+def test_unknown_implementation() -> None:
     text = (
         REQ
         + '\n[environments.j]\npython = "3.12"\nplatform = "win_amd64"\nimplementation = "jython"\n'
@@ -453,7 +453,7 @@ def test_impl() -> None:
     )
 
 
-def test_bool_type() -> None:
+def test_boolean_given_a_string() -> None:
     text = REQ + ENV + '\n[policy]\nsdists = "no"\n'
     assert _error(text) == (
         "mirror.toml:8: policy.sdists: expected true or false, got a string — write sdists = true"

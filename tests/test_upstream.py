@@ -589,3 +589,13 @@ def test_uv_pip_compile_against_the_fake_upstream(
     assert proc.stdout == "leaf==3.1\nmid==2.0\ntop==1.0\n"
     accept = upstream.requests[0].headers["accept"]
     assert accept.startswith("application/vnd.pypi.simple.v1+json")
+
+
+def test_large_file_is_streamed_intact(upstream: FakeUpstream, dist_dir: Path) -> None:
+    from tests import dists
+
+    wheel = dists.build_wheel(dist_dir, "big", "1.0", payload_size=8 * 2**20)
+    upstream.add_dist(wheel)
+    resp = requests.get(upstream.file_url(wheel.name), timeout=30)
+    assert resp.headers["Content-Length"] == str(wheel.stat().st_size)
+    assert hashlib.sha256(resp.content).hexdigest() == _sha(wheel)

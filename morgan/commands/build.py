@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from morgan.build import BuildOptions, BuildResult, build
 from morgan.errors import UsageError
+from morgan.progress import ProgressReporter
+
+if TYPE_CHECKING:
+    from morgan.build import BuildResult
 from morgan.spec import load_spec
 
 
@@ -67,6 +72,10 @@ class _OfflineClient:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: the build pulls in networkx and resolvelib, which `morgan --help` and
+    # every other command do not need.
+    from morgan.build import BuildOptions, build
+
     spec = load_spec(args.workspace / "mirror.toml")
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
@@ -85,8 +94,15 @@ def run(args: argparse.Namespace) -> int:
         workers=args.jobs,
         lock_timeout=args.wait,
     )
+    progress = ProgressReporter(
+        sys.stderr, live=sys.stderr.isatty() and not args.quiet, verbose=args.verbose
+    )
+    opts = dataclasses.replace(opts, reporter=progress)
     started = time.monotonic()
-    result = build(spec, make_client(args.offline), opts)
+    try:
+        result = build(spec, make_client(args.offline), opts)
+    finally:
+        progress.close()
     elapsed = time.monotonic() - started
     report(result, elapsed, args)
     return 0
@@ -124,7 +140,8 @@ def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> Non
     state = "new generation" if result.changed else "unchanged, still generation"
     print(
         f"{state} {result.generation}: {result.projects} projects, {result.files} files, "
-        f"{result.bytes_total} bytes; {result.fetched} fetched, {result.reused} reused, "
+        f"{result.bytes_total} bytes; {result.fetched} files fetched, "
+        f"{result.reused} steps reused from cache, "
         f"{result.requests} requests, {elapsed:.2f}s\n"
         f"generation digest {result.digest}\n"
         f"index: {result.mirror / 'index'}",

@@ -10,22 +10,21 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import tomlkit
-from tomlkit.exceptions import TOMLKitError
 
+from morgan.edit import read_document, write_checked
 from morgan.environments import (
     ENV_NAME_RE,
     Environment,
     InvalidEnvironmentError,
     current_environment,
 )
-from morgan.errors import SpecError, UsageError
-from morgan.spec import load_spec, parse_spec
+from morgan.errors import UsageError
+from morgan.presets import PRESETS
+from morgan.spec import load_spec
 from morgan.toml_reader import display_path
 
 
@@ -38,9 +37,15 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     listing = sub.add_parser("list", help="list the environments of mirror.toml")
     add = sub.add_parser("add", help="add an environment to mirror.toml")
     add.add_argument("env_name", metavar="NAME", help="a new environment name")
-    target = add.add_mutually_exclusive_group(required=True)
+    target = add.add_mutually_exclusive_group()
     target.add_argument("--current", action="store_true", help="describe this interpreter")
     target.add_argument("--python", metavar="V", help="target Python, e.g. 3.12 or 3.9.18")
+    add.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        metavar="NAME",
+        help="a known target (--python overrides its Python): " + ", ".join(sorted(PRESETS)),
+    )
     add.add_argument("--platform", metavar="TAG", help="newest platform tag the target accepts")
     add.add_argument(
         "--implementation", choices=("cp", "pp"), default="cp", help="cp (default) or pp"
@@ -134,21 +139,6 @@ def _list(spec_path: Path, *, as_json: bool) -> int:
     return 0
 
 
-def _read_document(spec_path: Path) -> tomlkit.TOMLDocument:
-    try:
-        text = spec_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(
-            f"{display_path(spec_path)}: no such file — run 'morgan init' or pass -C DIR "
-            "to the workspace that holds mirror.toml"
-        ) from None
-    try:
-        return tomlkit.parse(text)
-    except TOMLKitError:
-        load_spec(spec_path)  # reports the syntax error with its line, as every command does
-        raise
-
-
 def _environment_names(doc: tomlkit.TOMLDocument) -> list[str]:
     envs = doc.get("environments")
     return list(envs.keys()) if isinstance(envs, dict) else []
@@ -161,6 +151,14 @@ def _add(spec_path: Path, args: argparse.Namespace) -> int:
             f"{name!r} cannot be an environment name (it becomes the folder env/<name>/) — use "
             "letters, digits, '.', '_', '-', starting with a letter or digit, at most 64 characters"
         )
+    if args.preset is not None:
+        if args.current or args.platform is not None:
+            raise UsageError("--preset gives the platform: drop --current / --platform")
+        preset = PRESETS[args.preset]
+        args.platform = preset.platform
+        args.python = args.python or preset.python
+    elif not args.current and args.python is None:
+        raise UsageError("say which target: --current, --preset NAME, or --python V --platform TAG")
     try:
         if args.current:
             env = current_environment(name)
@@ -172,7 +170,7 @@ def _add(spec_path: Path, args: argparse.Namespace) -> int:
             )
     except InvalidEnvironmentError as exc:
         raise UsageError(f"--{exc.field}: {exc}") from None
-    doc = _read_document(spec_path)
+    doc = read_document(spec_path)
     for existing in _environment_names(doc):
         if existing.lower() == name.lower():
             raise UsageError(
@@ -190,13 +188,13 @@ def _add(spec_path: Path, args: argparse.Namespace) -> int:
     if "environments" not in doc:
         doc.add("environments", tomlkit.table(is_super_table=True))
     doc["environments"].add(name, table)
-    _write_checked(spec_path, tomlkit.dumps(doc))
+    write_checked(spec_path, tomlkit.dumps(doc))
     print(f"added environment {name}: python {env.python}, platform {env.platform}")
     return 0
 
 
 def _remove(spec_path: Path, name: str) -> int:
-    doc = _read_document(spec_path)
+    doc = read_document(spec_path)
     names = _environment_names(doc)
     if name not in names:
         _find(spec_path, name)  # raises the usual "no environment" error with a hint
@@ -207,21 +205,6 @@ def _remove(spec_path: Path, name: str) -> int:
             "(a spec needs at least one)"
         )
     del doc["environments"][name]
-    _write_checked(spec_path, tomlkit.dumps(doc))
+    write_checked(spec_path, tomlkit.dumps(doc))
     print(f"removed environment {name}")
     return 0
-
-
-def _write_checked(spec_path: Path, text: str) -> None:
-    """Replace the spec atomically, but only with text that loads as a valid spec."""
-    parse_spec(text, spec_path)
-    fd, tmp = tempfile.mkstemp(dir=spec_path.parent, prefix=".mirror.toml.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(spec_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

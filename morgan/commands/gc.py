@@ -1,0 +1,223 @@
+"""``morgan gc``: drop old generations, then delete every blob no kept root reaches.
+
+Kept: the generation ``index`` points to and the ``--keep N`` - 1 newest generations before
+it, plus every root that is not a generation's (a running build's, an import's). Dropped
+generations lose their GC root and their folder; then :func:`store.gc.collect` sweeps
+objects, action cache entries naming deleted blobs and stale temp files. All of it runs
+under the store's exclusive lock, which a build holds for its whole run: gc and build
+exclude each other (``--wait SECONDS`` to queue behind a build instead of failing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from morgan.errors import UsageError
+from morgan.location import current_generation, generation_numbers, locate
+from store.digest import Digest
+from store.errors import StoreError
+from store.gc import DEFAULT_GRACE_SECONDS, GcReport, collect, live_from_roots
+from store.lock import StoreLock
+from store.manifests import manifest_digests
+from store.objects import Store
+from store.roots import remove_root, roots
+
+GENERATION_ROOT = "generation-"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which generations stay and which go."""
+
+    current: int | None
+    kept: tuple[int, ...]
+    dropped: tuple[int, ...]
+    stale_dirs: tuple[str, ...]  # generations/.tmp-* left by an interrupted build
+
+
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument("--dry-run", action="store_true", help="list what would go; delete nothing")
+    parser.add_argument(
+        "--keep",
+        type=int,
+        default=2,
+        metavar="N",
+        help="generations to keep: the current one and the N-1 before it (default 2)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE_SECONDS,
+        metavar="SECONDS",
+        help="keep temp files younger than this (default 3600: a writer may still use them)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a build holding the store (default: fail at once)",
+    )
+
+
+def plan(mirror: Path, keep: int) -> Plan:
+    """Keep the current generation and the ``keep - 1`` newest ones before it."""
+    numbers = generation_numbers(mirror)
+    current = current_generation(mirror)
+    if current is None:
+        kept = numbers[-keep:]
+    else:
+        # Generations newer than the current one were never switched to (a build died
+        # between materializing and switching): they are not kept.
+        older = [n for n in numbers if n < current]
+        kept = [*(older[-(keep - 1) :] if keep > 1 else []), current]
+    dropped = [n for n in numbers if n not in kept]
+    try:
+        stale = sorted(
+            p.name for p in (mirror / "generations").iterdir() if p.name.startswith(".tmp-")
+        )
+    except FileNotFoundError:
+        stale = []
+    return Plan(current, tuple(kept), tuple(dropped), tuple(stale))
+
+
+def _tree_bytes(path: Path) -> int:
+    """Bytes of regular files under ``path`` (copied generations; links count as nothing)."""
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            st = Path(dirpath, f).lstat()
+            if not Path(dirpath, f).is_symlink():
+                total += st.st_size
+    return total
+
+
+def _entry_names(store: Store, digest: Digest) -> dict[Digest, str]:
+    """What a generation called each blob (for readable listings); empty if unreadable."""
+    try:
+        data = json.loads(store.read_bytes(digest))
+    except (StoreError, ValueError):
+        return {}
+    entries = data.get("entries", {}) if isinstance(data, dict) else {}
+    out: dict[Digest, str] = {}
+    for rel, text in sorted(entries.items()):
+        try:
+            out.setdefault(Digest.parse(text), rel)
+        except ValueError:
+            continue
+    return out
+
+
+def collect_generations(
+    mirror: Path, keep: int, *, dry_run: bool, grace: float
+) -> tuple[Plan, GcReport, int, dict[Digest, str]]:
+    """Drop generations beyond ``keep`` and sweep the store (the caller holds the lock).
+
+    Returns the plan, the sweep report, the bytes of dropped generation folders and names
+    for the deleted blobs.
+    """
+    store = Store(mirror / "store")
+    p = plan(mirror, keep)
+    all_roots = roots(store)
+    names: dict[Digest, str] = {}
+    for root, digest in all_roots.items():
+        if root.startswith(GENERATION_ROOT):
+            names.update(_entry_names(store, digest))
+    dropped_roots = [
+        r
+        for r in all_roots
+        if r.startswith(GENERATION_ROOT)
+        and r[len(GENERATION_ROOT) :].isdigit()
+        and int(r[len(GENERATION_ROOT) :]) not in p.kept
+    ]
+    folders = [mirror / "generations" / str(n) for n in p.dropped]
+    folders += [mirror / "generations" / s for s in p.stale_dirs]
+    folder_bytes = sum(_tree_bytes(f) for f in folders)
+    # The live set comes from the kept roots, read before anything is touched: a kept
+    # root whose manifest is unreadable stops gc here, with nothing deleted.
+    live: set[Digest] = set()
+    for r, digest in all_roots.items():
+        if r not in dropped_roots:
+            live |= manifest_digests(store, digest)
+    if not dry_run:
+        # Roots first: once a root is gone its generation is no longer promised to anyone.
+        for r in dropped_roots:
+            remove_root(store, r)
+        for f in folders:
+            _remove_tree(f)
+        # The sweep trusts only the roots left on disk (under the exclusive lock, the
+        # same set as above).
+        live = set(live_from_roots(store))
+    report = collect(store, live, dry_run=dry_run, grace_seconds=grace)
+    return p, report, folder_bytes, names
+
+
+def _remove_tree(path: Path) -> None:
+    # Links and 0444 copies sit in writable folders: plain rmtree removes them.
+    shutil.rmtree(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.keep < 1:
+        raise UsageError(f"--keep {args.keep}: keep at least 1 generation (the current one)")
+    where = locate(args.workspace)
+    store = where.store
+    with StoreLock(store.root).exclusive(timeout=args.wait):
+        p, report, folder_bytes, names = collect_generations(
+            where.mirror, args.keep, dry_run=args.dry_run, grace=args.grace
+        )
+    total = report.bytes_freed + folder_bytes
+    if args.json:
+        out = report.to_json()
+        out["bytes_freed"] = total
+        out["generations"] = {
+            "current": p.current,
+            "kept": list(p.kept),
+            "dropped": list(p.dropped),
+            "stale": list(p.stale_dirs),
+            "bytes": folder_bytes,
+        }
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    if not args.quiet:
+        _print_report(store, p, report, folder_bytes, names)
+    return 0
+
+
+def _print_report(
+    store: Store, p: Plan, report: GcReport, folder_bytes: int, names: dict[Digest, str]
+) -> None:
+    verb = "would delete" if report.dry_run else "deleted"
+    err = sys.stderr
+    kept = ", ".join(str(n) for n in p.kept) or "none"
+    print(f"generations kept: {kept} (current: {p.current})", file=err)
+    for n in p.dropped:
+        print(f"{verb} generation {n}", file=err)
+    for s in p.stale_dirs:
+        print(f"{verb} unfinished generation folder {s}", file=err)
+    for d in report.deleted_objects:
+        print(f"{verb} {store.relpath(d)}  {names.get(d, '')}".rstrip(), file=err)
+    for t in report.deleted_temp:
+        print(f"{verb} {t}", file=err)
+    total = report.bytes_freed + folder_bytes
+    print(
+        f"{verb} {len(report.deleted_objects)} objects ({report.object_bytes} bytes), "
+        f"{len(report.deleted_actions)} action entries ({report.action_bytes} bytes), "
+        f"{len(report.deleted_temp)} temp files ({report.temp_bytes} bytes), "
+        f"{len(p.dropped)} generations ({folder_bytes} bytes); "
+        f"{'would free' if report.dry_run else 'freed'} {total} bytes; "
+        f"{report.kept_objects} objects kept",
+        file=err,
+    )
+    if report.missing_live:
+        print(
+            f"warning: {len(report.missing_live)} objects the kept generations need are missing:"
+            " run 'morgan verify --repair'",
+            file=err,
+        )

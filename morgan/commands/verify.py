@@ -1,0 +1,185 @@
+"""``morgan verify``: re-hash, check generations and pages, prove installability; ``--repair``.
+
+Exit 0 when the mirror is sound, 1 when anything is wrong (each problem on its own line,
+or as JSON with ``--json``). Plain verify holds the store's shared lock (a build or gc,
+which hold it exclusively, cannot change the store under it); ``--repair`` writes, so it
+holds the exclusive lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+
+from morgan.environments import Environment
+from morgan.errors import UsageError
+from morgan.location import Location, current_generation, generation_numbers, locate
+from morgan.lock import Lock
+from morgan.lock import load as load_lock
+from morgan.resolve import Policy
+from morgan.verify import (
+    MirrorCatalog,
+    Problem,
+    Report,
+    check_generations,
+    check_install,
+    check_lock,
+    check_objects,
+    check_pages,
+    missing_files,
+    spec_requirements,
+)
+from rules.errors import RuleError
+from store.digest import Digest
+from store.errors import StoreError
+from store.lock import StoreLock
+from store.objects import Store
+
+
+@dataclass
+class Repair:
+    """What ``--repair`` re-fetched and what must still be brought across."""
+
+    fetched: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+    rebuild: list[str] = field(default_factory=list)  # rendered blobs: `morgan build` remakes
+
+
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="re-fetch corrupt or missing files from their locked URLs (needs the network)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a build or gc holding the store (default: fail at once)",
+    )
+
+
+def environments(where: Location, lock: Lock) -> list[Environment]:
+    """The spec's environments (as the build saw them), else the lock's."""
+    if where.spec is not None:
+        return list(where.spec.environments)
+    return [
+        Environment(name=e.name, python=e.python, platform=e.platform) for e in lock.environments
+    ]
+
+
+def verify(where: Location, lock: Lock) -> Report:
+    """Run every check on the mirror at ``where`` (the caller holds the store lock)."""
+    store = where.store
+    report = Report()
+    sound = check_objects(store, report)
+    check_lock(lock, store, sound, report)
+    check_generations(store, where.mirror, generation_numbers(where.mirror), report)
+    current = current_generation(where.mirror)
+    if current is None:
+        report.problems.append(Problem("index", "index", "no current generation: run a build"))
+        return report
+    gen = where.mirror / "generations" / str(current)
+    envs = environments(where, lock)
+    check_pages(lock, envs, gen, report)
+    spec = where.spec
+    policy = Policy()
+    if spec is not None:
+        policy = Policy(prereleases=spec.policy.prereleases, yanked=spec.policy.yanked)
+    for env in envs:
+        if spec is not None:
+            reqs = [str(r) for r in spec.requirements]
+        else:
+            reqs = spec_requirements(lock, env.name)
+        catalog = MirrorCatalog(lock, gen / "env" / env.name / "simple", report.bad_blobs)
+        failure = check_install(lock, env, reqs, policy, catalog)
+        report.environments[env.name] = "OK" if failure is None else failure
+        if failure is not None:
+            report.problems.append(Problem("install", env.name, failure))
+    return report
+
+
+def repair(store: Store, lock: Lock, report: Report) -> Repair:
+    """Re-fetch every locked file whose blob is corrupt or missing, verified by sha256."""
+    from rules.fetch import fetch_file
+    from rules.http import HttpClient
+
+    result = Repair()
+    fixable = missing_files(lock, report.bad_blobs)
+    fixable_hex = {f.blake3 for _, f in fixable}
+    with HttpClient(retries=1, backoff=0.2) as client:
+        for _, f in fixable:
+            digest = Digest("blake3", f.blake3)
+            store.remove(digest)  # a corrupt copy must not satisfy "already present"
+            try:
+                blob = fetch_file(client, store, f.url, sha256=f.sha256, size=f.size)
+            except (RuleError, StoreError) as exc:
+                result.unavailable.append(
+                    f"{f.filename} ({f.size} bytes, sha256 {f.sha256}, {f.url}): {exc}"
+                )
+                continue
+            if blob.digest != digest:
+                result.unavailable.append(f"{f.filename}: fetched {blob.digest}, locked {digest}")
+                continue
+            result.fetched.append(f.filename)
+    result.rebuild = sorted(store.relpath(d) for d in report.bad_blobs if d.hex not in fixable_hex)
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    where = locate(args.workspace)
+    lock = load_lock(where.lock_path)
+    if lock is None:
+        raise UsageError(f"{where.lock_path}: no mirror.lock; run 'morgan build' first")
+    store_lock = StoreLock(where.store.root)
+    fixed: Repair | None = None
+    if args.repair:
+        with store_lock.exclusive(timeout=args.wait):
+            report = verify(where, lock)
+            if report.bad_blobs:
+                fixed = repair(where.store, lock, report)
+                report = verify(where, lock)
+    else:
+        with store_lock.shared(timeout=args.wait):
+            report = verify(where, lock)
+    if args.json:
+        out = report.to_json()
+        if fixed is not None:
+            out["repair"] = {
+                "fetched": fixed.fetched,
+                "unavailable": fixed.unavailable,
+                "rebuild": fixed.rebuild,
+            }
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    _print(report, fixed, quiet=bool(args.quiet))
+    return 0 if report.ok else 1
+
+
+def _print(report: Report, fixed: Repair | None, *, quiet: bool) -> None:
+    err = sys.stderr
+    if fixed is not None:
+        for name in fixed.fetched:
+            print(f"repaired: re-fetched {name}", file=err)
+        for line in fixed.unavailable:
+            print(f"cannot repair: bring across {line}", file=err)
+        for rel in fixed.rebuild:
+            print(f"cannot repair {rel}: run 'morgan build' to render it again", file=err)
+    for p in report.problems:
+        print(str(p), file=err)
+    if quiet:
+        return
+    for env, state in sorted(report.environments.items()):
+        print(
+            f"environment {env}: {'installable' if state == 'OK' else 'NOT installable'}", file=err
+        )
+    gens = ", ".join(str(n) for n in report.generations) or "none"
+    verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    print(
+        f"verified {report.objects} objects, generations {gens}, "
+        f"{len(report.environments)} environments: {verdict}",
+        file=err,
+    )

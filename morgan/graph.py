@@ -1,0 +1,453 @@
+"""Why each package is in the mirror: the lock's dependency edges as one graph per environment.
+
+The lock records, per environment, every edge a resolution followed: ``<spec>`` → a project
+(the spec's own requirement), project → project (``Requires-Dist``, marker already
+evaluated for that environment) and ``"<sdist name> <version>"`` → project for an sdist's
+``[build-system].requires``. :func:`load_graph` turns them into a ``networkx.MultiDiGraph``
+per environment; :func:`why` lists every path from the spec to a project; the renderers
+print the whole graph as text, Graphviz dot, JSON or Mermaid (HTML: :mod:`morgan.graph_html`).
+Nothing here touches the network or the store: the lock alone is enough.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+from packaging.utils import canonicalize_name
+
+from morgan.lock import Lock, LockedEnvironment
+
+SPEC_NODE = "<spec>"
+MAX_PATHS = 100  # per environment: a diamond-rich graph has exponentially many paths
+JSON_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One edge of a path: ``parent`` (at ``parent_version``) requires ``child``."""
+
+    parent: str
+    parent_version: str
+    child: str
+    child_version: str
+    requirement: str
+    kind: str  # "run" | "build" | "build-system"
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "parent": self.parent,
+            "parent_version": self.parent_version,
+            "child": self.child,
+            "child_version": self.child_version,
+            "requirement": self.requirement,
+            "kind": self.kind,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EnvWhy:
+    """Why a project is in one environment: its pins, the paths, the sdists that need it."""
+
+    env: str
+    versions: dict[str, str]  # role ("run" | "build") -> version
+    paths: tuple[tuple[Step, ...], ...]
+    truncated: bool
+    needed_to_build: tuple[str, ...]  # "<sdist name> <version> (<filename>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Why:
+    """The answer of ``morgan graph --why NAME``."""
+
+    name: str
+    environments: tuple[EnvWhy, ...]
+    absent_from: tuple[str, ...]
+
+
+class UnknownProjectError(Exception):
+    """``--why`` named a project no environment has; carries close names."""
+
+    def __init__(self, name: str, close: list[str], where: str) -> None:
+        hint = f"; close names: {', '.join(close)}" if close else ""
+        super().__init__(f"{name!r} is not in the mirror ({where}){hint}")
+        self.close = close
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorGraph:
+    """The lock as one dependency graph per environment (nodes: project names)."""
+
+    lock: Lock
+    graphs: dict[str, nx.MultiDiGraph]
+
+    def env_names(self) -> list[str]:
+        return sorted(self.graphs)
+
+    def version(self, env: str, name: str, role: str) -> str:
+        """The version ``env`` pins for ``name`` in ``role`` (falling back to any role)."""
+        if name == SPEC_NODE:
+            return ""
+        versions: dict[str, str] = self.graphs[env].nodes[name].get("versions", {})
+        return versions.get(role) or next(iter(sorted(versions.values())), "?")
+
+
+def load_graph(lock: Lock) -> MirrorGraph:
+    """Build the per-environment graphs from ``lock`` (pure: no I/O)."""
+    return MirrorGraph(lock, {env.name: _env_graph(env) for env in lock.environments})
+
+
+def _env_graph(env: LockedEnvironment) -> nx.MultiDiGraph:
+    g = nx.MultiDiGraph(name=env.name, python=env.python, platform=env.platform)
+    g.add_node(SPEC_NODE, versions={}, extras=())
+    for pin in sorted(env.pins, key=lambda p: (p.name, p.role)):
+        if pin.name not in g:
+            g.add_node(pin.name, versions={}, extras=())
+        node = g.nodes[pin.name]
+        node["versions"][pin.role] = pin.version
+        node["extras"] = tuple(sorted({*node["extras"], *pin.extras}))
+    for e in sorted(env.edges, key=lambda e: (e.parent, e.child, e.requirement, e.kind)):
+        parent, sdist = e.parent, ""
+        if e.kind == "build-system":
+            parent = e.parent.partition(" ")[0]
+            sdist = e.parent
+        for name in (parent, e.child):
+            if name not in g:  # an edge to a pin the lock lost: keep it visible, unversioned
+                g.add_node(name, versions={}, extras=())
+        g.add_edge(parent, e.child, requirement=e.requirement, kind=e.kind, sdist=sdist)
+    return g
+
+
+def _role_of(kind: str) -> str:
+    return "run" if kind == "run" else "build"
+
+
+def _fits_below(kind: str, below: Step | None) -> bool:
+    """Whether a node reached through an edge of ``kind`` can be the parent of ``below``.
+
+    A name can be pinned twice (a run version and a build version): a run edge hangs off
+    the run pin, a build edge off the build pin, a build-system edge off either's sdist.
+    """
+    if below is None or below.kind == "build-system":
+        return True
+    return _role_of(kind) == _role_of(below.kind)
+
+
+def paths_to(graph: MirrorGraph, env: str, name: str) -> tuple[list[tuple[Step, ...]], bool]:
+    """Every simple path from the spec to ``name`` in ``env`` (at most MAX_PATHS)."""
+    g = graph.graphs[env]
+    found: list[tuple[Step, ...]] = []
+
+    def back(node: str, suffix: list[Step], seen: frozenset[str]) -> Iterator[tuple[Step, ...]]:
+        if node == SPEC_NODE:
+            yield _with_parent_versions(tuple(reversed(suffix)))
+            return
+        below = suffix[-1] if suffix else None
+        for parent, _, data in sorted(
+            g.in_edges(node, data=True), key=lambda t: (t[0], t[2]["requirement"], t[2]["kind"])
+        ):
+            kind = data["kind"]
+            if parent in seen or not _fits_below(kind, below):
+                continue
+            step = Step(
+                parent=parent,
+                parent_version="",
+                child=node,
+                child_version=graph.version(env, node, _role_of(kind)),
+                requirement=data["requirement"],
+                kind=kind,
+            )
+            yield from back(parent, [*suffix, step], seen | {parent})
+
+    for path in back(name, [], frozenset({name})):
+        if len(found) == MAX_PATHS:
+            return found, True
+        found.append(path)
+    return found, False
+
+
+def _with_parent_versions(path: tuple[Step, ...]) -> tuple[Step, ...]:
+    out: list[Step] = []
+    previous = ""
+    for s in path:
+        out.append(Step(s.parent, previous, s.child, s.child_version, s.requirement, s.kind))
+        previous = s.child_version
+    return tuple(out)
+
+
+def why(graph: MirrorGraph, name: str, env: str | None = None) -> Why:
+    """Why ``name`` is in the mirror, per environment (only ``env`` when given).
+
+    Raises :class:`UnknownProjectError` (with close names) when no chosen environment has it.
+    """
+    wanted = canonicalize_name(name)
+    envs = [env] if env is not None else graph.env_names()
+    answers: list[EnvWhy] = []
+    absent: list[str] = []
+    for e in envs:
+        g = graph.graphs[e]
+        if wanted not in g:
+            absent.append(e)
+            continue
+        paths, truncated = paths_to(graph, e, wanted)
+        answers.append(
+            EnvWhy(
+                env=e,
+                versions=dict(sorted(g.nodes[wanted]["versions"].items())),
+                paths=tuple(paths),
+                truncated=truncated,
+                needed_to_build=_sdists_needing(graph, e, wanted),
+            )
+        )
+    if not answers:
+        names = sorted({n for g in graph.graphs.values() for n in g if n != SPEC_NODE})
+        where = f"environment {env!r}" if env is not None else "no environment has it"
+        if env is not None:
+            elsewhere = [n for n, g in sorted(graph.graphs.items()) if wanted in g]
+            if elsewhere:
+                where += f"; it is in {', '.join(elsewhere)}"
+                raise UnknownProjectError(name, [], where)
+        raise UnknownProjectError(name, difflib.get_close_matches(wanted, names, n=5), where)
+    return Why(wanted, tuple(answers), tuple(absent))
+
+
+def _sdists_needing(graph: MirrorGraph, env: str, name: str) -> tuple[str, ...]:
+    """The sdists whose ``[build-system].requires`` reach ``name`` (directly or through
+    other build dependencies)."""
+    g = graph.graphs[env]
+    out: set[str] = set()
+    seen = {name}
+    frontier = [name]
+    while frontier:
+        node = frontier.pop()
+        for parent, _, data in g.in_edges(node, data=True):
+            if data["kind"] == "build-system":
+                n, _, v = data["sdist"].partition(" ")
+                rel = graph.lock.release(n, v)
+                files = (
+                    [f.filename for f in rel.files if not f.filename.endswith(".whl")]
+                    if rel
+                    else []
+                )
+                out.add(f"{data['sdist']} ({', '.join(files)})" if files else data["sdist"])
+            elif data["kind"] == "build" and parent not in seen:
+                seen.add(parent)
+                frontier.append(parent)
+    return tuple(sorted(out))
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def _label(name: str, version: str) -> str:
+    return name if name == SPEC_NODE else f"{name} {version}"
+
+
+def format_path(path: tuple[Step, ...]) -> str:
+    """``<spec> --[app[cli]]--> app 1.0 ==[build-system: flit]==> flit 3.9``."""
+    parts = [SPEC_NODE]
+    for s in path:
+        arrow = (
+            f"==[build-system: {s.requirement}]==>"
+            if s.kind == "build-system"
+            else (f"--[{s.requirement}]-->")
+        )
+        parts.append(f"{arrow} {_label(s.child, s.child_version)}")
+    return " ".join(parts)
+
+
+def render_why_text(graph: MirrorGraph, answer: Why) -> str:
+    lines = []
+    for w in answer.environments:
+        g = graph.graphs[w.env]
+        pins = ", ".join(f"{v} ({role})" for role, v in w.versions.items()) or "not pinned"
+        lines.append(
+            f"{answer.name} in environment {w.env} (Python {g.graph['python']},"
+            f" {g.graph['platform']}): {pins}"
+        )
+        lines.extend(f"  {format_path(p)}" for p in w.paths)
+        if w.truncated:
+            lines.append(f"  ... more paths (only the first {MAX_PATHS} are shown)")
+        if not w.paths:
+            lines.append("  no path from the spec (the lock has no edge to it)")
+        if w.needed_to_build:
+            only = "only " if set(w.versions) == {"build"} else ""
+            lines.append(f"  {only}a build dependency of: {'; '.join(w.needed_to_build)}")
+    if answer.absent_from:
+        lines.append(f"not in environment(s): {', '.join(answer.absent_from)}")
+    return "\n".join(lines) + "\n"
+
+
+def why_json(answer: Why) -> dict[str, Any]:
+    return {
+        "name": answer.name,
+        "environments": {
+            w.env: {
+                "versions": w.versions,
+                "paths": [[s.to_json() for s in p] for p in w.paths],
+                "truncated": w.truncated,
+                "needed_to_build": list(w.needed_to_build),
+            }
+            for w in answer.environments
+        },
+        "absent_from": list(answer.absent_from),
+    }
+
+
+def _children(g: nx.MultiDiGraph, node: str) -> list[tuple[str, dict[str, str]]]:
+    return sorted(
+        ((c, d) for _, c, d in g.out_edges(node, data=True)),
+        key=lambda t: (t[0], t[1]["requirement"], t[1]["kind"]),
+    )
+
+
+def _walks(role: str, kind: str) -> bool:
+    """Whether an edge of ``kind`` leaves a node pinned in ``role`` (see :func:`_fits_below`)."""
+    return kind == "build-system" or _role_of(kind) == role
+
+
+def render_text(graph: MirrorGraph, envs: list[str]) -> str:
+    """An indented tree per environment; a subtree already shown is folded to one line."""
+    out: list[str] = []
+    for env in envs:
+        g = graph.graphs[env]
+        out.append(f"environment {env} (Python {g.graph['python']}, {g.graph['platform']})")
+        out.append(SPEC_NODE)
+        _tree(graph, env, out, (SPEC_NODE, "run", ""), set(), frozenset({SPEC_NODE}))
+        out.append("")
+    return "\n".join(out)
+
+
+def _tree(  # noqa: PLR0917 - a private recursive helper; its state is positional
+    graph: MirrorGraph,
+    env: str,
+    out: list[str],
+    at: tuple[str, str, str],
+    shown: set[tuple[str, str]],
+    path: frozenset[str],
+) -> None:
+    g = graph.graphs[env]
+    node, role, prefix = at
+    kids = [(c, d) for c, d in _children(g, node) if _walks(role, d["kind"])]
+    for i, (child, data) in enumerate(kids):
+        last = i == len(kids) - 1
+        crole = _role_of(data["kind"])
+        branch = "`-- " if last else "|-- "
+        tag = " [build-system]" if data["kind"] == "build-system" else ""
+        line = f"{prefix}{branch}{child} {graph.version(env, child, crole)}"
+        line += f"  ({data['requirement']}){tag}"
+        if child in path:
+            out.append(line + " (cycle)")
+            continue
+        key = (child, crole)
+        if key in shown and any(_walks(crole, d["kind"]) for _, d in _children(g, child)):
+            out.append(line + " (see above)")
+            continue
+        out.append(line)
+        shown.add(key)
+        child_prefix = prefix + ("    " if last else "|   ")
+        _tree(graph, env, out, (child, crole, child_prefix), shown, path | {child})
+
+
+def _q(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def render_dot(graph: MirrorGraph, envs: list[str]) -> str:
+    """Graphviz: one cluster per environment; build-system edges dashed."""
+    out = ["digraph morgan {", "  rankdir=LR;", "  node [shape=box, fontsize=10];"]
+    for env in envs:
+        g = graph.graphs[env]
+        out.append(f"  subgraph {_q('cluster_' + env)} {{")
+        title = f"{env} (Python {g.graph['python']}, {g.graph['platform']})"
+        out.append(f"    label={_q(title)};")
+        for node in sorted(g):
+            versions = g.nodes[node].get("versions", {})
+            label = node + "".join(f"\n{v} ({r})" for r, v in sorted(versions.items()))
+            out.append(f"    {_q(env + '/' + node)} [label={_q(label)}];")
+        for parent, child, data in sorted(
+            g.edges(data=True), key=lambda t: (t[0], t[1], t[2]["requirement"])
+        ):
+            style = ", style=dashed" if data["kind"] != "run" else ""
+            out.append(
+                f"    {_q(env + '/' + parent)} -> {_q(env + '/' + child)}"
+                f" [label={_q(data['requirement'])}{style}];"
+            )
+        out.append("  }")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _mermaid_text(text: str) -> str:
+    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+
+
+def render_mermaid(graph: MirrorGraph, envs: list[str]) -> str:
+    """A Mermaid flowchart: one subgraph per environment."""
+    out = ["flowchart LR"]
+    for e_index, env in enumerate(envs):
+        g = graph.graphs[env]
+        ids = {node: f"e{e_index}n{i}" for i, node in enumerate(sorted(g))}
+        out.append(f'  subgraph e{e_index}["{_mermaid_text(env)}"]')
+        for node, ident in ids.items():
+            versions = g.nodes[node].get("versions", {})
+            label = " ".join([node, *sorted(set(versions.values()))])
+            out.append(f'    {ident}["{_mermaid_text(label)}"]')
+        for parent, child, data in sorted(
+            g.edges(data=True), key=lambda t: (t[0], t[1], t[2]["requirement"])
+        ):
+            arrow = "-->" if data["kind"] == "run" else "-.->"
+            label = _mermaid_text(data["requirement"])
+            out.append(f'    {ids[parent]} {arrow}|"{label}"| {ids[child]}')
+        out.append("  end")
+    return "\n".join(out) + "\n"
+
+
+def graph_json(graph: MirrorGraph, envs: list[str]) -> dict[str, Any]:
+    """The documented JSON schema (docs/graph-gc-verify.md)."""
+    environments = []
+    for env in envs:
+        g = graph.graphs[env]
+        environments.append(
+            {
+                "name": env,
+                "python": g.graph["python"],
+                "platform": g.graph["platform"],
+                "nodes": [
+                    {
+                        "name": n,
+                        "versions": dict(sorted(g.nodes[n]["versions"].items())),
+                        "extras": list(g.nodes[n]["extras"]),
+                    }
+                    for n in sorted(g)
+                    if n != SPEC_NODE
+                ],
+                "edges": [
+                    {
+                        "parent": p,
+                        "child": c,
+                        "requirement": d["requirement"],
+                        "kind": d["kind"],
+                        **({"sdist": d["sdist"]} if d["sdist"] else {}),
+                    }
+                    for p, c, d in sorted(
+                        g.edges(data=True), key=lambda t: (t[0], t[1], t[2]["requirement"])
+                    )
+                ],
+            }
+        )
+    releases = [
+        {
+            "name": r.name,
+            "version": r.version,
+            "files": [
+                {"filename": f.filename, "size": f.size, "sha256": f.sha256} for f in r.files
+            ],
+        }
+        for r in sorted(graph.lock.releases, key=lambda r: (r.name, r.version))
+    ]
+    return {"version": JSON_SCHEMA_VERSION, "environments": environments, "releases": releases}

@@ -1,0 +1,70 @@
+"""Where a command that only needs the mirror finds it: a workspace, or a mirror folder alone.
+
+``graph``, ``gc`` and ``verify`` run from the workspace (``-C DIR`` holds ``mirror.toml``;
+the mirror is the spec's output) and, on the offline side, inside a mirror folder that
+crossed the air gap alone (it holds ``mirror.toml``, ``mirror.lock``, ``store/``,
+``generations/`` and ``index``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from morgan.errors import UsageError
+from morgan.spec import Spec, load_spec
+from store.objects import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """The mirror folder, the lock that describes it and the spec (when there is one)."""
+
+    mirror: Path
+    lock_path: Path
+    spec: Spec | None
+    in_mirror: bool  # True: DIR is the mirror folder itself
+
+    @property
+    def store(self) -> Store:
+        return Store(self.mirror / "store")
+
+
+def is_mirror(directory: Path) -> bool:
+    """A mirror folder holds ``store/`` and ``generations/`` (``mirror.toml`` is optional)."""
+    return (directory / "store").is_dir() and (directory / "generations").is_dir()
+
+
+def locate(directory: Path) -> Location:
+    """Find the mirror for ``-C directory``; UsageError when it is neither kind of folder."""
+    directory = directory.resolve()
+    if is_mirror(directory):
+        spec_path = directory / "mirror.toml"
+        spec = load_spec(spec_path) if spec_path.is_file() else None
+        return Location(directory, directory / "mirror.lock", spec, in_mirror=True)
+    spec_path = directory / "mirror.toml"
+    if not spec_path.is_file():
+        raise UsageError(
+            f"{directory}: neither a workspace (no mirror.toml) nor a mirror folder (no store/"
+            " and generations/): pass -C DIR to one of them"
+        )
+    spec = load_spec(spec_path)
+    return Location(spec.output.resolve(), directory / "mirror.lock", spec, in_mirror=False)
+
+
+def current_generation(mirror: Path) -> int | None:
+    """The generation number ``mirror/index`` points to; None before the first build."""
+    try:
+        name = (mirror / "index").readlink().name
+    except OSError:
+        return None
+    return int(name) if name.isdigit() else None
+
+
+def generation_numbers(mirror: Path) -> list[int]:
+    """Every complete generation folder, oldest first (``.tmp-*`` folders are not)."""
+    try:
+        entries = list((mirror / "generations").iterdir())
+    except FileNotFoundError:
+        return []
+    return sorted(int(p.name) for p in entries if p.name.isdigit() and p.is_dir())

@@ -1,0 +1,80 @@
+"""Progress while a build runs: a live status line on a TTY, plain lines otherwise.
+
+The executor calls the :class:`morgan.executor.Reporter` hooks from worker threads; this
+reporter only counts under a lock and redraws at most ten times a second, so it costs
+nothing measurable. Plain mode (CI logs, pipes) prints one line per node that ran only with
+``-v``; the build's final summary is printed by the command either way. Nothing here uses
+colour, so ``NO_COLOR`` needs no special case beyond never adding any.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from morgan.executor import Node, Record
+
+_KINDS = {"page": "pages", "metadata": "metadata", "fetch": "files"}
+
+
+class ProgressReporter:
+    """Counts nodes by kind and fetched bytes; draws them on ``stream``."""
+
+    def __init__(self, stream: TextIO, *, live: bool, verbose: int = 0) -> None:
+        self.stream = stream
+        self.live = live
+        self.verbose = verbose
+        self.counts: dict[str, int] = dict.fromkeys(_KINDS.values(), 0)
+        self.cached = 0
+        self.bytes = 0
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._drawn = 0.0
+        self._width = 0
+
+    def node_started(self, node: Node) -> None:
+        pass
+
+    def node_finished(self, node: Node, record: Record, *, cached: bool) -> None:
+        with self._lock:
+            if cached:
+                self.cached += 1
+            else:
+                kind = _KINDS.get(node.kind)
+                if kind is not None:
+                    self.counts[kind] += 1
+                if node.kind == "fetch":
+                    self.bytes += int(record.get("size", 0))
+            if self.live:
+                self._draw(force=False)
+            elif self.verbose > 0 and not cached:
+                print(f"ran {node.id}", file=self.stream)
+
+    def status(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        c = self.counts
+        return (
+            f"{c['pages']} pages, {c['metadata']} metadata, {c['files']} files "
+            f"({self.bytes / 1e6:.1f} MB, {self.bytes / 1e6 / elapsed:.1f} MB/s), "
+            f"{self.cached} cached"
+        )
+
+    def _draw(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._drawn < 0.1:
+            return
+        self._drawn = now
+        line = self.status()
+        pad = max(self._width - len(line), 0)
+        self._width = len(line)
+        self.stream.write("\r" + line + " " * pad)
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Clear the live line so the summary starts on a clean line."""
+        with self._lock:
+            if self.live and self._width:
+                self.stream.write("\r" + " " * self._width + "\r")
+                self.stream.flush()

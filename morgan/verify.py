@@ -1,0 +1,453 @@
+"""``morgan verify``: prove a mirror is whole, agrees with its lock, and installs.
+
+Four checks, each reporting :class:`Problem` values that name exactly what is wrong:
+
+1. **objects**: every blob re-hashed (blake3 against its name; sha256 computed in the same
+   pass); every file the lock names is present with the locked sha256 and size.
+2. **generations**: every generation folder against its manifest: missing entries, links
+   pointing elsewhere, extra files, a manifest that differs from its GC root.
+3. **pages**: the current generation's JSON pages list every locked file of every pin, per
+   environment view and in the union index, with the locked sha256.
+4. **install**: per environment, the spec's requirements resolved against that
+   environment's own view of the mirror only (files whose blob is present and sound), with
+   the same resolver the build uses; a release that only has an sdist for the environment
+   needs its ``[build-system].requires`` resolvable from the mirror too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import blake3
+from packaging.utils import canonicalize_name
+
+from morgan.build import DEFAULT_BUILD_REQUIRES, env_files
+from morgan.catalog import group_releases, locked_release
+from morgan.environments import Environment
+from morgan.errors import BuildError
+from morgan.lock import Lock, LockedFile
+from morgan.resolve import (
+    Dependencies,
+    Policy,
+    ProjectNotFoundError,
+    Release,
+    resolve,
+    usable_files,
+)
+from rules.model import NormalizedName, ProjectPage, UpstreamFile
+from store.digest import Digest
+from store.errors import MissingObjectError
+from store.objects import CHUNK_SIZE, Store
+from store.roots import roots
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong: which check found it, about what, and what to do."""
+
+    check: str  # "object" | "lock" | "generation" | "pages" | "install"
+    subject: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.subject}: {self.message}"
+
+
+@dataclass
+class Report:
+    """Everything ``verify`` found; ``ok`` when there is no problem."""
+
+    problems: list[Problem] = field(default_factory=list)
+    objects: int = 0
+    generations: list[int] = field(default_factory=list)
+    environments: dict[str, str] = field(default_factory=dict)  # env -> "OK" or the failure
+    bad_blobs: set[Digest] = field(default_factory=set)  # corrupt or missing
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "objects": self.objects,
+            "generations": self.generations,
+            "environments": self.environments,
+            "problems": [
+                {"check": p.check, "subject": p.subject, "message": p.message}
+                for p in self.problems
+            ],
+        }
+
+
+# -- objects and the lock -------------------------------------------------------------------
+
+
+def hash_object(path: Path) -> tuple[str, str]:
+    """(blake3 hex, sha256 hex) of a file, in one streaming pass."""
+    b3 = blake3.blake3()
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK_SIZE):
+            b3.update(chunk)
+            sha.update(chunk)
+    return b3.hexdigest(), sha.hexdigest()
+
+
+def check_objects(store: Store, report: Report) -> dict[Digest, str]:
+    """Re-hash every blob; return digest -> sha256 of the sound ones."""
+    sound: dict[Digest, str] = {}
+    for digest in store:
+        report.objects += 1
+        try:
+            actual, sha = hash_object(store.path(digest))
+        except FileNotFoundError:
+            continue  # removed while we walked: nothing to check
+        if actual != digest.hex:
+            report.bad_blobs.add(digest)
+            report.problems.append(
+                Problem(
+                    "object",
+                    store.relpath(digest),
+                    f"corrupt: content hashes to blake3:{actual}",
+                )
+            )
+        else:
+            sound[digest] = sha
+    return sound
+
+
+def locked_files(lock: Lock) -> list[tuple[str, LockedFile]]:
+    """(project, file) for every file the lock names, sorted."""
+    return sorted(
+        ((r.name, f) for r in lock.releases for f in r.files), key=lambda t: t[1].filename
+    )
+
+
+def check_lock(lock: Lock, store: Store, sound: dict[Digest, str], report: Report) -> None:
+    """Every locked file (and wheel .metadata) present, sound, with the locked sha256."""
+    for _, f in locked_files(lock):
+        blobs = [(f.filename, f.blake3, f.sha256)]
+        if f.metadata_blake3:
+            blobs.append((f.filename + ".metadata", f.metadata_blake3, f.metadata_sha256 or ""))
+        for label, b3, sha in blobs:
+            digest = Digest("blake3", b3)
+            if digest not in sound:
+                state = "corrupt" if store.has(digest) else "missing from the store"
+                report.bad_blobs.add(digest)
+                report.problems.append(Problem("lock", label, f"{state} ({store.relpath(digest)})"))
+                continue
+            if sha and sound[digest] != sha:
+                report.problems.append(
+                    Problem("lock", label, f"sha256 {sound[digest]} but the lock says {sha}")
+                )
+
+
+# -- generations ----------------------------------------------------------------------------
+
+
+def _tree_paths(root: Path) -> set[str]:
+    """Every non-directory entry under ``root`` (links to directories count as entries)."""
+    found: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = PurePosixPath(Path(dirpath).relative_to(root).as_posix())
+        for name in filenames:
+            found.add(str(base / name) if str(base) != "." else name)
+        for name in list(dirnames):
+            if Path(dirpath, name).is_symlink():
+                found.add(str(base / name) if str(base) != "." else name)
+    return found
+
+
+def read_manifest_entries(path: Path) -> dict[str, Digest]:
+    """The ``entries`` (relative path -> digest) of a generation's manifest.json."""
+    data = json.loads(path.read_bytes())
+    return {rel: Digest.parse(text) for rel, text in data["entries"].items()}
+
+
+def _points_to(path: Path, blob: Path) -> bool:
+    if path.is_symlink():
+        # The link a build writes is exactly this relative path: a string compare is enough
+        # (and much cheaper than resolving); any other spelling is resolved to be sure.
+        if str(path.readlink()) == os.path.relpath(blob, path.parent):
+            return True
+        return os.path.realpath(path) == os.path.realpath(blob)
+    try:
+        if path.samefile(blob):  # hard-linked generation
+            return True
+    except FileNotFoundError:
+        return False
+    return hash_object(path)[0] == blob.name  # copied generation
+
+
+def check_generation(store: Store, gen: Path, root: Digest | None, report: Report) -> None:
+    """One generation folder against its manifest and its GC root."""
+    label = f"generation {gen.name}"
+    manifest = gen / "manifest.json"
+    try:
+        actual = Digest("blake3", hash_object(manifest)[0])
+        entries = read_manifest_entries(manifest)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        report.problems.append(
+            Problem("generation", f"{label}/manifest.json", f"unreadable ({exc}): rebuild")
+        )
+        return
+    if root is None:
+        report.problems.append(
+            Problem("generation", label, "has no GC root: gc would delete its blobs; rebuild")
+        )
+    elif root != actual:
+        report.problems.append(
+            Problem("generation", label, f"manifest.json is {actual} but its GC root says {root}")
+        )
+    present = _tree_paths(gen)
+    for rel, digest in sorted({**entries, "manifest.json": actual}.items()):
+        path = gen / rel
+        if rel not in present and not path.is_symlink():
+            report.problems.append(
+                Problem("generation", f"{label}/{rel}", f"missing (should be {digest})")
+            )
+        elif not store.has(digest):
+            report.bad_blobs.add(digest)
+            report.problems.append(
+                Problem("generation", f"{label}/{rel}", f"its blob {digest} is missing")
+            )
+        elif not _points_to(path, store.path(digest)):
+            what = (
+                f"points to {path.readlink()}, not {digest}"
+                if path.is_symlink()
+                else f"content differs from {digest}"
+            )
+            report.problems.append(Problem("generation", f"{label}/{rel}", what))
+    for rel in sorted(present - set(entries) - {"manifest.json"}):
+        report.problems.append(
+            Problem("generation", f"{label}/{rel}", "extra: not in the manifest")
+        )
+
+
+def check_generations(store: Store, mirror: Path, numbers: Sequence[int], report: Report) -> None:
+    all_roots = roots(store)
+    for n in numbers:
+        report.generations.append(n)
+        check_generation(
+            store, mirror / "generations" / str(n), all_roots.get(f"generation-{n}"), report
+        )
+
+
+# -- pages ----------------------------------------------------------------------------------
+
+
+def _page_files(page: Path) -> dict[str, dict[str, object]]:
+    data = json.loads(page.read_bytes())
+    return {f["filename"]: f for f in data["files"]}
+
+
+def _compare_page(
+    page: Path, expected: Iterable[LockedFile], subject: str, report: Report, *, exact: bool
+) -> None:
+    try:
+        listed = _page_files(page)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        report.problems.append(Problem("pages", subject, f"page unreadable ({exc})"))
+        return
+    wanted = {f.filename: f for f in expected}
+    for name, f in sorted(wanted.items()):
+        entry = listed.get(name)
+        if entry is None:
+            report.problems.append(Problem("pages", subject, f"{name} is locked but not listed"))
+            continue
+        hashes = entry.get("hashes")
+        sha = hashes.get("sha256") if isinstance(hashes, dict) else None
+        if sha != f.sha256:
+            report.problems.append(
+                Problem("pages", subject, f"{name} listed with sha256 {sha}, locked {f.sha256}")
+            )
+    if exact:
+        for name in sorted(set(listed) - set(wanted)):
+            report.problems.append(Problem("pages", subject, f"{name} is listed but not locked"))
+
+
+def check_pages(lock: Lock, envs: Sequence[Environment], gen: Path, report: Report) -> None:
+    """The current generation's pages against the lock, per view and in the union index."""
+    for env in envs:
+        locked = lock.environment(env.name)
+        if locked is None:
+            report.problems.append(Problem("pages", env.name, "the lock has no such environment"))
+            continue
+        per_project: dict[str, dict[str, LockedFile]] = {}
+        for pin in locked.pins:
+            rel = lock.release(pin.name, pin.version)
+            if rel is None:
+                report.problems.append(
+                    Problem("pages", env.name, f"{pin.name} {pin.version} pinned but not locked")
+                )
+                continue
+            by_name = {f.filename: f for f in rel.files}
+            for uf in env_files(locked_release(rel), env):
+                per_project.setdefault(pin.name, {})[uf.filename] = by_name[uf.filename]
+        for name, files in sorted(per_project.items()):
+            page = gen / "env" / env.name / "simple" / name / "index.json"
+            _compare_page(
+                page, files.values(), f"env/{env.name}/simple/{name}/", report, exact=True
+            )
+    union: dict[str, list[LockedFile]] = {}
+    for rel in lock.releases:
+        union.setdefault(rel.name, []).extend(rel.files)
+    for name, union_files in sorted(union.items()):
+        _compare_page(
+            gen / "simple" / name / "index.json", union_files, f"simple/{name}/", report, exact=True
+        )
+
+
+# -- installability -------------------------------------------------------------------------
+
+
+class MirrorCatalog:
+    """The resolver's catalog over one environment's view of the mirror, offline.
+
+    A file exists only if the view lists it, its link is there and its blob is sound;
+    dependencies come from the lock (the metadata the build read).
+    """
+
+    def __init__(self, lock: Lock, view: Path, bad: set[Digest]) -> None:
+        self.lock = lock
+        self.view = view
+        self.bad = {d.hex for d in bad}
+        self._cache: dict[str, list[Release]] = {}
+
+    def locked(self, name: NormalizedName) -> Release | None:
+        return None  # a client has no lock: it picks from what the index offers
+
+    def releases(self, name: NormalizedName) -> Sequence[Release]:
+        if name in self._cache:
+            return self._cache[name]
+        folder = self.view / name
+        try:
+            listed = _page_files(folder / "index.json")
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ProjectNotFoundError(name, f"the mirror ({self.view})") from None
+        files = []
+        for filename, entry in sorted(listed.items()):
+            link = folder / filename
+            if not link.exists() or Path(os.path.realpath(link)).name in self.bad:
+                continue
+            hashes = entry.get("hashes")
+            files.append(
+                UpstreamFile(
+                    filename=filename,
+                    url=filename,
+                    sha256=hashes.get("sha256") if isinstance(hashes, dict) else None,
+                    size=entry.get("size") if isinstance(entry.get("size"), int) else None,  # type: ignore[arg-type]
+                    upload_time=None,
+                    requires_python=entry.get("requires-python"),  # type: ignore[arg-type]
+                    yanked=bool(entry.get("yanked")),
+                    yanked_reason="",
+                    core_metadata=False,
+                    core_metadata_sha256=None,
+                )
+            )
+        releases = group_releases(ProjectPage(name, tuple(files)))
+        self._cache[name] = releases
+        return releases
+
+    def dependencies(self, release: Release, file: UpstreamFile) -> Dependencies:
+        rel = self.lock.release(release.name, str(release.version))
+        if rel is None:
+            return Dependencies((), None, known=False, source="not in the lock")
+        return Dependencies(rel.requires_dist, rel.requires_python, rel.known, rel.metadata_source)
+
+    def prefetch(self, names: Iterable[NormalizedName]) -> None:
+        return None
+
+
+def check_install(
+    lock: Lock,
+    env: Environment,
+    requirements: Sequence[str],
+    policy: Policy,
+    catalog: MirrorCatalog,
+) -> str | None:
+    """None when ``env`` can install ``requirements`` from the mirror alone, else why not."""
+    building: set[tuple[str, str]] = set()
+
+    def installable(reqs: Sequence[str], parent: str) -> str | None:
+        try:
+            res = resolve(env, list(reqs), catalog, policy, parent=parent)
+        except BuildError as exc:
+            return str(exc)
+        for name, rel in res.pins.items():
+            wheels, sdists = usable_files(rel, env, allow_yanked=True)
+            if wheels:
+                continue
+            if not sdists:
+                return f"{name} {rel.version}: no file in the mirror fits this environment"
+            key = (name, str(rel.version))
+            if key in building:
+                continue  # a backend that builds itself: already being checked
+            building.add(key)
+            locked = lock.release(name, str(rel.version))
+            recorded = locked.build_requires if locked else ()
+            failure = installable(recorded or DEFAULT_BUILD_REQUIRES, f"{name} {rel.version}")
+            if failure is not None:
+                assumed = "" if recorded else " (none recorded in the lock: assumed setuptools)"
+                return (
+                    f"{name} {rel.version} has only an sdist ({sdists[0].filename}) here and its"
+                    f" build dependencies{assumed} cannot be installed from the mirror: {failure}"
+                )
+        return None
+
+    failure = installable(requirements, "<spec>")
+    if failure is None:
+        return None
+    lost = lost_pins(lock, env, catalog)
+    if lost:
+        return f"no fitting file left in the mirror for locked {', '.join(lost)}; {failure}"
+    return failure
+
+
+def lost_pins(lock: Lock, env: Environment, catalog: MirrorCatalog) -> list[str]:
+    """Pins of ``env`` whose locked release has no usable file left in its view: the
+    precise cause when resolution against the mirror fails."""
+    locked = lock.environment(env.name)
+    out: list[str] = []
+    for pin in sorted(locked.pins if locked else (), key=lambda p: (p.name, p.version)):
+        try:
+            releases = catalog.releases(canonical(pin.name))
+        except ProjectNotFoundError:
+            out.append(f"{pin.name} {pin.version} (its page is missing)")
+            continue
+        rel = next((r for r in releases if str(r.version) == pin.version), None)
+        if rel is None or not any(usable_files(rel, env, allow_yanked=True)):
+            out.append(f"{pin.name} {pin.version}")
+    return out
+
+
+def spec_requirements(lock: Lock, env: str) -> list[str]:
+    """The spec's requirements as the lock recorded them (when no mirror.toml is at hand)."""
+    locked = lock.environment(env)
+    if locked is None:
+        return []
+    return sorted({e.requirement for e in locked.edges if e.parent == "<spec>"})
+
+
+def canonical(name: str) -> NormalizedName:
+    return NormalizedName(canonicalize_name(name))
+
+
+def missing_files(lock: Lock, bad: set[Digest]) -> list[tuple[str, LockedFile]]:
+    """Locked files whose blob is missing or corrupt (what ``--repair`` can re-fetch)."""
+    hexes = {d.hex for d in bad}
+    return [(p, f) for p, f in locked_files(lock) if f.blake3 in hexes]
+
+
+def object_is_missing(store: Store, digest: Digest) -> bool:
+    try:
+        store.size(digest)
+    except MissingObjectError:
+        return True
+    return False

@@ -1,0 +1,79 @@
+"""Spec policies that change what is mirrored: private packages, versions per requirement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests import dists
+from tests.build_scenario import morgan
+from tests.upstream import FakeUpstream
+
+
+def spec(ws: Path, url: str, body: str) -> None:
+    ws.mkdir(parents=True, exist_ok=True)
+    (ws / "mirror.toml").write_text(
+        f'{body}\n[upstream]\nindex-url = "{url}"\n\n'
+        '[environments.linux]\npython = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'
+    )
+
+
+def listed(ws: Path, project: str) -> list[str]:
+    folder = ws / "mirror" / "index" / "env" / "linux" / "simple" / project
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("index."))
+
+
+def test_private_package_shadows_upstream_name(upstream: FakeUpstream, tmp_path: Path) -> None:
+    upstream.add_release("internal", "9.9")  # a squatter on the public index
+    upstream.add_release("leaf", "1.0")
+    local = tmp_path / "ws" / "wheels"
+    local.mkdir(parents=True)
+    dists.build_wheel(local, "internal", "1.2", requires_dist=["leaf"])
+    spec(tmp_path / "ws", upstream.url, 'requirements = ["internal"]\nprivate = ["wheels"]')
+    proc = morgan(tmp_path / "ws", "build")
+    assert proc.returncode == 0, proc.stderr
+    assert listed(tmp_path / "ws", "internal") == [
+        "internal-1.2-py3-none-any.whl",
+        "internal-1.2-py3-none-any.whl.metadata",
+    ]
+    assert listed(tmp_path / "ws", "leaf") == [
+        "leaf-1.0-py3-none-any.whl",
+        "leaf-1.0-py3-none-any.whl.metadata",
+        "leaf-1.0.tar.gz",
+    ]
+    assert "/simple/internal/" not in upstream.page_requests()
+    assert not any("internal" in r for r in upstream.file_requests())
+
+
+def test_versions_latest_n_mirrors_installable_older_releases(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.add_release("lib", "1.0", sdist=False)
+    upstream.add_release("lib", "2.0", sdist=False, requires_dist=["helper<2"])
+    upstream.add_release("lib", "3.0", sdist=False, requires_dist=["helper>=2"])
+    upstream.add_release("helper", "1.0", sdist=False)
+    upstream.add_release("helper", "2.0", sdist=False)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, 'requirements = ["lib"]\n[policy]\nversions = 2')
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    assert [n for n in listed(ws, "lib") if n.endswith(".whl")] == [
+        "lib-2.0-py3-none-any.whl",
+        "lib-3.0-py3-none-any.whl",
+    ]
+    # lib 2.0 needs helper<2: it is mirrored too, so lib==2.0 installs from the mirror.
+    assert [n for n in listed(ws, "helper") if n.endswith(".whl")] == [
+        "helper-1.0-py3-none-any.whl",
+        "helper-2.0-py3-none-any.whl",
+    ]
+
+
+def test_versions_all(upstream: FakeUpstream, tmp_path: Path) -> None:
+    for v in ("1.0", "2.0", "3.0"):
+        upstream.add_release("lib", v, sdist=False)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, 'requirements = ["lib>=2"]\n[policy]\nversions = "all"')
+    assert morgan(ws, "build").returncode == 0
+    assert [n for n in listed(ws, "lib") if n.endswith(".whl")] == [
+        "lib-2.0-py3-none-any.whl",
+        "lib-3.0-py3-none-any.whl",
+    ]

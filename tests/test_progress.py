@@ -1,0 +1,73 @@
+"""The build's progress display: live on a terminal, plain lines in logs."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+from morgan.executor import Node
+from morgan.progress import ProgressReporter
+from tests.build_scenario import ROOT
+from tests.upstream import FakeUpstream
+
+
+def fetch_node(name: str) -> Node:
+    return Node(id=f"file:{name}", kind="fetch", version=1, params={"f": name})
+
+
+def test_live_line_counts_files_and_bytes_then_clears() -> None:
+    out = io.StringIO()
+    rep = ProgressReporter(out, live=True)
+    rep.node_finished(fetch_node("a.whl"), {"size": 2_000_000}, cached=False)
+    text = out.getvalue()
+    assert text.startswith("\r0 pages, 0 metadata, 1 files (2.0 MB, ")
+    assert text.endswith(" 0 cached")
+    rep.close()
+    assert out.getvalue().endswith("\r" + " " * len(text[1:]) + "\r")
+
+
+def test_plain_mode_prints_a_line_per_node_only_when_verbose() -> None:
+    quiet, loud = io.StringIO(), io.StringIO()
+    ProgressReporter(quiet, live=False).node_finished(fetch_node("a"), {"size": 1}, cached=False)
+    ProgressReporter(loud, live=False, verbose=1).node_finished(
+        fetch_node("a"), {"size": 1}, cached=False
+    )
+    assert quiet.getvalue() == ""
+    assert loud.getvalue() == "ran file:a\n"
+
+
+def test_build_on_a_terminal_draws_progress(upstream: FakeUpstream, tmp_path: Path) -> None:
+    upstream.add_release("leaf", "1.0")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "mirror.toml").write_text(
+        f'requirements = ["leaf"]\n[upstream]\nindex-url = "{upstream.url}"\n'
+        '[environments.linux]\npython = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'
+    )
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "morgan", "build", "-C", str(ws)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+        env=env,
+    )
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=60) == 0
+    text = b"".join(chunks).decode()
+    assert "\r1 pages, " in text
+    assert "new generation 1: 1 projects, 2 files" in text

@@ -1,0 +1,177 @@
+"""``morgan export-lock``: a PEP 751 pylock.toml that real pip and uv install from."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from packaging.pylock import Pylock
+
+from morgan.cli import main
+from tests import clients
+from tests.build_scenario import EXPECTED, morgan, populate, write_spec
+from tests.server_process import ServerProcess, server_process
+from tests.upstream import FakeUpstream
+
+
+@dataclass
+class Built:
+    workspace: Path
+    mirror: Path
+    server: ServerProcess
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    root = tmp_path_factory.mktemp("pylock")
+    with FakeUpstream(root / "upstream").start() as up:
+        populate(up)
+        workspace = root / "ws"
+        write_spec(workspace, up.url)
+        proc = morgan(workspace, "build")
+        assert proc.returncode == 0, proc.stderr
+    mirror = workspace / "mirror"
+    cmd = [sys.executable, str(mirror / "server.py"), "--port", "0"]
+    with server_process(cmd, root / "server.log") as server:
+        yield Built(workspace, mirror, server)
+
+
+def _installed(venv: Path) -> dict[str, str]:
+    site = next((venv / "lib").glob("python*/site-packages"))
+    out = {}
+    for d in site.glob("*.dist-info"):
+        name, version = d.name[: -len(".dist-info")].rsplit("-", 1)
+        out[name.lower().replace("_", "-")] = version
+    return out
+
+
+def test_export_lock_with_base_url_is_valid_pep751(built: Built, tmp_path: Path) -> None:
+    out = tmp_path / "pylock.toml"
+    proc = morgan(
+        built.workspace, "export-lock", "--env", "windows", "-o", str(out),
+        "--base-url", "http://mirror.lan:8080/",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"wrote {out}: 12 packages for environment windows\n"
+    data = tomllib.loads(out.read_text())
+    lock = Pylock.from_dict(data)  # raises on anything PEP 751 does not allow
+    assert lock.environments is not None
+    assert [str(m) for m in lock.environments] == [
+        (
+            'implementation_name == "cpython" and python_version == "3.12" and '
+            'sys_platform == "win32" and platform_machine == "AMD64"'
+        )
+    ]
+    assert {p.name: str(p.version) for p in lock.packages} == EXPECTED["windows"]
+    native = next(p for p in data["packages"] if p["name"] == "native")
+    assert native["index"] == "http://mirror.lan:8080/simple/"
+    # Only the wheel that fits Windows, plus the sdist; sizes and sha256 from mirror.lock.
+    assert [w["name"] for w in native["wheels"]] == ["native-1.0-cp38-abi3-win_amd64.whl"]
+    assert native["wheels"][0]["url"] == (
+        "http://mirror.lan:8080/simple/native/native-1.0-cp38-abi3-win_amd64.whl"
+    )
+    locked = tomllib.loads((built.workspace / "mirror.lock").read_text())
+    files = {f["filename"]: f for r in locked["release"] for f in r["files"]}
+    wheel = files["native-1.0-cp38-abi3-win_amd64.whl"]
+    assert native["wheels"][0]["hashes"] == {"sha256": wheel["sha256"]}
+    assert native["wheels"][0]["size"] == wheel["size"]
+    assert native["sdist"]["name"] == "native-1.0.tar.gz"
+    # Deterministic: the same lock gives the same bytes.
+    again = tmp_path / "pylock.again.toml"
+    proc = morgan(
+        built.workspace, "export-lock", "--env", "windows", "-o", str(again),
+        "--base-url", "http://mirror.lan:8080/",
+    )  # fmt: skip
+    assert again.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.slow
+def test_pip_installs_exactly_the_locked_set_from_the_served_mirror(
+    built: Built, tmp_path: Path
+) -> None:
+    out = tmp_path / "pylock.toml"
+    proc = morgan(
+        built.workspace, "export-lock", "--env", "host", "-o", str(out),
+        "--base-url", built.server.url,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    python = clients.make_venv(tmp_path / "venv")
+    # The index is only for build isolation: srconly is an sdist built with its backend.
+    cmd = clients.pip_command(
+        "install", f"{built.server.url}env/host/simple/", "-r", str(out), python=python
+    )
+    result = clients.run(cmd, clients.pip_env(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _installed(tmp_path / "venv") == EXPECTED["host"]
+
+
+def test_uv_installs_from_relative_paths_into_the_mirror_folder(
+    built: Built, tmp_path: Path
+) -> None:
+    out = built.workspace / "pylock.host.toml"
+    proc = morgan(built.workspace, "export-lock", "--env", "host")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"wrote {out}: 11 packages for environment host\n"
+    text = out.read_text()
+    assert 'path = "mirror/index/simple/app/app-1.0-py3-none-any.whl"' in text
+    python = clients.make_venv(tmp_path / "venv")
+    index = (built.mirror / "index" / "env" / "host" / "simple").as_uri() + "/"
+    cmd = clients.uv_pip_command("install", index, "--python", str(python), "-r", str(out))
+    result = clients.run(cmd, clients.pip_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _installed(tmp_path / "venv") == EXPECTED["host"]
+
+
+def _main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def test_export_lock_errors(
+    built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = str(built.workspace)
+    assert _main(capsys, "export-lock", "-C", ws, "--env", "linux") == (
+        2,
+        (
+            "morgan: error: no environment 'linux' in mirror.toml — known: host, legacy-linux, "
+            "mac, windows\n"
+        ),
+    )
+    bad = str(tmp_path / "x.toml")
+    assert _main(capsys, "export-lock", "-C", ws, "--env", "host", "-o", bad) == (
+        2,
+        (
+            "morgan: error: 'x.toml': pip and uv read only files named pylock.toml or "
+            "pylock.<name>.toml — e.g. -o pylock.toml\n"
+        ),
+    )
+    assert _main(capsys, "export-lock", "-C", ws, "--env", "host", "--base-url", "mirror") == (
+        2,
+        (
+            "morgan: error: --base-url 'mirror': not an absolute URL — write it like "
+            "http://mirror.lan:8080/\n"
+        ),
+    )
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    shutil.copyfile(built.workspace / "mirror.lock", stale / "mirror.lock")
+    spec = (built.workspace / "mirror.toml").read_text().replace('"pre",', '"pre>=1",')
+    (stale / "mirror.toml").write_text(spec)
+    assert _main(capsys, "export-lock", "-C", str(stale), "--env", "host") == (
+        2,
+        (
+            f"morgan: error: {stale}/mirror.lock is older than mirror.toml — run 'morgan build' "
+            "first, so the pylock matches the mirror\n"
+        ),
+    )
+    (stale / "mirror.lock").unlink()
+    assert _main(capsys, "export-lock", "-C", str(stale), "--env", "host") == (
+        2,
+        f"morgan: error: {stale}/mirror.lock: no such file — run 'morgan build' first\n",
+    )

@@ -1,0 +1,221 @@
+"""`morgan verify`: each kind of damage reported precisely; a clean mirror verifies clean."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from morgan.lock import LockedFile
+from morgan.lock import load as load_lock
+from morgan.verify import hash_object
+from store.objects import Store
+from tests.build_scenario import morgan
+from tests.small_scenario import copy_mirror, populate, write_spec
+from tests.upstream import FakeUpstream
+
+ASSUMED = "(none recorded in the lock: assumed setuptools)"
+
+
+@dataclass
+class Built:
+    upstream: FakeUpstream
+    mirror: Path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    root = tmp_path_factory.mktemp("verify")
+    with FakeUpstream(root / "upstream").start() as up:
+        populate(up)
+        write_spec(root / "ws", up.url)
+        proc = morgan(root / "ws", "build")
+        assert proc.returncode == 0, proc.stderr
+        yield Built(up, root / "ws" / "mirror")
+
+
+@pytest.fixture
+def mirror(built: Built, tmp_path: Path) -> Path:
+    """A private copy of the built mirror folder, to damage."""
+    return copy_mirror(built.mirror, tmp_path / "mirror")
+
+
+def locked(mirror: Path, filename: str) -> LockedFile:
+    lock = load_lock(mirror / "mirror.lock")
+    assert lock is not None
+    return next(f for r in lock.releases for f in r.files if f.filename == filename)
+
+
+def blob(mirror: Path, filename: str) -> Path:
+    b3 = locked(mirror, filename).blake3
+    return mirror / "store" / "objects" / b3[:2] / b3
+
+
+def rel(b3: str) -> str:
+    return f"objects/{b3[:2]}/{b3}"
+
+
+def verify_json(mirror: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    proc = morgan(mirror, "verify", "--json", *args)
+    return proc.returncode, json.loads(proc.stdout), proc.stderr
+
+
+def problems(data: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(p["check"], p["subject"], p["message"]) for p in data["problems"]]
+
+
+def test_clean_mirror_verifies_clean(built: Built) -> None:
+    objects = len(list(Store(built.mirror / "store")))
+    proc = morgan(built.mirror.parent, "verify")  # from the workspace
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == (
+        "environment linux: installable\n"
+        "environment windows: installable\n"
+        f"verified {objects} objects, generations 1, 2 environments: OK\n"
+    )
+    code, data, _ = verify_json(built.mirror)  # inside the mirror folder alone
+    assert code == 0
+    assert data["ok"] is True
+    assert data["environments"] == {"linux": "OK", "windows": "OK"}
+    assert data["problems"] == []
+
+
+def test_flipped_byte_is_reported_as_corrupt(mirror: Path) -> None:
+    path = blob(mirror, "util-1.5-py3-none-any.whl")
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    actual = hash_object(path)[0]
+    code, out, stderr = verify_json(mirror)
+    assert code == 1
+    found = problems(out)
+    assert found[:2] == [
+        ("object", rel(path.name), f"corrupt: content hashes to blake3:{actual}"),
+        ("lock", "util-1.5-py3-none-any.whl", f"corrupt ({rel(path.name)})"),
+    ]
+    # Without its wheel, util 1.5 would have to be built from its sdist: no backend for it.
+    for env, (check, subject, message) in zip(("linux", "windows"), found[2:], strict=True):
+        assert (check, subject) == ("install", env)
+        assert message.startswith(
+            f"util 1.5 has only an sdist (util-1.5.tar.gz) here and its build dependencies"
+            f" {ASSUMED} cannot be installed from the mirror: environment '{env}'"
+        )
+    assert f"object: {rel(path.name)}: corrupt: content hashes to blake3:{actual}\n" in stderr
+
+
+def test_deleted_blob_is_reported_missing_everywhere_it_is_linked(mirror: Path) -> None:
+    path = blob(mirror, "util-1.5.tar.gz")
+    path.unlink()
+    code, out, _ = verify_json(mirror)
+    assert code == 1
+    digest = f"blake3:{path.name}"
+    assert problems(out) == [
+        ("lock", "util-1.5.tar.gz", f"missing from the store ({rel(path.name)})"),
+        *[
+            ("generation", f"generation 1/{p}util-1.5.tar.gz", f"its blob {digest} is missing")
+            for p in ("env/linux/simple/util/", "env/windows/simple/util/", "simple/util/")
+        ],
+    ]
+    assert out["environments"] == {"linux": "OK", "windows": "OK"}  # the wheel still installs
+
+
+def test_wrong_link_and_extra_file(mirror: Path) -> None:
+    gen = mirror / "generations" / "1"
+    page = gen / "simple" / "util" / "index.json"
+    right = page.resolve().name
+    wrong = str((gen / "simple" / "dropme" / "index.json").readlink())
+    page.unlink()
+    page.symlink_to(wrong)
+    (gen / "simple" / "util" / "stray.whl").write_bytes(b"not listed anywhere")
+    code, out, _ = verify_json(mirror)
+    assert code == 1
+    found = problems(out)
+    assert (
+        "generation",
+        "generation 1/simple/util/index.json",
+        f"points to {wrong}, not blake3:{right}",
+    ) in found
+    assert ("generation", "generation 1/simple/util/stray.whl", "extra: not in the manifest") in (
+        found
+    )
+    assert ("pages", "simple/util/", "util-1.5.tar.gz is locked but not listed") in found
+    assert ("pages", "simple/util/", "dropme-1.0.tar.gz is listed but not locked") in found
+    assert out["environments"] == {"linux": "OK", "windows": "OK"}
+
+
+def test_removed_wheel_breaks_only_the_environment_that_needs_it(mirror: Path) -> None:
+    name = "native-1.0-py3-none-win_amd64.whl"
+    (mirror / "generations" / "1" / "env" / "windows" / "simple" / "native" / name).unlink()
+    code, out, _ = verify_json(mirror)
+    assert code == 1
+    failure = (
+        "no fitting file left in the mirror for locked native 1.0; "
+        "environment 'windows' (Python 3.12, win_amd64): no set of versions satisfies these"
+        " constraints — native: native (required by <spec>): relax a requirement, or remove"
+        " the environment that cannot have it"
+    )
+    digest = locked(mirror, name).blake3
+    assert problems(out) == [
+        (
+            "generation",
+            f"generation 1/env/windows/simple/native/{name}",
+            f"missing (should be blake3:{digest})",
+        ),
+        ("install", "windows", failure),
+    ]
+    assert out["environments"] == {"linux": "OK", "windows": failure}
+
+
+def test_repair_refetches_a_corrupt_file(mirror: Path) -> None:
+    path = blob(mirror, "util-1.5-py3-none-any.whl")
+    path.chmod(0o644)
+    path.write_bytes(b"garbage")
+    proc = morgan(mirror, "verify", "--repair")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("repaired: re-fetched util-1.5-py3-none-any.whl\n")
+    assert proc.stderr.endswith("2 environments: OK\n")
+    assert hash_object(path) == (path.name, locked(mirror, "util-1.5-py3-none-any.whl").sha256)
+
+
+def test_repair_offline_lists_what_to_bring_across(mirror: Path, built: Built) -> None:
+    lock_path = mirror / "mirror.lock"
+    netloc = urlsplit(built.upstream.url).netloc
+    lock_path.write_text(lock_path.read_text().replace(netloc, "127.0.0.1:9"))  # nothing listens
+    name = "native-1.0-py3-none-win_amd64.whl"
+    f = locked(mirror, name)
+    blob(mirror, name).unlink()
+    proc = morgan(mirror, "verify", "--repair")
+    assert proc.returncode == 1
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith(
+        f"cannot repair: bring across {name} ({f.size} bytes, sha256 {f.sha256}, {f.url}): GET "
+    )
+    assert f"lock: {name}: missing from the store ({rel(f.blake3)})" in proc.stderr
+
+
+def test_copied_generation_is_checked_by_content(built: Built, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    write_spec(ws, built.upstream.url, ["util"])
+    proc = morgan(ws, "build", "--materialize", "copy")
+    assert proc.returncode == 0, proc.stderr
+    assert morgan(ws, "verify").returncode == 0
+    copied = ws / "mirror" / "generations" / "1" / "simple" / "util" / "util-1.5.tar.gz"
+    assert not copied.is_symlink()
+    copied.chmod(0o644)
+    copied.write_bytes(b"tampered")
+    code, out, _ = verify_json(ws)
+    assert code == 1
+    digest = locked(ws / "mirror", "util-1.5.tar.gz").blake3
+    assert problems(out) == [
+        (
+            "generation",
+            "generation 1/simple/util/util-1.5.tar.gz",
+            f"content differs from blake3:{digest}",
+        )
+    ]
