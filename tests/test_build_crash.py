@@ -22,9 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -38,7 +36,8 @@ import pytest
 from morgan.catalog import FETCH_RULE_VERSION
 from store.actions import ActionCache, action_key
 from store.objects import Store
-from tests.build_checks import ROOT, assert_consistent, morgan_env, run_morgan, served
+from tests.build_checks import assert_consistent, run_morgan, served
+from tests.build_forker import Forker
 from tests.build_scenario import REQUIREMENTS, populate
 from tests.server_process import server_process
 from tests.upstream import FakeUpstream
@@ -48,61 +47,6 @@ pytestmark = pytest.mark.slow
 SPEC_A = REQUIREMENTS
 SPEC_B = [r for r in REQUIREMENTS if r not in ("pre", "glibcy")]
 ENVIRONMENTS = {"host": ("3.11", "manylinux_2_28_x86_64"), "windows": ("3.12", "win_amd64")}
-
-
-class Forker:
-    """tests/build_forker.py as a child process: runs `morgan` in forked grandchildren."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.build_forker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=morgan_env(),
-            cwd=ROOT,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self._exited: str | None = None
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.strip())
-        self.lines.put("eof")
-
-    def start(self, argv: list[str], stderr: Path, *, kill_at: str | None) -> int:
-        """Fork a child running `morgan argv`; return its pid."""
-        request = {"argv": argv, "env": morgan_env(), "stderr": str(stderr), "kill_at": kill_at}
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        self._exited = None
-        word, pid = self.lines.get(timeout=60).split()
-        assert word == "started", word
-        return int(pid)
-
-    def finished(self) -> bool:
-        """Whether the last child started has exited (without waiting)."""
-        if self._exited is None:
-            try:
-                self._exited = self.lines.get_nowait()
-            except queue.Empty:
-                return False
-        return True
-
-    def wait(self, pid: int) -> int:
-        """The exit code of the last child (negative: the signal that killed it)."""
-        line = self._exited or self.lines.get(timeout=120)
-        word, got, code = line.split()
-        assert (word, int(got)) == ("exited", pid), line
-        return int(code)
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """`morgan build` against a faulty upstream: retried when transient, one clear line when not.
 
 Every test copies a workspace whose generation 1 was built from `demo==1.0` and `dep==1.0`,
-unpins them and runs `morgan build --upgrade` (a subprocess, as users run it) while the
+unpins them and runs `morgan build --upgrade` (in a child process forked by
+tests/build_forker.py: the real CLI, without paying for a new interpreter) while the
 fake upstream, which also lists 2.0 of both, injects one fault. A persistent fault must end
 the build with exit 1 and one line naming the URL and the cause, leave generation 1 served
 and intact and the lock untouched; a build with the fault cleared then succeeds. A transient
@@ -15,7 +16,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 import tomllib
@@ -32,12 +32,12 @@ from store import fsio
 from tests.build_checks import (
     FAST_RETRIES,
     assert_consistent,
-    morgan_command,
     morgan_env,
     run_morgan,
     served,
     write_spec,
 )
+from tests.build_forker import Forker
 from tests.upstream import FakeUpstream, Fault, RecordedRequest
 
 WHEEL = "demo-2.0-py3-none-any.whl"
@@ -49,6 +49,16 @@ PAGE = "/simple/demo/"
 class Base:
     upstream: FakeUpstream
     workspace: Path
+
+
+@pytest.fixture(scope="module")
+def forker() -> Iterator[Forker]:
+    """Runs each `morgan build` in a forked child (a real process, without the startup)."""
+    running = Forker()
+    try:
+        yield running
+    finally:
+        running.close()
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +78,17 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Base]:
 @dataclass
 class Case:
     upstream: FakeUpstream
+    forker: Forker
     workspace: Path
     mirror: Path
     generation_1: dict[str, str]
     lock: bytes
 
-    def build(self, *, env: dict[str, str] | None = None) -> tuple[int, str]:
-        proc = run_morgan(self.workspace, "build", "--upgrade", env=env)
-        return proc.returncode, proc.stderr
+    def build(self, *, upgrade: bool = True, env: dict[str, str] | None = None) -> tuple[int, str]:
+        """`morgan build --upgrade` (or without `--upgrade`) in a child process."""
+        argv = ["build", *(["--upgrade"] if upgrade else []), "-C", str(self.workspace)]
+        stderr = self.workspace.parent / "build.err"
+        return self.forker.run(argv, stderr, env=morgan_env(env))
 
     def url(self, path: str) -> str:
         return self.upstream.base_url + path
@@ -109,7 +122,7 @@ class Case:
 
 
 @pytest.fixture
-def case(base: Base, tmp_path: Path) -> Iterator[Case]:
+def case(base: Base, forker: Forker, tmp_path: Path) -> Iterator[Case]:
     workspace = tmp_path / "ws"
     shutil.copytree(base.workspace, workspace, symlinks=True)
     write_spec(workspace, base.upstream.url, ["demo", "dep"])
@@ -121,7 +134,12 @@ def case(base: Base, tmp_path: Path) -> Iterator[Case]:
     up.clear_requests()
     try:
         yield Case(
-            up, workspace, mirror, generation_1.entries, (workspace / "mirror.lock").read_bytes()
+            up,
+            forker,
+            workspace,
+            mirror,
+            generation_1.entries,
+            (workspace / "mirror.lock").read_bytes(),
         )
     finally:
         up.clear_faults()
@@ -345,8 +363,8 @@ def test_html_only_index_gives_the_same_pins_as_json(case: Case, tmp_path: Path)
     case.upstream.html_only = False
     other = tmp_path / "json"
     write_spec(other, case.upstream.url, ["demo", "dep"])
-    proc = run_morgan(other, "build")
-    assert proc.returncode == 0, proc.stderr
+    code, stderr = case.forker.run(["build", "-C", str(other)], tmp_path / "err")
+    assert code == 0, stderr
     assert _pins(case.workspace) == _pins(other)
     # HTML pages carry no upload time (PEP 700 is JSON only): the lock says nothing then.
     assert "upload-time" not in (case.workspace / "mirror.lock").read_text()
@@ -457,9 +475,9 @@ def test_disk_full_while_materializing(
     monkeypatch.undo()
     # The lock was written before the tree: the next build needs nothing from upstream.
     case.upstream.clear_requests()
-    proc = run_morgan(case.workspace, "build")
+    code, stderr = case.build(upgrade=False)
     assert case.upstream.requests == []
-    case.assert_new_generation(proc.returncode, proc.stderr)
+    case.assert_new_generation(code, stderr)
 
 
 def test_disk_full_writing_the_lock_switches_nothing(
@@ -542,22 +560,17 @@ HOSTILE_SPECS = {
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_SPECS))
 def test_hostile_spec_value_is_refused_before_any_request(
-    base: Base, tmp_path: Path, name: str
+    base: Base, forker: Forker, tmp_path: Path, name: str
 ) -> None:
     text, message = HOSTILE_SPECS[name]
-    (tmp_path / "mirror.toml").write_text(text, encoding="utf-8")
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "mirror.toml").write_text(text, encoding="utf-8")
     base.upstream.clear_requests()
-    proc = subprocess.run(
-        morgan_command(tmp_path, "build"),
-        capture_output=True,
-        text=True,
-        env=morgan_env(),
-        cwd=tmp_path,
-        check=False,
-        timeout=60,
-    )
-    assert (proc.returncode, proc.stderr) == (2, f"morgan: error: {message}\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror.toml"]
+    # Run from the workspace: messages name the spec relative to the current directory.
+    code, stderr = forker.run(["build"], tmp_path / "err", cwd=workspace)
+    assert (code, stderr) == (2, f"morgan: error: {message}\n")
+    assert sorted(p.name for p in workspace.iterdir()) == ["mirror.toml"]
     assert base.upstream.requests == []
 
 
@@ -568,17 +581,19 @@ ABSURD_VERSIONS = {
 
 
 @pytest.mark.parametrize("name", sorted(ABSURD_VERSIONS))
-def test_absurd_version_fails_resolution_in_one_line(base: Base, tmp_path: Path, name: str) -> None:
+def test_absurd_version_fails_resolution_in_one_line(
+    base: Base, forker: Forker, tmp_path: Path, name: str
+) -> None:
     requirement = ABSURD_VERSIONS[name]
     write_spec(tmp_path, base.upstream.url, [requirement])
     base.upstream.clear_requests()
-    proc = run_morgan(tmp_path, "build")
+    code, stderr = forker.run(["build", "-C", str(tmp_path)], tmp_path / "err")
     message = (
         "environment 'host' (Python 3.11, manylinux_2_28_x86_64): no set of versions "
         f"satisfies these constraints — demo: {requirement} (required by <spec>): relax a "
         "requirement, or remove the environment that cannot have it"
     )
-    assert (proc.returncode, proc.stderr) == (1, f"morgan: error: {message}\n")
+    assert (code, stderr) == (1, f"morgan: error: {message}\n")
     # Only the project page was read; the version string never became a path.
     assert [r.path for r in base.upstream.requests] == ["/simple/demo/"]
     assert not (tmp_path / "mirror" / "index").exists()
