@@ -38,8 +38,8 @@ from morgan.lock import (
     LockedPin,
     LockedRelease,
 )
+from morgan.lock import dumps as dumps_lock
 from morgan.lock import load as load_lock
-from morgan.lock import write as write_lock
 from morgan.resolve import (
     SPEC,
     Dependencies,
@@ -165,12 +165,20 @@ def _build_locked(
         else:
             selections, infos = _resolve_all(spec, catalog, old)
         files = _fetch_all(catalog, selections)
-        # The lock first: a build that cannot write it must not switch the index.
-        new_lock = _make_lock(spec, selections, infos, files)
-        write_lock(new_lock, lock_path)
-        generation = _render_and_switch(
-            opts, mirror, store=store, ex=ex, selections=selections, files=files
-        )
+        # The new lock is written out before the switch (a full disk fails here, with
+        # nothing switched) and renamed into place after it (the lock always describes
+        # the served generation; a rename needs no space).
+        staged = lock_path.with_name(f".{lock_path.name}.tmp-{os.getpid()}")
+        try:
+            text = dumps_lock(_make_lock(spec, selections, infos, files))
+            staged.write_text(text, encoding="utf-8")
+            generation = _render_and_switch(
+                opts, mirror, store=store, ex=ex, selections=selections, files=files
+            )
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        staged.replace(lock_path)
         _copy_sources(spec, mirror, lock_path)
         union = {(p.release.name, str(p.release.version)) for s in selections for p in s.pins}
         return BuildResult(
