@@ -84,9 +84,9 @@ class Case:
     generation_1: dict[str, str]
     lock: bytes
 
-    def build(self, *, upgrade: bool = True, env: dict[str, str] | None = None) -> tuple[int, str]:
-        """`morgan build --upgrade` (or without `--upgrade`) in a child process."""
-        argv = ["build", *(["--upgrade"] if upgrade else []), "-C", str(self.workspace)]
+    def build(self, *, env: dict[str, str] | None = None) -> tuple[int, str]:
+        """`morgan build --upgrade` in a child process."""
+        argv = ["build", "--upgrade", "-C", str(self.workspace)]
         stderr = self.workspace.parent / "build.err"
         return self.forker.run(argv, stderr, env=morgan_env(env))
 
@@ -96,19 +96,23 @@ class Case:
     def requested(self, path: str) -> int:
         return sum(1 for r in self.upstream.requests if r.path == path)
 
-    def assert_failed_cleanly(
-        self, code: int, stderr: str, message: str, *, locked: bool = False
-    ) -> None:
-        """Exit 1, exactly `message` on stderr, generation 1 still served and intact.
-
-        `locked`: the build failed after writing the new lock (which the next build uses).
-        """
+    def assert_failed_cleanly(self, code: int, stderr: str, message: str) -> None:
+        """Exit 1, exactly `message` on stderr, generation 1 still served and intact, the lock
+        unchanged, no temp file left beside it, and `morgan verify` clean."""
         assert (code, stderr) == (1, f"morgan: error: {message}\n")
         now = assert_consistent(self.mirror)
         assert now is not None
         assert (now.number, now.entries) == (1, self.generation_1)
         assert sorted(p.name for p in (self.mirror / "generations").iterdir()) == ["1"]
-        assert ((self.workspace / "mirror.lock").read_bytes() == self.lock) is not locked
+        assert (self.workspace / "mirror.lock").read_bytes() == self.lock
+        assert [p.name for p in self.workspace.iterdir() if p.name.startswith(".")] == []
+        self.assert_verify_clean()
+
+    def assert_verify_clean(self) -> None:
+        """`morgan verify` finds nothing wrong (objects, generations, pages, installability)."""
+        argv = ["verify", "-C", str(self.workspace)]
+        code, stderr = self.forker.run(argv, self.workspace.parent / "verify.err")
+        assert code == 0, stderr
 
     def assert_new_generation(self, code: int, stderr: str) -> None:
         """Exit 0 and generation 2 served, complete, with the 2.0 releases."""
@@ -119,6 +123,7 @@ class Case:
         assert f"simple/demo/{WHEEL}" in now.entries
         assert "simple/dep/dep-2.0-py3-none-any.whl" in now.entries
         assert 'name = "demo", version = "2.0"' in (self.workspace / "mirror.lock").read_text()
+        self.assert_verify_clean()
 
 
 @pytest.fixture
@@ -430,7 +435,7 @@ def test_disk_full_in_the_store(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The last write is the GC root of the new generation: after the lock, before the tree.
+    # The last write is the GC root of the new generation, just before its tree.
     n = {"first": 1, "middle": store_writes // 2, "last": store_writes}[where]
     counter = [0]
     fail = _enospc_at(n, fsio.write_all, counter, path="")
@@ -444,7 +449,7 @@ def test_disk_full_in_the_store(
     assert match is not None, stderr
     assert match["path"].startswith(str(case.mirror / "store") + "/")
     message = stderr.removeprefix("morgan: error: ").rstrip("\n")
-    case.assert_failed_cleanly(code, stderr, message, locked=where == "last")
+    case.assert_failed_cleanly(code, stderr, message)
     # No partial object: the temp file of the failed write is gone too.
     assert list((case.mirror / "store" / "tmp").iterdir()) == []
     monkeypatch.undo()
@@ -471,13 +476,9 @@ def test_disk_full_while_materializing(
     assert match is not None, stderr
     assert match["path"].startswith(str(case.mirror / "generations" / ".tmp-2-"))
     message = stderr.removeprefix("morgan: error: ").rstrip("\n")
-    case.assert_failed_cleanly(code, stderr, message, locked=True)
+    case.assert_failed_cleanly(code, stderr, message)
     monkeypatch.undo()
-    # The lock was written before the tree: the next build needs nothing from upstream.
-    case.upstream.clear_requests()
-    code, stderr = case.build(upgrade=False)
-    assert case.upstream.requests == []
-    case.assert_new_generation(code, stderr)
+    case.assert_new_generation(*case.build())
 
 
 def test_disk_full_writing_the_lock_switches_nothing(
