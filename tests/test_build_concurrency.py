@@ -1,4 +1,5 @@
-"""Two `morgan build` runs on one mirror at once: the second fails clearly or waits its turn.
+"""Two `morgan build` runs (or a build and `morgan gc`) on one mirror at once: the second fails
+clearly or waits its turn.
 
 A build holds the store lock for its whole run. The first build here is held up by an
 upstream page that does not come (a fault delay, ended by the test) while it holds the
@@ -40,7 +41,9 @@ class Race:
 
     def start_holder(self) -> subprocess.Popen[str]:
         """A build that holds the store lock until :meth:`release` (its page is held back)."""
-        self.upstream.set_fault("/simple/demo/", Fault(delay=HOLD_SECONDS, times=1))
+        # Its first page request is held back (whatever the spec asks for).
+        self.upstream.clear_requests()
+        self.upstream.set_fault("/simple/*", Fault(delay=HOLD_SECONDS, times=1))
         proc = subprocess.Popen(
             morgan_command(self.workspace, "build"),
             env=morgan_env(),
@@ -54,7 +57,7 @@ class Race:
         while not (
             lock.exists()
             and lock.read_text().split()[:1] == [str(proc.pid)]
-            and "/simple/demo/" in self.upstream.page_requests()
+            and self.upstream.page_requests()
         ):
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "the first build never took the lock"
@@ -68,8 +71,12 @@ class Race:
 
 
 def _start(workspace: Path, *args: str) -> subprocess.Popen[str]:
+    return _start_command(workspace, "build", *args)
+
+
+def _start_command(workspace: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        morgan_command(workspace, "build", *args),
+        morgan_command(workspace, *args),
         env=morgan_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -169,3 +176,36 @@ def test_wait_gives_up_after_its_timeout(race: Race) -> None:
     )
     assert code == 0, stderr
     assert assert_consistent(race.mirror) is not None
+
+
+def test_gc_during_a_build_fails_at_once_or_waits(race: Race, tmp_path: Path) -> None:
+    # A first generation for gc to keep, then a second build (another spec) that is held.
+    first = run_morgan(race.workspace, "build")
+    assert first.returncode == 0, first.stderr
+    write_spec(race.workspace, race.upstream.url, ["other"])
+    holder = race.start_holder()
+    refused = run_morgan(race.workspace, "gc")
+    waiting = _start_command(race.workspace, "gc", "--keep", "1", "--wait", "60")
+    time.sleep(1)
+    gc_waited = waiting.poll() is None
+    race.release()
+    code, stderr = _finish(holder)
+    gc_code, gc_stderr = _finish(waiting)
+    assert (refused.returncode, refused.stderr) == (
+        1,
+        (
+            f"morgan: error: store: store {race.mirror / 'store'} is locked by pid "
+            f"{holder.pid} (exclusive); could not take the exclusive lock within 0 s: wait "
+            "for that process to finish, or stop it if it hangs\n"
+        ),
+    )
+    assert code == 0, stderr
+    assert gc_waited
+    assert gc_code == 0, gc_stderr
+    # gc ran after the build: it kept the build's new generation and dropped the first.
+    served = assert_consistent(race.mirror)
+    assert served is not None
+    assert served.number == 2
+    assert sorted(p.name for p in (race.mirror / "generations").iterdir()) == ["2"]
+    verify = run_morgan(race.workspace, "verify")
+    assert verify.returncode == 0, verify.stderr
