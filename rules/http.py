@@ -80,7 +80,7 @@ class _Transient(Exception):  # noqa: N818 - internal signal, never escapes this
         self.delay = delay
 
 
-def _env_number(name: str, default: float, *, minimum: float) -> float:
+def _env_number(name: str, default: float, *, minimum: float, whole: bool = False) -> float:
     """The number in environment variable ``name``, or ``default`` when it is unset or empty."""
     text = os.environ.get(name, "").strip()
     if not text:
@@ -89,8 +89,9 @@ def _env_number(name: str, default: float, *, minimum: float) -> float:
         value = float(text)
     except ValueError:
         value = minimum - 1
-    if not value >= minimum or value == float("inf"):
-        raise RuleError(f"{name}={text!r} is not a number >= {minimum:g}: fix it or unset it")
+    if not value >= minimum or value == float("inf") or (whole and not value.is_integer()):
+        kind = "a whole number" if whole else "a number"
+        raise RuleError(f"{name}={text!r} is not {kind} >= {minimum:g}: fix it or unset it")
     return value
 
 
@@ -153,7 +154,7 @@ class HttpClient:
         (a number in [0, 1)) are injectable so tests never wait.
         """
         if retries is None:
-            retries = int(_env_number(ENV_RETRIES, 4, minimum=0))
+            retries = int(_env_number(ENV_RETRIES, 4, minimum=0, whole=True))
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         self.retries = retries
