@@ -599,3 +599,17 @@ def test_absurd_version_fails_resolution_in_one_line(
     assert [r.path for r in base.upstream.requests] == ["/simple/demo/"]
     assert not (tmp_path / "mirror" / "index").exists()
     assert not (tmp_path / "mirror" / "generations").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("MORGAN_HTTP_BACKOFF", "soon", "MORGAN_HTTP_BACKOFF='soon' is not a number >= 0"),
+        ("MORGAN_HTTP_TIMEOUT", "0", "MORGAN_HTTP_TIMEOUT='0' is not a number >= 0.001"),
+        ("MORGAN_HTTP_RETRIES", "2.5", "MORGAN_HTTP_RETRIES='2.5' is not a whole number >= 0"),
+    ],
+)
+def test_bad_retry_setting_is_one_line(case: Case, variable: str, value: str, message: str) -> None:
+    code, stderr = case.build(env={variable: value})
+    case.assert_failed_cleanly(code, stderr, f"{message}: fix it or unset it")
+    assert case.upstream.requests == []
