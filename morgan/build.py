@@ -40,6 +40,7 @@ from morgan.lock import (
 )
 from morgan.lock import dumps as dumps_lock
 from morgan.lock import load as load_lock
+from morgan.lock_inputs import LockedInput, read_lock_input
 from morgan.resolve import (
     SPEC,
     Dependencies,
@@ -242,20 +243,18 @@ def _resolve_all(
 ) -> tuple[list[EnvSelection], dict[tuple[str, str], LockedRelease]]:
     policy = Policy(prereleases=spec.policy.prereleases, yanked=spec.policy.yanked)
     requirements = [str(r) for r in spec.requirements]
-    locked_names = {p.name for e in (old.environments if old else ()) for p in e.pins}
-    catalog.prefetch(
-        NormalizedName(n)
-        for n in (canonicalize_name(r.name) for r in spec.requirements)
-        if n not in locked_names or catalog.refreshing(n)
-    )
+    catalog.prefetch(NormalizedName(canonicalize_name(r.name)) for r in spec.requirements)
     selections = []
     deps: dict[tuple[str, str], Dependencies] = {}
+    lock_inputs = [item for path in spec.locks for item in read_lock_input(path)]
     for env in spec.environments:
         sel = EnvSelection(env)
         run = resolve(
             env, requirements, EnvCatalog(catalog, _locked_map(old, env.name, "run"), "run"), policy
         )
         _absorb(sel, run, "run", deps)
+        for item in lock_inputs:
+            _add_lock_input(sel, item, deps)
         if spec.policy.versions != "needed":
             _add_policy_versions(spec, env, sel, catalog=catalog, old=old, policy=policy, deps=deps)
         if spec.policy.build_dependencies:
@@ -303,6 +302,25 @@ def _absorb(
         sel.edges.add(LockedEdge(e.parent, e.child, e.requirement, kind))
     for n, v, src in res.unknown:
         sel.unknown.add(f"{n} {v}: {src}")
+
+
+def _add_lock_input(
+    sel: EnvSelection, item: LockedInput, deps: dict[tuple[str, str], Dependencies]
+) -> None:
+    """Pin exactly what an input lock says, for an environment its marker admits."""
+    if item.marker is not None and not evaluate_marker(item.marker, sel.env, ""):
+        return
+    release = Release(item.name, item.version, item.files)
+    if not env_files(release, sel.env):
+        return  # a universal lock lists files for other targets too
+    if any(p.release.name == item.name and p.release.version == item.version for p in sel.pins):
+        return
+    sel.pins.append(Pin(release, "run"))
+    sel.edges.add(LockedEdge(f"<{item.source}>", item.name, f"{item.name}=={item.version}", "run"))
+    deps.setdefault(
+        (item.name, str(item.version)),
+        Dependencies((), None, known=True, source=f"pinned by {item.source}"),
+    )
 
 
 def _add_policy_versions(

@@ -167,6 +167,7 @@ class UpstreamCatalog:
         self._pages: dict[NormalizedName, list[Release]] = {}
         self._mutex = threading.Lock()
         self.private = private_releases(private)
+        self._locked = self._locked_names()
 
     # -- pages ------------------------------------------------------------------------------
 
@@ -209,16 +210,29 @@ class UpstreamCatalog:
         return releases
 
     def prefetch(self, names: Iterable[NormalizedName]) -> None:
+        """Start fetching the pages of `names` in the background.
+
+        Projects the lock pins are skipped (unless refreshed): resolution takes their locked
+        release first and asks for the page only if that release no longer fits, so a spec
+        change does not re-fetch the pages of the requirements it left alone.
+        """
         if self.offline:
             return
+        locked = self._locked
         for name in names:
-            if name in self.private:
+            if name in self.private or name in locked:
                 continue
             with self._mutex:
                 if name in self._pages:
                     continue
             node = self.page_node(name)
             self.executor.submit(node, lambda n=name: self._fetch_page(n))  # type: ignore[misc]
+
+    def _locked_names(self) -> frozenset[str]:
+        if self.lock is None or self.refresh is True:
+            return frozenset()
+        names = frozenset(r.name for r in self.lock.releases)
+        return names - self.refresh if isinstance(self.refresh, frozenset) else names
 
     def _fetch_page(self, name: NormalizedName) -> Record:
         if self.offline:

@@ -210,6 +210,7 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         self.catalog = catalog
         self.policy = policy
         self.state = _State()
+        self._contains: dict[tuple[str, Version], bool] = {}
         self.python_release = Release(NormalizedName(PYTHON), env.python_version(), ())
 
     # -- resolvelib hooks -------------------------------------------------------------------
@@ -317,15 +318,25 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         if self.policy.prereleases == "never" and rel.version.is_prerelease:
             return False
         for r in reqs:
-            if not r.specifier.contains(rel.version, prereleases=True):
+            if not self.contains(r, rel.version):
                 return False
         wheels, sdists = usable_files(rel, self.env, allow_yanked=self._yank_ok(rel, pins))
         return bool(wheels or sdists)
 
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
-        if requirement.name == PYTHON:
-            return requirement.specifier.contains(candidate.version, prereleases=True)
-        return requirement.specifier.contains(candidate.version, prereleases=True)
+        return self.contains(requirement, candidate.version)
+
+    def contains(self, requirement: Req, version: Version) -> bool:
+        """``version in requirement.specifier``, memoized by the requirement's text.
+
+        resolvelib re-checks every pin against every criterion each round (hundreds of
+        thousands of checks on a large graph), and SpecifierSet is slow to hash and compare.
+        """
+        key = (requirement.text, version)
+        hit = self._contains.get(key)
+        if hit is None:
+            hit = self._contains[key] = requirement.specifier.contains(version, prereleases=True)
+        return hit
 
     def get_dependencies(self, candidate: Candidate) -> list[Req]:
         if candidate.name == PYTHON:

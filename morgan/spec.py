@@ -30,7 +30,16 @@ __all__ = ["DEFAULT_INDEX_URL", "Policy", "Spec", "Upstream", "load_spec", "pars
 DEFAULT_INDEX_URL = "https://pypi.org/simple/"
 _PROJECT_NAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
-_TOP_KEYS = ("requirements", "private", "upstream", "upstreams", "environments", "policy", "output")
+_TOP_KEYS = (
+    "requirements",
+    "locks",
+    "private",
+    "upstream",
+    "upstreams",
+    "environments",
+    "policy",
+    "output",
+)
 _ENV_KEYS = ("python", "platform", "implementation", "free-threaded", "markers")
 _POLICY_KEYS = ("prereleases", "yanked", "sdists", "build-dependencies", "versions")
 _PRERELEASES = ("if-needed", "allow", "never")
@@ -68,6 +77,7 @@ class Spec:
     policy: Policy
     private: tuple[Path, ...]
     output: Path
+    locks: tuple[Path, ...] = ()  # pylock.toml / uv.lock files mirrored exactly
 
     def digest(self) -> str:
         """blake3 hex of canonical JSON of everything but ``path`` and ``output``.
@@ -101,9 +111,27 @@ class Spec:
                 "versions": self.policy.versions,
             },
             "private": [_relative_posix(p, base) for p in self.private],
+            # What private folders and input locks hold is part of the spec: a new wheel
+            # dropped into a private folder or an edited lock must not be ignored.
+            "private-files": _content_digests(self.private, base),
+            "locks": _content_digests(self.locks, base),
         }
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return str(blake3.blake3(canonical.encode()).hexdigest())
+
+
+def _content_digests(paths: tuple[Path, ...], base: Path) -> list[list[str]]:
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    out = []
+    for f in files:
+        try:
+            digest = blake3.blake3(f.read_bytes()).hexdigest()
+        except OSError as exc:
+            digest = f"unreadable: {exc.strerror}"
+        out.append([_relative_posix(f, base), str(digest)])
+    return out
 
 
 def load_spec(path: Path) -> Spec:
@@ -154,15 +182,18 @@ class _Parser(TomlReader):
             policy=self.policy(data),
             private=self.private(data),
             output=self.output(data),
+            locks=self.locks(data),
         )
 
     # -- sections -----------------------------------------------------------------------------
     def requirements(self, data: dict[str, Any]) -> tuple[Requirement, ...]:
         example = 'requirements = ["requests>=2.24"]'
         if "requirements" not in data:
+            if data.get("locks"):
+                return ()
             self.fail((), f"no requirements — add {example} at the top of the file")
         items = self.strings(data["requirements"], ("requirements",), example)
-        if not items:
+        if not items and not data.get("locks"):
             self.fail(("requirements",), f"the list is empty — add at least one, e.g. {example}")
         return tuple(self.requirement(item, ("requirements", i)) for i, item in enumerate(items))
 
@@ -383,6 +414,29 @@ class _Parser(TomlReader):
                     ("private", index),
                     f"{short(item)} does not exist (looked for {path}) — create it or fix the "
                     "path (relative paths start at the folder of mirror.toml)",
+                )
+            result.append(path)
+        return tuple(result)
+
+    def locks(self, data: dict[str, Any]) -> tuple[Path, ...]:
+        example = 'locks = ["pylock.toml"]'
+        items = self.strings(data.get("locks", []), ("locks",), example)
+        result: list[Path] = []
+        for index, item in enumerate(items):
+            path = (self.spec_dir / item).resolve()
+            if not path.is_file():
+                self.fail(
+                    ("locks", index),
+                    f"{short(item)} is not a file (looked for {path}) — give the path of a "
+                    "pylock.toml or uv.lock, relative to the folder of mirror.toml",
+                )
+            if path.name != "uv.lock" and not (
+                path.name.startswith("pylock.") and path.name.endswith(".toml")
+            ):
+                self.fail(
+                    ("locks", index),
+                    f"{short(item)} is neither a pylock.toml (PEP 751) nor a uv.lock — rename "
+                    "it or give one of those",
                 )
             result.append(path)
         return tuple(result)

@@ -118,6 +118,7 @@ class FakeUpstream:
         self.absolute_urls = True
         self.legacy_dist_info_metadata = False
         self.latency = 0.0
+        self.bandwidth = 0.0  # bytes/s over all connections (0: unlimited); see Link
         self.requests: list[RecordedRequest] = []
         self._projects: dict[NormalizedName, _Project] = {}
         self._by_filename: dict[str, ServedFile] = {}

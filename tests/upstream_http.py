@@ -12,6 +12,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -78,6 +79,7 @@ class Site(Protocol):
     """What the server needs from the index it serves."""
 
     latency: float
+    bandwidth: float  # bytes per second shared by all connections; 0: unlimited
     stopping: threading.Event
 
     def record(self, request: RecordedRequest) -> None:
@@ -146,6 +148,27 @@ def file_response(path: Path, size: int, etag: str, range_header: str | None) ->
     return Response(status, headers, file=path, start=start, length=length)
 
 
+class Link:
+    """One shared network link: bodies leave no faster than `rate` bytes/s in total.
+
+    Each chunk books the next free slot on the link, so concurrent connections share the
+    capacity as they would on a real line, and the caller sleeps until its slot ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free_at = 0.0
+
+    def pace(self, nbytes: int, rate: float, stopping: threading.Event) -> bool:
+        """Wait until `nbytes` could have crossed the link; True if the server is stopping."""
+        now = time.monotonic()
+        with self._lock:
+            start = max(now, self._free_at)
+            self._free_at = start + nbytes / rate
+            done = self._free_at
+        return stopping.wait(done - now) if done > now else stopping.is_set()
+
+
 class Server(ThreadingHTTPServer):
     """A thread per connection; `close_connections` unblocks idle keep-alive ones at stop."""
 
@@ -155,6 +178,7 @@ class Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], site: Site) -> None:
         super().__init__(address, _Handler)
         self.site = site
+        self.link = Link()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
@@ -260,6 +284,10 @@ class _Handler(BaseHTTPRequestHandler):
             sent += len(chunk)
             if rate is not None and stopping.wait(len(chunk) / rate):
                 self.close_connection = True  # the server is stopping: give up
+                return
+            link_rate = self.server.site.bandwidth
+            if link_rate and self.server.link.pace(len(chunk), link_rate, stopping):
+                self.close_connection = True
                 return
         if fault.truncate is not None:
             # The body was shorter than the limit: still end the connection as promised.
