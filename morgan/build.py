@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from morgan.lock import (
     LockedPin,
     LockedRelease,
 )
-from morgan.lock import dumps as dumps_lock
+from morgan.lock import dumps as dump_lock
 from morgan.lock import load as load_lock
 from morgan.lock_inputs import LockedInput, read_lock_input
 from morgan.resolve import (
@@ -171,10 +171,16 @@ def _build_locked(
         # the served generation; a rename needs no space).
         staged = lock_path.with_name(f".{lock_path.name}.tmp-{os.getpid()}")
         try:
-            text = dumps_lock(_make_lock(spec, selections, infos, files))
+            text = dump_lock(_make_lock(spec, selections, infos, files))
             staged.write_text(text, encoding="utf-8")
             generation = _render_and_switch(
-                opts, mirror, store=store, ex=ex, selections=selections, files=files
+                opts,
+                mirror,
+                store=store,
+                ex=ex,
+                selections=selections,
+                files=files,
+                lock_digest=blake3_hex(text.encode()),
             )
         except BaseException:
             staged.unlink(missing_ok=True)
@@ -244,10 +250,10 @@ def _resolve_all(
     policy = Policy(prereleases=spec.policy.prereleases, yanked=spec.policy.yanked)
     requirements = [str(r) for r in spec.requirements]
     catalog.prefetch(NormalizedName(canonicalize_name(r.name)) for r in spec.requirements)
-    selections = []
-    deps: dict[tuple[str, str], Dependencies] = {}
     lock_inputs = [item for path in spec.locks for item in read_lock_input(path)]
-    for env in spec.environments:
+
+    def one(env: Environment) -> tuple[EnvSelection, dict[tuple[str, str], Dependencies]]:
+        deps: dict[tuple[str, str], Dependencies] = {}
         sel = EnvSelection(env)
         run = resolve(
             env, requirements, EnvCatalog(catalog, _locked_map(old, env.name, "run"), "run"), policy
@@ -261,7 +267,19 @@ def _resolve_all(
             _resolve_build_deps(
                 env, sel, run=run, catalog=catalog, old=old, policy=policy, deps=deps
             )
-        selections.append(sel)
+        return sel, deps
+
+    # Environments resolve concurrently: each waits on the network for pages and metadata
+    # most of the time, and the executor shares every page and file between them. Results
+    # are merged in spec order so the lock does not depend on which thread finished first.
+    with ThreadPoolExecutor(max_workers=len(spec.environments) or 1) as pool:
+        futures = [pool.submit(one, env) for env in spec.environments]
+        results = [f.result() for f in futures]
+    selections = [sel for sel, _ in results]
+    deps: dict[tuple[str, str], Dependencies] = {}
+    for _, env_deps in results:
+        for dep_key, value in env_deps.items():
+            deps.setdefault(dep_key, value)
     infos: dict[tuple[str, str], LockedRelease] = {}
     for sel in selections:
         for pin in sel.pins:
@@ -422,18 +440,27 @@ def _fetch_all(
         name: catalog.fetch_async(f, parents=[f"project:{project}"])
         for name, (project, f) in sorted(wanted.items())
     }
-    out: dict[str, MirrorFile] = {}
     errors: list[str] = []
+    fetched: dict[str, Record] = {}
+    metas: dict[str, Future[Record]] = {}
     for name, fut in futures.items():
         try:
-            rec = fut.result()
+            fetched[name] = rec = fut.result()
         except (BuildError, RuleError) as exc:
             errors.append(str(exc))
             continue
+        if name.endswith(".whl"):
+            metas[name] = catalog.wheel_metadata_async(wanted[name][1], rec["blob"])
+    out: dict[str, MirrorFile] = {}
+    for name, rec in fetched.items():
         f = wanted[name][1]
         meta_sha = meta_b3 = None
-        if name.endswith(".whl"):
-            m = catalog.wheel_metadata_blob(f, rec["blob"])
+        if name in metas:
+            try:
+                m = metas[name].result()
+            except (BuildError, RuleError) as exc:
+                errors.append(str(exc))
+                continue
             meta_sha, meta_b3 = m["sha256"], Digest.parse(m["blob"]).hex
         out[name] = MirrorFile(
             filename=name,
@@ -458,7 +485,7 @@ def _fetch_all(
 
 def _render(
     ex: Executor, store: Store, view: str, name: str, files: Sequence[MirrorFile]
-) -> Record:
+) -> Future[Record]:
     payload = canonical_json([f.to_json() for f in files])
     node = Node(
         id=f"render:{view}:{name}",
@@ -477,7 +504,8 @@ def _render(
             "json": str(js.digest),
         }
 
-    return ex.run(node, run)
+    # In the pool: each page is two small blob writes, and pages are many.
+    return ex.submit(node, run)
 
 
 def _view_entries(
@@ -491,9 +519,13 @@ def _view_entries(
     entries[f"{prefix}simple/index.json"] = store.put_bytes(
         render_index_json([NormalizedName(n) for n in names])
     ).digest
+    pending = {
+        name: _render(ex, store, view, name, sorted(projects[name], key=lambda f: f.filename))
+        for name in names
+    }
     for name in names:
         files = sorted(projects[name], key=lambda f: f.filename)
-        rec = _render(ex, store, view, name, files)
+        rec = pending[name].result()
         base = f"{prefix}simple/{name}/"
         entries[base + "index.html"] = Digest.parse(rec["html"])
         entries[base + "index.json"] = Digest.parse(rec["json"])
@@ -512,6 +544,7 @@ def _render_and_switch(
     ex: Executor,
     selections: Sequence[EnvSelection],
     files: Mapping[str, MirrorFile],
+    lock_digest: str,
 ) -> tuple[int, str, bool]:
     union: dict[str, dict[str, MirrorFile]] = {}
     entries: dict[str, Digest] = {}
@@ -536,7 +569,12 @@ def _render_and_switch(
     manifest_blob = write_manifest(
         store,
         entries.values(),
-        extra={"version": 1, "entries": {k: str(v) for k, v in sorted(entries.items())}},
+        extra={
+            "version": 1,
+            # The lock this tree was built from: lets an unchanged rebuild stop early.
+            "lock": lock_digest,
+            "entries": {k: str(v) for k, v in sorted(entries.items())},
+        },
     )
     digest = str(manifest_blob.digest)
     generations = mirror / "generations"

@@ -13,6 +13,7 @@ import json
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -365,7 +366,7 @@ class UpstreamCatalog:
             "problems": list(md.problems) if md else [],
         }
 
-    def wheel_metadata_blob(self, f: UpstreamFile, file_blob: str) -> Record:
+    def wheel_metadata_async(self, f: UpstreamFile, file_blob: str) -> Future[Record]:
         """The exact METADATA bytes of a fetched wheel, as the blob served at ``.metadata``."""
         node = Node(
             id=f"wheel-metadata:{f.filename}",
@@ -384,7 +385,7 @@ class UpstreamCatalog:
             blob = self.store.put_bytes(data)
             return {"blobs": [str(blob.digest)], "blob": str(blob.digest), "sha256": blob.sha256}
 
-        return self.executor.run(node, run)
+        return self.executor.submit(node, run)
 
 
 class EnvCatalog:

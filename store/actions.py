@@ -82,13 +82,15 @@ class ActionCache:
             return None
         return record
 
-    def put(self, key: str, record: Mapping[str, Any]) -> None:
+    def put(self, key: str, record: Mapping[str, Any], *, durable: bool = True) -> None:
         """Store ``record`` under ``key`` atomically (replacing any previous entry).
 
+        ``durable=False`` skips fsync: a power loss may then lose the entry (a cache miss
+        later), never tear it into a wrong record, since a torn entry reads as a miss.
         Raises ``TypeError`` if the record is not plain JSON, and the store's write errors.
         """
         target = self.path(key)
-        fsio.atomic_write(self.store.tmp_dir, target, canonical_json(record))
+        fsio.atomic_write(self.store.tmp_dir, target, canonical_json(record), durable=durable)
 
     def remove(self, key: str) -> int:
         """Delete the entry; return the bytes freed (0 if it was absent)."""

@@ -92,19 +92,23 @@ def make_dir(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def atomic_write(tmp_dir: Path, target: Path, data: bytes, *, mode: int = 0o444) -> None:
+def atomic_write(
+    tmp_dir: Path, target: Path, data: bytes, *, mode: int = 0o444, durable: bool = True
+) -> None:
     """Replace ``target`` with ``data`` atomically: readers see the old or the new file.
 
     Writes a temp file in ``tmp_dir`` (same filesystem), fsyncs it, sets ``mode``, renames it
     over ``target`` and fsyncs the directory. On any failure the temp file is removed and
-    ``target`` is untouched.
+    ``target`` is untouched. ``durable=False`` skips both fsyncs: still atomic for readers
+    and across a killed process, but a power loss may lose the write (for caches only).
     """
     fd, tmp = create_temp(tmp_dir)
     done = False
     try:
         try:
             write_all(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
@@ -116,4 +120,5 @@ def atomic_write(tmp_dir: Path, target: Path, data: bytes, *, mode: int = 0o444)
     finally:
         if not done:
             discard(tmp)
-    fsync_dir(target.parent)
+    if durable:
+        fsync_dir(target.parent)

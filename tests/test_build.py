@@ -252,7 +252,7 @@ def test_noop_rebuild_sends_no_request_and_keeps_the_generation(built: Built) ->
     proc = morgan(built.workspace, "build", "--explain")
     assert proc.returncode == 0, proc.stderr
     assert built.upstream.requests == []
-    assert "unchanged, still generation 1" in proc.stderr
+    assert "unchanged, still generation 1: nothing to do" in proc.stderr
     assert "ran " not in proc.stderr
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from morgan.errors import UsageError
+from morgan.noop import up_to_date
 from morgan.progress import ProgressReporter
 
 if TYPE_CHECKING:
@@ -72,11 +73,23 @@ class _OfflineClient:
 
 
 def run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.workspace / "mirror.toml")
+    if args.upgrade is None and not args.json and args.materialize == "symlink":
+        current = up_to_date(spec, (args.out or spec.output).resolve())
+        if current is not None:
+            if not args.quiet:
+                print(
+                    f"unchanged, still generation {current.generation}: nothing to do "
+                    f"({current.files} blobs, {current.bytes_total} bytes, all present)\n"
+                    f"generation digest {current.digest}\n"
+                    f"index: {current.mirror / 'index'}",
+                    file=sys.stderr,
+                )
+            return 0
     # Imported here: the build pulls in networkx and resolvelib, which `morgan --help` and
     # every other command do not need.
     from morgan.build import BuildOptions, build
 
-    spec = load_spec(args.workspace / "mirror.toml")
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
     upgrade: bool | frozenset[str]
