@@ -17,6 +17,7 @@ The steps, each through the executor so that only what changed runs:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,7 +40,6 @@ from morgan.lock import (
 )
 from morgan.lock import dumps as dump_lock
 from morgan.lock import load as load_lock
-from morgan.lock import write as write_lock
 from morgan.lock_inputs import LockedInput, read_lock_input
 from morgan.resolve import (
     SPEC,
@@ -61,6 +61,7 @@ from rules.render import (
     render_project_html,
     render_project_json,
 )
+from store import fsio
 from store.digest import Digest, blake3_hex, canonical_json
 from store.lock import StoreLock
 from store.manifests import write_manifest
@@ -125,13 +126,21 @@ def build(spec: Spec, client: object, opts: BuildOptions) -> BuildResult:
     mirror.mkdir(parents=True, exist_ok=True)
     store = Store(mirror / "store")
     with StoreLock(store.root).exclusive(timeout=opts.lock_timeout):
-        return _build_locked(spec, client, opts, mirror, store)
+        try:
+            return _build_locked(spec, client, opts, mirror, store)
+        except OSError as exc:
+            # A write outside the store (generation tree, index link, lock): disk full,
+            # read-only... one line, not a traceback.
+            if exc.filename is not None:
+                raise BuildError(str(fsio.write_error(exc, Path(exc.filename)))) from exc
+            raise BuildError(f"{exc.strerror or exc}: free space or fix permissions") from exc
 
 
 def _build_locked(
     spec: Spec, client: object, opts: BuildOptions, mirror: Path, store: Store
 ) -> BuildResult:
     lock_path = spec.path.parent / "mirror.lock"
+    _remove_leftovers(mirror, spec.path.parent)
     old = load_lock(lock_path)
     fresh = old is not None and old.spec_digest == spec.digest() and opts.upgrade is False
     upstreams = [UpstreamIndex(u.name, u.index_url, frozenset(u.projects)) for u in spec.upstreams]
@@ -157,17 +166,26 @@ def _build_locked(
         else:
             selections, infos = _resolve_all(spec, catalog, old)
         files = _fetch_all(catalog, selections)
-        new_lock = _make_lock(spec, selections, infos, files)
-        generation = _render_and_switch(
-            opts,
-            mirror,
-            store=store,
-            ex=ex,
-            selections=selections,
-            files=files,
-            lock_digest=blake3_hex(dump_lock(new_lock).encode()),
-        )
-        write_lock(new_lock, lock_path)
+        # The new lock is written out before the switch (a full disk fails here, with
+        # nothing switched) and renamed into place after it (the lock always describes
+        # the served generation; a rename needs no space).
+        staged = lock_path.with_name(f".{lock_path.name}.tmp-{os.getpid()}")
+        try:
+            text = dump_lock(_make_lock(spec, selections, infos, files))
+            staged.write_text(text, encoding="utf-8")
+            generation = _render_and_switch(
+                opts,
+                mirror,
+                store=store,
+                ex=ex,
+                selections=selections,
+                files=files,
+                lock_digest=blake3_hex(text.encode()),
+            )
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        staged.replace(lock_path)
         _copy_sources(spec, mirror, lock_path)
         union = {(p.release.name, str(p.release.version)) for s in selections for p in s.pins}
         return BuildResult(
@@ -567,11 +585,47 @@ def _render_and_switch(
     numbers = [int(p.name) for p in generations.iterdir() if p.name.isdigit()]
     n = max(numbers, default=0) + 1
     entries["manifest.json"] = manifest_blob.digest
-    materialize(store, entries, generations / str(n), mode=opts.materialize)
+    # The root first: a generation directory never exists without the root that keeps its
+    # blobs (a failed materialization leaves a root that the next build's n replaces).
     set_root(store, f"generation-{n}", manifest_blob.digest)
+    materialize(store, entries, generations / str(n), mode=opts.materialize)
     _install_server(mirror)
     switch_index(mirror, generations / str(n))
     return n, digest, True
+
+
+# Temp names that builds give what they write outside the store; the last number is the pid.
+_LEFTOVER = re.compile(r"\.(?:(?:index|server\.py|mirror\.toml|mirror\.lock)\.tmp|tmp-\d+)-(\d+)")
+
+
+def _remove_leftovers(mirror: Path, workspace: Path) -> None:
+    """Delete temp files and half-made generations of builds that died (killed, power cut).
+
+    Only those whose pid is no running process: nothing another live build is writing.
+    """
+    for folder in (mirror, mirror / "generations", workspace):
+        try:
+            entries = list(folder.iterdir())
+        except FileNotFoundError:
+            continue
+        for path in entries:
+            match = _LEFTOVER.fullmatch(path.name)
+            if match is None or _alive(int(match.group(1))):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _current_generation(mirror: Path) -> int | None:

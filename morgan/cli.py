@@ -1,7 +1,8 @@
 """The ``morgan`` command line: argument parsing and dispatch to ``morgan.commands``.
 
 ``main(argv)`` takes its arguments so tests call it directly. Every :class:`MorganError`
-becomes one line on stderr and its exit code; nothing else is caught.
+becomes one line on stderr and its exit code; store and rule errors become one line and
+exit 1; nothing else is caught.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol
 
 from morgan import __version__
 from morgan.errors import MorganError, UsageError
+from rules.errors import RuleError
 from store.errors import StoreError
 
 # command name -> (module under morgan.commands, one-line help)
@@ -101,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except StoreError as exc:
         print(f"morgan: error: store: {exc}", file=sys.stderr)
+        return 1
+    except RuleError as exc:
+        # An upstream or metadata failure that no command translated: still one line.
+        print(f"morgan: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("morgan: interrupted; the previous index is still served", file=sys.stderr)

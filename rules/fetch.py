@@ -6,8 +6,8 @@ nothing behind and is reported with the URL, the expected and the actual values.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from rules.errors import UpstreamError
 from store.errors import IntegrityError
@@ -18,10 +18,15 @@ class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+T = TypeVar("T")
+
+
 class Downloader(Protocol):
     """What a fetch needs from the HTTP client."""
 
-    def stream(self, url: str) -> AbstractContextManager[Readable]: ...
+    def download(self, url: str, consume: Callable[[Readable], T]) -> T:
+        """GET ``url``, give the body to ``consume`` (again from the start on a broken body)."""
+        ...
 
     def get_bytes(self, url: str, *, max_bytes: int) -> bytes: ...
 
@@ -32,12 +37,19 @@ MAX_METADATA_BYTES = 16 * 1024 * 1024
 def fetch_file(
     client: Downloader, store: Store, url: str, *, sha256: str | None, size: int | None
 ) -> Blob:
-    """Stream ``url`` into ``store``, verified against ``sha256`` and ``size`` when given."""
-    with client.stream(url) as body:
-        try:
-            return store.put_stream(body, expect_sha256=sha256, expect_size=size)
-        except IntegrityError as exc:
-            raise UpstreamError(f"GET {_public(url)}: {exc}") from None
+    """Stream ``url`` into ``store``, verified against ``sha256`` and ``size`` when given.
+
+    A download that breaks mid-body is started again by the client (bounded retries); bytes
+    that do not match what upstream promised are not retried: :class:`UpstreamError`.
+    """
+
+    def consume(body: Readable) -> Blob:
+        return store.put_stream(body, expect_sha256=sha256, expect_size=size)
+
+    try:
+        return client.download(url, consume)
+    except IntegrityError as exc:
+        raise UpstreamError(f"GET {_public(url)}: {exc}") from None
 
 
 def fetch_metadata(client: Downloader, store: Store, url: str, *, sha256: str | None) -> Blob:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
 import threading
 import time
@@ -26,7 +27,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from rules.errors import UpstreamError
+from rules.errors import RuleError, UpstreamError
 from rules.project_page import strip_credentials
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,11 @@ MAX_RETRY_AFTER = 60.0
 MAX_BACKOFF = 30.0
 MAX_REDIRECTS = 10
 _CHUNK = 64 * 1024
+# Environment variables that override the retry policy of clients built with defaults
+# (``morgan build`` makes one): tests and slow networks tune it without a code change.
+ENV_RETRIES = "MORGAN_HTTP_RETRIES"
+ENV_BACKOFF = "MORGAN_HTTP_BACKOFF"
+ENV_TIMEOUT = "MORGAN_HTTP_TIMEOUT"
 
 T = TypeVar("T")
 
@@ -74,11 +80,31 @@ class _Transient(Exception):  # noqa: N818 - internal signal, never escapes this
         self.delay = delay
 
 
+def _env_number(name: str, default: float, *, minimum: float, whole: bool = False) -> float:
+    """The number in environment variable ``name``, or ``default`` when it is unset or empty."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = minimum - 1
+    if not value >= minimum or value == float("inf") or (whole and not value.is_integer()):
+        kind = "a whole number" if whole else "a number"
+        raise RuleError(f"{name}={text!r} is not {kind} >= {minimum:g}: fix it or unset it")
+    return value
+
+
+class BodyBrokenError(UpstreamError):
+    """The connection broke while a response body was being read (worth a new attempt)."""
+
+
 class Download:
     """A streamed response body: ``read(n)`` returns at most ``n`` bytes, ``b""`` at the end.
 
-    A broken connection while reading raises :class:`UpstreamError` (no retry here: the
-    caller has already consumed part of the body and decides whether to start again).
+    A broken connection while reading raises :class:`BodyBrokenError`; :meth:`HttpClient.download`
+    starts the whole request again when that happens, :meth:`HttpClient.stream` leaves it to
+    the caller.
     """
 
     def __init__(self, response: requests.Response, url: str, count: Callable[[int], None]) -> None:
@@ -92,7 +118,7 @@ class Download:
         try:
             data: bytes = self._response.raw.read(n, decode_content=True)
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-            raise UpstreamError(
+            raise BodyBrokenError(
                 f"GET {self._url}: connection broken while reading the body: {_describe(exc)}"
             ) from exc
         self._count(len(data))
@@ -105,9 +131,9 @@ class HttpClient:
     def __init__(
         self,
         *,
-        retries: int = 4,
-        backoff: float = 0.5,
-        timeout: float = 30.0,
+        retries: int | None = None,
+        backoff: float | None = None,
+        timeout: float | None = None,
         user_agent: str | None = None,
         credentials: Mapping[str, tuple[str, str]] | None = None,
         pool_size: int = 10,
@@ -117,16 +143,25 @@ class HttpClient:
     ) -> None:
         """Build a client.
 
-        ``retries`` is the number of retries after the first attempt. ``credentials`` maps a
+        ``retries`` is the number of retries after the first attempt (default 4), ``backoff``
+        the first retry's delay in seconds, doubling for each further one (default 0.5), and
+        ``timeout`` the connect and per-read timeout in seconds (default 30); when not given
+        they come from ``MORGAN_HTTP_RETRIES``, ``MORGAN_HTTP_BACKOFF`` and
+        ``MORGAN_HTTP_TIMEOUT`` if set (a value that is not a number raises
+        :class:`RuleError` naming it). ``credentials`` maps a
         host (``"host"`` or ``"host:port"``) to ``(user, password)``; credentials found in a
         requested URL are remembered for its host too. ``sleep``, ``clock`` and ``jitter``
         (a number in [0, 1)) are injectable so tests never wait.
         """
+        if retries is None:
+            retries = int(_env_number(ENV_RETRIES, 4, minimum=0, whole=True))
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         self.retries = retries
-        self.backoff = backoff
-        self.timeout = timeout
+        self.backoff = backoff if backoff is not None else _env_number(ENV_BACKOFF, 0.5, minimum=0)
+        self.timeout = (
+            timeout if timeout is not None else _env_number(ENV_TIMEOUT, 30.0, minimum=0.001)
+        )
         self.user_agent = user_agent or _default_user_agent()
         self._pool_size = pool_size
         self._sleep = sleep
@@ -219,6 +254,28 @@ class HttpClient:
             yield Download(response, strip_credentials(url), self._count_bytes)
         finally:
             response.close()
+
+    def download(self, url: str, consume: Callable[[Download], T]) -> T:
+        """GET a file and give its body to ``consume``; return what ``consume`` returns.
+
+        Unlike :meth:`stream`, a connection that breaks mid-body (reset, truncated) counts as
+        a transient fault: the whole request is retried with the usual backoff, and
+        ``consume`` is called again from the start, so it must be restartable (the store's
+        ``put_stream`` is: a failed write leaves nothing behind). Any other exception from
+        ``consume`` propagates at once.
+        """
+        headers = {"Accept-Encoding": "identity"}
+        clean = strip_credentials(url)
+
+        def handle(response: requests.Response, _clean: str) -> T:
+            self._check_ok(response, clean)
+            try:
+                return consume(Download(response, clean, self._count_bytes))
+            except BodyBrokenError as exc:
+                cause = str(exc).removeprefix(f"GET {clean}: ")
+                raise _Transient(cause) from exc
+
+        return self._with_retries(url, headers, handle)
 
     # --- internals --------------------------------------------------------------------------
 
