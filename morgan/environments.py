@@ -63,6 +63,9 @@ _PYPY_VERSION = "7.3.0"
 
 # Environment names become folder names (env/<name>/): no separators, no leading dot.
 ENV_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_WINDOWS_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"{d}{i}" for d in ("COM", "LPT") for i in range(1, 10)]
+)
 _PYTHON_RE = re.compile(r"3\.(0|[1-9][0-9]?)(?:\.(0|[1-9][0-9]{0,2}))?")
 _MANYLINUX_RE = re.compile(r"manylinux_2_(\d{1,3})_([a-z0-9_]+)")
 _LEGACY_RE = re.compile(r"(manylinux2014|manylinux2010|manylinux1)_([a-z0-9_]+)")
@@ -114,6 +117,13 @@ class Environment:
                 f"{self.name[:64]!r} cannot be an environment name (it becomes the folder "
                 "env/<name>/) — use letters, digits, '.', '_', '-', starting with a letter "
                 "or digit, at most 64 characters",
+                "name",
+            )
+        if self.name.split(".")[0].upper() in _WINDOWS_RESERVED or self.name.endswith("."):
+            # The mirror crosses to Windows machines too, where such folders cannot exist.
+            raise InvalidEnvironmentError(
+                f"{self.name!r} cannot be an environment name: Windows cannot create the "
+                "folder env/<name>/ — choose another name",
                 "name",
             )
         _parse_python(self.python)

@@ -281,6 +281,12 @@ class _Parser(TomlReader):
                 f"{short(url)} is not an http(s) URL — use the index's Simple API root, "
                 f"e.g. {DEFAULT_INDEX_URL!r}",
             )
+        if parts.query or parts.fragment:
+            self.fail(
+                (*at, "index-url"),
+                f"{short(url)} has a query or fragment, which project URLs cannot carry — "
+                "give the Simple API root alone",
+            )
         return url if url.endswith("/") else url + "/"
 
     def projects(
@@ -356,7 +362,8 @@ class _Parser(TomlReader):
         try:
             return Environment(name, python, platform, implementation, free, tuple(overrides))
         except InvalidEnvironmentError as exc:
-            where: KeyPath = (*at, exc.field)
+            # A bad name is the table's own fault: point at the table, not a "name" key.
+            where: KeyPath = at if exc.field == "name" else (*at, exc.field)
             if exc.field == "markers":
                 bad = next((k for k, _ in overrides if str(exc).startswith(repr(k))), None)
                 where = (*where, bad) if bad is not None else where
@@ -447,4 +454,13 @@ class _Parser(TomlReader):
         value = self.string(table.get("path", "mirror"), ("output", "path"), 'path = "mirror"')
         if not value.strip():
             self.fail(("output", "path"), 'empty path — write path = "mirror" or remove the key')
-        return (self.spec_dir / value).resolve()
+        out = (self.spec_dir / value).resolve()
+        spec_dir = self.spec_dir.resolve()
+        if out == spec_dir or out in spec_dir.parents:
+            # The mirror's store/, generations/ and index would land among the user's files.
+            self.fail(
+                ("output", "path"),
+                f"{short(value)} is the workspace itself or a folder above it — use a folder of "
+                'its own, e.g. path = "mirror"',
+            )
+        return out

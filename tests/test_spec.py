@@ -458,3 +458,27 @@ def test_boolean_given_a_string() -> None:
     assert _error(text) == (
         "mirror.toml:8: policy.sdists: expected true or false, got a string — write sdists = true"
     )
+
+
+def test_upstream_url_with_query() -> None:
+    text = REQ + '\n[upstream]\nindex-url = "https://mirror.example/simple/?token=x"\n' + ENV
+    assert _error(text) == (
+        "mirror.toml:4: upstream.index-url: 'https://mirror.example/simple/?token=x' has a "
+        "query or fragment, which project URLs cannot carry — give the Simple API root alone"
+    )
+
+
+def test_output_path_is_the_workspace() -> None:
+    text = REQ + ENV + '\n[output]\npath = "."\n'
+    assert _error(text) == (
+        "mirror.toml:8: output.path: '.' is the workspace itself or a folder above it — use "
+        'a folder of its own, e.g. path = "mirror"'
+    )
+
+
+def test_environment_name_windows_cannot_create() -> None:
+    text = REQ + '\n[environments.nul]\npython = "3.12"\nplatform = "win_amd64"\n'
+    assert _error(text) == (
+        "mirror.toml:3: environments.nul: 'nul' cannot be an environment name: Windows cannot "
+        "create the folder env/<name>/ — choose another name"
+    )
