@@ -50,7 +50,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more output")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``only``, just that command's module is imported to add its
+    flags (the others keep their one-line help), so a command starts without importing the
+    rest of Morgan."""
     parser = argparse.ArgumentParser(
         prog="morgan",
         description="Build a reproducible, per-environment PyPI mirror for air-gapped networks.",
@@ -61,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         _add_common(p)
         p.set_defaults(_module=module)
-        configure = _configure(module)
+        configure = _configure(module) if only in (None, name) else None
         if configure is not None:
             configure(p, name)
     return parser
@@ -86,8 +89,10 @@ class _Configure(Protocol):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit code (0 ok, 1 failure, 2 usage/spec error)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(only=command if command in COMMANDS else None)
+    args = parser.parse_args(words)
     try:
         try:
             mod = importlib.import_module(f"morgan.commands.{args._module}")
