@@ -256,7 +256,10 @@ def _resolve_all(
         deps: dict[tuple[str, str], Dependencies] = {}
         sel = EnvSelection(env)
         run = resolve(
-            env, requirements, EnvCatalog(catalog, _locked_map(old, env.name, "run"), "run"), policy
+            env,
+            requirements,
+            EnvCatalog(catalog, _locked_map(old, env.name, "run"), "run", env),
+            policy,
         )
         _absorb(sel, run, "run", deps)
         for item in lock_inputs:
@@ -356,7 +359,7 @@ def _add_policy_versions(
     Each extra version is resolved on its own (``name==version`` for this environment) so
     that it is installable from the mirror too, not just present.
     """
-    env_catalog = EnvCatalog(catalog, _locked_map(old, env.name, "version-policy"), "run")
+    env_catalog = EnvCatalog(catalog, _locked_map(old, env.name, "version-policy"), "run", env)
     chosen = {(p.release.name, p.release.version) for p in sel.pins}
     for req in spec.requirements:
         if req.marker is not None and not evaluate_marker(req.marker, env, ""):
@@ -389,7 +392,7 @@ def _resolve_build_deps(
     deps: dict[tuple[str, str], Dependencies],
 ) -> None:
     """Resolve ``[build-system].requires`` of every sdist ``env`` would have to build."""
-    env_catalog = EnvCatalog(catalog, _locked_map(old, env.name, "build"), "build")
+    env_catalog = EnvCatalog(catalog, _locked_map(old, env.name, "build"), "build", env)
     done: set[tuple[str, str]] = set()
     queue = list(run.pins.values())
     solved: dict[tuple[str, ...], Resolution] = {}

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +28,11 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from morgan.environments import Environment
 from morgan.errors import BuildError
 from morgan.executor import Executor, Node, Record
 from morgan.lock import Lock, LockedRelease
-from morgan.resolve import Dependencies, ProjectNotFoundError, Release
+from morgan.resolve import Dependencies, ProjectNotFoundError, Release, usable_files
 from rules.errors import MetadataError, RuleError, UpstreamError
 from rules.fetch import Downloader, fetch_file, fetch_metadata
 from rules.metadata import (
@@ -210,8 +211,13 @@ class UpstreamCatalog:
             self._pages[name] = releases
         return releases
 
-    def prefetch(self, names: Iterable[NormalizedName]) -> None:
-        """Start fetching the pages of `names` in the background.
+    def prefetch(
+        self,
+        names: Iterable[NormalizedName],
+        then: Callable[[NormalizedName], None] | None = None,
+    ) -> None:
+        """Start fetching the pages of `names` in the background; ``then(name)`` runs when a
+        page is in (in the thread that fetched it: it must not wait on other nodes).
 
         Projects the lock pins are skipped (unless refreshed): resolution takes their locked
         release first and asks for the page only if that release no longer fits, so a spec
@@ -224,10 +230,21 @@ class UpstreamCatalog:
             if name in self.private or name in locked:
                 continue
             with self._mutex:
-                if name in self._pages:
-                    continue
+                known = name in self._pages
+            if known:
+                if then is not None:
+                    then(name)
+                continue
             node = self.page_node(name)
-            self.executor.submit(node, lambda n=name: self._fetch_page(n))  # type: ignore[misc]
+            fut = self.executor.submit(node, lambda n=name: self._fetch_page(n))  # type: ignore[misc]
+            if then is not None:
+                fut.add_done_callback(lambda f, n=name: None if f.exception() else then(n))  # type: ignore[misc]
+
+    def metadata_async(self, f: UpstreamFile) -> None:
+        """Start reading ``f``'s PEP 658 metadata in the background (a guess at what the
+        resolver will ask next; a wrong guess costs one small request)."""
+        if f.core_metadata and not self.offline and not f.url.startswith("file:"):
+            self.executor.submit(self.metadata_node(f), lambda: self._metadata(f))
 
     def _locked_names(self) -> frozenset[str]:
         if self.lock is None or self.refresh is True:
@@ -392,11 +409,16 @@ class EnvCatalog:
     """The catalog one environment's resolution sees (its own lock pins first)."""
 
     def __init__(
-        self, shared: UpstreamCatalog, locked: Mapping[str, LockedRelease], role: str
+        self,
+        shared: UpstreamCatalog,
+        locked: Mapping[str, LockedRelease],
+        role: str,
+        env: Environment | None = None,
     ) -> None:
         self.shared = shared
         self._locked = locked
         self.role = role
+        self.env = env
 
     def locked(self, name: NormalizedName) -> Release | None:
         if self.shared.refreshing(name):
@@ -418,4 +440,23 @@ class EnvCatalog:
         return self.shared.dependencies_of(release, file)
 
     def prefetch(self, names: Iterable[NormalizedName]) -> None:
-        self.shared.prefetch(n for n in names if n not in self._locked)
+        wanted = (n for n in names if n not in self._locked)
+        self.shared.prefetch(wanted, then=self._guess_metadata if self.env else None)
+
+    def _guess_metadata(self, name: NormalizedName) -> None:
+        """Fetch ahead the metadata the resolver will most likely read first for ``name``:
+        the best wheel of the newest final release that has one for this environment."""
+        env = self.env
+        if env is None:
+            return
+        try:
+            releases = self.shared.releases(name)
+        except (ProjectNotFoundError, BuildError, RuleError):
+            return  # the resolver meets the same error itself, with its context
+        for rel in sorted(releases, key=lambda r: r.version, reverse=True):
+            if rel.version.is_prerelease:
+                continue
+            wheels, _ = usable_files(rel, env, allow_yanked=False)
+            if wheels:
+                self.shared.metadata_async(wheels[0])
+                return
