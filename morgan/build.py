@@ -30,6 +30,7 @@ from morgan.catalog import EnvCatalog, UpstreamCatalog, UpstreamIndex, locked_re
 from morgan.environments import Environment
 from morgan.errors import BuildError
 from morgan.executor import Executor, Node, Ran, Record, Reporter
+from morgan.location import current_generation
 from morgan.lock import (
     Lock,
     LockedEdge,
@@ -582,7 +583,7 @@ def _render_and_switch(
     digest = str(manifest_blob.digest)
     generations = mirror / "generations"
     generations.mkdir(exist_ok=True)
-    current = _current_generation(mirror)
+    current = current_generation(mirror)
     if current is not None and _generation_digest(generations / str(current)) == digest:
         return current, digest, False
     numbers = [int(p.name) for p in generations.iterdir() if p.name.isdigit()]
@@ -629,14 +630,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
-
-
-def _current_generation(mirror: Path) -> int | None:
-    try:
-        name = (mirror / "index").readlink().name
-    except OSError:
-        return None
-    return int(name) if name.isdigit() else None
 
 
 def _generation_digest(gen: Path) -> str | None:

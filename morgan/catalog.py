@@ -33,6 +33,7 @@ from morgan.errors import BuildError
 from morgan.executor import Executor, Node, Record
 from morgan.lock import Lock, LockedRelease
 from morgan.resolve import Dependencies, ProjectNotFoundError, Release, usable_files
+from morgan.spec import listed_files
 from rules.errors import MetadataError, RuleError, UpstreamError
 from rules.fetch import Downloader, fetch_file, fetch_metadata
 from rules.metadata import (
@@ -93,11 +94,8 @@ def group_releases(page: ProjectPage) -> list[Release]:
 
 def private_releases(paths: Sequence[Path]) -> dict[NormalizedName, list[Release]]:
     """The wheels and sdists under ``paths`` (files, or folders searched recursively)."""
-    files: list[Path] = []
-    for path in paths:
-        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
     by_name: dict[NormalizedName, list[UpstreamFile]] = {}
-    for path in files:
+    for path in listed_files(tuple(paths)):
         if release_version(path.name) is None or not _SAFE_FILENAME.match(path.name):
             continue
         name = NormalizedName(filename_project(path.name))

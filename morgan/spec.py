@@ -120,12 +120,17 @@ class Spec:
         return str(blake3.blake3(canonical.encode()).hexdigest())
 
 
-def _content_digests(paths: tuple[Path, ...], base: Path) -> list[list[str]]:
+def listed_files(paths: tuple[Path, ...]) -> list[Path]:
+    """The files ``paths`` name: files themselves, folders searched recursively (sorted)."""
     files: list[Path] = []
     for path in paths:
         files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    return files
+
+
+def _content_digests(paths: tuple[Path, ...], base: Path) -> list[list[str]]:
     out = []
-    for f in files:
+    for f in listed_files(paths):
         try:
             digest = blake3.blake3(f.read_bytes()).hexdigest()
         except OSError as exc:
