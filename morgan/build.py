@@ -271,6 +271,11 @@ def _resolve_all(
             _resolve_build_deps(
                 env, sel, run=run, catalog=catalog, old=old, policy=policy, deps=deps
             )
+        # Start downloading this environment's files now, while slower environments are
+        # still resolving; _fetch_all later finds the same nodes already under way.
+        for pin in sel.pins:
+            for f in env_files(pin.release, env):
+                catalog.fetch_async(f, parents=[f"project:{pin.release.name}"])
         return sel, deps
 
     # Environments resolve concurrently: each waits on the network for pages and metadata
