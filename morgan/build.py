@@ -165,7 +165,7 @@ def _build_locked(
             selections = _select_from_lock(spec, old)
             infos = {(r.name, r.version): r for r in old.releases}
         else:
-            selections, infos = _resolve_all(spec, catalog, old)
+            selections, infos = _resolve_all(spec, catalog, old, opts.reporter)
         files = _fetch_all(catalog, selections)
         # The new lock is written out before the switch (a full disk fails here, with
         # nothing switched) and renamed into place after it (the lock always describes
@@ -246,7 +246,7 @@ def _locked_map(old: Lock | None, env: str, role: str) -> dict[str, LockedReleas
 
 
 def _resolve_all(
-    spec: Spec, catalog: UpstreamCatalog, old: Lock | None
+    spec: Spec, catalog: UpstreamCatalog, old: Lock | None, reporter: Reporter | None = None
 ) -> tuple[list[EnvSelection], dict[tuple[str, str], LockedRelease]]:
     policy = Policy(prereleases=spec.policy.prereleases, yanked=spec.policy.yanked)
     requirements = [str(r) for r in spec.requirements]
@@ -271,6 +271,8 @@ def _resolve_all(
             _resolve_build_deps(
                 env, sel, run=run, catalog=catalog, old=old, policy=policy, deps=deps
             )
+        if reporter is not None:
+            reporter.environment_resolved(env.name, len(sel.pins))
         # Start downloading this environment's files now, while slower environments are
         # still resolving; _fetch_all later finds the same nodes already under way.
         for pin in sel.pins:

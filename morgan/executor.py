@@ -55,12 +55,17 @@ class Reporter(Protocol):
 
     def node_finished(self, node: Node, record: Record, *, cached: bool) -> None: ...
 
+    def environment_resolved(self, name: str, pins: int) -> None: ...
+
 
 class NullReporter:
     def node_started(self, node: Node) -> None:
         pass
 
     def node_finished(self, node: Node, record: Record, *, cached: bool) -> None:
+        pass
+
+    def environment_resolved(self, name: str, pins: int) -> None:
         pass
 
 

@@ -33,6 +33,7 @@ class ProgressReporter:
         self._lock = threading.Lock()
         self._drawn = 0.0
         self._width = 0
+        self.environments: list[str] = []
 
     def node_started(self, node: Node) -> None:
         pass
@@ -52,6 +53,14 @@ class ProgressReporter:
             elif self.verbose > 0 and not cached:
                 print(f"ran {node.id}", file=self.stream)
 
+    def environment_resolved(self, name: str, pins: int) -> None:
+        with self._lock:
+            self.environments.append(name)
+            if self.live:
+                self._draw(force=True)
+            elif self.verbose > 0:
+                print(f"resolved environment {name}: {pins} releases", file=self.stream)
+
     def status(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         c = self.counts
@@ -59,6 +68,7 @@ class ProgressReporter:
             f"{c['pages']} pages, {c['metadata']} metadata, {c['files']} files "
             f"({self.bytes / 1e6:.1f} MB, {self.bytes / 1e6 / elapsed:.1f} MB/s), "
             f"{self.cached} cached"
+            + (f"; resolved: {', '.join(self.environments)}" if self.environments else "")
         )
 
     def _draw(self, *, force: bool) -> None:

@@ -30,6 +30,15 @@ def test_live_line_counts_files_and_bytes_then_clears() -> None:
     assert out.getvalue().endswith("\r" + " " * len(text[1:]) + "\r")
 
 
+def test_resolved_environments_are_shown() -> None:
+    live, plain = io.StringIO(), io.StringIO()
+    rep = ProgressReporter(live, live=True)
+    rep.environment_resolved("linux", 12)
+    assert live.getvalue().endswith("0 cached; resolved: linux")
+    ProgressReporter(plain, live=False, verbose=1).environment_resolved("mac", 3)
+    assert plain.getvalue() == "resolved environment mac: 3 releases\n"
+
+
 def test_plain_mode_prints_a_line_per_node_only_when_verbose() -> None:
     quiet, loud = io.StringIO(), io.StringIO()
     ProgressReporter(quiet, live=False).node_finished(fetch_node("a"), {"size": 1}, cached=False)
