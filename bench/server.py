@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -226,18 +226,23 @@ def measure(
     work: Path,
     morgan015_venv: Path,
 ) -> list[Cell]:
+    """Start every server (idle ones cost nothing), check them, then measure each cell on
+    every server back to back, so a change in the machine's background load hits all alike."""
     fx = make_fixture(work)
     cells: list[Cell] = []
-    for name in servers:
-        with serve(name, fx, work, morgan015_venv) as served:
+    with ExitStack() as stack:
+        running = {
+            name: stack.enter_context(serve(name, fx, work, morgan015_venv)) for name in servers
+        }
+        for served in running.values():
             check(served, fx)
-            for tier, path in zip(TIERS, served.paths, strict=True):
-                headers = {"Accept": served.accept} if tier != TIERS[2] else {}
-                for n in connections:
-                    print(f"bench: {name}: {tier}, {n} connections", file=sys.stderr)
-                    load = run_load(
-                        served.url + path, connections=n, seconds=seconds, headers=headers
-                    )
+        for index, tier in enumerate(TIERS):
+            for n in connections:
+                for name, served in running.items():
+                    print(f"bench: {tier}, {n} connections: {name}", file=sys.stderr)
+                    headers = {"Accept": served.accept} if index < 2 else {}
+                    url = served.url + served.paths[index]
+                    load = run_load(url, connections=n, seconds=seconds, headers=headers)
                     cells.append(Cell(name, tier, n, load))
     return cells
 
