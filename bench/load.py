@@ -59,7 +59,7 @@ def _wrk(wrk: str, url: str, connections: int, seconds: float, headers: Mapping[
         wrk,
         f"-t{min(2, connections)}",
         f"-c{connections}",
-        f"-d{seconds:g}s",
+        f"-d{max(1, round(seconds))}s",
         "--timeout",
         "60s",
     ]

@@ -290,7 +290,7 @@ def render(cells: list[Cell], servers: tuple[str, ...], connections: tuple[int, 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--seconds", type=float, default=3.0, help="each measurement (default 3)")
+    p.add_argument("--seconds", type=int, default=3, help="each measurement (default 3)")
     p.add_argument("--connections", default="1,16,128", help="comma list (default 1,16,128)")
     p.add_argument("--servers", default=",".join(SERVERS), help=f"comma list of {SERVERS}")
     p.add_argument(
