@@ -2,7 +2,8 @@
 
     python bench/server.py [--seconds 3] [--connections 1,16,128]
                            [--servers ours,morgan015,http.server,nginx]
-                           [--morgan015-venv bench/out/venv-morgan015] [--out bench/out]
+                           [--morgan015-venv bench/out/venv-morgan015] [--file-mb 100]
+                           [--out bench/out]
 
 One tree (tests/index_tree.py) with a small project (a wheel and an sdist), a large project
 (520 wheels: its JSON page is ~190 KB) and a 100 MB file; every server serves the same bytes:
@@ -53,10 +54,10 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 MB = 1 << 20
 LARGE_FILES = 520
-BIG_SIZE = 100 * MB
+FILE_MB = 100
 SERVERS = ("ours", "morgan015", "http.server", "nginx")
 JSON_ONLY = "application/vnd.pypi.simple.v1+json"
-TIERS = ("small page", "large JSON page", "100 MB file")
+PAGE_TIERS = ("small page", "large JSON page")
 # Morgan 0.15.0 reads a whole file into memory per request: 128 concurrent 100 MB downloads
 # would hold ~13 GB. Its process gets this address-space cap so it fails instead.
 MORGAN015_MEMORY = 6 << 30
@@ -88,9 +89,14 @@ class Cell:
     note: str = ""
 
 
-def make_fixture(base: Path) -> Fixture:
-    """Write the tree (and its 0.15.0 twin) under ``base``."""
-    payload = random.Random(0).randbytes(BIG_SIZE)  # noqa: S311 - filler bytes, not a secret
+def tiers(file_mb: int) -> tuple[str, str, str]:
+    """The three things measured: two pages and the file."""
+    return (*PAGE_TIERS, f"{file_mb} MB file")
+
+
+def make_fixture(base: Path, file_mb: int = FILE_MB) -> Fixture:
+    """Write the tree (and its 0.15.0 twin) under ``base``; the file has ``file_mb`` MB."""
+    payload = random.Random(0).randbytes(file_mb * MB)  # noqa: S311 - filler bytes, not a secret
     meta = b"Metadata-Version: 2.1\nName: big\nVersion: 1.0\n"
     big = Dist("big", "1.0", "big-1.0-py3-none-any.whl", payload, meta)
     dists = [make_wheel("small", "1.0"), make_sdist("small", "1.0"), big]
@@ -214,7 +220,7 @@ def check(served: Served, fx: Fixture) -> None:
         while chunk := resp.read(MB):
             digest.update(chunk)
         assert resp.status == 200, (served.url, served.paths[2], resp.status)
-        assert digest.hexdigest() == fx.big_sha256, (served.url, "100 MB file differs")
+        assert digest.hexdigest() == fx.big_sha256, (served.url, "the file differs")
     finally:
         conn.close()
 
@@ -225,10 +231,12 @@ def measure(
     seconds: float,
     work: Path,
     morgan015_venv: Path,
+    *,
+    file_mb: int = FILE_MB,
 ) -> list[Cell]:
     """Start every server (idle ones cost nothing), check them, then measure each cell on
     every server back to back, so a change in the machine's background load hits all alike."""
-    fx = make_fixture(work)
+    fx = make_fixture(work, file_mb)
     cells: list[Cell] = []
     with ExitStack() as stack:
         running = {
@@ -236,7 +244,7 @@ def measure(
         }
         for served in running.values():
             check(served, fx)
-        for index, tier in enumerate(TIERS):
+        for index, tier in enumerate(tiers(file_mb)):
             for n in connections:
                 for name, served in running.items():
                     print(f"bench: {tier}, {n} connections: {name}", file=sys.stderr)
@@ -251,7 +259,7 @@ def _figure(cell: Cell | None, tier: str) -> str:
     if cell is None or cell.load is None:
         return "—"
     load = cell.load
-    text = f"{load.mb_per_s:,.0f} MB/s" if tier == TIERS[2] else f"{load.requests_per_s:,.0f}"
+    text = f"{load.mb_per_s:,.0f} MB/s" if tier not in PAGE_TIERS else f"{load.requests_per_s:,.0f}"
     if load.errors:
         text += f" ({load.errors} errors)"
     return text
@@ -262,7 +270,7 @@ def _ratio(a: Cell | None, b: Cell | None, tier: str) -> str:
         return "—"
     x, y = (
         (a.load.mb_per_s, b.load.mb_per_s)
-        if tier == TIERS[2]
+        if tier not in PAGE_TIERS
         else (a.load.requests_per_s, b.load.requests_per_s)
     )
     if y == 0:
@@ -270,13 +278,18 @@ def _ratio(a: Cell | None, b: Cell | None, tier: str) -> str:
     return f"{x / y:.2f}×" if x / y < 10 else f"{x / y:.0f}×"
 
 
-def render(cells: list[Cell], servers: tuple[str, ...], connections: tuple[int, ...]) -> str:
+def render(
+    cells: list[Cell],
+    servers: tuple[str, ...],
+    connections: tuple[int, ...],
+    file_mb: int = FILE_MB,
+) -> str:
     """The Markdown table: requests/s per server (MB/s for the file), ours vs 0.15.0 and nginx."""
     find = {(c.server, c.tier, c.connections): c for c in cells}
     names = {"ours": "ours (server.py)", "morgan015": "Morgan 0.15.0"}
     head = ["what", "conns", *(names.get(s, s) for s in servers), "ours / 0.15.0", "ours / nginx"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for tier in TIERS:
+    for tier in tiers(file_mb):
         for n in connections:
             row = [tier, str(n)]
             row += [_figure(find.get((s, tier, n)), tier) for s in servers]
@@ -299,14 +312,17 @@ def main(argv: list[str] | None = None) -> int:
         default=OUT / "venv-morgan015",
         help="venv holding morgan==0.15.0 (installed there when missing)",
     )
+    p.add_argument("--file-mb", type=int, default=FILE_MB, help="size of the file (100 MB)")
     p.add_argument("--out", type=Path, default=OUT, help="result folder (bench/out)")
     args = p.parse_args(argv)
     servers = tuple(s for s in args.servers.split(",") if s)
     connections = tuple(int(n) for n in args.connections.split(",") if n)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-server-", dir=args.out) as tmp:
-        cells = measure(servers, connections, args.seconds, Path(tmp), args.morgan015_venv)
-    table = render(cells, servers, connections)
+        cells = measure(
+            servers, connections, args.seconds, Path(tmp), args.morgan015_venv, file_mb=args.file_mb
+        )
+    table = render(cells, servers, connections, args.file_mb)
     print(table, end="")
     (args.out / "server.md").write_text(table, encoding="utf-8")
     (args.out / "server.json").write_text(
