@@ -42,7 +42,7 @@ import threading
 import time
 import traceback
 import urllib.parse
-from typing import IO, Dict, List, Optional, Sequence, Tuple
+from typing import IO, Dict, List, Optional, Sequence, Set, Tuple
 
 SERVER_NAME = "morgan-server"
 
@@ -53,6 +53,11 @@ MAX_HEADER_LINE = 8192
 MAX_HEADER_BYTES = 32768
 MAX_HEADER_COUNT = 64
 MAX_PAGE_JSON = 64 * 1024 * 1024  # a project's JSON page read for the human page
+# Bodies up to this size are read and sent with the head in one write (sendfile's set-up
+# costs more than the copy for a page); store objects that small are kept in memory.
+SMALL_BODY = 1024 * 1024
+BODY_CACHE_BYTES = 64 * 1024 * 1024  # per generation
+RESOLVED_CACHE_ENTRIES = 65536  # per generation
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 V1_HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -96,6 +101,33 @@ _PROJECT = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _RAW_PATH = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 _VERSION = re.compile(r"^HTTP/(\d)\.(\d)$")
+_PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
+# [(whole second, its Date header value)]: one formatdate per second; the tuple is replaced
+# whole, so a thread never reads a second with another second's text.
+_DATE_CACHE = [(0, "")]
+
+
+_LOG_TIME_CACHE = [(0, "")]  # the same, for the access log's timestamp
+
+
+def log_time() -> str:
+    """The access log's timestamp for now (recomputed once a second)."""
+    now = int(time.time())
+    second, text = _LOG_TIME_CACHE[0]
+    if second != now:
+        text = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
+        _LOG_TIME_CACHE[0] = (now, text)
+    return text
+
+
+def http_date() -> str:
+    """The ``Date`` header value for now (recomputed once a second)."""
+    now = int(time.time())
+    second, text = _DATE_CACHE[0]
+    if second != now:
+        text = email.utils.formatdate(now, usegmt=True)
+        _DATE_CACHE[0] = (now, text)
+    return text
 
 
 class HttpError(Exception):
@@ -257,22 +289,77 @@ def etag_matches(header: str, etag: str) -> bool:
     return False
 
 
+class CachedBody:
+    """A small store object held in memory: its bytes and the headers derived from its stat."""
+
+    __slots__ = ("body", "etag", "last_modified", "mtime")
+
+    def __init__(self, body: bytes, etag: str, mtime: float) -> None:
+        self.body = body
+        self.etag = etag
+        self.mtime = mtime
+        self.last_modified = email.utils.formatdate(mtime, usegmt=True)
+
+
 class Generation:
-    """One resolved generation directory; every path of a response is taken from here."""
+    """One resolved generation directory; every path of a response is taken from here.
+
+    A generation is never modified after the build that wrote it, and store objects are
+    immutable (named by their content), so this object remembers what it checked: which
+    request paths resolve to which allowed file, and the bytes of small store objects. Only
+    positive results are kept, each one verified exactly as an uncached lookup is.
+    """
 
     def __init__(self, root: str, path: str) -> None:
         self.root = root
         self.path = path
         self.objects_prefix = os.path.join(root, "store", "objects") + os.sep
         self.prefix = path + os.sep
+        self._resolved: Dict[str, Tuple[str, bool]] = {}
+        self._bodies: Dict[str, CachedBody] = {}
+        self._present: Set[str] = set()
+        self._dirs: Set[str] = set()
+        self._body_bytes = 0
+        self._lock = threading.Lock()
 
-    def open_file(self, path: str) -> Tuple[IO[bytes], os.stat_result, str]:
-        """Open a regular file of the tree -> (file, stat, ETag); 404 when not servable.
+    def exists(self, path: str) -> bool:
+        """Whether ``path`` names an entry of the tree (remembered once seen)."""
+        if path in self._resolved or path in self._present:
+            return True
+        found = os.path.lexists(path)
+        if found and len(self._present) < RESOLVED_CACHE_ENTRIES:
+            self._present.add(path)
+        return found
 
-        A symlink counts only if it resolves inside ``store/objects/``; anything else must
-        resolve inside this generation. The ETag is the blake3 content address for a store
-        object, else a strong validator from (size, mtime_ns, inode) of the file itself.
-        """
+    def is_dir(self, path: str) -> bool:
+        """Whether ``path`` is a directory of the tree (remembered once seen)."""
+        if path in self._dirs:
+            return True
+        found = os.path.isdir(path)
+        if found and len(self._dirs) < RESOLVED_CACHE_ENTRIES:
+            self._dirs.add(path)
+        return found
+
+    def cached(self, path: str) -> Optional[CachedBody]:
+        """The in-memory body of ``path`` when it is a small store object served before."""
+        hit = self._resolved.get(path)
+        return self._bodies.get(hit[0]) if hit is not None else None
+
+    def remember(self, path: str, body: bytes, etag: str, mtime: float) -> None:
+        """Keep the bytes of store object ``path`` (just read whole) for later requests."""
+        hit = self._resolved.get(path)
+        if hit is None or not hit[1] or len(body) > SMALL_BODY:
+            return
+        with self._lock:
+            if hit[0] in self._bodies or self._body_bytes + len(body) > BODY_CACHE_BYTES:
+                return
+            self._bodies[hit[0]] = CachedBody(body, etag, mtime)
+            self._body_bytes += len(body)
+
+    def _resolve(self, path: str) -> Tuple[str, bool]:
+        hit = self._resolved.get(path)
+        if hit is not None:
+            return hit
         try:
             link_stat = os.lstat(path)
         except OSError:
@@ -283,10 +370,23 @@ class Generation:
             raise HttpError(404, "not found (link points outside the store)")
         if not in_store and not real.startswith(self.prefix):
             raise HttpError(404, "not found (outside the generation)")
+        if len(self._resolved) < RESOLVED_CACHE_ENTRIES:
+            self._resolved[path] = (real, in_store)
+        return real, in_store
+
+    def open_file(self, path: str) -> Tuple[IO[bytes], os.stat_result, str, bool]:
+        """Open a regular file of the tree -> (file, stat, ETag, in store); 404 when not servable.
+
+        A symlink counts only if it resolves inside ``store/objects/``; anything else must
+        resolve inside this generation. The ETag is the blake3 content address for a store
+        object, else a strong validator from (size, mtime_ns, inode) of the file itself.
+        """
+        real, in_store = self._resolve(path)
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(real, flags)
         except OSError:
+            self._resolved.pop(path, None)  # removed (gc?) or replaced: check afresh next time
             raise HttpError(404, "not found") from None
         fobj = os.fdopen(fd, "rb", buffering=0)
         st = os.fstat(fd)
@@ -298,7 +398,7 @@ class Generation:
             etag = '"%s"' % name
         else:
             etag = '"%x-%x-%x"' % (st.st_size, st.st_mtime_ns, st.st_ino)
-        return fobj, st, etag
+        return fobj, st, etag, in_store
 
 
 class Watchdog:
@@ -465,9 +565,7 @@ class Handler(socketserver.StreamRequestHandler):
         return request.keep_alive
 
     def _send_error(self, request: Request, err: HttpError, started: float) -> bool:
-        body = (
-            "%d %s: %s\n" % (err.status, http.HTTPStatus(err.status).phrase, err.reason)
-        ).encode()
+        body = ("%d %s: %s\n" % (err.status, _PHRASES[err.status], err.reason)).encode()
         keep = request.keep_alive and not err.close
         headers = [("Content-Type", "text/plain; charset=utf-8"), *err.headers]
         try:
@@ -506,18 +604,24 @@ class Handler(socketserver.StreamRequestHandler):
             return  # reset or timed out: the socket is closed next either way
 
     def _write_head(
-        self, status: int, headers: List[Tuple[str, str]], length: int, keep: bool
+        self,
+        status: int,
+        headers: List[Tuple[str, str]],
+        length: int,
+        keep: bool,
+        body: bytes = b"",
     ) -> None:
-        lines = ["HTTP/1.1 %d %s" % (status, http.HTTPStatus(status).phrase)]
+        """Send the status line and headers (and ``body``, when given, in the same write)."""
+        lines = ["HTTP/1.1 %d %s" % (status, _PHRASES[status])]
         lines.append("Server: " + SERVER_NAME)
-        lines.append("Date: " + email.utils.formatdate(usegmt=True))
+        lines.append("Date: " + http_date())
         lines.extend("%s: %s" % pair for pair in headers)
         lines.append("Content-Length: %d" % length)
         if not keep:
             lines.append("Connection: close")
         elif self.http10:
             lines.append("Connection: keep-alive")  # HTTP/1.0 closes unless told otherwise
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
     def _route(self, request: Request) -> Tuple[int, int]:
         if request.method not in ("GET", "HEAD"):
@@ -545,7 +649,7 @@ class Handler(socketserver.StreamRequestHandler):
         elif segments[0] == "env" and len(segments) >= 3 and segments[2] == "simple":
             base = os.path.join(generation.path, "env", segments[1], "simple")
             rest, top = segments[3:], "simple"
-            if not os.path.isdir(base):
+            if not generation.is_dir(base):
                 raise HttpError(404, "no environment %r in this mirror" % segments[1])
         else:
             raise HttpError(404, "not found; the index is at simple/")
@@ -566,7 +670,7 @@ class Handler(socketserver.StreamRequestHandler):
             if not slash:
                 return self._redirect(request, name + "/", query)
             project_dir = os.path.join(base, name)
-            if not os.path.isdir(project_dir):
+            if not generation.is_dir(project_dir):
                 raise HttpError(404, "no project %r in this index" % name, [("Vary", "Accept")])
             return self._page(request, generation, project_dir, fmt)
         if len(rest) == 2 and not slash and canonical == name:
@@ -600,12 +704,12 @@ class Handler(socketserver.StreamRequestHandler):
     def _page(
         self, request: Request, generation: Generation, directory: str, fmt: Optional[str]
     ) -> Tuple[int, int]:
-        files = {
-            JSON_TYPE: os.path.join(directory, "index.json"),
-            V1_HTML_TYPE: os.path.join(directory, "index.html"),
-            TEXT_HTML: os.path.join(directory, "index.html"),
-        }
-        offered = [t for t, p in files.items() if os.path.lexists(p)]
+        json_page = os.path.join(directory, "index.json")
+        html_page = os.path.join(directory, "index.html")
+        files = {JSON_TYPE: json_page, V1_HTML_TYPE: html_page, TEXT_HTML: html_page}
+        has_html = generation.exists(html_page)
+        offered = [JSON_TYPE] if generation.exists(json_page) else []
+        offered += [V1_HTML_TYPE, TEXT_HTML] if has_html else []
         if not offered:
             raise HttpError(404, "no index page here")
         vary = [("Vary", "Accept")]
@@ -641,40 +745,104 @@ class Handler(socketserver.StreamRequestHandler):
         extra: Optional[List[Tuple[str, str]]] = None,
         etag_suffix: str = "",
     ) -> Tuple[int, int]:
-        fobj, st, etag = generation.open_file(path)
+        cached = generation.cached(path)
+        if cached is not None:
+            return self._send_file(
+                request,
+                fobj=None,
+                body=cached.body,
+                size=len(cached.body),
+                mtime=cached.mtime,
+                etag=cached.etag,
+                last_modified=cached.last_modified,
+                page=page,
+                content_type=content_type,
+                path=path,
+                extra=extra,
+                etag_suffix=etag_suffix,
+            )
+        fobj, st, etag, in_store = generation.open_file(path)
         with fobj:
-            if etag_suffix:
-                etag = etag[:-1] + etag_suffix + '"'
-            if content_type is None:
-                content_type = _file_type(os.path.basename(path))
-            headers = list(extra or [])
-            headers += [
-                ("Content-Type", content_type),
-                ("ETag", etag),
-                ("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True)),
-                ("Cache-Control", PAGE_CACHE if page else FILE_CACHE),
-                ("Accept-Ranges", "bytes"),
-            ]
-            if _not_modified(request.headers, etag, st.st_mtime):
-                # RFC 9110 §8.6: a 304's Content-Length, if sent, is that of the 200.
-                self._write_head(304, headers, st.st_size, request.keep_alive)
-                return 304, 0
-            status, start, length = 200, 0, st.st_size
-            header = request.headers.get("range")
-            if_range = request.headers.get("if-range")
-            if header is not None and (if_range is None or if_range.strip() == etag):
-                span = parse_range(header, st.st_size)
-                if span is not None:
-                    status, (start, length) = 206, span
-                    end = start + length - 1
-                    headers.append(("Content-Range", "bytes %d-%d/%d" % (start, end, st.st_size)))
+            body = None
+            if st.st_size <= SMALL_BODY:
+                body = fobj.read(st.st_size)
+                if len(body) != st.st_size:
+                    body = None  # changed under us: stream what is there (and close after)
+                elif in_store:
+                    generation.remember(path, body, etag, st.st_mtime)
+            last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+            return self._send_file(
+                request,
+                fobj=fobj,
+                body=body,
+                size=st.st_size,
+                mtime=st.st_mtime,
+                etag=etag,
+                last_modified=last_modified,
+                page=page,
+                content_type=content_type,
+                path=path,
+                extra=extra,
+                etag_suffix=etag_suffix,
+            )
+
+    def _send_file(
+        self,
+        request: Request,
+        *,
+        fobj: Optional[IO[bytes]],
+        body: Optional[bytes],
+        size: int,
+        mtime: float,
+        etag: str,
+        last_modified: str,
+        page: bool,
+        content_type: Optional[str],
+        path: str,
+        extra: Optional[List[Tuple[str, str]]],
+        etag_suffix: str,
+    ) -> Tuple[int, int]:
+        """Answer with a file: from ``body`` when it is in memory, else streamed from ``fobj``."""
+        if etag_suffix:
+            etag = etag[:-1] + etag_suffix + '"'
+        if content_type is None:
+            content_type = _file_type(os.path.basename(path))
+        headers = list(extra or [])
+        headers += [
+            ("Content-Type", content_type),
+            ("ETag", etag),
+            ("Last-Modified", last_modified),
+            ("Cache-Control", PAGE_CACHE if page else FILE_CACHE),
+            ("Accept-Ranges", "bytes"),
+        ]
+        if _not_modified(request.headers, etag, mtime):
+            # RFC 9110 §8.6: a 304's Content-Length, if sent, is that of the 200.
+            self._write_head(304, headers, size, request.keep_alive)
+            return 304, 0
+        status, start, length = 200, 0, size
+        header = request.headers.get("range")
+        if_range = request.headers.get("if-range")
+        if header is not None and (if_range is None or if_range.strip() == etag):
+            span = parse_range(header, size)
+            if span is not None:
+                status, (start, length) = 206, span
+                end = start + length - 1
+                headers.append(("Content-Range", "bytes %d-%d/%d" % (start, end, size)))
+        if request.method == "HEAD" or length == 0:
             self._write_head(status, headers, length, request.keep_alive)
-            if request.method == "HEAD" or length == 0:
-                return status, 0
-            sent = self.connection.sendfile(fobj, start, length)
-            if sent != length:  # the file shrank under us: the framing is broken, close
-                request.keep_alive = False
-            return status, sent
+            return status, 0
+        if body is not None:
+            self._write_head(
+                status, headers, length, request.keep_alive, body[start : start + length]
+            )
+            return status, length
+        if fobj is None:  # unreachable: a body not in memory comes with its open file
+            raise HttpError(500, "internal error: no file to stream", close=True)
+        self._write_head(status, headers, length, request.keep_alive)
+        sent = self.connection.sendfile(fobj, start, length)
+        if sent != length:  # the file shrank under us: the framing is broken, close
+            request.keep_alive = False
+        return status, sent
 
     def _home(self, request: Request, generation: Generation, q: str) -> Tuple[int, int]:
         body = render_home(self.server.summary(generation), q).encode("utf-8")
@@ -880,6 +1048,8 @@ class MirrorServer(socketserver.TCPServer):
         self._stopping = False
         self._log_lock = threading.Lock()
         self._summaries: Dict[str, Summary] = {}
+        # The generation last resolved and the ``index`` link target it came from.
+        self._current: Optional[Tuple[str, Generation]] = None
         self._summary_lock = threading.Lock()
         super().__init__((host, port), Handler)
 
@@ -898,10 +1068,15 @@ class MirrorServer(socketserver.TCPServer):
             raise HttpError(503, "no index yet at %s: run morgan build" % link) from None
         except OSError:
             target = "index"  # a plain directory (a mirror copied without symlinks)
+        current = self._current
+        if current is not None and current[0] == target:
+            return current[1]  # the switch replaces the link, so a new build has a new target
         path = os.path.realpath(os.path.join(self.root, target))
         if not path.startswith(self.root + os.sep) or not os.path.isdir(path):
             raise HttpError(503, "%s does not point to a generation inside the mirror" % link)
-        return Generation(self.root, path)
+        generation = Generation(self.root, path)
+        self._current = (target, generation)  # one tuple: threads see the old or the new pair
+        return generation
 
     def summary(self, generation: Generation) -> Summary:
         with self._summary_lock:
@@ -950,7 +1125,7 @@ class MirrorServer(socketserver.TCPServer):
         agent = request.headers.get("user-agent", "-").replace('"', "'")
         line = '%s - - [%s] "%s" %d %d %.4f "%s"\n' % (
             host,
-            time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
+            log_time(),
             request.line.replace('"', "%22")[:400],
             status,
             size,
