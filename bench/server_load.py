@@ -5,7 +5,9 @@ project ``bigdata``, starts ``python morgan/server.py --root <tree> --port 0`` o
 ``--max-connections`` value asked for, and runs:
 
 a) ``--conns`` keep-alive connections for ``--duration`` s, each requesting pages and
-   ``.metadata`` in a loop: requests, errors, p50/p99 latency;
+   ``.metadata`` in a loop: requests, errors, p50/p99 latency; then (scenario ``w``) the
+   same load from ``wrk`` when installed (it reports only completed requests: a connection
+   never answered shows up as a timeout in its "Socket errors" line, if at all);
 b) slowloris: ``--slow`` connections trickling one header byte every ``--drip`` s (and
    reconnecting when cut) while ``--normal`` clients keep fetching (a new connection every
    10 requests, as successive pip runs would): the normal clients' errors and latency, how
@@ -27,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -420,7 +423,9 @@ def downloads(port: int, big: BigFile, clients: int) -> Downloads:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.server_load", description=__doc__)
     parser.add_argument("--max-connections", default="128,600", help="server caps to compare")
-    parser.add_argument("--scenarios", default="abc", help="which of a, b, c to run")
+    parser.add_argument(
+        "--scenarios", default="awbc", help="which of a, w (a with wrk), b, c to run"
+    )
     parser.add_argument("--conns", type=int, default=500)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--slow", type=int, default=200)
@@ -433,6 +438,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def wrk_load(port: int, conns: int, duration: float, timeout: float) -> str | None:
+    """(a) again with ``wrk`` (one thread, one JSON page) when it is installed: its summary."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    command = [wrk, "-t1", f"-c{conns}", f"-d{duration:g}s", f"--timeout={timeout:g}s"]
+    command += ["--latency", "-H", "Accept: application/vnd.pypi.simple.v1+json"]
+    out = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}/simple/alpha/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    wanted = ("requests in", "Requests/sec", "50%", "99%", "Socket errors", "Non-2xx")
+    lines = [" ".join(line.split()) for line in out.splitlines() if any(w in line for w in wanted)]
+    return "; ".join(lines)
+
+
 def run_scenario(scenario: str, port: int, big: BigFile, args: argparse.Namespace) -> None:
     """Run one of a, b, c against the server on ``port`` and print its figures."""
     if scenario == "a":
@@ -441,6 +464,9 @@ def run_scenario(scenario: str, port: int, big: BigFile, args: argparse.Namespac
         print(
             f"a) {args.conns} keep-alive x {args.duration:g} s: {stats.summary()}; {rate:.0f} req/s"
         )
+    elif scenario == "w":
+        summary = wrk_load(port, args.conns, args.duration, args.timeout)
+        print(f"a/wrk) {args.conns} connections x {args.duration:g} s: {summary or 'no wrk'}")
     elif scenario == "b":
         stats, slow = asyncio.run(
             slowloris(
@@ -468,7 +494,7 @@ def run_scenario(scenario: str, port: int, big: BigFile, args: argparse.Namespac
             f"{done.seconds:.1f} s, {mbps:.0f} MB/s"
         )
     else:
-        raise SystemExit(f"unknown scenario {scenario!r}: use a, b or c")
+        raise SystemExit(f"unknown scenario {scenario!r}: use a, w, b or c")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -441,12 +441,25 @@ class Request:
         self.keep_alive = False
 
 
-class Handler(socketserver.StreamRequestHandler):
+class _SocketWriter:
+    """``wfile``: every write goes to the socket at once, whole."""
+
+    __slots__ = ("_sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def write(self, data: bytes) -> int:
+        self._sock.sendall(data)
+        return len(data)
+
+
+class Handler(socketserver.BaseRequestHandler):
     """One request, parsed strictly from the head the waiter read, and its response; the
     connection is kept alive by default (``keep``)."""
 
     server: "MirrorServer"
-    wbufsize = 0  # responses are written whole (head) or by sendfile (body)
+    request: socket.socket
 
     linger = False  # set when an error response closes a connection with input unread
     http10 = False  # the request being answered is HTTP/1.0
@@ -460,12 +473,11 @@ class Handler(socketserver.StreamRequestHandler):
         super().__init__(request, client_address, server)
 
     def setup(self) -> None:
-        super().setup()
-        self.rfile.close()  # the head is parsed from what the waiter read, not the socket
-        self.rfile = io.BytesIO(self.head)
+        self.connection = self.request
         self.connection.settimeout(self.server.send_timeout)
-        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile = io.BytesIO(self.head)  # the head is parsed from what the waiter read
+        # Responses are written whole (head) or by sendfile (body): no buffering.
+        self.wfile = _SocketWriter(self.connection)
 
     def handle(self) -> None:
         request = self._read_request()
@@ -576,7 +588,6 @@ class Handler(socketserver.StreamRequestHandler):
         return keep
 
     def finish(self) -> None:
-        super().finish()
         if self.linger:
             self._lingering_close()
 
@@ -1027,6 +1038,10 @@ class MirrorServer(socketserver.TCPServer):
             if self._stopping:
                 self.shutdown_request(request)
                 return
+        if request.family in (socket.AF_INET, socket.AF_INET6):
+            # Fails only on a connection already reset; the waiter then sees it closed.
+            with contextlib.suppress(OSError):
+                request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.waiter.add(request, client_address, b"")
 
     def _dispatch(self, sock: socket.socket, client_address: object, head: bytes) -> None:
