@@ -210,6 +210,9 @@ class Stats:
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
     causes: dict[str, int] = field(default_factory=dict)
+    # Clients answered at least once while the load was still on: a client served only
+    # after the others stopped was starved, even when no request of it timed out.
+    answered_during_load: int = 0
 
     def fail(self, cause: str) -> None:
         self.errors += 1
@@ -217,6 +220,7 @@ class Stats:
 
     def summary(self) -> str:
         text = f"requests {self.requests} errors {self.errors}"
+        text += f" clients answered during the load {self.answered_during_load}"
         if self.latencies:
             ordered = sorted(self.latencies)
             p50 = statistics.median(ordered) * 1000
@@ -248,6 +252,7 @@ async def _client(
     """Fetch :data:`PAGES` in turn until ``stop``; reconnect after ``per_connection`` or
     after an error."""
     n = offset
+    answered = False
     while time.monotonic() < stop:
         writer = None
         try:
@@ -266,8 +271,12 @@ async def _client(
                     stats.fail(f"status {status}")
                     break
                 # The first request's latency includes the connection: what a client waits.
-                stats.latencies.append(time.monotonic() - started)
-                started = time.monotonic()
+                now = time.monotonic()
+                stats.latencies.append(now - started)
+                started = now
+                if not answered and now < stop:
+                    answered = True
+                    stats.answered_during_load += 1
         except TimeoutError:
             stats.requests += 1
             stats.fail(f"no answer within {timeout:g} s")
