@@ -19,9 +19,11 @@ generations and a new build is picked up without a restart):
 Safety: request targets are parsed strictly (no dot segments, no encoded ``/`` or ``\\``, no
 NUL, a whitelist of characters, bounded lengths), only GET and HEAD are served, a symlink is
 followed only when it resolves inside ``<root>/store/objects/``, a regular file only when it
-lies inside the generation, and nothing ever lists a directory. Connections are served by at
-most ``--max-connections`` threads; a watchdog cuts connections that take too long to send a
-request head (idle keep-alive and slowloris alike).
+lies inside the generation, and nothing ever lists a directory. One waiter thread holds
+every connection between requests and reads request heads without blocking; at most
+``--max-connections`` worker threads answer complete requests, so idle keep-alive and
+slowloris connections hold no worker, and a head not complete within 20 s gets its
+connection closed (docs/server-load.md has the figures).
 
 See docs/server.md for the decisions behind each header.
 """
@@ -314,11 +316,19 @@ class Waiter:
     keep-alive clients and slowloris clients that trickle bytes cannot occupy the workers.
     A head not complete ``timeout`` seconds after the connection arrived (or after the
     previous response) gets the connection closed. ``dispatch(sock, address, head)`` is
-    called with the bytes received; ``close(sock)`` when a connection is dropped here.
+    called with the bytes received; ``close(sock)`` when a connection is dropped here;
+    ``on_error(message)`` with the traceback of anything unexpected (the waiter goes on).
     """
 
-    def __init__(self, timeout: float, dispatch: "DispatchFn", close: "CloseFn") -> None:
+    def __init__(
+        self,
+        timeout: float,
+        dispatch: "DispatchFn",
+        close: "CloseFn",
+        on_error: Callable[[str], None],
+    ) -> None:
         self._timeout = timeout
+        self._on_error = on_error
         self._dispatch = dispatch
         self._close = close
         self._selector = selectors.DefaultSelector()
@@ -351,43 +361,10 @@ class Waiter:
     def _run(self) -> None:
         waiting: Dict[socket.socket, _Waiting] = {}
         while not self._stop:
-            for key, _ in self._selector.select(timeout=0.25):
-                if key.data is None:
-                    with contextlib.suppress(BlockingIOError, OSError):
-                        self._wake_r.recv(4096)
-                    continue
-                state = key.data
-                try:
-                    data = state.sock.recv(65536)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""  # reset by the peer: same as a close
-                if not data:
-                    self._drop(waiting, state)
-                    continue
-                state.buf += data
-                if _head_ready(state.buf):
-                    self._selector.unregister(state.sock)
-                    del waiting[state.sock]
-                    self._dispatch(state.sock, state.address, bytes(state.buf))
-            with self._lock:
-                incoming, self._incoming = self._incoming, []
-            now = time.monotonic()
-            for sock, address, pending in incoming:
-                if _head_ready(pending):  # a pipelined request already read: answer it now
-                    self._dispatch(sock, address, pending)
-                    continue
-                state = _Waiting(sock, address, bytearray(pending), now + self._timeout)
-                try:
-                    sock.setblocking(False)
-                    self._selector.register(sock, selectors.EVENT_READ, state)
-                except (OSError, ValueError):
-                    self._close(sock)  # already closed by the peer
-                    continue
-                waiting[sock] = state
-            for state in [w for w in waiting.values() if w.deadline <= now]:
-                self._drop(waiting, state)  # idle keep-alive or too slow: cut it
+            try:
+                self._step(waiting)
+            except Exception:  # the waiter must outlive any one bad connection: report it
+                self._on_error("waiter: " + traceback.format_exc())
         for state in list(waiting.values()):
             self._drop(waiting, state)
         with self._lock:
@@ -397,6 +374,45 @@ class Waiter:
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
+
+    def _step(self, waiting: "Dict[socket.socket, _Waiting]") -> None:
+        for key, _ in self._selector.select(timeout=0.25):
+            if key.data is None:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    self._wake_r.recv(4096)
+                continue
+            state = key.data
+            try:
+                data = state.sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""  # reset by the peer: same as a close
+            if not data:
+                self._drop(waiting, state)
+                continue
+            state.buf += data
+            if _head_ready(state.buf):
+                self._selector.unregister(state.sock)
+                del waiting[state.sock]
+                self._dispatch(state.sock, state.address, bytes(state.buf))
+        with self._lock:
+            incoming, self._incoming = self._incoming, []
+        now = time.monotonic()
+        for sock, address, pending in incoming:
+            if _head_ready(pending):  # a pipelined request already read: answer it now
+                self._dispatch(sock, address, pending)
+                continue
+            state = _Waiting(sock, address, bytearray(pending), now + self._timeout)
+            try:
+                sock.setblocking(False)
+                self._selector.register(sock, selectors.EVENT_READ, state)
+            except (OSError, ValueError):
+                self._close(sock)  # already closed by the peer
+                continue
+            waiting[sock] = state
+        for state in [w for w in waiting.values() if w.deadline <= now]:
+            self._drop(waiting, state)  # idle keep-alive or too slow: cut it
 
     def _drop(self, waiting: "Dict[socket.socket, _Waiting]", state: "_Waiting") -> None:
         self._selector.unregister(state.sock)
@@ -1002,7 +1018,7 @@ class MirrorServer(socketserver.TCPServer):
         self._idle = 0
         self._backlog = 0
         super().__init__((host, port), Handler)  # type: ignore[arg-type]
-        self.waiter = Waiter(header_timeout, self._dispatch, self._close_connection)
+        self.waiter = Waiter(header_timeout, self._dispatch, self._close_connection, self.log_error)
 
     @property
     def url(self) -> str:
@@ -1048,12 +1064,23 @@ class MirrorServer(socketserver.TCPServer):
         with self._pool_lock:
             if self._idle:
                 self._idle -= 1
-            elif self._workers < self._max_workers:
-                self._workers += 1
-                threading.Thread(target=self._worker, name="morgan-worker", daemon=True).start()
+            elif self._workers < self._max_workers and self._start_worker():
+                pass
+            elif self._workers:
+                self._backlog += 1  # a busy worker takes it when it is done
             else:
-                self._backlog += 1
+                self.log_error("cannot start a worker thread: closing %s" % (client_address,))
+                self._close_connection(sock)
+                return
             self._work.put((sock, client_address, head))
+
+    def _start_worker(self) -> bool:
+        try:
+            threading.Thread(target=self._worker, name="morgan-worker", daemon=True).start()
+        except RuntimeError:  # "can't start new thread": the process is at its limit
+            return False
+        self._workers += 1
+        return True
 
     def _worker(self) -> None:
         while True:
