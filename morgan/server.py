@@ -104,6 +104,7 @@ _PROJECT = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _RAW_PATH = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 _VERSION = re.compile(r"^HTTP/(\d)\.(\d)$")
+_HEAD_LINE = re.compile(rb"^[^ ]+ [^ ]+ HTTP/1\.\d\r?$")
 
 
 class HttpError(Exception):
@@ -438,6 +439,9 @@ def _head_ready(buf: "Union[bytes, bytearray]") -> bool:
         start += 1
     if buf.find(b"\n\r\n", start) >= 0 or buf.find(b"\n\n", start) >= 0:
         return True
+    end = buf.find(b"\n", start)
+    if end >= 0 and not _HEAD_LINE.match(buf[start:end]):
+        return True  # not a request line of HTTP/1.x: the parser answers 400 or 505 now
     if len(buf) > MAX_REQUEST_LINE + MAX_HEADER_BYTES + 16:
         return True
     return len(buf) - (buf.rfind(b"\n") + 1) > max(MAX_REQUEST_LINE, MAX_HEADER_LINE)

@@ -8,6 +8,7 @@ these fail if idle keep-alive or slowloris connections hold a worker between req
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,3 +64,21 @@ def test_concurrent_big_downloads_complete_with_the_right_bytes(
     assert result.wrong == []
     assert result.completed == 8
     assert result.sha256 == big.sha256
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [(b"GET /simple/\r\n", b"400"), (b"GET /simple/ HTTP/2.0\r\n", b"505"), (b"x\r\n", b"400")],
+    ids=["http-0.9", "http-2", "garbage"],
+)
+def test_bad_request_line_is_answered_without_waiting_for_headers(
+    served: Server, raw: bytes, status: bytes
+) -> None:
+    """The waiter hands a head to a worker once the parser can decide, not only once the
+    blank line arrives: a bad request line is refused at once, not cut 20 s later."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(raw)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.split(b" ", 2)[1] == status
