@@ -336,6 +336,7 @@ class Waiter:
         self._incoming: List[Tuple[socket.socket, object, bytes]] = []
         self._lock = threading.Lock()
         self._stop = False
+        self._next_scan = 0.0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -412,8 +413,10 @@ class Waiter:
                 self._close(sock)  # already closed by the peer
                 continue
             waiting[sock] = state
-        for state in [w for w in waiting.values() if w.deadline <= now]:
-            self._drop(waiting, state)  # idle keep-alive or too slow: cut it
+        if now >= self._next_scan:  # a scan is O(connections): at most 4 a second
+            self._next_scan = now + 0.25
+            for state in [w for w in waiting.values() if w.deadline <= now]:
+                self._drop(waiting, state)  # idle keep-alive or too slow: cut it
 
     def _drop(self, waiting: "Dict[socket.socket, _Waiting]", state: "_Waiting") -> None:
         self._selector.unregister(state.sock)
