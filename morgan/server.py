@@ -19,9 +19,11 @@ generations and a new build is picked up without a restart):
 Safety: request targets are parsed strictly (no dot segments, no encoded ``/`` or ``\\``, no
 NUL, a whitelist of characters, bounded lengths), only GET and HEAD are served, a symlink is
 followed only when it resolves inside ``<root>/store/objects/``, a regular file only when it
-lies inside the generation, and nothing ever lists a directory. Connections are served by at
-most ``--max-connections`` threads; a watchdog cuts connections that take too long to send a
-request head (idle keep-alive and slowloris alike).
+lies inside the generation, and nothing ever lists a directory. One waiter thread holds
+every connection between requests and reads request heads without blocking; at most
+``--max-connections`` worker threads answer complete requests, so idle keep-alive and
+slowloris connections hold no worker, and a head not complete within 20 s gets its
+connection closed (docs/server-load.md has the figures).
 
 See docs/server.md for the decisions behind each header.
 """
@@ -31,9 +33,12 @@ import contextlib
 import email.utils
 import html
 import http
+import io
 import json
 import os
+import queue
 import re
+import selectors
 import socket
 import socketserver
 import stat
@@ -42,9 +47,12 @@ import threading
 import time
 import traceback
 import urllib.parse
-from typing import IO, Dict, List, Optional, Sequence, Set, Tuple
+from typing import IO, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 SERVER_NAME = "morgan-server"
+
+DispatchFn = Callable[[socket.socket, object, bytes], None]
+CloseFn = Callable[[socket.socket], None]
 
 MAX_REQUEST_LINE = 8192
 MAX_PATH = 4096
@@ -101,6 +109,7 @@ _PROJECT = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _RAW_PATH = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 _VERSION = re.compile(r"^HTTP/(\d)\.(\d)$")
+_HEAD_LINE = re.compile(rb"^[^ ]+ [^ ]+ HTTP/1\.\d\r?$")
 _PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
 # [(whole second, its Date header value)]: one formatdate per second; the tuple is replaced
 # whole, so a thread never reads a second with another second's text.
@@ -401,40 +410,144 @@ class Generation:
         return fobj, st, etag, in_store
 
 
-class Watchdog:
-    """Shuts down connections whose request head is not complete by a deadline."""
+class Waiter:
+    """Holds connections between requests and reads their request heads, all in one thread.
 
-    def __init__(self, interval: float = 0.25) -> None:
-        self._deadlines: Dict[socket.socket, float] = {}
+    A connection costs no worker thread until its request head is complete, so idle
+    keep-alive clients and slowloris clients that trickle bytes cannot occupy the workers.
+    A head not complete ``timeout`` seconds after the connection arrived (or after the
+    previous response) gets the connection closed. ``dispatch(sock, address, head)`` is
+    called with the bytes received; ``close(sock)`` when a connection is dropped here;
+    ``on_error(message)`` with the traceback of anything unexpected (the waiter goes on).
+    """
+
+    def __init__(
+        self,
+        timeout: float,
+        dispatch: "DispatchFn",
+        close: "CloseFn",
+        on_error: Callable[[str], None],
+    ) -> None:
+        self._timeout = timeout
+        self._on_error = on_error
+        self._dispatch = dispatch
+        self._close = close
+        self._selector = selectors.DefaultSelector()
+        self._incoming: List[Tuple[socket.socket, object, bytes]] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._interval = interval
-        self._thread = threading.Thread(target=self._run, name="morgan-watchdog", daemon=True)
+        self._stop = False
+        self._next_scan = 0.0
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._thread = threading.Thread(target=self._run, name="morgan-waiter", daemon=True)
         self._thread.start()
 
-    def arm(self, sock: socket.socket, seconds: float) -> None:
+    def add(self, sock: socket.socket, address: object, pending: bytes) -> None:
+        """Wait for the next request head on ``sock`` (``pending``: bytes already read)."""
         with self._lock:
-            self._deadlines[sock] = time.monotonic() + seconds
-
-    def disarm(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._deadlines.pop(sock, None)
+            self._incoming.append((sock, address, pending))
+        self._wake()
 
     def stop(self) -> None:
-        self._stop.set()
+        """Close every waiting connection and end the thread."""
+        self._stop = True
+        self._wake()
+
+    def _wake(self) -> None:
+        # A full socketpair buffer already holds a wake-up: nothing is lost by skipping.
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"x")
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            now = time.monotonic()
-            with self._lock:
-                expired = [s for s, t in self._deadlines.items() if t <= now]
-                for sock in expired:
-                    del self._deadlines[sock]
-            for sock in expired:
-                # Unblocks the handler's read with EOF; it then closes the connection. An
-                # OSError means the peer already closed it: nothing is left to cut.
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        waiting: Dict[socket.socket, _Waiting] = {}
+        while not self._stop:
+            try:
+                self._step(waiting)
+            except Exception:  # the waiter must outlive any one bad connection: report it
+                self._on_error("waiter: " + traceback.format_exc())
+        for state in list(waiting.values()):
+            self._drop(waiting, state)
+        with self._lock:
+            for sock, _, _ in self._incoming:
+                self._close(sock)
+            self._incoming = []
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _step(self, waiting: "Dict[socket.socket, _Waiting]") -> None:
+        for key, _ in self._selector.select(timeout=0.25):
+            if key.data is None:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    self._wake_r.recv(4096)
+                continue
+            state = key.data
+            try:
+                data = state.sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""  # reset by the peer: same as a close
+            if not data:
+                self._drop(waiting, state)
+                continue
+            state.buf += data
+            if _head_ready(state.buf):
+                self._selector.unregister(state.sock)
+                del waiting[state.sock]
+                self._dispatch(state.sock, state.address, bytes(state.buf))
+        with self._lock:
+            incoming, self._incoming = self._incoming, []
+        now = time.monotonic()
+        for sock, address, pending in incoming:
+            if _head_ready(pending):  # a pipelined request already read: answer it now
+                self._dispatch(sock, address, pending)
+                continue
+            state = _Waiting(sock, address, bytearray(pending), now + self._timeout)
+            try:
+                sock.setblocking(False)
+                self._selector.register(sock, selectors.EVENT_READ, state)
+            except (OSError, ValueError):
+                self._close(sock)  # already closed by the peer
+                continue
+            waiting[sock] = state
+        if now >= self._next_scan:  # a scan is O(connections): at most 4 a second
+            self._next_scan = now + 0.25
+            for state in [w for w in waiting.values() if w.deadline <= now]:
+                self._drop(waiting, state)  # idle keep-alive or too slow: cut it
+
+    def _drop(self, waiting: "Dict[socket.socket, _Waiting]", state: "_Waiting") -> None:
+        self._selector.unregister(state.sock)
+        del waiting[state.sock]
+        self._close(state.sock)
+
+
+class _Waiting:
+    __slots__ = ("address", "buf", "deadline", "sock")
+
+    def __init__(self, sock: socket.socket, address: object, buf: bytearray, deadline: float):
+        self.sock = sock
+        self.address = address
+        self.buf = buf
+        self.deadline = deadline
+
+
+def _head_ready(buf: "Union[bytes, bytearray]") -> bool:
+    """Whether the parser can decide on ``buf``: a complete head (after the empty lines
+    RFC 9112 allows before it), or a line or total already past the parser's limits."""
+    start = 0
+    while start < len(buf) and buf[start] in (10, 13):
+        start += 1
+    if buf.find(b"\n\r\n", start) >= 0 or buf.find(b"\n\n", start) >= 0:
+        return True
+    end = buf.find(b"\n", start)
+    if end >= 0 and not _HEAD_LINE.match(buf[start:end]):
+        return True  # not a request line of HTTP/1.x: the parser answers 400 or 505 now
+    if len(buf) > MAX_REQUEST_LINE + MAX_HEADER_BYTES + 16:
+        return True
+    return len(buf) - (buf.rfind(b"\n") + 1) > max(MAX_REQUEST_LINE, MAX_HEADER_LINE)
 
 
 class Request:
@@ -451,32 +564,49 @@ class Request:
         self.keep_alive = False
 
 
-class Handler(socketserver.StreamRequestHandler):
-    """One connection: requests read strictly, one response each, keep-alive by default."""
+class _SocketWriter:
+    """``wfile``: every write goes to the socket at once, whole."""
+
+    __slots__ = ("_sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def write(self, data: bytes) -> int:
+        self._sock.sendall(data)
+        return len(data)
+
+
+class Handler(socketserver.BaseRequestHandler):
+    """One request, parsed strictly from the head the waiter read, and its response; the
+    connection is kept alive by default (``keep``)."""
 
     server: "MirrorServer"
-    wbufsize = 0  # responses are written whole (head) or by sendfile (body)
+    request: socket.socket
 
     linger = False  # set when an error response closes a connection with input unread
     http10 = False  # the request being answered is HTTP/1.0
 
+    def __init__(
+        self, request: socket.socket, client_address: object, server: "MirrorServer", head: bytes
+    ) -> None:
+        self.head = head  # the request head (and any pipelined bytes) the waiter read
+        self.keep = False  # whether the connection goes back to the waiter afterwards
+        self.leftover = b""  # bytes after this request's head: the next request's start
+        super().__init__(request, client_address, server)
+
     def setup(self) -> None:
-        super().setup()
+        self.connection = self.request
         self.connection.settimeout(self.server.send_timeout)
-        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile = io.BytesIO(self.head)  # the head is parsed from what the waiter read
+        # Responses are written whole (head) or by sendfile (body): no buffering.
+        self.wfile = _SocketWriter(self.connection)
 
     def handle(self) -> None:
-        while True:
-            self.server.watchdog.arm(self.connection, self.server.header_timeout)
-            try:
-                request = self._read_request()
-            except (OSError, ValueError):
-                return  # reset, timed out or cut by the watchdog: nothing to answer
-            finally:
-                self.server.watchdog.disarm(self.connection)
-            if request is None or not self._respond(request):
-                return
+        request = self._read_request()
+        if request is not None and self._respond(request):
+            self.keep = True
+            self.leftover = self.rfile.read()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -579,7 +709,6 @@ class Handler(socketserver.StreamRequestHandler):
         return keep
 
     def finish(self) -> None:
-        super().finish()
         if self.linger:
             self._lingering_close()
 
@@ -1022,10 +1151,16 @@ def render_home(summary: Summary, query: str) -> str:
 
 
 class MirrorServer(socketserver.TCPServer):
-    """The listening socket; a thread per connection, at most ``max_connections`` at once."""
+    """The listening socket, the :class:`Waiter` and at most ``max_connections`` workers.
+
+    A worker thread is taken only to answer a request whose head is complete; between
+    requests a connection waits in the waiter. Open connections are bounded by what the
+    file-descriptor limit allows (:func:`open_connection_limit`); further ones wait in the
+    listen queue.
+    """
 
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 1024  # the kernel caps it at net.core.somaxconn
 
     def __init__(
         self,
@@ -1043,15 +1178,24 @@ class MirrorServer(socketserver.TCPServer):
         self.header_timeout = header_timeout
         self.send_timeout = send_timeout
         self.log = log
-        self.watchdog = Watchdog()
-        self._slots = threading.BoundedSemaphore(max_connections)
+        self._open = threading.BoundedSemaphore(open_connection_limit(max_connections))
         self._stopping = False
         self._log_lock = threading.Lock()
         self._summaries: Dict[str, Summary] = {}
         # The generation last resolved and the ``index`` link target it came from.
         self._current: Optional[Tuple[str, Generation]] = None
         self._summary_lock = threading.Lock()
-        super().__init__((host, port), Handler)
+        # Workers: started on demand up to max_connections, then kept; requests beyond wait
+        # in the queue. _idle counts workers free to take a request, _backlog queued requests
+        # no free worker was counted for.
+        self._max_workers = max_connections
+        self._work: "queue.SimpleQueue[Tuple[socket.socket, object, bytes]]" = queue.SimpleQueue()
+        self._pool_lock = threading.Lock()
+        self._workers = 0
+        self._idle = 0
+        self._backlog = 0
+        super().__init__((host, port), Handler)  # type: ignore[arg-type]
+        self.waiter = Waiter(header_timeout, self._dispatch, self._close_connection, self.log_error)
 
     @property
     def url(self) -> str:
@@ -1087,24 +1231,64 @@ class MirrorServer(socketserver.TCPServer):
             return cached
 
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        # Waiting for a free slot here leaves further connections in the listen backlog.
-        while not self._slots.acquire(timeout=0.5):
+        # Waiting for a connection slot here leaves further connections in the listen queue.
+        while not self._open.acquire(timeout=0.5):
             if self._stopping:
                 self.shutdown_request(request)
                 return
-        thread = threading.Thread(
-            target=self._serve_connection, args=(request, client_address), daemon=True
-        )
-        thread.start()
+        if request.family in (socket.AF_INET, socket.AF_INET6):
+            # Fails only on a connection already reset; the waiter then sees it closed.
+            with contextlib.suppress(OSError):
+                request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.waiter.add(request, client_address, b"")
 
-    def _serve_connection(self, request: socket.socket, client_address: object) -> None:
+    def _dispatch(self, sock: socket.socket, client_address: object, head: bytes) -> None:
+        with self._pool_lock:
+            if self._idle:
+                self._idle -= 1
+            elif self._workers < self._max_workers and self._start_worker():
+                pass
+            elif self._workers:
+                self._backlog += 1  # a busy worker takes it when it is done
+            else:
+                self.log_error("cannot start a worker thread: closing %s" % (client_address,))
+                self._close_connection(sock)
+                return
+            self._work.put((sock, client_address, head))
+
+    def _start_worker(self) -> bool:
         try:
-            self.finish_request(request, client_address)
+            threading.Thread(target=self._worker, name="morgan-worker", daemon=True).start()
+        except RuntimeError:  # "can't start new thread": the process is at its limit
+            return False
+        self._workers += 1
+        return True
+
+    def _worker(self) -> None:
+        while True:
+            sock, client_address, head = self._work.get()
+            self._answer(sock, client_address, head)
+            with self._pool_lock:
+                if self._backlog:
+                    self._backlog -= 1  # the next get() takes a request no one was counted for
+                else:
+                    self._idle += 1
+
+    def _answer(self, sock: socket.socket, client_address: object, head: bytes) -> None:
+        keep, leftover = False, b""
+        try:
+            handler = Handler(sock, client_address, self, head)
+            keep, leftover = handler.keep, handler.leftover
         except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            self._slots.release()
+            self.handle_error(sock, client_address)
+        if keep and not self._stopping:
+            self.waiter.add(sock, client_address, leftover)
+        else:
+            self._close_connection(sock)
+
+    def _close_connection(self, sock: socket.socket) -> None:
+        self.shutdown_request(sock)
+        self._open.release()
 
     def handle_error(self, request: object, client_address: object) -> None:
         self.log_error("connection from %s failed:\n%s" % (client_address, traceback.format_exc()))
@@ -1114,7 +1298,7 @@ class MirrorServer(socketserver.TCPServer):
         self._stopping = True
         self.shutdown()
         self.server_close()
-        self.watchdog.stop()
+        self.waiter.stop()
 
     def log_access(
         self, client: object, request: Request, status: int, size: int, started: float
@@ -1143,6 +1327,25 @@ class MirrorServer(socketserver.TCPServer):
             stream.flush()
 
 
+def open_connection_limit(max_connections: int) -> int:
+    """How many connections may be open at once: 4096, less when the file-descriptor limit
+    (raised to its hard maximum when possible) leaves less room next to the workers' files."""
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return 4096
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4096 + max_connections + 64
+    if soft != resource.RLIM_INFINITY and soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(hard, want)
+        with contextlib.suppress(ValueError, OSError):  # not allowed: keep the soft limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(1, min(4096, soft - max_connections - 64))
+
+
 def build_parser(default_root: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="server.py", description="Serve a Morgan mirror (the generation <root>/index)."
@@ -1153,7 +1356,10 @@ def build_parser(default_root: str) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks one)")
     parser.add_argument("--root", default=default_root, help="mirror folder (default: %(default)s)")
     parser.add_argument(
-        "--max-connections", type=int, default=128, help="connections served at once (default 128)"
+        "--max-connections",
+        type=int,
+        default=128,
+        help="requests answered at once (default 128); idle connections do not count",
     )
     return parser
 
@@ -1176,7 +1382,7 @@ def serve(
         stream.write("morgan-server: stopped\n")
     finally:
         server.server_close()
-        server.watchdog.stop()
+        server.waiter.stop()
     return 0
 
 

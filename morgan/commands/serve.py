@@ -33,7 +33,7 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         type=int,
         default=128,
         metavar="N",
-        help="connections served at once; more wait in the listen queue (default 128)",
+        help="requests answered at once; idle connections do not count (default 128)",
     )
 
 

@@ -1,0 +1,529 @@
+"""server.py under load and abuse: ``python -m bench.server_load`` prints the figures.
+
+Builds a mirror tree (tests/index_tree.py) plus one 500 MB sparse file listed as a file of
+project ``bigdata``, starts ``python morgan/server.py --root <tree> --port 0`` once per
+``--max-connections`` value asked for, and runs:
+
+a) ``--conns`` keep-alive connections for ``--duration`` s, each requesting pages and
+   ``.metadata`` in a loop: requests, errors, p50/p99 latency; then (scenario ``w``) the
+   same load from ``wrk`` when installed (it reports only completed requests: a connection
+   never answered shows up as a timeout in its "Socket errors" line, if at all);
+b) slowloris: ``--slow`` connections trickling one header byte every ``--drip`` s (and
+   reconnecting when cut) while ``--normal`` clients keep fetching (a new connection every
+   10 requests, as successive pip runs would): the normal clients' errors and latency, how
+   many slow connections the server cut and after how long;
+c) ``--downloads`` clients fetching the big file at once: completions with the exact byte
+   count, the sha256 of one, throughput.
+
+For each, the server's RSS and thread count are sampled from ``/proc/<pid>/status`` every
+0.5 s (start, peak, end). A request counts as an error when it fails, answers other than
+200, returns a short body or takes longer than ``--timeout`` s (pip's default is 15 s).
+Clients are Python (asyncio for a and b, threads with ``recv_into`` for c) on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from blake3 import blake3
+
+from tests.index_tree import build_tree
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_PY = ROOT / "morgan" / "server.py"
+BIG_NAME = "bigdata-1.0.tar.gz"
+PIP_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
+    "text/html; q=0.01"
+)
+PAGES = (
+    "/simple/",
+    "/simple/alpha/",
+    "/simple/beta/",
+    "/simple/gamma-lib/",
+    "/env/linux/simple/alpha/",
+    "/simple/alpha/alpha-2.0-py3-none-any.whl.metadata",
+    "/simple/beta/beta-1.0-py3-none-any.whl",
+)
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class BigFile:
+    """The large file of the mirror: where it is served and what a client must receive."""
+
+    path: str  # URL path
+    size: int
+    sha256: str
+
+
+def make_mirror(base: Path, big_size: int) -> tuple[Path, BigFile]:
+    """A mirror at ``base/mirror`` with a sparse ``big_size`` file of project ``bigdata``."""
+    tree = build_tree(base / "mirror", environments={"linux": ["alpha", "beta"]})
+    # The file is all zeros: hash it from one zero chunk instead of reading it back.
+    zeros = bytes(CHUNK)
+    sha, b3 = hashlib.sha256(), blake3()
+    left = big_size
+    while left:
+        piece = zeros[: min(left, CHUNK)]
+        sha.update(piece)
+        b3.update(piece)
+        left -= len(piece)
+    digest = str(b3.hexdigest())
+    blob = tree.objects() / digest[:2] / digest
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    with blob.open("wb") as f:
+        f.truncate(big_size)  # sparse: created instantly, reads back as zeros
+    blob.chmod(0o444)
+    project = tree.generation(1) / "simple" / "bigdata"
+    project.mkdir()
+    (project / BIG_NAME).symlink_to(os.path.relpath(blob, project))
+    entry = {
+        "filename": BIG_NAME,
+        "url": BIG_NAME,
+        "hashes": {"sha256": sha.hexdigest()},
+        "requires-python": None,
+        "yanked": False,
+        "size": big_size,
+        "core-metadata": False,
+    }
+    page = {
+        "meta": {"api-version": "1.1"},
+        "name": "bigdata",
+        "versions": ["1.0"],
+        "files": [entry],
+    }
+    (project / "index.json").write_text(json.dumps(page) + "\n")
+    (project / "index.html").write_text(
+        f'<!DOCTYPE html>\n<html><body><a href="{BIG_NAME}#sha256={sha.hexdigest()}">'
+        f"{BIG_NAME}</a></body></html>\n"
+    )
+    return tree.root, BigFile(f"/simple/bigdata/{BIG_NAME}", big_size, sha.hexdigest())
+
+
+@dataclass
+class Server:
+    """A running ``python morgan/server.py``."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def errors_logged(self) -> int:
+        """Lines where the server reports a failure of its own (not access-log lines)."""
+        text = self.log.read_text(errors="replace")
+        return len(re.findall(r"^morgan-server: (?!warning)", text, re.MULTILINE))
+
+
+@contextmanager
+def server(root: Path, max_connections: int, log: Path) -> Iterator[Server]:
+    """Start the mirror's server on a free loopback port; stop it afterwards."""
+    command = [sys.executable, str(SERVER_PY), "--root", str(root), "--port", "0"]
+    command += ["--max-connections", str(max_connections)]
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        port = None
+        for _ in range(200):
+            match = re.search(r"Serving .* at http://127\.0\.0\.1:(\d+)/", log.read_text())
+            if match:
+                port = int(match.group(1))
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if port is None:
+            raise RuntimeError(f"server did not start: {log.read_text()}")
+        yield Server(proc, port, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@dataclass
+class Memory:
+    """RSS (MB) and thread counts of one process, sampled every ``interval`` s."""
+
+    pid: int
+    interval: float = 0.5
+    rss: list[float] = field(default_factory=list)
+    threads: list[int] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        with Path(f"/proc/{self.pid}/status").open(encoding="ascii") as f:
+            status = dict(line.split(":", 1) for line in f if ":" in line)
+        self.rss.append(int(status["VmRSS"].split()[0]) / 1024)
+        self.threads.append(int(status["Threads"]))
+
+    def __enter__(self) -> Memory:
+        self.sample()
+
+        def loop() -> None:
+            while not self._stop.wait(self.interval):
+                self.sample()
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.sample()
+
+    def summary(self) -> str:
+        return (
+            f"RSS MB start {self.rss[0]:.1f} peak {max(self.rss):.1f} end {self.rss[-1]:.1f}; "
+            f"threads start {self.threads[0]} peak {max(self.threads)} end {self.threads[-1]}"
+        )
+
+
+@dataclass
+class Stats:
+    """Outcome of a group of clients."""
+
+    requests: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    causes: dict[str, int] = field(default_factory=dict)
+    # Clients answered at least once while the load was still on: a client served only
+    # after the others stopped was starved, even when no request of it timed out.
+    answered_during_load: int = 0
+
+    def fail(self, cause: str) -> None:
+        self.errors += 1
+        self.causes[cause] = self.causes.get(cause, 0) + 1
+
+    def summary(self) -> str:
+        text = f"requests {self.requests} errors {self.errors}"
+        text += f" clients answered during the load {self.answered_during_load}"
+        if self.latencies:
+            ordered = sorted(self.latencies)
+            p50 = statistics.median(ordered) * 1000
+            p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+            text += f" latency ms p50 {p50:.1f} p99 {p99:.1f} max {ordered[-1] * 1000:.1f}"
+        if self.causes:
+            text += " causes " + ", ".join(f"{k}: {v}" for k, v in sorted(self.causes.items()))
+        return text
+
+
+async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> int:
+    """One keep-alive GET; returns the status after reading the whole body."""
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: mirror\r\nAccept: {PIP_ACCEPT}\r\n\r\n".encode("ascii")
+    )
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    match = re.search(rb"\r\ncontent-length: *(\d+)", head, re.IGNORECASE)
+    if match is None:
+        raise ValueError("response without Content-Length")
+    await reader.readexactly(int(match.group(1)))
+    return status
+
+
+async def _client(
+    port: int, stop: float, stats: Stats, *, timeout: float, per_connection: int, offset: int
+) -> None:
+    """Fetch :data:`PAGES` in turn until ``stop``; reconnect after ``per_connection`` or
+    after an error."""
+    n = offset
+    answered = False
+    while time.monotonic() < stop:
+        writer = None
+        try:
+            started = time.monotonic()
+            connect = asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.wait_for(connect, timeout)
+            for _ in range(per_connection):
+                if time.monotonic() >= stop:
+                    break
+                status = await asyncio.wait_for(
+                    _get(reader, writer, PAGES[n % len(PAGES)]), timeout
+                )
+                n += 1
+                stats.requests += 1
+                if status != 200:
+                    stats.fail(f"status {status}")
+                    break
+                # The first request's latency includes the connection: what a client waits.
+                now = time.monotonic()
+                stats.latencies.append(now - started)
+                started = now
+                if not answered and now < stop:
+                    answered = True
+                    stats.answered_during_load += 1
+        except TimeoutError:
+            stats.requests += 1
+            stats.fail(f"no answer within {timeout:g} s")
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            stats.requests += 1
+            stats.fail(type(exc).__name__)
+        finally:
+            if writer is not None:
+                writer.close()
+
+
+async def keep_alive_load(port: int, conns: int, duration: float, timeout: float) -> Stats:
+    """(a) ``conns`` keep-alive connections fetching pages for ``duration`` s."""
+    stats = Stats()
+    stop = time.monotonic() + duration
+    await asyncio.gather(
+        *(
+            _client(port, stop, stats, timeout=timeout, per_connection=1 << 30, offset=i)
+            for i in range(conns)
+        )
+    )
+    return stats
+
+
+@dataclass
+class Slow:
+    """What happened to the slowloris connections."""
+
+    opened: int = 0
+    cut: int = 0
+    cut_after: list[float] = field(default_factory=list)
+    answered: int = 0  # the server sent a response to a head never completed: a bug
+
+
+async def _slow_client(port: int, stop: float, drip: float, slow: Slow) -> None:
+    while time.monotonic() < stop:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(drip)
+            continue
+        slow.opened += 1
+        opened = time.monotonic()
+        try:
+            writer.write(b"GET /simple/ HTTP/1.1\r\nHost: mirror\r\nX-Slow: ")
+            await writer.drain()
+            while time.monotonic() < stop:
+                try:
+                    data = await asyncio.wait_for(reader.read(1024), drip)
+                except TimeoutError:
+                    writer.write(b"a")
+                    await writer.drain()
+                    continue
+                if data:
+                    slow.answered += 1
+                else:
+                    slow.cut += 1
+                    slow.cut_after.append(time.monotonic() - opened)
+                break
+        except OSError:
+            slow.cut += 1
+            slow.cut_after.append(time.monotonic() - opened)
+        finally:
+            writer.close()
+
+
+async def slowloris(
+    port: int, slow_conns: int, normal: int, *, duration: float, drip: float, timeout: float
+) -> tuple[Stats, Slow]:
+    """(b) ``slow_conns`` trickling connections, then ``normal`` clients fetching pages."""
+    slow = Slow()
+    stats = Stats()
+    stop = time.monotonic() + duration
+    attackers = [
+        asyncio.ensure_future(_slow_client(port, stop, drip, slow)) for _ in range(slow_conns)
+    ]
+    await asyncio.sleep(1.0)  # the attack is under way when the normal clients arrive
+    await asyncio.gather(
+        *(
+            _client(port, stop, stats, timeout=timeout, per_connection=10, offset=i)
+            for i in range(normal)
+        )
+    )
+    await asyncio.gather(*attackers)
+    return stats, slow
+
+
+@dataclass
+class Downloads:
+    completed: int = 0
+    wrong: list[str] = field(default_factory=list)
+    sha256: str = ""
+    seconds: float = 0.0
+
+
+def _download(
+    port: int, big: BigFile, digest: bool, result: Downloads, lock: threading.Lock
+) -> None:
+    sha = hashlib.sha256() if digest else None
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.sendall(f"GET {big.path} HTTP/1.1\r\nHost: mirror\r\n\r\n".encode("ascii"))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed before the response head")
+                head += chunk
+            head, _, body = head.partition(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200 "):
+                raise ConnectionError(head.split(b"\r\n")[0].decode("latin-1"))
+            received = len(body)
+            if sha is not None:
+                sha.update(body)
+            buf = bytearray(CHUNK)
+            view = memoryview(buf)
+            while received < big.size:
+                n = sock.recv_into(view, min(CHUNK, big.size - received))
+                if n == 0:
+                    break
+                received += n
+                if sha is not None:
+                    sha.update(view[:n])
+        with lock:
+            if received != big.size:
+                result.wrong.append(f"received {received} of {big.size} bytes")
+            else:
+                result.completed += 1
+            if sha is not None:
+                result.sha256 = sha.hexdigest()
+    except OSError as exc:
+        with lock:
+            result.wrong.append(f"{type(exc).__name__}: {exc}")
+
+
+def downloads(port: int, big: BigFile, clients: int) -> Downloads:
+    """(c) ``clients`` threads downloading ``big`` at once, discarding the bytes."""
+    result = Downloads()
+    lock = threading.Lock()
+    started = time.monotonic()
+    threads = [
+        threading.Thread(target=_download, args=(port, big, i == 0, result, lock))
+        for i in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.server_load", description=__doc__)
+    parser.add_argument("--max-connections", default="128,600", help="server caps to compare")
+    parser.add_argument(
+        "--scenarios", default="awbc", help="which of a, w (a with wrk), b, c to run"
+    )
+    parser.add_argument("--conns", type=int, default=500)
+    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--slow", type=int, default=200)
+    parser.add_argument("--normal", type=int, default=16)
+    parser.add_argument("--slow-duration", type=float, default=45.0)
+    parser.add_argument("--drip", type=float, default=3.0)
+    parser.add_argument("--downloads", type=int, default=50)
+    parser.add_argument("--big-mb", type=int, default=500)
+    parser.add_argument("--timeout", type=float, default=15.0)
+    return parser.parse_args(argv)
+
+
+def wrk_load(port: int, conns: int, duration: float, timeout: float) -> str | None:
+    """(a) again with ``wrk`` (one thread, one JSON page) when it is installed: its summary."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    command = [wrk, "-t1", f"-c{conns}", f"-d{duration:g}s", f"--timeout={timeout:g}s"]
+    command += ["--latency", "-H", "Accept: application/vnd.pypi.simple.v1+json"]
+    out = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}/simple/alpha/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    wanted = ("requests in", "Requests/sec", "50%", "99%", "Socket errors", "Non-2xx")
+    lines = [" ".join(line.split()) for line in out.splitlines() if any(w in line for w in wanted)]
+    return "; ".join(lines)
+
+
+def run_scenario(scenario: str, port: int, big: BigFile, args: argparse.Namespace) -> None:
+    """Run one of a, b, c against the server on ``port`` and print its figures."""
+    if scenario == "a":
+        stats = asyncio.run(keep_alive_load(port, args.conns, args.duration, args.timeout))
+        rate = stats.requests / args.duration
+        print(
+            f"a) {args.conns} keep-alive x {args.duration:g} s: {stats.summary()}; {rate:.0f} req/s"
+        )
+    elif scenario == "w":
+        summary = wrk_load(port, args.conns, args.duration, args.timeout)
+        print(f"a/wrk) {args.conns} connections x {args.duration:g} s: {summary or 'no wrk'}")
+    elif scenario == "b":
+        stats, slow = asyncio.run(
+            slowloris(
+                port,
+                args.slow,
+                args.normal,
+                duration=args.slow_duration,
+                drip=args.drip,
+                timeout=args.timeout,
+            )
+        )
+        print(f"b) {args.normal} normal clients: {stats.summary()}")
+        cut = sorted(slow.cut_after)
+        after = f" after s min {cut[0]:.1f} median {statistics.median(cut):.1f}" if cut else ""
+        print(
+            f"b) {args.slow} slowloris: opened {slow.opened} cut {slow.cut}{after}; "
+            f"answered {slow.answered}"
+        )
+    elif scenario == "c":
+        done = downloads(port, big, args.downloads)
+        mbps = done.completed * big.size / done.seconds / 1e6
+        print(
+            f"c) {args.downloads} downloads of {big.size} bytes: completed {done.completed} "
+            f"wrong {len(done.wrong)} {done.wrong[:3]}; sha256 ok {done.sha256 == big.sha256}; "
+            f"{done.seconds:.1f} s, {mbps:.0f} MB/s"
+        )
+    else:
+        raise SystemExit(f"unknown scenario {scenario!r}: use a, w, b or c")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    caps = [int(c) for c in args.max_connections.split(",")]
+    with tempfile.TemporaryDirectory(prefix="morgan-load-") as tmp:
+        base = Path(tmp)
+        root, big = make_mirror(base, args.big_mb * 1024 * 1024)
+        print(f"mirror {root}; big file {big.path} {big.size} bytes sha256 {big.sha256}")
+        for cap in caps:
+            for scenario in args.scenarios:
+                log = base / f"server-{cap}-{scenario}.log"
+                with server(root, cap, log) as srv:
+                    print(f"\n== --max-connections {cap}, scenario {scenario}", flush=True)
+                    with Memory(srv.proc.pid) as mem:
+                        run_scenario(scenario, srv.port, big, args)
+                    logged = srv.errors_logged()
+                    print(f"   server {mem.summary()}; errors it logged {logged}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
