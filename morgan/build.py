@@ -42,6 +42,7 @@ from morgan.lock import (
 from morgan.lock import dumps as dump_lock
 from morgan.lock import load as load_lock
 from morgan.lock_inputs import LockedInput, read_lock_input
+from morgan.noop import stamp
 from morgan.resolve import (
     SPEC,
     Dependencies,
@@ -181,13 +182,13 @@ def _build_locked(
                 ex=ex,
                 selections=selections,
                 files=files,
-                lock_digest=blake3_hex(text.encode()),
             )
         except BaseException:
             staged.unlink(missing_ok=True)
             raise
         staged.replace(lock_path)
         _copy_sources(spec, mirror, lock_path)
+        stamp(mirror, spec.path.read_bytes(), text.encode("utf-8"), generation[0])
         union = {(p.release.name, str(p.release.version)) for s in selections for p in s.pins}
         return BuildResult(
             mirror=mirror,
@@ -555,7 +556,6 @@ def _render_and_switch(
     ex: Executor,
     selections: Sequence[EnvSelection],
     files: Mapping[str, MirrorFile],
-    lock_digest: str,
 ) -> tuple[int, str, bool]:
     union: dict[str, dict[str, MirrorFile]] = {}
     entries: dict[str, Digest] = {}
@@ -582,8 +582,6 @@ def _render_and_switch(
         entries.values(),
         extra={
             "version": 1,
-            # The lock this tree was built from: lets an unchanged rebuild stop early.
-            "lock": lock_digest,
             "entries": {k: str(v) for k, v in sorted(entries.items())},
         },
     )
@@ -606,7 +604,9 @@ def _render_and_switch(
 
 
 # Temp names that builds give what they write outside the store; the last number is the pid.
-_LEFTOVER = re.compile(r"\.(?:(?:index|server\.py|mirror\.toml|mirror\.lock)\.tmp|tmp-\d+)-(\d+)")
+_LEFTOVER = re.compile(
+    r"\.(?:(?:index|server\.py|mirror\.toml|mirror\.lock|build-stamp\.json)\.tmp|tmp-\d+)-(\d+)"
+)
 
 
 def _remove_leftovers(mirror: Path, workspace: Path) -> None:

@@ -1,23 +1,25 @@
-"""The no-op rebuild, decided without loading the build engine.
+"""The no-op rebuild, decided without loading the build engine or even the spec parser.
 
-A build whose spec digest equals the lock's, whose lock is the one the current generation
-was built from, and whose store still holds every blob that generation names, would change
-nothing: `morgan build` says so and stops. This check reads three small files and stats the
-blobs; it imports neither the resolver nor networkx.
+Every successful build writes ``<mirror>/build-stamp.json``: the blake3 of the exact
+``mirror.toml`` and ``mirror.lock`` bytes it built from, and the generation it made. When
+the workspace still holds those exact bytes, ``index`` still points at that generation and
+the store still holds every blob its manifest names, rebuilding would change nothing:
+``morgan build`` says so and stops. The check reads a few small files and stats the blobs;
+it imports neither packaging's parsers nor the resolver. A spec that names private folders
+or input locks always takes the full path (their contents count too).
 """
 
 from __future__ import annotations
 
 import json
-import re
+import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
 
-from morgan.spec import Spec
-
-_SPEC_DIGEST = re.compile(r'^spec-digest = "([0-9a-f]{64})"$', re.MULTILINE)
+STAMP = "build-stamp.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,32 +31,48 @@ class UpToDate:
     bytes_total: int
 
 
-def up_to_date(spec: Spec, mirror: Path) -> UpToDate | None:
-    """The current generation if rebuilding would change nothing, else None."""
+def stamp(mirror: Path, spec_bytes: bytes, lock_bytes: bytes, generation: int) -> None:
+    """Record what the current generation was built from (atomically)."""
+    data = {
+        "spec": blake3.blake3(spec_bytes).hexdigest(),
+        "lock": blake3.blake3(lock_bytes).hexdigest(),
+        "generation": generation,
+    }
+    tmp = mirror / f".{STAMP}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(data, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(mirror / STAMP)
+
+
+def up_to_date(workspace: Path, out: Path | None) -> UpToDate | None:
+    """The current generation if rebuilding ``workspace`` would change nothing, else None."""
     try:
-        lock = (spec.path.parent / "mirror.lock").read_bytes()
-        match = _SPEC_DIGEST.search(lock[:4096].decode("utf-8", "replace"))
-        if match is None or match.group(1) != spec.digest():
+        spec_bytes = (workspace / "mirror.toml").read_bytes()
+        table = tomllib.loads(spec_bytes.decode("utf-8"))
+        if table.get("private") or table.get("locks"):
             return None
+        output = table.get("output", {}).get("path", "mirror")
+        mirror = (out or workspace / output).resolve()
+        lock_bytes = (workspace / "mirror.lock").read_bytes()
+        recorded = json.loads((mirror / STAMP).read_bytes())
         generation = (mirror / "index").readlink()
         manifest_bytes = (mirror / generation / "manifest.json").read_bytes()
-        manifest = json.loads(manifest_bytes)
-    except (OSError, ValueError):
-        return None
-    if manifest.get("lock") != blake3.blake3(lock).hexdigest():
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None  # anything unusual: the full build decides
+    if (
+        recorded.get("spec") != blake3.blake3(spec_bytes).hexdigest()
+        or recorded.get("lock") != blake3.blake3(lock_bytes).hexdigest()
+        or generation != Path("generations", str(recorded.get("generation")))
+    ):
         return None
     objects = mirror / "store" / "objects"
     files = total = 0
-    for digest in manifest.get("objects", ()):
+    for digest in json.loads(manifest_bytes).get("objects", ()):
         hexd = str(digest).removeprefix("blake3:")
         try:
-            size = (objects / hexd[:2] / hexd).stat().st_size
+            total += (objects / hexd[:2] / hexd).stat().st_size
         except OSError:
             return None  # a blob is missing: the full build fetches it
         files += 1
-        total += size
-    if not generation.name.isdigit():
-        return None
     return UpToDate(
         mirror=mirror,
         generation=int(generation.name),

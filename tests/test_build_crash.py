@@ -251,6 +251,7 @@ def test_sigkill_at_many_points_loses_nothing(chain: Chain) -> None:
     # What killed builds left outside the store (half-made generations, temp links) is gone;
     # the store's own temp files are gc's to remove.
     assert sorted(p.name for p in chain.mirror.iterdir()) == [
+        "build-stamp.json",
         "generations",
         "index",
         "mirror.lock",

@@ -188,3 +188,22 @@ def test_unknowable_sdist_metadata_is_reported_and_still_mirrored(
         proc.stderr
     )
     assert (ws / "mirror/index/simple/legacy/legacy-1.0.tar.gz").exists()
+
+
+def test_noop_fast_path_needs_the_exact_spec_bytes(upstream: FakeUpstream, tmp_path: Path) -> None:
+    small(upstream)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["leaf"])
+    assert morgan(ws, "build").returncode == 0
+    fast = morgan(ws, "build")
+    assert "unchanged, still generation 1: nothing to do" in fast.stderr
+    # A comment changes the bytes but not the spec: the full path runs, finds the lock
+    # fresh (no request) and the tree identical (no new generation).
+    (ws / "mirror.toml").write_text((ws / "mirror.toml").read_text() + "# a comment\n")
+    upstream.clear_requests()
+    full = morgan(ws, "build")
+    assert full.returncode == 0, full.stderr
+    assert "nothing to do" not in full.stderr
+    assert "unchanged, still generation 1:" in full.stderr
+    assert upstream.requests == []
+    assert "nothing to do" in morgan(ws, "build").stderr

@@ -16,7 +16,6 @@ from morgan.progress import ProgressReporter
 
 if TYPE_CHECKING:
     from morgan.build import BuildResult
-from morgan.spec import load_spec
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
@@ -73,9 +72,8 @@ class _OfflineClient:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.workspace / "mirror.toml")
     if args.upgrade is None and not args.json and args.materialize == "symlink":
-        current = up_to_date(spec, (args.out or spec.output).resolve())
+        current = up_to_date(args.workspace, args.out)
         if current is not None:
             if not args.quiet:
                 print(
@@ -89,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: the build pulls in networkx and resolvelib, which `morgan --help` and
     # every other command do not need.
     from morgan.build import BuildOptions, build
+    from morgan.spec import load_spec
+
+    spec = load_spec(args.workspace / "mirror.toml")
 
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
