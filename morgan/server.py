@@ -38,6 +38,7 @@ import json
 import os
 import queue
 import re
+import select
 import selectors
 import socket
 import socketserver
@@ -1275,16 +1276,43 @@ class MirrorServer(socketserver.TCPServer):
                     self._idle += 1
 
     def _answer(self, sock: socket.socket, client_address: object, head: bytes) -> None:
-        keep, leftover = False, b""
+        while True:
+            keep, leftover = False, b""
+            try:
+                handler = Handler(sock, client_address, self, head)
+                keep, leftover = handler.keep, handler.leftover
+            except Exception:
+                self.handle_error(sock, client_address)
+            if not keep or self._stopping:
+                self._close_connection(sock)
+                return
+            state, buf = self._next_head(sock, leftover)
+            if state == "wait":
+                self.waiter.add(sock, client_address, buf)
+                return
+            if state == "closed":
+                self._close_connection(sock)
+                return
+            head = buf
+
+    def _next_head(self, sock: socket.socket, buf: bytes) -> Tuple[str, bytes]:
+        """A keep-alive client usually sends its next request at once: if its whole head
+        arrives within a millisecond, this worker answers it ("ready"), saving two thread
+        hand-offs; otherwise "wait" with the bytes read so far, for the waiter (a slow client
+        never holds a worker); "closed" when the client went away."""
+        if _head_ready(buf):
+            return "ready", buf
         try:
-            handler = Handler(sock, client_address, self, head)
-            keep, leftover = handler.keep, handler.leftover
-        except Exception:
-            self.handle_error(sock, client_address)
-        if keep and not self._stopping:
-            self.waiter.add(sock, client_address, leftover)
-        else:
-            self._close_connection(sock)
+            readable, _, _ = select.select([sock], [], [], 0.001)
+            data = sock.recv(65536) if readable else None
+        except (OSError, ValueError):
+            return "closed", buf
+        if data is None:
+            return "wait", buf
+        if not data:
+            return "closed", buf
+        buf += data
+        return ("ready" if _head_ready(buf) else "wait"), buf
 
     def _close_connection(self, sock: socket.socket) -> None:
         self.shutdown_request(sock)
