@@ -3,10 +3,14 @@ and generations materialized as copies."""
 
 from __future__ import annotations
 
+import base64
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
-from tests.build_scenario import morgan
+from tests.build_scenario import ROOT, morgan
 from tests.upstream import FakeUpstream
 
 ENV = '[environments.linux]\npython = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'
@@ -79,3 +83,34 @@ def test_materialize_copy_gives_regular_files_with_the_same_bytes(
     assert wheel.is_file()
     assert not wheel.is_symlink()
     assert wheel.read_bytes() == (upstream.files_dir / wheel.name).read_bytes()
+
+
+def test_credentials_from_the_environment_are_sent_and_never_written(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.add_release("leaf", "1.0")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "mirror.toml").write_text(
+        f'requirements = ["leaf"]\n[[upstreams]]\nname = "corp-idx"\nindex-url = "{upstream.url}"\n'
+        + ENV
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MORGAN_UPSTREAM_CORP_IDX_USERNAME": "bob",
+        "MORGAN_UPSTREAM_CORP_IDX_PASSWORD": "env-s3cret",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "morgan", "build", "-v", "-C", str(ws)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    expected = "Basic " + base64.b64encode(b"bob:env-s3cret").decode()
+    assert upstream.requests
+    assert all(r.headers.get("authorization") == expected for r in upstream.requests)
+    assert "env-s3cret" not in proc.stderr + (ws / "mirror.lock").read_text()

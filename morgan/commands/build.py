@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import re
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from morgan.errors import UsageError
 from morgan.noop import up_to_date
@@ -16,6 +20,7 @@ from morgan.progress import ProgressReporter
 
 if TYPE_CHECKING:
     from morgan.build import BuildResult
+    from morgan.spec import Upstream
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
@@ -44,12 +49,28 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     )
 
 
-def make_client(offline: bool) -> object:
+def upstream_credentials(
+    upstreams: Sequence[Upstream], environ: Mapping[str, str]
+) -> dict[str, tuple[str, str]]:
+    """``MORGAN_UPSTREAM_<NAME>_USERNAME`` / ``_PASSWORD`` per upstream (NAME upper-cased,
+    other characters as ``_``), keyed by the upstream's host[:port] — like uv's
+    ``UV_INDEX_<NAME>_USERNAME``. Never written anywhere; ``~/.netrc`` still applies."""
+    out = {}
+    for up in upstreams:
+        key = re.sub(r"[^A-Z0-9]", "_", up.name.upper())
+        user = environ.get(f"MORGAN_UPSTREAM_{key}_USERNAME")
+        password = environ.get(f"MORGAN_UPSTREAM_{key}_PASSWORD")
+        if user is not None and password is not None:
+            out[urlsplit(up.index_url).netloc.rpartition("@")[2]] = (user, password)
+    return out
+
+
+def make_client(offline: bool, upstreams: Sequence[Upstream] = ()) -> object:
     from rules.http import HttpClient
 
     if offline:
         return _OfflineClient()
-    return HttpClient()
+    return HttpClient(credentials=upstream_credentials(upstreams, os.environ))
 
 
 class _OfflineClient:
@@ -114,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     opts = dataclasses.replace(opts, reporter=progress)
     started = time.monotonic()
     try:
-        result = build(spec, make_client(args.offline), opts)
+        result = build(spec, make_client(args.offline, spec.upstreams), opts)
     finally:
         progress.close()
     elapsed = time.monotonic() - started
