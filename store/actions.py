@@ -95,14 +95,7 @@ class ActionCache:
     def remove(self, key: str) -> int:
         """Delete the entry; return the bytes freed (0 if it was absent)."""
         path = self.path(key)
-        try:
-            size = path.stat().st_size
-            path.unlink()
-        except FileNotFoundError:
-            return 0
-        except OSError as exc:
-            raise fsio.write_error(exc, path) from exc
-        return size
+        return fsio.remove_file(path)
 
     def size(self, key: str) -> int:
         """The entry's size in bytes (0 if absent)."""

@@ -122,3 +122,15 @@ def atomic_write(
             discard(tmp)
     if durable:
         fsync_dir(target.parent)
+
+
+def remove_file(path: Path) -> int:
+    """Delete ``path``; return the bytes freed (0 if it was absent), write errors translated."""
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise write_error(exc, path) from exc
+    return size

@@ -163,14 +163,7 @@ class Store:
     def remove(self, digest: Digest) -> int:
         """Delete an object (for gc and repair); return the bytes freed (0 if absent)."""
         path = self.path(digest)
-        try:
-            size = path.stat().st_size
-            path.unlink()
-        except FileNotFoundError:
-            return 0
-        except OSError as exc:
-            raise fsio.write_error(exc, path) from exc
-        return size
+        return fsio.remove_file(path)
 
     # -- reading ---------------------------------------------------------------------------
 
