@@ -19,18 +19,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
+from resolvelib import BaseReporter
+from resolvelib.structs import RequirementInformation
 
 from morgan.catalog import EnvCatalog, UpstreamCatalog, UpstreamIndex, locked_release
 from morgan.environments import Environment
 from morgan.errors import BuildError
-from morgan.executor import Executor, Node, Ran, Record, Reporter
-from morgan.location import current_generation
+from morgan.executor import Executor, Ran, Reporter
 from morgan.lock import (
     Lock,
     LockedEdge,
@@ -43,34 +44,27 @@ from morgan.lock import dumps as dump_lock
 from morgan.lock import load as load_lock
 from morgan.lock_inputs import LockedInput, read_lock_input
 from morgan.noop import stamp
+from morgan.publish import View, render_and_switch, start_files, start_renders, wait_files
 from morgan.resolve import (
+    PYTHON,
     SPEC,
+    Candidate,
     Dependencies,
     Policy,
     Release,
+    Req,
     Resolution,
     evaluate_marker,
     resolve,
     usable_files,
 )
 from morgan.spec import Spec
-from rules.errors import RuleError
-from rules.materialize import Mode, materialize, switch_index
+from rules.materialize import Mode
 from rules.model import MirrorFile, NormalizedName, UpstreamFile
-from rules.render import (
-    render_index_html,
-    render_index_json,
-    render_project_html,
-    render_project_json,
-)
 from store import fsio
-from store.digest import Digest, blake3_hex, canonical_json
 from store.lock import StoreLock
-from store.manifests import write_manifest
 from store.objects import Store
-from store.roots import set_root
 
-RENDER_RULE_VERSION = 1
 DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0",)
 
 
@@ -167,7 +161,10 @@ def _build_locked(
             infos = {(r.name, r.version): r for r in old.releases}
         else:
             selections, infos = _resolve_all(spec, catalog, old, opts.reporter)
-        files = _fetch_all(catalog, selections)
+        views = _views(selections)
+        fetching = start_files(catalog, _wanted_files(selections))
+        pages = start_renders(ex, store, views, fetching)
+        files = wait_files(fetching)
         # The new lock is written out before the switch (a full disk fails here, with
         # nothing switched) and renamed into place after it (the lock always describes
         # the served generation; a rename needs no space).
@@ -175,13 +172,13 @@ def _build_locked(
         try:
             text = dump_lock(_make_lock(spec, selections, infos, files))
             staged.write_text(text, encoding="utf-8")
-            generation = _render_and_switch(
-                opts,
+            generation = render_and_switch(
                 mirror,
                 store=store,
-                ex=ex,
-                selections=selections,
+                views=views,
                 files=files,
+                pages=pages,
+                mode=opts.materialize,
             )
         except BaseException:
             staged.unlink(missing_ok=True)
@@ -262,6 +259,7 @@ def _resolve_all(
             requirements,
             EnvCatalog(catalog, _locked_map(old, env.name, "run"), "run", env),
             policy,
+            reporter=_FetchAhead(catalog, env),
         )
         _absorb(sel, run, "run", deps)
         for item in lock_inputs:
@@ -275,7 +273,7 @@ def _resolve_all(
         if reporter is not None:
             reporter.environment_resolved(env.name, len(sel.pins))
         # Start downloading this environment's files now, while slower environments are
-        # still resolving; _fetch_all later finds the same nodes already under way.
+        # still resolving; start_files later finds the same nodes already under way.
         for pin in sel.pins:
             for f in env_files(pin.release, env):
                 catalog.fetch_async(f, parents=[f"project:{pin.release.name}"])
@@ -310,6 +308,33 @@ def _resolve_all(
                 files=(),
             )
     return selections, infos
+
+
+class _FetchAhead(BaseReporter[Req, Candidate, str]):
+    """Starts downloading a release's files the moment the resolver pins it.
+
+    Downloads then overlap resolution instead of following it. A pin only changes when
+    the resolver backtracks, so the head start stops at the first conflict: from then on
+    a pinned release may still be dropped, and its files would be bytes fetched for
+    nothing. (The files of the final pins are fetched after resolution anyway.)
+    """
+
+    def __init__(self, catalog: UpstreamCatalog, env: Environment) -> None:
+        self.catalog = catalog
+        self.env = env
+        self.backtracked = catalog.offline
+
+    def resolving_conflicts(
+        self, causes: Collection[RequirementInformation[Req, Candidate]]
+    ) -> None:
+        del causes
+        self.backtracked = True
+
+    def pinning(self, candidate: Candidate) -> None:
+        if self.backtracked or candidate.name == PYTHON:
+            return
+        for f in env_files(candidate.release, self.env):
+            self.catalog.fetch_async(f, parents=[f"project:{candidate.name}"])
 
 
 def _absorb(
@@ -439,168 +464,30 @@ def env_files(release: Release, env: Environment, *, sdists: bool = True) -> lis
     return wheels
 
 
-def _fetch_all(
-    catalog: UpstreamCatalog, selections: Sequence[EnvSelection]
-) -> dict[str, MirrorFile]:
-    """Fetch every selected file in parallel; return filename → MirrorFile."""
-    wanted: dict[str, tuple[NormalizedName, UpstreamFile]] = {}
+def _wanted_files(selections: Sequence[EnvSelection]) -> dict[str, tuple[str, UpstreamFile]]:
+    """filename → (project, file) of every file any environment selected."""
+    wanted: dict[str, tuple[str, UpstreamFile]] = {}
     for sel in selections:
         for pin in sel.pins:
             for f in env_files(pin.release, sel.env):
                 wanted.setdefault(f.filename, (pin.release.name, f))
-    futures: dict[str, Future[Record]] = {
-        name: catalog.fetch_async(f, parents=[f"project:{project}"])
-        for name, (project, f) in sorted(wanted.items())
-    }
-    errors: list[str] = []
-    fetched: dict[str, Record] = {}
-    metas: dict[str, Future[Record]] = {}
-    for name, fut in futures.items():
-        try:
-            fetched[name] = rec = fut.result()
-        except (BuildError, RuleError) as exc:
-            errors.append(str(exc))
-            continue
-        if name.endswith(".whl"):
-            metas[name] = catalog.wheel_metadata_async(wanted[name][1], rec["blob"])
-    out: dict[str, MirrorFile] = {}
-    for name, rec in fetched.items():
-        f = wanted[name][1]
-        meta_sha = meta_b3 = None
-        if name in metas:
-            try:
-                m = metas[name].result()
-            except (BuildError, RuleError) as exc:
-                errors.append(str(exc))
-                continue
-            meta_sha, meta_b3 = m["sha256"], Digest.parse(m["blob"]).hex
-        out[name] = MirrorFile(
-            filename=name,
-            sha256=rec["sha256"],
-            blake3=Digest.parse(rec["blob"]).hex,
-            size=rec["size"],
-            upload_time=f.upload_time,
-            requires_python=f.requires_python,
-            yanked=f.yanked,
-            yanked_reason=f.yanked_reason,
-            metadata_sha256=meta_sha,
-            metadata_blake3=meta_b3,
-        )
-    if errors:
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise BuildError(errors[0] + more)
-    return out
+    return wanted
 
 
-# -- rendering and the generation -----------------------------------------------------------
-
-
-def _render(
-    ex: Executor, store: Store, view: str, name: str, files: Sequence[MirrorFile]
-) -> Future[Record]:
-    payload = canonical_json([f.to_json() for f in files])
-    node = Node(
-        id=f"render:{view}:{name}",
-        kind="render",
-        version=RENDER_RULE_VERSION,
-        params={"project": name},
-        inputs={"files": blake3_hex(payload)},
-    )
-
-    def run() -> Record:
-        html = store.put_bytes(render_project_html(NormalizedName(name), files))
-        js = store.put_bytes(render_project_json(NormalizedName(name), files))
-        return {
-            "blobs": [str(html.digest), str(js.digest)],
-            "html": str(html.digest),
-            "json": str(js.digest),
-        }
-
-    # In the pool: each page is two small blob writes, and pages are many.
-    return ex.submit(node, run)
-
-
-def _view_entries(
-    ex: Executor, store: Store, view: str, prefix: str, projects: Mapping[str, list[MirrorFile]]
-) -> dict[str, Digest]:
-    entries: dict[str, Digest] = {}
-    names = sorted(projects)
-    entries[f"{prefix}simple/index.html"] = store.put_bytes(
-        render_index_html([NormalizedName(n) for n in names])
-    ).digest
-    entries[f"{prefix}simple/index.json"] = store.put_bytes(
-        render_index_json([NormalizedName(n) for n in names])
-    ).digest
-    pending = {
-        name: _render(ex, store, view, name, sorted(projects[name], key=lambda f: f.filename))
-        for name in names
-    }
-    for name in names:
-        files = sorted(projects[name], key=lambda f: f.filename)
-        rec = pending[name].result()
-        base = f"{prefix}simple/{name}/"
-        entries[base + "index.html"] = Digest.parse(rec["html"])
-        entries[base + "index.json"] = Digest.parse(rec["json"])
-        for f in files:
-            entries[base + f.filename] = Digest("blake3", f.blake3)
-            if f.metadata_blake3:
-                entries[base + f.filename + ".metadata"] = Digest("blake3", f.metadata_blake3)
-    return entries
-
-
-def _render_and_switch(
-    opts: BuildOptions,
-    mirror: Path,
-    *,
-    store: Store,
-    ex: Executor,
-    selections: Sequence[EnvSelection],
-    files: Mapping[str, MirrorFile],
-) -> tuple[int, str, bool]:
-    union: dict[str, dict[str, MirrorFile]] = {}
-    entries: dict[str, Digest] = {}
+def _views(selections: Sequence[EnvSelection]) -> list[View]:
+    """Each environment's view, then the union of them all."""
+    union: dict[str, dict[str, None]] = {}
+    views = []
     for sel in selections:
-        view: dict[str, dict[str, MirrorFile]] = {}
+        view: dict[str, dict[str, None]] = {}
         for pin in sel.pins:
             for f in env_files(pin.release, sel.env):
-                view.setdefault(pin.release.name, {})[f.filename] = files[f.filename]
-                union.setdefault(pin.release.name, {})[f.filename] = files[f.filename]
-        entries.update(
-            _view_entries(
-                ex,
-                store,
-                f"env-{sel.env.name}",
-                f"env/{sel.env.name}/",
-                {k: list(v.values()) for k, v in view.items()},
-            )
-        )
-    entries.update(
-        _view_entries(ex, store, "union", "", {k: list(v.values()) for k, v in union.items()})
-    )
-    manifest_blob = write_manifest(
-        store,
-        entries.values(),
-        extra={
-            "version": 1,
-            "entries": {k: str(v) for k, v in sorted(entries.items())},
-        },
-    )
-    digest = str(manifest_blob.digest)
-    generations = mirror / "generations"
-    generations.mkdir(exist_ok=True)
-    current = current_generation(mirror)
-    if current is not None and _generation_digest(generations / str(current)) == digest:
-        return current, digest, False
-    numbers = [int(p.name) for p in generations.iterdir() if p.name.isdigit()]
-    n = max(numbers, default=0) + 1
-    entries["manifest.json"] = manifest_blob.digest
-    # The root first: a generation directory never exists without the root that keeps its
-    # blobs (a failed materialization leaves a root that the next build's n replaces).
-    set_root(store, f"generation-{n}", manifest_blob.digest)
-    materialize(store, entries, generations / str(n), mode=opts.materialize)
-    _install_server(mirror)
-    switch_index(mirror, generations / str(n))
-    return n, digest, True
+                view.setdefault(pin.release.name, {})[f.filename] = None
+                union.setdefault(pin.release.name, {})[f.filename] = None
+        projects = {k: tuple(v) for k, v in view.items()}
+        views.append(View(f"env-{sel.env.name}", f"env/{sel.env.name}/", projects))
+    views.append(View("union", "", {k: tuple(v) for k, v in union.items()}))
+    return views
 
 
 # Temp names that builds give what they write outside the store; the last number is the pid.
@@ -637,21 +524,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
-
-
-def _generation_digest(gen: Path) -> str | None:
-    try:
-        return "blake3:" + blake3_hex((gen / "manifest.json").read_bytes())
-    except OSError:
-        return None
-
-
-def _install_server(mirror: Path) -> None:
-    src = Path(__file__).with_name("server.py")
-    if src.exists():
-        tmp = mirror / f".server.py.tmp-{os.getpid()}"
-        shutil.copyfile(src, tmp)
-        tmp.replace(mirror / "server.py")
 
 
 def _copy_sources(spec: Spec, mirror: Path, lock_path: Path) -> None:

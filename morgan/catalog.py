@@ -20,9 +20,11 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
+    canonicalize_name,
     parse_sdist_filename,
     parse_wheel_filename,
 )
@@ -32,7 +34,13 @@ from morgan.environments import Environment
 from morgan.errors import BuildError
 from morgan.executor import Executor, Node, Record
 from morgan.lock import Lock, LockedRelease
-from morgan.resolve import Dependencies, ProjectNotFoundError, Release, usable_files
+from morgan.resolve import (
+    Dependencies,
+    ProjectNotFoundError,
+    Release,
+    evaluate_marker,
+    usable_files,
+)
 from morgan.spec import listed_files
 from rules.errors import MetadataError, RuleError, UpstreamError
 from rules.fetch import Downloader, fetch_file, fetch_metadata
@@ -165,6 +173,7 @@ class UpstreamCatalog:
         self.refresh = refresh
         self.offline = offline
         self._pages: dict[NormalizedName, list[Release]] = {}
+        self._metadata_by_hash: dict[str, Future[Digest]] = {}
         self._mutex = threading.Lock()
         self.private = private_releases(private)
         self._locked = self._locked_names()
@@ -238,11 +247,13 @@ class UpstreamCatalog:
             if then is not None:
                 fut.add_done_callback(lambda f, n=name: None if f.exception() else then(n))  # type: ignore[misc]
 
-    def metadata_async(self, f: UpstreamFile) -> None:
+    def metadata_async(self, f: UpstreamFile) -> Future[Record] | None:
         """Start reading ``f``'s PEP 658 metadata in the background (a guess at what the
-        resolver will ask next; a wrong guess costs one small request)."""
+        resolver will ask next; a wrong guess costs one small request). None when ``f``
+        offers no ``.metadata``: reading it would mean downloading the whole file."""
         if f.core_metadata and not self.offline and not f.url.startswith("file:"):
-            self.executor.submit(self.metadata_node(f), lambda: self._metadata(f))
+            return self.executor.submit(self.metadata_node(f), lambda: self._metadata(f))
+        return None
 
     def _locked_names(self) -> frozenset[str]:
         if self.lock is None or self.refresh is True:
@@ -344,10 +355,7 @@ class UpstreamCatalog:
         try:
             if f.filename.endswith(".whl"):
                 if f.core_metadata and not self.offline and not f.url.startswith("file:"):
-                    blob = fetch_metadata(
-                        self.client, self.store, f.url + ".metadata", sha256=f.core_metadata_sha256
-                    )
-                    data = self.store.read_bytes(blob.digest)
+                    data = self.store.read_bytes(self._pep658_metadata(f))
                     source = "PEP 658 .metadata"
                 else:
                     rec = self.fetch(f)
@@ -380,6 +388,38 @@ class UpstreamCatalog:
             "build_backend": info.build_backend,
             "problems": list(md.problems) if md else [],
         }
+
+    def _pep658_metadata(self, f: UpstreamFile) -> Digest:
+        """The blob of ``f``'s ``.metadata``, fetched once per advertised hash.
+
+        The wheels of one release usually carry byte-identical METADATA, and upstream says
+        so with equal core-metadata hashes: environments that chose different wheels of
+        a release then share one request instead of one each.
+        """
+        sha = f.core_metadata_sha256
+        if sha is None:
+            return self._fetch_pep658(f)
+        with self._mutex:
+            pending = self._metadata_by_hash.get(sha)
+            mine = pending is None
+            if pending is None:
+                pending = self._metadata_by_hash[sha] = Future()
+        if not mine:
+            try:
+                return pending.result()  # the fetch under way in another thread
+            except Exception:  # noqa: BLE001 - that file's failure is not this one's
+                return self._fetch_pep658(f)
+        try:
+            digest = self._fetch_pep658(f)
+        except BaseException as exc:
+            pending.set_exception(exc)
+            raise
+        pending.set_result(digest)
+        return digest
+
+    def _fetch_pep658(self, f: UpstreamFile) -> Digest:
+        url = f.url + ".metadata"
+        return fetch_metadata(self.client, self.store, url, sha256=f.core_metadata_sha256).digest
 
     def wheel_metadata_async(self, f: UpstreamFile, file_blob: str) -> Future[Record]:
         """The exact METADATA bytes of a fetched wheel, as the blob served at ``.metadata``."""
@@ -417,6 +457,8 @@ class EnvCatalog:
         self._locked = locked
         self.role = role
         self.env = env
+        self._guessed: set[NormalizedName] = set()
+        self._guess_mutex = threading.Lock()
 
     def locked(self, name: NormalizedName) -> Release | None:
         if self.shared.refreshing(name):
@@ -442,11 +484,22 @@ class EnvCatalog:
         self.shared.prefetch(wanted, then=self._guess_metadata if self.env else None)
 
     def _guess_metadata(self, name: NormalizedName) -> None:
-        """Fetch ahead the metadata the resolver will most likely read first for ``name``:
-        the best wheel of the newest final release that has one for this environment."""
+        """Fetch ahead the metadata the resolver will most likely read first for ``name``
+        (the best wheel of the newest final release that has one for this environment),
+        then, from it, the pages of its dependencies, and so on down the graph.
+
+        The resolver asks for one candidate's dependencies at a time, so left alone it
+        walks a chain N deep in N × (page + metadata) round trips; this crawl walks every
+        branch at once, and the resolver mostly finds what it asks for already here. A wrong
+        guess costs a few small requests, never a file download.
+        """
         env = self.env
         if env is None:
             return
+        with self._guess_mutex:
+            if name in self._guessed:
+                return
+            self._guessed.add(name)
         try:
             releases = self.shared.releases(name)
         except (ProjectNotFoundError, BuildError, RuleError):
@@ -456,5 +509,22 @@ class EnvCatalog:
                 continue
             wheels, _ = usable_files(rel, env, allow_yanked=False)
             if wheels:
-                self.shared.metadata_async(wheels[0])
+                fut = self.shared.metadata_async(wheels[0])
+                if fut is not None:
+                    fut.add_done_callback(self._crawl_dependencies)
                 return
+
+    def _crawl_dependencies(self, done: Future[Record]) -> None:
+        """Prefetch the pages of what a guessed release needs in this environment."""
+        env = self.env
+        if env is None or done.exception() is not None:
+            return  # the resolver meets the same error itself, with its context
+        names = []
+        for text in done.result().get("requires_dist", ()):
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if evaluate_marker(req.marker, env, ""):
+                names.append(NormalizedName(canonicalize_name(req.name)))
+        self.prefetch(names)

@@ -81,19 +81,25 @@ class Executor:
         store: Store,
         *,
         workers: int = 8,
+        small_workers: int = 16,
         reporter: Reporter | None = None,
     ) -> None:
+        """``workers`` threads run file downloads (kind "fetch"); ``small_workers`` run
+        everything else (pages, metadata, renders): a queue of large downloads never holds
+        up the small requests resolution is waiting for."""
         self.store = store
         self.cache = ActionCache(store)
         self.graph: nx.DiGraph = nx.DiGraph()
         self.ran: list[Ran] = []
         self.reused = 0
         self._reporter: Reporter = reporter or NullReporter()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="morgan")
+        self._pool = ThreadPoolExecutor(max_workers=small_workers, thread_name_prefix="morgan")
+        self._downloads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="morgan-dl")
         self._lock = threading.Lock()
         self._futures: dict[str, Future[Record]] = {}
 
     def close(self) -> None:
+        self._downloads.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> Executor:
@@ -110,7 +116,8 @@ class Executor:
             self._add_to_graph(node, parents)
             fut = self._futures.get(node.id)
             if fut is None:
-                fut = self._pool.submit(self._run, node, fn)
+                pool = self._downloads if node.kind == "fetch" else self._pool
+                fut = pool.submit(self._run, node, fn)
                 self._futures[node.id] = fut
             return fut
 

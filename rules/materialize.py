@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -21,6 +22,7 @@ from store.objects import Store
 
 Mode = Literal["symlink", "copy", "hardlink"]
 
+_THREADS = 4
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+!~-]*$")
 
 
@@ -40,20 +42,33 @@ def materialize(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    try:
-        for rel in sorted(entries):
-            target = tmp.joinpath(*check_entry_path(rel).parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            blob = store.path(entries[rel])
+    # Entries grouped by folder: each folder is made once, and folders are filled by a few
+    # threads (link and copy calls release the GIL; a busy journal then costs less).
+    folders: dict[tuple[str, ...], list[tuple[str, Digest]]] = {}
+    for rel in sorted(entries):
+        parts = check_entry_path(rel).parts
+        folders.setdefault(parts[:-1], []).append((parts[-1], entries[rel]))
+    # Links are relative to the FINAL location (tmp sits at the same depth): from a folder
+    # N levels inside the generation, the objects folder is N levels up, then this path.
+    objects = os.path.relpath(store.objects_dir, final)
+
+    def fill(folder: tuple[str, ...]) -> None:
+        where = tmp.joinpath(*folder)
+        where.mkdir(parents=True, exist_ok=True)
+        up = "../" * len(folder)
+        for name, digest in folders[folder]:
+            target = where / name
             if mode == "symlink":
-                # Relative to the FINAL location: tmp and final sit at the same depth.
-                link_dir = final.joinpath(*PurePosixPath(rel).parts[:-1])
-                target.symlink_to(os.path.relpath(blob, link_dir))
+                target.symlink_to(f"{up}{objects}/{digest.hex[:2]}/{digest.hex}")
             elif mode == "hardlink":
-                os.link(blob, target)
+                os.link(store.path(digest), target)
             else:
-                shutil.copyfile(blob, target)
+                shutil.copyfile(store.path(digest), target)
                 target.chmod(0o444)
+
+    try:
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+            list(pool.map(fill, folders))
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,6 +61,7 @@ class RecordedRequest:
     method: str
     path: str
     headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic, compare=False)  # when it arrived
 
 
 @dataclass(slots=True)

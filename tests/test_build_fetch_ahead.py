@@ -1,0 +1,123 @@
+"""What the build fetches ahead of the resolver, and what that may and may not cost.
+
+Pages and PEP 658 metadata are crawled ahead of resolution, and a release's files start
+downloading when the resolver pins it. Users see this as speed (bench/); what they must
+never see is a different result or a file downloaded on a guess.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from tests.build_scenario import morgan
+from tests.upstream import FakeUpstream
+
+
+def spec(ws: Path, url: str, requirements: list[str], envs: dict[str, tuple[str, str]]) -> None:
+    ws.mkdir(parents=True, exist_ok=True)
+    reqs = ", ".join(f'"{r}"' for r in requirements)
+    text = f'requirements = [{reqs}]\n\n[upstream]\nindex-url = "{url}"\n'
+    for name, (python, platform) in envs.items():
+        text += f'\n[environments.{name}]\npython = "{python}"\nplatform = "{platform}"\n'
+    (ws / "mirror.toml").write_text(text, encoding="utf-8")
+
+
+LINUX = {"linux": ("3.11", "manylinux_2_28_x86_64")}
+
+
+def pins(ws: Path, env: str) -> dict[str, str]:
+    data = tomllib.loads((ws / "mirror.lock").read_text())
+    return {p["name"]: p["version"] for p in data["environment"][env]["pins"]}
+
+
+def served(ws: Path) -> list[str]:
+    simple = ws / "mirror" / "index" / "simple"
+    return sorted(p.name for p in simple.glob("*/*") if not p.name.startswith("index."))
+
+
+def test_a_wrong_guess_costs_metadata_requests_never_a_file(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # The crawl guesses the newest release of `dep` (2.0) and follows its dependency
+    # `newdep`; the resolver then takes dep 1.0 because `top` caps it.
+    upstream.add_release("top", "1.0", requires_dist=["dep<2"])
+    upstream.add_release("dep", "1.0")
+    upstream.add_release("dep", "2.0", requires_dist=["newdep"])
+    upstream.add_release("newdep", "1.0")
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top"], LINUX)
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    assert pins(ws, "linux") == {"top": "1.0", "dep": "1.0"}
+    files = upstream.file_requests()
+    assert "/files/dep-2.0-py3-none-any.whl.metadata" in files  # the guess was made
+    assert "/simple/newdep/" in upstream.page_requests()  # and followed
+    downloads = sorted(f for f in files if not f.endswith(".metadata"))
+    assert downloads == [
+        "/files/dep-1.0-py3-none-any.whl",
+        "/files/dep-1.0.tar.gz",
+        "/files/top-1.0-py3-none-any.whl",
+        "/files/top-1.0.tar.gz",
+    ]
+    assert served(ws) == [
+        "dep-1.0-py3-none-any.whl",
+        "dep-1.0-py3-none-any.whl.metadata",
+        "dep-1.0.tar.gz",
+        "top-1.0-py3-none-any.whl",
+        "top-1.0-py3-none-any.whl.metadata",
+        "top-1.0.tar.gz",
+    ]
+
+
+def test_environments_share_one_metadata_request_when_upstream_hashes_match(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # Two environments pick two different wheels of one release; upstream advertises the
+    # same core-metadata hash for both, so their dependencies are read once.
+    upstream.add_release(
+        "native", "1.0", wheels=["py3-none-manylinux_2_17_x86_64", "py3-none-win_amd64"]
+    )
+    ws = tmp_path / "ws"
+    envs = {**LINUX, "windows": ("3.12", "win_amd64")}
+    spec(ws, upstream.url, ["native"], envs)
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    metadata = [f for f in upstream.file_requests() if f.endswith(".metadata")]
+    assert len(metadata) == 1, metadata
+    assert pins(ws, "linux") == pins(ws, "windows") == {"native": "1.0"}
+    # Each wheel is still served with its own .metadata, extracted from the wheel itself.
+    assert served(ws) == [
+        "native-1.0-py3-none-manylinux_2_17_x86_64.whl",
+        "native-1.0-py3-none-manylinux_2_17_x86_64.whl.metadata",
+        "native-1.0-py3-none-win_amd64.whl",
+        "native-1.0-py3-none-win_amd64.whl.metadata",
+        "native-1.0.tar.gz",
+    ]
+
+
+def test_after_backtracking_the_mirror_holds_only_the_final_pins(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # `a` 2.0 is pinned first (newest) and its files may start downloading; `b` then
+    # conflicts with it through `c`, and the resolver backtracks to `a` 1.0.
+    upstream.add_release("a", "1.0", requires_dist=["c"])
+    upstream.add_release("a", "2.0", requires_dist=["c==1.0"])
+    upstream.add_release("b", "1.0", requires_dist=["c==2.0"])
+    upstream.add_release("c", "1.0")
+    upstream.add_release("c", "2.0")
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["a", "b"], LINUX)
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    assert pins(ws, "linux") == {"a": "1.0", "b": "1.0", "c": "2.0"}
+    assert [n for n in served(ws) if not n.endswith(".metadata")] == [
+        "a-1.0-py3-none-any.whl",
+        "a-1.0.tar.gz",
+        "b-1.0-py3-none-any.whl",
+        "b-1.0.tar.gz",
+        "c-2.0-py3-none-any.whl",
+        "c-2.0.tar.gz",
+    ]
+    proc = morgan(ws, "verify")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
