@@ -1,18 +1,21 @@
 """The ``morgan`` command line: argument parsing and dispatch to ``morgan.commands``.
 
 ``main(argv)`` takes its arguments so tests call it directly. Every :class:`MorganError`
-becomes one line on stderr and its exit code; store and rule errors become one line and
-exit 1; nothing else is caught.
+(argument errors included) becomes one line on stderr and its exit code; store and rule
+errors become one line and exit 1; nothing else is caught. With ``--json`` an error also
+prints one JSON document on stdout, ``{"error": LINE, "exit-code": N}``, so stdout always
+holds exactly one document a script can parse.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from morgan import __version__
 from morgan.errors import MorganError, UsageError
@@ -36,6 +39,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as a :class:`UsageError` (exit 2), so argument
+    errors follow the same one-line and ``--json`` rules as every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise UsageError(f"{message} — see '{self.prog} --help'")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-C",
@@ -54,7 +66,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with ``only``, just that command's module is imported to add its
     flags (the others keep their one-line help), so a command starts without importing the
     rest of Morgan."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="morgan",
         description="Build a reproducible, per-environment PyPI mirror for air-gapped networks.",
     )
@@ -91,31 +103,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit code (0 ok, 1 failure, 2 usage/spec error)."""
     words = list(sys.argv[1:] if argv is None else argv)
     command = next((w for w in words if not w.startswith("-")), None)
+    # Known before parsing, so a bad argument is reported as JSON too.
+    as_json = "--json" in words[: words.index("--")] if "--" in words else "--json" in words
+    try:
+        return _run(words, command)
+    except MorganError as exc:
+        return _fail(str(exc), exc.exit_code, as_json=as_json)
+    except StoreError as exc:
+        return _fail(f"store: {exc}", 1, as_json=as_json)
+    except RuleError as exc:
+        # An upstream or metadata failure that no command translated: still one line.
+        return _fail(str(exc), 1, as_json=as_json)
+    except KeyboardInterrupt:
+        message = "interrupted; the previous index is still served"
+        print(f"morgan: {message}", file=sys.stderr)
+        if as_json:
+            print(json.dumps({"error": message, "exit-code": 130}))
+        return 130
+
+
+def _run(words: list[str], command: str | None) -> int:
     parser = build_parser(only=command if command in COMMANDS else None)
     args = parser.parse_args(words)
     try:
-        try:
-            mod = importlib.import_module(f"morgan.commands.{args._module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"morgan.commands.{args._module}":
-                raise
-            raise UsageError(
-                f"'morgan {args.command}' is not implemented yet in morgan {__version__}"
-            ) from None
-        code: int = mod.run(args)
-    except MorganError as exc:
-        print(f"morgan: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except StoreError as exc:
-        print(f"morgan: error: store: {exc}", file=sys.stderr)
-        return 1
-    except RuleError as exc:
-        # An upstream or metadata failure that no command translated: still one line.
-        print(f"morgan: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("morgan: interrupted; the previous index is still served", file=sys.stderr)
-        return 130
+        mod = importlib.import_module(f"morgan.commands.{args._module}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"morgan.commands.{args._module}":
+            raise
+        raise UsageError(
+            f"'morgan {args.command}' is not implemented yet in morgan {__version__}"
+        ) from None
+    code: int = mod.run(args)
+    return code
+
+
+def _fail(message: str, code: int, *, as_json: bool) -> int:
+    """Report an error: one line on stderr; with ``--json`` also the JSON error document."""
+    print(f"morgan: error: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": message, "exit-code": code}))
     return code
 
 

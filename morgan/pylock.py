@@ -7,11 +7,15 @@ that fits the environment and its sdist, with size, upload time and sha256. Inst
 exactly the locked set, hash-checked, with no resolution of their own.
 
 Where files are: PEP 751 wants an absolute ``url`` or a ``path`` (relative to the lock
-file's folder). With a base URL (the address clients reach the mirror at), every file gets
-``url = <base>simple/<project>/<filename>`` and the package an ``index``; without one, a
-relative ``path`` into ``<mirror>/index/simple/…`` (the path stays valid across builds,
-because ``index`` always names the current generation) — for installing on the machine
-that holds the mirror, or with the lock file carried next to the mirror folder.
+file's folder). Both point into the environment's own view, ``env/<name>/simple/``, the
+index its clients are told to use: it serves exactly the files the pylock lists, so the
+lock works where only that view is published, and its ``index`` is the same URL a client
+passes as ``--index-url``. With a base URL (the address clients reach the mirror at), every
+file gets ``url = <base>env/<name>/simple/<project>/<filename>`` and the package an
+``index``; without one, a relative ``path`` into ``<mirror>/index/env/<name>/simple/…``
+(the path stays valid across builds, because ``index`` always names the current
+generation) — for installing on the machine that holds the mirror, or with the lock file
+carried next to the mirror folder.
 
 Output is deterministic: the same lock and options give the same bytes.
 """
@@ -48,14 +52,21 @@ class FileLocation:
     mirror: Path | None = None
     lock_dir: Path | None = None
 
-    def entry(self, project: str, filename: str) -> tuple[str, str]:
-        """``("url", …)`` or ``("path", …)`` for one file."""
-        if self.base_url is not None:
-            base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
-            return "url", f"{base}simple/{project}/{filename}"
+    def index_url(self, env: str) -> str | None:
+        """The URL of ``env``'s view (``<base>env/<env>/simple/``), without a base URL none."""
+        if self.base_url is None:
+            return None
+        base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
+        return f"{base}env/{env}/simple/"
+
+    def entry(self, env: str, project: str, filename: str) -> tuple[str, str]:
+        """``("url", …)`` or ``("path", …)`` for one file of ``env``'s view."""
+        index = self.index_url(env)
+        if index is not None:
+            return "url", f"{index}{project}/{filename}"
         if self.mirror is None or self.lock_dir is None:
             raise ValueError("FileLocation needs base_url, or mirror and lock_dir")
-        target = self.mirror / "index" / "simple" / project / filename
+        target = self.mirror / "index" / "env" / env / "simple" / project / filename
         return "path", Path(os.path.relpath(target, self.lock_dir)).as_posix()
 
 
@@ -69,14 +80,24 @@ def environment_marker(env: Environment) -> str:
 def files_for(
     release: LockedRelease, env: Environment
 ) -> tuple[list[LockedFile], LockedFile | None]:
-    """The wheels of ``release`` that install on ``env`` (best first) and its sdist."""
+    """The files of ``release`` in ``env``'s view of the mirror (what ``env/<name>/simple/``
+    serves, chosen by the same rule the build uses): its wheels that install on ``env``,
+    best first, and its sdist (a ``.tar.gz`` before a ``.zip``)."""
+    # Imported here: the build module pulls in the executor and resolver, which the other
+    # users of this module (and `morgan --help`) do not need.
+    from morgan.build import env_files
+    from morgan.catalog import locked_release
+
+    in_view = {f.filename for f in env_files(locked_release(release), env)}
     rank = {tag: i for i, tag in enumerate(env.tags())}
     wheels: list[tuple[int, str, LockedFile]] = []
-    sdist: LockedFile | None = None
+    sdists: list[LockedFile] = []
     for f in release.files:
+        if f.filename not in in_view:
+            continue
         if not f.filename.endswith(".whl"):
             if f.filename.endswith((".tar.gz", ".zip")):
-                sdist = f
+                sdists.append(f)
             continue
         try:
             tags: frozenset[Tag] = parse_wheel_filename(f.filename)[3]
@@ -85,7 +106,8 @@ def files_for(
         best = min((rank[t] for t in tags if t in rank), default=None)
         if best is not None:
             wheels.append((best, f.filename, f))
-    return [f for _, _, f in sorted(wheels)], sdist
+    sdists.sort(key=lambda f: (not f.filename.endswith(".tar.gz"), f.filename))
+    return [f for _, _, f in sorted(wheels)], next(iter(sdists), None)
 
 
 def _toml(value: object) -> str:
@@ -102,8 +124,8 @@ def _toml(value: object) -> str:
     raise TypeError(f"cannot write {value!r} to a pylock.toml")
 
 
-def _file_table(project: str, f: LockedFile, where: FileLocation) -> str:
-    key, location = where.entry(project, f.filename)
+def _file_table(env: str, project: str, f: LockedFile, where: FileLocation) -> str:
+    key, location = where.entry(env, project, f.filename)
     parts = [f"name = {_toml(f.filename)}"]
     if f.upload_time:
         try:
@@ -163,13 +185,13 @@ def pylock_text(lock: Lock, env: Environment, where: FileLocation) -> str:
         out.append(f"name = {_toml(project)}\nversion = {_toml(version)}\n")
         if release.requires_python:
             out.append(f"requires-python = {_toml(release.requires_python)}\n")
-        if where.base_url is not None:
-            base = where.base_url if where.base_url.endswith("/") else where.base_url + "/"
-            out.append(f"index = {_toml(base + 'simple/')}\n")
+        index = where.index_url(env.name)
+        if index is not None:
+            out.append(f"index = {_toml(index)}\n")
         if sdist is not None:
-            out.append(f"sdist = {_file_table(project, sdist, where)}\n")
+            out.append(f"sdist = {_file_table(env.name, project, sdist, where)}\n")
         if wheels:
             out.append("wheels = [\n")
-            out.extend(f"  {_file_table(project, w, where)},\n" for w in wheels)
+            out.extend(f"  {_file_table(env.name, project, w, where)},\n" for w in wheels)
             out.append("]\n")
     return "".join(out)

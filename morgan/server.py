@@ -1393,17 +1393,29 @@ def build_parser(default_root: str) -> argparse.ArgumentParser:
 
 
 def serve(
-    root: str, host: str, port: int, max_connections: int = 128, log: Optional[IO[str]] = None
+    root: str,
+    host: str,
+    port: int,
+    max_connections: int = 128,
+    log: Optional[IO[str]] = None,
+    *,
+    access_log: bool = True,
+    ready: Optional[Callable[["MirrorServer"], None]] = None,
 ) -> int:
-    """Serve until interrupted; print the address first. Returns the exit code."""
+    """Serve until interrupted; print the address first (then call ``ready``, once the
+    socket listens). Without ``access_log`` only errors are logged. Returns the exit code."""
     stream = log if log is not None else sys.stderr
     if not os.path.lexists(os.path.join(root, "index")):
         stream.write("morgan-server: warning: %s has no index yet (503 until a build)\n" % root)
-    server = MirrorServer(root, host, port=port, max_connections=max_connections, log=stream)
+    server = MirrorServer(
+        root, host, port=port, max_connections=max_connections, log=stream if access_log else None
+    )
     stream.write(
         "Serving %s at %s (simple index: %ssimple/)\n" % (server.root, server.url, server.url)
     )
     stream.flush()
+    if ready is not None:
+        ready(server)
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 import sys
+import threading
 import tomllib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -69,11 +74,12 @@ def test_export_lock_with_base_url_is_valid_pep751(built: Built, tmp_path: Path)
     ]
     assert {p.name: str(p.version) for p in lock.packages} == EXPECTED["windows"]
     native = next(p for p in data["packages"] if p["name"] == "native")
-    assert native["index"] == "http://mirror.lan:8080/simple/"
+    # Files and index are the environment's view: what its clients use as --index-url.
+    assert native["index"] == "http://mirror.lan:8080/env/windows/simple/"
     # Only the wheel that fits Windows, plus the sdist; sizes and sha256 from mirror.lock.
     assert [w["name"] for w in native["wheels"]] == ["native-1.0-cp38-abi3-win_amd64.whl"]
     assert native["wheels"][0]["url"] == (
-        "http://mirror.lan:8080/simple/native/native-1.0-cp38-abi3-win_amd64.whl"
+        "http://mirror.lan:8080/env/windows/simple/native/native-1.0-cp38-abi3-win_amd64.whl"
     )
     locked = tomllib.loads((built.workspace / "mirror.lock").read_text())
     files = {f["filename"]: f for r in locked["release"] for f in r["files"]}
@@ -118,11 +124,73 @@ def test_uv_installs_from_relative_paths_into_the_mirror_folder(
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"wrote {out}: 11 packages for environment host\n"
     text = out.read_text()
-    assert 'path = "mirror/index/simple/app/app-1.0-py3-none-any.whl"' in text
+    assert 'path = "mirror/index/env/host/simple/app/app-1.0-py3-none-any.whl"' in text
     python = clients.make_venv(tmp_path / "venv")
     index = (built.mirror / "index" / "env" / "host" / "simple").as_uri() + "/"
     cmd = clients.uv_pip_command("install", index, "--python", str(python), "-r", str(out))
     result = clients.run(cmd, clients.pip_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _installed(tmp_path / "venv") == EXPECTED["host"]
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib name)
+        del format, args
+
+
+@contextmanager
+def static_server(folder: Path) -> Iterator[str]:
+    """A plain static file server (stdlib http.server) for ``folder`` on 127.0.0.1."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("env", sorted(EXPECTED))
+def test_every_file_the_pylock_names_is_in_the_environments_view(
+    built: Built, env: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "pylock.toml"
+    proc = morgan(built.workspace, "export-lock", "--env", env, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    view = built.mirror / "index" / "env" / env / "simple"
+    data = tomllib.loads(out.read_text())
+    named = [
+        f["path"] for p in data["packages"] for f in [*p.get("wheels", []), p.get("sdist")] if f
+    ]
+    assert len(named) >= len(EXPECTED[env])
+    for path in named:
+        target = (tmp_path / path).resolve()
+        assert target.is_file(), path
+        assert Path(os.path.normpath(tmp_path / path)).is_relative_to(view), path
+
+
+def test_uv_installs_from_a_host_that_publishes_only_the_environments_view(
+    built: Built, tmp_path: Path
+) -> None:
+    # A static host holding env/host/ alone (as a team's share of the mirror might): the
+    # pylock's URLs and index must all be inside that view.
+    public = tmp_path / "public"
+    (public / "env").mkdir(parents=True)
+    (public / "env" / "host").symlink_to(built.mirror / "index" / "env" / "host")
+    with static_server(public) as url:
+        out = tmp_path / "pylock.toml"
+        proc = morgan(
+            built.workspace, "export-lock", "--env", "host", "-o", str(out), "--base-url", url
+        )
+        assert proc.returncode == 0, proc.stderr
+        python = clients.make_venv(tmp_path / "venv")
+        cmd = clients.uv_pip_command(
+            "install", f"{url}env/host/simple/", "--python", str(python), "-r", str(out)
+        )
+        result = clients.run(cmd, clients.pip_env(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert _installed(tmp_path / "venv") == EXPECTED["host"]
 

@@ -97,6 +97,8 @@ def _export(args: argparse.Namespace, mirror: Path) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
+    if args.quiet:
+        return 0
     share = 100 * result.blob_bytes / result.total_bytes if result.total_bytes else 100.0
     print(
         f"wrote {display_path(args.output)}: {result.blobs} of {result.total_objects} blobs, "
@@ -123,6 +125,8 @@ def _import(args: argparse.Namespace, mirror: Path) -> int:
                 indent=2,
             )
         )
+        return 0
+    if args.quiet:
         return 0
     if result.changed:
         print(

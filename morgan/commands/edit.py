@@ -72,7 +72,7 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     spec_path: Path = args.workspace / "mirror.toml"
     if args.command == "remove":
-        return _remove(spec_path, args.names, as_json=args.json)
+        return _remove(spec_path, args.names, as_json=args.json, quiet=bool(args.quiet))
     return _add(spec_path, args)
 
 
@@ -121,6 +121,8 @@ def _add(spec_path: Path, args: argparse.Namespace) -> int:
             )
         )
         return 0
+    if args.quiet:
+        return 0
     for change in changes:
         if change.action == "replaced":
             print(f"replaced {change.old} with {change.requirement}")
@@ -131,12 +133,14 @@ def _add(spec_path: Path, args: argparse.Namespace) -> int:
     return 0
 
 
-def _remove(spec_path: Path, names: list[str], *, as_json: bool) -> int:
+def _remove(spec_path: Path, names: list[str], *, as_json: bool, quiet: bool) -> int:
     doc = read_document(spec_path)
     removed = remove_requirements(doc, names)
     write_checked(spec_path, tomlkit.dumps(doc))
     if as_json:
         print(json.dumps({"removed": removed}, indent=2))
+        return 0
+    if quiet:
         return 0
     for text in removed:
         print(f"removed {text}")

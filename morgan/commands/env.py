@@ -1,8 +1,10 @@
 """``morgan env``: show, list, add and remove the target environments of ``mirror.toml``.
 
 ``show`` and ``list`` print their result on stdout (it is the command's product, meant to be
-piped); ``--json`` prints the same as one JSON document. ``add`` and ``remove`` edit the
-spec with tomlkit, keeping comments and layout, and write it only if the edited spec loads.
+piped; ``-q`` does not hide it); ``--json`` prints the same as one JSON document. ``add`` and
+``remove`` edit the spec with tomlkit, keeping comments and layout, and write it only if the
+edited spec loads; they confirm with one line (none with ``-q``) or, with ``--json``,
+``{"added": ENVIRONMENT, "written": SPEC}`` / ``{"removed": NAME, "written": SPEC}``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         # SUPPRESS: a value given before the subcommand is not reset by the subparser.
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON out")
         p.add_argument(
+            "-q", "--quiet", action="count", default=argparse.SUPPRESS, help="less output"
+        )
+        p.add_argument(
             "-C",
             dest="workspace",
             type=Path,
@@ -76,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         return _list(spec_path, as_json=args.json)
     if command == "add":
         return _add(spec_path, args)
-    return _remove(spec_path, args.env_name)
+    return _remove(spec_path, args)
 
 
 def describe(env: Environment, *, with_tags: bool = True) -> dict[str, Any]:
@@ -189,11 +194,16 @@ def _add(spec_path: Path, args: argparse.Namespace) -> int:
         doc.add("environments", tomlkit.table(is_super_table=True))
     doc["environments"].add(name, table)
     write_checked(spec_path, tomlkit.dumps(doc))
-    print(f"added environment {name}: python {env.python}, platform {env.platform}")
+    if args.json:
+        added = describe(env, with_tags=False)
+        print(json.dumps({"added": added, "written": str(spec_path)}, indent=2))
+    elif not args.quiet:
+        print(f"added environment {name}: python {env.python}, platform {env.platform}")
     return 0
 
 
-def _remove(spec_path: Path, name: str) -> int:
+def _remove(spec_path: Path, args: argparse.Namespace) -> int:
+    name: str = args.env_name
     doc = read_document(spec_path)
     names = _environment_names(doc)
     if name not in names:
@@ -206,5 +216,8 @@ def _remove(spec_path: Path, name: str) -> int:
         )
     del doc["environments"][name]
     write_checked(spec_path, tomlkit.dumps(doc))
-    print(f"removed environment {name}")
+    if args.json:
+        print(json.dumps({"removed": name, "written": str(spec_path)}, indent=2))
+    elif not args.quiet:
+        print(f"removed environment {name}")
     return 0

@@ -83,6 +83,6 @@ def run(args: argparse.Namespace) -> int:
     count = text.count("[[packages]]")
     if args.json:
         print(json.dumps({"written": str(output), "environment": env.name, "packages": count}))
-    else:
+    elif not args.quiet:
         print(f"wrote {display_path(output)}: {count} packages for environment {env.name}")
     return 0

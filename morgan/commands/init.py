@@ -66,6 +66,6 @@ def run(args: argparse.Namespace) -> int:
     path.write_text(STARTER, encoding="utf-8")
     if args.json:
         print(json.dumps({"written": str(path)}))
-    else:
+    elif not args.quiet:
         print(f"wrote {display_path(path)}: edit it, then run 'morgan build'")
     return 0

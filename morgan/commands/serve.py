@@ -2,15 +2,24 @@
 
 The same code ``python server.py`` runs inside a mirror; this command only finds the mirror
 folder (``--root``, else the workspace itself when it is a mirror, else ``<workspace>/mirror``)
-and turns startup problems into one-line errors.
+and turns startup problems into one-line errors. With ``--json`` it prints one JSON line on
+stdout once the socket listens — ``{"url": …, "index-url": …, "root": …}`` — so a script
+that started it with ``--port 0`` learns the address; ``-q`` drops the access log (errors
+are still logged).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from morgan.errors import UsageError
+
+if TYPE_CHECKING:
+    from morgan.server import MirrorServer
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
@@ -57,9 +66,23 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.max_connections <= 10000:
         raise UsageError(f"--max-connections {args.max_connections} is out of range: use 1..10000")
     try:
-        return server.serve(str(root), args.host, args.port, args.max_connections)
+        return server.serve(
+            str(root),
+            args.host,
+            args.port,
+            args.max_connections,
+            access_log=not args.quiet,
+            ready=_announce if args.json else None,
+        )
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise UsageError(
             f"cannot listen on {args.host}:{args.port}: {reason} — pick another --port or --host"
         ) from None
+
+
+def _announce(listening: MirrorServer) -> None:
+    """The ``--json`` line: where the server listens, printed once it does."""
+    url = listening.url
+    print(json.dumps({"url": url, "index-url": f"{url}simple/", "root": listening.root}))
+    sys.stdout.flush()
