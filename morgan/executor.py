@@ -13,13 +13,14 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from store.actions import ActionCache, action_key
 from store.digest import Digest
 from store.objects import Store
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 Record = dict[str, Any]
 
@@ -89,7 +90,8 @@ class Executor:
         up the small requests resolution is waiting for."""
         self.store = store
         self.cache = ActionCache(store)
-        self.graph: nx.DiGraph = nx.DiGraph()
+        self._kinds: dict[str, str] = {}
+        self._edges: set[tuple[str, str]] = set()
         self.ran: list[Ran] = []
         self.reused = 0
         self._reporter: Reporter = reporter or NullReporter()
@@ -147,10 +149,24 @@ class Executor:
             return None
         return record
 
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The nodes asked for in this build (``kind`` attribute) and their edges to the
+        nodes they were asked for (built on demand: networkx costs a tenth of a second to
+        import, which a build that never looks at it should not pay)."""
+        import networkx as nx
+
+        g: nx.DiGraph = nx.DiGraph()
+        with self._lock:
+            for node_id, kind in self._kinds.items():
+                g.add_node(node_id, kind=kind)
+            g.add_edges_from(self._edges)
+        return g
+
     def _add_to_graph(self, node: Node, parents: Sequence[str]) -> None:
-        self.graph.add_node(node.id, kind=node.kind)
+        self._kinds[node.id] = node.kind
         for parent in parents:
-            self.graph.add_edge(node.id, parent)
+            self._edges.add((node.id, parent))
 
     def _blobs_present(self, record: Record) -> bool:
         return all(self.store.has(Digest.parse(d)) for d in record.get("blobs", ()))

@@ -1,0 +1,58 @@
+"""The executor on its own: once per build, cached across builds, with reasons and a graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from morgan.executor import Executor, Node, Record
+from store.objects import Store
+
+
+def node(node_id: str, kind: str = "page", value: str = "a") -> Node:
+    return Node(id=node_id, kind=kind, version=1, params={"value": value})
+
+
+def test_a_node_runs_once_per_build_then_comes_from_the_cache(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    calls: list[str] = []
+
+    def make(text: str) -> Record:
+        calls.append(text)
+        blob = store.put_bytes(text.encode())
+        return {"blobs": [str(blob.digest)], "text": text}
+
+    with Executor(store) as ex:
+        first = ex.submit(node("page:a"), lambda: make("a")).result()
+        again = ex.run(node("page:a"), lambda: make("never"))
+    assert first == again == {"blobs": [first["blobs"][0]], "text": "a"}
+    assert calls == ["a"]
+    assert [(r.id, r.reason) for r in ex.ran] == [("page:a", "new")]
+
+    with Executor(store) as ex:  # the next build: cached, nothing runs
+        assert ex.run(node("page:a"), lambda: make("never")) == first
+    assert (calls, ex.reused, ex.ran) == (["a"], 1, [])
+
+    with Executor(store) as ex:  # a build where the node's parameters changed
+        assert ex.run(node("page:a", value="b"), lambda: make("b"))["text"] == "b"
+    assert calls == ["a", "b"]
+    assert [(r.id, r.reason) for r in ex.ran] == [("page:a", "input changed")]
+
+
+def test_the_graph_records_each_node_its_kind_and_who_asked_for_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    with Executor(store) as ex:
+        ex.submit(node("file:x.whl", kind="fetch"), dict, parents=["project:x"]).result()
+        ex.run(node("metadata:x.whl", kind="metadata"), dict, parents=["project:x"])
+        ex.run(node("file:x.whl", kind="fetch"), dict, parents=["project:y"])
+    g = ex.graph
+    assert dict(g.nodes(data="kind")) == {
+        "file:x.whl": "fetch",
+        "metadata:x.whl": "metadata",
+        "project:x": None,
+        "project:y": None,
+    }
+    assert sorted(g.edges) == [
+        ("file:x.whl", "project:x"),
+        ("file:x.whl", "project:y"),
+        ("metadata:x.whl", "project:x"),
+    ]
