@@ -38,11 +38,18 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench`, `tests`, `morgan` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.graph import EXTRA_REQUIREMENT, make_graph, publish
-from bench.measure import Run, measure
-from bench.report import Figures, ToolFigures, render
-from bench.run import MB, OUT, TARGETS, Options, _make_tool, _phase, new_project_allowance
-from bench.tools import Target, Tool, _free_port, installs, pip_cli, tree_bytes
+from bench.graph import make_graph, publish
+from bench.report import Figures, render
+from bench.run import (
+    MB,
+    OUT,
+    TARGETS,
+    Options,
+    _make_tool,
+    measure_tool,
+    new_project_allowance,
+)
+from bench.tools import PipDownload, Target, Tool, _free_port, tree_bytes
 from tests.clients import pip_env
 from tests.upstream import FakeUpstream
 
@@ -101,17 +108,15 @@ class DevpiServer:
             self.proc.wait(timeout=10)
 
 
-class DevpiPipDownload:
+class DevpiPipDownload(PipDownload):
     """devpi-server mirroring the upstream; `pip download` per environment through it."""
 
     name = "devpi + pip download"
 
     def __init__(self, work: Path, bin_dir: Path, upstream_url: str, targets: Sequence[Target]):
-        self.work = work
+        super().__init__(work, upstream_url, targets)
         self.bin = bin_dir
         self.serverdir = work / "devpi-server"
-        self.wheelhouse = work / "wheelhouse"
-        self.targets = targets
         self.log = work / "devpi.log"
         work.mkdir(parents=True, exist_ok=True)
         env = pip_env(work)
@@ -124,26 +129,13 @@ class DevpiPipDownload:
         self._quiet(
             [*client, "index", "-c", "root/up", "type=mirror", f"mirror_url={upstream_url}"], env
         )
-        self.index_url = f"{self.server.url}root/up/+simple/"
+        self.upstream_url = f"{self.server.url}root/up/+simple/"  # what pip download asks
         self.server_rss = 0
 
     def _quiet(self, cmd: list[str], env: dict[str, str]) -> None:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd[:3])}… failed: {proc.stdout}{proc.stderr}")
-
-    def build(self, requirements: Sequence[str]) -> Run:
-        runs = []
-        for t in self.targets:
-            cmd = pip_cli("download", "--index-url", self.index_url, *t.pip_args())
-            cmd += ["-d", str(self.wheelhouse), *requirements]
-            runs.append(measure(cmd, env=pip_env(self.work)))
-        return Run(
-            code=max(r.code for r in runs),
-            wall=sum(r.wall for r in runs),
-            rss_bytes=max(r.rss_bytes for r in runs),
-            output="\n".join(r.output for r in runs),
-        )
 
     def result_bytes(self) -> int:
         return tree_bytes(self.serverdir)
@@ -198,19 +190,8 @@ def run_others(opts: Options, out: Path) -> tuple[Figures, dict[str, int]]:
                 else:
                     tool = _make_tool(name, work, up.url, opts)
                 try:
-                    print(f"bench: {tool.name}: cold", file=sys.stderr)
-                    cold = _phase(up, tool, requirements)
-                    if name == "pip":
-                        figures.needed_bytes = tool.result_bytes()
-                    print(f"bench: {tool.name}: no-op", file=sys.stderr)
-                    noop = _phase(up, tool, requirements)
-                    print(f"bench: {tool.name}: add {EXTRA_REQUIREMENT}", file=sys.stderr)
-                    add = _phase(up, tool, [*requirements, EXTRA_REQUIREMENT])
-                    print(f"bench: {tool.name}: client checks", file=sys.stderr)
-                    every = [*requirements, EXTRA_REQUIREMENT]
-                    errors = installs(tool, opts.targets, every, work)
-                    figures.add(
-                        tool.name, ToolFigures(cold, noop, add, tool.result_bytes(), errors)
+                    measure_tool(
+                        up, tool, requirements, targets=opts.targets, work=work, figures=figures
                     )
                 finally:
                     if isinstance(tool, DevpiPipDownload):

@@ -17,6 +17,7 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -83,6 +84,30 @@ def _phase(up: FakeUpstream, tool: Tool, requirements: list[str]) -> Phase:
     )
 
 
+def measure_tool(
+    up: FakeUpstream,
+    tool: Tool,
+    requirements: list[str],
+    *,
+    targets: Sequence[Target],
+    work: Path,
+    figures: Figures,
+) -> None:
+    """The three phases and the client checks of one tool, added to ``figures``."""
+    print(f"bench: {tool.name}: cold build", file=sys.stderr)
+    cold = _phase(up, tool, requirements)
+    if isinstance(tool, PipDownload) and figures.needed_bytes is None:
+        figures.needed_bytes = tool.result_bytes()
+    print(f"bench: {tool.name}: no-op rebuild", file=sys.stderr)
+    noop = _phase(up, tool, requirements)
+    print(f"bench: {tool.name}: add {EXTRA_REQUIREMENT}", file=sys.stderr)
+    every = [*requirements, EXTRA_REQUIREMENT]
+    add = _phase(up, tool, every)
+    print(f"bench: {tool.name}: client checks", file=sys.stderr)
+    errors = installs(tool, targets, every, work)
+    figures.add(tool.name, ToolFigures(cold, noop, add, tool.result_bytes(), errors))
+
+
 def _make_tool(name: str, work: Path, url: str, opts: Options) -> Tool:
     targets = opts.targets
     if name == "ours":
@@ -147,17 +172,9 @@ def run_bench(opts: Options) -> Figures:
             for name in opts.tools:
                 work = tmp / name
                 tool = _make_tool(name, work, up.url, opts)
-                print(f"bench: {tool.name}: cold build", file=sys.stderr)
-                cold = _phase(up, tool, requirements)
-                if name == "pip":
-                    figures.needed_bytes = tool.result_bytes()
-                print(f"bench: {tool.name}: no-op rebuild", file=sys.stderr)
-                noop = _phase(up, tool, requirements)
-                print(f"bench: {tool.name}: add {EXTRA_REQUIREMENT}", file=sys.stderr)
-                add = _phase(up, tool, [*requirements, EXTRA_REQUIREMENT])
-                print(f"bench: {tool.name}: client checks", file=sys.stderr)
-                errors = installs(tool, opts.targets, [*requirements, EXTRA_REQUIREMENT], work)
-                figures.add(tool.name, ToolFigures(cold, noop, add, tool.result_bytes(), errors))
+                measure_tool(
+                    up, tool, requirements, targets=opts.targets, work=work, figures=figures
+                )
                 shutil.rmtree(work, ignore_errors=True)
     return figures
 
