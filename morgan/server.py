@@ -40,6 +40,7 @@ import queue
 import re
 import select
 import selectors
+import signal
 import socket
 import socketserver
 import stat
@@ -69,6 +70,7 @@ MAX_PAGE_JSON = 64 * 1024 * 1024  # a project's JSON page read for the human pag
 SMALL_BODY = 1024 * 1024
 BODY_CACHE_BYTES = 64 * 1024 * 1024  # per generation
 RESOLVED_CACHE_ENTRIES = 65536  # per generation
+DEFAULT_PROCESSES = 1  # see docs/server-load.md, "Several processes"
 # Answers kept per generation by the exact bytes of the request head (see Answer): a head
 # longer than this is never kept, and the table starts afresh past this many bytes of keys
 # and response heads (bodies are shared with the body cache and not counted again).
@@ -678,7 +680,7 @@ def _head_ready(buf: "Union[bytes, bytearray]") -> bool:
     return len(buf) - (buf.rfind(b"\n") + 1) > max(MAX_REQUEST_LINE, MAX_HEADER_LINE)
 
 
-def _head_end(buf: bytearray) -> int:
+def _head_end(buf: "Union[bytes, bytearray]") -> int:
     """Where the first request head in ``buf`` ends (after its empty line), or -1."""
     crlf = buf.find(b"\n\r\n")
     lf = buf.find(b"\n\n")
@@ -1323,6 +1325,10 @@ def render_home(summary: Summary, query: str) -> str:
     )
 
 
+class _ParentGoneError(Exception):
+    """A forked server process outlived the process that started it."""
+
+
 class MirrorServer(socketserver.TCPServer):
     """The listening socket, the :class:`Waiter` and at most ``max_connections`` workers.
 
@@ -1369,6 +1375,7 @@ class MirrorServer(socketserver.TCPServer):
         self._backlog = 0
         # Started by serve_forever: a process forked after binding starts its own.
         self.waiter: Optional[Waiter] = None
+        self.parent_pid: Optional[int] = None  # set in a forked server process
         super().__init__((host, port), Handler)  # type: ignore[arg-type]
 
     @property
@@ -1409,6 +1416,12 @@ class MirrorServer(socketserver.TCPServer):
         self._start_waiter()
         super().serve_forever(poll_interval)
 
+    def service_actions(self) -> None:
+        """Called by serve_forever at least every poll interval: a forked server process
+        whose parent has gone (killed without a chance to stop it) stops too."""
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            raise _ParentGoneError
+
     def _start_waiter(self) -> Waiter:
         with self._pool_lock:
             if self.waiter is None:
@@ -1427,21 +1440,26 @@ class MirrorServer(socketserver.TCPServer):
     ) -> Optional[Tuple[bytes, bool, int]]:
         """The kept :class:`Answer` to the head at the start of ``buf`` in the generation
         served now, as (response bytes, keep the connection, head length); logged."""
+        started = time.monotonic()
+        found = self._find_answer(buf)
+        if found is None:
+            return None
+        answer, end = found
+        data = answer.pre + http_date_bytes() + answer.post + answer.body
+        fields = (answer.line, answer.agent)
+        self.log_line(client_address, fields, answer.status, answer.size, started)
+        return data, answer.keep, end
+
+    def _find_answer(self, buf: "Union[bytes, bytearray]") -> Optional[Tuple[Answer, int]]:
         end = _head_end(buf)
         if end < 0 or end > ANSWER_KEY_BYTES:
             return None
-        started = time.monotonic()
         try:
             generation = self.generation()
         except HttpError:
             return None  # a worker answers (503) and logs it
         answer = generation.answers.get(bytes(buf[:end]))
-        if answer is None:
-            return None
-        data = answer.pre + http_date_bytes() + answer.post + answer.body
-        fields = (answer.line, answer.agent)
-        self.log_line(client_address, fields, answer.status, answer.size, started)
-        return data, answer.keep, end
+        return None if answer is None else (answer, end)
 
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         # Waiting for a connection slot here leaves further connections in the listen queue.
@@ -1501,11 +1519,12 @@ class MirrorServer(socketserver.TCPServer):
                 self._close_connection(sock)
                 return
             state, buf = self._next_head(sock, leftover)
-            if state == "wait":
-                self._start_waiter().add(sock, client_address, buf)
-                return
             if state == "closed":
                 self._close_connection(sock)
+                return
+            if state == "wait" or self._find_answer(buf) is not None:
+                # Not complete yet, or kept: the waiter answers that faster than a worker.
+                self._start_waiter().add(sock, client_address, buf)
                 return
             head = buf
 
@@ -1609,21 +1628,51 @@ def build_parser(default_root: str) -> argparse.ArgumentParser:
         default=128,
         help="requests answered at once (default 128); idle connections do not count",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=DEFAULT_PROCESSES,
+        help="server processes sharing the port (default %(default)s; POSIX only)",
+    )
     return parser
 
 
 def serve(
-    root: str, host: str, port: int, max_connections: int = 128, log: Optional[IO[str]] = None
+    root: str,
+    host: str,
+    port: int,
+    max_connections: int = 128,
+    *,
+    log: Optional[IO[str]] = None,
+    processes: int = 1,
 ) -> int:
-    """Serve until interrupted; print the address first. Returns the exit code."""
+    """Serve until interrupted; print the address first. Returns the exit code.
+
+    With ``processes`` > 1 (where ``os.fork`` exists, and only from the main thread), that
+    many processes answer on the one listening socket: this one and children forked after
+    it is bound, each with its own waiter, workers and caches. Ctrl-C stops them all, and so
+    does SIGTERM to this process; a child whose parent is gone stops within a second.
+    """
     stream = log if log is not None else sys.stderr
     if not os.path.lexists(os.path.join(root, "index")):
         stream.write("morgan-server: warning: %s has no index yet (503 until a build)\n" % root)
     server = MirrorServer(root, host, port=port, max_connections=max_connections, log=stream)
+    if processes > 1 and not can_fork():
+        stream.write("morgan-server: warning: cannot fork here: serving in one process\n")
+        processes = 1
+    stream.flush()  # a child must not inherit (and write again) what is still buffered
+    children = _fork_servers(server, processes - 1) if processes > 1 else []
     stream.write(
-        "Serving %s at %s (simple index: %ssimple/)\n" % (server.root, server.url, server.url)
+        "Serving %s at %s (simple index: %ssimple/)%s\n"
+        % (
+            server.root,
+            server.url,
+            server.url,
+            " with %d processes" % processes if processes > 1 else "",
+        )
     )
     stream.flush()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if children else None
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
@@ -1632,7 +1681,57 @@ def serve(
         server.server_close()
         if server.waiter is not None:
             server.waiter.stop()
+        _stop_children(children)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def can_fork() -> bool:
+    """Whether :func:`serve` can run several processes here (POSIX, main thread)."""
+    return hasattr(os, "fork") and threading.current_thread() is threading.main_thread()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the children too, as Ctrl-C does
+
+
+def _fork_servers(server: MirrorServer, count: int) -> List[int]:
+    """Fork ``count`` processes that serve on ``server``'s socket; return their ids.
+
+    Called before any thread is started (the waiter starts in serve_forever), so each child
+    is a copy of a one-thread process. The listening socket becomes non-blocking: every
+    process is woken by a new connection and the ones that lose the race to accept it must
+    go back to waiting, not block in ``accept``.
+    """
+    server.socket.setblocking(False)
+    parent = os.getpid()
+    children = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # the child: serve until told to stop, never return into the caller
+            code = 0
+            try:
+                server.parent_pid = parent
+                server.serve_forever(poll_interval=0.5)
+            except (KeyboardInterrupt, _ParentGoneError):
+                pass
+            except BaseException:  # report it, then leave like the parent would not
+                server.log_error("server process failed:\n" + traceback.format_exc())
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+    return children
+
+
+def _stop_children(children: List[int]) -> None:
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -1642,8 +1741,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not 1 <= args.max_connections <= 10000:
         print("server.py: error: --max-connections must be 1..10000", file=sys.stderr)
         return 2
+    if not 1 <= args.processes <= 64:
+        print("server.py: error: --processes must be 1..64", file=sys.stderr)
+        return 2
     try:
-        return serve(args.root, args.host, args.port, args.max_connections)
+        return serve(
+            args.root, args.host, args.port, args.max_connections, processes=args.processes
+        )
     except OSError as exc:
         print(
             "server.py: error: cannot listen on %s:%d: %s" % (args.host, args.port, exc),
