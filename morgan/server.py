@@ -20,10 +20,12 @@ Safety: request targets are parsed strictly (no dot segments, no encoded ``/`` o
 NUL, a whitelist of characters, bounded lengths), only GET and HEAD are served, a symlink is
 followed only when it resolves inside ``<root>/store/objects/``, a regular file only when it
 lies inside the generation, and nothing ever lists a directory. One waiter thread holds
-every connection between requests and reads request heads without blocking; at most
-``--max-connections`` worker threads answer complete requests, so idle keep-alive and
-slowloris connections hold no worker, and a head not complete within 20 s gets its
-connection closed (docs/server-load.md has the figures).
+every connection between requests and reads request heads without blocking; it answers a
+head byte-identical to one answered before from memory (a kept :class:`Answer`: pages,
+small files, redirects, 304s), without blocking; at most ``--max-connections`` worker
+threads answer every other request, so idle keep-alive and slowloris connections hold no
+worker, and a head not complete within 20 s gets its connection closed. ``--processes N``
+runs N such processes on one listening socket (docs/server-load.md has the figures).
 
 See docs/server.md for the decisions behind each header.
 """
