@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -128,3 +129,48 @@ def test_kept_answers_end_with_their_generation(tmp_path: Path) -> None:
     assert all(head.startswith(b"HTTP/1.1 200 OK\r\n") for head, _ in after)
     assert all(b'"alpha-5.0-py3-none-any.whl"' in body for _, body in after)
     assert all(b'"alpha-2.0-py3-none-any.whl"' not in body for _, body in after)
+
+
+def test_a_client_that_never_reads_is_cut_after_the_send_timeout(tmp_path: Path) -> None:
+    big = _big_wheel(900_000)
+    tree = build_tree(tmp_path / "mirror", [big])
+    get_big = b"GET /simple/big/%s HTTP/1.1\r\nHost: mirror\r\n\r\n" % big.filename.encode()
+    with running_server(tree.root, send_timeout=0.5) as (server, _):
+        port = port_of(server)
+        _exchange(port, get_big * 2, 2)  # kept from now on
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            stalled.sendall(get_big * 20)
+            time.sleep(3)  # far past 0.5 s without progress
+            received = 0
+            try:
+                while chunk := stalled.recv(1 << 20):
+                    received += len(chunk)
+            except ConnectionResetError:
+                pass  # cut with unsent data: a reset is as good as a close
+        # The connection ended (recv returned or reset) long before all 18 MB were sent.
+        assert received < 20 * len(big.data)
+        assert _exchange(port, get_big, 1)[0][1] == big.data  # the server goes on
+
+
+def test_a_kept_answer_that_closes_the_connection_closes_it(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "mirror")
+    http10 = PAGE.replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    with running_server(tree.root) as (server, _):
+        port = port_of(server)
+        answers = [raw_exchange_open(port, http10 + PAGE) for _ in range(3)]
+    page = (tree.generation(1) / "simple" / "alpha" / "index.json").read_bytes()
+    for raw in answers:  # one response, then the end: the pipelined PAGE is not answered
+        assert raw.count(b"HTTP/1.1 200 OK\r\n") == 1
+        assert b"\r\nConnection: close\r\n" in raw
+        assert raw.split(b"\r\n\r\n", 1)[1] == page
+
+
+def raw_exchange_open(port: int, data: bytes) -> bytes:
+    """Send ``data`` without closing our side; read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
