@@ -1,17 +1,21 @@
 """Serving speed: our server.py, Morgan 0.15.0's server, `python -m http.server` and nginx.
 
     python bench/server.py [--seconds 3] [--connections 1,16,128]
-                           [--servers ours,morgan015,http.server,nginx]
-                           [--morgan015-venv bench/out/venv-morgan015] [--file-mb 100]
+                           [--servers ours,ours-p2,morgan015,pypiserver,http.server,nginx]
+                           [--morgan015-venv bench/out/venv-morgan015]
+                           [--pypiserver-venv bench/out/venv-pypiserver] [--file-mb 100]
                            [--out bench/out]
 
 One tree (tests/index_tree.py) with a small project (a wheel and an sdist), a large project
 (520 wheels: its JSON page is ~190 KB) and a 100 MB file; every server serves the same bytes:
 
-- ours: ``server.py`` copied into the mirror root, as ``morgan build`` does;
+- ours: ``server.py`` copied into the mirror root, as ``morgan build`` does; ours-p2: the
+  same with ``--processes 2``;
 - Morgan 0.15.0: its ``morgan.server`` (``http.server.ThreadingHTTPServer``) on the layout it
   serves, ``<index>/<project>/<file>`` with a ``<file>.hash`` and ``<file>.metadata`` next to
   each file (links to the same blobs); it renders pages per request from a directory scan;
+- pypiserver 2.4.2 (``pypiserver[cache]`` and waitress in its own venv) on a flat folder of
+  links to the same blobs: it answers HTML pages only, so its page figures are HTML pages;
 - ``python -m http.server`` on the generation folder: no negotiation, so it is asked for
   ``index.json`` by name;
 - nginx with docs/nginx.conf (one worker process, access log on, as in the nginx tests).
@@ -46,6 +50,7 @@ if __package__ in (None, ""):  # run as a script: make `bench`, `tests`, `morgan
 
 from bench.load import Load, run_load
 from bench.tools import Morgan015
+from tests.clients import pip_env
 from tests.index_tree import Dist, IndexTree, build_tree, make_sdist, make_wheel, sha256_hex
 from tests.server_fixtures import PIP_ACCEPT
 from tests.test_server_nginx import write_config
@@ -55,7 +60,8 @@ OUT = ROOT / "bench" / "out"
 MB = 1 << 20
 LARGE_FILES = 520
 FILE_MB = 100
-SERVERS = ("ours", "morgan015", "http.server", "nginx")
+SERVERS = ("ours", "ours-p2", "morgan015", "pypiserver", "http.server", "nginx")
+PYPISERVER = "pypiserver[cache]==2.4.2"
 JSON_ONLY = "application/vnd.pypi.simple.v1+json"
 PAGE_TIERS = ("small page", "large JSON page")
 # Morgan 0.15.0 reads a whole file into memory per request: 128 concurrent 100 MB downloads
@@ -67,6 +73,7 @@ MORGAN015_MEMORY = 6 << 30
 class Fixture:
     mirror: Path  # our mirror folder (server.py, index, generations, store)
     morgan015_index: Path  # the same files in 0.15.0's layout
+    flat: Path  # the same files in one folder, for pypiserver
     big: Dist
     big_sha256: str
 
@@ -78,6 +85,7 @@ class Served:
     url: str
     paths: tuple[str, str, str]
     accept: str = PIP_ACCEPT  # the header pages are requested with
+    html: bool = False  # its pages are HTML (pypiserver), else PEP 691 JSON
 
 
 @dataclass(slots=True)
@@ -104,8 +112,11 @@ def make_fixture(base: Path, file_mb: int = FILE_MB) -> Fixture:
     tree: IndexTree = build_tree(base / "mirror", dists)
     shutil.copy(ROOT / "morgan" / "server.py", tree.root / "server.py")
     index = base / "morgan015"
+    flat = base / "flat"
+    flat.mkdir()
     simple = tree.generation(1) / "simple"
     for dist in dists:
+        (flat / dist.filename).symlink_to((simple / dist.project / dist.filename).resolve())
         folder = index / dist.project
         folder.mkdir(parents=True, exist_ok=True)
         (folder / dist.filename).symlink_to((simple / dist.project / dist.filename).resolve())
@@ -113,7 +124,7 @@ def make_fixture(base: Path, file_mb: int = FILE_MB) -> Fixture:
         if dist.metadata is not None:
             blob = (simple / dist.project / f"{dist.filename}.metadata").resolve()
             (folder / f"{dist.filename}.metadata").symlink_to(blob)
-    return Fixture(tree.root, index, big, sha256_hex(payload))
+    return Fixture(tree.root, index, flat, big, sha256_hex(payload))
 
 
 def free_port() -> int:
@@ -165,19 +176,47 @@ def _process(cmd: list[str], log: Path, port: int, *, memory: int | None = None)
             proc.wait(timeout=10)
 
 
+def install_pypiserver(venv: Path) -> Path:
+    """Install pypiserver (with its cache extra and waitress) into ``venv`` once, with an
+    isolated pip; return its ``pypi-server`` script."""
+    script = venv / "bin" / "pypi-server"
+    if script.exists():
+        return script
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    cmd = [str(venv / "bin" / "python"), "-m", "pip", "--isolated", "-q", "install"]
+    cmd += ["--no-cache-dir", "--index-url", "https://pypi.org/simple/", PYPISERVER, "waitress"]
+    subprocess.run(cmd, env=pip_env(venv.parent), check=True)
+    return script
+
+
+@dataclass(frozen=True, slots=True)
+class Venvs:
+    morgan015: Path
+    pypiserver: Path
+
+
 @contextmanager
-def serve(name: str, fx: Fixture, work: Path, morgan015_venv: Path) -> Iterator[Served]:
+def serve(name: str, fx: Fixture, work: Path, venvs: Venvs) -> Iterator[Served]:
     """Start server ``name`` on a free loopback port; yield its URL and tier paths."""
     port = free_port()
     log = work / f"{name}.log"
     big = f"{fx.big.project}/{fx.big.filename}"
     ours_paths = ("/simple/small/", "/simple/large/", f"/simple/{big}")
-    if name == "ours":
+    if name in ("ours", "ours-p2"):
         cmd = [sys.executable, str(fx.mirror / "server.py"), "--port", str(port)]
-        with _process([*cmd, "--max-connections", "256"], log, port) as url:
+        cmd += ["--max-connections", "256"]
+        if name == "ours-p2":
+            cmd += ["--processes", "2"]
+        with _process(cmd, log, port) as url:
             yield Served(url, ours_paths)
+    elif name == "pypiserver":
+        cmd = [str(install_pypiserver(venvs.pypiserver)), "run", "-p", str(port)]
+        cmd += ["-i", "127.0.0.1", "-a", ".", "-P", ".", "--disable-fallback", str(fx.flat)]
+        with _process(cmd, log, port) as url:
+            pages = ("/simple/small/", "/simple/large/")
+            yield Served(url, (*pages, f"/packages/{fx.big.filename}"), html=True)
     elif name == "morgan015":
-        python = Morgan015.install(morgan015_venv).parent / "python"
+        python = Morgan015.install(venvs.morgan015).parent / "python"
         cmd = [str(python), "-m", "morgan.server", "-i", str(fx.morgan015_index)]
         cmd += ["-H", "127.0.0.1", "-p", str(port)]
         with _process(cmd, log, port, memory=MORGAN015_MEMORY) as url:
@@ -211,7 +250,8 @@ def check(served: Served, fx: Fixture) -> None:
             resp = conn.getresponse()
             body = resp.read()
             assert resp.status == 200, (served.url, path, resp.status)
-            assert len(json.loads(body)["files"]) == files, (served.url, path)
+            found = body.count(b"<a ") if served.html else len(json.loads(body)["files"])
+            assert found == files, (served.url, path, found)
             if resp.will_close:
                 conn.close()
         conn.request("GET", served.paths[2])
@@ -230,7 +270,7 @@ def measure(
     connections: tuple[int, ...],
     seconds: float,
     work: Path,
-    morgan015_venv: Path,
+    venvs: Venvs,
     *,
     file_mb: int = FILE_MB,
 ) -> list[Cell]:
@@ -239,9 +279,7 @@ def measure(
     fx = make_fixture(work, file_mb)
     cells: list[Cell] = []
     with ExitStack() as stack:
-        running = {
-            name: stack.enter_context(serve(name, fx, work, morgan015_venv)) for name in servers
-        }
+        running = {name: stack.enter_context(serve(name, fx, work, venvs)) for name in servers}
         for served in running.values():
             check(served, fx)
         for index, tier in enumerate(tiers(file_mb)):
@@ -286,7 +324,11 @@ def render(
 ) -> str:
     """The Markdown table: requests/s per server (MB/s for the file), ours vs 0.15.0 and nginx."""
     find = {(c.server, c.tier, c.connections): c for c in cells}
-    names = {"ours": "ours (server.py)", "morgan015": "Morgan 0.15.0"}
+    names = {
+        "ours": "ours (server.py)",
+        "ours-p2": "ours, 2 processes",
+        "morgan015": "Morgan 0.15.0",
+    }
     head = ["what", "conns", *(names.get(s, s) for s in servers), "ours / 0.15.0", "ours / nginx"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for tier in tiers(file_mb):
@@ -312,16 +354,22 @@ def main(argv: list[str] | None = None) -> int:
         default=OUT / "venv-morgan015",
         help="venv holding morgan==0.15.0 (installed there when missing)",
     )
+    p.add_argument(
+        "--pypiserver-venv",
+        type=Path,
+        default=OUT / "venv-pypiserver",
+        help="venv holding pypiserver (installed there when missing)",
+    )
     p.add_argument("--file-mb", type=int, default=FILE_MB, help="size of the file (100 MB)")
     p.add_argument("--out", type=Path, default=OUT, help="result folder (bench/out)")
     args = p.parse_args(argv)
     servers = tuple(s for s in args.servers.split(",") if s)
     connections = tuple(int(n) for n in args.connections.split(",") if n)
+    args.out = args.out.resolve()  # servers run in their own folders: paths must be absolute
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-server-", dir=args.out) as tmp:
-        cells = measure(
-            servers, connections, args.seconds, Path(tmp), args.morgan015_venv, file_mb=args.file_mb
-        )
+        venvs = Venvs(args.morgan015_venv, args.pypiserver_venv)
+        cells = measure(servers, connections, args.seconds, Path(tmp), venvs, file_mb=args.file_mb)
     table = render(cells, servers, connections, args.file_mb)
     print(table, end="")
     (args.out / "server.md").write_text(table, encoding="utf-8")

@@ -20,10 +20,12 @@ Safety: request targets are parsed strictly (no dot segments, no encoded ``/`` o
 NUL, a whitelist of characters, bounded lengths), only GET and HEAD are served, a symlink is
 followed only when it resolves inside ``<root>/store/objects/``, a regular file only when it
 lies inside the generation, and nothing ever lists a directory. One waiter thread holds
-every connection between requests and reads request heads without blocking; at most
-``--max-connections`` worker threads answer complete requests, so idle keep-alive and
-slowloris connections hold no worker, and a head not complete within 20 s gets its
-connection closed (docs/server-load.md has the figures).
+every connection between requests and reads request heads without blocking; it answers a
+head byte-identical to one answered before from memory (a kept :class:`Answer`: pages,
+small files, redirects, 304s), without blocking; at most ``--max-connections`` worker
+threads answer every other request, so idle keep-alive and slowloris connections hold no
+worker, and a head not complete within 20 s gets its connection closed. ``--processes N``
+runs N such processes on one listening socket (docs/server-load.md has the figures).
 
 See docs/server.md for the decisions behind each header.
 """
@@ -40,6 +42,7 @@ import queue
 import re
 import select
 import selectors
+import signal
 import socket
 import socketserver
 import stat
@@ -54,6 +57,8 @@ SERVER_NAME = "morgan-server"
 
 DispatchFn = Callable[[socket.socket, object, bytes], None]
 CloseFn = Callable[[socket.socket], None]
+# (buffer, client address) -> (whole response, keep the connection, head length) or None
+LookupFn = Callable[[bytearray, object], Optional[Tuple[bytes, bool, int]]]
 
 MAX_REQUEST_LINE = 8192
 MAX_PATH = 4096
@@ -67,6 +72,12 @@ MAX_PAGE_JSON = 64 * 1024 * 1024  # a project's JSON page read for the human pag
 SMALL_BODY = 1024 * 1024
 BODY_CACHE_BYTES = 64 * 1024 * 1024  # per generation
 RESOLVED_CACHE_ENTRIES = 65536  # per generation
+DEFAULT_PROCESSES = 1  # see docs/server-load.md, "Several processes"
+# Answers kept per generation by the exact bytes of the request head (see Answer): a head
+# longer than this is never kept, and the table starts afresh past this many bytes of keys
+# and response heads (bodies are shared with the body cache and not counted again).
+ANSWER_KEY_BYTES = 4096
+ANSWER_CACHE_BYTES = 16 * 1024 * 1024
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 V1_HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -114,7 +125,7 @@ _HEAD_LINE = re.compile(rb"^[^ ]+ [^ ]+ HTTP/1\.\d\r?$")
 _PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
 # [(whole second, its Date header value)]: one formatdate per second; the tuple is replaced
 # whole, so a thread never reads a second with another second's text.
-_DATE_CACHE = [(0, "")]
+_DATE_CACHE = [(0, b"")]
 
 
 _LOG_TIME_CACHE = [(0, "")]  # the same, for the access log's timestamp
@@ -132,10 +143,15 @@ def log_time() -> str:
 
 def http_date() -> str:
     """The ``Date`` header value for now (recomputed once a second)."""
+    return http_date_bytes().decode("ascii")
+
+
+def http_date_bytes() -> bytes:
+    """:func:`http_date` as the bytes sent."""
     now = int(time.time())
     second, text = _DATE_CACHE[0]
     if second != now:
-        text = email.utils.formatdate(now, usegmt=True)
+        text = email.utils.formatdate(now, usegmt=True).encode("ascii")
         _DATE_CACHE[0] = (now, text)
     return text
 
@@ -311,6 +327,37 @@ class CachedBody:
         self.last_modified = email.utils.formatdate(mtime, usegmt=True)
 
 
+class Answer:
+    """A complete response known to be a pure function of its request head's bytes and the
+    generation (a page or small store object from memory, a redirect, a 304): sent again
+    byte for byte, with a fresh ``Date``, to the same head. ``pre`` ends with ``Date: ``,
+    ``post`` holds the rest of the head (and the body, for a small one) or ``body`` the body;
+    ``line``, ``agent``, ``status`` and ``size`` are for the access log."""
+
+    __slots__ = ("agent", "body", "keep", "line", "post", "pre", "size", "status")
+
+    def __init__(
+        self,
+        pre: bytes,
+        post: bytes,
+        body: bytes,
+        keep: bool,
+        *,
+        status: int,
+        size: int,
+        line: str,
+        agent: str,
+    ) -> None:
+        self.pre = pre
+        self.post = post
+        self.body = body
+        self.keep = keep
+        self.status = status
+        self.size = size
+        self.line = line
+        self.agent = agent
+
+
 class Generation:
     """One resolved generation directory; every path of a response is taken from here.
 
@@ -331,6 +378,8 @@ class Generation:
         self._dirs: Set[str] = set()
         self._body_bytes = 0
         self._lock = threading.Lock()
+        self.answers: Dict[bytes, Answer] = {}
+        self._answer_bytes = 0
 
     def exists(self, path: str) -> bool:
         """Whether ``path`` names an entry of the tree (remembered once seen)."""
@@ -365,6 +414,20 @@ class Generation:
                 return
             self._bodies[hit[0]] = CachedBody(body, etag, mtime)
             self._body_bytes += len(body)
+
+    def keep_answer(self, head: bytes, answer: Answer) -> None:
+        """Remember ``answer`` for later requests whose head is exactly ``head``."""
+        if len(head) > ANSWER_KEY_BYTES:
+            return
+        cost = len(head) + len(answer.pre) + len(answer.post) + 200
+        with self._lock:
+            if self._answer_bytes + cost > ANSWER_CACHE_BYTES:
+                # Many distinct heads (user agents, queries): start afresh, stay bounded.
+                self.answers = {}
+                self._answer_bytes = 0
+            if head not in self.answers:
+                self.answers[head] = answer
+                self._answer_bytes += cost
 
     def _resolve(self, path: str) -> Tuple[str, bool]:
         hit = self._resolved.get(path)
@@ -412,14 +475,21 @@ class Generation:
 
 
 class Waiter:
-    """Holds connections between requests and reads their request heads, all in one thread.
+    """Holds connections between requests, reads their request heads and sends answers
+    already in memory, all in one thread that never blocks.
 
-    A connection costs no worker thread until its request head is complete, so idle
+    A connection costs no worker thread until it sends a request that needs one, so idle
     keep-alive clients and slowloris clients that trickle bytes cannot occupy the workers.
-    A head not complete ``timeout`` seconds after the connection arrived (or after the
-    previous response) gets the connection closed. ``dispatch(sock, address, head)`` is
-    called with the bytes received; ``close(sock)`` when a connection is dropped here;
-    ``on_error(message)`` with the traceback of anything unexpected (the waiter goes on).
+    ``lookup(buf, address)`` is asked first for each complete head: it returns the bytes of
+    the whole response, whether the connection stays open and how many bytes of ``buf`` the
+    head took, or None. A response is sent without blocking, the rest when the socket is
+    writable again (nothing more is read from that connection meanwhile, so pipelined
+    requests are answered in order). A head that ``lookup`` does not answer is handed to
+    ``dispatch(sock, address, head)`` with the bytes received. A head not complete
+    ``timeout`` seconds after the connection arrived (or after the previous response), or
+    a response that makes no progress for ``send_timeout`` seconds, gets the connection
+    closed; ``close(sock)`` is called when a connection is dropped here, ``on_error(message)``
+    with the traceback of anything unexpected (the waiter goes on).
     """
 
     def __init__(
@@ -428,11 +498,16 @@ class Waiter:
         dispatch: "DispatchFn",
         close: "CloseFn",
         on_error: Callable[[str], None],
+        *,
+        lookup: "Optional[LookupFn]" = None,
+        send_timeout: float = 60.0,
     ) -> None:
         self._timeout = timeout
+        self._send_timeout = send_timeout
         self._on_error = on_error
         self._dispatch = dispatch
         self._close = close
+        self._lookup = lookup
         self._selector = selectors.DefaultSelector()
         self._incoming: List[Tuple[socket.socket, object, bytes]] = []
         self._lock = threading.Lock()
@@ -486,26 +561,15 @@ class Waiter:
                 continue
             state = key.data
             try:
-                data = state.sock.recv(65536)
-            except BlockingIOError:
-                continue
-            except OSError:
-                data = b""  # reset by the peer: same as a close
-            if not data:
-                self._drop(waiting, state)
-                continue
-            state.buf += data
-            if _head_ready(state.buf):
-                self._selector.unregister(state.sock)
-                del waiting[state.sock]
-                self._dispatch(state.sock, state.address, bytes(state.buf))
+                self._event(waiting, state)
+            except Exception:  # one connection's failure: report it, drop only that one
+                self._on_error("waiter: " + traceback.format_exc())
+                if state.sock in waiting:
+                    self._drop(waiting, state)
         with self._lock:
             incoming, self._incoming = self._incoming, []
         now = time.monotonic()
         for sock, address, pending in incoming:
-            if _head_ready(pending):  # a pipelined request already read: answer it now
-                self._dispatch(sock, address, pending)
-                continue
             state = _Waiting(sock, address, bytearray(pending), now + self._timeout)
             try:
                 sock.setblocking(False)
@@ -514,10 +578,74 @@ class Waiter:
                 self._close(sock)  # already closed by the peer
                 continue
             waiting[sock] = state
+            if _head_ready(state.buf):  # a pipelined request already read: answer it now
+                self._serve(waiting, state)
         if now >= self._next_scan:  # a scan is O(connections): at most 4 a second
             self._next_scan = now + 0.25
             for state in [w for w in waiting.values() if w.deadline <= now]:
-                self._drop(waiting, state)  # idle keep-alive or too slow: cut it
+                self._drop(waiting, state)  # idle keep-alive, too slow, or not reading
+
+    def _event(self, waiting: "Dict[socket.socket, _Waiting]", state: "_Waiting") -> None:
+        if state.out:  # registered for writing: the rest of a response
+            if self._flush(waiting, state):
+                self._serve(waiting, state)
+            return
+        try:
+            data = state.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # reset by the peer: same as a close
+        if not data:
+            self._drop(waiting, state)
+            return
+        state.buf += data
+        if _head_ready(state.buf):
+            self._serve(waiting, state)
+
+    def _serve(self, waiting: "Dict[socket.socket, _Waiting]", state: "_Waiting") -> None:
+        """Answer the complete heads in the buffer from memory, in order; hand the first one
+        that needs a worker to ``dispatch``."""
+        while _head_ready(state.buf):
+            found = self._lookup(state.buf, state.address) if self._lookup is not None else None
+            if found is None:
+                self._selector.unregister(state.sock)
+                del waiting[state.sock]
+                self._dispatch(state.sock, state.address, bytes(state.buf))
+                return
+            data, keep, used = found
+            del state.buf[:used]
+            state.out, state.keep = memoryview(data), keep
+            if not self._flush(waiting, state):
+                return  # the rest is sent when the socket is writable, or it was dropped
+
+    def _flush(self, waiting: "Dict[socket.socket, _Waiting]", state: "_Waiting") -> bool:
+        """Send what is left of the response; True when it is all sent and the connection
+        waits for its next request."""
+        try:
+            sent = state.sock.send(state.out)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._drop(waiting, state)  # reset by the peer
+            return False
+        now = time.monotonic()
+        if sent < len(state.out):
+            state.out = state.out[sent:]
+            state.deadline = now + self._send_timeout  # progress (or the start) resets it
+            if not state.writing:
+                state.writing = True
+                self._selector.modify(state.sock, selectors.EVENT_WRITE, state)
+            return False
+        state.out = memoryview(b"")
+        if not state.keep:
+            self._drop(waiting, state)
+            return False
+        if state.writing:
+            state.writing = False
+            self._selector.modify(state.sock, selectors.EVENT_READ, state)
+        state.deadline = now + self._timeout
+        return True
 
     def _drop(self, waiting: "Dict[socket.socket, _Waiting]", state: "_Waiting") -> None:
         self._selector.unregister(state.sock)
@@ -526,13 +654,16 @@ class Waiter:
 
 
 class _Waiting:
-    __slots__ = ("address", "buf", "deadline", "sock")
+    __slots__ = ("address", "buf", "deadline", "keep", "out", "sock", "writing")
 
     def __init__(self, sock: socket.socket, address: object, buf: bytearray, deadline: float):
         self.sock = sock
         self.address = address
         self.buf = buf
         self.deadline = deadline
+        self.out = memoryview(b"")  # the unsent rest of a response
+        self.keep = True  # whether the connection stays open once ``out`` is sent
+        self.writing = False  # registered for write readiness
 
 
 def _head_ready(buf: "Union[bytes, bytearray]") -> bool:
@@ -551,6 +682,15 @@ def _head_ready(buf: "Union[bytes, bytearray]") -> bool:
     return len(buf) - (buf.rfind(b"\n") + 1) > max(MAX_REQUEST_LINE, MAX_HEADER_LINE)
 
 
+def _head_end(buf: "Union[bytes, bytearray]") -> int:
+    """Where the first request head in ``buf`` ends (after its empty line), or -1."""
+    crlf = buf.find(b"\n\r\n")
+    lf = buf.find(b"\n\n")
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        return lf + 2
+    return crlf + 3 if crlf >= 0 else -1
+
+
 class Request:
     """A parsed request head."""
 
@@ -563,6 +703,13 @@ class Request:
         self.line = line
         self.headers: Dict[str, str] = {}
         self.keep_alive = False
+
+
+def log_fields(request: Request) -> Tuple[str, str]:
+    """The request line and user agent as the access log shows them (quoted, bounded)."""
+    line = request.line.replace('"', "%22")[:400]
+    agent = request.headers.get("user-agent", "-").replace('"', "'")[:200]
+    return line, agent
 
 
 class _SocketWriter:
@@ -594,6 +741,11 @@ class Handler(socketserver.BaseRequestHandler):
         self.head = head  # the request head (and any pipelined bytes) the waiter read
         self.keep = False  # whether the connection goes back to the waiter afterwards
         self.leftover = b""  # bytes after this request's head: the next request's start
+        self.consumed = 0  # how many bytes of ``head`` the request head took
+        # The answer to keep for this exact head (see Answer), and the generation it is from.
+        self.answer: Optional[Answer] = None
+        self.generation: Optional[Generation] = None
+        self._answer_parts: Optional[Tuple[bytes, bytes, bytes, bool]] = None
         super().__init__(request, client_address, server)
 
     def setup(self) -> None:
@@ -605,6 +757,7 @@ class Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         request = self._read_request()
+        self.consumed = self.rfile.tell()
         if request is not None and self._respond(request):
             self.keep = True
             self.leftover = self.rfile.read()
@@ -692,7 +845,12 @@ class Handler(socketserver.BaseRequestHandler):
                 "internal error on %r:\n%s" % (request.line, traceback.format_exc())
             )
             return self._send_error(request, HttpError(500, "internal error", close=True), started)
-        self.server.log_access(self.client_address, request, status, size, started)
+        line, agent = log_fields(request)
+        if self._answer_parts is not None:
+            self.answer = Answer(
+                *self._answer_parts, status=status, size=size, line=line, agent=agent
+            )
+        self.server.log_line(self.client_address, (line, agent), status, size, started)
         return request.keep_alive
 
     def _send_error(self, request: Request, err: HttpError, started: float) -> bool:
@@ -706,7 +864,9 @@ class Handler(socketserver.BaseRequestHandler):
         except OSError:
             keep = False
         self.linger = not keep
-        self.server.log_access(self.client_address, request, err.status, len(body), started)
+        self.server.log_line(
+            self.client_address, log_fields(request), err.status, len(body), started
+        )
         return keep
 
     def finish(self) -> None:
@@ -740,18 +900,25 @@ class Handler(socketserver.BaseRequestHandler):
         length: int,
         keep: bool,
         body: bytes = b"",
+        *,
+        cache: bool = False,
     ) -> None:
-        """Send the status line and headers (and ``body``, when given, in the same write)."""
-        lines = ["HTTP/1.1 %d %s" % (status, _PHRASES[status])]
-        lines.append("Server: " + SERVER_NAME)
-        lines.append("Date: " + http_date())
+        """Send the status line and headers (and ``body``, when given, in the same write);
+        ``cache``: the response depends only on the request head and the generation, so it
+        is kept as this request's :class:`Answer`."""
+        pre = "HTTP/1.1 %d %s\r\nServer: %s\r\nDate: " % (status, _PHRASES[status], SERVER_NAME)
+        lines = [""]  # the Date value goes in front
         lines.extend("%s: %s" % pair for pair in headers)
         lines.append("Content-Length: %d" % length)
         if not keep:
             lines.append("Connection: close")
         elif self.http10:
             lines.append("Connection: keep-alive")  # HTTP/1.0 closes unless told otherwise
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        post = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        head = pre.encode("latin-1")
+        self.wfile.write(head + http_date_bytes() + post + body)
+        if cache:
+            self._answer_parts = (head, post, body, keep)
 
     def _route(self, request: Request) -> Tuple[int, int]:
         if request.method not in ("GET", "HEAD"):
@@ -772,6 +939,7 @@ class Handler(socketserver.BaseRequestHandler):
         except ValueError:
             raise HttpError(400, "more than 16 query parameters") from None
         generation = self.server.generation()
+        self.generation = generation
         if not segments:
             return self._home(request, generation, params.get("q", [""])[0])
         if segments[0] == "simple":
@@ -828,7 +996,7 @@ class Handler(socketserver.BaseRequestHandler):
             location += "?" + query
         body = b""
         headers = [("Location", location), ("Cache-Control", PAGE_CACHE)]
-        self._write_head(301, headers, len(body), request.keep_alive)
+        self._write_head(301, headers, len(body), request.keep_alive, cache=True)
         return 301, 0
 
     def _page(
@@ -945,9 +1113,11 @@ class Handler(socketserver.BaseRequestHandler):
             ("Cache-Control", PAGE_CACHE if page else FILE_CACHE),
             ("Accept-Ranges", "bytes"),
         ]
+        # Only an answer from memory is kept: its bytes can no longer change.
+        cache = fobj is None
         if _not_modified(request.headers, etag, mtime):
             # RFC 9110 §8.6: a 304's Content-Length, if sent, is that of the 200.
-            self._write_head(304, headers, size, request.keep_alive)
+            self._write_head(304, headers, size, request.keep_alive, cache=cache)
             return 304, 0
         status, start, length = 200, 0, size
         header = request.headers.get("range")
@@ -958,12 +1128,18 @@ class Handler(socketserver.BaseRequestHandler):
                 status, (start, length) = 206, span
                 end = start + length - 1
                 headers.append(("Content-Range", "bytes %d-%d/%d" % (start, end, size)))
+        cache = cache and status == 200  # a range answer is a slice: not worth keeping
         if request.method == "HEAD" or length == 0:
-            self._write_head(status, headers, length, request.keep_alive)
+            self._write_head(status, headers, length, request.keep_alive, cache=cache)
             return status, 0
         if body is not None:
             self._write_head(
-                status, headers, length, request.keep_alive, body[start : start + length]
+                status,
+                headers,
+                length,
+                request.keep_alive,
+                body[start : start + length],
+                cache=cache,
             )
             return status, length
         if fobj is None:  # unreachable: a body not in memory comes with its open file
@@ -1151,6 +1327,10 @@ def render_home(summary: Summary, query: str) -> str:
     )
 
 
+class _ParentGoneError(Exception):
+    """A forked server process outlived the process that started it."""
+
+
 class MirrorServer(socketserver.TCPServer):
     """The listening socket, the :class:`Waiter` and at most ``max_connections`` workers.
 
@@ -1195,8 +1375,10 @@ class MirrorServer(socketserver.TCPServer):
         self._workers = 0
         self._idle = 0
         self._backlog = 0
+        # Started by serve_forever: a process forked after binding starts its own.
+        self.waiter: Optional[Waiter] = None
+        self.parent_pid: Optional[int] = None  # set in a forked server process
         super().__init__((host, port), Handler)  # type: ignore[arg-type]
-        self.waiter = Waiter(header_timeout, self._dispatch, self._close_connection, self.log_error)
 
     @property
     def url(self) -> str:
@@ -1231,6 +1413,56 @@ class MirrorServer(socketserver.TCPServer):
                 self._summaries = {generation.path: cached}  # only the current one is kept
             return cached
 
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Start the waiter (once), then accept connections until :meth:`shutdown`."""
+        self._start_waiter()
+        super().serve_forever(poll_interval)
+
+    def service_actions(self) -> None:
+        """Called by serve_forever at least every poll interval: a forked server process
+        whose parent has gone (killed without a chance to stop it) stops too."""
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            raise _ParentGoneError
+
+    def _start_waiter(self) -> Waiter:
+        with self._pool_lock:
+            if self.waiter is None:
+                self.waiter = Waiter(
+                    self.header_timeout,
+                    self._dispatch,
+                    self._close_connection,
+                    self.log_error,
+                    lookup=self._kept_answer,
+                    send_timeout=self.send_timeout,
+                )
+            return self.waiter
+
+    def _kept_answer(
+        self, buf: bytearray, client_address: object
+    ) -> Optional[Tuple[bytes, bool, int]]:
+        """The kept :class:`Answer` to the head at the start of ``buf`` in the generation
+        served now, as (response bytes, keep the connection, head length); logged."""
+        started = time.monotonic()
+        found = self._find_answer(buf)
+        if found is None:
+            return None
+        answer, end = found
+        data = answer.pre + http_date_bytes() + answer.post + answer.body
+        fields = (answer.line, answer.agent)
+        self.log_line(client_address, fields, answer.status, answer.size, started)
+        return data, answer.keep, end
+
+    def _find_answer(self, buf: "Union[bytes, bytearray]") -> Optional[Tuple[Answer, int]]:
+        end = _head_end(buf)
+        if end < 0 or end > ANSWER_KEY_BYTES:
+            return None
+        try:
+            generation = self.generation()
+        except HttpError:
+            return None  # a worker answers (503) and logs it
+        answer = generation.answers.get(bytes(buf[:end]))
+        return None if answer is None else (answer, end)
+
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         # Waiting for a connection slot here leaves further connections in the listen queue.
         while not self._open.acquire(timeout=0.5):
@@ -1241,7 +1473,7 @@ class MirrorServer(socketserver.TCPServer):
             # Fails only on a connection already reset; the waiter then sees it closed.
             with contextlib.suppress(OSError):
                 request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.waiter.add(request, client_address, b"")
+        self._start_waiter().add(request, client_address, b"")
 
     def _dispatch(self, sock: socket.socket, client_address: object, head: bytes) -> None:
         with self._pool_lock:
@@ -1281,17 +1513,20 @@ class MirrorServer(socketserver.TCPServer):
             try:
                 handler = Handler(sock, client_address, self, head)
                 keep, leftover = handler.keep, handler.leftover
+                if handler.answer is not None and handler.generation is not None:
+                    handler.generation.keep_answer(head[: handler.consumed], handler.answer)
             except Exception:
                 self.handle_error(sock, client_address)
             if not keep or self._stopping:
                 self._close_connection(sock)
                 return
             state, buf = self._next_head(sock, leftover)
-            if state == "wait":
-                self.waiter.add(sock, client_address, buf)
-                return
             if state == "closed":
                 self._close_connection(sock)
+                return
+            if state == "wait" or self._find_answer(buf) is not None:
+                # Not complete yet, or kept: the waiter answers that faster than a worker.
+                self._start_waiter().add(sock, client_address, buf)
                 return
             head = buf
 
@@ -1326,26 +1561,32 @@ class MirrorServer(socketserver.TCPServer):
         self._stopping = True
         self.shutdown()
         self.server_close()
-        self.waiter.stop()
+        if self.waiter is not None:
+            self.waiter.stop()
 
-    def log_access(
-        self, client: object, request: Request, status: int, size: int, started: float
+    def log_line(
+        self, client: object, fields: Tuple[str, str], status: int, size: int, started: float
     ) -> None:
+        """Write one access-log line (``fields``: from :func:`log_fields`).
+
+        One write of one whole line, flushed at once: several server processes share the
+        log's file description, and a write of up to PIPE_BUF bytes to a pipe, or any write
+        to a file, is not split by another process's write.
+        """
         if self.log is None:
             return
         host = client[0] if isinstance(client, tuple) else "-"
-        agent = request.headers.get("user-agent", "-").replace('"', "'")
-        line = '%s - - [%s] "%s" %d %d %.4f "%s"\n' % (
+        text = '%s - - [%s] "%s" %d %d %.4f "%s"\n' % (
             host,
             log_time(),
-            request.line.replace('"', "%22")[:400],
+            fields[0],
             status,
             size,
             time.monotonic() - started,
-            agent[:200],
+            fields[1],
         )
         with self._log_lock:
-            self.log.write(line)
+            self.log.write(text)
             self.log.flush()
 
     def log_error(self, message: str) -> None:
@@ -1389,6 +1630,12 @@ def build_parser(default_root: str) -> argparse.ArgumentParser:
         default=128,
         help="requests answered at once (default 128); idle connections do not count",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=DEFAULT_PROCESSES,
+        help="server processes sharing the port (default %(default)s; POSIX only)",
+    )
     return parser
 
 
@@ -1397,33 +1644,103 @@ def serve(
     host: str,
     port: int,
     max_connections: int = 128,
-    log: Optional[IO[str]] = None,
     *,
+    log: Optional[IO[str]] = None,
     access_log: bool = True,
     ready: Optional[Callable[["MirrorServer"], None]] = None,
+    processes: int = 1,
 ) -> int:
     """Serve until interrupted; print the address first (then call ``ready``, once the
-    socket listens). Without ``access_log`` only errors are logged. Returns the exit code."""
+    socket listens). Without ``access_log`` only errors are logged. Returns the exit code.
+
+    With ``processes`` > 1 (where ``os.fork`` exists, and only from the main thread), that
+    many processes answer on the one listening socket: this one and children forked after
+    it is bound, each with its own waiter, workers and caches. Ctrl-C stops them all, and so
+    does SIGTERM to this process; a child whose parent is gone stops within a second.
+    """
     stream = log if log is not None else sys.stderr
     if not os.path.lexists(os.path.join(root, "index")):
         stream.write("morgan-server: warning: %s has no index yet (503 until a build)\n" % root)
     server = MirrorServer(
         root, host, port=port, max_connections=max_connections, log=stream if access_log else None
     )
+    if processes > 1 and not can_fork():
+        stream.write("morgan-server: warning: cannot fork here: serving in one process\n")
+        processes = 1
+    stream.flush()  # a child must not inherit (and write again) what is still buffered
+    children = _fork_servers(server, processes - 1) if processes > 1 else []
     stream.write(
-        "Serving %s at %s (simple index: %ssimple/)\n" % (server.root, server.url, server.url)
+        "Serving %s at %s (simple index: %ssimple/)%s\n"
+        % (
+            server.root,
+            server.url,
+            server.url,
+            " with %d processes" % processes if processes > 1 else "",
+        )
     )
     stream.flush()
     if ready is not None:
         ready(server)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if children else None
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
         stream.write("morgan-server: stopped\n")
     finally:
         server.server_close()
-        server.waiter.stop()
+        if server.waiter is not None:
+            server.waiter.stop()
+        _stop_children(children)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def can_fork() -> bool:
+    """Whether :func:`serve` can run several processes here (POSIX, main thread)."""
+    return hasattr(os, "fork") and threading.current_thread() is threading.main_thread()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the children too, as Ctrl-C does
+
+
+def _fork_servers(server: MirrorServer, count: int) -> List[int]:
+    """Fork ``count`` processes that serve on ``server``'s socket; return their ids.
+
+    Called before any thread is started (the waiter starts in serve_forever), so each child
+    is a copy of a one-thread process. The listening socket becomes non-blocking: every
+    process is woken by a new connection and the ones that lose the race to accept it must
+    go back to waiting, not block in ``accept``.
+    """
+    server.socket.setblocking(False)
+    parent = os.getpid()
+    children = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # the child: serve until told to stop, never return into the caller
+            code = 0
+            try:
+                server.parent_pid = parent
+                server.serve_forever(poll_interval=0.5)
+            except (KeyboardInterrupt, _ParentGoneError):
+                pass
+            except BaseException:  # report it, then leave like the parent would not
+                server.log_error("server process failed:\n" + traceback.format_exc())
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+    return children
+
+
+def _stop_children(children: List[int]) -> None:
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -1433,8 +1750,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not 1 <= args.max_connections <= 10000:
         print("server.py: error: --max-connections must be 1..10000", file=sys.stderr)
         return 2
+    if not 1 <= args.processes <= 64:
+        print("server.py: error: --processes must be 1..64", file=sys.stderr)
+        return 2
     try:
-        return serve(args.root, args.host, args.port, args.max_connections)
+        return serve(
+            args.root, args.host, args.port, args.max_connections, processes=args.processes
+        )
     except OSError as exc:
         print(
             "server.py: error: cannot listen on %s:%d: %s" % (args.host, args.port, exc),
