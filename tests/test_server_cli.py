@@ -33,6 +33,26 @@ def test_morgan_serve_serves_the_mirror(tmp_path: Path) -> None:
         assert body == (tree.generation(1) / "simple" / "alpha" / "index.json").read_bytes()
 
 
+def test_morgan_serve_passes_processes_to_the_server(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "mirror")
+    command = [sys.executable, "-m", "morgan", "serve", "--root", str(tree.root), "--port", "0"]
+    with server_process([*command, "--processes", "2"], tmp_path / "serve.log") as proc:
+        # Many short connections: the kernel hands them to whichever process accepts.
+        for _ in range(40):
+            assert fetch(f"{proc.url}simple/alpha/")[0] == 200
+    log = (tmp_path / "serve.log").read_text()
+    assert "with 2 processes" in log
+    assert log.count('"GET /simple/alpha/ HTTP/1.1" 200') == 40
+
+
+def test_morgan_serve_rejects_processes_out_of_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree = build_tree(tmp_path / "mirror")
+    assert main(["serve", "--root", str(tree.root), "--processes", "0"]) == 2
+    assert capsys.readouterr().err == ("morgan: error: --processes 0 is out of range: use 1..64\n")
+
+
 def test_morgan_serve_finds_the_mirror_of_a_workspace(tmp_path: Path) -> None:
     build_tree(tmp_path / "ws" / "mirror")
     command = [sys.executable, "-m", "morgan", "serve", "-C", str(tmp_path / "ws"), "--port", "0"]

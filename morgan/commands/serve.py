@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
-    """Add ``--host``, ``--port``, ``--root`` and ``--max-connections``."""
+    """Add ``--host``, ``--port``, ``--root``, ``--max-connections`` and ``--processes``."""
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
@@ -43,6 +43,14 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         default=128,
         metavar="N",
         help="requests answered at once; idle connections do not count (default 128)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port (default 1; POSIX only; "
+        "see docs/server-load.md for when more help)",
     )
 
 
@@ -65,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--port {args.port} is not a TCP port: use 0..65535 (0 picks a free one)")
     if not 1 <= args.max_connections <= 10000:
         raise UsageError(f"--max-connections {args.max_connections} is out of range: use 1..10000")
+    if not 1 <= args.processes <= 64:
+        raise UsageError(f"--processes {args.processes} is out of range: use 1..64")
     try:
         return server.serve(
             str(root),
@@ -73,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             args.max_connections,
             access_log=not args.quiet,
             ready=_announce if args.json else None,
+            processes=args.processes,
         )
     except OSError as exc:
         reason = exc.strerror or str(exc)
