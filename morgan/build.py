@@ -44,7 +44,14 @@ from morgan.lock import dumps as dump_lock
 from morgan.lock import load as load_lock
 from morgan.lock_inputs import LockedInput, read_lock_input
 from morgan.noop import stamp
-from morgan.publish import View, render_and_switch, start_files, start_renders, wait_files
+from morgan.publish import (
+    View,
+    render_and_switch,
+    start_files,
+    start_renders,
+    start_tree,
+    wait_files,
+)
 from morgan.resolve import (
     PYTHON,
     SPEC,
@@ -164,12 +171,19 @@ def _build_locked(
         views = _views(selections)
         fetching = start_files(catalog, _wanted_files(selections))
         pages = start_renders(ex, store, views, fetching)
-        files = wait_files(fetching)
+        # A lock that still fits the spec most likely gives the current tree again: then
+        # the tree is not begun ahead (it would only be thrown away).
+        tree = (
+            None
+            if fresh
+            else start_tree(mirror, store, views, fetching, pages, mode=opts.materialize)
+        )
         # The new lock is written out before the switch (a full disk fails here, with
         # nothing switched) and renamed into place after it (the lock always describes
         # the served generation; a rename needs no space).
         staged = lock_path.with_name(f".{lock_path.name}.tmp-{os.getpid()}")
         try:
+            files = wait_files(fetching)
             text = dump_lock(_make_lock(spec, selections, infos, files))
             staged.write_text(text, encoding="utf-8")
             generation = render_and_switch(
@@ -179,8 +193,11 @@ def _build_locked(
                 files=files,
                 pages=pages,
                 mode=opts.materialize,
+                tree=tree,
             )
         except BaseException:
+            if tree is not None:
+                tree.discard()
             staged.unlink(missing_ok=True)
             raise
         staged.replace(lock_path)

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import InvalidRequirement
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -39,6 +39,7 @@ from morgan.resolve import (
     ProjectNotFoundError,
     Release,
     evaluate_marker,
+    parse_requirement,
     usable_files,
 )
 from morgan.spec import listed_files
@@ -522,7 +523,7 @@ class EnvCatalog:
         names = []
         for text in done.result().get("requires_dist", ()):
             try:
-                req = Requirement(text)
+                req = parse_requirement(text)
             except InvalidRequirement:
                 continue
             if evaluate_marker(req.marker, env, ""):

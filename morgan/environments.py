@@ -170,9 +170,8 @@ class Environment:
 
         A filename that is not a valid wheel name also gives None.
         """
-        try:
-            _, _, _, wheel_tags = parse_wheel_filename(filename)
-        except InvalidWheelFilename:
+        wheel_tags = _wheel_tags(filename)
+        if wheel_tags is None:
             return None
         ranks = _ranks(self)
         found = [ranks[t] for t in wheel_tags if t in ranks]
@@ -185,11 +184,28 @@ class Environment:
         """
         if not requires_python or not requires_python.strip():
             return True
-        try:
-            spec = SpecifierSet(requires_python)
-        except InvalidSpecifier:
-            return True
-        return spec.contains(self.python_full_version(), prereleases=True)
+        return _python_fits(requires_python, self.python_full_version())
+
+
+# A resolution asks these of the same few thousand filenames and specifiers again and
+# again, for every environment: parsed once per process.
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _wheel_tags(filename: str) -> frozenset[Tag] | None:
+    try:
+        return parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return None
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _python_fits(requires_python: str, version: str) -> bool:
+    try:
+        spec = SpecifierSet(requires_python)
+    except InvalidSpecifier:
+        return True
+    return spec.contains(version, prereleases=True)
 
 
 def _parse_python(python: str) -> tuple[int, int, int]:

@@ -22,7 +22,7 @@ from morgan.errors import BuildError
 from morgan.executor import Executor, Node, Record
 from morgan.location import current_generation
 from rules.errors import RuleError
-from rules.materialize import Mode, materialize, switch_index
+from rules.materialize import Mode, TreeWriter, materialize, switch_index
 from rules.model import MirrorFile, NormalizedName, UpstreamFile
 from rules.render import (
     render_index_html,
@@ -243,6 +243,63 @@ def _view_entries(
 # -- the generation -------------------------------------------------------------------------
 
 
+def start_tree(
+    mirror: Path,
+    store: Store,
+    views: Sequence[View],
+    files: Mapping[str, Future[MirrorFile]],
+    pages: Mapping[tuple[str, str], Future[Record]],
+    *,
+    mode: Mode,
+) -> TreeWriter:
+    """Begin the next generation's tree: each file's entries (in every view that lists it)
+    are linked as soon as the file is in, each project's pages as soon as they render.
+    :func:`render_and_switch` completes it, or throws it away if nothing changed."""
+    generations = mirror / "generations"
+    generations.mkdir(parents=True, exist_ok=True)
+    writer = TreeWriter(
+        store, generations / f".tmp-{_next_number(generations)}-{os.getpid()}", mode=mode
+    )
+    where: dict[str, list[str]] = {}
+    for view in views:
+        for name, filenames in view.projects.items():
+            for fn in filenames:
+                where.setdefault(fn, []).append(f"{view.prefix}simple/{name}/")
+    for fn, fut in files.items():
+        fut.add_done_callback(_link_file(writer, where[fn]))
+    for (view_id, name), rendering in pages.items():
+        prefix = next(v.prefix for v in views if v.id == view_id)
+        rendering.add_done_callback(_link_pages(writer, f"{prefix}simple/{name}/"))
+    return writer
+
+
+def _link_file(writer: TreeWriter, bases: list[str]) -> Callable[[Future[MirrorFile]], None]:
+    def link(done: Future[MirrorFile]) -> None:
+        if done.exception() is not None:
+            return  # the build fails on it, and the tree is thrown away
+        f = done.result()
+        for base in bases:
+            writer.add(base + f.filename, Digest("blake3", f.blake3))
+            if f.metadata_blake3:
+                writer.add(base + f.filename + ".metadata", Digest("blake3", f.metadata_blake3))
+
+    return link
+
+
+def _link_pages(writer: TreeWriter, base: str) -> Callable[[Future[Record]], None]:
+    def link(done: Future[Record]) -> None:
+        if done.exception() is None:
+            writer.add(base + "index.html", Digest.parse(done.result()["html"]))
+            writer.add(base + "index.json", Digest.parse(done.result()["json"]))
+
+    return link
+
+
+def _next_number(generations: Path) -> int:
+    numbers = [int(p.name) for p in generations.iterdir() if p.name.isdigit()]
+    return max(numbers, default=0) + 1
+
+
 def render_and_switch(
     mirror: Path,
     *,
@@ -251,9 +308,31 @@ def render_and_switch(
     files: Mapping[str, MirrorFile],
     pages: Mapping[tuple[str, str], Future[Record]],
     mode: Mode,
+    tree: TreeWriter | None = None,
 ) -> tuple[int, str, bool]:
     """Make the generation of ``views`` and switch the index to it: (number, manifest
-    digest, whether a new generation was made — an unchanged tree makes none)."""
+    digest, whether a new generation was made — an unchanged tree makes none). ``tree``:
+    the generation begun by :func:`start_tree`, completed here or thrown away."""
+    try:
+        return _render_and_switch(
+            mirror, store=store, views=views, files=files, pages=pages, mode=mode, tree=tree
+        )
+    except BaseException:
+        if tree is not None:
+            tree.discard()
+        raise
+
+
+def _render_and_switch(
+    mirror: Path,
+    *,
+    store: Store,
+    views: Sequence[View],
+    files: Mapping[str, MirrorFile],
+    pages: Mapping[tuple[str, str], Future[Record]],
+    mode: Mode,
+    tree: TreeWriter | None,
+) -> tuple[int, str, bool]:
     entries: dict[str, Digest] = {}
     for view in views:
         entries.update(_view_entries(store, view, files, pages))
@@ -270,14 +349,18 @@ def render_and_switch(
     generations.mkdir(exist_ok=True)
     current = current_generation(mirror)
     if current is not None and _generation_digest(generations / str(current)) == digest:
+        if tree is not None:
+            tree.discard()
         return current, digest, False
-    numbers = [int(p.name) for p in generations.iterdir() if p.name.isdigit()]
-    n = max(numbers, default=0) + 1
+    n = _next_number(generations)
     entries["manifest.json"] = manifest_blob.digest
     # The root first: a generation directory never exists without the root that keeps its
     # blobs (a failed materialization leaves a root that the next build's n replaces).
     set_root(store, f"generation-{n}", manifest_blob.digest)
-    materialize(store, entries, generations / str(n), mode=mode)
+    if tree is not None:
+        tree.commit(generations / str(n), entries)
+    else:
+        materialize(store, entries, generations / str(n), mode=mode)
     _install_server(mirror)
     switch_index(mirror, generations / str(n))
     return n, digest, True

@@ -9,6 +9,7 @@ prefers, in order: the version already locked, versions with a wheel that fits t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -174,8 +175,16 @@ def evaluate_marker(marker: Marker | None, env: Environment, extra: str) -> bool
         return True
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def parse_requirement(text: str) -> Requirement:
+    """``Requirement(text)``, parsed once per process (every environment reads the same
+    requirement strings, and the resolver asks for a candidate's dependencies more than
+    once). The result is shared: never modify it."""
+    return Requirement(text)
+
+
 def to_req(text: str, parent: str) -> Req:
-    r = Requirement(text)
+    r = parse_requirement(text)
     if r.url:
         raise BuildError(
             f"requirement {text!r} (required by {parent}) is a direct URL: a mirror can only "
@@ -372,7 +381,7 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
                 )
         for text in deps.requires_dist:
             try:
-                r = Requirement(text)
+                r = parse_requirement(text)
             except ValueError:
                 continue  # recorded as a metadata problem when the metadata was read
             if candidate.extras:
