@@ -63,9 +63,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser; with ``only``, just that command's module is imported to add its
-    flags (the others keep their one-line help), so a command starts without importing the
-    rest of Morgan."""
+    """The whole parser; with ``only`` (a known command), just that command's sub-parser,
+    and only its module imported: a command starts without importing the rest of Morgan
+    or building twelve parsers it will not use (a no-op build takes well under 0.1 s)."""
     parser = _Parser(
         prog="morgan",
         description="Build a reproducible, per-environment PyPI mirror for air-gapped networks.",
@@ -73,6 +73,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"morgan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
+        if only is not None and only != name:
+            continue
         p = sub.add_parser(name, help=help_text, description=help_text)
         _add_common(p)
         p.set_defaults(_module=module)

@@ -64,12 +64,13 @@ def up_to_date(workspace: Path, out: Path | None) -> UpToDate | None:
         or generation != Path("generations", str(recorded.get("generation")))
     ):
         return None
-    objects = mirror / "store" / "objects"
+    # Plain strings, not Path objects: a mirror has thousands of blobs to stat.
+    objects = f"{mirror}/store/objects"
     files = total = 0
     for digest in json.loads(manifest_bytes).get("objects", ()):
         hexd = str(digest).removeprefix("blake3:")
         try:
-            total += (objects / hexd[:2] / hexd).stat().st_size
+            total += os.stat(f"{objects}/{hexd[:2]}/{hexd}").st_size  # noqa: PTH116 - see above
         except OSError:
             return None  # a blob is missing: the full build fetches it
         files += 1
