@@ -9,6 +9,7 @@ colour, so ``NO_COLOR`` needs no special case beyond never adding any.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -76,7 +77,8 @@ class ProgressReporter:
         if not force and now - self._drawn < 0.1:
             return
         self._drawn = now
-        line = self.status()
+        # Never wider than the terminal: a wrapped line cannot be redrawn with "\r".
+        line = self.status()[: max(shutil.get_terminal_size().columns - 1, 20)]
         pad = max(self._width - len(line), 0)
         self._width = len(line)
         self.stream.write("\r" + line + " " * pad)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from morgan.executor import Node
 from morgan.progress import ProgressReporter
 from tests.build_scenario import ROOT
@@ -28,6 +30,18 @@ def test_live_line_counts_files_and_bytes_then_clears() -> None:
     assert text.endswith(" 0 cached")
     rep.close()
     assert out.getvalue().endswith("\r" + " " * len(text[1:]) + "\r")
+
+
+def test_live_line_fits_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "40")
+    out = io.StringIO()
+    rep = ProgressReporter(out, live=True)
+    rep.environment_resolved("linux", 12)
+    rep.environment_resolved("windows", 12)
+    last = out.getvalue().split("\r")[-1]
+    assert len(last) == 39
+    assert last.startswith("0 pages, 0 metadata, 0 files (0.0 MB, ")
+    assert len(rep.status()) > 60  # the whole status would have wrapped
 
 
 def test_resolved_environments_are_shown() -> None:
