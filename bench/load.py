@@ -13,6 +13,7 @@ import http.client
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -44,17 +45,42 @@ class Load:
         return self.bytes_read / self.seconds / (1 << 20) if self.seconds else 0.0
 
 
+# wrk's request hook: each request gets a User-Agent no other request had.
+_VARY_AGENT_LUA = """
+local n = 0
+request = function()
+  n = n + 1
+  wrk.headers["User-Agent"] = "client-" .. tostring(n) .. "-" .. tostring(math.random(1e9))
+  return wrk.format(nil, nil)
+end
+"""
+
+
 def run_load(
-    url: str, *, connections: int, seconds: float, headers: Mapping[str, str] | None = None
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    headers: Mapping[str, str] | None = None,
+    vary_agent: bool = False,
 ) -> Load:
-    """GET ``url`` over ``connections`` concurrent connections for ``seconds``."""
+    """GET ``url`` over ``connections`` concurrent connections for ``seconds``; with
+    ``vary_agent`` each request carries a User-Agent of its own (many different clients)."""
     wrk = shutil.which("wrk")
     if wrk is not None:
-        return _wrk(wrk, url, connections, seconds, headers or {})
-    return _python_load(url, connections, seconds, headers or {})
+        return _wrk(wrk, url, connections, seconds, headers or {}, vary_agent=vary_agent)
+    return _python_load(url, connections, seconds, headers or {}, vary_agent=vary_agent)
 
 
-def _wrk(wrk: str, url: str, connections: int, seconds: float, headers: Mapping[str, str]) -> Load:
+def _wrk(
+    wrk: str,
+    url: str,
+    connections: int,
+    seconds: float,
+    headers: Mapping[str, str],
+    *,
+    vary_agent: bool,
+) -> Load:
     cmd = [
         wrk,
         f"-t{min(2, connections)}",
@@ -65,9 +91,14 @@ def _wrk(wrk: str, url: str, connections: int, seconds: float, headers: Mapping[
     ]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
-    out = subprocess.run(
-        [*cmd, url], capture_output=True, text=True, check=True, timeout=seconds + 120
-    ).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        if vary_agent:
+            script.write(_VARY_AGENT_LUA)
+            script.flush()
+            cmd += ["-s", script.name]
+        out = subprocess.run(
+            [*cmd, url], capture_output=True, text=True, check=True, timeout=seconds + 120
+        ).stdout
     done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m), ([\d.]+)([KMGT]?B) read", out)
     if done is None:
         raise RuntimeError(f"cannot read wrk's output:\n{out}")
@@ -92,7 +123,14 @@ def _wrk(wrk: str, url: str, connections: int, seconds: float, headers: Mapping[
     )
 
 
-def _python_load(url: str, connections: int, seconds: float, headers: Mapping[str, str]) -> Load:
+def _python_load(
+    url: str,
+    connections: int,
+    seconds: float,
+    headers: Mapping[str, str],
+    *,
+    vary_agent: bool,
+) -> Load:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -108,7 +146,10 @@ def _python_load(url: str, connections: int, seconds: float, headers: Mapping[st
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection(host, port, timeout=60)
-                conn.request("GET", target, headers=dict(headers))
+                sent = dict(headers)
+                if vary_agent:
+                    sent["User-Agent"] = f"client-{threading.get_ident()}-{done}"
+                conn.request("GET", target, headers=sent)
                 resp = conn.getresponse()
                 while chunk := resp.read(1 << 20):
                     read += len(chunk)

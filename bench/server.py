@@ -63,7 +63,8 @@ FILE_MB = 100
 SERVERS = ("ours", "ours-p2", "morgan015", "pypiserver", "http.server", "nginx")
 PYPISERVER = "pypiserver[cache]==2.4.2"
 JSON_ONLY = "application/vnd.pypi.simple.v1+json"
-PAGE_TIERS = ("small page", "large JSON page")
+SMALL_MANY = "small page, a new User-Agent per request"
+PAGE_TIERS = ("small page", SMALL_MANY, "large JSON page")
 # Morgan 0.15.0 reads a whole file into memory per request: 128 concurrent 100 MB downloads
 # would hold ~13 GB. Its process gets this address-space cap so it fails instead.
 MORGAN015_MEMORY = 6 << 30
@@ -97,9 +98,14 @@ class Cell:
     note: str = ""
 
 
-def tiers(file_mb: int) -> tuple[str, str, str]:
-    """The three things measured: two pages and the file."""
+def tiers(file_mb: int) -> tuple[str, ...]:
+    """What is measured: the pages (the small one also as from many different clients,
+    each request with its own User-Agent: no two request heads alike) and the file."""
     return (*PAGE_TIERS, f"{file_mb} MB file")
+
+
+# Which of a server's paths each tier asks for.
+_TIER_PATH = {"small page": 0, SMALL_MANY: 0, "large JSON page": 1}
 
 
 def make_fixture(base: Path, file_mb: int = FILE_MB) -> Fixture:
@@ -282,13 +288,20 @@ def measure(
         running = {name: stack.enter_context(serve(name, fx, work, venvs)) for name in servers}
         for served in running.values():
             check(served, fx)
-        for index, tier in enumerate(tiers(file_mb)):
+        for tier in tiers(file_mb):
+            index = _TIER_PATH.get(tier, 2)
             for n in connections:
                 for name, served in running.items():
                     print(f"bench: {tier}, {n} connections: {name}", file=sys.stderr)
                     headers = {"Accept": served.accept} if index < 2 else {}
                     url = served.url + served.paths[index]
-                    load = run_load(url, connections=n, seconds=seconds, headers=headers)
+                    load = run_load(
+                        url,
+                        connections=n,
+                        seconds=seconds,
+                        headers=headers,
+                        vary_agent=tier == SMALL_MANY,
+                    )
                     cells.append(Cell(name, tier, n, load))
     return cells
 

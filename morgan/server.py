@@ -378,7 +378,8 @@ class Generation:
         self._dirs: Set[str] = set()
         self._body_bytes = 0
         self._lock = threading.Lock()
-        self.answers: Dict[bytes, Answer] = {}
+        self.answers: Dict[bytes, Answer] = {}  # by the exact bytes of the head
+        self.answers_by_key: Dict[bytes, Answer] = {}  # by answer_key()
         self._answer_bytes = 0
 
     def exists(self, path: str) -> bool:
@@ -419,15 +420,19 @@ class Generation:
         """Remember ``answer`` for later requests whose head is exactly ``head``."""
         if len(head) > ANSWER_KEY_BYTES:
             return
-        cost = len(head) + len(answer.pre) + len(answer.post) + 200
+        found = answer_key(head)
+        cost = 2 * len(head) + len(answer.pre) + len(answer.post) + 400
         with self._lock:
             if self._answer_bytes + cost > ANSWER_CACHE_BYTES:
                 # Many distinct heads (user agents, queries): start afresh, stay bounded.
                 self.answers = {}
+                self.answers_by_key = {}
                 self._answer_bytes = 0
             if head not in self.answers:
                 self.answers[head] = answer
                 self._answer_bytes += cost
+            if found is not None and found[0] not in self.answers_by_key:
+                self.answers_by_key[found[0]] = answer
 
     def _resolve(self, path: str) -> Tuple[str, bool]:
         hit = self._resolved.get(path)
@@ -689,6 +694,64 @@ def _head_end(buf: "Union[bytes, bytearray]") -> int:
     if lf >= 0 and (crlf < 0 or lf < crlf):
         return lf + 2
     return crlf + 3 if crlf >= 0 else -1
+
+
+# The request headers an answer can depend on; the server reads no other (the user agent
+# only goes to the access log). Two heads that agree on the request line and on these get
+# the same answer, whatever else they carry.
+_ANSWER_HEADERS = (
+    "accept",
+    "connection",
+    "content-length",
+    "host",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "range",
+    "transfer-encoding",
+)
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def answer_key(head: "Union[bytes, bytearray]") -> Optional[Tuple[bytes, str]]:
+    """(the key of a kept answer, the user agent) for a complete request head, or None
+    when the head is anything but plain: such a head goes to a worker, which parses it
+    fully (and rejects it if it must). Never more lenient than the worker's parser."""
+    if len(head) > MAX_HEADER_BYTES or not head.endswith(b"\r\n\r\n"):
+        return None
+    lines = bytes(head[:-4]).decode("latin-1").split("\r\n")
+    line = lines[0]
+    parts = line.split(" ")
+    if (
+        len(line) > MAX_REQUEST_LINE
+        or len(parts) != 3
+        or not _TOKEN.match(parts[0])
+        or parts[2] not in ("HTTP/1.1", "HTTP/1.0")
+        or len(lines) - 1 > MAX_HEADER_COUNT
+    ):
+        return None
+    seen: Dict[str, str] = {}
+    for header in lines[1:]:
+        name, colon, value = header.partition(":")
+        value = value.strip(" \t")
+        if (
+            not colon
+            or len(header) + 2 > MAX_HEADER_LINE
+            or not _TOKEN.match(name)
+            or "\n" in header
+            or _BAD_VALUE.search(value)
+        ):
+            return None
+        key = name.lower()
+        if key in seen:
+            if key in ("host", "content-length", "transfer-encoding", "range"):
+                return None
+            seen[key] += ", " + value
+        else:
+            seen[key] = value
+    agent = seen.get("user-agent", "-").replace('"', "'")[:200]
+    wanted = [line] + ["%s:%s" % (h, seen[h]) for h in _ANSWER_HEADERS if h in seen]
+    return "\n".join(wanted).encode("latin-1"), agent
 
 
 class Request:
@@ -1446,13 +1509,16 @@ class MirrorServer(socketserver.TCPServer):
         found = self._find_answer(buf)
         if found is None:
             return None
-        answer, end = found
+        answer, end, agent = found
         data = answer.pre + http_date_bytes() + answer.post + answer.body
-        fields = (answer.line, answer.agent)
+        fields = (answer.line, agent)
         self.log_line(client_address, fields, answer.status, answer.size, started)
         return data, answer.keep, end
 
-    def _find_answer(self, buf: "Union[bytes, bytearray]") -> Optional[Tuple[Answer, int]]:
+    def _find_answer(self, buf: "Union[bytes, bytearray]") -> Optional[Tuple[Answer, int, str]]:
+        """The kept answer to the head at the start of ``buf``: (answer, head length, user
+        agent for the log). First by the head's exact bytes (no parsing at all), else by
+        :func:`answer_key` (clients that differ only in headers the answer ignores)."""
         end = _head_end(buf)
         if end < 0 or end > ANSWER_KEY_BYTES:
             return None
@@ -1460,8 +1526,15 @@ class MirrorServer(socketserver.TCPServer):
             generation = self.generation()
         except HttpError:
             return None  # a worker answers (503) and logs it
-        answer = generation.answers.get(bytes(buf[:end]))
-        return None if answer is None else (answer, end)
+        head = bytes(buf[:end])
+        answer = generation.answers.get(head)
+        if answer is not None:
+            return answer, end, answer.agent
+        found = answer_key(head) if generation.answers_by_key else None
+        if found is None:
+            return None
+        answer = generation.answers_by_key.get(found[0])
+        return None if answer is None else (answer, end, found[1])
 
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         # Waiting for a connection slot here leaves further connections in the listen queue.

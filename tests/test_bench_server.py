@@ -24,13 +24,14 @@ def test_bench_server_measures_ours_and_http_server(tmp_path: Path) -> None:
         table[0]
         == "| what | conns | ours (server.py) | http.server | ours / 0.15.0 | ours / nginx |"
     )
-    assert [row.split(" | ")[:2] for row in table[2:5]] == [
+    assert [row.split(" | ")[:2] for row in table[2:6]] == [
         ["| small page", "2"],
+        ["| small page, a new User-Agent per request", "2"],
         ["| large JSON page", "2"],
         ["| 1 MB file", "2"],
     ]
     cells = json.loads((out / "server.json").read_text(encoding="utf-8"))
-    assert len(cells) == 6
+    assert len(cells) == 8
     for cell in cells:
         assert cell["load"]["requests"] > 0, cell
         assert cell["load"]["errors"] == 0, cell
@@ -52,3 +53,8 @@ def test_python_load_counts_requests_and_bytes(
     assert load.bytes_read == load.requests * size
     assert missing.requests > 0
     assert missing.errors == missing.requests
+    with running_server(tree.root) as (server, log):
+        many = run_load(server.url + "simple/alpha/", connections=2, seconds=1, vary_agent=True)
+    agents = [line.rsplit('"', 2)[-2] for line in log.getvalue().splitlines()]
+    assert many.errors == 0
+    assert len(agents) == len(set(agents)) == many.requests  # no two requests alike

@@ -10,6 +10,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from morgan import server as server_module
 from tests.index_tree import Dist, build_tree, make_wheel
 from tests.server_fixtures import PIP_ACCEPT, port_of, running_server
 
@@ -174,3 +177,42 @@ def raw_exchange_open(port: int, data: bytes) -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _page_head(agent: str, *extra: str, accept: str = PIP_ACCEPT) -> bytes:
+    lines = ["GET /simple/alpha/ HTTP/1.1", "Host: mirror", f"Accept: {accept}"]
+    lines += [f"User-Agent: {agent}", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def test_clients_differing_only_in_ignored_headers_share_a_kept_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = build_tree(tmp_path / "mirror")
+    with running_server(tree.root) as (server, log):
+        port = port_of(server)
+        dispatched: list[object] = []  # one per request a worker parsed and answered
+
+        class Counting(server_module.Handler):
+            def setup(self) -> None:
+                dispatched.append(self)
+                super().setup()
+
+        monkeypatch.setattr(server_module, "Handler", Counting)
+        first = _exchange(port, _page_head("pip/26.3 {linux}"), 1)[0]
+        _exchange(port, _page_head("pip/26.3 {linux}"), 1)  # from memory: now kept
+        before = len(dispatched)
+        # Another client (user agent, an extra header): the same answer, from the waiter.
+        other = _exchange(port, _page_head("uv/0.9", "X-Trace: 7"), 1)[0]
+        assert len(dispatched) == before
+        assert (_without_date(other[0]), other[1]) == (_without_date(first[0]), first[1])
+        # A header the answer depends on (Accept) differs: a worker answers, with HTML.
+        html = _exchange(port, _page_head("uv/0.9", accept="text/html"), 1)[0]
+        assert len(dispatched) == before + 1
+        assert b"\r\nContent-Type: text/html" in html[0]
+        # A head the worker would refuse is never answered from memory.
+        bad = _exchange(port, _page_head("pip/26.3 \x01{linux}"), 1)[0]
+        assert bad[0].startswith(b"HTTP/1.1 400 ")
+        assert len(dispatched) == before + 2
+    agents = [line.rsplit('"', 2)[-2] for line in log.getvalue().splitlines() if '" 200 ' in line]
+    assert sorted(agents) == sorted(["pip/26.3 {linux}"] * 2 + ["uv/0.9"] * 2)
