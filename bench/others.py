@@ -47,7 +47,7 @@ from bench.run import (
     Options,
     _make_tool,
     measure_tool,
-    new_project_allowance,
+    new_figures,
 )
 from bench.tools import PipDownload, Target, Tool, _free_port, tree_bytes
 from tests.clients import pip_env
@@ -163,14 +163,7 @@ def run_others(opts: Options, out: Path) -> tuple[Figures, dict[str, int]]:
     out.mkdir(parents=True, exist_ok=True)
     graph = make_graph(opts.projects, large=opts.large)
     requirements = list(graph.requirements)
-    figures = Figures(
-        projects=graph.projects,
-        files=graph.files,
-        latency=opts.latency,
-        bandwidth_mbps=opts.bandwidth_mbps,
-        environments=[t.name for t in opts.targets],
-        add_allowance=new_project_allowance(graph),
-    )
+    figures = new_figures(opts, graph)
     extra: dict[str, int] = {}
     cache = OUT / f"upstream-{opts.projects}-{'large' if opts.large else 'small'}"
     with tempfile.TemporaryDirectory(prefix="others-", dir=out) as tmp_name:

@@ -121,6 +121,18 @@ def _make_tool(name: str, work: Path, url: str, opts: Options) -> Tool:
     raise ValueError(f"unknown tool {name!r}: use one of {', '.join(TOOLS)}")
 
 
+def new_figures(opts: Options, graph: Graph) -> Figures:
+    """An empty table for ``graph`` measured with ``opts``."""
+    return Figures(
+        projects=graph.projects,
+        files=graph.files,
+        latency=opts.latency,
+        bandwidth_mbps=opts.bandwidth_mbps,
+        environments=[t.name for t in opts.targets],
+        add_allowance=new_project_allowance(graph),
+    )
+
+
 def new_project_allowance(graph: Graph) -> int:
     """Requests the add-one rebuild may send: the new projects' pages and all their files."""
     existing_before = _reachable(graph, list(graph.requirements))
@@ -154,14 +166,7 @@ def run_bench(opts: Options) -> Figures:
     graph = make_graph(opts.projects, large=opts.large)
     requirements = list(graph.requirements)
     cache_key = f"upstream-{opts.projects}-{'large' if opts.large else 'small'}"
-    figures = Figures(
-        projects=graph.projects,
-        files=graph.files,
-        latency=opts.latency,
-        bandwidth_mbps=opts.bandwidth_mbps,
-        environments=[t.name for t in opts.targets],
-        add_allowance=new_project_allowance(graph),
-    )
+    figures = new_figures(opts, graph)
     with tempfile.TemporaryDirectory(prefix="bench-", dir=opts.out) as tmp_name:
         tmp = Path(tmp_name)
         up = FakeUpstream(opts.out / cache_key)

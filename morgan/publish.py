@@ -312,30 +312,35 @@ def render_and_switch(
 ) -> tuple[int, str, bool]:
     """Make the generation of ``views`` and switch the index to it: (number, manifest
     digest, whether a new generation was made — an unchanged tree makes none). ``tree``:
-    the generation begun by :func:`start_tree`, completed here or thrown away."""
+    the generation begun by :func:`start_tree`, completed here or thrown away (on an error
+    too)."""
     try:
-        return _render_and_switch(
-            mirror, store=store, views=views, files=files, pages=pages, mode=mode, tree=tree
-        )
+        return _switch(mirror, store, _all_entries(store, views, files, pages), mode, tree)
     except BaseException:
         if tree is not None:
             tree.discard()
         raise
 
 
-def _render_and_switch(
-    mirror: Path,
-    *,
+def _all_entries(
     store: Store,
     views: Sequence[View],
     files: Mapping[str, MirrorFile],
     pages: Mapping[tuple[str, str], Future[Record]],
-    mode: Mode,
-    tree: TreeWriter | None,
-) -> tuple[int, str, bool]:
+) -> dict[str, Digest]:
     entries: dict[str, Digest] = {}
     for view in views:
         entries.update(_view_entries(store, view, files, pages))
+    return entries
+
+
+def _switch(
+    mirror: Path,
+    store: Store,
+    entries: dict[str, Digest],
+    mode: Mode,
+    tree: TreeWriter | None,
+) -> tuple[int, str, bool]:
     manifest_blob = write_manifest(
         store,
         entries.values(),
