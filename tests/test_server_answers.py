@@ -200,7 +200,10 @@ def test_clients_differing_only_in_ignored_headers_share_a_kept_answer(
 
         monkeypatch.setattr(server_module, "Handler", Counting)
         first = _exchange(port, _page_head("pip/26.3 {linux}"), 1)[0]
-        _exchange(port, _page_head("pip/26.3 {linux}"), 1)  # from memory: now kept
+        _exchange(port, _page_head("pip/26.3 {linux}"), 1)  # from memory: now kept ...
+        deadline = time.monotonic() + 10  # ... once the worker, done sending, has kept it
+        while not server.generation().answers_by_key and time.monotonic() < deadline:
+            time.sleep(0.01)
         before = len(dispatched)
         # Another client (user agent, an extra header): the same answer, from the waiter.
         other = _exchange(port, _page_head("uv/0.9", "X-Trace: 7"), 1)[0]
