@@ -33,6 +33,7 @@ See docs/server.md for the decisions behind each header.
 import argparse
 import contextlib
 import email.utils
+import functools
 import html
 import http
 import io
@@ -58,7 +59,7 @@ SERVER_NAME = "morgan-server"
 DispatchFn = Callable[[socket.socket, object, bytes], None]
 CloseFn = Callable[[socket.socket], None]
 # (buffer, client address) -> (whole response, keep the connection, head length) or None
-LookupFn = Callable[[bytearray, object], Optional[Tuple[bytes, bool, int]]]
+LookupFn = Callable[[socket.socket, bytearray, object], Optional[Tuple[bytes, bool, int]]]
 
 MAX_REQUEST_LINE = 8192
 MAX_PATH = 4096
@@ -612,7 +613,8 @@ class Waiter:
         """Answer the complete heads in the buffer from memory, in order; hand the first one
         that needs a worker to ``dispatch``."""
         while _head_ready(state.buf):
-            found = self._lookup(state.buf, state.address) if self._lookup is not None else None
+            lookup = self._lookup
+            found = lookup(state.sock, state.buf, state.address) if lookup is not None else None
             if found is None:
                 self._selector.unregister(state.sock)
                 del waiting[state.sock]
@@ -713,13 +715,14 @@ _ANSWER_HEADERS = (
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def answer_key(head: "Union[bytes, bytearray]") -> Optional[Tuple[bytes, str]]:
+@functools.lru_cache(maxsize=1024)  # the waiter's lookup and keep_answer ask for the same head
+def answer_key(head: bytes) -> Optional[Tuple[bytes, str]]:
     """(the key of a kept answer, the user agent) for a complete request head, or None
     when the head is anything but plain: such a head goes to a worker, which parses it
     fully (and rejects it if it must). Never more lenient than the worker's parser."""
     if len(head) > MAX_HEADER_BYTES or not head.endswith(b"\r\n\r\n"):
         return None
-    lines = bytes(head[:-4]).decode("latin-1").split("\r\n")
+    lines = head[:-4].decode("latin-1").split("\r\n")
     line = lines[0]
     parts = line.split(" ")
     if (
@@ -797,6 +800,8 @@ class Handler(socketserver.BaseRequestHandler):
 
     linger = False  # set when an error response closes a connection with input unread
     http10 = False  # the request being answered is HTTP/1.0
+    in_memory = False  # MemoryHandler: answer only from memory, else raise _NeedsWorkerError
+    wfile: "Union[_SocketWriter, _Capture]"
 
     def __init__(
         self, request: socket.socket, client_address: object, server: "MirrorServer", head: bytes
@@ -903,6 +908,8 @@ class Handler(socketserver.BaseRequestHandler):
             return self._send_error(request, err, started)
         except (ConnectionError, socket.timeout):
             return False
+        except _NeedsWorkerError:
+            raise
         except Exception:
             self.server.log_error(
                 "internal error on %r:\n%s" % (request.line, traceback.format_exc())
@@ -917,6 +924,8 @@ class Handler(socketserver.BaseRequestHandler):
         return request.keep_alive
 
     def _send_error(self, request: Request, err: HttpError, started: float) -> bool:
+        if self.in_memory:
+            raise _NeedsWorkerError  # errors (and their lingering close) are a worker's
         body = ("%d %s: %s\n" % (err.status, _PHRASES[err.status], err.reason)).encode()
         keep = request.keep_alive and not err.close
         headers = [("Content-Type", "text/plain; charset=utf-8"), *err.headers]
@@ -1122,6 +1131,8 @@ class Handler(socketserver.BaseRequestHandler):
                 extra=extra,
                 etag_suffix=etag_suffix,
             )
+        if self.in_memory:
+            raise _NeedsWorkerError  # not read before: the disk is a worker's
         fobj, st, etag, in_store = generation.open_file(path)
         with fobj:
             body = None
@@ -1214,6 +1225,8 @@ class Handler(socketserver.BaseRequestHandler):
         return status, sent
 
     def _home(self, request: Request, generation: Generation, q: str) -> Tuple[int, int]:
+        if self.in_memory:
+            raise _NeedsWorkerError  # the summary may read every page of the generation
         body = render_home(self.server.summary(generation), q).encode("utf-8")
         headers = [
             ("Content-Type", "text/html; charset=utf-8"),
@@ -1223,6 +1236,38 @@ class Handler(socketserver.BaseRequestHandler):
         if request.method != "HEAD":
             self.wfile.write(body)
         return 200, len(body)
+
+
+class _NeedsWorkerError(Exception):
+    """A :class:`MemoryHandler` met something it must not do in the waiter thread."""
+
+
+class _Capture:
+    """``wfile`` of a :class:`MemoryHandler`: the response, kept for the waiter to send."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
+
+
+class MemoryHandler(Handler):
+    """The :class:`Handler`, run by the waiter thread on a complete head whose answer was
+    not kept yet: the same parser and routing, but it answers only from memory (a page or
+    small object read before, a redirect, a 304), into a buffer the waiter sends without
+    blocking. Reading a file, the human page, or any error raises :class:`_NeedsWorkerError`
+    before a byte is produced or logged, and a worker answers the same head."""
+
+    in_memory = True
+
+    def setup(self) -> None:
+        self.connection = self.request  # never read or written here
+        self.rfile = io.BytesIO(self.head)
+        self.wfile = self.captured = _Capture()
 
 
 def _file_type(filename: str) -> str:
@@ -1501,19 +1546,37 @@ class MirrorServer(socketserver.TCPServer):
             return self.waiter
 
     def _kept_answer(
-        self, buf: bytearray, client_address: object
+        self, sock: socket.socket, buf: bytearray, client_address: object
     ) -> Optional[Tuple[bytes, bool, int]]:
-        """The kept :class:`Answer` to the head at the start of ``buf`` in the generation
-        served now, as (response bytes, keep the connection, head length); logged."""
+        """The answer to the head at the start of ``buf`` if it can be given from memory in
+        this (the waiter's) thread, as (response bytes, keep the connection, head length);
+        logged. A kept :class:`Answer` first, else :class:`MemoryHandler`; None: a worker's."""
         started = time.monotonic()
         found = self._find_answer(buf)
         if found is None:
-            return None
+            return self._answer_in_memory(sock, buf, client_address)
         answer, end, agent = found
         data = answer.pre + http_date_bytes() + answer.post + answer.body
         fields = (answer.line, agent)
         self.log_line(client_address, fields, answer.status, answer.size, started)
         return data, answer.keep, end
+
+    def _answer_in_memory(
+        self, sock: socket.socket, buf: bytearray, client_address: object
+    ) -> Optional[Tuple[bytes, bool, int]]:
+        end = _head_end(buf)
+        if end < 0 or end > ANSWER_KEY_BYTES:
+            return None
+        head = bytes(buf[:end])
+        try:
+            handler = MemoryHandler(sock, client_address, self, head)
+        except Exception:  # _NeedsWorkerError, or anything the worker meets again and reports
+            return None
+        if not handler.captured.data:
+            return None  # nothing to say (no request in the head after all): a worker's call
+        if handler.answer is not None and handler.generation is not None:
+            handler.generation.keep_answer(head[: handler.consumed], handler.answer)
+        return bytes(handler.captured.data), handler.keep, handler.consumed
 
     def _find_answer(self, buf: "Union[bytes, bytearray]") -> Optional[Tuple[Answer, int, str]]:
         """The kept answer to the head at the start of ``buf``: (answer, head length, user

@@ -219,3 +219,36 @@ def test_clients_differing_only_in_ignored_headers_share_a_kept_answer(
         assert len(dispatched) == before + 2
     agents = [line.rsplit('"', 2)[-2] for line in log.getvalue().splitlines() if '" 200 ' in line]
     assert sorted(agents) == sorted(["pip/26.3 {linux}"] * 2 + ["uv/0.9"] * 2)
+
+
+def test_a_first_request_whose_answer_is_in_memory_is_answered_by_the_waiter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = build_tree(tmp_path / "mirror")
+    workers: list[object] = []  # one per request a worker thread parsed and answered
+
+    class Counting(server_module.Handler):
+        def setup(self) -> None:
+            workers.append(self)
+            super().setup()
+
+    monkeypatch.setattr(server_module, "Handler", Counting)
+    head = "GET {} HTTP/1.1\r\nHost: mirror\r\nAccept: " + PIP_ACCEPT + "\r\n\r\n"
+    with running_server(tree.root) as (server, log):
+        port = port_of(server)
+        first = _exchange(port, head.format("/simple/alpha/").encode(), 1)[0]
+        assert len(workers) == 1  # read from disk: a worker
+        # Another head for the same page (a query it ignores): never kept, but the page is
+        # in memory now, so the waiter answers it with the worker's bytes.
+        again = _exchange(port, head.format("/simple/alpha/?from=cache").encode(), 1)[0]
+        assert len(workers) == 1
+        assert (_without_date(again[0]), again[1]) == (_without_date(first[0]), first[1])
+        # Not read before, or an error: workers.
+        beta = _exchange(port, head.format("/simple/beta/").encode(), 1)[0]
+        missing = _exchange(port, head.format("/simple/nothing/").encode(), 1)[0]
+        assert len(workers) == 3
+        assert beta[0].startswith(b"HTTP/1.1 200 ")
+        assert b'"name":"beta"' in beta[1]
+        assert missing[0].startswith(b"HTTP/1.1 404 ")
+    statuses = sorted(line.split('"')[2].split()[0] for line in log.getvalue().splitlines())
+    assert statuses == ["200", "200", "200", "404"]
