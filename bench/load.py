@@ -45,15 +45,24 @@ class Load:
         return self.bytes_read / self.seconds / (1 << 20) if self.seconds else 0.0
 
 
-# wrk's request hook: each request gets a User-Agent no other request had.
-_VARY_AGENT_LUA = """
+# wrk's request hooks: each request gets a User-Agent, or a query string, no other had.
+_VARY_LUA = {
+    "agent": """
 local n = 0
 request = function()
   n = n + 1
   wrk.headers["User-Agent"] = "client-" .. tostring(n) .. "-" .. tostring(math.random(1e9))
   return wrk.format(nil, nil)
 end
-"""
+""",
+    "query": """
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, wrk.path .. "?n=" .. tostring(n) .. "-" .. tostring(math.random(1e9)))
+end
+""",
+}
 
 
 def run_load(
@@ -62,14 +71,17 @@ def run_load(
     connections: int,
     seconds: float,
     headers: Mapping[str, str] | None = None,
-    vary_agent: bool = False,
+    vary: str | None = None,
 ) -> Load:
-    """GET ``url`` over ``connections`` concurrent connections for ``seconds``; with
-    ``vary_agent`` each request carries a User-Agent of its own (many different clients)."""
+    """GET ``url`` over ``connections`` concurrent connections for ``seconds``; ``vary``:
+    "agent" gives each request a User-Agent of its own (many different clients), "query" a
+    query string of its own (no two request lines alike)."""
+    if vary not in (None, *_VARY_LUA):
+        raise ValueError(f"vary={vary!r}: use None, 'agent' or 'query'")
     wrk = shutil.which("wrk")
     if wrk is not None:
-        return _wrk(wrk, url, connections, seconds, headers or {}, vary_agent=vary_agent)
-    return _python_load(url, connections, seconds, headers or {}, vary_agent=vary_agent)
+        return _wrk(wrk, url, connections, seconds, headers or {}, vary=vary)
+    return _python_load(url, connections, seconds, headers or {}, vary=vary)
 
 
 def _wrk(
@@ -79,7 +91,7 @@ def _wrk(
     seconds: float,
     headers: Mapping[str, str],
     *,
-    vary_agent: bool,
+    vary: str | None,
 ) -> Load:
     cmd = [
         wrk,
@@ -92,8 +104,8 @@ def _wrk(
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        if vary_agent:
-            script.write(_VARY_AGENT_LUA)
+        if vary is not None:
+            script.write(_VARY_LUA[vary])
             script.flush()
             cmd += ["-s", script.name]
         out = subprocess.run(
@@ -129,7 +141,7 @@ def _python_load(
     seconds: float,
     headers: Mapping[str, str],
     *,
-    vary_agent: bool,
+    vary: str | None,
 ) -> Load:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -146,10 +158,12 @@ def _python_load(
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection(host, port, timeout=60)
-                sent = dict(headers)
-                if vary_agent:
+                sent, path = dict(headers), target
+                if vary == "agent":
                     sent["User-Agent"] = f"client-{threading.get_ident()}-{done}"
-                conn.request("GET", target, headers=sent)
+                elif vary == "query":
+                    path = f"{target}?n={threading.get_ident()}-{done}"
+                conn.request("GET", path, headers=sent)
                 resp = conn.getresponse()
                 while chunk := resp.read(1 << 20):
                     read += len(chunk)

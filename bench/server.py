@@ -64,7 +64,9 @@ SERVERS = ("ours", "ours-p2", "morgan015", "pypiserver", "http.server", "nginx")
 PYPISERVER = "pypiserver[cache]==2.4.2"
 JSON_ONLY = "application/vnd.pypi.simple.v1+json"
 SMALL_MANY = "small page, a new User-Agent per request"
-PAGE_TIERS = ("small page", SMALL_MANY, "large JSON page")
+SMALL_QUERY = "small page, a new query string per request"
+PAGE_TIERS = ("small page", SMALL_MANY, SMALL_QUERY, "large JSON page")
+_VARY = {SMALL_MANY: "agent", SMALL_QUERY: "query"}
 # Morgan 0.15.0 reads a whole file into memory per request: 128 concurrent 100 MB downloads
 # would hold ~13 GB. Its process gets this address-space cap so it fails instead.
 MORGAN015_MEMORY = 6 << 30
@@ -99,13 +101,14 @@ class Cell:
 
 
 def tiers(file_mb: int) -> tuple[str, ...]:
-    """What is measured: the pages (the small one also as from many different clients,
-    each request with its own User-Agent: no two request heads alike) and the file."""
+    """What is measured: the pages (the small one also as from many different clients, each
+    request with its own User-Agent, and with a query string of its own, so that no answer
+    is ever asked for twice) and the file."""
     return (*PAGE_TIERS, f"{file_mb} MB file")
 
 
 # Which of a server's paths each tier asks for.
-_TIER_PATH = {"small page": 0, SMALL_MANY: 0, "large JSON page": 1}
+_TIER_PATH = {"small page": 0, SMALL_MANY: 0, SMALL_QUERY: 0, "large JSON page": 1}
 
 
 def make_fixture(base: Path, file_mb: int = FILE_MB) -> Fixture:
@@ -300,7 +303,7 @@ def measure(
                         connections=n,
                         seconds=seconds,
                         headers=headers,
-                        vary_agent=tier == SMALL_MANY,
+                        vary=_VARY.get(tier),
                     )
                     cells.append(Cell(name, tier, n, load))
     return cells

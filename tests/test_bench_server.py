@@ -24,14 +24,15 @@ def test_bench_server_measures_ours_and_http_server(tmp_path: Path) -> None:
         table[0]
         == "| what | conns | ours (server.py) | http.server | ours / 0.15.0 | ours / nginx |"
     )
-    assert [row.split(" | ")[:2] for row in table[2:6]] == [
+    assert [row.split(" | ")[:2] for row in table[2:7]] == [
         ["| small page", "2"],
         ["| small page, a new User-Agent per request", "2"],
+        ["| small page, a new query string per request", "2"],
         ["| large JSON page", "2"],
         ["| 1 MB file", "2"],
     ]
     cells = json.loads((out / "server.json").read_text(encoding="utf-8"))
-    assert len(cells) == 8
+    assert len(cells) == 10
     for cell in cells:
         assert cell["load"]["requests"] > 0, cell
         assert cell["load"]["errors"] == 0, cell
@@ -54,7 +55,7 @@ def test_python_load_counts_requests_and_bytes(
     assert missing.requests > 0
     assert missing.errors == missing.requests
     with running_server(tree.root) as (server, log):
-        many = run_load(server.url + "simple/alpha/", connections=2, seconds=1, vary_agent=True)
+        many = run_load(server.url + "simple/alpha/", connections=2, seconds=1, vary="agent")
     agents = [line.rsplit('"', 2)[-2] for line in log.getvalue().splitlines()]
     assert many.errors == 0
     assert len(agents) == len(set(agents)) == many.requests  # no two requests alike
