@@ -48,6 +48,8 @@ _CHUNK = 64 * 1024
 ENV_RETRIES = "MORGAN_HTTP_RETRIES"
 ENV_BACKOFF = "MORGAN_HTTP_BACKOFF"
 ENV_TIMEOUT = "MORGAN_HTTP_TIMEOUT"
+ENV_MIN_RATE = "MORGAN_HTTP_MIN_RATE"
+ENV_MIN_RATE_AFTER = "MORGAN_HTTP_MIN_RATE_AFTER"
 
 T = TypeVar("T")
 
@@ -107,21 +109,48 @@ class Download:
     the caller.
     """
 
-    def __init__(self, response: requests.Response, url: str, count: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        response: requests.Response,
+        url: str,
+        count: Callable[[int], None],
+        *,
+        min_rate: float = 0.0,
+        min_rate_after: float = 60.0,
+    ) -> None:
         self._response = response
         self._url = url
         self._count = count
         length = response.headers.get("Content-Length", "")
         self.size: int | None = int(length) if length.isdigit() else None
+        # A body that trickles in, every read inside the timeout, would otherwise hold a
+        # build for as long as it likes: below ``min_rate`` bytes/s on average once
+        # ``min_rate_after`` seconds have passed, the download counts as broken (retried
+        # like a reset). ``read1`` returns what has arrived, so this is checked as it comes.
+        self._min_rate = min_rate
+        self._min_rate_after = min_rate_after
+        self._started = time.monotonic()
+        self._received = 0
+        raw = response.raw
+        self._read = getattr(raw, "read1", raw.read)
 
     def read(self, n: int = _CHUNK) -> bytes:
         try:
-            data: bytes = self._response.raw.read(n, decode_content=True)
+            data: bytes = self._read(n, decode_content=True)
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
             raise BodyBrokenError(
                 f"GET {self._url}: connection broken while reading the body: {_describe(exc)}"
             ) from exc
         self._count(len(data))
+        self._received += len(data)
+        if self._min_rate and data and self._received != self.size:
+            elapsed = time.monotonic() - self._started
+            if elapsed > self._min_rate_after and self._received < self._min_rate * elapsed:
+                raise BodyBrokenError(
+                    f"GET {self._url}: connection broken while reading the body: slower than "
+                    f"{self._min_rate:g} bytes/s after {self._min_rate_after:g} s "
+                    f"(see {ENV_MIN_RATE})"
+                )
         return data
 
 
@@ -148,7 +177,9 @@ class HttpClient:
         ``timeout`` the connect and per-read timeout in seconds (default 30); when not given
         they come from ``MORGAN_HTTP_RETRIES``, ``MORGAN_HTTP_BACKOFF`` and
         ``MORGAN_HTTP_TIMEOUT`` if set (a value that is not a number raises
-        :class:`RuleError` naming it). ``credentials`` maps a
+        :class:`RuleError` naming it). A file download slower than ``MORGAN_HTTP_MIN_RATE``
+        bytes/s on average (default 1024; 0: no floor) once ``MORGAN_HTTP_MIN_RATE_AFTER``
+        seconds have passed (default 60) counts as broken. ``credentials`` maps a
         host (``"host"`` or ``"host:port"``) to ``(user, password)``; credentials found in a
         requested URL are remembered for its host too. ``sleep``, ``clock`` and ``jitter``
         (a number in [0, 1)) are injectable so tests never wait.
@@ -162,6 +193,8 @@ class HttpClient:
         self.timeout = (
             timeout if timeout is not None else _env_number(ENV_TIMEOUT, 30.0, minimum=0.001)
         )
+        self.min_rate = _env_number(ENV_MIN_RATE, 1024.0, minimum=0)
+        self.min_rate_after = _env_number(ENV_MIN_RATE_AFTER, 60.0, minimum=0.001)
         self.user_agent = user_agent or _default_user_agent()
         self._pool_size = pool_size
         self._sleep = sleep
@@ -251,7 +284,7 @@ class HttpClient:
 
         response = self._with_retries(url, headers, opened, close=False)
         try:
-            yield Download(response, strip_credentials(url), self._count_bytes)
+            yield self._download(response, strip_credentials(url))
         finally:
             response.close()
 
@@ -270,7 +303,7 @@ class HttpClient:
         def handle(response: requests.Response, _clean: str) -> T:
             self._check_ok(response, clean)
             try:
-                return consume(Download(response, clean, self._count_bytes))
+                return consume(self._download(response, clean))
             except BodyBrokenError as exc:
                 cause = str(exc).removeprefix(f"GET {clean}: ")
                 raise _Transient(cause) from exc
@@ -278,6 +311,15 @@ class HttpClient:
         return self._with_retries(url, headers, handle)
 
     # --- internals --------------------------------------------------------------------------
+
+    def _download(self, response: requests.Response, url: str) -> Download:
+        return Download(
+            response,
+            url,
+            self._count_bytes,
+            min_rate=self.min_rate,
+            min_rate_after=self.min_rate_after,
+        )
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)

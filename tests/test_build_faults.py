@@ -309,6 +309,26 @@ def test_slow_drip_slower_than_the_timeout(case: Case) -> None:
     case.assert_new_generation(*case.build(env=env))
 
 
+def test_drip_below_the_minimum_rate(case: Case) -> None:
+    env = {
+        "MORGAN_HTTP_TIMEOUT": "5",
+        "MORGAN_HTTP_RETRIES": "1",
+        "MORGAN_HTTP_MIN_RATE": "4096",
+        "MORGAN_HTTP_MIN_RATE_AFTER": "0.3",
+    }
+    # 256 bytes every 0.25 s: every read arrives well inside the timeout, yet at that pace
+    # a large file would hold the build for hours.
+    case.upstream.set_fault(f"/files/{WHEEL}", Fault(drip_bytes_per_sec=1024))
+    code, stderr = case.build(env=env)
+    message = (
+        f"GET {case.url('/files/' + WHEEL)}: connection broken while reading the body: "
+        "slower than 4096 bytes/s after 0.3 s (see MORGAN_HTTP_MIN_RATE) after 2 attempts"
+    )
+    case.assert_failed_cleanly(code, stderr, message)
+    case.upstream.clear_faults()
+    case.assert_new_generation(*case.build(env=env))
+
+
 # -- transient faults: retried, then a new generation --------------------------------------
 
 TRANSIENT = {
