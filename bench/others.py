@@ -49,8 +49,9 @@ from bench.run import (
     measure_tool,
     new_figures,
 )
-from bench.tools import PipDownload, Target, Tool, _free_port, tree_bytes
+from bench.tools import PipDownload, Target, Tool, tree_bytes
 from tests.clients import pip_env
+from tests.server_process import free_port, stop
 from tests.upstream import FakeUpstream
 
 DEVPI = ("devpi-server==6.20.3", "devpi-client==7.3.0")
@@ -73,7 +74,7 @@ class DevpiServer:
     """A devpi-server process on a free loopback port; its peak RSS read before it stops."""
 
     def __init__(self, bin_dir: Path, serverdir: Path, log: Path, *, offline: bool) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         cmd = [str(bin_dir / "devpi-server"), "--serverdir", str(serverdir)]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
@@ -100,12 +101,7 @@ class DevpiServer:
             status = Path(f"/proc/{self.proc.pid}/status").read_text()
             hwm = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
             self.peak_rss = max(self.peak_rss, int(hwm.split()[1]) * 1024)
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop(self.proc, grace=20)
 
 
 class DevpiPipDownload(PipDownload):

@@ -35,11 +35,9 @@ import os
 import random
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
@@ -53,6 +51,7 @@ from bench.tools import Morgan015
 from tests.clients import pip_env
 from tests.index_tree import Dist, IndexTree, build_tree, make_sdist, make_wheel, sha256_hex
 from tests.server_fixtures import PIP_ACCEPT
+from tests.server_process import free_port, stop, wait_for_port
 from tests.test_server_nginx import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,25 +135,6 @@ def make_fixture(base: Path, file_mb: int = FILE_MB) -> Fixture:
     return Fixture(tree.root, index, flat, big, sha256_hex(payload))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {log.read_text(errors='replace')}") from None
-            time.sleep(0.05)
-        else:
-            return
-    raise RuntimeError(f"server did not listen on {port}: {log.read_text(errors='replace')}")
-
-
 @contextmanager
 def _process(cmd: list[str], log: Path, port: int, *, memory: int | None = None) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -174,15 +154,10 @@ def _process(cmd: list[str], log: Path, port: int, *, memory: int | None = None)
             preexec_fn=limit,  # noqa: PLW1509
         )
     try:
-        _wait_for(port, proc, log)
+        wait_for_port(port, proc, log)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 def install_pypiserver(venv: Path) -> Path:

@@ -45,6 +45,7 @@ from pathlib import Path
 from blake3 import blake3
 
 from tests.index_tree import build_tree
+from tests.server_process import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_PY = ROOT / "morgan" / "server.py"
@@ -153,12 +154,7 @@ def server(root: Path, max_connections: int, log: Path) -> Iterator[Server]:
             raise RuntimeError(f"server did not start: {log.read_text()}")
         yield Server(proc, port, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 @dataclass

@@ -16,10 +16,8 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from typing import Protocol
 from bench.measure import Run, measure
 from morgan.environments import Environment
 from tests.clients import pip_env
+from tests.server_process import free_port, stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MORGAN_015 = "morgan==0.15.0"
@@ -90,34 +89,16 @@ class Tool(Protocol):
         """While open: the pip flags that make pip use the result as its only index."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def _serving(cmd: Sequence[str], port: int, log: Path) -> Iterator[str]:
     """Run a server command listening on `port`; yield its base URL once it answers."""
     with log.open("wb") as sink:
         proc = subprocess.Popen(list(cmd), stdout=sink, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server {cmd[0]} did not start: {log.read_text()}")
-            time.sleep(0.05)
+        wait_for_port(port, proc, log)
         yield f"http://127.0.0.1:{port}/"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 class Ours:
@@ -151,7 +132,7 @@ class Ours:
 
     @contextlib.contextmanager
     def index_args(self) -> Iterator[list[str]]:
-        port = _free_port()
+        port = free_port()
         server = self.workspace / "mirror" / "server.py"
         cmd = [sys.executable, str(server), "--host", "127.0.0.1", "--port", str(port)]
         with _serving(cmd, port, self.work / "server.log") as url:
@@ -218,7 +199,7 @@ class Morgan015:
 
     @contextlib.contextmanager
     def index_args(self) -> Iterator[list[str]]:
-        port = _free_port()
+        port = free_port()
         cmd = [str(self.venv / "bin" / "morgan"), "-i", str(self.index)]
         cmd += ["-H", "127.0.0.1", "-p", str(port), "serve"]
         with _serving(cmd, port, self.work / "server.log") as url:

@@ -7,8 +7,10 @@ Clients are isolated from this machine's pip/uv configuration (common brief): pi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -16,11 +18,45 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests import clients
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_PY = ROOT / "morgan" / "server.py"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, seconds: float = 20) -> None:
+    """Return once something accepts connections on 127.0.0.1:``port``; raise RuntimeError
+    (with ``log``) if ``proc`` exits first or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text(errors='replace')}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"server did not listen on {port}: {log.read_text(errors='replace')}"
+            )
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 10) -> None:
+    """Stop a child: SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 @dataclass
@@ -52,12 +88,7 @@ def server_process(command: Sequence[str], log: Path, cwd: Path = ROOT) -> Itera
             raise AssertionError(f"server did not start: {log.read_text()}")
         yield ServerProcess(url, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 def pip(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.build_scenario import ROOT, morgan
+from tests.server_process import stop
 from tests.upstream import FakeUpstream
 
 DOC = (ROOT / "docs" / "operations.md").read_text()
@@ -64,8 +65,7 @@ def test_offline_serve_command_serves_the_index(upstream: FakeUpstream, tmp_path
         with urllib.request.urlopen(url.group(1) + "env/linux/simple/leaf/") as resp:
             assert b"leaf-1.0-py3-none-any.whl" in resp.read()
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)
 
 
 def test_quickstart_online_commands(upstream: FakeUpstream, tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from tests.server_fixtures import (
     raw_exchange,
     status_of,
 )
-from tests.server_process import ROOT, pip, uv
+from tests.server_process import ROOT, free_port, pip, uv
 
 pytestmark = [pytest.mark.nginx, pytest.mark.slow]
 
@@ -50,12 +50,6 @@ def nginx_binary() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(prefix: Path, mirror: Path, port: int) -> Path:
