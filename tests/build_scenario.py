@@ -15,6 +15,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from morgan.cli import main
 from morgan.environments import Environment
 from tests.upstream import FakeUpstream
 
@@ -133,6 +136,13 @@ def write_spec(workspace: Path, index_url: str, requirements: list[str] | None =
     path = workspace / "mirror.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the CLI in this process: (exit code, stdout, stderr)."""
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def morgan(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:

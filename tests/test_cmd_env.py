@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from morgan.cli import main
 from morgan.environments import Environment
+from tests.build_scenario import run_cli
 
 SPEC = """\
 # team mirror
@@ -36,16 +36,10 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_show_prints_python_platform_markers_and_ordered_tags(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _run(capsys, "env", "show", "mac")
+    code, out, err = run_cli(capsys, "env", "show", "mac")
     tags = Environment("mac", "3.13", "macosx_14_0_arm64").tags()
     assert (code, err) == (0, "")
     assert out == (
@@ -85,7 +79,7 @@ def test_show_prints_python_platform_markers_and_ordered_tags(
     ids=["flag-after", "flag-before", "with-C"],
 )
 def test_show_json(workspace: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
-    code, out, _ = _run(capsys, *argv)
+    code, out, _ = run_cli(capsys, *argv)
     assert code == 0
     data = json.loads(out)
     tags = data.pop("tags")
@@ -117,18 +111,18 @@ def test_show_from_another_directory_with_dash_c(
     workspace: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(workspace.parent)
-    code, out, _ = _run(capsys, "env", "-C", workspace.name, "list")
+    code, out, _ = run_cli(capsys, "env", "-C", workspace.name, "list")
     assert code == 0
     assert out.splitlines()[0].startswith("mac ")
 
 
 def test_show_unknown_name(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(capsys, "env", "show", "Mac") == (
+    assert run_cli(capsys, "env", "show", "Mac") == (
         2,
         "",
         "morgan: error: no environment 'Mac' in mirror.toml — did you mean 'mac'?\n",
     )
-    assert _run(capsys, "env", "show", "linux") == (
+    assert run_cli(capsys, "env", "show", "linux") == (
         2,
         "",
         "morgan: error: no environment 'linux' in mirror.toml — known: mac, windows\n",
@@ -136,12 +130,12 @@ def test_show_unknown_name(workspace: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_list(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(capsys, "env", "list") == (
+    assert run_cli(capsys, "env", "list") == (
         0,
         "mac      3.13      cp  macosx_14_0_arm64\nwindows  3.12      cp  win_amd64\n",
         "",
     )
-    code, out, _ = _run(capsys, "env", "list", "--json")
+    code, out, _ = run_cli(capsys, "env", "list", "--json")
     assert code == 0
     assert [(e["name"], e["platform"], "tags" in e) for e in json.loads(out)] == [
         ("mac", "macosx_14_0_arm64", False),
@@ -153,7 +147,7 @@ def test_spec_error_is_one_line_and_exit_2(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (workspace / "mirror.toml").write_text(SPEC.replace("win_amd64", "win64"))
-    assert _run(capsys, "env", "list") == (
+    assert run_cli(capsys, "env", "list") == (
         2,
         "",
         (
@@ -164,7 +158,7 @@ def test_spec_error_is_one_line_and_exit_2(
 
 
 def test_missing_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(capsys, "env", "list", "-C", str(tmp_path))
+    code, _, err = run_cli(capsys, "env", "list", "-C", str(tmp_path))
     assert code == 2
     assert err == (
         f"morgan: error: {tmp_path}/mirror.toml: no such file — run 'morgan init' or pass "
@@ -173,7 +167,7 @@ def test_missing_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_add_keeps_comments_and_layout(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "env", "add", "alpine", "--python", "3.11", "--platform", "musllinux_1_2_aarch64"
     )
     assert (code, out, err) == (
@@ -186,13 +180,13 @@ def test_add_keeps_comments_and_layout(workspace: Path, capsys: pytest.CaptureFi
         '\n[environments.alpine]\npython = "3.11"\nplatform = "musllinux_1_2_aarch64"\n'
         '\n[output]\npath = "out"\n',
     )
-    assert _run(capsys, "env", "show", "alpine", "--json")[0] == 0
+    assert run_cli(capsys, "env", "show", "alpine", "--json")[0] == 0
 
 
 def test_add_free_threaded_pypy_fields(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(capsys, "env", "add", "ft", "--python", "3.13", "--platform", "win_amd64",
+    assert run_cli(capsys, "env", "add", "ft", "--python", "3.13", "--platform", "win_amd64",
                 "--free-threaded")[0] == 0  # fmt: skip
-    assert _run(capsys, "env", "add", "pp", "--python", "3.10", "--platform",
+    assert run_cli(capsys, "env", "add", "pp", "--python", "3.10", "--platform",
                 "manylinux_2_17_x86_64", "--implementation", "pp")[0] == 0  # fmt: skip
     text = (workspace / "mirror.toml").read_text()
     assert (
@@ -207,7 +201,7 @@ def test_add_to_a_spec_without_environments(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("mirror.toml").write_text('requirements = ["requests"]\n')
-    code, _, err = _run(capsys, "env", "add", "win", "--python", "3.12", "--platform", "win32")
+    code, _, err = run_cli(capsys, "env", "add", "win", "--python", "3.12", "--platform", "win32")
     assert (code, err) == (0, "")
     assert Path("mirror.toml").read_text() == (
         'requirements = ["requests"]\n\n[environments.win]\npython = "3.12"\nplatform = "win32"\n\n'
@@ -215,18 +209,18 @@ def test_add_to_a_spec_without_environments(
 
 
 def test_add_current(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "env", "add", "here", "--current")
+    code, out, _ = run_cli(capsys, "env", "add", "here", "--current")
     assert code == 0
     python = ".".join(map(str, sys.version_info[:3]))
     assert out.startswith(f"added environment here: python {python}, platform ")
-    code, out, _ = _run(capsys, "env", "show", "here", "--json")
+    code, out, _ = run_cli(capsys, "env", "show", "here", "--json")
     assert json.loads(out)["python"] == python
 
 
 def test_add_bad_platform_writes_nothing(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(capsys, "env", "add", "m2", "--python", "3.12", "--platform", "macos-arm64") == (
+    assert run_cli(capsys, "env", "add", "m2", "--python", "3.12", "--platform", "macos-arm64") == (
         2,
         "",
         (
@@ -240,7 +234,7 @@ def test_add_bad_platform_writes_nothing(
 def test_add_existing_name_differing_by_case(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(capsys, "env", "add", "MAC", "--python", "3.12", "--platform", "win32") == (
+    assert run_cli(capsys, "env", "add", "MAC", "--python", "3.12", "--platform", "win32") == (
         2,
         "",
         (
@@ -254,7 +248,7 @@ def test_add_existing_name_differing_by_case(
 def test_add_needs_platform_with_python(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(capsys, "env", "add", "x", "--python", "3.12") == (
+    assert run_cli(capsys, "env", "add", "x", "--python", "3.12") == (
         2,
         "",
         "morgan: error: --python needs --platform TAG, e.g. --platform win_amd64\n",
@@ -262,11 +256,11 @@ def test_add_needs_platform_with_python(
 
 
 def test_remove_keeps_the_rest(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(capsys, "env", "remove", "windows") == (0, "removed environment windows\n", "")
+    assert run_cli(capsys, "env", "remove", "windows") == (0, "removed environment windows\n", "")
     assert (workspace / "mirror.toml").read_text() == SPEC.replace(
         '[environments.windows]\npython = "3.12"\nplatform = "win_amd64"\n\n', ""
     )
-    assert _run(capsys, "env", "remove", "mac") == (
+    assert run_cli(capsys, "env", "remove", "mac") == (
         2,
         "",
         (
@@ -274,7 +268,7 @@ def test_remove_keeps_the_rest(workspace: Path, capsys: pytest.CaptureFixture[st
             "(a spec needs at least one)\n"
         ),
     )
-    assert _run(capsys, "env", "remove", "linux") == (
+    assert run_cli(capsys, "env", "remove", "linux") == (
         2,
         "",
         "morgan: error: no environment 'linux' in mirror.toml — known: mac\n",

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from morgan.cli import main
 from morgan.commands.init import STARTER
 from morgan.environments import Environment
 from morgan.presets import PRESETS
 from morgan.spec import load_spec
+from tests.build_scenario import run_cli
 
 SPEC = """\
 # team mirror: keep this comment
@@ -37,12 +37,6 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def _spec(workspace: Path) -> str:
     return (workspace / "mirror.toml").read_text(encoding="utf-8")
 
@@ -50,7 +44,7 @@ def _spec(workspace: Path) -> str:
 def test_add_appends_and_keeps_everything_else(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(capsys, "add", "numpy>=2", "attrs") == (0, "added numpy>=2\nadded attrs\n", "")
+    assert run_cli(capsys, "add", "numpy>=2", "attrs") == (0, "added numpy>=2\nadded attrs\n", "")
     assert _spec(workspace) == SPEC.replace(
         '  "flask",    # odd spacing stays\n',
         '  "flask",    # odd spacing stays\n  "numpy>=2",\n  "attrs",\n',
@@ -60,7 +54,7 @@ def test_add_appends_and_keeps_everything_else(
 def test_add_replaces_same_project_in_place_keeping_its_comment(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(capsys, "add", "Requests>=2.32") == (
+    assert run_cli(capsys, "add", "Requests>=2.32") == (
         0,
         "replaced requests>=2.24 with Requests>=2.32\n",
         "",
@@ -73,7 +67,7 @@ def test_add_replaces_same_project_in_place_keeping_its_comment(
 def test_add_with_other_marker_is_a_new_entry_and_same_text_is_kept(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(capsys, "add", "pywin32>=300", "flask") == (
+    assert run_cli(capsys, "add", "pywin32>=300", "flask") == (
         0,
         "added pywin32>=300\nalready listed: flask\n",
         "",
@@ -87,7 +81,7 @@ def test_add_with_other_marker_is_a_new_entry_and_same_text_is_kept(
 def test_add_bad_requirement_changes_nothing(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(capsys, "add", "numpy", "requests>=>2") == (
+    assert run_cli(capsys, "add", "numpy", "requests>=>2") == (
         2,
         "",
         (
@@ -102,7 +96,7 @@ def test_add_bad_requirement_changes_nothing(
 def test_add_url_requirement_is_refused(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = _run(capsys, "add", "pkg @ https://example.org/pkg-1.0.tar.gz")
+    code, _, err = run_cli(capsys, "add", "pkg @ https://example.org/pkg-1.0.tar.gz")
     assert code == 2
     assert err == (
         "morgan: error: 'pkg @ https://example.org/pkg-1.0.tar.gz' is a direct URL requirement, "
@@ -118,7 +112,7 @@ def test_add_to_a_spec_without_requirements_puts_them_before_the_tables(
     (workspace / "mirror.toml").write_text(
         '# hi\n\n[environments.linux]\npython = "3.12"\nplatform = "manylinux_2_28_x86_64"\n'
     )
-    assert _run(capsys, "add", "attrs")[0] == 0
+    assert run_cli(capsys, "add", "attrs")[0] == 0
     assert _spec(workspace) == (
         '# hi\nrequirements = [\n    "attrs",\n]\n\n'
         '[environments.linux]\npython = "3.12"\nplatform = "manylinux_2_28_x86_64"\n'
@@ -127,7 +121,7 @@ def test_add_to_a_spec_without_requirements_puts_them_before_the_tables(
 
 
 def test_add_json(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "add", "--json", "flask>=3")
+    code, out, _ = run_cli(capsys, "add", "--json", "flask>=3")
     assert code == 0
     assert out == (
         '[\n  {\n    "action": "replaced",\n    "requirement": "flask>=3",\n'
@@ -138,7 +132,7 @@ def test_add_json(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_remove_by_normalized_name_keeps_the_rest(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(capsys, "remove", "PyWin32", "REQUESTS") == (
+    assert run_cli(capsys, "remove", "PyWin32", "REQUESTS") == (
         0,
         "removed requests>=2.24\nremoved pywin32; sys_platform == 'win32'\n",
         "",
@@ -151,7 +145,7 @@ def test_remove_by_normalized_name_keeps_the_rest(
 def test_remove_unknown_name_says_did_you_mean(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(capsys, "remove", "flask", "reqests") == (
+    assert run_cli(capsys, "remove", "flask", "reqests") == (
         2,
         "",
         "morgan: error: 'reqests' is not in requirements — did you mean 'requests'?\n",
@@ -162,7 +156,7 @@ def test_remove_unknown_name_says_did_you_mean(
 def test_remove_last_requirement_is_refused(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(capsys, "remove", "flask", "requests", "pywin32") == (
+    assert run_cli(capsys, "remove", "flask", "requests", "pywin32") == (
         2,
         "",
         (
@@ -178,7 +172,7 @@ def test_edit_result_that_does_not_load_is_not_written(
 ) -> None:
     broken = SPEC.replace('python = "3.12"', 'python = "2.7"')
     (workspace / "mirror.toml").write_text(broken)
-    code, _, err = _run(capsys, "add", "attrs")
+    code, _, err = run_cli(capsys, "add", "attrs")
     assert code == 2
     assert err.startswith("morgan: error: mirror.toml:13: environments.linux.python: ")
     assert _spec(workspace) == broken
@@ -188,7 +182,7 @@ def test_init_writes_a_valid_commented_starter(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ws = tmp_path / "new"
-    assert _run(capsys, "init", "-C", str(ws)) == (
+    assert run_cli(capsys, "init", "-C", str(ws)) == (
         0,
         f"wrote {ws}/mirror.toml: edit it, then run 'morgan build'\n",
         "",
@@ -199,7 +193,7 @@ def test_init_writes_a_valid_commented_starter(
     assert [(e.name, e.python, e.platform) for e in spec.environments] == [
         ("linux", "3.12", "manylinux_2_28_x86_64")
     ]
-    assert _run(capsys, "init", "-C", str(ws)) == (
+    assert run_cli(capsys, "init", "-C", str(ws)) == (
         2,
         "",
         (
@@ -210,12 +204,12 @@ def test_init_writes_a_valid_commented_starter(
 
 
 def test_env_add_preset(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(capsys, "env", "add", "r8", "--preset", "rhel8") == (
+    assert run_cli(capsys, "env", "add", "r8", "--preset", "rhel8") == (
         0,
         "added environment r8: python 3.12, platform manylinux_2_28_x86_64\n",
         "",
     )
-    assert _run(capsys, "env", "add", "u22", "--preset", "ubuntu-22.04", "--python", "3.11") == (
+    assert run_cli(capsys, "env", "add", "u22", "--preset", "ubuntu-22.04", "--python", "3.11") == (
         0,
         "added environment u22: python 3.11, platform manylinux_2_35_x86_64\n",
         "",
@@ -229,12 +223,12 @@ def test_env_add_preset(workspace: Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_env_add_preset_conflicts_and_missing_target(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(capsys, "env", "add", "w", "--preset", "windows", "--platform", "win32") == (
+    assert run_cli(capsys, "env", "add", "w", "--preset", "windows", "--platform", "win32") == (
         2,
         "",
         "morgan: error: --preset gives the platform: drop --current / --platform\n",
     )
-    assert _run(capsys, "env", "add", "w") == (
+    assert run_cli(capsys, "env", "add", "w") == (
         2,
         "",
         "morgan: error: say which target: --current, --preset NAME, or --python V --platform TAG\n",
