@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 from packaging.pylock import Pylock
 
-from morgan.cli import main
 from tests import clients
-from tests.build_scenario import EXPECTED, morgan, populate, write_spec
+from tests.build_scenario import EXPECTED, morgan, populate, run_cli, write_spec
 from tests.server_process import ServerProcess, server_process
 from tests.upstream import FakeUpstream
 
@@ -196,8 +195,8 @@ def test_uv_installs_from_a_host_that_publishes_only_the_environments_view(
 
 
 def _main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    return code, capsys.readouterr().err
+    code, _, err = run_cli(capsys, *argv)
+    return code, err
 
 
 def test_export_lock_errors(
