@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pytest
 
 from morgan.cli import main
 from morgan.environments import Environment
+from tests.server_process import ServerProcess, server_process
 from tests.upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,3 +183,34 @@ def target(name: str) -> Target:
         "host": "x86_64-manylinux_2_28",
     }[name]
     return Target(name, python, platforms, "cp" + python.replace(".", ""), uv_platform)
+
+
+@dataclass
+class Built:
+    """The scenario's mirror, built and served by its own ``server.py``."""
+
+    upstream: FakeUpstream  # stopped already unless the upstream stays up
+    workspace: Path
+    mirror: Path
+    server: ServerProcess
+    first_output: str  # the build's stderr
+
+
+@contextmanager
+def built_and_served(root: Path, *, upstream_stays_up: bool) -> Iterator[Built]:
+    """Build the scenario under ``root`` and serve the mirror; without
+    ``upstream_stays_up`` the fake upstream is stopped first, so clients can only have
+    reached the mirror."""
+    with ExitStack() as stack:
+        up = stack.enter_context(FakeUpstream(root / "upstream").start())
+        populate(up)
+        workspace = root / "ws"
+        write_spec(workspace, up.url)
+        proc = morgan(workspace, "build")
+        assert proc.returncode == 0, proc.stderr
+        if not upstream_stays_up:
+            stack.close()
+        mirror = workspace / "mirror"
+        cmd = [sys.executable, str(mirror / "server.py"), "--port", "0"]
+        with server_process(cmd, root / "server.log") as server:
+            yield Built(up, workspace, mirror, server, proc.stderr)

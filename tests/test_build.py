@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,37 +16,17 @@ from tests.build_scenario import (
     ENVIRONMENTS,
     EXPECTED,
     REQUIREMENTS,
+    Built,
+    built_and_served,
     morgan,
-    populate,
     target,
-    write_spec,
 )
-from tests.server_process import ServerProcess, server_process
-from tests.upstream import FakeUpstream
-
-
-@dataclass
-class Built:
-    upstream: FakeUpstream
-    workspace: Path
-    mirror: Path
-    server: ServerProcess
-    first_output: str
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    root = tmp_path_factory.mktemp("build")
-    with FakeUpstream(root / "upstream").start() as up:
-        populate(up)
-        workspace = root / "ws"
-        write_spec(workspace, up.url)
-        proc = morgan(workspace, "build")
-        assert proc.returncode == 0, proc.stderr
-        mirror = workspace / "mirror"
-        cmd = [sys.executable, str(mirror / "server.py"), "--port", "0"]
-        with server_process(cmd, root / "server.log") as server:
-            yield Built(up, workspace, mirror, server, proc.stderr)
+    with built_and_served(tmp_path_factory.mktemp("build"), upstream_stays_up=True) as done:
+        yield done
 
 
 def locked_pins(workspace: Path, env: str) -> dict[str, str]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import sys
 import threading
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,31 +16,19 @@ import pytest
 from packaging.pylock import Pylock
 
 from tests import clients
-from tests.build_scenario import EXPECTED, morgan, populate, run_cli, write_spec
-from tests.server_process import ServerProcess, server_process
-from tests.upstream import FakeUpstream
-
-
-@dataclass
-class Built:
-    workspace: Path
-    mirror: Path
-    server: ServerProcess
+from tests.build_scenario import (
+    EXPECTED,
+    Built,
+    built_and_served,
+    morgan,
+    run_cli,
+)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    root = tmp_path_factory.mktemp("pylock")
-    with FakeUpstream(root / "upstream").start() as up:
-        populate(up)
-        workspace = root / "ws"
-        write_spec(workspace, up.url)
-        proc = morgan(workspace, "build")
-        assert proc.returncode == 0, proc.stderr
-    mirror = workspace / "mirror"
-    cmd = [sys.executable, str(mirror / "server.py"), "--port", "0"]
-    with server_process(cmd, root / "server.log") as server:
-        yield Built(workspace, mirror, server)
+    with built_and_served(tmp_path_factory.mktemp("pylock"), upstream_stays_up=False) as done:
+        yield done
 
 
 def _installed(venv: Path) -> dict[str, str]:
