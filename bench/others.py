@@ -21,7 +21,6 @@ those of `pip download`.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -43,11 +42,12 @@ from bench.report import Figures, render
 from bench.run import (
     MB,
     OUT,
-    TARGETS,
     Options,
     _make_tool,
+    bench_parser,
     measure_tool,
     new_figures,
+    options_from,
 )
 from bench.tools import PipDownload, Target, Tool, tree_bytes
 from tests.clients import pip_env
@@ -193,26 +193,9 @@ def run_others(opts: Options, out: Path) -> tuple[Figures, dict[str, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run; print the table (also to --out/table.md, raw figures to --out/results.json)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--projects", type=int, default=150, help="upstream size (default 150)")
-    p.add_argument("--latency", type=float, default=0.03, help="seconds per request (0.03)")
-    p.add_argument("--bandwidth", type=float, default=50.0, help="MB/s cap (50; 0: none)")
-    p.add_argument("--no-large", action="store_true", help="leave out the 50/30/20 MB wheels")
-    p.add_argument("--tools", default="ours,pip,devpi", help="comma list of ours, pip, devpi")
-    p.add_argument("--quick", action="store_true", help="tiny upstream, no latency, windows only")
-    p.add_argument("--out", type=Path, default=OUT / "others", help="results (bench/out/others)")
-    args = p.parse_args(argv)
-    opts = Options(
-        projects=args.projects,
-        latency=args.latency,
-        bandwidth_mbps=args.bandwidth,
-        large=not args.no_large,
-        tools=tuple(t for t in args.tools.split(",") if t),
-        targets=TARGETS,
-    )
-    if args.quick:
-        opts.projects, opts.latency, opts.bandwidth_mbps, opts.large = 12, 0.0, 0.0, False
-        opts.targets = (TARGETS[1],)
+    tools = ("ours", "pip", "devpi")
+    args = bench_parser(__doc__, tools, OUT / "others").parse_args(argv)
+    opts = options_from(args)
     figures, extra = run_others(opts, args.out)
     table = render(figures)
     table += "".join(f"- {k}: {v / MB:.1f} MB\n" for k, v in extra.items())

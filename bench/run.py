@@ -184,22 +184,28 @@ def run_bench(opts: Options) -> Figures:
     return figures
 
 
-def parse_args(argv: list[str] | None) -> Options:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def bench_parser(doc: str | None, tools: tuple[str, ...], out: Path) -> argparse.ArgumentParser:
+    """The options every bench over the fake upstream takes (also bench/others.py); the
+    description is the first line of ``doc``."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     p.add_argument("--projects", type=int, default=150, help="upstream size (default 150)")
     p.add_argument("--latency", type=float, default=0.03, help="seconds per request (0.03)")
     p.add_argument(
         "--bandwidth", type=float, default=50.0, help="MB/s shared by all downloads (50; 0: no cap)"
     )
     p.add_argument("--no-large", action="store_true", help="leave out the 50/30/20 MB wheels")
-    p.add_argument("--tools", default=",".join(TOOLS), help=f"comma list of {', '.join(TOOLS)}")
+    p.add_argument("--tools", default=",".join(tools), help=f"comma list of {', '.join(tools)}")
     p.add_argument(
         "--quick",
         action="store_true",
-        help="tiny upstream, no latency, no large files; ours and pip for the windows environment",
+        help="tiny upstream, no latency, no large files; the windows environment only",
     )
-    p.add_argument("--out", type=Path, default=OUT, help="work and result folder (bench/out)")
-    args = p.parse_args(argv)
+    p.add_argument("--out", type=Path, default=out, help=f"work and result folder ({out})")
+    return p
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    """The Options of parsed :func:`bench_parser` arguments (``--quick`` applied)."""
     opts = Options(
         projects=args.projects,
         latency=args.latency,
@@ -210,8 +216,15 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     if args.quick:
         opts.projects, opts.latency, opts.bandwidth_mbps, opts.large = 12, 0.0, 0.0, False
-        opts.tools = tuple(t for t in opts.tools if t != "morgan015")
         opts.targets = (TARGETS[1],)
+    return opts
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    args = bench_parser(__doc__, TOOLS, OUT).parse_args(argv)
+    opts = options_from(args)
+    if args.quick:  # ours and pip only
+        opts.tools = tuple(t for t in opts.tools if t != "morgan015")
     return opts
 
 
