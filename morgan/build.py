@@ -29,6 +29,7 @@ from resolvelib import BaseReporter
 from resolvelib.structs import RequirementInformation
 
 from morgan.catalog import EnvCatalog, UpstreamCatalog, UpstreamIndex, locked_release
+from morgan.credentials import public_spec_text
 from morgan.environments import Environment
 from morgan.errors import BuildError
 from morgan.executor import Executor, Ran, Reporter
@@ -548,7 +549,12 @@ def _copy_sources(spec: Spec, mirror: Path, lock_path: Path) -> None:
         if src.resolve() == (mirror / name).resolve():
             continue
         tmp = mirror / f".{name}.tmp-{os.getpid()}"
-        shutil.copyfile(src, tmp)
+        if name == "mirror.toml":
+            # The mirror's copy never holds index-url credentials (it travels in bundles).
+            public = public_spec_text(src.read_bytes().decode("utf-8"))
+            tmp.write_bytes(public.encode("utf-8"))
+        else:
+            shutil.copyfile(src, tmp)
         tmp.replace(mirror / name)
 
 

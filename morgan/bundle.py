@@ -36,6 +36,7 @@ from typing import Any
 
 import blake3
 
+from morgan.credentials import public_spec_text
 from morgan.errors import MorganError
 from morgan.lock import Lock
 from store.digest import Digest
@@ -168,9 +169,13 @@ def export_bundle(
 
 def _read_side(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise BundleError(f"{path}: missing from the mirror — run 'morgan build' first") from None
+    if path.name == "mirror.toml" and b"@" in data:
+        # A mirror built before credentials were kept out of its copy: never bundle them.
+        return public_spec_text(data.decode("utf-8", "replace")).encode("utf-8")
+    return data
 
 
 def _describe(store: Store, digest: Digest) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn, Protocol
 
 from morgan import __version__
+from morgan.credentials import redact
 from morgan.errors import MorganError, UsageError
 from rules.errors import RuleError
 from store.errors import StoreError
@@ -140,7 +141,11 @@ def _run(words: list[str], command: str | None) -> int:
 
 
 def _fail(message: str, code: int, *, as_json: bool) -> int:
-    """Report an error: one line on stderr; with ``--json`` also the JSON error document."""
+    """Report an error: one line on stderr; with ``--json`` also the JSON error document.
+
+    Any URL credentials that reached the message are masked (``user:***@``) here, the one
+    place every error passes through."""
+    message = redact(message)
     print(f"morgan: error: {message}", file=sys.stderr)
     if as_json:
         print(json.dumps({"error": message, "exit-code": code}))

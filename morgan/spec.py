@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ import blake3
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from morgan.credentials import redact_url, split_userinfo
 from morgan.environments import ENV_NAME_RE, Environment, InvalidEnvironmentError
 from morgan.errors import SpecError
 from morgan.toml_reader import KeyPath, TomlReader, display_path, kind, short
@@ -41,6 +42,9 @@ _TOP_KEYS = (
     "output",
 )
 _ENV_KEYS = ("python", "platform", "implementation", "free-threaded", "markers")
+MAX_URL_LENGTH = 2000
+# Whitespace and control characters (C0, DEL, C1): never part of a URL a user means.
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
 _POLICY_KEYS = ("prereleases", "yanked", "sdists", "build-dependencies", "versions")
 _PRERELEASES = ("if-needed", "allow", "never")
 _YANKED = ("skip", "pinned")
@@ -51,8 +55,10 @@ class Upstream:
     """An index to mirror from; ``projects`` pins those projects to it (empty: any)."""
 
     name: str
-    index_url: str  # normalized to end with "/"
+    index_url: str  # normalized to end with "/"; never holds credentials
     projects: frozenset[NormalizedName] = frozenset()
+    # From user:password@ in index-url; kept in memory only (see morgan.credentials).
+    credentials: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,8 +247,8 @@ class _Parser(TomlReader):
                 data["upstream"], ("upstream",), f'[upstream] index-url = "{DEFAULT_INDEX_URL}"'
             )
             self.check_keys(table, ("index-url",), ("upstream",))
-            url = self.index_url(table, ("upstream",))
-            return (Upstream("default", url),)
+            url, credentials = self.index_url(table, ("upstream",))
+            return (Upstream("default", url, credentials=credentials),)
         if "upstreams" not in data:
             return (Upstream("pypi", DEFAULT_INDEX_URL),)
         items = data["upstreams"]
@@ -268,31 +274,49 @@ class _Parser(TomlReader):
                 )
             if any(u.name == name for u in result):
                 self.fail((*at, "name"), f"{name!r} names two upstreams — give each its own name")
-            url = self.index_url(table, at)
+            url, credentials = self.index_url(table, at)
             projects = self.projects(table.get("projects", []), (*at, "projects"), name, owner)
-            result.append(Upstream(name, url, projects))
+            result.append(Upstream(name, url, projects, credentials))
         return tuple(result)
 
-    def index_url(self, table: dict[str, Any], at: KeyPath) -> str:
+    def index_url(self, table: dict[str, Any], at: KeyPath) -> tuple[str, tuple[str, str] | None]:
+        """The index URL without userinfo (ending in "/"), and the credentials it held."""
         if "index-url" not in table:
             self.fail(at, f'missing index-url — add index-url = "{DEFAULT_INDEX_URL}"')
-        url = self.string(
-            table["index-url"], (*at, "index-url"), f'index-url = "{DEFAULT_INDEX_URL}"'
-        )
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        at = (*at, "index-url")
+        url = self.string(table["index-url"], at, f'index-url = "{DEFAULT_INDEX_URL}"')
+        shown = short(redact_url(url))
+        if len(url) > MAX_URL_LENGTH:
             self.fail(
-                (*at, "index-url"),
-                f"{short(url)} is not an http(s) URL — use the index's Simple API root, "
+                at, f"{shown} is longer than {MAX_URL_LENGTH} characters — give a shorter URL"
+            )
+        if _URL_FORBIDDEN.search(url):
+            self.fail(
+                at,
+                f"{shown} contains a space or control character — remove it (percent-encode it "
+                "if the index really needs it)",
+            )
+        try:
+            clean, credentials = split_userinfo(url)
+            parts = urlsplit(clean)
+            parts.port  # noqa: B018 - parsing the port validates it (ValueError when bad)
+            host = parts.hostname or ""
+            host.encode("idna")
+        except (ValueError, UnicodeError) as exc:
+            self.fail(at, f"{shown} is not a valid URL ({exc}) — e.g. {DEFAULT_INDEX_URL!r}")
+        if parts.scheme not in ("http", "https") or not host:
+            self.fail(
+                at,
+                f"{shown} is not an http(s) URL — use the index's Simple API root, "
                 f"e.g. {DEFAULT_INDEX_URL!r}",
             )
         if parts.query or parts.fragment:
             self.fail(
-                (*at, "index-url"),
-                f"{short(url)} has a query or fragment, which project URLs cannot carry — "
+                at,
+                f"{shown} has a query or fragment, which project URLs cannot carry — "
                 "give the Simple API root alone",
             )
-        return url if url.endswith("/") else url + "/"
+        return (clean if clean.endswith("/") else clean + "/"), credentials
 
     def projects(
         self, value: object, at: KeyPath, upstream: str, owner: dict[NormalizedName, str]

@@ -15,6 +15,7 @@ check what a client fetched and how it copes.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import hashlib
 import shutil
@@ -119,6 +120,7 @@ class FakeUpstream:
         self.legacy_dist_info_metadata = False
         self.latency = 0.0
         self.bandwidth = 0.0  # bytes/s over all connections (0: unlimited); see Link
+        self.basic_auth: tuple[str, str] | None = None  # (user, password) every request needs
         self.requests: list[RecordedRequest] = []
         self._projects: dict[NormalizedName, _Project] = {}
         self._by_filename: dict[str, ServedFile] = {}
@@ -361,6 +363,12 @@ class FakeUpstream:
 
     def respond(self, method: str, raw_path: str, headers: dict[str, str]) -> Response:
         """The normal (fault-free) response to a request."""
+        if self.basic_auth is not None:
+            token = base64.b64encode(":".join(self.basic_auth).encode()).decode()
+            if headers.get("authorization") != f"Basic {token}":
+                response = text_response(HTTPStatus.UNAUTHORIZED, "credentials required\n")
+                response.headers["WWW-Authenticate"] = 'Basic realm="fake"'
+                return response
         split = urlsplit(raw_path)
         path = split.path
         if path == "/simple":

@@ -52,16 +52,21 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
 def upstream_credentials(
     upstreams: Sequence[Upstream], environ: Mapping[str, str]
 ) -> dict[str, tuple[str, str]]:
-    """``MORGAN_UPSTREAM_<NAME>_USERNAME`` / ``_PASSWORD`` per upstream (NAME upper-cased,
-    other characters as ``_``), keyed by the upstream's host[:port] — like uv's
-    ``UV_INDEX_<NAME>_USERNAME``. Never written anywhere; ``~/.netrc`` still applies."""
+    """The credentials of each upstream, keyed by its host[:port]: ``user:password@`` from
+    its ``index-url`` (split off when the spec was loaded), overridden by
+    ``MORGAN_UPSTREAM_<NAME>_USERNAME`` / ``_PASSWORD`` (NAME upper-cased, other characters
+    as ``_``) — like uv's ``UV_INDEX_<NAME>_USERNAME``. Never written anywhere;
+    ``~/.netrc`` still applies to hosts without any."""
     out = {}
     for up in upstreams:
+        host = urlsplit(up.index_url).netloc
+        if up.credentials is not None:
+            out[host] = up.credentials
         key = re.sub(r"[^A-Z0-9]", "_", up.name.upper())
         user = environ.get(f"MORGAN_UPSTREAM_{key}_USERNAME")
         password = environ.get(f"MORGAN_UPSTREAM_{key}_PASSWORD")
         if user is not None and password is not None:
-            out[urlsplit(up.index_url).netloc.rpartition("@")[2]] = (user, password)
+            out[host] = (user, password)
     return out
 
 
