@@ -5,15 +5,24 @@
 errors become one line and exit 1; nothing else is caught. With ``--json`` an error also
 prints one JSON document on stdout, ``{"error": LINE, "exit-code": N}``, so stdout always
 holds exactly one document a script can parse.
+
+The common options (``-C DIR``, ``-q``, ``-v``, ``--json``, ``--no-color``) are accepted on
+either side of the command name, as git and uv accept theirs: ``morgan -C ws -q build`` is
+``morgan build -C ws -q``. Bare ``morgan`` prints the help.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
+import logging
+import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import NoReturn, Protocol
 
@@ -61,6 +70,45 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less output")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+    p.add_argument(
+        "--no-color",
+        action="store_true",
+        help="no colour (Morgan never colours its output; accepted so scripts may pass it)",
+    )
+
+
+# The common options, as they may be written before the command name.
+_COMMON_FLAGS = frozenset({"--json", "--quiet", "--verbose", "--no-color"})
+_COMMON_SHORT = re.compile(r"-[qv]+")
+_COMMON_WITH_VALUE = frozenset({"-C"})
+
+
+def hoist_common_options(words: Sequence[str]) -> tuple[list[str], str | None]:
+    """(``words`` with the common options written before the command moved just after it,
+    the command name or None). ``morgan -C ws -q build`` becomes ``morgan build -C ws -q``;
+    anything else before the command (``--help``, ``-V``) stops the scan and stays put.
+    Without a command the common options are dropped: there is nothing they apply to."""
+    before: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in _COMMON_WITH_VALUE and i + 1 < len(words):
+            before += [word, words[i + 1]]
+            i += 2
+        elif (
+            (word.startswith("-C") and len(word) > 2)
+            or word in _COMMON_FLAGS
+            or _COMMON_SHORT.fullmatch(word)
+        ):
+            before.append(word)
+            i += 1
+        else:
+            break
+    rest = list(words[i:])
+    if rest and not rest[0].startswith("-"):
+        return [rest[0], *before, *rest[1:]], rest[0]
+    # No command (``morgan -C ws --help``): the common options have nothing to apply to.
+    return rest, None
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -72,6 +120,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Build a reproducible, per-environment PyPI mirror for air-gapped networks.",
     )
     parser.add_argument("--version", action="version", version=f"morgan {__version__}")
+    parser.epilog = (
+        "common options (-C DIR, -q, -v, --json, --no-color) go before or after COMMAND; "
+        "'morgan COMMAND --help' lists a command's own options"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         if only is not None and only != name:
@@ -104,12 +156,22 @@ class _Configure(Protocol):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit code (0 ok, 1 failure, 2 usage/spec error)."""
-    words = list(sys.argv[1:] if argv is None else argv)
-    command = next((w for w in words if not w.startswith("-")), None)
+    words, command = hoist_common_options(sys.argv[1:] if argv is None else argv)
     # Known before parsing, so a bad argument is reported as JSON too.
     as_json = "--json" in words[: words.index("--")] if "--" in words else "--json" in words
+    if not words:
+        build_parser().print_help(sys.stdout)
+        return 0
     try:
-        return _run(words, command)
+        with _quiet_cancelled_callbacks():
+            code = _run(words, command)
+            sys.stdout.flush()  # a closed pipe is reported here, inside the handlers below
+    except BrokenPipeError:
+        # The reader went away (`morgan env show x | head -1`): what it wanted, it has.
+        # Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
     except MorganError as exc:
         return _fail(str(exc), exc.exit_code, as_json=as_json)
     except StoreError as exc:
@@ -117,12 +179,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuleError as exc:
         # An upstream or metadata failure that no command translated: still one line.
         return _fail(str(exc), 1, as_json=as_json)
+    except OSError as exc:
+        # A file the user named cannot be written or read (missing folder, permissions,
+        # disk full): one line naming it, never a traceback.
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return _fail(
+            f"{where}{exc.strerror or exc} — check the path and its permissions", 1, as_json=as_json
+        )
     except KeyboardInterrupt:
         message = "interrupted; the previous index is still served"
         print(f"morgan: {message}", file=sys.stderr)
         if as_json:
             print(json.dumps({"error": message, "exit-code": 130}))
         return 130
+    return code
 
 
 def _run(words: list[str], command: str | None) -> int:
@@ -138,6 +208,28 @@ def _run(words: list[str], command: str | None) -> int:
         ) from None
     code: int = mod.run(args)
     return code
+
+
+class _CancelledCallback(logging.Filter):
+    """Drops concurrent.futures' "exception calling callback" records for futures that were
+    cancelled: on Ctrl-C the thread pools cancel queued work, and every done-callback that
+    asks a cancelled future for its result logs a traceback (~30 of them) before the one
+    clean line. A callback failing for any other reason is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, CancelledError)
+
+
+@contextlib.contextmanager
+def _quiet_cancelled_callbacks() -> Iterator[None]:
+    logger = logging.getLogger("concurrent.futures")
+    quiet = _CancelledCallback()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _fail(message: str, code: int, *, as_json: bool) -> int:

@@ -33,19 +33,41 @@ __all__ = [
 
 # pip freeze leaves these out too: they belong to the installer, not the application.
 _INSTALLER_PACKAGES = frozenset({"pip"})
-_OPTION_WITH_VALUE = re.compile(
-    r"^(-i|--index-url|--extra-index-url|-f|--find-links|--trusted-host|--no-binary|"
-    r"--only-binary|--prefer-binary|--pre|--no-index|--use-feature|--config-settings|"
-    r"--global-option|--hash)\b"
+# pip options a requirements file may hold, and why Morgan does not take them over.
+_INDEX_OPTION = re.compile(
+    r"^(-i|--index-url|--extra-index-url|-f|--find-links|--trusted-host|--no-index)\b"
 )
+_BINARY_OPTION = re.compile(r"^(--no-binary|--only-binary|--prefer-binary)\b")
+_PRE_OPTION = re.compile(r"^--pre\s*$")
+_HASH_OPTION = re.compile(r"\s--hash\b")
+
+
+def _option_note(where: str, line: str) -> str:
+    """The note for a pip option line that ``morgan add`` does not copy into the spec."""
+    option = line.split(maxsplit=1)[0].split("=", 1)[0]
+    if _INDEX_OPTION.match(line):
+        return (
+            f"{where}: ignored {option!r}: the mirror's upstreams are the spec's [upstream] "
+            "tables — set index-url there if this index should be mirrored"
+        )
+    if _BINARY_OPTION.match(line):
+        return (
+            f"{where}: ignored {option!r}: the mirror keeps every fitting wheel and the sdist "
+            "([policy] sdists); clients choose with their own --no-binary/--only-binary"
+        )
+    return f"{where}: ignored option {option!r}: it does not change what is mirrored"
 
 
 @dataclass
 class Inputs:
-    """Requirements gathered from one source, plus notes about what was skipped and why."""
+    """Requirements gathered from one source, plus notes about what was skipped and why.
+
+    ``prereleases`` names where a requirements file said ``--pre`` (pip then lets every
+    requirement match prereleases): ``morgan add`` maps it to ``[policy] prereleases``."""
 
     requirements: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    prereleases: list[str] = field(default_factory=list)
 
 
 # -- requirements.txt -----------------------------------------------------------------------
@@ -76,9 +98,10 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
 def from_requirements_file(path: Path, _seen: frozenset[Path] = frozenset()) -> Inputs:
     """Requirements of a pip requirements file, following ``-r`` includes.
 
-    Index options (``--index-url``, ``--find-links`` …) and per-requirement ``--hash``
-    options are dropped (Morgan's upstreams are set in the spec); constraints files
-    (``-c``) are noted and skipped; editable (``-e``), path and URL requirements cannot be
+    Index options (``--index-url``, ``--find-links`` …), binary options and per-requirement
+    ``--hash`` options are dropped with a note each (Morgan's upstreams are set in the
+    spec); ``--pre`` is returned in ``prereleases``; constraints files (``-c``) are noted
+    and skipped; editable (``-e``), path and URL requirements cannot be
     served by an index and are an error naming the line.
     """
     resolved = path.resolve()
@@ -98,6 +121,7 @@ def from_requirements_file(path: Path, _seen: frozenset[Path] = frozenset()) -> 
             inner = from_requirements_file(path.parent / include.group(3), _seen | {resolved})
             result.requirements += inner.requirements
             result.notes += inner.notes
+            result.prereleases += inner.prereleases
             continue
         if re.match(r"^(-c|--constraint)\b", line):
             result.notes.append(f"{where}: skipped constraints file {line.split()[-1]!r}")
@@ -107,12 +131,21 @@ def from_requirements_file(path: Path, _seen: frozenset[Path] = frozenset()) -> 
                 f"{where}: {line!r} is an editable install, which no index can serve — "
                 "remove it (or build its wheel and list it in the spec's private list)"
             )
+        if _PRE_OPTION.match(line):
+            result.prereleases.append(where)
+            continue
         if line.startswith("-"):
-            if not _OPTION_WITH_VALUE.match(line):
-                result.notes.append(f"{where}: ignored option {line.split()[0]!r}")
+            result.notes.append(_option_note(where, line))
             continue
         # "name>=1 --hash=sha256:…": per-requirement options follow the requirement.
         requirement_text = re.split(r"\s+--?[a-z]", line, maxsplit=1)[0].strip()
+        if _HASH_OPTION.search(line):
+            result.notes.append(
+                f"{where}: ignored --hash of {requirement_text!r}: morgan build checks every "
+                "file against its upstream sha256 (pin the version to keep the same files)"
+            )
+        elif requirement_text != line:
+            result.notes.append(f"{where}: ignored the options after {requirement_text!r}")
         result.requirements.append(_requirement(requirement_text, where))
     return result
 

@@ -76,9 +76,11 @@ def run(args: argparse.Namespace) -> int:
     return _add(spec_path, args)
 
 
-def _gather(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+def _gather(args: argparse.Namespace) -> tuple[list[str], list[str], list[str]]:
+    """(requirements, notes, where ``--pre`` was asked for)."""
     texts: list[tuple[str, str]] = [(r, "") for r in args.requirements]
     notes: list[str] = []
+    pre: list[str] = []
     sources: list[inputs.Inputs] = [
         inputs.from_requirements_file(f) for f in args.requirement_files
     ]
@@ -97,21 +99,48 @@ def _gather(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     for source in sources:
         texts += [(r, "") for r in source.requirements]
         notes += source.notes
+        pre += source.prereleases
     if not texts:
         raise UsageError(
             "nothing to add — give requirements ('morgan add \"requests>=2.31\"') or a source "
             "(-r FILE, --pyproject FILE, --from-env PYTHON, --from-lock FILE)"
         )
-    return [str(parse_requirement(text, origin=origin)) for text, origin in texts], notes
+    return [str(parse_requirement(text, origin=origin)) for text, origin in texts], notes, pre
+
+
+def _allow_prereleases(doc: tomlkit.TOMLDocument, where: str) -> str | None:
+    """Map a requirements file's ``--pre`` to ``[policy] prereleases = "allow"``: pip then
+    lets every requirement match prereleases, and so will the mirror's resolution. Returns
+    the note to print, or None when the policy already allows them."""
+    policy = doc.get("policy")
+    if policy is None:
+        policy = tomlkit.table()
+        doc["policy"] = policy
+    current = policy.get("prereleases", "if-needed")
+    if current == "allow":
+        return None
+    if current == "never":
+        raise UsageError(
+            f"{where}: --pre asks for prereleases but mirror.toml has [policy] prereleases = "
+            '"never" — remove --pre from the file or change the policy'
+        )
+    policy["prereleases"] = "allow"
+    return f'{where}: --pre: set [policy] prereleases = "allow" (it was "{current}")'
 
 
 def _add(spec_path: Path, args: argparse.Namespace) -> int:
-    requirements, notes = _gather(args)
+    requirements, notes, pre = _gather(args)
+    doc = read_document(spec_path)
+    policy_changed = False
+    if pre:
+        note = _allow_prereleases(doc, pre[0])
+        if note is not None:
+            notes.append(note)
+            policy_changed = True
     for note in notes:
         print(f"morgan: note: {note}", file=sys.stderr)
-    doc = read_document(spec_path)
     changes = add_requirements(doc, [parse_requirement(r) for r in requirements])
-    if any(c.action != "kept" for c in changes):
+    if policy_changed or any(c.action != "kept" for c in changes):
         write_checked(spec_path, tomlkit.dumps(doc))
     if args.json:
         print(
