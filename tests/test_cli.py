@@ -17,7 +17,7 @@ import pytest
 
 from morgan.cli import COMMANDS, main
 from tests.small_scenario import populate, write_spec
-from tests.upstream import Fault, FakeUpstream
+from tests.upstream import FakeUpstream, Fault
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,7 +168,7 @@ def test_ctrl_c_mid_download_prints_one_line_and_keeps_the_index(
 ) -> None:
     workspace = tmp_path / "ws"
     shutil.copytree(mirror.workspace, workspace, symlinks=True)
-    served_before = os.readlink(workspace / "mirror" / "index")
+    served_before = (workspace / "mirror" / "index").readlink()
     # New requirements whose files trickle in, one download at a time: the build is
     # mid-download, with more downloads queued (cancelled by the interrupt), when stopped.
     slow = [f"slowpoke{i}" for i in range(6)]
@@ -201,4 +201,4 @@ def test_ctrl_c_mid_download_prints_one_line_and_keeps_the_index(
     assert err.strip().splitlines() == [
         "morgan: interrupted; the previous index is still served"
     ], err
-    assert os.readlink(workspace / "mirror" / "index") == served_before
+    assert (workspace / "mirror" / "index").readlink() == served_before

@@ -51,11 +51,15 @@ def test_requirements_file_with_includes_options_hashes_and_continuations(tmp_pa
         "Flask[async]~=3.0",
     ]
     assert got.notes == [
-        f"{req}:2: ignored '--index-url': the mirror's upstreams are the spec's [upstream] "
-        "tables — set index-url there if this index should be mirrored",
+        (
+            f"{req}:2: ignored '--index-url': the mirror's upstreams are the spec's [upstream] "
+            "tables — set index-url there if this index should be mirrored"
+        ),
         f"{req}:4: skipped constraints file 'constraints.txt'",
-        f"{req}:5: ignored --hash of 'requests>=2.31': morgan build checks every file against "
-        "its upstream sha256 (pin the version to keep the same files)",
+        (
+            f"{req}:5: ignored --hash of 'requests>=2.31': morgan build checks every file "
+            "against its upstream sha256 (pin the version to keep the same files)"
+        ),
         f"{req}:10: ignored option '--weird-option': it does not change what is mirrored",
     ]
     assert got.prereleases == []
@@ -66,23 +70,27 @@ def test_add_r_notes_every_option_and_maps_pre_to_the_prerelease_policy(
 ) -> None:
     req = workspace / "requirements.txt"
     req.write_text(
-        "--extra-index-url=https://example.org/simple/\n"
-        "--pre\n"
-        "--only-binary :all:\n"
-        "attrs>=23\n",
+        "--extra-index-url=https://example.org/simple/\n--pre\n--only-binary :all:\nattrs>=23\n",
         encoding="utf-8",
     )
     assert main(["add", "-r", "requirements.txt"]) == 0
     out, err = capsys.readouterr()
     assert out == "replaced attrs with attrs>=23\n"
     assert err.splitlines() == [
-        "morgan: note: requirements.txt:1: ignored '--extra-index-url': the mirror's upstreams "
-        "are the spec's [upstream] tables — set index-url there if this index should be mirrored",
-        "morgan: note: requirements.txt:3: ignored '--only-binary': the mirror keeps every "
-        "fitting wheel and the sdist ([policy] sdists); clients choose with their own "
-        "--no-binary/--only-binary",
-        'morgan: note: requirements.txt:2: --pre: set [policy] prereleases = "allow" '
-        '(it was "if-needed")',
+        (
+            "morgan: note: requirements.txt:1: ignored '--extra-index-url': the mirror's "
+            "upstreams are the spec's [upstream] tables — set index-url there if this index "
+            "should be mirrored"
+        ),
+        (
+            "morgan: note: requirements.txt:3: ignored '--only-binary': the mirror keeps every "
+            "fitting wheel and the sdist ([policy] sdists); clients choose with their own "
+            "--no-binary/--only-binary"
+        ),
+        (
+            'morgan: note: requirements.txt:2: --pre: set [policy] prereleases = "allow" '
+            '(it was "if-needed")'
+        ),
     ]
     text = (workspace / "mirror.toml").read_text(encoding="utf-8")
     assert text.endswith('\n[policy]\nprereleases = "allow"\n')
