@@ -119,7 +119,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="morgan",
         description="Build a reproducible, per-environment PyPI mirror for air-gapped networks.",
     )
-    parser.add_argument("--version", action="version", version=f"morgan {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"morgan {__version__}")
     parser.epilog = (
         "common options (-C DIR, -q, -v, --json, --no-color) go before or after COMMAND; "
         "'morgan COMMAND --help' lists a command's own options"
