@@ -118,6 +118,7 @@ class BuildResult:
     requests: int
     ran: tuple[Ran, ...]
     unknown_metadata: tuple[str, ...]
+    kept: tuple[str, ...] = ()  # "upstream no longer lists X; kept", once per removal
 
 
 def mirror_dir(spec: Spec, opts: BuildOptions) -> Path:
@@ -185,7 +186,8 @@ def _build_locked(
         staged = lock_path.with_name(f".{lock_path.name}.tmp-{os.getpid()}")
         try:
             files = wait_files(fetching)
-            text = dump_lock(_make_lock(spec, selections, infos, files))
+            kept_files, kept_notes = _kept(catalog, old, files)
+            text = dump_lock(_make_lock(spec, selections, infos, files, kept_files))
             staged.write_text(text, encoding="utf-8")
             generation = render_and_switch(
                 mirror,
@@ -218,7 +220,31 @@ def _build_locked(
             requests=int(getattr(client, "requests_sent", 0)),
             ran=tuple(sorted(ex.ran, key=lambda r: r.id)),
             unknown_metadata=tuple(sorted({u for s in selections for u in s.unknown})),
+            kept=kept_notes,
         )
+
+
+def _kept(
+    catalog: UpstreamCatalog, old: Lock | None, files: Mapping[str, MirrorFile]
+) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The selected files upstream no longer lists, and the notes not said before.
+
+    A file stays marked while its project's page is not read again (a build from the lock);
+    a page that lists it again clears the mark. A note is said by the build that first
+    finds the removal: later builds see the mark in the lock.
+    """
+    before = {f.filename for r in (old.releases if old else ()) for f in r.files if f.kept}
+    carried = {
+        f.filename
+        for r in (old.releases if old else ())
+        if r.name not in catalog.listed
+        for f in r.files
+        if f.kept
+    }
+    found = [k for k in catalog.kept if any(n in files for n in k.filenames)]
+    marked = (carried | {n for k in found for n in k.filenames}) & files.keys()
+    notes = tuple(sorted({k.note for k in found if not set(k.filenames) <= before}))
+    return frozenset(marked), notes
 
 
 # -- selection ------------------------------------------------------------------------------
@@ -566,6 +592,7 @@ def _make_lock(
     selections: Sequence[EnvSelection],
     infos: Mapping[tuple[str, str], LockedRelease],
     files: Mapping[str, MirrorFile],
+    kept: frozenset[str] = frozenset(),
 ) -> Lock:
     rel_files: dict[tuple[str, str], dict[str, LockedFile]] = {}
     for sel in selections:
@@ -585,6 +612,7 @@ def _make_lock(
                     yanked_reason=f.yanked_reason,
                     metadata_sha256=m.metadata_sha256,
                     metadata_blake3=m.metadata_blake3,
+                    kept=f.filename in kept,
                 )
     releases = []
     build_requires: dict[tuple[str, str], set[str]] = {}

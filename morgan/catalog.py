@@ -33,6 +33,7 @@ from packaging.version import Version
 from morgan.environments import Environment
 from morgan.errors import BuildError
 from morgan.executor import Executor, Node, Record
+from morgan.kept import Kept, locked_files, with_kept
 from morgan.lock import Lock, LockedRelease
 from morgan.resolve import (
     Dependencies,
@@ -133,22 +134,7 @@ def private_releases(paths: Sequence[Path]) -> dict[NormalizedName, list[Release
 
 
 def locked_release(rel: LockedRelease) -> Release:
-    files = tuple(
-        UpstreamFile(
-            filename=f.filename,
-            url=f.url,
-            sha256=f.sha256,
-            size=f.size,
-            upload_time=f.upload_time,
-            requires_python=f.requires_python,
-            yanked=f.yanked,
-            yanked_reason=f.yanked_reason,
-            core_metadata=False,
-            core_metadata_sha256=None,
-        )
-        for f in rel.files
-    )
-    return Release(NormalizedName(rel.name), Version(rel.version), files)
+    return Release(NormalizedName(rel.name), Version(rel.version), locked_files(rel))
 
 
 class UpstreamCatalog:
@@ -174,6 +160,9 @@ class UpstreamCatalog:
         self.refresh = refresh
         self.offline = offline
         self._pages: dict[NormalizedName, list[Release]] = {}
+        # Projects whose page this build read, and what they no longer list (kept).
+        self.listed: set[NormalizedName] = set()
+        self.kept: list[Kept] = []
         self._metadata_by_hash: dict[str, Future[Digest]] = {}
         self._mutex = threading.Lock()
         self.private = private_releases(private)
@@ -209,15 +198,21 @@ class UpstreamCatalog:
         if cached is not None:
             return cached
         record = self.executor.run(self.page_node(name), lambda: self._fetch_page(name))
-        if record.get("missing"):
+        listed = None
+        if not record.get("missing"):
+            page = ProjectPage.from_json(
+                json.loads(self.store.read_bytes(Digest.parse(record["page"])))
+            )
+            listed = group_releases(page)
+        releases, kept = with_kept(name, listed, self.lock)
+        if not releases and listed is None:
             raise ProjectNotFoundError(name, record["missing"])
-        page = ProjectPage.from_json(
-            json.loads(self.store.read_bytes(Digest.parse(record["page"])))
-        )
-        releases = group_releases(page)
         with self._mutex:
-            self._pages[name] = releases
-        return releases
+            if name not in self._pages:
+                self._pages[name] = releases
+                self.listed.add(name)
+                self.kept.extend(kept)
+            return self._pages[name]
 
     def prefetch(
         self,

@@ -35,6 +35,9 @@ class LockedFile:
     yanked_reason: str
     metadata_sha256: str | None
     metadata_blake3: str | None
+    # Upstream no longer lists this file (deleted, or its release or project deleted): it
+    # is served from the store as it was locked (see morgan/kept.py).
+    kept: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,7 @@ def dumps(lock: Lock) -> str:
                 ("yanked-reason", f.yanked_reason or None),
                 ("metadata-sha256", f.metadata_sha256),
                 ("metadata-blake3", f.metadata_blake3),
+                ("kept", True if f.kept else None),
             ]
             out.append(f"  {_inline(items)},\n")
         out.append("]\n")
@@ -244,6 +248,7 @@ def loads(text: str) -> Lock:
                 yanked_reason=f.get("yanked-reason", ""),
                 metadata_sha256=f.get("metadata-sha256"),
                 metadata_blake3=f.get("metadata-blake3"),
+                kept=bool(f.get("kept", False)),
             )
             for f in r["files"]
         )

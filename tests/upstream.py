@@ -306,6 +306,26 @@ class FakeUpstream:
             self.add_dist(path)
         return [self.files_dir / path.name for path in paths]
 
+    def remove(self, name: str, version: str | None = None, filename: str | None = None) -> None:
+        """Delete from the index, as an author can on PyPI: one file (`filename`), one
+        release (`version`) or the whole project (neither). Its URLs then answer 404."""
+        normalized = canonicalize_name(name)
+        with self._lock:
+            project = self._projects[normalized]
+            gone = [
+                f
+                for f in project.files
+                if (filename is None or f.filename == filename)
+                and (version is None or str(f.version) == version)
+            ]
+            if not gone:
+                raise ValueError(f"{name} {version or ''} {filename or ''}: nothing to remove")
+            project.files = [f for f in project.files if f not in gone]
+            for f in gone:
+                del self._by_filename[f.filename]
+            if filename is None and version is None:
+                del self._projects[normalized]
+
     # --- observation and faults --------------------------------------------------------
 
     def clear_requests(self) -> None:

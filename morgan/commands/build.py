@@ -165,6 +165,7 @@ def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> Non
                 "seconds": round(elapsed, 3),
                 "ran": [{"node": r.id, "reason": r.reason} for r in result.ran],
                 "unknown-metadata": list(result.unknown_metadata),
+                "kept": list(result.kept),
             },
             sys.stdout,
             indent=2,
@@ -173,6 +174,8 @@ def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> Non
     if args.explain:
         for r in result.ran:
             print(f"ran {r.id}: {r.reason}", file=sys.stderr)
+    for note in result.kept:
+        print(f"morgan: {note} (served from the store)", file=sys.stderr)
     for u in result.unknown_metadata:
         print(f"morgan: warning: dependencies unknown without running code: {u}", file=sys.stderr)
     if args.quiet:
