@@ -73,8 +73,8 @@ def copy_workspace(built: Built, dest: Path) -> Path:
 def test_build_json_digest_is_the_served_manifest_and_counts_are_the_locks(built: Built) -> None:
     data = built.build
     assert sorted(data) == [
-        "bytes", "changed", "digest", "fetched", "files", "generation", "mirror", "projects",
-        "ran", "requests", "reused", "seconds", "unknown-metadata",
+        "bytes", "changed", "digest", "fetched", "files", "generation", "kept", "mirror",
+        "projects", "ran", "requests", "reused", "seconds", "unknown-metadata",
     ]  # fmt: skip
     manifest = (built.mirror / "index" / "manifest.json").resolve()
     assert data["digest"] == f"blake3:{manifest.name}"
@@ -88,6 +88,7 @@ def test_build_json_digest_is_the_served_manifest_and_counts_are_the_locks(built
     assert data["fetched"] == len(files)  # a cold build fetches every file once
     assert data["requests"] == built.requests
     assert data["unknown-metadata"] == []
+    assert data["kept"] == []
     fetched = {r["node"].rsplit(":", 1)[0] for r in data["ran"] if r["node"].startswith("file:")}
     assert fetched == {f"file:{f.filename}" for f in files}
 
