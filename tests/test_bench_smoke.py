@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import run
+from bench import run, scale
 
 ROWS = [
     "cold build (s)",
@@ -50,3 +50,21 @@ def test_quick_bench_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixt
     figures = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert sorted(figures["tools"]) == ["morgan (ours)", "pip download"]
     assert figures["environments"] == ["windows"]
+
+
+@pytest.mark.slow
+def test_quick_scale_bench_prints_every_phase_for_every_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Shape only: every phase ran and succeeded at both sizes; the no-op sent nothing and
+    the add-one rebuild asked only for the new projects (never a time)."""
+    assert scale.main(["--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "All phases succeeded." in out
+    rows = {_cells(line)[0]: _cells(line)[1:] for line in out.splitlines() if line.startswith("| ")}
+    for phase in scale.PHASES:
+        assert len(rows[f"{phase} (s)"]) == 3
+    assert rows["requests: no-op"][:2] == ["0", "0"]
+    assert rows["requests: add-one"][0] == rows["requests: add-one"][1] != "0"
+    figures = json.loads((tmp_path / "scale.json").read_text(encoding="utf-8"))
+    assert [f["size"] for f in figures] == [60, 120]
