@@ -67,7 +67,7 @@ from morgan.resolve import (
     usable_files,
 )
 from morgan.spec import Spec
-from rules.materialize import Mode
+from rules.lib.materialize import Mode
 from rules.model import MirrorFile, NormalizedName, UpstreamFile
 from store import fsio
 from store.lock import StoreLock

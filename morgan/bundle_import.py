@@ -30,7 +30,7 @@ from morgan.bundle import (
     read_header,
     read_small,
 )
-from rules.materialize import Mode, check_entry_path, materialize, switch_index
+from rules.lib.materialize import Mode, check_entry_path, materialize, switch_index
 from store.digest import Digest
 from store.errors import StoreError
 from store.lock import StoreLock

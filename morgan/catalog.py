@@ -45,15 +45,15 @@ from morgan.resolve import (
 )
 from morgan.spec import listed_files
 from rules.errors import MetadataError, RuleError, UpstreamError
-from rules.fetch import Downloader, fetch_file, fetch_metadata
-from rules.metadata import (
+from rules.lib.fetch import Downloader, fetch_file, fetch_metadata
+from rules.lib.metadata import (
     filename_project,
     parse_core_metadata,
     sdist_info,
     wheel_metadata_bytes,
 )
+from rules.lib.project_page import parse_project_page
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
-from rules.project_page import parse_project_page
 from store.digest import Digest, canonical_json
 from store.errors import IntegrityError
 from store.objects import Store

@@ -22,14 +22,14 @@ from morgan.errors import BuildError
 from morgan.executor import Executor, Node, Record
 from morgan.location import current_generation
 from rules.errors import RuleError
-from rules.materialize import Mode, TreeWriter, materialize, switch_index
-from rules.model import MirrorFile, NormalizedName, UpstreamFile
-from rules.render import (
+from rules.lib.materialize import Mode, TreeWriter, materialize, switch_index
+from rules.lib.render import (
     render_index_html,
     render_index_json,
     render_project_html,
     render_project_json,
 )
+from rules.model import MirrorFile, NormalizedName, UpstreamFile
 from store.digest import Digest, blake3_hex, canonical_json
 from store.manifests import write_manifest
 from store.objects import Store

@@ -35,7 +35,7 @@ from typing import Any
 # What `morgan build` imports lazily: loaded here once, before any fork.
 import morgan.build
 import morgan.commands.build  # noqa: F401
-import rules.http  # noqa: F401
+import rules.lib.http  # noqa: F401
 from morgan import cli
 from tests.build_checks import ROOT, morgan_env
 

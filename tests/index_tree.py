@@ -2,7 +2,7 @@
 
 Wheels are real (valid METADATA, WHEEL and RECORD: pip and uv install them); pages are
 rendered by the small templates here, following STANDARDS.md (the project's renderer lives
-in ``rules/render.py``). Every file, ``.metadata`` and page is a blob in
+in ``rules/lib/render.py``). Every file, ``.metadata`` and page is a blob in
 ``store/objects/ab/<blake3>`` (mode 0444) and the generation links to it with relative
 symlinks, or holds copies with ``materialize="copy"``.
 """

@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 import pytest
 
-from rules import archives
-from rules.archives import MAX_MEMBER_SIZE, MAX_MEMBERS, safe_member_name
 from rules.errors import MetadataError
-from rules.metadata import sdist_info, wheel_metadata_bytes
+from rules.lib import archives
+from rules.lib.archives import MAX_MEMBER_SIZE, MAX_MEMBERS, safe_member_name
+from rules.lib.metadata import sdist_info, wheel_metadata_bytes
 
 GIB = 1 << 30
 MIB = 1 << 20

@@ -15,7 +15,7 @@ import pytest
 
 from morgan.commands.gc import plan
 from morgan.lock import load as load_lock
-from rules.materialize import switch_index
+from rules.lib.materialize import switch_index
 from store.digest import Digest
 from store.lock import StoreLock
 from store.objects import Store

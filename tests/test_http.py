@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rules.errors import UpstreamError
-from rules.http import PAGE_ACCEPT, HttpClient, PageResponse
+from rules.lib.http import PAGE_ACCEPT, HttpClient, PageResponse
 
 JSON = "application/vnd.pypi.simple.v1+json"
 CREDENTIALS_HINT = " (check the credentials for this host in ~/.netrc or the index URL)"

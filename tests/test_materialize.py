@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rules.errors import RuleError
-from rules.materialize import TreeWriter, materialize
+from rules.lib.materialize import TreeWriter, materialize
 from store.digest import Digest
 from store.objects import Store
 

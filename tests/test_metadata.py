@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from rules.errors import MetadataError
-from rules.metadata import (
+from rules.lib.metadata import (
     CoreMetadata,
     SdistInfo,
     check_metadata_name,

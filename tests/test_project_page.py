@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from rules.errors import UpstreamError
+from rules.lib.project_page import parse_index_page, parse_project_page, strip_credentials
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
-from rules.project_page import parse_index_page, parse_project_page, strip_credentials
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "text/html; charset=utf-8"

@@ -17,14 +17,14 @@ from typing import BinaryIO, NamedTuple
 
 import pytest
 
-from rules.model import MirrorFile, NormalizedName
-from rules.project_page import parse_project_page
-from rules.render import (
+from rules.lib.project_page import parse_project_page
+from rules.lib.render import (
     render_index_html,
     render_index_json,
     render_project_html,
     render_project_json,
 )
+from rules.model import MirrorFile, NormalizedName
 from tests import clients
 
 DEMO = NormalizedName("demo-pkg")

@@ -71,7 +71,7 @@ def upstream_credentials(
 
 
 def make_client(offline: bool, upstreams: Sequence[Upstream] = ()) -> object:
-    from rules.http import HttpClient
+    from rules.lib.http import HttpClient
 
     if offline:
         return _OfflineClient()

@@ -104,8 +104,8 @@ def verify(where: Location, lock: Lock) -> Report:
 
 def repair(store: Store, lock: Lock, report: Report) -> Repair:
     """Re-fetch every locked file whose blob is corrupt or missing, verified by sha256."""
-    from rules.fetch import fetch_file
-    from rules.http import HttpClient
+    from rules.lib.fetch import fetch_file
+    from rules.lib.http import HttpClient
 
     result = Repair()
     fixable = missing_files(lock, report.bad_blobs)

@@ -5,7 +5,7 @@ a wheel's ``*.dist-info/METADATA`` (always static); for an sdist, ``PKG-INFO`` w
 Metadata-Version is at least 2.2 and nothing that matters is Dynamic, else
 ``pyproject.toml [project]`` when dependencies are static, else setuptools'
 ``*.egg-info/requires.txt``. Anything else is reported as unknowable (``metadata=None``).
-Archives are read in memory through :mod:`rules.archives` (bounded, never extracted).
+Archives are read in memory through :mod:`rules.lib.archives` (bounded, never extracted).
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from rules.archives import (
+from rules.errors import MetadataError
+from rules.lib.archives import (
     MAX_MEMBER_SIZE,
     open_zip,
     read_tar_members,
     read_zip_member,
     zip_regular_files,
 )
-from rules.errors import MetadataError
-from rules.sdist_sources import (
+from rules.lib.sdist_sources import (
     DEFAULT_BUILD_REQUIRES,
     MAX_REQUIREMENTS,
     build_system,

@@ -2,7 +2,7 @@
 
 ``pyproject.toml`` (``[project]`` dependencies and ``[build-system]``) and setuptools'
 ``*.egg-info/requires.txt``. Pure functions over bytes and dicts: the archive reading and
-the choice between sources live in :mod:`rules.metadata`.
+the choice between sources live in :mod:`rules.lib.metadata`.
 """
 
 from __future__ import annotations

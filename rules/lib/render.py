@@ -18,8 +18,8 @@ from urllib.parse import quote
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from packaging.version import Version
 
+from rules.lib.project_page import is_normalized_name
 from rules.model import MirrorFile, NormalizedName
-from rules.project_page import is_normalized_name
 
 API_VERSION = "1.1"
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"

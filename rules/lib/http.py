@@ -28,7 +28,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from rules.errors import RuleError, UpstreamError
-from rules.project_page import strip_credentials
+from rules.lib.project_page import strip_credentials
 
 logger = logging.getLogger(__name__)
 
