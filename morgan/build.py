@@ -70,6 +70,7 @@ from morgan.spec import Spec
 from rules.lib.materialize import Mode
 from rules.model import MirrorFile, NormalizedName, UpstreamFile
 from store import fsio
+from store.errors import StoreError
 from store.lock import StoreLock
 from store.objects import Store
 
@@ -183,27 +184,28 @@ def _build_locked(
         # The new lock is written out before the switch (a full disk fails here, with
         # nothing switched) and renamed into place after it (the lock always describes
         # the served generation; a rename needs no space).
-        staged = lock_path.with_name(f".{lock_path.name}.tmp-{os.getpid()}")
         try:
-            files = wait_files(fetching)
-            kept_files, kept_notes = _kept(catalog, old, files)
-            text = dump_lock(_make_lock(spec, selections, infos, files, kept_files))
-            staged.write_text(text, encoding="utf-8")
-            generation = render_and_switch(
-                mirror,
-                store=store,
-                views=views,
-                files=files,
-                pages=pages,
-                mode=opts.materialize,
-                tree=tree,
-            )
+            with fsio.replacing(lock_path) as staged:
+                files = wait_files(fetching)
+                kept_files, kept_notes = _kept(catalog, old, files)
+                text = dump_lock(_make_lock(spec, selections, infos, files, kept_files))
+                try:
+                    staged.write(text.encode("utf-8"))
+                except StoreError as exc:  # the lock is not in the store: not a "store:" error
+                    raise BuildError(str(exc)) from exc
+                generation = render_and_switch(
+                    mirror,
+                    store=store,
+                    views=views,
+                    files=files,
+                    pages=pages,
+                    mode=opts.materialize,
+                    tree=tree,
+                )
         except BaseException:
             if tree is not None:
                 tree.discard()
-            staged.unlink(missing_ok=True)
             raise
-        staged.replace(lock_path)
         _copy_sources(spec, mirror, lock_path)
         stamp(mirror, spec.path.read_bytes(), text.encode("utf-8"), generation[0])
         union = {(p.release.name, str(p.release.version)) for s in selections for p in s.pins}
@@ -574,14 +576,11 @@ def _copy_sources(spec: Spec, mirror: Path, lock_path: Path) -> None:
     for src, name in ((spec.path, "mirror.toml"), (lock_path, "mirror.lock")):
         if src.resolve() == (mirror / name).resolve():
             continue
-        tmp = mirror / f".{name}.tmp-{os.getpid()}"
+        data = src.read_bytes()
         if name == "mirror.toml":
             # The mirror's copy never holds index-url credentials (it travels in bundles).
-            public = public_spec_text(src.read_bytes().decode("utf-8"))
-            tmp.write_bytes(public.encode("utf-8"))
-        else:
-            shutil.copyfile(src, tmp)
-        tmp.replace(mirror / name)
+            data = public_spec_text(data.decode("utf-8")).encode("utf-8")
+        fsio.replace_file(mirror / name, data)
 
 
 # -- the lock -------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,9 @@ import blake3
 from morgan.credentials import public_spec_text
 from morgan.errors import MorganError
 from morgan.lock import Lock
+from store import fsio
 from store.digest import Digest
+from store.errors import StoreError
 from store.lock import StoreLock
 from store.manifests import manifest_digests
 from store.objects import CHUNK_SIZE, Store
@@ -138,25 +139,24 @@ def export_bundle(
                 for name, data in sides.items()
             },
         }
-        tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
         try:
-            with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            with (
+                fsio.replacing(output) as sink,
+                tarfile.open(fileobj=sink, mode="w", format=tarfile.USTAR_FORMAT) as tar,
+            ):
                 _add_bytes(tar, HEADER, json.dumps(header, indent=1, sort_keys=True).encode())
                 for name, data in sides.items():
                     _add_bytes(tar, name, data)
                 for d in carried:
                     with store.open(d) as handle:
                         tar.addfile(_member(f"blobs/{d.hex}", store.size(d)), handle)
-            tmp.replace(output)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
+        except (OSError, StoreError) as exc:
+            cause = exc if isinstance(exc, OSError) else exc.__cause__
+            reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else exc
             raise BundleError(
-                f"{output}: cannot write the bundle ({exc.strerror or exc}) — check the folder "
+                f"{output}: cannot write the bundle ({reason}) — check the folder "
                 "exists, is writable and has space"
             ) from None
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
     return ExportResult(
         generation=str(manifest),
         blobs=len(carried),

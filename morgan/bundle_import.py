@@ -11,7 +11,6 @@ switched. Any failure raises :class:`BundleError` and leaves the served index un
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from morgan.bundle import (
     read_small,
 )
 from rules.lib.materialize import Mode, check_entry_path, materialize, switch_index
+from store import fsio
 from store.digest import Digest
 from store.errors import StoreError
 from store.lock import StoreLock
@@ -207,6 +207,4 @@ def _switch(
 
 def _write_sides(mirror: Path, sides: Mapping[str, bytes]) -> None:
     for name, data in sides.items():
-        tmp = mirror / f".{name}.tmp-{os.getpid()}"
-        tmp.write_bytes(data)
-        tmp.replace(mirror / name)
+        fsio.replace_file(mirror / name, data)

@@ -8,8 +8,6 @@ written back atomically only when the result still loads as a valid spec
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from tomlkit.items import Array
 from morgan.errors import SpecError, UsageError
 from morgan.spec import Spec, load_spec, parse_spec
 from morgan.toml_reader import display_path
+from store import fsio
 
 __all__ = [
     "RequirementChange",
@@ -62,16 +61,7 @@ def read_document(spec_path: Path) -> tomlkit.TOMLDocument:
 def write_checked(spec_path: Path, text: str) -> Spec:
     """Replace the spec atomically, but only with ``text`` that loads as a valid spec."""
     spec = parse_spec(text, spec_path)
-    fd, tmp = tempfile.mkstemp(dir=spec_path.parent, prefix=".mirror.toml.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(spec_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fsio.replace_file(spec_path, text.encode("utf-8"))
     return spec
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import blake3
 
+from store import fsio
+
 STAMP = "build-stamp.json"
 
 
@@ -38,9 +40,7 @@ def stamp(mirror: Path, spec_bytes: bytes, lock_bytes: bytes, generation: int) -
         "lock": blake3.blake3(lock_bytes).hexdigest(),
         "generation": generation,
     }
-    tmp = mirror / f".{STAMP}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(data, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(mirror / STAMP)
+    fsio.replace_file(mirror / STAMP, (json.dumps(data, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def up_to_date(workspace: Path, out: Path | None) -> UpToDate | None:

@@ -9,7 +9,6 @@ manifest and the links.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -30,6 +29,7 @@ from rules.lib.render import (
     render_project_json,
 )
 from rules.model import MirrorFile, NormalizedName, UpstreamFile
+from store import fsio
 from store.digest import Digest, blake3_hex, canonical_json
 from store.manifests import write_manifest
 from store.objects import Store
@@ -381,6 +381,4 @@ def _generation_digest(gen: Path) -> str | None:
 def _install_server(mirror: Path) -> None:
     src = Path(__file__).with_name("server.py")
     if src.exists():
-        tmp = mirror / f".server.py.tmp-{os.getpid()}"
-        shutil.copyfile(src, tmp)
-        tmp.replace(mirror / "server.py")
+        fsio.replace_file(mirror / "server.py", src.read_bytes())

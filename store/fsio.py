@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from store.errors import DiskFullError, ReadOnlyStoreError, StoreError
 
@@ -92,36 +95,105 @@ def make_dir(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def atomic_write(
-    tmp_dir: Path, target: Path, data: bytes, *, mode: int = 0o444, durable: bool = True
-) -> None:
-    """Replace ``target`` with ``data`` atomically: readers see the old or the new file.
+class _TempSink(io.RawIOBase):
+    """The write end of a temp file: every byte goes through :func:`write_all`; a failed
+    write becomes the store error that names the file being replaced."""
 
-    Writes a temp file in ``tmp_dir`` (same filesystem), fsyncs it, sets ``mode``, renames it
-    over ``target`` and fsyncs the directory. On any failure the temp file is removed and
-    ``target`` is untouched. ``durable=False`` skips both fsyncs: still atomic for readers
-    and across a killed process, but a power loss may lose the write (for caches only).
+    def __init__(self, fd: int, target: Path) -> None:
+        super().__init__()
+        self._fd = fd
+        self._target = target
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self._fd, offset, whence)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(data).cast("B")
+        try:
+            write_all(self._fd, view)
+        except OSError as exc:
+            raise write_error(exc, self._target) from exc
+        return len(view)
+
+
+def temp_beside(target: Path) -> Path:
+    """The temp name of a write that replaces ``target`` outside the store.
+
+    ``.<name>.tmp-<pid>`` in the target's own folder (a rename never crosses filesystems);
+    the pid lets a later build tell a dead writer's leftover from a live one's.
     """
-    fd, tmp = create_temp(tmp_dir)
+    return target.with_name(f".{target.name}{TEMP_SUFFIX}-{os.getpid()}")
+
+
+@contextlib.contextmanager
+def replacing(
+    target: Path, *, tmp_dir: Path | None = None, mode: int = 0o644, durable: bool = True
+) -> Iterator[BinaryIO]:
+    """Write a new ``target`` through the yielded file; it replaces ``target`` atomically.
+
+    The one temp-file-plus-rename of Morgan: readers see the old or the new file, never a
+    part. The temp file lives in ``tmp_dir`` (the store's) or, without one, beside
+    ``target`` (:func:`temp_beside`). When the block ends normally the file is fsynced, set
+    to ``mode``, renamed over ``target`` and the directory fsynced; on any error it is
+    removed and ``target`` is untouched. A failed write or commit becomes the store error
+    naming ``target``; anything else raised inside the block passes through as it is.
+    ``durable=False`` skips both fsyncs: still atomic for readers and across a killed
+    process, but a power loss may lose the write (for caches only).
+    """
+    if tmp_dir is not None:
+        fd, tmp = create_temp(tmp_dir)
+    else:
+        tmp = temp_beside(target)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise write_error(exc, target) from exc
     done = False
     try:
+        # What the block raises passes through untranslated (its writes are translated by
+        # the sink, naming ``target``).
+        yield cast(BinaryIO, _TempSink(fd, target))
         try:
-            write_all(fd, data)
             if durable:
                 os.fsync(fd)
             os.fchmod(fd, mode)
-        finally:
             os.close(fd)
-        make_dir(target.parent)
-        tmp.replace(target)
+            fd = -1
+            make_dir(target.parent)
+            tmp.replace(target)
+        except OSError as exc:
+            raise write_error(exc, target) from exc
         done = True
-    except OSError as exc:
-        raise write_error(exc, target) from exc
     finally:
+        if fd >= 0:
+            os.close(fd)
         if not done:
             discard(tmp)
     if durable:
         fsync_dir(target.parent)
+
+
+def replace_file(target: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
+    """Replace ``target`` (outside the store) with ``data`` atomically: see :func:`replacing`."""
+    with replacing(target, mode=mode, durable=durable) as handle:
+        handle.write(data)
+
+
+def atomic_write(
+    tmp_dir: Path, target: Path, data: bytes, *, mode: int = 0o444, durable: bool = True
+) -> None:
+    """Replace ``target`` with ``data`` atomically, the temp file in ``tmp_dir`` (the store's)."""
+    with replacing(target, tmp_dir=tmp_dir, mode=mode, durable=durable) as handle:
+        handle.write(data)
 
 
 def remove_file(path: Path) -> int:

@@ -23,7 +23,6 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -509,17 +508,17 @@ def test_disk_full_while_materializing(
 def test_disk_full_writing_the_lock_switches_nothing(
     case: Case, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = Path.write_text
+    real = fsio.write_all
 
-    def write_text(self: Path, *args: Any, **kwargs: Any) -> int:
-        if self.name.startswith(".mirror.lock.tmp-"):
-            raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return real(self, *args, **kwargs)
+    def write_all(fd: int, data: bytes | memoryview) -> None:
+        if Path(f"/proc/self/fd/{fd}").readlink().name.startswith(".mirror.lock.tmp-"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, data)
 
-    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setattr(fsio, "write_all", write_all)
     code, stderr = _build_in_process(case, capsys, monkeypatch)
-    lock_tmp = f"{case.workspace}/.mirror.lock.tmp-{os.getpid()}"
-    message = f"disk full while writing to {lock_tmp}: free space or move the store"
+    lock = case.workspace / "mirror.lock"
+    message = f"disk full while writing to {lock}: free space or move the store"
     case.assert_failed_cleanly(code, stderr, message)
     monkeypatch.undo()
     case.assert_new_generation(*case.build())

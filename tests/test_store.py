@@ -286,3 +286,31 @@ def test_put_bytes_of_present_content_writes_nothing(
     # expectations are still checked on the short path
     with pytest.raises(AssertionError, match="no write expected"):
         store.put_bytes(b"rendered page", expect_size=3)
+
+
+def test_replace_file_outside_the_store_is_all_or_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "mirror.lock"
+    target.write_bytes(b"old\n")
+    fsio.replace_file(target, b"new\n")
+    assert target.read_bytes() == b"new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror.lock"]
+
+    def full(fd: int, data: bytes | memoryview) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fsio, "write_all", full)
+    with pytest.raises(DiskFullError, match=f"disk full while writing to {target}: "):
+        fsio.replace_file(target, b"newer\n")
+    monkeypatch.undo()
+
+    def interrupted() -> None:
+        with fsio.replacing(target) as handle:
+            handle.write(b"half")
+            raise ValueError("not this")
+
+    with pytest.raises(ValueError, match="not this"):
+        interrupted()
+    assert target.read_bytes() == b"new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror.lock"]

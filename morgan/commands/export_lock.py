@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ from morgan.errors import UsageError
 from morgan.pylock import FileLocation, pylock_text
 from morgan.spec import load_spec
 from morgan.toml_reader import display_path
+from store import fsio
 
 # pip and uv read a file as a PEP 751 lock only under these names (PEP 751 "File name").
 _PYLOCK_NAME = re.compile(r"pylock(\.[^.\s/\\]+)?\.toml")
@@ -77,9 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if stdout:
         print(text, end="")
         return 0
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(output)
+    fsio.replace_file(output, text.encode("utf-8"))
     count = text.count("[[packages]]")
     if args.json:
         print(json.dumps({"written": str(output), "environment": env.name, "packages": count}))
