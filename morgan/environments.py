@@ -66,7 +66,7 @@ ENV_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _WINDOWS_RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL"] + [f"{d}{i}" for d in ("COM", "LPT") for i in range(1, 10)]
 )
-_PYTHON_RE = re.compile(r"3\.(0|[1-9][0-9]?)(?:\.(0|[1-9][0-9]{0,2}))?")
+_PYTHON_RE = re.compile(r"(2\.7|3\.(?:[5-9]|[1-9][0-9]))(?:\.(0|[1-9][0-9]{0,2}))?")
 _MANYLINUX_RE = re.compile(r"manylinux_2_(\d{1,3})_([a-z0-9_]+)")
 _LEGACY_RE = re.compile(r"(manylinux2014|manylinux2010|manylinux1)_([a-z0-9_]+)")
 _MUSL_RE = re.compile(r"musllinux_1_(\d{1,3})_([a-z0-9_]+)")
@@ -85,7 +85,7 @@ class InvalidEnvironmentError(ValueError):
 
 
 class InvalidPythonError(InvalidEnvironmentError):
-    """``python`` is not ``3.Y`` or ``3.Y.Z``."""
+    """``python`` is not ``2.7``, ``2.7.Z``, ``3.Y`` or ``3.Y.Z`` (Y ≥ 5)."""
 
     field = "python"
 
@@ -132,6 +132,12 @@ class Environment:
             raise InvalidEnvironmentError(
                 f"{self.implementation!r} is not a supported implementation — "
                 "use 'cp' (CPython) or 'pp' (PyPy)",
+                "implementation",
+            )
+        if self.implementation == "pp" and _parse_python(self.python)[0] == 2:
+            raise InvalidEnvironmentError(
+                f"PyPy targets are Python 3 here, not {self.python} — use implementation = "
+                "'cp' for a Python 2.7 target",
                 "implementation",
             )
         if self.free_threaded and (
@@ -213,9 +219,22 @@ def _parse_python(python: str) -> tuple[int, int, int]:
     if match is None:
         shown = python if len(python) <= 40 else python[:40] + "…"
         raise InvalidPythonError(
-            f"{shown!r} is not a Python version — write '3.Y' or '3.Y.Z', e.g. '3.12' or '3.9.18'"
+            f"{shown!r} is not a Python version — write '3.Y' or '3.Y.Z' (3.5 or newer) "
+            "or '2.7.Z', e.g. '3.12', '3.9.18' or '2.7.18'"
         )
-    return 3, int(match.group(1)), int(match.group(2) or 0)
+    major, minor = match.group(1).split(".")
+    return int(major), int(minor), int(match.group(2) or 0)
+
+
+def _abi(env: Environment, major: int, minor: int) -> str:
+    """The CPython ABI tag: ``cp27mu`` on Linux (UCS-4, as every Linux distribution built
+    2.7), ``cp27m`` elsewhere, ``cpXYm`` before 3.8, ``cpXYt`` free-threaded."""
+    nodot = f"{major}{minor}"
+    if env.free_threaded:
+        return f"cp{nodot}t"
+    if major == 2:
+        return f"cp{nodot}" + ("mu" if _family(env.platform) == "linux" else "m")
+    return f"cp{nodot}" + ("m" if minor < 8 else "")
 
 
 @functools.lru_cache(maxsize=256)
@@ -223,9 +242,13 @@ def _markers(env: Environment) -> tuple[tuple[str, str], ...]:
     family = _family(env.platform)
     impl_name, impl_python = _IMPLEMENTATIONS[env.implementation]
     full = env.python_full_version()
+    impl_version = full if env.implementation == "cp" else _PYPY_VERSION
+    if full.startswith("2."):
+        # Python 2 has no sys.implementation: its pip (packaging) sees "" and "0".
+        impl_name, impl_version = "", "0"
     values = {
         "implementation_name": impl_name,
-        "implementation_version": full if env.implementation == "cp" else _PYPY_VERSION,
+        "implementation_version": impl_version,
         "os_name": "nt" if family == "windows" else "posix",
         "platform_machine": _machine(env.platform),
         "platform_python_implementation": impl_python,
@@ -236,6 +259,8 @@ def _markers(env: Environment) -> tuple[tuple[str, str], ...]:
         "python_version": ".".join(full.split(".")[:2]),
         "sys_platform": {"windows": "win32", "macos": "darwin"}.get(family, "linux"),
     }
+    if full.startswith("2.") and family == "linux":
+        values["sys_platform"] = "linux2"  # Python 3.3 dropped the kernel major version
     values.update(env.marker_overrides)
     return tuple(sorted(values.items()))
 
@@ -265,7 +290,7 @@ def _tags(env: Environment) -> tuple[Tag, ...]:
     nodot = f"{major}{minor}"
     platforms = _platforms(env.platform)
     if env.implementation == "cp":
-        abi = f"cp{nodot}t" if env.free_threaded else f"cp{nodot}" + ("m" if minor < 8 else "")
+        abi = _abi(env, major, minor)
         interpreter = f"cp{nodot}"
         specific = list(cpython_tags(version, abis=[abi], platforms=platforms))
     else:

@@ -19,6 +19,7 @@ that the host has a given glibc/musl: Morgan's platform list must equal it exact
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from morgan.environments import (
     InvalidPythonError,
     current_environment,
 )
+from tests.pythons import require_python
 
 # (id, python, platform, implementation, free_threaded)
 MATRIX = [
@@ -59,6 +61,16 @@ MATRIX = [
     ("cp313t-manylinux_2_28_x86_64", "3.13", "manylinux_2_28_x86_64", "cp", True),
     ("cp37m-win_amd64", "3.7", "win_amd64", "cp", False),
     ("pp310-manylinux_2_17_x86_64", "3.10", "manylinux_2_17_x86_64", "pp", False),
+    # Old fleets: Python 2.7 (cp27mu on Linux, cp27m elsewhere) and 3.5-3.7.
+    ("cp27mu-manylinux1_x86_64", "2.7.18", "manylinux1_x86_64", "cp", False),
+    ("cp27mu-manylinux2010_i686", "2.7", "manylinux2010_i686", "cp", False),
+    ("cp27mu-manylinux_2_17_x86_64", "2.7.18", "manylinux_2_17_x86_64", "cp", False),
+    ("cp27m-win32", "2.7.18", "win32", "cp", False),
+    ("cp27m-win_amd64", "2.7.18", "win_amd64", "cp", False),
+    ("cp27m-macosx_10_9_x86_64", "2.7.18", "macosx_10_9_x86_64", "cp", False),
+    ("cp35m-manylinux1_x86_64", "3.5.10", "manylinux1_x86_64", "cp", False),
+    ("cp36m-manylinux2010_x86_64", "3.6.15", "manylinux2010_x86_64", "cp", False),
+    ("cp37m-macosx_10_9_x86_64", "3.7", "macosx_10_9_x86_64", "cp", False),
 ]
 
 _ALIASES = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
@@ -66,7 +78,10 @@ _ALIASES = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
 
 def _oracle_platforms(platform: str) -> list[str]:
     """What to pass pip as repeated --platform: every glibc/musl level, written out here."""
+    legacy = {alias: glibc for glibc, alias in _ALIASES.items()}
     parts = platform.split("_")
+    if parts[0] in legacy:
+        parts = ["manylinux", "2", str(legacy[parts[0]]), *parts[1:]]
     if parts[0] == "manylinux":
         newest, arch = int(parts[2]), "_".join(parts[3:])
         oldest = 5 if arch in ("x86_64", "i686") else 17
@@ -87,6 +102,8 @@ def _pip_tags(python: str, platform: str, implementation: str, free_threaded: bo
     nodot = f"{major}{minor}"
     if implementation == "pp":
         abi = f"pypy{nodot}_pp73"
+    elif major == "2":
+        abi = f"cp{nodot}" + ("m" if platform.startswith(("win", "macosx")) else "mu")
     else:
         abi = f"cp{nodot}" + ("t" if free_threaded else "") + ("m" if int(minor) < 8 else "")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
@@ -122,7 +139,7 @@ def test_tags_agree_with_pip(
     assert len(ours) == len(set(ours))
     assert set(ours) == set(pips)
     assert _without_pip_alias_quirk(ours) == _without_pip_alias_quirk(pips)
-    if not platform.startswith("manylinux") or "x86_64" not in platform:
+    if not platform.startswith("manylinux") or not platform.endswith(("x86_64", "i686")):
         assert ours == pips
 
 
@@ -369,13 +386,13 @@ def test_bad_platform_messages(platform: str, message: str) -> None:
     assert exc.value.field == "platform"
 
 
-@pytest.mark.parametrize("python", ["3", "2.7", "3.12.1.1", "3.123", "3.12rc1", "3." + "1" * 50])
+@pytest.mark.parametrize("python", ["3", "2.6", "3.4", "2.7.x", "3.12.1.1", "3.123", "3.12rc1", "3." + "1" * 50])
 def test_bad_python_is_rejected(python: str) -> None:
     with pytest.raises(InvalidPythonError) as exc:
         Environment("t", python, "win_amd64")
     shown = python if len(python) <= 40 else python[:40] + "…"
     assert str(exc.value) == (
-        f"{shown!r} is not a Python version — write '3.Y' or '3.Y.Z', e.g. '3.12' or '3.9.18'"
+        f"{shown!r} is not a Python version — write '3.Y' or '3.Y.Z' (3.5 or newer) or '2.7.Z', e.g. '3.12', '3.9.18' or '2.7.18'"
     )
 
 
@@ -418,3 +435,62 @@ def test_bad_environment_name(name: str) -> None:
         "use letters, digits, '.', '_', '-', starting with a letter or digit, at most 64 characters"
     )
     assert exc.value.field == "name"
+
+
+def test_markers_python27_equal_its_own_pip() -> None:
+    """Oracle: the marker values the real Python 2.7.18's pip evaluates on this Linux host."""
+    python27 = require_python("2.7")
+    proc = subprocess.run(
+        [
+            str(python27),
+            "-c",
+            "import json; from pip._vendor.packaging.markers import default_environment as d;"
+            " print(json.dumps(d()))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    real = json.loads(proc.stdout)
+    env = Environment("t", real["python_full_version"], "manylinux_2_17_x86_64")
+    ours = env.markers()
+    # platform_release/platform_version name the host's kernel: unknowable for a target.
+    for key in ("platform_release", "platform_version"):
+        del real[key], ours[key]
+    assert ours == real
+    assert ours["sys_platform"] == "linux2"
+    assert ours["implementation_name"] == ""
+
+
+def test_markers_python27_windows_and_macos() -> None:
+    win = Environment("t", "2.7.18", "win_amd64").markers()
+    assert (win["sys_platform"], win["os_name"], win["platform_machine"]) == (
+        "win32",
+        "nt",
+        "AMD64",
+    )
+    mac = Environment("t", "2.7.18", "macosx_10_9_x86_64").markers()
+    assert (mac["sys_platform"], mac["platform_system"]) == ("darwin", "Darwin")
+
+
+def test_python27_abi_and_requires_python() -> None:
+    linux = Environment("t", "2.7.18", "manylinux1_x86_64")
+    native = linux.wheel_rank("x-1.0-cp27-cp27mu-manylinux1_x86_64.whl")
+    pure = linux.wheel_rank("six-1.16.0-py2.py3-none-any.whl")
+    assert native is not None
+    assert pure is not None
+    assert native < pure
+    assert linux.wheel_rank("x-1.0-cp27-cp27m-manylinux1_x86_64.whl") is None
+    assert linux.wheel_rank("x-1.0-py3-none-any.whl") is None
+    assert Environment("t", "2.7", "win32").wheel_rank("x-1.0-cp27-cp27m-win32.whl") == 0
+    assert linux.accepts_requires_python(">=2.7, !=3.0.*, !=3.1.*, !=3.2.*, !=3.3.*, !=3.4.*")
+    assert not linux.accepts_requires_python(">=3.7")
+
+
+def test_pypy_python2_is_refused() -> None:
+    with pytest.raises(InvalidEnvironmentError) as exc:
+        Environment("t", "2.7.18", "manylinux1_x86_64", "pp")
+    assert str(exc.value) == (
+        "PyPy targets are Python 3 here, not 2.7.18 — use implementation = 'cp' for a "
+        "Python 2.7 target"
+    )

@@ -235,7 +235,7 @@ def test_bad_python() -> None:
     text = REQ + '\n[environments.linux]\npython = "3.12.x"\nplatform = "manylinux_2_28_x86_64"\n'
     assert _error(text) == (
         "mirror.toml:4: environments.linux.python: '3.12.x' is not a Python version — "
-        "write '3.Y' or '3.Y.Z', e.g. '3.12' or '3.9.18'"
+        "write '3.Y' or '3.Y.Z' (3.5 or newer) or '2.7.Z', e.g. '3.12', '3.9.18' or '2.7.18'"
     )
 
 
@@ -249,7 +249,7 @@ def test_absurdly_long_python_version() -> None:
     assert _error(text) == (
         "mirror.toml:4: environments.linux.python: "
         "'3.11111111111111111111111111111111111111…' is not a Python version — write "
-        "'3.Y' or '3.Y.Z', e.g. '3.12' or '3.9.18'"
+        "'3.Y' or '3.Y.Z' (3.5 or newer) or '2.7.Z', e.g. '3.12', '3.9.18' or '2.7.18'"
     )
 
 
