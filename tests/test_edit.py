@@ -170,7 +170,7 @@ def test_remove_last_requirement_is_refused(
 def test_edit_result_that_does_not_load_is_not_written(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    broken = SPEC.replace('python = "3.12"', 'python = "2.7"')
+    broken = SPEC.replace('python = "3.12"', 'python = "2.6"')
     (workspace / "mirror.toml").write_text(broken)
     code, _, err = run_cli(capsys, "add", "attrs")
     assert code == 2
