@@ -577,7 +577,8 @@ HOSTILE_SPECS = {
         ),
         (
             "mirror.toml:4: environments.host.python: '3.99999999999999999999' is not a Python "
-            "version — write '3.Y' or '3.Y.Z' (3.5 or newer) or '2.7.Z', e.g. '3.12', '3.9.18' or '2.7.18'"
+            "version — write '3.Y' or '3.Y.Z' (3.5 or newer) or '2.7.Z', e.g. '3.12', '3.9.18' "
+            "or '2.7.18'"
         ),
     ),
 }

@@ -386,13 +386,16 @@ def test_bad_platform_messages(platform: str, message: str) -> None:
     assert exc.value.field == "platform"
 
 
-@pytest.mark.parametrize("python", ["3", "2.6", "3.4", "2.7.x", "3.12.1.1", "3.123", "3.12rc1", "3." + "1" * 50])
+@pytest.mark.parametrize(
+    "python", ["3", "2.6", "3.4", "2.7.x", "3.12.1.1", "3.123", "3.12rc1", "3." + "1" * 50]
+)
 def test_bad_python_is_rejected(python: str) -> None:
     with pytest.raises(InvalidPythonError) as exc:
         Environment("t", python, "win_amd64")
     shown = python if len(python) <= 40 else python[:40] + "…"
     assert str(exc.value) == (
-        f"{shown!r} is not a Python version — write '3.Y' or '3.Y.Z' (3.5 or newer) or '2.7.Z', e.g. '3.12', '3.9.18' or '2.7.18'"
+        f"{shown!r} is not a Python version — write '3.Y' or '3.Y.Z' (3.5 or newer) or "
+        "'2.7.Z', e.g. '3.12', '3.9.18' or '2.7.18'"
     )
 
 
@@ -444,8 +447,10 @@ def test_markers_python27_equal_its_own_pip() -> None:
         [
             str(python27),
             "-c",
-            "import json; from pip._vendor.packaging.markers import default_environment as d;"
-            " print(json.dumps(d()))",
+            (
+                "import json; from pip._vendor.packaging.markers import default_environment as d;"
+                " print(json.dumps(d()))"
+            ),
         ],
         capture_output=True,
         text=True,
