@@ -20,7 +20,7 @@ from tomlkit.items import Array
 
 from morgan.errors import SpecError, UsageError
 from morgan.spec import Spec, load_spec, parse_spec
-from morgan.toml_reader import display_path
+from morgan.toml_reader import check_nesting, display_path
 from store import fsio
 
 __all__ = [
@@ -51,6 +51,7 @@ def read_document(spec_path: Path) -> tomlkit.TOMLDocument:
             f"{display_path(spec_path)}: no such file — run 'morgan init' or pass -C DIR "
             "to the workspace that holds mirror.toml"
         ) from None
+    check_nesting(text, spec_path)  # tomlkit recurses per level, like tomllib
     try:
         return tomlkit.parse(text)
     except TOMLKitError:

@@ -56,8 +56,8 @@ def up_to_date(workspace: Path, out: Path | None) -> UpToDate | None:
         recorded = json.loads((mirror / STAMP).read_bytes())
         generation = (mirror / "index").readlink()
         manifest_bytes = (mirror / generation / "manifest.json").read_bytes()
-    except (OSError, ValueError, AttributeError, TypeError):
-        return None  # anything unusual: the full build decides
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
+        return None  # anything unusual: the full build decides (and reports a bad spec)
     if (
         recorded.get("spec") != blake3.blake3(spec_bytes).hexdigest()
         or recorded.get("lock") != blake3.blake3(lock_bytes).hexdigest()

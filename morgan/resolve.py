@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from packaging.markers import Marker
+from packaging.markers import Marker, UndefinedEnvironmentName
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -169,7 +169,8 @@ def evaluate_marker(marker: Marker | None, env: Environment, extra: str) -> bool
         return True
     try:
         return bool(marker.evaluate(environment={**env.markers(), "extra": extra}))
-    except (InvalidVersion, ValueError, TypeError):
+    except (InvalidVersion, ValueError, TypeError, UndefinedEnvironmentName):
+        # A marker naming no variable ('a' in 'abc' reads 'abc' as one) keeps it too.
         # platform_release/platform_version are "" for a described target: comparing them
         # as versions fails; keeping the dependency mirrors more rather than too little.
         return True

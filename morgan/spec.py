@@ -17,13 +17,16 @@ from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import blake3
+from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion
 
 from morgan.credentials import redact_url, split_userinfo
 from morgan.environments import ENV_NAME_RE, Environment, InvalidEnvironmentError
 from morgan.errors import SpecError
-from morgan.toml_reader import KeyPath, TomlReader, display_path, kind, short
+from morgan.spec_paths import SpecPaths
+from morgan.toml_reader import KeyPath, display_path, kind, short
 from rules.model import NormalizedName
 
 __all__ = ["DEFAULT_INDEX_URL", "Policy", "Spec", "Upstream", "load_spec", "parse_spec"]
@@ -43,8 +46,26 @@ _TOP_KEYS = (
 )
 _ENV_KEYS = ("python", "platform", "implementation", "free-threaded", "markers")
 MAX_URL_LENGTH = 2000
+MAX_REQUIREMENTS = 10_000  # different requirement strings; repeats cost nothing
 # Whitespace and control characters (C0, DEL, C1): never part of a URL a user means.
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
+# Every PEP 508 variable, to find markers that name none (their values do not matter).
+_PROBE_MARKERS = dict.fromkeys(
+    [
+        "os_name",
+        "sys_platform",
+        "platform_machine",
+        "platform_python_implementation",
+        "platform_system",
+        "platform_release",
+        "platform_version",
+        "python_version",
+        "python_full_version",
+        "implementation_name",
+        "implementation_version",
+    ],
+    "0",
+)
 _POLICY_KEYS = ("prereleases", "yanked", "sdists", "build-dependencies", "versions")
 _PRERELEASES = ("if-needed", "allow", "never")
 _YANKED = ("skip", "pinned")
@@ -138,7 +159,11 @@ def _content_digests(paths: tuple[Path, ...], base: Path) -> list[list[str]]:
     out = []
     for f in listed_files(paths):
         try:
-            digest = blake3.blake3(f.read_bytes()).hexdigest()
+            hasher = blake3.blake3()
+            with f.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    hasher.update(chunk)
+            digest = hasher.hexdigest()
         except OSError as exc:
             digest = f"unreadable: {exc.strerror}"
         out.append([_relative_posix(f, base), str(digest)])
@@ -177,11 +202,7 @@ def _relative_posix(path: Path, base: Path) -> str:
         return path.as_posix()
 
 
-class _Parser(TomlReader):
-    def __init__(self, text: str, path: Path) -> None:
-        super().__init__(text, path)
-        self.spec_dir = path.absolute().parent
-
+class _Parser(SpecPaths):
     def spec(self) -> Spec:
         data = self.load()
         self.check_keys(data, _TOP_KEYS, ())
@@ -206,7 +227,21 @@ class _Parser(TomlReader):
         items = self.strings(data["requirements"], ("requirements",), example)
         if not items and not data.get("locks"):
             self.fail(("requirements",), f"the list is empty — add at least one, e.g. {example}")
-        return tuple(self.requirement(item, ("requirements", i)) for i, item in enumerate(items))
+        # Each distinct text is parsed once and each distinct requirement kept once (in
+        # first-seen order): a list repeating one line 100 000 times loads in linear time.
+        parsed: dict[str, Requirement] = {}
+        unique: dict[str, Requirement] = {}
+        for index, item in enumerate(items):
+            if item not in parsed:
+                if len(parsed) >= MAX_REQUIREMENTS:
+                    self.fail(
+                        ("requirements", index),
+                        f"more than {MAX_REQUIREMENTS} different requirements — split them over "
+                        "several specs (each with its own mirror)",
+                    )
+                requirement = parsed[item] = self.requirement(item, ("requirements", index))
+                unique.setdefault(str(requirement), requirement)
+        return tuple(unique.values())
 
     def requirement(self, text: str, at: KeyPath) -> Requirement:
         try:
@@ -233,6 +268,17 @@ class _Parser(TomlReader):
                 f"{short(text)} is a direct URL requirement, which no index can serve — "
                 "use a name and version, or put the file in private",
             )
+        if requirement.marker is not None:
+            try:
+                requirement.marker.evaluate(environment={**_PROBE_MARKERS, "extra": ""})
+            except UndefinedEnvironmentName as exc:
+                self.fail(
+                    at,
+                    f"invalid marker in {short(text)}: {exc} is not a marker variable — "
+                    "compare a variable such as python_version or sys_platform (PEP 508)",
+                )
+            except (InvalidVersion, ValueError, TypeError):
+                pass  # depends on the values of each environment: decided when building
         return requirement
 
     def upstreams(self, data: dict[str, Any]) -> tuple[Upstream, ...]:
@@ -303,7 +349,11 @@ class _Parser(TomlReader):
             host = parts.hostname or ""
             host.encode("idna")
         except (ValueError, UnicodeError) as exc:
-            self.fail(at, f"{shown} is not a valid URL ({exc}) — e.g. {DEFAULT_INDEX_URL!r}")
+            self.fail(
+                at,
+                f"{shown} is not a valid URL ({exc}) — give the index's Simple API root, "
+                f"e.g. {DEFAULT_INDEX_URL!r}",
+            )
         if parts.scheme not in ("http", "https") or not host:
             self.fail(
                 at,
@@ -439,57 +489,3 @@ class _Parser(TomlReader):
             )
             self.fail(at, f"{short(value)} is not a {key} policy — {hint}")
         return value
-
-    def private(self, data: dict[str, Any]) -> tuple[Path, ...]:
-        items = self.strings(data.get("private", []), ("private",), 'private = ["wheels/"]')
-        result: list[Path] = []
-        for index, item in enumerate(items):
-            path = (self.spec_dir / item).resolve()
-            if not path.exists():
-                self.fail(
-                    ("private", index),
-                    f"{short(item)} does not exist (looked for {path}) — create it or fix the "
-                    "path (relative paths start at the folder of mirror.toml)",
-                )
-            result.append(path)
-        return tuple(result)
-
-    def locks(self, data: dict[str, Any]) -> tuple[Path, ...]:
-        example = 'locks = ["pylock.toml"]'
-        items = self.strings(data.get("locks", []), ("locks",), example)
-        result: list[Path] = []
-        for index, item in enumerate(items):
-            path = (self.spec_dir / item).resolve()
-            if not path.is_file():
-                self.fail(
-                    ("locks", index),
-                    f"{short(item)} is not a file (looked for {path}) — give the path of a "
-                    "pylock.toml or uv.lock, relative to the folder of mirror.toml",
-                )
-            if path.name != "uv.lock" and not (
-                path.name.startswith("pylock.") and path.name.endswith(".toml")
-            ):
-                self.fail(
-                    ("locks", index),
-                    f"{short(item)} is neither a pylock.toml (PEP 751) nor a uv.lock — rename "
-                    "it or give one of those",
-                )
-            result.append(path)
-        return tuple(result)
-
-    def output(self, data: dict[str, Any]) -> Path:
-        table = self.table(data.get("output", {}), ("output",), '[output] path = "mirror"')
-        self.check_keys(table, ("path",), ("output",))
-        value = self.string(table.get("path", "mirror"), ("output", "path"), 'path = "mirror"')
-        if not value.strip():
-            self.fail(("output", "path"), 'empty path — write path = "mirror" or remove the key')
-        out = (self.spec_dir / value).resolve()
-        spec_dir = self.spec_dir.resolve()
-        if out == spec_dir or out in spec_dir.parents:
-            # The mirror's store/, generations/ and index would land among the user's files.
-            self.fail(
-                ("output", "path"),
-                f"{short(value)} is the workspace itself or a folder above it — use a folder of "
-                'its own, e.g. path = "mirror"',
-            )
-        return out

@@ -31,6 +31,9 @@ KeyPath = tuple[PathPart, ...]
 _TOML_ERROR_RE = re.compile(r"^(.*) \(at (?:line (\d+), column (\d+)|end of document)\)$")
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
 _ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)", re.DOTALL)
+_SPACE = re.compile(r"(?:[ \t]+|#[^\n]*)*")  # a comment runs to the end of its line
+_SPACE_AND_NEWLINES = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")
+_BASIC_BODY = re.compile(r'(?:[^"\\]|\\.)*', re.DOTALL)
 _SIMPLE_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
 
 
@@ -68,10 +71,17 @@ class _Walker:
         self.pos = 0
         self.out = out
         self.table_counts: dict[KeyPath, int] = {}
+        # pos only moves forward: count the newlines since the last call, not from the
+        # start (a spec of 100 000 lines would otherwise take quadratic time).
+        self._counted_to = 0
+        self._line = 1
 
     # -- positions --------------------------------------------------------------------------
     def line(self) -> int:
-        return self.text.count("\n", 0, self.pos) + 1
+        if self.pos > self._counted_to:
+            self._line += self.text.count("\n", self._counted_to, self.pos)
+            self._counted_to = self.pos
+        return self._line
 
     def peek(self, n: int = 1) -> str:
         return self.text[self.pos : self.pos + n]
@@ -80,15 +90,10 @@ class _Walker:
         self.out.lines.setdefault(path, self.line())
 
     def skip_space(self, newlines: bool) -> None:
-        while self.pos < len(self.text):
-            char = self.text[self.pos]
-            if char in " \t" or (newlines and char in "\r\n"):
-                self.pos += 1
-            elif char == "#":
-                end = self.text.find("\n", self.pos)
-                self.pos = len(self.text) if end < 0 else end
-            else:
-                return
+        pattern = _SPACE_AND_NEWLINES if newlines else _SPACE
+        match = pattern.match(self.text, self.pos)
+        if match is not None:
+            self.pos = match.end()
 
     # -- grammar ----------------------------------------------------------------------------
     def document(self) -> None:
@@ -212,12 +217,10 @@ class _Walker:
             body = self.text[self.pos : end]
             self.pos = end + 1
             return body
-        start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos] != '"':
-            self.pos += 2 if self.text[self.pos] == "\\" else 1
-        body = self.text[start : self.pos]
-        self.pos += 1
-        return _ESCAPE.sub(_unescape, body)
+        match = _BASIC_BODY.match(self.text, self.pos)
+        body = match.group() if match else ""
+        self.pos += len(body) + 1
+        return _ESCAPE.sub(_unescape, body) if "\\" in body else body
 
 
 def _unescape(match: re.Match[str]) -> str:
@@ -225,6 +228,54 @@ def _unescape(match: re.Match[str]) -> str:
     if code[0] in "uU":
         return chr(int(code[1:], 16))
     return _SIMPLE_ESCAPES.get(code, code)
+
+
+MAX_NESTING = 32  # arrays and inline tables inside each other; a spec needs 3
+_NESTING_TOKENS = re.compile(r"""[\[\]{}"'#\n]""")
+
+
+def check_nesting(text: str, path: Path) -> None:
+    """Raise a SpecError at the line where arrays or inline tables nest deeper than
+    :data:`MAX_NESTING` (decoders recurse per level: 500 levels overflow Python's stack).
+
+    Strings and comments are skipped; anything malformed is left to the decoder.
+    """
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return
+    depth = 0
+    pos = 0
+    while (match := _NESTING_TOKENS.search(text, pos)) is not None:
+        char, pos = match.group(), match.end()
+        if char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                line = text.count("\n", 0, pos) + 1
+                raise SpecError(
+                    f"{display_path(path)}:{line}: arrays or tables nested more than "
+                    f"{MAX_NESTING} deep — flatten them"
+                )
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        elif char == "#":
+            end = text.find("\n", pos)
+            pos = len(text) if end < 0 else end
+        elif char in "\"'":
+            pos = _string_end(text, pos - 1)
+
+
+_BASIC_STRING_END = re.compile(r'(?:[^"\\\n]|\\.)*(?:"|\n|$)', re.DOTALL)
+_LITERAL_STRING_END = re.compile(r"[^'\n]*(?:'|\n|$)")
+
+
+def _string_end(text: str, start: int) -> int:
+    """The position after the TOML string that opens at ``start`` (or the end of text)."""
+    quote = text[start]
+    if text.startswith(quote * 3, start):
+        end = text.find(quote * 3, start + 3)
+        return len(text) if end < 0 else end + 3
+    pattern = _BASIC_STRING_END if quote == '"' else _LITERAL_STRING_END
+    match = pattern.match(text, start + 1)
+    return len(text) if match is None else match.end()
 
 
 def display_path(path: Path) -> str:
@@ -276,11 +327,17 @@ class TomlReader:
         self.lines = KeyLines()
 
     def load(self) -> dict[str, Any]:
-        """Decode the text; invalid TOML fails with tomllib's line and column."""
+        """Decode the text; invalid TOML fails with tomllib's line and column, nesting
+        deeper than :data:`MAX_NESTING` with the line where it gets too deep."""
+        check_nesting(self.text, self.path)
         try:
             data = tomllib.loads(self.text)
         except tomllib.TOMLDecodeError as exc:
             self.toml_error(exc)
+        except RecursionError:  # below MAX_NESTING only on a nearly full stack
+            raise SpecError(
+                f"{display_path(self.path)}:1: arrays or tables nested too deep — flatten them"
+            ) from None
         self.lines = key_lines(self.text)
         return data
 
