@@ -295,12 +295,35 @@ def check_pages(lock: Lock, envs: Sequence[Environment], gen: Path, report: Repo
             _compare_page(
                 page, files.values(), f"env/{env.name}/simple/{name}/", report, exact=True
             )
+        view = f"env/{env.name}/simple"
+        _unlocked_projects(gen, view, {p.name for p in locked.pins}, report)
     union: dict[str, list[LockedFile]] = {}
     for rel in lock.releases:
         union.setdefault(rel.name, []).extend(rel.files)
     for name, union_files in sorted(union.items()):
         _compare_page(
             gen / "simple" / name / "index.json", union_files, f"simple/{name}/", report, exact=True
+        )
+    _unlocked_projects(gen, "simple", set(union), report)
+
+
+def _unlocked_projects(gen: Path, simple: str, locked: set[str], report: Report) -> None:
+    """Project folders served under ``gen/simple`` that the lock does not name: the index was
+    switched to a generation the lock does not describe (a build stopped between the switch
+    and the rename of its lock; the next build writes the lock that fits)."""
+    try:
+        served = {p.name for p in (gen / simple).iterdir() if p.is_dir()}
+    except OSError:
+        return  # a missing view is reported by the generation and page checks
+    for name in sorted(served - locked):
+        report.problems.append(
+            Problem(
+                "pages",
+                f"{simple}/{name}/",
+                "served but not in the lock — the lock is older than the served generation: "
+                "run 'morgan build' in the workspace (it writes the lock that fits), or import "
+                "the bundle again on the offline side",
+            )
         )
 
 

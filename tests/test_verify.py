@@ -219,3 +219,42 @@ def test_copied_generation_is_checked_by_content(built: Built, tmp_path: Path) -
             f"content differs from blake3:{digest}",
         )
     ]
+
+
+def test_projects_served_but_not_locked_are_reported_until_a_build(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # The window between the index switch and the rename of the lock: the mirror serves a
+    # generation with a project its lock (and the copies beside it) do not name yet.
+    upstream.add_release("leaf", "1.0")
+    upstream.add_release("extra", "1.0")
+    ws = tmp_path / "ws"
+    env = '[environments.linux]\npython = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'
+    spec = f'[upstream]\nindex-url = "{upstream.url}"\n{env}'
+    ws.mkdir()
+    (ws / "mirror.toml").write_text('requirements = ["leaf"]\n' + spec)
+    assert morgan(ws, "build").returncode == 0
+    old_lock = (ws / "mirror.lock").read_bytes()
+    old_spec = (ws / "mirror.toml").read_bytes()
+    (ws / "mirror.toml").write_text('requirements = ["leaf", "extra"]\n' + spec)
+    assert morgan(ws, "build").returncode == 0
+    for path, data in ((ws / "mirror.lock", old_lock), (ws / "mirror" / "mirror.lock", old_lock)):
+        path.write_bytes(data)
+    (ws / "mirror" / "mirror.toml").write_bytes(old_spec)
+
+    code, data, _err = verify_json(ws / "mirror")
+    advice = (
+        "served but not in the lock — the lock is older than the served generation: run "
+        "'morgan build' in the workspace (it writes the lock that fits), or import the bundle "
+        "again on the offline side"
+    )
+    assert code == 1
+    assert problems(data) == [
+        ("pages", "env/linux/simple/extra/", advice),
+        ("pages", "simple/extra/", advice),
+    ]
+    # The advice works: one build writes the lock that fits, and verify is clean again.
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    code, data, err = verify_json(ws / "mirror")
+    assert (code, problems(data)) == (0, []), err
