@@ -238,8 +238,8 @@ def test_projects_served_but_not_locked_are_reported_until_a_build(
     old_spec = (ws / "mirror.toml").read_bytes()
     (ws / "mirror.toml").write_text('requirements = ["leaf", "extra"]\n' + spec)
     assert morgan(ws, "build").returncode == 0
-    for path, data in ((ws / "mirror.lock", old_lock), (ws / "mirror" / "mirror.lock", old_lock)):
-        path.write_bytes(data)
+    for path, old in ((ws / "mirror.lock", old_lock), (ws / "mirror" / "mirror.lock", old_lock)):
+        path.write_bytes(old)
     (ws / "mirror" / "mirror.toml").write_bytes(old_spec)
 
     code, data, _err = verify_json(ws / "mirror")
