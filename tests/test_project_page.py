@@ -338,3 +338,60 @@ def test_index_page_json_and_html_give_sorted_normalized_names() -> None:
     expected = [NormalizedName("a-b"), NormalizedName("zope-interface")]
     assert parse_index_page(js, JSON, "https://h/simple/") == expected
     assert parse_index_page(html, "text/html", "https://h/simple/") == expected
+
+
+_WHEEL_NAMES = [
+    "demo-1.0-py3-none-any.whl",
+    "demo-1.0-1-py3-none-any.whl",
+    "demo-1.0-1build-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    "Demo_Pkg-1.0-py2.py3-none-any.whl",
+    "demo__pkg-1.0-py3-none-any.whl",
+    "demo-1.0-x-py3-none-any.whl",
+    "demo-notaversion-py3-none-any.whl",
+    "demo-1.0-py3-none.whl",
+    "demo-1.0-a-b-c-d-e.whl",
+    "demo-1.0-py3--any.whl",
+    "demo-1.0-3py-none-any.whl",
+    "demo-1.0-py3.-none-any.whl",
+    "-1.0-py3-none-any.whl",
+    "demo.whl",
+    "other-1.0-py3-none-any.whl",
+]
+
+
+@pytest.mark.parametrize("filename", _WHEEL_NAMES)
+def test_wheel_names_are_accepted_exactly_as_packaging_parses_them(filename: str) -> None:
+    """The cached fast check of a page's wheel names agrees with packaging, name by name."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    from rules.lib.project_page import _is_distribution_of
+
+    try:
+        expected = str(parse_wheel_filename(filename)[0]) == "demo"
+    except InvalidWheelFilename:
+        expected = False
+    assert _is_distribution_of(filename, NormalizedName("demo")) is expected
+    assert _is_distribution_of(filename, NormalizedName("demo")) is expected  # cached answer
+
+
+def test_absolute_json_links_keep_their_url_minus_credentials_and_fragment() -> None:
+    """Plain absolute links (the fast path) and every odd form around them end as the same
+    canonical URLs; a link to another scheme is dropped."""
+    links = {
+        "demo_pkg-1.0.tar.gz": "https://files.example/p/demo_pkg-1.0.tar.gz",
+        "demo_pkg-1.1.tar.gz": "https://u:p@files.example/p/demo_pkg-1.1.tar.gz",
+        "demo_pkg-1.2.tar.gz": "https://files.example/p/demo_pkg-1.2.tar.gz#sha256=00",
+        "demo_pkg-1.3.tar.gz": "https://files.example/p/demo_pkg-1.3.tar.gz?x=1",
+        "demo_pkg-1.4.tar.gz": "file:///etc/demo_pkg-1.4.tar.gz",
+        "demo_pkg-1.5.tar.gz": "http://files.example:8080/p/%7Edemo_pkg-1.5.tar.gz",
+    }
+    files = [{"filename": f, "url": u, "hashes": {}} for f, u in links.items()]
+    body = json.dumps({"meta": {"api-version": "1.1"}, "files": files}).encode()
+    page = parse_project_page(body, JSON, "https://index.example/simple/demo-pkg/", DEMO)
+    assert {f.filename: f.url for f in page.files} == {
+        "demo_pkg-1.0.tar.gz": "https://files.example/p/demo_pkg-1.0.tar.gz",
+        "demo_pkg-1.1.tar.gz": "https://files.example/p/demo_pkg-1.1.tar.gz",
+        "demo_pkg-1.2.tar.gz": "https://files.example/p/demo_pkg-1.2.tar.gz",
+        "demo_pkg-1.3.tar.gz": "https://files.example/p/demo_pkg-1.3.tar.gz?x=1",
+        "demo_pkg-1.5.tar.gz": "http://files.example:8080/p/%7Edemo_pkg-1.5.tar.gz",
+    }

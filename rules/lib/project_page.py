@@ -8,6 +8,7 @@ requested project are dropped, as pip and uv ignore them too.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -16,6 +17,7 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
+from packaging.tags import parse_tag
 from packaging.utils import (
     canonicalize_name,
     parse_sdist_filename,
@@ -37,6 +39,9 @@ HTML_TYPES = frozenset(
 _SAFE_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _NORMALIZED = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+# An absolute http(s) URL that urljoin, urlsplit and strip_credentials leave as it is: a
+# plain host (no credentials), a path of unreserved and percent-encoded characters only.
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9._~%/+!=,-]*")
 
 
 def strip_credentials(url: str) -> str:
@@ -174,19 +179,29 @@ def _select(
     page_scheme = urlsplit(page_url).scheme
     chosen: dict[str, UpstreamFile] = {}
     for link in links:
-        absolute = urljoin(page_url, link.href)
-        parts = urlsplit(absolute)
-        # A remote page must not point Morgan at local files or other odd schemes.
-        if parts.scheme not in ("http", "https", page_scheme):
+        if _PLAIN_URL.fullmatch(link.href):
+            # The common case (every file of a PyPI JSON page): an absolute http(s) URL with
+            # no credentials, query, parameters or fragment, which joining, splitting and
+            # unsplitting would return unchanged. Skipping them is most of a large page's
+            # parse time (numpy: ~10 000 files, boto3-like pages several MB).
+            file_url = link.href
+            fragment = ""
+            path_tail = link.href.rpartition("/")[2]
+        else:
+            parts = urlsplit(urljoin(page_url, link.href))
+            # A remote page must not point Morgan at local files or other odd schemes.
+            if parts.scheme not in ("http", "https", page_scheme):
+                continue
+            file_url = strip_credentials(urlunsplit(parts._replace(fragment="")))
+            fragment = parts.fragment
+            path_tail = parts.path.rpartition("/")[2]
+        filename = link.text if link.json is not None else unquote(path_tail)
+        if filename in chosen or not _is_distribution_of(filename, project):
             continue
-        filename = link.text if link.json is not None else unquote(parts.path.rpartition("/")[2])
-        if not _is_distribution_of(filename, project) or filename in chosen:
-            continue
-        file_url = strip_credentials(urlunsplit(parts._replace(fragment="")))
         if link.json is not None:
             chosen[filename] = _from_json(link.json, filename, file_url, url)
         else:
-            chosen[filename] = _from_html(link.attrs, parts.fragment, filename, file_url, url)
+            chosen[filename] = _from_html(link.attrs, fragment, filename, file_url, url)
     return tuple(chosen[name] for name in sorted(chosen))
 
 
@@ -195,14 +210,37 @@ def _is_distribution_of(filename: str, project: NormalizedName) -> bool:
         return False
     try:
         if filename.endswith(".whl"):
-            name = parse_wheel_filename(filename)[0]
+            # packaging's own parse, split in two cached halves: the files of a release
+            # share name, version and build, and a page's tag sets repeat across releases.
+            head, _, tags = filename[:-4].rpartition("-")
+            head, _, abi = head.rpartition("-")
+            head, _, interpreter = head.rpartition("-")
+            if not _valid_tags(f"{interpreter}-{abi}-{tags}"):
+                return False
+            name = _wheel_name(head)
         elif filename.endswith((".tar.gz", ".zip")):
-            name = parse_sdist_filename(filename)[0]
+            name = str(parse_sdist_filename(filename)[0])
         else:
             return False
     except ValueError:  # InvalidWheelFilename, InvalidSdistFilename, InvalidVersion
         return False
-    return str(name) == project
+    return name == project
+
+
+@functools.lru_cache(maxsize=8192)
+def _wheel_name(head: str) -> str:
+    """The project of a wheel named ``<head>-<tags>.whl`` (name, version and build checked as
+    packaging checks them); ``ValueError`` when they are not valid."""
+    return str(parse_wheel_filename(f"{head}-py3-none-any.whl")[0])
+
+
+@functools.lru_cache(maxsize=1024)
+def _valid_tags(tag_set: str) -> bool:
+    try:
+        parse_tag(tag_set)
+    except ValueError:  # InvalidTag
+        return False
+    return True
 
 
 def _from_json(entry: Mapping[str, Any], filename: str, file_url: str, url: str) -> UpstreamFile:
