@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -149,7 +150,7 @@ def _build_locked(
     _remove_leftovers(mirror, spec.path.parent)
     old = load_lock(lock_path)
     fresh = old is not None and old.spec_digest == spec.digest() and opts.upgrade is False
-    upstreams = [UpstreamIndex(u.name, u.index_url, frozenset(u.projects)) for u in spec.upstreams]
+    upstreams = _upstream_indexes(spec, datetime.now(UTC))
     with Executor(store, workers=opts.workers, reporter=opts.reporter) as ex:
         refresh: frozenset[str] | bool = (
             opts.upgrade
@@ -247,6 +248,16 @@ def _kept(
     marked = (carried | {n for k in found for n in k.filenames}) & files.keys()
     notes = tuple(sorted({k.note for k in found if not set(k.filenames) <= before}))
     return frozenset(marked), notes
+
+
+def _upstream_indexes(spec: Spec, now: datetime) -> list[UpstreamIndex]:
+    """The spec's upstreams, each with its absolute cut-off (its own, else the policy's)."""
+    out = []
+    for u in spec.upstreams:
+        rule = u.exclude_newer or spec.policy.exclude_newer
+        cutoff = rule.cutoff(now) if rule is not None else None
+        out.append(UpstreamIndex(u.name, u.index_url, frozenset(u.projects), cutoff))
+    return out
 
 
 # -- selection ------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -30,6 +31,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from morgan.cooldown import split_by_cutoff
 from morgan.environments import Environment
 from morgan.errors import BuildError
 from morgan.executor import Executor, Node, Record
@@ -74,6 +76,7 @@ class UpstreamIndex:
     name: str
     index_url: str
     projects: frozenset[str]
+    exclude_newer: datetime | None = None  # files uploaded at or after it are hidden
 
 
 def release_version(filename: str) -> Version | None:
@@ -163,6 +166,7 @@ class UpstreamCatalog:
         # Projects whose page this build read, and what they no longer list (kept).
         self.listed: set[NormalizedName] = set()
         self.kept: list[Kept] = []
+        self.withheld: dict[NormalizedName, str] = {}  # name -> what exclude-newer hid
         self._metadata_by_hash: dict[str, Future[Digest]] = {}
         self._mutex = threading.Lock()
         self.private = private_releases(private)
@@ -207,12 +211,55 @@ class UpstreamCatalog:
         releases, kept = with_kept(name, listed, self.lock)
         if not releases and listed is None:
             raise ProjectNotFoundError(name, record["missing"])
+        # The cut-off applies after kept files are merged back: a file it hides is still
+        # listed upstream (not "removed"), and a kept file is as new as it ever was.
+        releases = self._cooled(name, releases, record.get("upstream"))
         with self._mutex:
             if name not in self._pages:
                 self._pages[name] = releases
                 self.listed.add(name)
                 self.kept.extend(kept)
             return self._pages[name]
+
+    def _cutoff(self, name: str, page_url: str | None) -> datetime | None:
+        """The cut-off of the upstream that served ``name``'s page; without a page (a
+        project kept from the lock), the strictest of those that may serve it."""
+        if page_url is not None:
+            up = next((u for u in self.upstreams if page_url.startswith(u.index_url)), None)
+            return up.exclude_newer if up is not None else None
+        cutoffs = [u.exclude_newer for u in self._upstreams_for(name) if u.exclude_newer]
+        return min(cutoffs) if cutoffs else None
+
+    def _cooled(
+        self, name: NormalizedName, releases: list[Release], page_url: str | None
+    ) -> list[Release]:
+        """``releases`` without the files ``exclude-newer`` hides (and then empty releases)."""
+        cutoff = self._cutoff(name, page_url)
+        if cutoff is None:
+            return releases
+        out, newer, untimed = [], 0, 0
+        for rel in releases:
+            kept, n, u = split_by_cutoff(rel.files, cutoff)
+            newer, untimed = newer + n, untimed + u
+            if kept:
+                out.append(replace(rel, files=tuple(kept)))
+        if newer or untimed:
+            why = (
+                f"exclude-newer {cutoff.strftime('%Y-%m-%dT%H:%M:%SZ')} hides {newer} newer file(s)"
+            )
+            if untimed:
+                why += f" and {untimed} without upload-time"
+            with self._mutex:
+                self.withheld[name] = why
+        return out
+
+    def locked_fits_cutoff(self, rel: LockedRelease) -> bool:
+        """Whether no cut-off that may apply to ``rel``'s project hides any of its files."""
+        cutoff = self._cutoff(rel.name, None)
+        if cutoff is None or rel.name in self.private:
+            return True
+        files = locked_release(rel).files
+        return len(split_by_cutoff(files, cutoff)[0]) == len(files)
 
     def prefetch(
         self,
@@ -460,7 +507,9 @@ class EnvCatalog:
         if self.shared.refreshing(name):
             return None
         rel = self._locked.get(name)
-        return locked_release(rel) if rel is not None else None
+        if rel is None or not self.shared.locked_fits_cutoff(rel):
+            return None  # a cut-off now hides some of its files: the page decides
+        return locked_release(rel)
 
     def releases(self, name: NormalizedName) -> Sequence[Release]:
         return self.shared.releases(name)
@@ -474,6 +523,9 @@ class EnvCatalog:
                     rel.requires_dist, rel.requires_python, rel.known, rel.metadata_source
                 )
         return self.shared.dependencies_of(release, file)
+
+    def withheld(self, name: NormalizedName) -> str | None:
+        return self.shared.withheld.get(name)
 
     def prefetch(self, names: Iterable[NormalizedName]) -> None:
         wanted = (n for n in names if n not in self._locked)

@@ -64,6 +64,9 @@ class Catalog(Protocol):
     def prefetch(self, names: Iterable[NormalizedName]) -> None:
         """A hint: these projects' pages will probably be needed soon."""
 
+    def withheld(self, name: NormalizedName) -> str | None:
+        """What policy hid from ``name``'s releases (for messages), None when nothing."""
+
 
 class ProjectNotFoundError(Exception):
     """Raised by a catalog for a project no upstream has."""
@@ -499,6 +502,11 @@ def resolve(
     )
 
 
+def _withheld(catalog: Catalog, label: str) -> str:
+    why = catalog.withheld(NormalizedName(label)) if not label.startswith("Python ") else None
+    return f" ({why})" if why else ""
+
+
 def _impossible_message(
     env: Environment, exc: ResolutionImpossible[Req, Candidate], provider: _Provider
 ) -> str:
@@ -510,7 +518,10 @@ def _impossible_message(
         parent = f"{who.name} {who.version}" if who is not None else SPEC
         label = "Python " + str(env.python_version()) if req.name == PYTHON else req.name
         by_name.setdefault(label, []).append(f"{req.text} (required by {parent})")
-    parts = [f"{name}: " + ", ".join(sorted(set(texts))) for name, texts in sorted(by_name.items())]
+    parts = [
+        f"{name}: " + ", ".join(sorted(set(texts))) + _withheld(provider.catalog, name)
+        for name, texts in sorted(by_name.items())
+    ]
     return (
         f"environment {env.name!r} (Python {env.python}, {env.platform}): no set of versions "
         f"satisfies these constraints — {'; '.join(parts)}: relax a requirement, or remove the "

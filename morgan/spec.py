@@ -8,6 +8,7 @@ besides the spec itself and the existence of its ``private`` paths.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
 import re
@@ -22,6 +23,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion
 
+from morgan.cooldown import ExcludeNewer, parse_exclude_newer
 from morgan.credentials import redact_url, split_userinfo
 from morgan.environments import ENV_NAME_RE, Environment, InvalidEnvironmentError
 from morgan.errors import SpecError
@@ -66,7 +68,14 @@ _PROBE_MARKERS = dict.fromkeys(
     ],
     "0",
 )
-_POLICY_KEYS = ("prereleases", "yanked", "sdists", "build-dependencies", "versions")
+_POLICY_KEYS = (
+    "prereleases",
+    "yanked",
+    "sdists",
+    "build-dependencies",
+    "versions",
+    "exclude-newer",
+)
 _PRERELEASES = ("if-needed", "allow", "never")
 _YANKED = ("skip", "pinned")
 
@@ -80,6 +89,7 @@ class Upstream:
     projects: frozenset[NormalizedName] = frozenset()
     # From user:password@ in index-url; kept in memory only (see morgan.credentials).
     credentials: tuple[str, str] | None = field(default=None, repr=False, compare=False)
+    exclude_newer: ExcludeNewer | None = None  # overrides [policy] exclude-newer
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +101,7 @@ class Policy:
     sdists: bool = True
     build_dependencies: bool = True
     versions: Literal["needed", "all"] | int = "needed"
+    exclude_newer: ExcludeNewer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +128,7 @@ class Spec:
             "requirements": [str(r) for r in self.requirements],
             "upstreams": [
                 {"name": u.name, "index-url": u.index_url, "projects": sorted(u.projects)}
+                | ({"exclude-newer": u.exclude_newer.text} if u.exclude_newer else {})
                 for u in self.upstreams
             ],
             "environments": [
@@ -136,7 +148,9 @@ class Spec:
                 "sdists": self.policy.sdists,
                 "build-dependencies": self.policy.build_dependencies,
                 "versions": self.policy.versions,
-            },
+            }
+            # Only when set: specs without it keep the digest (and the lock) they had.
+            | ({"exclude-newer": p.text} if (p := self.policy.exclude_newer) else {}),
             "private": [_relative_posix(p, base) for p in self.private],
             # What private folders and input locks hold is part of the spec: a new wheel
             # dropped into a private folder or an edited lock must not be ignored.
@@ -292,9 +306,10 @@ class _Parser(SpecPaths):
             table = self.table(
                 data["upstream"], ("upstream",), f'[upstream] index-url = "{DEFAULT_INDEX_URL}"'
             )
-            self.check_keys(table, ("index-url",), ("upstream",))
+            self.check_keys(table, ("index-url", "exclude-newer"), ("upstream",))
             url, credentials = self.index_url(table, ("upstream",))
-            return (Upstream("default", url, credentials=credentials),)
+            cutoff = self.exclude_newer(table, ("upstream",))
+            return (Upstream("default", url, credentials=credentials, exclude_newer=cutoff),)
         if "upstreams" not in data:
             return (Upstream("pypi", DEFAULT_INDEX_URL),)
         items = data["upstreams"]
@@ -308,7 +323,7 @@ class _Parser(SpecPaths):
         for index, item in enumerate(items):
             at: KeyPath = ("upstreams", index)
             table = self.table(item, at, example)
-            self.check_keys(table, ("name", "index-url", "projects"), at)
+            self.check_keys(table, ("name", "index-url", "projects", "exclude-newer"), at)
             if "name" not in table:
                 self.fail(at, 'missing name — add name = "pypi" (any short label)')
             name = self.string(table["name"], (*at, "name"), 'name = "pypi"')
@@ -322,7 +337,8 @@ class _Parser(SpecPaths):
                 self.fail((*at, "name"), f"{name!r} names two upstreams — give each its own name")
             url, credentials = self.index_url(table, at)
             projects = self.projects(table.get("projects", []), (*at, "projects"), name, owner)
-            result.append(Upstream(name, url, projects, credentials))
+            cutoff = self.exclude_newer(table, at)
+            result.append(Upstream(name, url, projects, credentials, exclude_newer=cutoff))
         return tuple(result)
 
     def index_url(self, table: dict[str, Any], at: KeyPath) -> tuple[str, tuple[str, str] | None]:
@@ -473,7 +489,21 @@ class _Parser(SpecPaths):
             sdists=sdists,
             build_dependencies=build_deps,
             versions=cast("Literal['needed', 'all'] | int", versions),
+            exclude_newer=self.exclude_newer(table, at),
         )
+
+    def exclude_newer(self, table: dict[str, Any], at: KeyPath) -> ExcludeNewer | None:
+        if "exclude-newer" not in table:
+            return None
+        where: KeyPath = (*at, "exclude-newer")
+        value = table["exclude-newer"]
+        if isinstance(value, datetime.date):  # unquoted TOML date or date-time
+            value = value.isoformat()  # a local (offset-less) time is refused below
+        text = self.string(value, where, 'exclude-newer = "7 days"')
+        try:
+            return parse_exclude_newer(text)
+        except ValueError as exc:
+            self.fail(where, str(exc))
 
     def choice(
         self, table: dict[str, Any], key: str, allowed: tuple[str, ...], default: str

@@ -387,6 +387,9 @@ class MirrorCatalog:
     def prefetch(self, names: Iterable[NormalizedName]) -> None:
         return None
 
+    def withheld(self, name: NormalizedName) -> str | None:
+        return None  # the lock holds only what the build kept
+
 
 def check_install(
     lock: Lock,
