@@ -42,7 +42,8 @@ def test_spec_reads_times_dates_and_ages() -> None:
     assert spec.policy.exclude_newer is not None
     assert spec.policy.exclude_newer.cutoff(now) == datetime(2026, 1, 1, tzinfo=UTC)
     a, b = spec.upstreams
-    assert a.exclude_newer is not None and b.exclude_newer is not None
+    assert a.exclude_newer is not None
+    assert b.exclude_newer is not None
     assert a.exclude_newer.cutoff(now) == datetime(2024, 5, 1, tzinfo=UTC)
     assert b.exclude_newer.cutoff(now) == datetime(2024, 5, 1, tzinfo=UTC)
 
