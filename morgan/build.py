@@ -67,6 +67,7 @@ from morgan.resolve import (
     resolve,
     usable_files,
 )
+from morgan.screening import screen
 from morgan.spec import Spec
 from rules.lib.materialize import Mode
 from rules.model import MirrorFile, NormalizedName, UpstreamFile
@@ -121,6 +122,7 @@ class BuildResult:
     ran: tuple[Ran, ...]
     unknown_metadata: tuple[str, ...]
     kept: tuple[str, ...] = ()  # "upstream no longer lists X; kept", once per removal
+    warnings: tuple[str, ...] = ()  # policy findings that did not stop the build
 
 
 def mirror_dir(spec: Spec, opts: BuildOptions) -> Path:
@@ -172,6 +174,7 @@ def _build_locked(
             infos = {(r.name, r.version): r for r in old.releases}
         else:
             selections, infos = _resolve_all(spec, catalog, old, opts.reporter)
+        warnings = screen(spec, _pinned(selections))  # raises when a policy refuses
         views = _views(selections)
         fetching = start_files(catalog, _wanted_files(selections))
         pages = start_renders(ex, store, views, fetching)
@@ -224,6 +227,7 @@ def _build_locked(
             ran=tuple(sorted(ex.ran, key=lambda r: r.id)),
             unknown_metadata=tuple(sorted({u for s in selections for u in s.unknown})),
             kept=kept_notes,
+            warnings=tuple(warnings),
         )
 
 
@@ -258,6 +262,13 @@ def _upstream_indexes(spec: Spec, now: datetime) -> list[UpstreamIndex]:
         cutoff = rule.cutoff(now) if rule is not None else None
         out.append(UpstreamIndex(u.name, u.index_url, frozenset(u.projects), cutoff))
     return out
+
+
+def _pinned(selections: Sequence[EnvSelection]) -> list[tuple[str, str, str]]:
+    """(name, version, environment) of every selected release."""
+    return [
+        (p.release.name, str(p.release.version), s.env.name) for s in selections for p in s.pins
+    ]
 
 
 # -- selection ------------------------------------------------------------------------------

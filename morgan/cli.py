@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("bundle", "write an air-gap bundle (only the blobs the other side lacks)"),
     "import": ("bundle", "verify and import an air-gap bundle"),
     "export-lock": ("export_lock", "write a PEP 751 pylock.toml for one environment"),
+    "audit": ("audit", "list locked versions that known advisories (an OSV export) affect"),
 }
 
 

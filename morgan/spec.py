@@ -75,9 +75,12 @@ _POLICY_KEYS = (
     "build-dependencies",
     "versions",
     "exclude-newer",
+    "advisories",
+    "vulnerable",
 )
 _PRERELEASES = ("if-needed", "allow", "never")
 _YANKED = ("skip", "pinned")
+_VULNERABLE = ("warn", "refuse")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,8 @@ class Policy:
     build_dependencies: bool = True
     versions: Literal["needed", "all"] | int = "needed"
     exclude_newer: ExcludeNewer | None = None
+    advisories: Path | None = None  # an OSV export (zip) checked against every selection
+    vulnerable: Literal["warn", "refuse"] = "warn"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +155,15 @@ class Spec:
                 "versions": self.policy.versions,
             }
             # Only when set: specs without it keep the digest (and the lock) they had.
-            | ({"exclude-newer": p.text} if (p := self.policy.exclude_newer) else {}),
+            | ({"exclude-newer": p.text} if (p := self.policy.exclude_newer) else {})
+            | (
+                {
+                    "advisories": _relative_posix(self.policy.advisories, base),
+                    "vulnerable": self.policy.vulnerable,
+                }
+                if self.policy.advisories
+                else {}
+            ),
             "private": [_relative_posix(p, base) for p in self.private],
             # What private folders and input locks hold is part of the spec: a new wheel
             # dropped into a private folder or an edited lock must not be ignored.
@@ -490,7 +503,25 @@ class _Parser(SpecPaths):
             build_dependencies=build_deps,
             versions=cast("Literal['needed', 'all'] | int", versions),
             exclude_newer=self.exclude_newer(table, at),
+            advisories=self.advisories(table),
+            vulnerable=cast(
+                "Literal['warn', 'refuse']", self.choice(table, "vulnerable", _VULNERABLE, "warn")
+            ),
         )
+
+    def advisories(self, table: dict[str, Any]) -> Path | None:
+        if "advisories" not in table:
+            return None
+        at: KeyPath = ("policy", "advisories")
+        text = self.string(table["advisories"], at, 'advisories = "osv-pypi.zip"')
+        path = (self.spec_dir / text).resolve()
+        if not path.is_file():
+            self.fail(
+                at,
+                f"{short(text)} is not a file (looked for {path}) — give the path of the OSV "
+                "export for PyPI (all.zip), relative to the folder of mirror.toml",
+            )
+        return path
 
     def exclude_newer(self, table: dict[str, Any], at: KeyPath) -> ExcludeNewer | None:
         if "exclude-newer" not in table:

@@ -166,6 +166,7 @@ def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> Non
                 "ran": [{"node": r.id, "reason": r.reason} for r in result.ran],
                 "unknown-metadata": list(result.unknown_metadata),
                 "kept": list(result.kept),
+                "warnings": list(result.warnings),
             },
             sys.stdout,
             indent=2,
@@ -178,6 +179,8 @@ def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> Non
         print(f"morgan: {note} (served from the store)", file=sys.stderr)
     for u in result.unknown_metadata:
         print(f"morgan: warning: dependencies unknown without running code: {u}", file=sys.stderr)
+    for w in result.warnings:
+        print(f"morgan: warning: {w}", file=sys.stderr)
     if args.quiet:
         return
     state = "new generation" if result.changed else "unchanged, still generation"
