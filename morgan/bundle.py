@@ -7,7 +7,9 @@ blobs are already compressed archives, so gzip would cost time for little):
    blob: the generation's manifest digest, the digest of every object that generation
    needs (``objects``), and for each blob carried (``blobs``) its digest, size and sha256;
    the blake3 and size of each of ``mirror.toml``, ``mirror.lock``, ``server.py``.
-2. those three files, then ``blobs/<blake3 hex>`` for each carried blob, in header order.
+2. ``morgan-bundle.json.sig`` when exported with ``--sign``: an OpenSSH signature over the
+   header's exact bytes (:mod:`morgan.signing`), which therefore covers every blob.
+3. those three files, then ``blobs/<blake3 hex>`` for each carried blob, in header order.
 
 A delta (``--since``) leaves out what the other side already holds: every object of the
 generation an old bundle carried (its header lists them), or every file and ``.metadata``
@@ -29,6 +31,7 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,11 +58,13 @@ __all__ = [
     "objects_in_lock",
     "open_bundle",
     "read_header",
+    "read_raw_header",
     "read_small",
 ]
 
 BUNDLE_FORMAT = "morgan-bundle-1"
 HEADER = "morgan-bundle.json"
+SIGNATURE = "morgan-bundle.json.sig"
 SIDE_FILES = ("mirror.toml", "mirror.lock", "server.py")
 _MAX_SMALL = 256 << 20  # header and side files are read into memory: bound them
 
@@ -115,12 +120,17 @@ def current_generation(mirror: Path) -> tuple[Path, Digest]:
 
 
 def export_bundle(
-    mirror: Path, output: Path, *, since: frozenset[Digest] = frozenset()
+    mirror: Path,
+    output: Path,
+    *,
+    since: frozenset[Digest] = frozenset(),
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> ExportResult:
     """Write the current generation of ``mirror`` to ``output``, leaving out ``since``.
 
     The mirror's own copies of ``mirror.toml`` and ``mirror.lock`` (those that built the
-    generation) travel with it. The tar is written beside ``output`` and renamed into place.
+    generation) travel with it. ``sign`` turns the header's bytes into a signature carried
+    next to it. The tar is written beside ``output`` and renamed into place.
     """
     store = Store(mirror / "store")
     with StoreLock(store.root).shared(timeout=0):
@@ -139,12 +149,16 @@ def export_bundle(
                 for name, data in sides.items()
             },
         }
+        header_bytes = json.dumps(header, indent=1, sort_keys=True).encode()
+        signature = sign(header_bytes) if sign is not None else None
         try:
             with (
                 fsio.replacing(output) as sink,
                 tarfile.open(fileobj=sink, mode="w", format=tarfile.USTAR_FORMAT) as tar,
             ):
-                _add_bytes(tar, HEADER, json.dumps(header, indent=1, sort_keys=True).encode())
+                _add_bytes(tar, HEADER, header_bytes)
+                if signature is not None:
+                    _add_bytes(tar, SIGNATURE, signature)
                 for name, data in sides.items():
                     _add_bytes(tar, name, data)
                 for d in carried:
@@ -243,11 +257,17 @@ def read_small(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> byt
 
 
 def read_header(tar: tarfile.TarFile, path: Path) -> dict[str, Any]:
+    return read_raw_header(tar, path)[0]
+
+
+def read_raw_header(tar: tarfile.TarFile, path: Path) -> tuple[dict[str, Any], bytes]:
+    """The header, parsed, and its exact bytes (what a signature covers)."""
     first = next_member(tar, path)
     if first is None or first.name != HEADER:
         raise BundleError(f"{path}: does not start with {HEADER} — not a morgan bundle")
+    raw = read_small(tar, first, path)
     try:
-        header = json.loads(read_small(tar, first, path))
+        header = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path}: {HEADER} is not JSON ({exc}) — export it again") from None
     if not isinstance(header, dict) or header.get("format") != BUNDLE_FORMAT:
@@ -255,4 +275,4 @@ def read_header(tar: tarfile.TarFile, path: Path) -> dict[str, Any]:
             f"{path}: format {header.get('format') if isinstance(header, dict) else None!r}, "
             f"expected {BUNDLE_FORMAT!r} — export it with a matching morgan version"
         )
-    return header
+    return header, raw

@@ -10,25 +10,28 @@ switched. Any failure raises :class:`BundleError` and leaves the served index un
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import blake3
 
 from morgan.bundle import (
     HEADER,
     SIDE_FILES,
+    SIGNATURE,
     BundleError,
     current_generation,
     next_member,
     open_bundle,
-    read_header,
+    read_raw_header,
     read_small,
 )
+from morgan.signing import SignatureError, Signer, verify
 from rules.lib.materialize import Mode, check_entry_path, materialize, switch_index
 from store import fsio
 from store.digest import Digest
@@ -47,39 +50,74 @@ class ImportResult:
     changed: bool  # False: the mirror already served this generation
     blobs: int
     blob_bytes: int
+    signer: Signer | None = None  # who signed, when checked against a trust file
+    signed: bool = False  # the bundle carries a signature (checked only with a trust file)
 
 
-def import_bundle(path: Path, mirror: Path, *, mode: Mode = "symlink") -> ImportResult:
+def import_bundle(
+    path: Path, mirror: Path, *, mode: Mode = "symlink", trust: Path | None = None
+) -> ImportResult:
     """Verify every blob of the bundle at ``path`` into ``mirror``'s store, then switch.
 
     Raises :class:`BundleError` (one line) on any corrupt, truncated or foreign content and
     when the mirror lacks an object a delta bundle assumes; the served index is unchanged.
+    With ``trust`` (an OpenSSH allowed_signers file) the bundle must carry a signature over
+    its header by a key that file trusts: that is checked before anything is written, and
+    :class:`~morgan.signing.SignatureError` refuses the bundle whole otherwise.
     """
-    mirror.mkdir(parents=True, exist_ok=True)
-    store = Store(mirror / "store")
-    with StoreLock(store.root).exclusive(timeout=0), open_bundle(path) as tar:
-        header = read_header(tar, path)
-        try:
-            manifest = Digest.parse(header["generation"])
-            objects = [Digest.parse(d) for d in header["objects"]]
-            blobs = {
-                Digest.parse(b["digest"]): (int(b["size"]), str(b["sha256"]))
-                for b in header["blobs"]
-            }
-            files = {
-                n: (str(header["files"][n]["blake3"]), int(header["files"][n]["size"]))
-                for n in SIDE_FILES
-            }
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"{path}: malformed {HEADER} ({exc}) — export it again") from None
-        lacking = [d for d in objects if d not in blobs and not store.has(d)]
-        if lacking:
-            raise BundleError(
-                f"{path}: a delta bundle, but this mirror lacks {len(lacking)} of the objects "
-                f"it builds on (e.g. {lacking[0]}) — import the earlier bundle first, or "
-                "export with --since this mirror's mirror.lock"
+    with open_bundle(path) as tar:
+        header, raw = read_raw_header(tar, path)
+        pending = next_member(tar, path)
+        signer = signature = None
+        if pending is not None and pending.name == SIGNATURE:
+            signature = read_small(tar, pending, path)
+            pending = next_member(tar, path)
+            if trust is not None:
+                signer = verify(raw, signature, trust, str(path))
+        elif trust is not None:
+            raise SignatureError(
+                f"{path}: not signed, and --trust {trust} requires a signature by a key it "
+                "lists — refused; export it with 'morgan export --sign KEY'"
             )
-        sides = _stream_members(tar, path, store, blobs, files)
+        mirror.mkdir(parents=True, exist_ok=True)
+        store = Store(mirror / "store")
+        with StoreLock(store.root).exclusive(timeout=0):
+            result = _import_locked(
+                tar, path, store=store, mirror=mirror, header=header, pending=pending, mode=mode
+            )
+    return dataclasses.replace(result, signer=signer, signed=signature is not None)
+
+
+def _import_locked(
+    tar: tarfile.TarFile,
+    path: Path,
+    *,
+    store: Store,
+    mirror: Path,
+    header: dict[str, Any],
+    pending: tarfile.TarInfo | None,
+    mode: Mode,
+) -> ImportResult:
+    try:
+        manifest = Digest.parse(header["generation"])
+        objects = [Digest.parse(d) for d in header["objects"]]
+        blobs = {
+            Digest.parse(b["digest"]): (int(b["size"]), str(b["sha256"])) for b in header["blobs"]
+        }
+        files = {
+            n: (str(header["files"][n]["blake3"]), int(header["files"][n]["size"]))
+            for n in SIDE_FILES
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{path}: malformed {HEADER} ({exc}) — export it again") from None
+    lacking = [d for d in objects if d not in blobs and not store.has(d)]
+    if lacking:
+        raise BundleError(
+            f"{path}: a delta bundle, but this mirror lacks {len(lacking)} of the objects "
+            f"it builds on (e.g. {lacking[0]}) — import the earlier bundle first, or "
+            "export with --since this mirror's mirror.lock"
+        )
+    sides = _stream_members(tar, path, store=store, blobs=blobs, files=files, first=pending)
     missing = [d for d in objects if not store.has(d)]
     if missing or manifest not in set(objects):
         raise BundleError(f"{path}: the generation needs {missing[:1] or [manifest]}, absent")
@@ -90,13 +128,16 @@ def import_bundle(path: Path, mirror: Path, *, mode: Mode = "symlink") -> Import
 def _stream_members(
     tar: tarfile.TarFile,
     path: Path,
+    *,
     store: Store,
     blobs: Mapping[Digest, tuple[int, str]],
     files: Mapping[str, tuple[str, int]],
+    first: tarfile.TarInfo | None,
 ) -> dict[str, bytes]:
+    """Store every listed blob, starting at ``member`` (the one after the header)."""
     sides: dict[str, bytes] = {}
     seen: set[Digest] = set()
-    while (member := next_member(tar, path)) is not None:
+    for member in _members(tar, path, first):
         name = member.name
         if name in files and name not in sides:
             data = read_small(tar, member, path)
@@ -130,6 +171,15 @@ def _stream_members(
             "nothing was imported; copy the bundle again"
         )
     return sides
+
+
+def _members(
+    tar: tarfile.TarFile, path: Path, first: tarfile.TarInfo | None
+) -> Iterator[tarfile.TarInfo]:
+    member = first
+    while member is not None:
+        yield member
+        member = next_member(tar, path)
 
 
 class _Checked:

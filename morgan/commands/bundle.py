@@ -8,11 +8,13 @@ or is empty: a first import); else the spec's output folder.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tarfile
 from pathlib import Path
 
 from morgan import lock as lockfile
+from morgan import signing
 from morgan.bundle import (
     BundleError,
     export_bundle,
@@ -36,6 +38,12 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
             metavar="OLD",
             help="an earlier bundle or mirror.lock the other side has: carry only new blobs",
         )
+        parser.add_argument(
+            "--sign",
+            type=Path,
+            metavar="KEY",
+            help="sign the bundle with this OpenSSH key (ssh-keygen -Y sign; see docs/trust.md)",
+        )
         return
     parser.add_argument("bundle", type=Path, metavar="FILE", help="a bundle from 'morgan export'")
     parser.add_argument(
@@ -43,6 +51,12 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         choices=("symlink", "copy", "hardlink"),
         default="symlink",
         help="how the index tree refers to blobs (default: relative symlinks)",
+    )
+    parser.add_argument(
+        "--trust",
+        type=Path,
+        metavar="FILE",
+        help="an OpenSSH allowed_signers file: refuse the bundle unless a key it lists signed it",
     )
 
 
@@ -84,7 +98,13 @@ def _since(path: Path | None) -> frozenset[Digest]:
 
 
 def _export(args: argparse.Namespace, mirror: Path) -> int:
-    result = export_bundle(mirror, args.output, since=_since(args.since))
+    sign = None
+    if args.sign is not None:
+        key: Path = args.sign
+        if not key.is_file():
+            raise UsageError(f"--sign {key}: no such key file — give an OpenSSH private key")
+        sign = functools.partial(signing.sign, key=key)
+    result = export_bundle(mirror, args.output, since=_since(args.since), sign=sign)
     data = {
         "written": str(args.output),
         "generation": result.generation,
@@ -93,6 +113,7 @@ def _export(args: argparse.Namespace, mirror: Path) -> int:
         "objects": result.total_objects,
         "object-bytes": result.total_bytes,
         "bundle-bytes": result.bundle_bytes,
+        "signed": sign is not None,
     }
     if args.json:
         print(json.dumps(data, indent=2))
@@ -103,7 +124,7 @@ def _export(args: argparse.Namespace, mirror: Path) -> int:
     print(
         f"wrote {display_path(args.output)}: {result.blobs} of {result.total_objects} blobs, "
         f"{result.blob_bytes} of {result.total_bytes} bytes ({share:.0f}% of a full copy); "
-        f"generation {result.generation}"
+        f"generation {result.generation}" + (f"; signed with {args.sign}" if sign else "")
     )
     return 0
 
@@ -111,7 +132,13 @@ def _export(args: argparse.Namespace, mirror: Path) -> int:
 def _import(args: argparse.Namespace, mirror: Path) -> int:
     if not args.bundle.is_file():
         raise BundleError(f"{args.bundle}: no such bundle — check the path")
-    result = import_bundle(args.bundle, mirror, mode=args.materialize)
+    result = import_bundle(args.bundle, mirror, mode=args.materialize, trust=args.trust)
+    if result.signer is not None:
+        signed = f"signed by {result.signer}, trusted by {args.trust}"
+    elif result.signed:
+        signed = "signed, but the signature was not checked (no --trust FILE)"
+    else:
+        signed = "not signed"
     if args.json:
         print(
             json.dumps(
@@ -121,6 +148,8 @@ def _import(args: argparse.Namespace, mirror: Path) -> int:
                     "changed": result.changed,
                     "blobs": result.blobs,
                     "blob-bytes": result.blob_bytes,
+                    "signer": str(result.signer) if result.signer else None,
+                    "signature": signed,
                 },
                 indent=2,
             )
@@ -128,6 +157,8 @@ def _import(args: argparse.Namespace, mirror: Path) -> int:
         return 0
     if args.quiet:
         return 0
+    if result.signed:
+        print(signed)
     if result.changed:
         print(
             f"imported {result.blobs} blobs ({result.blob_bytes} bytes), all verified; now "
