@@ -41,6 +41,7 @@ from morgan.lock import (
     LockedFile,
     LockedPin,
     LockedRelease,
+    LockedStatus,
 )
 from morgan.lock import dumps as dump_lock
 from morgan.lock import load as load_lock
@@ -174,8 +175,9 @@ def _build_locked(
             infos = {(r.name, r.version): r for r in old.releases}
         else:
             selections, infos = _resolve_all(spec, catalog, old, opts.reporter)
-        warnings = screen(spec, _pinned(selections))  # raises when a policy refuses
-        views = _views(selections)
+        statuses = _statuses(selections, old, catalog.statuses)
+        warnings = screen(spec, _pinned(selections), statuses)  # raises on a refusal
+        views = _views(selections, statuses)
         fetching = start_files(catalog, _wanted_files(selections))
         pages = start_renders(ex, store, views, fetching)
         # A lock that still fits the spec most likely gives the current tree again: then
@@ -192,7 +194,9 @@ def _build_locked(
             with fsio.replacing(lock_path) as staged:
                 files = wait_files(fetching)
                 kept_files, kept_notes = _kept(catalog, old, files)
-                text = dump_lock(_make_lock(spec, selections, infos, files, kept_files))
+                text = dump_lock(
+                    _make_lock(spec, selections, infos, files, kept_files, statuses=statuses)
+                )
                 try:
                     staged.write(text.encode("utf-8"))
                 except StoreError as exc:  # the lock is not in the store: not a "store:" error
@@ -262,6 +266,17 @@ def _upstream_indexes(spec: Spec, now: datetime) -> list[UpstreamIndex]:
         cutoff = rule.cutoff(now) if rule is not None else None
         out.append(UpstreamIndex(u.name, u.index_url, frozenset(u.projects), cutoff))
     return out
+
+
+def _statuses(
+    selections: Sequence[EnvSelection], old: Lock | None, fetched: Mapping[str, tuple[str, str]]
+) -> dict[str, tuple[str, str]]:
+    """PEP 792 status of each selected project that is not active: from the page when this
+    build read it, else from the lock."""
+    known = {s.name: (s.status, s.reason) for s in old.statuses} if old is not None else {}
+    known.update(fetched)
+    names = {p.release.name for s in selections for p in s.pins}
+    return {n: known[n] for n in sorted(names) if n in known}
 
 
 def _pinned(selections: Sequence[EnvSelection]) -> list[tuple[str, str, str]]:
@@ -542,7 +557,9 @@ def _wanted_files(selections: Sequence[EnvSelection]) -> dict[str, tuple[str, Up
     return wanted
 
 
-def _views(selections: Sequence[EnvSelection]) -> list[View]:
+def _views(
+    selections: Sequence[EnvSelection], statuses: Mapping[str, tuple[str, str]]
+) -> list[View]:
     """Each environment's view, then the union of them all."""
     union: dict[str, dict[str, None]] = {}
     views = []
@@ -553,8 +570,8 @@ def _views(selections: Sequence[EnvSelection]) -> list[View]:
                 view.setdefault(pin.release.name, {})[f.filename] = None
                 union.setdefault(pin.release.name, {})[f.filename] = None
         projects = {k: tuple(v) for k, v in view.items()}
-        views.append(View(f"env-{sel.env.name}", f"env/{sel.env.name}/", projects))
-    views.append(View("union", "", {k: tuple(v) for k, v in union.items()}))
+        views.append(View(f"env-{sel.env.name}", f"env/{sel.env.name}/", projects, statuses))
+    views.append(View("union", "", {k: tuple(v) for k, v in union.items()}, statuses))
     return views
 
 
@@ -614,6 +631,8 @@ def _make_lock(
     infos: Mapping[tuple[str, str], LockedRelease],
     files: Mapping[str, MirrorFile],
     kept: frozenset[str] = frozenset(),
+    *,
+    statuses: Mapping[str, tuple[str, str]],
 ) -> Lock:
     rel_files: dict[tuple[str, str], dict[str, LockedFile]] = {}
     for sel in selections:
@@ -672,7 +691,12 @@ def _make_lock(
         )
         for sel in selections
     ]
-    return Lock(spec_digest=spec.digest(), releases=tuple(releases), environments=tuple(envs))
+    return Lock(
+        spec_digest=spec.digest(),
+        releases=tuple(releases),
+        environments=tuple(envs),
+        statuses=tuple(LockedStatus(n, st, why) for n, (st, why) in sorted(statuses.items())),
+    )
 
 
 __all__ = ["SPEC", "BuildOptions", "BuildResult", "build"]

@@ -167,6 +167,7 @@ class UpstreamCatalog:
         self.listed: set[NormalizedName] = set()
         self.kept: list[Kept] = []
         self.withheld: dict[NormalizedName, str] = {}  # name -> what exclude-newer hid
+        self.statuses: dict[str, tuple[str, str]] = {}  # name -> PEP 792 (status, reason)
         self._metadata_by_hash: dict[str, Future[Digest]] = {}
         self._mutex = threading.Lock()
         self.private = private_releases(private)
@@ -208,6 +209,7 @@ class UpstreamCatalog:
                 json.loads(self.store.read_bytes(Digest.parse(record["page"])))
             )
             listed = group_releases(page)
+            self._note_status(page)
         releases, kept = with_kept(name, listed, self.lock)
         if not releases and listed is None:
             raise ProjectNotFoundError(name, record["missing"])
@@ -220,6 +222,15 @@ class UpstreamCatalog:
                 self.listed.add(name)
                 self.kept.extend(kept)
             return self._pages[name]
+
+    def _note_status(self, page: ProjectPage) -> None:
+        """Remember a PEP 792 status other than active (for the lock, pages and policy)."""
+        if page.status == "active":
+            return
+        with self._mutex:
+            self.statuses[page.name] = (page.status, page.status_reason)
+            if page.status == "quarantined" and page.name not in self.withheld:
+                self.withheld[page.name] = "upstream marks the project quarantined"
 
     def _cutoff(self, name: str, page_url: str | None) -> datetime | None:
         """The cut-off of the upstream that served ``name``'s page; without a page (a

@@ -2,6 +2,7 @@
 
 The lock holds, per selected release, its declared dependencies and every mirrored file
 (upstream url, size, sha256, blake3, upload-time, requires-python, yanked, .metadata hashes);
+per project that upstream marks so, its PEP 792 status (archived, deprecated, quarantined);
 per environment, the pins (run-time and build-time) and the dependency edges with the
 requirement that caused each. The same lock gives a byte-identical index on any machine.
 """
@@ -79,10 +80,20 @@ class LockedEnvironment:
 
 
 @dataclass(frozen=True, slots=True)
+class LockedStatus:
+    """A selected project's PEP 792 status upstream, when it is not ``active``."""
+
+    name: str
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Lock:
     spec_digest: str
     releases: tuple[LockedRelease, ...]
     environments: tuple[LockedEnvironment, ...]
+    statuses: tuple[LockedStatus, ...] = ()
     _index: dict[tuple[str, str], LockedRelease] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -157,6 +168,11 @@ def dumps(lock: Lock) -> str:
         out.append("]\n")
         if env.unknown_metadata:
             out.append(f"unknown-metadata = {_value(sorted(env.unknown_metadata))}\n")
+    for st in sorted(lock.statuses, key=lambda s: s.name):
+        out.append("\n[[project-status]]\n")
+        out.append(f"name = {_s(st.name)}\nstatus = {_s(st.status)}\n")
+        if st.reason:
+            out.append(f"reason = {_s(st.reason)}\n")
     for rel in sorted(lock.releases, key=lambda r: (r.name, r.version)):
         out.append("\n[[release]]\n")
         out.append(f"name = {_s(rel.name)}\nversion = {_s(rel.version)}\n")
@@ -262,4 +278,13 @@ def loads(text: str) -> Lock:
                 files=files,
             )
         )
-    return Lock(spec_digest=data["spec-digest"], releases=tuple(releases), environments=tuple(envs))
+    statuses = tuple(
+        LockedStatus(s["name"], s["status"], s.get("reason", ""))
+        for s in data.get("project-status", [])
+    )
+    return Lock(
+        spec_digest=data["spec-digest"],
+        releases=tuple(releases),
+        environments=tuple(envs),
+        statuses=statuses,
+    )

@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,6 +48,7 @@ class View:
     id: str  # "union" | "env-<name>": names the render nodes
     prefix: str  # "" | "env/<name>/"
     projects: Mapping[str, Sequence[str]]  # project -> its filenames in this view
+    statuses: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # PEP 792
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -178,31 +179,42 @@ def start_renders(
     for view in views:
         for name, filenames in view.projects.items():
             ready = _all([files[fn] for fn in sorted(filenames)])
-            out[(view.id, name)] = _then(ready, _renderer(ex, store, view.id, name))
+            status = view.statuses.get(name, ("active", ""))
+            out[(view.id, name)] = _then(ready, _renderer(ex, store, view.id, name, status))
     return out
 
 
 def _renderer(
-    ex: Executor, store: Store, view: str, name: str
+    ex: Executor, store: Store, view: str, name: str, status: tuple[str, str]
 ) -> Callable[[list[MirrorFile]], Future[Record]]:
-    return lambda files: _render(ex, store, view, name, files)
+    return lambda files: _render(ex, store, view, name, files, status=status)
 
 
 def _render(
-    ex: Executor, store: Store, view: str, name: str, files: Sequence[MirrorFile]
+    ex: Executor,
+    store: Store,
+    view: str,
+    name: str,
+    files: Sequence[MirrorFile],
+    *,
+    status: tuple[str, str],
 ) -> Future[Record]:
     payload = canonical_json([f.to_json() for f in files])
+    params: dict[str, object] = {"project": name}
+    if status[0] != "active":
+        params["status"] = list(status)
     node = Node(
         id=f"render:{view}:{name}",
         kind="render",
         version=RENDER_RULE_VERSION,
-        params={"project": name},
+        params=params,
         inputs={"files": blake3_hex(payload)},
     )
+    marks = {"status": status[0], "status_reason": status[1]}
 
     def run() -> Record:
-        html = store.put_bytes(render_project_html(NormalizedName(name), files))
-        js = store.put_bytes(render_project_json(NormalizedName(name), files))
+        html = store.put_bytes(render_project_html(NormalizedName(name), files, **marks))
+        js = store.put_bytes(render_project_json(NormalizedName(name), files, **marks))
         return {
             "blobs": [str(html.digest), str(js.digest)],
             "html": str(html.digest),

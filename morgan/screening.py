@@ -7,7 +7,7 @@ generation stays served, the lock is not rewritten); milder findings come back a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from morgan.advisories import find, load_advisories
 from morgan.errors import BuildError
@@ -16,9 +16,14 @@ from morgan.spec import Spec
 __all__ = ["screen"]
 
 
-def screen(spec: Spec, pins: Sequence[tuple[str, str, str]]) -> list[str]:
-    """Warnings about ``pins`` = (name, version, environment); BuildError on a refusal."""
-    warnings: list[str] = []
+def screen(
+    spec: Spec,
+    pins: Sequence[tuple[str, str, str]],
+    statuses: Mapping[str, tuple[str, str]],
+) -> list[str]:
+    """Warnings about ``pins`` = (name, version, environment) and the PEP 792 ``statuses``
+    of their projects (name → (status, reason)); BuildError on a refusal."""
+    warnings = _status_warnings(spec, statuses)
     policy = spec.policy
     if policy.advisories is not None:
         findings = find(load_advisories(policy.advisories), pins)
@@ -33,4 +38,28 @@ def screen(spec: Spec, pins: Sequence[tuple[str, str, str]]) -> list[str]:
                 "to see them all"
             )
         warnings += [f"known vulnerability: {line}" for line in lines]
+    return warnings
+
+
+def _status_warnings(spec: Spec, statuses: Mapping[str, tuple[str, str]]) -> list[str]:
+    """Archived and deprecated projects are warned about; a quarantined one is refused
+    unless ``[policy] allow-quarantined`` names it."""
+    warnings = []
+    for name, (status, reason) in sorted(statuses.items()):
+        why = f" ({reason})" if reason else ""
+        if status == "quarantined" and name not in spec.policy.allow_quarantined:
+            raise BuildError(
+                f"{name}: upstream marks the project quarantined{why} (PEP 792) — refused; "
+                "remove what requires it, or allow it by name: [policy] "
+                f'allow-quarantined = ["{name}"]'
+            )
+        if status == "quarantined":
+            warnings.append(
+                f"{name} is quarantined upstream{why}; mirrored because [policy] "
+                "allow-quarantined names it"
+            )
+        elif status == "archived":
+            warnings.append(f"{name} is archived upstream{why}: expect no more releases")
+        elif status == "deprecated":
+            warnings.append(f"{name} is deprecated upstream{why}")
     return warnings

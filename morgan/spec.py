@@ -77,6 +77,7 @@ _POLICY_KEYS = (
     "exclude-newer",
     "advisories",
     "vulnerable",
+    "allow-quarantined",
 )
 _PRERELEASES = ("if-needed", "allow", "never")
 _YANKED = ("skip", "pinned")
@@ -107,6 +108,7 @@ class Policy:
     exclude_newer: ExcludeNewer | None = None
     advisories: Path | None = None  # an OSV export (zip) checked against every selection
     vulnerable: Literal["warn", "refuse"] = "warn"
+    allow_quarantined: frozenset[NormalizedName] = frozenset()  # PEP 792 quarantine waived
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,11 @@ class Spec:
                     "vulnerable": self.policy.vulnerable,
                 }
                 if self.policy.advisories
+                else {}
+            )
+            | (
+                {"allow-quarantined": sorted(self.policy.allow_quarantined)}
+                if self.policy.allow_quarantined
                 else {}
             ),
             "private": [_relative_posix(p, base) for p in self.private],
@@ -504,6 +511,9 @@ class _Parser(SpecPaths):
             versions=cast("Literal['needed', 'all'] | int", versions),
             exclude_newer=self.exclude_newer(table, at),
             advisories=self.advisories(table),
+            allow_quarantined=self.projects(
+                table.get("allow-quarantined", []), (*at, "allow-quarantined"), "", {}
+            ),
             vulnerable=cast(
                 "Literal['warn', 'refuse']", self.choice(table, "vulnerable", _VULNERABLE, "warn")
             ),

@@ -37,21 +37,33 @@ class UpstreamFile:
         return cls(**data)
 
 
+PROJECT_STATUSES = ("active", "archived", "quarantined", "deprecated")  # PEP 792
+
+
 @dataclass(frozen=True, slots=True)
 class ProjectPage:
     """An upstream project page, normalized (files sorted by filename)."""
 
     name: NormalizedName
     files: tuple[UpstreamFile, ...]
+    status: str = "active"  # PEP 792 project status: one of PROJECT_STATUSES
+    status_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "files": [f.to_json() for f in self.files]}
+        data: dict[str, Any] = {"name": self.name, "files": [f.to_json() for f in self.files]}
+        if self.status != "active" or self.status_reason:
+            # Only then: an active project's page keeps the digest it always had.
+            data["status"] = self.status
+            data["status-reason"] = self.status_reason
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProjectPage:
         return cls(
             name=NormalizedName(data["name"]),
             files=tuple(UpstreamFile.from_json(f) for f in data["files"]),
+            status=data.get("status", "active"),
+            status_reason=data.get("status-reason", ""),
         )
 
 

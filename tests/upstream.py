@@ -122,6 +122,7 @@ class FakeUpstream:
         self.bandwidth = 0.0  # bytes/s over all connections (0: unlimited); see Link
         self.basic_auth: tuple[str, str] | None = None  # (user, password) every request needs
         self.requests: list[RecordedRequest] = []
+        self.statuses: dict[str, tuple[str, str]] = {}  # PEP 792, by normalized name
         self._projects: dict[NormalizedName, _Project] = {}
         self._by_filename: dict[str, ServedFile] = {}
         self._faults: list[tuple[str, Fault, list[int | None]]] = []
@@ -424,9 +425,16 @@ class FakeUpstream:
                 self._link,
                 metadata=self.metadata_enabled,
                 legacy_dist_info_metadata=self.legacy_dist_info_metadata,
+                status=self.statuses.get(normalized),
             )
         else:
-            body = detail_html(normalized, files, self._link, metadata=self.metadata_enabled)
+            body = detail_html(
+                normalized,
+                files,
+                self._link,
+                metadata=self.metadata_enabled,
+                status=self.statuses.get(normalized),
+            )
         return _page(kind, body)
 
     def _link(self, entry: ServedFile) -> str:

@@ -107,11 +107,18 @@ def negotiate(accept: str | None) -> str | None:
     return chosen
 
 
-def html_page(title: str, body: str) -> bytes:
-    """A PEP 503 page with the PEP 629 repository-version meta tag."""
+def html_page(title: str, body: str, status: tuple[str, str] | None = None) -> bytes:
+    """A PEP 503 page with the PEP 629 repository-version meta tag (and PEP 792's project
+    status meta tags, API 1.4, when `status` is given)."""
+    head = '<meta name="pypi:repository-version" content="1.1">\n'
+    if status is not None:
+        head = '<meta name="pypi:repository-version" content="1.4">\n'
+        head += f'<meta name="pypi:project-status" content="{html.escape(status[0])}">\n'
+        if status[1]:
+            head += f'<meta name="pypi:project-status-reason" content="{html.escape(status[1])}">\n'
     page = (
         "<!DOCTYPE html>\n<html>\n<head>\n"
-        '<meta name="pypi:repository-version" content="1.1">\n'
+        f"{head}"
         f"<title>{html.escape(title)}</title>\n</head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n{body}</body>\n</html>\n"
     )
@@ -137,8 +144,10 @@ def detail_json(
     *,
     metadata: bool,
     legacy_dist_info_metadata: bool,
+    status: tuple[str, str] | None = None,
 ) -> bytes:
-    """A PEP 691 (api 1.1, PEP 700) project page. `metadata`: offer PEP 658 files.
+    """A PEP 691 (api 1.1, PEP 700) project page. `metadata`: offer PEP 658 files;
+    `status`: a PEP 792 (status, reason), making it api 1.4.
 
     `legacy_dist_info_metadata` adds the JSON key `data-dist-info-metadata` as PyPI still
     does (a mirror must not copy it: PEP 714).
@@ -161,17 +170,25 @@ def detail_json(
         if legacy_dist_info_metadata:
             row["data-dist-info-metadata"] = core
         rows.append(row)
-    doc = {
+    doc: dict[str, object] = {
         "meta": {"api-version": "1.1"},
         "name": name,
         "versions": [str(v) for v in sorted({f.version for f in files})],
         "files": rows,
     }
+    if status is not None:
+        doc["meta"] = {"api-version": "1.4"}
+        doc["project-status"] = {"status": status[0], "reason": status[1]}
     return json.dumps(doc, indent=1).encode("utf-8")
 
 
 def detail_html(
-    name: str, files: Sequence[ServedFile], link: Callable[[ServedFile], str], *, metadata: bool
+    name: str,
+    files: Sequence[ServedFile],
+    link: Callable[[ServedFile], str],
+    *,
+    metadata: bool,
+    status: tuple[str, str] | None = None,
 ) -> bytes:
     """A PEP 503 project page: #sha256 fragments, data-requires-python, data-yanked and
     (when `metadata`) both data-core-metadata and the legacy data-dist-info-metadata."""
@@ -188,4 +205,4 @@ def detail_html(
             attrs.append(f'data-core-metadata="{value}"')
             attrs.append(f'data-dist-info-metadata="{value}"')
         links.append(f"<a {' '.join(attrs)}>{html.escape(f.filename)}</a><br/>\n")
-    return html_page(f"Links for {name}", "".join(links))
+    return html_page(f"Links for {name}", "".join(links), status)

@@ -25,7 +25,7 @@ from packaging.utils import (
 )
 
 from rules.errors import UpstreamError
-from rules.model import NormalizedName, ProjectPage, UpstreamFile
+from rules.model import PROJECT_STATUSES, NormalizedName, ProjectPage, UpstreamFile
 
 JSON_TYPES = frozenset(
     {"application/vnd.pypi.simple.v1+json", "application/vnd.pypi.simple.latest+json"}
@@ -71,15 +71,32 @@ def parse_project_page(
     if media_type in JSON_TYPES:
         data = _load_json(body, url)
         files = _json_files(data, url, project)
+        status = _json_status(data.get("project-status"))
     elif media_type in HTML_TYPES:
-        links = _html_links(_decode(body, charset, url), page_url)
-        files = iter(links)
+        parser = _parse_html(_decode(body, charset, url), page_url)
+        files = iter(parser.links)
+        status = _status(parser.meta.get("pypi:project-status"))
+        status = (status[0], parser.meta.get("pypi:project-status-reason", ""))
     else:
         raise UpstreamError(
             f"{url}: unsupported content type {content_type!r}; expected PEP 691 JSON "
             "(application/vnd.pypi.simple.v1+json) or PEP 503 HTML (text/html)"
         )
-    return ProjectPage(name=project, files=_select(files, page_url, project))
+    chosen = _select(files, page_url, project)
+    return ProjectPage(name=project, files=chosen, status=status[0], status_reason=status[1])
+
+
+def _json_status(value: object) -> tuple[str, str]:
+    """PEP 792 ``project-status``: ``{"status": …, "reason": …}``; anything else: active."""
+    if not isinstance(value, dict):
+        return ("active", "")
+    reason = value.get("reason")
+    return (_status(value.get("status"))[0], reason if isinstance(reason, str) else "")
+
+
+def _status(value: object) -> tuple[str, str]:
+    # A status this version does not know is read as active, as PEP 792 asks of clients.
+    return (value if isinstance(value, str) and value in PROJECT_STATUSES else "active", "")
 
 
 def parse_index_page(body: bytes, content_type: str, page_url: str) -> list[NormalizedName]:
@@ -327,24 +344,32 @@ def _clean_requires_python(value: str | None) -> str | None:
 
 
 def _html_links(text: str, page_url: str) -> list[_Link]:
+    return _parse_html(text, page_url).links
+
+
+def _parse_html(text: str, page_url: str) -> _AnchorParser:
     parser = _AnchorParser(page_url)
     parser.feed(text)
     parser.close()
-    return parser.links
+    return parser
 
 
 class _AnchorParser(HTMLParser):
-    """Collect ``<a href>`` links (attribute values arrive HTML-unescaped) and ``<base>``."""
+    """Collect ``<a href>`` links (attribute values arrive HTML-unescaped), ``<base>`` and
+    ``<meta name content>`` (PEP 792's ``pypi:project-status``)."""
 
     def __init__(self, page_url: str) -> None:
         super().__init__(convert_charrefs=True)
         self.base = page_url
         self.links: list[_Link] = []
+        self.meta: dict[str, str] = {}
         self._open: _Link | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
-        if tag == "base" and values.get("href"):
+        if tag == "meta" and values.get("name"):
+            self.meta.setdefault(values["name"] or "", values.get("content") or "")
+        elif tag == "base" and values.get("href"):
             self.base = urljoin(self.base, values["href"] or "")
         elif tag == "a" and values.get("href"):
             href = urljoin(self.base, values["href"] or "")

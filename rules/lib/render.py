@@ -22,13 +22,28 @@ from rules.lib.project_page import is_normalized_name
 from rules.model import MirrorFile, NormalizedName
 
 API_VERSION = "1.1"
+STATUS_API_VERSION = "1.4"  # PEP 792: pages that carry a project status say so
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
 
 
-def render_project_html(name: NormalizedName, files: Sequence[MirrorFile]) -> bytes:
-    """The PEP 503 HTML page of one project (``simple/<name>/index.html``)."""
-    lines = _html_head(f"Links for {name}")
+def render_project_html(
+    name: NormalizedName,
+    files: Sequence[MirrorFile],
+    *,
+    status: str = "active",
+    status_reason: str = "",
+) -> bytes:
+    """The PEP 503 HTML page of one project (``simple/<name>/index.html``); a status other
+    than active adds PEP 792's ``pypi:project-status`` (and ``-reason``) meta tags."""
+    extra = []
+    if status != "active":
+        extra.append(f'    <meta name="pypi:project-status" content="{_escape(status)}">')
+        if status_reason:
+            extra.append(
+                f'    <meta name="pypi:project-status-reason" content="{_escape(status_reason)}">'
+            )
+    lines = _html_head(f"Links for {name}", extra, STATUS_API_VERSION if extra else API_VERSION)
     lines.append(f"    <h1>Links for {_escape(name)}</h1>")
     for f in _sorted_files(name, files):
         attrs = [f'href="{_escape(_href(f.filename))}#sha256={f.sha256}"']
@@ -44,17 +59,29 @@ def render_project_html(name: NormalizedName, files: Sequence[MirrorFile]) -> by
     return _html_tail(lines)
 
 
-def render_project_json(name: NormalizedName, files: Sequence[MirrorFile]) -> bytes:
-    """The PEP 691 JSON page of one project (``simple/<name>/index.json``), API 1.1."""
+def render_project_json(
+    name: NormalizedName,
+    files: Sequence[MirrorFile],
+    *,
+    status: str = "active",
+    status_reason: str = "",
+) -> bytes:
+    """The PEP 691 JSON page of one project (``simple/<name>/index.json``), API 1.1; with a
+    status other than active, API 1.4 and PEP 792's ``project-status``."""
     ordered = _sorted_files(name, files)
     entries = [_json_file(f) for f in ordered]
     versions = {_version_of(f.filename) for f in ordered}
-    page = {
+    page: dict[str, Any] = {
         "meta": {"api-version": API_VERSION},
         "name": name,
         "files": entries,
         "versions": [str(v) for v in sorted(versions)],
     }
+    if status != "active":
+        page["meta"]["api-version"] = STATUS_API_VERSION
+        page["project-status"] = {"status": status} | (
+            {"reason": status_reason} if status_reason else {}
+        )
     return _dump(page)
 
 
@@ -131,12 +158,13 @@ def _escape(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def _html_head(title: str) -> list[str]:
+def _html_head(title: str, meta: Sequence[str] = (), version: str = API_VERSION) -> list[str]:
     return [
         "<!DOCTYPE html>",
         "<html>",
         "  <head>",
-        '    <meta name="pypi:repository-version" content="1.1">',
+        f'    <meta name="pypi:repository-version" content="{version}">',
+        *meta,
         f"    <title>{_escape(title)}</title>",
         "  </head>",
         "  <body>",
