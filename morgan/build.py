@@ -176,7 +176,14 @@ def _build_locked(
         else:
             selections, infos = _resolve_all(spec, catalog, old, opts.reporter)
         statuses = _statuses(selections, old, catalog.statuses)
-        warnings = screen(spec, _pinned(selections), statuses)  # raises on a refusal
+        unattested = [
+            (p.release.name, str(p.release.version), f.filename)
+            for s in selections
+            for p in s.pins
+            for f in env_files(p.release, s.env)
+            if f.provenance_url is None
+        ]
+        warnings = screen(spec, _pinned(selections), statuses, sorted(set(unattested)))
         views = _views(selections, statuses)
         fetching = start_files(catalog, _wanted_files(selections))
         pages = start_renders(ex, store, views, fetching)
@@ -653,6 +660,9 @@ def _make_lock(
                     metadata_sha256=m.metadata_sha256,
                     metadata_blake3=m.metadata_blake3,
                     kept=f.filename in kept,
+                    provenance_url=f.provenance_url,
+                    provenance_sha256=m.provenance_sha256,
+                    provenance_blake3=m.provenance_blake3,
                 )
     releases = []
     build_requires: dict[tuple[str, str], set[str]] = {}

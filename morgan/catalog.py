@@ -55,6 +55,7 @@ from rules.lib.metadata import (
     wheel_metadata_bytes,
 )
 from rules.lib.project_page import parse_project_page
+from rules.lib.provenance import MAX_PROVENANCE_BYTES, ProvenanceError, check_provenance
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
 from store.digest import Digest, canonical_json
 from store.errors import IntegrityError
@@ -63,6 +64,7 @@ from store.objects import Store
 PAGE_RULE_VERSION = 1
 META_RULE_VERSION = 1
 FETCH_RULE_VERSION = 1
+PROVENANCE_RULE_VERSION = 1
 
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+!~-]*$")
 
@@ -474,6 +476,36 @@ class UpstreamCatalog:
     def _fetch_pep658(self, f: UpstreamFile) -> Digest:
         url = f.url + ".metadata"
         return fetch_metadata(self.client, self.store, url, sha256=f.core_metadata_sha256).digest
+
+    def provenance_async(self, f: UpstreamFile, sha256: str) -> Future[Record]:
+        """``f``'s PEP 740 provenance, fetched (size-capped), checked to be well-formed for
+        the file with ``sha256`` and stored; one node per provenance URL and file."""
+        url = f.provenance_url or ""
+        node = Node(
+            id=f"provenance:{f.filename}",
+            kind="provenance",
+            version=PROVENANCE_RULE_VERSION,
+            params={"filename": f.filename, "sha256": sha256, "url": url},
+        )
+
+        def run() -> Record:
+            if self.offline:
+                raise BuildError(
+                    f"--offline: the provenance of {f.filename} is not cached; run once with "
+                    "network access"
+                )
+            data = self.client.get_bytes(url, max_bytes=MAX_PROVENANCE_BYTES)
+            try:
+                check_provenance(data, f.filename, sha256)
+            except ProvenanceError as exc:
+                raise BuildError(
+                    f"{f.filename}: the provenance upstream serves ({url}) is unusable: {exc} — "
+                    "report it to the index; nothing was switched"
+                ) from None
+            blob = self.store.put_bytes(data)
+            return {"blobs": [str(blob.digest)], "blob": str(blob.digest), "sha256": blob.sha256}
+
+        return self.executor.submit(node, run)
 
     def wheel_metadata_async(self, f: UpstreamFile, file_blob: str) -> Future[Record]:
         """The exact METADATA bytes of a fetched wheel, as the blob served at ``.metadata``."""

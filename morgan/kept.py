@@ -46,6 +46,7 @@ def locked_files(rel: LockedRelease) -> tuple[UpstreamFile, ...]:
             yanked_reason=f.yanked_reason,
             core_metadata=False,
             core_metadata_sha256=None,
+            provenance_url=f.provenance_url,
         )
         for f in rel.files
     )

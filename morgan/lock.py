@@ -1,7 +1,8 @@
 """``mirror.lock``: what a build selected, written deterministically, read back exactly.
 
 The lock holds, per selected release, its declared dependencies and every mirrored file
-(upstream url, size, sha256, blake3, upload-time, requires-python, yanked, .metadata hashes);
+(upstream url, size, sha256, blake3, upload-time, requires-python, yanked, .metadata hashes,
+the PEP 740 provenance's upstream url and hashes);
 per project that upstream marks so, its PEP 792 status (archived, deprecated, quarantined);
 per environment, the pins (run-time and build-time) and the dependency edges with the
 requirement that caused each. The same lock gives a byte-identical index on any machine.
@@ -39,6 +40,9 @@ class LockedFile:
     # Upstream no longer lists this file (deleted, or its release or project deleted): it
     # is served from the store as it was locked (see morgan/kept.py).
     kept: bool = False
+    provenance_url: str | None = None  # PEP 740: where upstream served it
+    provenance_sha256: str | None = None  # the stored copy, served as <file>.provenance
+    provenance_blake3: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +201,9 @@ def dumps(lock: Lock) -> str:
                 ("metadata-sha256", f.metadata_sha256),
                 ("metadata-blake3", f.metadata_blake3),
                 ("kept", True if f.kept else None),
+                ("provenance-url", f.provenance_url),
+                ("provenance-sha256", f.provenance_sha256),
+                ("provenance-blake3", f.provenance_blake3),
             ]
             out.append(f"  {_inline(items)},\n")
         out.append("]\n")
@@ -263,6 +270,9 @@ def loads(text: str) -> Lock:
                 metadata_sha256=f.get("metadata-sha256"),
                 metadata_blake3=f.get("metadata-blake3"),
                 kept=bool(f.get("kept", False)),
+                provenance_url=f.get("provenance-url"),
+                provenance_sha256=f.get("provenance-sha256"),
+                provenance_blake3=f.get("provenance-blake3"),
             )
             for f in r["files"]
         )

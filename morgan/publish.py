@@ -84,15 +84,19 @@ def _mirror_file(
     catalog: UpstreamCatalog, f: UpstreamFile, fetching: Future[Record]
 ) -> Future[MirrorFile]:
     def fetched(rec: Record) -> Future[MirrorFile]:
-        if not f.filename.endswith(".whl"):
-            return _done(_as_mirror_file(f, rec, None))
-        meta = catalog.wheel_metadata_async(f, rec["blob"])
-        return _then(meta, lambda m: _done(_as_mirror_file(f, rec, m)))
+        nothing: Future[Record] = _done({})  # an empty record: no such companion blob
+        wheel = f.filename.endswith(".whl")
+        meta = catalog.wheel_metadata_async(f, rec["blob"]) if wheel else nothing
+        prov = catalog.provenance_async(f, rec["sha256"]) if f.provenance_url else nothing
+        both = _all([meta, prov])
+        return _then(both, lambda r: _done(_as_mirror_file(f, rec, r[0] or None, r[1] or None)))
 
     return _then(fetching, fetched)
 
 
-def _as_mirror_file(f: UpstreamFile, rec: Record, meta: Record | None) -> MirrorFile:
+def _as_mirror_file(
+    f: UpstreamFile, rec: Record, meta: Record | None, prov: Record | None = None
+) -> MirrorFile:
     return MirrorFile(
         filename=f.filename,
         sha256=rec["sha256"],
@@ -104,6 +108,8 @@ def _as_mirror_file(f: UpstreamFile, rec: Record, meta: Record | None) -> Mirror
         yanked_reason=f.yanked_reason,
         metadata_sha256=meta["sha256"] if meta else None,
         metadata_blake3=Digest.parse(meta["blob"]).hex if meta else None,
+        provenance_sha256=prov["sha256"] if prov else None,
+        provenance_blake3=Digest.parse(prov["blob"]).hex if prov else None,
     )
 
 
@@ -249,6 +255,8 @@ def _view_entries(
             entries[base + fn] = Digest("blake3", f.blake3)
             if f.metadata_blake3:
                 entries[base + fn + ".metadata"] = Digest("blake3", f.metadata_blake3)
+            if f.provenance_blake3:
+                entries[base + fn + ".provenance"] = Digest("blake3", f.provenance_blake3)
     return entries
 
 
@@ -294,6 +302,8 @@ def _link_file(writer: TreeWriter, bases: list[str]) -> Callable[[Future[MirrorF
             writer.add(base + f.filename, Digest("blake3", f.blake3))
             if f.metadata_blake3:
                 writer.add(base + f.filename + ".metadata", Digest("blake3", f.metadata_blake3))
+            if f.provenance_blake3:
+                writer.add(base + f.filename + ".provenance", Digest("blake3", f.provenance_blake3))
 
     return link
 

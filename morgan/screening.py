@@ -20,9 +20,21 @@ def screen(
     spec: Spec,
     pins: Sequence[tuple[str, str, str]],
     statuses: Mapping[str, tuple[str, str]],
+    unattested: Sequence[tuple[str, str, str]] = (),
 ) -> list[str]:
     """Warnings about ``pins`` = (name, version, environment) and the PEP 792 ``statuses``
-    of their projects (name → (status, reason)); BuildError on a refusal."""
+    of their projects (name → (status, reason)); BuildError on a refusal, including a file
+    of a project ``[policy] require-provenance`` names among ``unattested`` = (name,
+    version, filename): selected files that upstream offers no PEP 740 provenance for."""
+    required = [u for u in unattested if u[0] in spec.policy.require_provenance]
+    if required:
+        name, version, filename = required[0]
+        more = f" (and {len(required) - 1} more)" if len(required) > 1 else ""
+        raise BuildError(
+            f"{name} {version}: upstream offers no provenance (PEP 740) for {filename}{more} "
+            f"and [policy] require-provenance names {name} — refused; require a release "
+            "published with attestations, or remove the name from require-provenance"
+        )
     warnings = _status_warnings(spec, statuses)
     policy = spec.policy
     if policy.advisories is not None:

@@ -78,6 +78,7 @@ _POLICY_KEYS = (
     "advisories",
     "vulnerable",
     "allow-quarantined",
+    "require-provenance",
 )
 _PRERELEASES = ("if-needed", "allow", "never")
 _YANKED = ("skip", "pinned")
@@ -109,6 +110,7 @@ class Policy:
     advisories: Path | None = None  # an OSV export (zip) checked against every selection
     vulnerable: Literal["warn", "refuse"] = "warn"
     allow_quarantined: frozenset[NormalizedName] = frozenset()  # PEP 792 quarantine waived
+    require_provenance: frozenset[NormalizedName] = frozenset()  # PEP 740 provenance needed
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,11 @@ class Spec:
             | (
                 {"allow-quarantined": sorted(self.policy.allow_quarantined)}
                 if self.policy.allow_quarantined
+                else {}
+            )
+            | (
+                {"require-provenance": sorted(self.policy.require_provenance)}
+                if self.policy.require_provenance
                 else {}
             ),
             "private": [_relative_posix(p, base) for p in self.private],
@@ -513,6 +520,9 @@ class _Parser(SpecPaths):
             advisories=self.advisories(table),
             allow_quarantined=self.projects(
                 table.get("allow-quarantined", []), (*at, "allow-quarantined"), "", {}
+            ),
+            require_provenance=self.projects(
+                table.get("require-provenance", []), (*at, "require-provenance"), "", {}
             ),
             vulnerable=cast(
                 "Literal['warn', 'refuse']", self.choice(table, "vulnerable", _VULNERABLE, "warn")

@@ -135,6 +135,9 @@ def check_lock(lock: Lock, store: Store, sound: dict[Digest, str], report: Repor
         blobs = [(f.filename, f.blake3, f.sha256)]
         if f.metadata_blake3:
             blobs.append((f.filename + ".metadata", f.metadata_blake3, f.metadata_sha256 or ""))
+        if f.provenance_blake3:
+            sha = f.provenance_sha256 or ""
+            blobs.append((f.filename + ".provenance", f.provenance_blake3, sha))
         for label, b3, sha in blobs:
             digest = Digest("blake3", b3)
             if digest not in sound:

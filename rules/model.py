@@ -28,13 +28,22 @@ class UpstreamFile:
     yanked_reason: str
     core_metadata: bool  # PEP 658/714: upstream serves <url>.metadata
     core_metadata_sha256: str | None
+    provenance_url: str | None = None  # PEP 740: where upstream serves its provenance
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return _without_none(asdict(self), "provenance_url")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UpstreamFile:
         return cls(**data)
+
+
+def _without_none(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    # Fields added later are left out while unset, so existing digests do not change.
+    for key in keys:
+        if data.get(key) is None:
+            data.pop(key, None)
+    return data
 
 
 PROJECT_STATUSES = ("active", "archived", "quarantined", "deprecated")  # PEP 792
@@ -81,9 +90,11 @@ class MirrorFile:
     yanked_reason: str
     metadata_sha256: str | None  # sha256 of the PEP 658 .metadata served next to a wheel
     metadata_blake3: str | None
+    provenance_sha256: str | None = None  # the PEP 740 provenance served as <file>.provenance
+    provenance_blake3: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return _without_none(asdict(self), "provenance_sha256", "provenance_blake3")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MirrorFile:

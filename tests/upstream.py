@@ -38,6 +38,7 @@ from packaging.utils import (
 )
 
 from tests import dists
+from tests.attestations import provenance_object
 from tests.upstream_http import (
     Fault,
     RecordedRequest,
@@ -123,6 +124,8 @@ class FakeUpstream:
         self.basic_auth: tuple[str, str] | None = None  # (user, password) every request needs
         self.requests: list[RecordedRequest] = []
         self.statuses: dict[str, tuple[str, str]] = {}  # PEP 792, by normalized name
+        # PEP 740: filename -> provenance object, served at /integrity/<filename>/provenance
+        self.provenances: dict[str, bytes] = {}
         self._projects: dict[NormalizedName, _Project] = {}
         self._by_filename: dict[str, ServedFile] = {}
         self._faults: list[tuple[str, Fault, list[int | None]]] = []
@@ -358,6 +361,14 @@ class FakeUpstream:
         with self._lock:
             self._faults.clear()
 
+    def attest(self, filename: str, provenance: bytes | None = None) -> None:
+        """Serve a provenance for ``filename`` (by default a well-formed one for its sha256,
+        tests/attestations.py) and point the pages at it."""
+        if provenance is None:
+            provenance = provenance_object(filename, self._by_filename[filename].sha256)
+        with self._lock:
+            self.provenances[filename] = provenance
+
     def file_url(self, filename: str) -> str:
         """The absolute URL the server serves `filename` at."""
         return f"{self.base_url}/files/{filename}"
@@ -396,6 +407,13 @@ class FakeUpstream:
             return redirect_response("/simple/")
         if path.startswith("/files/"):
             return self._file(path.removeprefix("/files/"), headers.get("range"))
+        if path.startswith("/integrity/") and path.endswith("/provenance"):
+            with self._lock:
+                body = self.provenances.get(path.split("/")[2])
+            if body is None:
+                return text_response(HTTPStatus.NOT_FOUND, "no provenance\n")
+            headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+            return Response(HTTPStatus.OK, headers, body=body)
         if not path.startswith("/simple/"):
             return text_response(HTTPStatus.NOT_FOUND, "not found\n")
         kind = self._page_type(headers.get("accept"), parse_qs(split.query))
@@ -418,11 +436,16 @@ class FakeUpstream:
         if name != normalized or not rest.endswith("/"):
             query = f"?{split.query}" if split.query else ""
             return redirect_response(f"/simple/{normalized}/{query}")
+        with self._lock:
+            attested = {
+                fn: f"{self.base_url}/integrity/{fn}/provenance" for fn in self.provenances
+            } or None
         if kind == JSON_V1:
             body = detail_json(
                 normalized,
                 files,
                 self._link,
+                provenance=attested,
                 metadata=self.metadata_enabled,
                 legacy_dist_info_metadata=self.legacy_dist_info_metadata,
                 status=self.statuses.get(normalized),
@@ -432,6 +455,7 @@ class FakeUpstream:
                 normalized,
                 files,
                 self._link,
+                provenance=attested,
                 metadata=self.metadata_enabled,
                 status=self.statuses.get(normalized),
             )

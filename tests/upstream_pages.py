@@ -145,6 +145,7 @@ def detail_json(
     metadata: bool,
     legacy_dist_info_metadata: bool,
     status: tuple[str, str] | None = None,
+    provenance: dict[str, str] | None = None,
 ) -> bytes:
     """A PEP 691 (api 1.1, PEP 700) project page. `metadata`: offer PEP 658 files;
     `status`: a PEP 792 (status, reason), making it api 1.4.
@@ -167,6 +168,8 @@ def detail_json(
             "upload-time": f.upload_time,
             "core-metadata": core,
         }
+        if provenance is not None:
+            row["provenance"] = provenance.get(f.filename)  # PEP 740: a URL or null
         if legacy_dist_info_metadata:
             row["data-dist-info-metadata"] = core
         rows.append(row)
@@ -189,6 +192,7 @@ def detail_html(
     *,
     metadata: bool,
     status: tuple[str, str] | None = None,
+    provenance: dict[str, str] | None = None,
 ) -> bytes:
     """A PEP 503 project page: #sha256 fragments, data-requires-python, data-yanked and
     (when `metadata`) both data-core-metadata and the legacy data-dist-info-metadata."""
@@ -204,5 +208,7 @@ def detail_html(
             value = f"sha256={f.metadata_sha256}"
             attrs.append(f'data-core-metadata="{value}"')
             attrs.append(f'data-dist-info-metadata="{value}"')
+        if provenance and f.filename in provenance:
+            attrs.append(f'data-provenance="{html.escape(provenance[f.filename])}"')
         links.append(f"<a {' '.join(attrs)}>{html.escape(f.filename)}</a><br/>\n")
     return html_page(f"Links for {name}", "".join(links), status)

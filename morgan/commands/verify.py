@@ -31,6 +31,7 @@ from morgan.verify import (
     missing_files,
     spec_requirements,
 )
+from morgan.verify_provenance import ProvenanceCheck, check_provenances
 from rules.errors import RuleError
 from store.digest import Digest
 from store.errors import StoreError
@@ -52,6 +53,11 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         "--repair",
         action="store_true",
         help="re-fetch corrupt or missing files from their locked URLs (needs the network)",
+    )
+    parser.add_argument(
+        "--provenance",
+        action="store_true",
+        help="also check each stored PEP 740 provenance against its file; list publishers",
     )
     parser.add_argument(
         "--wait",
@@ -145,8 +151,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         with store_lock.shared(timeout=args.wait):
             report = verify(where, lock)
+    provenance = None
+    if args.provenance:
+        provenance = check_provenances(lock, where.store)
+        for check in provenance:
+            if check.problem is not None:
+                report.problems.append(Problem("provenance", check.filename, check.problem))
     if args.json:
         out = report.to_json()
+        if provenance is not None:
+            out["provenance"] = [c.to_json() for c in provenance]
         if fixed is not None:
             out["repair"] = {
                 "fetched": fixed.fetched,
@@ -155,8 +169,23 @@ def run(args: argparse.Namespace) -> int:
             }
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
+    if provenance is not None and not args.quiet:
+        _print_provenance(provenance)
     _print(report, fixed, quiet=bool(args.quiet))
     return 0 if report.ok else 1
+
+
+def _print_provenance(checks: list[ProvenanceCheck]) -> None:
+    for c in checks:
+        if c.problem is None:
+            who = "; ".join(str(p) for p in c.publishers)
+            print(f"provenance: {c.filename}: well-formed, published by {who}", file=sys.stderr)
+    good = sum(1 for c in checks if c.problem is None)
+    print(
+        f"provenance: {good} of {len(checks)} well-formed for their files' sha256; signatures "
+        "not verified (docs/trust.md)",
+        file=sys.stderr,
+    )
 
 
 def _print(report: Report, fixed: Repair | None, *, quiet: bool) -> None:

@@ -12,7 +12,7 @@ import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
@@ -216,10 +216,29 @@ def _select(
         if filename in chosen or not _is_distribution_of(filename, project):
             continue
         if link.json is not None:
-            chosen[filename] = _from_json(link.json, filename, file_url, url)
+            found = _from_json(link.json, filename, file_url, url)
+            provenance = link.json.get("provenance")
         else:
-            chosen[filename] = _from_html(link.attrs, fragment, filename, file_url, url)
+            found = _from_html(link.attrs, fragment, filename, file_url, url)
+            provenance = link.attrs.get("data-provenance")
+        chosen[filename] = _with_provenance(found, provenance, page_url, page_scheme)
     return tuple(chosen[name] for name in sorted(chosen))
+
+
+def _with_provenance(
+    found: UpstreamFile, provenance: object, page_url: str, page_scheme: str
+) -> UpstreamFile:
+    """``found`` with its PEP 740 provenance URL (absolute, no credentials), when the page
+    gives one: JSON ``provenance`` (a URL or null), HTML ``data-provenance``."""
+    if not isinstance(provenance, str) or not provenance.strip():
+        return found
+    if _PLAIN_URL.fullmatch(provenance):  # as for file URLs: nothing to resolve or strip
+        return replace(found, provenance_url=provenance)
+    parts = urlsplit(urljoin(page_url, provenance.strip()))
+    if parts.scheme not in ("http", "https", page_scheme):
+        return found
+    url = strip_credentials(urlunsplit(parts._replace(fragment="")))
+    return replace(found, provenance_url=url)
 
 
 def _is_distribution_of(filename: str, project: NormalizedName) -> bool:

@@ -22,6 +22,7 @@ from rules.lib.project_page import is_normalized_name
 from rules.model import MirrorFile, NormalizedName
 
 API_VERSION = "1.1"
+PROVENANCE_API_VERSION = "1.3"  # PEP 740: pages that point at provenance say so
 STATUS_API_VERSION = "1.4"  # PEP 792: pages that carry a project status say so
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
@@ -55,6 +56,8 @@ def render_project_html(
             # PEP 714 name for current clients, the PEP 658 name for pip < 23.
             attrs.append(f'data-core-metadata="sha256={f.metadata_sha256}"')
             attrs.append(f'data-dist-info-metadata="sha256={f.metadata_sha256}"')
+        if f.provenance_sha256 is not None:
+            attrs.append(f'data-provenance="{_escape(_href(f.filename))}.provenance"')
         lines.append(f"    <a {' '.join(attrs)}>{_escape(f.filename)}</a><br>")
     return _html_tail(lines)
 
@@ -72,13 +75,12 @@ def render_project_json(
     entries = [_json_file(f) for f in ordered]
     versions = {_version_of(f.filename) for f in ordered}
     page: dict[str, Any] = {
-        "meta": {"api-version": API_VERSION},
+        "meta": {"api-version": _api_version(files, status)},
         "name": name,
         "files": entries,
         "versions": [str(v) for v in sorted(versions)],
     }
     if status != "active":
-        page["meta"]["api-version"] = STATUS_API_VERSION
         page["project-status"] = {"status": status} | (
             {"reason": status_reason} if status_reason else {}
         )
@@ -99,6 +101,15 @@ def render_index_json(names: Sequence[NormalizedName]) -> bytes:
     return _dump({"meta": {"api-version": API_VERSION}, "projects": projects})
 
 
+def _api_version(files: Sequence[MirrorFile], status: str) -> str:
+    """The lowest Simple API version that has every key the page carries."""
+    if status != "active":
+        return STATUS_API_VERSION
+    if any(f.provenance_sha256 is not None for f in files):
+        return PROVENANCE_API_VERSION
+    return API_VERSION
+
+
 def _json_file(f: MirrorFile) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "filename": f.filename,
@@ -116,6 +127,8 @@ def _json_file(f: MirrorFile) -> dict[str, Any]:
         entry["requires-python"] = f.requires_python
     if f.upload_time is not None:
         entry["upload-time"] = f.upload_time
+    if f.provenance_sha256 is not None:
+        entry["provenance"] = _href(f.filename) + ".provenance"  # PEP 740
     return entry
 
 

@@ -1,0 +1,54 @@
+"""``morgan verify --provenance``: each stored PEP 740 provenance checked against its file.
+
+For every locked file that came with a provenance, the stored object is read back and
+checked to be a well-formed provenance for that file's name and sha256
+(:func:`rules.lib.provenance.check_provenance`); the publishers it names are reported. Signatures
+are not checked here: see docs/trust.md for what that would need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from morgan.lock import Lock
+from rules.lib.provenance import ProvenanceError, Publisher, check_provenance
+from store.digest import Digest
+from store.errors import StoreError
+from store.objects import Store
+
+__all__ = ["ProvenanceCheck", "check_provenances"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenanceCheck:
+    """One locked file's provenance: its publishers, or what is wrong with it."""
+
+    filename: str
+    publishers: tuple[Publisher, ...]
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "filename": self.filename,
+            "publishers": [{"kind": p.kind, **dict(p.claims)} for p in self.publishers],
+            "problem": self.problem,
+        }
+
+
+def check_provenances(lock: Lock, store: Store) -> list[ProvenanceCheck]:
+    """A check per locked file that has a provenance, sorted by filename."""
+    out = []
+    for release in lock.releases:
+        for f in release.files:
+            if f.provenance_blake3 is None:
+                continue
+            try:
+                data = store.read_bytes(Digest("blake3", f.provenance_blake3))
+                publishers = check_provenance(data, f.filename, f.sha256)
+            except (StoreError, OSError) as exc:
+                out.append(ProvenanceCheck(f.filename, (), f"stored provenance unreadable: {exc}"))
+            except ProvenanceError as exc:
+                out.append(ProvenanceCheck(f.filename, (), f"malformed provenance: {exc}"))
+            else:
+                out.append(ProvenanceCheck(f.filename, publishers))
+    return sorted(out, key=lambda c: c.filename)
