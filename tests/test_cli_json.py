@@ -74,7 +74,7 @@ def test_build_json_digest_is_the_served_manifest_and_counts_are_the_locks(built
     data = built.build
     assert sorted(data) == [
         "bytes", "changed", "digest", "fetched", "files", "generation", "kept", "mirror",
-        "projects", "ran", "requests", "reused", "seconds", "unknown-metadata",
+        "projects", "ran", "requests", "reused", "seconds", "unknown-metadata", "warnings",
     ]  # fmt: skip
     manifest = (built.mirror / "index" / "manifest.json").resolve()
     assert data["digest"] == f"blake3:{manifest.name}"
@@ -89,6 +89,7 @@ def test_build_json_digest_is_the_served_manifest_and_counts_are_the_locks(built
     assert data["requests"] == built.requests
     assert data["unknown-metadata"] == []
     assert data["kept"] == []
+    assert data["warnings"] == []  # no policy of docs/trust.md found anything to say
     fetched = {r["node"].rsplit(":", 1)[0] for r in data["ran"] if r["node"].startswith("file:")}
     assert fetched == {f"file:{f.filename}" for f in files}
 
