@@ -2,14 +2,16 @@
 
 For every locked file that came with a provenance, the stored object is read back and
 checked to be a well-formed provenance for that file's name and sha256
-(:func:`rules.lib.provenance.check_provenance`); the publishers it names are reported. Signatures
-are not checked here: see docs/trust.md for what that would need.
+(:func:`rules.lib.provenance.check_provenance`); the publishers it names are reported.
+Signatures are checked only with ``--signatures`` (:mod:`morgan.attestations`, an optional
+extra).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from morgan.attestations import verify_signatures
 from morgan.lock import Lock
 from rules.lib.provenance import ProvenanceError, Publisher, check_provenance
 from store.digest import Digest
@@ -35,8 +37,12 @@ class ProvenanceCheck:
         }
 
 
-def check_provenances(lock: Lock, store: Store) -> list[ProvenanceCheck]:
-    """A check per locked file that has a provenance, sorted by filename."""
+def check_provenances(
+    lock: Lock, store: Store, *, signatures: bool = False
+) -> list[ProvenanceCheck]:
+    """A check per locked file that has a provenance, sorted by filename; with
+    ``signatures``, each well-formed one's attestations are also verified (the optional
+    ``pypi-attestations`` extra, :mod:`morgan.attestations`)."""
     out = []
     for release in lock.releases:
         for f in release.files:
@@ -50,5 +56,6 @@ def check_provenances(lock: Lock, store: Store) -> list[ProvenanceCheck]:
             except ProvenanceError as exc:
                 out.append(ProvenanceCheck(f.filename, (), f"malformed provenance: {exc}"))
             else:
-                out.append(ProvenanceCheck(f.filename, publishers))
+                problem = verify_signatures(data, f.filename, f.sha256) if signatures else None
+                out.append(ProvenanceCheck(f.filename, publishers, problem))
     return sorted(out, key=lambda c: c.filename)

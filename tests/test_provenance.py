@@ -122,7 +122,7 @@ def test_provenance_is_mirrored_served_and_locked(
         f"provenance: {WHEEL}: well-formed, published by GitHub(environment=pypi, "
         "repository=example/lib, workflow=release.yml)\n"
         "provenance: 1 of 1 well-formed for their files' sha256; signatures not verified "
-        "(docs/trust.md)\n"
+        "(--signatures; docs/trust.md)\n"
     ) in proc.stderr
     assert sha in lock
 
@@ -192,3 +192,56 @@ def test_verify_provenance_reports_a_damaged_copy(upstream: FakeUpstream, tmp_pa
     assert ("lock", f"{WHEEL}.provenance") in problems
     assert ("provenance", WHEEL) in problems
     assert doc["provenance"][0]["problem"].startswith("malformed provenance: ")
+
+
+def test_fake_upstream_provenance_is_in_the_real_format() -> None:
+    """pypi-attestations (PyPI's own models) reads what the fake upstream serves."""
+    import pypi_attestations
+
+    provenance = pypi_attestations.Provenance.model_validate_json(provenance_object(WHEEL, SHA))
+    (bundle,) = provenance.attestation_bundles
+    assert bundle.publisher.kind == "GitHub"
+    assert provenance.attestation_bundles[0].attestations[0].statement["subject"] == [
+        {"name": WHEEL, "digest": {"sha256": SHA}}
+    ]
+
+
+def test_signatures_refuse_a_provenance_not_signed_through_sigstore(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Well-formed is not signed: the fake upstream's certificates are random bytes."""
+    upstream.add_release("lib", "1.0", sdist=False)
+    upstream.add_release("plain", "1.0", sdist=False)
+    upstream.attest(WHEEL)
+    ws = tmp_path / "ws"
+    _spec(ws, upstream.url)
+    assert morgan(ws, "build").returncode == 0
+    proc = morgan(ws, "verify", "--provenance")
+    assert proc.returncode == 0, proc.stderr
+    proc = morgan(ws, "verify", "--provenance", "--signatures")
+    assert proc.returncode == 1
+    assert (
+        f"provenance: {WHEEL}: signature not verified (invalid X.509 certificate)\n"
+    ) in proc.stderr
+    assert (
+        "provenance: 0 of 1 well-formed for their files' sha256 with valid Sigstore signatures "
+        "(checked offline)\n"
+    ) in proc.stderr
+    proc = morgan(ws, "verify", "--signatures")
+    assert proc.returncode == 2
+    assert proc.stderr == ("morgan: error: --signatures checks provenance: pass --provenance too\n")
+
+
+def test_signatures_without_the_extra_say_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from morgan.attestations import verify_signatures
+    from morgan.errors import UsageError
+
+    monkeypatch.setitem(sys.modules, "pypi_attestations", None)  # as if not installed
+    with pytest.raises(UsageError) as info:
+        verify_signatures(provenance_object(WHEEL, SHA), WHEEL, SHA)
+    assert str(info.value) == (
+        "--signatures needs the optional extra: pip install 'morgan-mirror[attestations]' "
+        "(pypi-attestations and sigstore)"
+    )
