@@ -89,13 +89,15 @@ class ExportResult:
 
 
 def objects_in_lock(lock: Lock) -> frozenset[Digest]:
-    """Every file and ``.metadata`` blob an old ``mirror.lock`` names."""
+    """Every file, ``.metadata`` and ``.provenance`` blob an old ``mirror.lock`` names."""
     found: set[Digest] = set()
     for release in lock.releases:
         for f in release.files:
             found.add(Digest("blake3", f.blake3))
             if f.metadata_blake3:
                 found.add(Digest("blake3", f.metadata_blake3))
+            if f.provenance_blake3:
+                found.add(Digest("blake3", f.provenance_blake3))
     return frozenset(found)
 
 

@@ -245,3 +245,16 @@ def test_signatures_without_the_extra_say_how_to_install_it(
         "--signatures needs the optional extra: pip install 'morgan-mirror[attestations]' "
         "(pypi-attestations and sigstore)"
     )
+
+
+def test_a_delta_since_a_lock_leaves_its_provenance_behind() -> None:
+    from morgan.bundle import objects_in_lock
+    from morgan.lock import Lock, LockedFile, LockedRelease
+    from store.digest import Digest
+
+    f = LockedFile(
+        WHEEL, "https://x/lib.whl", 1, SHA, "1" * 64, None, None, False, "", None, None,
+        provenance_url="https://x/p", provenance_sha256=SHA, provenance_blake3="2" * 64,
+    )  # fmt: skip
+    lock = Lock("d", (LockedRelease("lib", "1.0", (), None, True, "", (), (f,)),), ())
+    assert objects_in_lock(lock) == {Digest("blake3", "1" * 64), Digest("blake3", "2" * 64)}
