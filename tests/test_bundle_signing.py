@@ -162,3 +162,23 @@ def test_sign_with_a_missing_key_writes_nothing(signed: Signed, tmp_path: Path) 
         "private key\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_blob_changed_after_signing_is_refused(signed: Signed, tmp_path: Path) -> None:
+    """The signature covers the header, the header every blob's sha256: a blob swapped
+    after signing (same size) is refused, and nothing is served from the bundle."""
+    with tarfile.open(signed.signed) as tar:
+        blob = next(m for m in tar.getmembers() if m.name.startswith("blobs/"))
+        handle = tar.extractfile(blob)
+        assert handle is not None
+        data = bytearray(handle.read())
+    data[0] ^= 0xFF
+    bad = _rewrite(signed.signed, tmp_path / "blob.tar", {blob.name: bytes(data)})
+    target = tmp_path / "offline"
+    proc = morgan(target, "import", str(bad), "--trust", str(signed.trust))
+    assert proc.returncode == 1
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"morgan: error: {bad}: blob blake3:{blob.name.removeprefix('blobs/')}")
+    assert "is corrupt or truncated" in line
+    assert not (target / "index").exists()
+    assert not (target / "generations").exists() or not any((target / "generations").iterdir())
