@@ -534,7 +534,7 @@ class _Parser(SpecPaths):
             return None
         at: KeyPath = ("policy", "advisories")
         text = self.string(table["advisories"], at, 'advisories = "osv-pypi.zip"')
-        path = (self.spec_dir / text).resolve()
+        path = self.path_value(text, at, "the OSV export")
         if not path.is_file():
             self.fail(
                 at,
