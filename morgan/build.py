@@ -6,8 +6,9 @@ The steps, each through the executor so that only what changed runs:
    read from the lock: no project page is requested, only blobs missing from the store are
    fetched. Otherwise each environment is resolved, locked versions first.
 2. Selection: for every selected release, every wheel that fits the environment and the
-   sdist; for every release an environment would have to build from source, its
-   ``[build-system].requires`` resolved for that environment, recursively.
+   sdist; for every release an environment would have to build from source, its build
+   closure (``[build-system].requires`` or each client's fallback, plus what the backend
+   asks for at build time: morgan/backends.py) resolved for that environment, recursively.
 3. Every selected file is fetched (fixed output, verified), every wheel gets its exact
    METADATA as the ``.metadata`` blob, pages are rendered for the union index and for each
    environment's view, and the tree manifest is materialized as ``generations/<n>`` before
@@ -16,6 +17,7 @@ The steps, each through the executor so that only what changed runs:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -29,6 +31,7 @@ from packaging.utils import canonicalize_name
 from resolvelib import BaseReporter
 from resolvelib.structs import RequirementInformation
 
+from morgan.backends import DEFAULT_BUILD_REQUIRES, dynamic_requires, requirement_sets
 from morgan.catalog import EnvCatalog, UpstreamCatalog, UpstreamIndex, locked_release
 from morgan.credentials import public_spec_text
 from morgan.environments import Environment
@@ -60,6 +63,7 @@ from morgan.resolve import (
     SPEC,
     Candidate,
     Dependencies,
+    Edge,
     Policy,
     Release,
     Req,
@@ -76,8 +80,6 @@ from store import fsio
 from store.errors import StoreError
 from store.lock import StoreLock
 from store.objects import Store
-
-DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ class EnvSelection:
     pins: list[Pin] = field(default_factory=list)
     edges: set[LockedEdge] = field(default_factory=set)
     unknown: set[str] = field(default_factory=set)
+    sdists: bool = True  # [policy] sdists: false keeps an sdist only where no wheel fits
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +307,7 @@ def _select_from_lock(spec: Spec, lock: Lock) -> list[EnvSelection]:
             raise BuildError(
                 f"mirror.lock has no environment {env.name!r}: delete the lock to re-resolve"
             )
-        sel = EnvSelection(env)
+        sel = EnvSelection(env, sdists=spec.policy.sdists)
         for p in locked.pins:
             rel = lock.release(p.name, p.version)
             if rel is None:
@@ -343,13 +346,13 @@ def _resolve_all(
 
     def one(env: Environment) -> tuple[EnvSelection, dict[tuple[str, str], Dependencies]]:
         deps: dict[tuple[str, str], Dependencies] = {}
-        sel = EnvSelection(env)
+        sel = EnvSelection(env, sdists=spec.policy.sdists)
         run = resolve(
             env,
             requirements,
             EnvCatalog(catalog, _locked_map(old, env.name, "run"), "run", env),
             policy,
-            reporter=_FetchAhead(catalog, env),
+            reporter=_FetchAhead(catalog, env, sdists=spec.policy.sdists),
         )
         _absorb(sel, run, "run", deps)
         for item in lock_inputs:
@@ -365,7 +368,7 @@ def _resolve_all(
         # Start downloading this environment's files now, while slower environments are
         # still resolving; start_files later finds the same nodes already under way.
         for pin in sel.pins:
-            for f in env_files(pin.release, env):
+            for f in env_files(pin.release, env, sdists=sel.sdists):
                 catalog.fetch_async(f, parents=[f"project:{pin.release.name}"])
         return sel, deps
 
@@ -409,9 +412,10 @@ class _FetchAhead(BaseReporter[Req, Candidate, str]):
     nothing. (The files of the final pins are fetched after resolution anyway.)
     """
 
-    def __init__(self, catalog: UpstreamCatalog, env: Environment) -> None:
+    def __init__(self, catalog: UpstreamCatalog, env: Environment, *, sdists: bool) -> None:
         self.catalog = catalog
         self.env = env
+        self.sdists = sdists
         self.backtracked = catalog.offline
 
     def resolving_conflicts(
@@ -423,7 +427,7 @@ class _FetchAhead(BaseReporter[Req, Candidate, str]):
     def pinning(self, candidate: Candidate) -> None:
         if self.backtracked or candidate.name == PYTHON:
             return
-        for f in env_files(candidate.release, self.env):
+        for f in env_files(candidate.release, self.env, sdists=self.sdists):
             self.catalog.fetch_async(f, parents=[f"project:{candidate.name}"])
 
 
@@ -518,7 +522,8 @@ def _resolve_build_deps(
     """Resolve ``[build-system].requires`` of every sdist ``env`` would have to build."""
     env_catalog = EnvCatalog(catalog, _locked_map(old, env.name, "build"), "build", env)
     done: set[tuple[str, str]] = set()
-    queue = list(run.pins.values())
+    # Every pin so far: the resolution's, an input lock's, the versions policy's.
+    queue = [p.release for p in sel.pins]
     solved: dict[tuple[str, ...], Resolution] = {}
     while queue:
         rel = queue.pop(0)
@@ -530,21 +535,53 @@ def _resolve_build_deps(
         if wheels or not sdists:
             continue
         record = catalog.metadata(sdists[0])
-        build_requires = tuple(record.get("build_requires") or DEFAULT_BUILD_REQUIRES)
-        reqs = tuple(sorted(build_requires))
-        res = solved.get(reqs)
-        if res is None:
-            res = resolve(env, list(reqs), env_catalog, policy, parent=f"{rel.name} {rel.version}")
-            solved[reqs] = res
-        _absorb(sel, res, "build", deps)
-        queue.extend(res.pins.values())
+        backend = record.get("build_backend")
+        parent = f"{rel.name} {rel.version}"
+        # Each client generation's first step, then what the backend asks for in the second
+        # (morgan/backends.py), each resolved on its own as a client's build env does.
+        for reqs in requirement_sets(record.get("build_requires") or (), backend):
+            res = _solve(
+                env, reqs, catalog=env_catalog, policy=policy, parent=parent, solved=solved
+            )
+            _absorb(sel, res, "build", deps)
+            queue.extend(res.pins.values())
+            extra = dynamic_requires(backend, res.pins, env)
+            if extra:
+                res = _solve(
+                    env, extra, catalog=env_catalog, policy=policy, parent=parent, solved=solved
+                )
+                _absorb(sel, res, "build", deps)
+                queue.extend(res.pins.values())
+
+
+def _solve(
+    env: Environment,
+    reqs: Sequence[str],
+    *,
+    catalog: EnvCatalog,
+    policy: Policy,
+    parent: str,
+    solved: dict[tuple[str, ...], Resolution],
+) -> Resolution:
+    """``reqs`` resolved for ``env`` once per distinct set; the roots hang off ``parent``."""
+    key = tuple(sorted(reqs))
+    res = solved.get(key)
+    if res is None:
+        res = solved[key] = resolve(env, list(key), catalog, policy, parent=parent)
+    first = next((e.parent for e in res.edges if " " in e.parent), parent)
+    if first == parent:
+        return res
+    # Shared with another sdist: the same pins, with this sdist's own build-system edges.
+    edges = tuple(Edge(parent, e.child, e.requirement) if " " in e.parent else e for e in res.edges)
+    return dataclasses.replace(res, edges=edges)
 
 
 # -- fetching -------------------------------------------------------------------------------
 
 
 def env_files(release: Release, env: Environment, *, sdists: bool = True) -> list[UpstreamFile]:
-    """Every file of ``release`` ``env`` may use: all fitting wheels, and the sdist."""
+    """Every file of ``release`` ``env`` may use: all fitting wheels, and the sdist (with
+    ``sdists=False``, the sdist only when no wheel fits: ``[policy] sdists = false``)."""
     wheels, srcs = usable_files(release, env, allow_yanked=False)
     if not wheels and not srcs:
         # Selected anyway: pinned with == to a yanked release.
@@ -559,7 +596,7 @@ def _wanted_files(selections: Sequence[EnvSelection]) -> dict[str, tuple[str, Up
     wanted: dict[str, tuple[str, UpstreamFile]] = {}
     for sel in selections:
         for pin in sel.pins:
-            for f in env_files(pin.release, sel.env):
+            for f in env_files(pin.release, sel.env, sdists=sel.sdists):
                 wanted.setdefault(f.filename, (pin.release.name, f))
     return wanted
 
@@ -573,7 +610,7 @@ def _views(
     for sel in selections:
         view: dict[str, dict[str, None]] = {}
         for pin in sel.pins:
-            for f in env_files(pin.release, sel.env):
+            for f in env_files(pin.release, sel.env, sdists=sel.sdists):
                 view.setdefault(pin.release.name, {})[f.filename] = None
                 union.setdefault(pin.release.name, {})[f.filename] = None
         projects = {k: tuple(v) for k, v in view.items()}
@@ -645,7 +682,7 @@ def _make_lock(
     for sel in selections:
         for pin in sel.pins:
             key: tuple[str, str] = (pin.release.name, str(pin.release.version))
-            for f in env_files(pin.release, sel.env):
+            for f in env_files(pin.release, sel.env, sdists=sel.sdists):
                 m = files[f.filename]
                 rel_files.setdefault(key, {})[f.filename] = LockedFile(
                     filename=f.filename,
@@ -709,4 +746,4 @@ def _make_lock(
     )
 
 
-__all__ = ["SPEC", "BuildOptions", "BuildResult", "build"]
+__all__ = ["DEFAULT_BUILD_REQUIRES", "SPEC", "BuildOptions", "BuildResult", "build"]

@@ -26,7 +26,8 @@ from pathlib import Path, PurePosixPath
 import blake3
 from packaging.utils import canonicalize_name
 
-from morgan.build import DEFAULT_BUILD_REQUIRES, env_files
+from morgan.backends import DEFAULT_BUILD_REQUIRES
+from morgan.build import env_files
 from morgan.catalog import group_releases, locked_release
 from morgan.environments import Environment
 from morgan.errors import BuildError
@@ -275,8 +276,12 @@ def _compare_page(
             report.problems.append(Problem("pages", subject, f"{name} is listed but not locked"))
 
 
-def check_pages(lock: Lock, envs: Sequence[Environment], gen: Path, report: Report) -> None:
-    """The current generation's pages against the lock, per view and in the union index."""
+def check_pages(
+    lock: Lock, envs: Sequence[Environment], gen: Path, report: Report, *, sdists: bool = True
+) -> None:
+    """The current generation's pages against the lock, per view and in the union index
+    (``sdists``: the spec's ``[policy] sdists``, which decides whether a view lists the
+    sdist of a release that has a fitting wheel)."""
     for env in envs:
         locked = lock.environment(env.name)
         if locked is None:
@@ -291,7 +296,7 @@ def check_pages(lock: Lock, envs: Sequence[Environment], gen: Path, report: Repo
                 )
                 continue
             by_name = {f.filename: f for f in rel.files}
-            for uf in env_files(locked_release(rel), env):
+            for uf in env_files(locked_release(rel), env, sdists=sdists):
                 per_project.setdefault(pin.name, {})[uf.filename] = by_name[uf.filename]
         for name, files in sorted(per_project.items()):
             page = gen / "env" / env.name / "simple" / name / "index.json"

