@@ -1,11 +1,14 @@
-"""Spec policies that change what is mirrored: private packages, versions per requirement."""
+"""Spec policies that change what is mirrored: private packages, versions per requirement,
+sdists."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from tests import dists
+from tests import clients, dists
 from tests.build_scenario import morgan
+from tests.server_process import server_process
 from tests.upstream import FakeUpstream
 
 
@@ -77,3 +80,36 @@ def test_versions_all(upstream: FakeUpstream, tmp_path: Path) -> None:
         "lib-2.0-py3-none-any.whl",
         "lib-3.0-py3-none-any.whl",
     ]
+
+
+def test_sdists_false_keeps_sdists_only_where_a_target_must_build(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.add_backend()
+    upstream.add_release("lib", "1.0", requires_dist=["srconly"])  # wheel and sdist upstream
+    upstream.add_release("srconly", "1.0", wheels=[])  # no wheel: the target must build it
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, 'requirements = ["lib"]\n[policy]\nsdists = false')
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    assert listed(ws, "lib") == ["lib-1.0-py3-none-any.whl", "lib-1.0-py3-none-any.whl.metadata"]
+    assert listed(ws, "srconly") == ["srconly-1.0.tar.gz"]
+    # The backend that builds srconly is mirrored as its wheel only.
+    assert listed(ws, "morgan-test-backend") == [
+        "morgan_test_backend-1.0-py3-none-any.whl",
+        "morgan_test_backend-1.0-py3-none-any.whl.metadata",
+    ]
+    union = ws / "mirror" / "index" / "simple" / "lib"
+    assert not (union / "lib-1.0.tar.gz").exists()
+    lock = (ws / "mirror.lock").read_text()
+    assert "lib-1.0.tar.gz" not in lock
+    assert morgan(ws, "verify").returncode == 0
+    # Real pip installs lib from the view alone, building srconly with build isolation.
+    upstream.stop()
+    server = [sys.executable, str(ws / "mirror" / "server.py"), "--port", "0"]
+    with server_process(server, tmp_path / "server.log") as mirror:
+        venv = clients.make_venv(tmp_path / "venv")
+        cmd = clients.pip_command("install", mirror.url + "env/linux/simple/", "lib", python=venv)
+        done = clients.run(cmd, clients.pip_env(tmp_path))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Successfully installed lib-1.0 srconly-1.0" in done.stdout

@@ -96,8 +96,8 @@ def verify(where: Location, lock: Lock) -> Report:
         return report
     gen = where.mirror / "generations" / str(current)
     envs = environments(where, lock)
-    check_pages(lock, envs, gen, report)
     spec = where.spec
+    check_pages(lock, envs, gen, report, sdists=spec.policy.sdists if spec else True)
     policy = Policy()
     if spec is not None:
         policy = Policy(prereleases=spec.policy.prereleases, yanked=spec.policy.yanked)
