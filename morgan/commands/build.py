@@ -165,6 +165,7 @@ def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> Non
                 "seconds": round(elapsed, 3),
                 "ran": [{"node": r.id, "reason": r.reason} for r in result.ran],
                 "unknown-metadata": list(result.unknown_metadata),
+                "source-builds": [b.to_json() for b in result.source_builds],
                 "kept": list(result.kept),
                 "warnings": list(result.warnings),
             },
@@ -181,6 +182,8 @@ def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> Non
         print(f"morgan: warning: dependencies unknown without running code: {u}", file=sys.stderr)
     for w in result.warnings:
         print(f"morgan: warning: {w}", file=sys.stderr)
+    for b in result.source_builds:
+        print(f"morgan: note: {b}", file=sys.stderr)
     if args.quiet:
         return
     state = "new generation" if result.changed else "unchanged, still generation"

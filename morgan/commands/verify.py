@@ -19,6 +19,7 @@ from morgan.location import Location, current_generation, generation_numbers, lo
 from morgan.lock import Lock
 from morgan.lock import load as load_lock
 from morgan.resolve import Policy
+from morgan.source_builds import source_builds
 from morgan.verify import (
     MirrorCatalog,
     Problem,
@@ -111,6 +112,7 @@ def verify(where: Location, lock: Lock) -> Report:
         report.environments[env.name] = "OK" if failure is None else failure
         if failure is not None:
             report.problems.append(Problem("install", env.name, failure))
+    report.source_builds = source_builds(lock, envs)
     return report
 
 
@@ -218,6 +220,8 @@ def _print(report: Report, fixed: Repair | None, *, quiet: bool) -> None:
         print(
             f"environment {env}: {'installable' if state == 'OK' else 'NOT installable'}", file=err
         )
+    for b in report.source_builds:
+        print(f"note: {b}", file=err)
     gens = ", ".join(str(n) for n in report.generations) or "none"
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     print(
