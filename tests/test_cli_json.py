@@ -74,7 +74,8 @@ def test_build_json_digest_is_the_served_manifest_and_counts_are_the_locks(built
     data = built.build
     assert sorted(data) == [
         "bytes", "changed", "digest", "fetched", "files", "generation", "kept", "mirror",
-        "projects", "ran", "requests", "reused", "seconds", "unknown-metadata", "warnings",
+        "projects", "ran", "requests", "reused", "seconds", "source-builds", "unknown-metadata",
+        "warnings",
     ]  # fmt: skip
     manifest = (built.mirror / "index" / "manifest.json").resolve()
     assert data["digest"] == f"blake3:{manifest.name}"
@@ -90,6 +91,10 @@ def test_build_json_digest_is_the_served_manifest_and_counts_are_the_locks(built
     assert data["unknown-metadata"] == []
     assert data["kept"] == []
     assert data["warnings"] == []  # no policy of docs/trust.md found anything to say
+    # srconly has no wheel: each environment builds it, with the backend the mirror carries.
+    assert {(b["environment"], b["name"], b["toolchain"]) for b in data["source-builds"]} == {
+        (e.name, "srconly", "a compiler only if it has native code") for e in lock.environments
+    }
     fetched = {r["node"].rsplit(":", 1)[0] for r in data["ran"] if r["node"].startswith("file:")}
     assert fetched == {f"file:{f.filename}" for f in files}
 

@@ -73,9 +73,15 @@ def test_clean_mirror_verifies_clean(built: Built) -> None:
     objects = len(list(Store(built.mirror / "store")))
     proc = morgan(built.mirror.parent, "verify")  # from the workspace
     assert proc.returncode == 0, proc.stderr
+    note = (
+        "srconly 1.0 only as sdist (srconly-1.0.tar.gz) — needs a compiler only if it has "
+        "native code and its build requirements (morgan-test-backend), mirrored\n"
+    )
     assert proc.stderr == (
         "environment linux: installable\n"
         "environment windows: installable\n"
+        f"note: linux: {note}"
+        f"note: windows: {note}"
         f"verified {objects} objects, generations 1, 2 environments: OK\n"
     )
     code, data, _ = verify_json(built.mirror)  # inside the mirror folder alone

@@ -182,10 +182,10 @@ def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> Non
         print(f"morgan: warning: dependencies unknown without running code: {u}", file=sys.stderr)
     for w in result.warnings:
         print(f"morgan: warning: {w}", file=sys.stderr)
-    for b in result.source_builds:
-        print(f"morgan: note: {b}", file=sys.stderr)
     if args.quiet:
         return
+    for b in result.source_builds:
+        print(f"morgan: note: {b}", file=sys.stderr)
     state = "new generation" if result.changed else "unchanged, still generation"
     print(
         f"{state} {result.generation}: {result.projects} projects, {result.files} files, "
