@@ -69,6 +69,7 @@ from morgan.resolve import (
     Req,
     Resolution,
     evaluate_marker,
+    parse_requirement,
     resolve,
     usable_files,
 )
@@ -360,7 +361,9 @@ def _resolve_all(
         )
         _absorb(sel, run, "run", deps)
         for item in lock_inputs:
-            _add_lock_input(sel, item, deps)
+            _add_lock_input(sel, item, deps, catalog)
+        if lock_inputs:
+            _link_lock_inputs(sel, deps)
         if spec.policy.versions != "needed":
             _add_policy_versions(spec, env, sel, catalog=catalog, old=old, policy=policy, deps=deps)
         if spec.policy.build_dependencies:
@@ -458,9 +461,18 @@ def _absorb(
 
 
 def _add_lock_input(
-    sel: EnvSelection, item: LockedInput, deps: dict[tuple[str, str], Dependencies]
+    sel: EnvSelection,
+    item: LockedInput,
+    deps: dict[tuple[str, str], Dependencies],
+    catalog: UpstreamCatalog,
 ) -> None:
-    """Pin exactly what an input lock says, for an environment its marker admits."""
+    """Pin exactly what an input lock says, for an environment its marker admits.
+
+    The release's core metadata (read from its wheel or sdist, which is fetched anyway; no
+    page request) gives its Requires-Python, served on the pages as upstream does, and its
+    dependencies, which become edges to the other packages the lock pins and which
+    ``morgan verify`` resolves against the mirror.
+    """
     if item.marker is not None and not evaluate_marker(item.marker, sel.env, ""):
         return
     release = Release(item.name, item.version, item.files)
@@ -468,12 +480,41 @@ def _add_lock_input(
         return  # a universal lock lists files for other targets too
     if any(p.release.name == item.name and p.release.version == item.version for p in sel.pins):
         return
+    wheels, sdists = usable_files(release, sel.env, allow_yanked=True)
+    found = catalog.dependencies_of(release, (wheels or sdists)[0])
+    if found.requires_python:
+        release = Release(
+            item.name,
+            item.version,
+            tuple(
+                f
+                if f.requires_python
+                else dataclasses.replace(f, requires_python=found.requires_python)
+                for f in item.files
+            ),
+        )
     sel.pins.append(Pin(release, "run"))
     sel.edges.add(LockedEdge(f"<{item.source}>", item.name, f"{item.name}=={item.version}", "run"))
-    deps.setdefault(
-        (item.name, str(item.version)),
-        Dependencies((), None, known=True, source=f"pinned by {item.source}"),
-    )
+    deps.setdefault((item.name, str(item.version)), found)
+
+
+def _link_lock_inputs(sel: EnvSelection, deps: Mapping[tuple[str, str], Dependencies]) -> None:
+    """Edges between the packages input locks pinned, from their declared dependencies."""
+    pinned: dict[str, Release] = {p.release.name: p.release for p in sel.pins}
+    inputs = [e.child for e in sel.edges if e.parent.startswith("<") and e.parent != SPEC]
+    for name in inputs:
+        rel = pinned.get(name)
+        found = deps.get((name, str(rel.version))) if rel is not None else None
+        if found is None:
+            continue
+        for text in found.requires_dist:
+            try:
+                req = parse_requirement(text)
+            except ValueError:
+                continue
+            child = NormalizedName(canonicalize_name(req.name))
+            if child != name and child in pinned and evaluate_marker(req.marker, sel.env, ""):
+                sel.edges.add(LockedEdge(name, child, text, "run"))
 
 
 def _add_policy_versions(

@@ -23,6 +23,13 @@ from packaging.utils import canonicalize_name
 from morgan.lock import Lock, LockedEnvironment
 
 SPEC_NODE = "<spec>"
+
+
+def is_root(name: str) -> bool:
+    """``<spec>`` or an input lock (``<pylock.toml>``): where every path starts."""
+    return name.startswith("<") and name.endswith(">")
+
+
 MAX_PATHS = 100  # per environment: a diamond-rich graph has exponentially many paths
 JSON_SCHEMA_VERSION = 1
 
@@ -143,7 +150,7 @@ def paths_to(graph: MirrorGraph, env: str, name: str) -> tuple[list[tuple[Step, 
     found: list[tuple[Step, ...]] = []
 
     def back(node: str, suffix: list[Step], seen: frozenset[str]) -> Iterator[tuple[Step, ...]]:
-        if node == SPEC_NODE:
+        if is_root(node):
             yield _with_parent_versions(tuple(reversed(suffix)))
             return
         below = suffix[-1] if suffix else None
@@ -204,7 +211,7 @@ def why(graph: MirrorGraph, name: str, env: str | None = None) -> Why:
             )
         )
     if not answers:
-        names = sorted({n for g in graph.graphs.values() for n in g if n != SPEC_NODE})
+        names = sorted({n for g in graph.graphs.values() for n in g if not is_root(n)})
         where = f"environment {env!r}" if env is not None else "no environment has it"
         if env is not None:
             elsewhere = [n for n, g in sorted(graph.graphs.items()) if wanted in g]
@@ -244,12 +251,12 @@ def _sdists_needing(graph: MirrorGraph, env: str, name: str) -> tuple[str, ...]:
 
 
 def _label(name: str, version: str) -> str:
-    return name if name == SPEC_NODE else f"{name} {version}"
+    return name if is_root(name) else f"{name} {version}"
 
 
 def format_path(path: tuple[Step, ...]) -> str:
     """``<spec> --[app[cli]]--> app 1.0 ==[build-system: flit]==> flit 3.9``."""
-    parts = [SPEC_NODE]
+    parts = [path[0].parent if path else SPEC_NODE]
     for s in path:
         arrow = (
             f"==[build-system: {s.requirement}]==>"
@@ -273,7 +280,7 @@ def render_why_text(graph: MirrorGraph, answer: Why) -> str:
         if w.truncated:
             lines.append(f"  ... more paths (only the first {MAX_PATHS} are shown)")
         if not w.paths:
-            lines.append("  no path from the spec (the lock has no edge to it)")
+            lines.append("  no path from the spec or an input lock (the lock has no edge to it)")
         if w.needed_to_build:
             only = "only " if set(w.versions) == {"build"} else ""
             lines.append(f"  {only}a build dependency of: {'; '.join(w.needed_to_build)}")
@@ -316,8 +323,10 @@ def render_text(graph: MirrorGraph, envs: list[str]) -> str:
     for env in envs:
         g = graph.graphs[env]
         out.append(f"environment {env} (Python {g.graph['python']}, {g.graph['platform']})")
-        out.append(SPEC_NODE)
-        _tree(graph, env, out, (SPEC_NODE, "run", ""), set(), frozenset({SPEC_NODE}))
+        shown: set[tuple[str, str]] = set()
+        for root in sorted(n for n in g if is_root(n) and (n == SPEC_NODE or g.out_degree(n))):
+            out.append(root)
+            _tree(graph, env, out, (root, "run", ""), shown, frozenset({root}))
         out.append("")
     return "\n".join(out)
 
@@ -424,7 +433,7 @@ def graph_json(graph: MirrorGraph, envs: list[str]) -> dict[str, Any]:
                         "extras": list(g.nodes[n]["extras"]),
                     }
                     for n in sorted(g)
-                    if n != SPEC_NODE
+                    if not is_root(n)
                 ],
                 "edges": [
                     {

@@ -8,7 +8,8 @@ Four checks, each reporting :class:`Problem` values that name exactly what is wr
    pointing elsewhere, extra files, a manifest that differs from its GC root.
 3. **pages**: the current generation's JSON pages list every locked file of every pin, per
    environment view and in the union index, with the locked sha256.
-4. **install**: per environment, the spec's requirements resolved against that
+4. **install**: per environment, the spec's requirements (and the packages input locks
+   pin, as ``name==version``) resolved against that
    environment's own view of the mirror only (files whose blob is present and sound), with
    the same resolver the build uses; a release that only has an sdist for the environment
    needs its ``[build-system].requires`` resolvable from the mirror too.
@@ -470,6 +471,25 @@ def spec_requirements(lock: Lock, env: str) -> list[str]:
     if locked is None:
         return []
     return sorted({e.requirement for e in locked.edges if e.parent == "<spec>"})
+
+
+def lock_input_roots(lock: Lock, env: str) -> list[str]:
+    """``name==version`` of every package an input lock (``locks = [...]``) pinned in ``env``:
+    what a client installing that lock asks for. Their dependencies come from each release's
+    locked metadata, so a dependency missing from the input lock (and so from the mirror)
+    makes the environment not installable."""
+    locked = lock.environment(env)
+    if locked is None:
+        return []
+    return sorted(
+        {
+            f"{e.child}=={pin.version}"
+            for e in locked.edges
+            if e.parent.startswith("<") and e.parent != "<spec>"
+            for pin in locked.pins
+            if pin.name == e.child and pin.role == "run"
+        }
+    )
 
 
 def canonical(name: str) -> NormalizedName:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import tomllib
 from pathlib import Path
 
+import tomlkit
+
 from tests import clients
 from tests.build_scenario import morgan
+from tests.server_process import server_process
 from tests.upstream import FakeUpstream
 
 
@@ -89,3 +94,82 @@ def test_uv_lock_file_with_a_changed_upstream_file_is_refused(
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith(f"morgan: error: GET {wheel}: expected size 1 bytes, got more")
     assert not (ws / "mirror" / "index").exists()
+
+
+def _uv_pylock(upstream: FakeUpstream, ws: Path, tmp_path: Path) -> None:
+    (ws / "requirements.in").write_text("top\n")
+    proc = clients.run(
+        clients.uv_pip_command(
+            "compile",
+            upstream.url,
+            "--python-version",
+            "3.11",
+            "--python-platform",
+            "x86_64-manylinux_2_28",
+            "-o",
+            str(ws / "pylock.toml"),
+            str(ws / "requirements.in"),
+        ),
+        clients.pip_env(tmp_path),
+        cwd=ws,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_lock_driven_mirror_keeps_requires_python_and_graph_and_verify_follow_its_edges(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.add_release("top", "1.0", requires_dist=["leaf>=1"], requires_python=">=3.8")
+    upstream.add_release("leaf", "1.0", requires_python=">=3.9")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    _uv_pylock(upstream, ws, tmp_path)
+    spec(ws, upstream.url, "pylock.toml")
+    assert morgan(ws, "build").returncode == 0
+    # Requires-Python on the served pages, as upstream has it (read from each file's metadata).
+    page = json.loads((ws / "mirror/index/env/linux/simple/top/index.json").read_text())
+    assert {f["filename"]: f.get("requires-python") for f in page["files"]} == {
+        "top-1.0-py3-none-any.whl": ">=3.8",
+        "top-1.0.tar.gz": ">=3.8",
+    }
+    html = (ws / "mirror/index/simple/leaf/index.html").read_text()
+    assert 'data-requires-python="&gt;=3.9"' in html
+    # graph --why follows the input lock's edges.
+    why = morgan(ws, "graph", "--why", "leaf")
+    assert why.returncode == 0, why.stderr
+    assert "  <pylock.toml> --[top==1.0]--> top 1.0 --[leaf>=1]--> leaf 1.0" in why.stdout
+    assert "no path" not in why.stdout
+    ok = morgan(ws, "verify")
+    assert ok.returncode == 0, ok.stderr
+    assert "environment linux: installable" in ok.stderr
+    # The input lock loses leaf: the mirror lacks it, and verify says so as uv does.
+    doc = tomlkit.parse((ws / "pylock.toml").read_text())
+    packages = doc["packages"]
+    assert isinstance(packages, tomlkit.items.AoT)
+    for i, pkg in enumerate(list(packages)):
+        if pkg["name"] == "leaf":
+            del packages[i]
+    (ws / "pylock.toml").write_text(tomlkit.dumps(doc))
+    assert morgan(ws, "build").returncode == 0
+    bad = morgan(ws, "verify")
+    assert bad.returncode == 1
+    assert "environment linux: NOT installable" in bad.stderr
+    assert "leaf" in bad.stderr
+    upstream.stop()
+    server = [sys.executable, str(ws / "mirror" / "server.py"), "--port", "0"]
+    with server_process(server, tmp_path / "server.log") as mirror:
+        uv = clients.run(
+            clients.uv_pip_command(
+                "compile",
+                mirror.url + "env/linux/simple/",
+                "--python-version",
+                "3.11",
+                "--python-platform",
+                "x86_64-manylinux_2_28",
+                str(ws / "requirements.in"),
+            ),
+            clients.pip_env(tmp_path),
+            cwd=ws,
+        )
+    assert uv.returncode != 0
+    assert "leaf" in uv.stderr

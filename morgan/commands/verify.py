@@ -29,6 +29,7 @@ from morgan.verify import (
     check_lock,
     check_objects,
     check_pages,
+    lock_input_roots,
     missing_files,
     spec_requirements,
 )
@@ -107,6 +108,7 @@ def verify(where: Location, lock: Lock) -> Report:
             reqs = [str(r) for r in spec.requirements]
         else:
             reqs = spec_requirements(lock, env.name)
+        reqs = [*reqs, *lock_input_roots(lock, env.name)]
         catalog = MirrorCatalog(lock, gen / "env" / env.name / "simple", report.bad_blobs)
         failure = check_install(lock, env, reqs, policy, catalog)
         report.environments[env.name] = "OK" if failure is None else failure
