@@ -313,7 +313,7 @@ def test_add_from_lock_pins_versions_and_says_what_it_does_not_check(
     captured = capsys.readouterr()
     assert captured.out == "added idna==3.7\nadded requests==2.32.3\n"
     assert captured.err == (
-        "morgan: note: pylock.toml: versions are pinned; 'morgan build' still picks the files "
-        "and does not check them against the lock's hashes (see docs/guide.md, Known limits)\n"
+        "morgan: note: pylock.toml: versions are pinned; 'morgan build' still picks the files; "
+        "for exactly the lock's files, hash-checked, use locks = [...] in mirror.toml instead\n"
         "morgan: note: skipped local: not pinned to an index release in pylock.toml\n"
     )

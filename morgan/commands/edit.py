@@ -93,8 +93,8 @@ def _gather(args: argparse.Namespace) -> tuple[list[str], list[str], list[str]]:
     if args.from_lock is not None:
         sources.append(inputs.from_lock_file(args.from_lock))
         notes.append(
-            f"{args.from_lock}: versions are pinned; 'morgan build' still picks the files and "
-            "does not check them against the lock's hashes (see docs/guide.md, Known limits)"
+            f"{args.from_lock}: versions are pinned; 'morgan build' still picks the files; for "
+            "exactly the lock's files, hash-checked, use locks = [...] in mirror.toml instead"
         )
     for source in sources:
         texts += [(r, "") for r in source.requirements]
