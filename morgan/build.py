@@ -207,9 +207,7 @@ def _build_locked(
             with fsio.replacing(lock_path) as staged:
                 files = wait_files(fetching)
                 kept_files, kept_notes = _kept(catalog, old, files)
-                new_lock = _make_lock(
-                    spec, selections, infos, files, kept_files, statuses=statuses
-                )
+                new_lock = _make_lock(spec, selections, infos, files, kept_files, statuses=statuses)
                 text = dump_lock(new_lock)
                 try:
                     staged.write(text.encode("utf-8"))
