@@ -78,7 +78,7 @@ def environment_marker(env: Environment) -> str:
 
 
 def files_for(
-    release: LockedRelease, env: Environment
+    release: LockedRelease, env: Environment, *, with_sdists: bool = True
 ) -> tuple[list[LockedFile], LockedFile | None]:
     """The files of ``release`` in ``env``'s view of the mirror (what ``env/<name>/simple/``
     serves, chosen by the same rule the build uses): its wheels that install on ``env``,
@@ -88,7 +88,7 @@ def files_for(
     from morgan.build import env_files
     from morgan.catalog import locked_release
 
-    in_view = {f.filename for f in env_files(locked_release(release), env)}
+    in_view = {f.filename for f in env_files(locked_release(release), env, sdists=with_sdists)}
     rank = {tag: i for i, tag in enumerate(env.tags())}
     wheels: list[tuple[int, str, LockedFile]] = []
     sdists: list[LockedFile] = []
@@ -142,8 +142,9 @@ def _file_table(env: str, project: str, f: LockedFile, where: FileLocation) -> s
     return "{ " + ", ".join(parts) + " }"
 
 
-def pylock_text(lock: Lock, env: Environment, where: FileLocation) -> str:
-    """The ``pylock.toml`` text for ``env``'s run-time pins in ``lock``.
+def pylock_text(lock: Lock, env: Environment, where: FileLocation, *, sdists: bool = True) -> str:
+    """The ``pylock.toml`` text for ``env``'s run-time pins in ``lock`` (``sdists``: the
+    spec's ``[policy] sdists``, which decides whether the view has a release's sdist).
 
     Raises :class:`UsageError` when ``lock`` has no such environment, or a pin has no file
     that installs on ``env``.
@@ -175,7 +176,7 @@ def pylock_text(lock: Lock, env: Environment, where: FileLocation) -> str:
                 "'morgan build' to rewrite the lock"
             )
         project = canonicalize_name(name)
-        wheels, sdist = files_for(release, env)
+        wheels, sdist = files_for(release, env, with_sdists=sdists)
         if not wheels and sdist is None:
             raise UsageError(
                 f"{name} {version} has no file for environment {env.name!r} in mirror.lock — "

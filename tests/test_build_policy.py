@@ -113,3 +113,31 @@ def test_sdists_false_keeps_sdists_only_where_a_target_must_build(
         done = clients.run(cmd, clients.pip_env(tmp_path))
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Successfully installed lib-1.0 srconly-1.0" in done.stdout
+
+
+def test_sdists_false_views_and_export_lock_follow_each_environment(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.add_backend()
+    upstream.add_release("native", "1.0", wheels=["cp311-cp311-manylinux_2_17_x86_64"])
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "mirror.toml").write_text(
+        f'requirements = ["native"]\n[policy]\nsdists = false\n[upstream]\nindex-url = '
+        f'"{upstream.url}"\n[environments.linux]\npython = "3.11"\n'
+        'platform = "manylinux_2_28_x86_64"\n[environments.windows]\npython = "3.11"\n'
+        'platform = "win_amd64"\n'
+    )
+    assert morgan(ws, "build").returncode == 0
+    index = ws / "mirror" / "index"
+    # windows has no wheel of native: it gets the sdist; linux does not.
+    assert (index / "env/windows/simple/native/native-1.0.tar.gz").exists()
+    assert not (index / "env/linux/simple/native/native-1.0.tar.gz").exists()
+    assert (index / "simple/native/native-1.0.tar.gz").exists()
+    assert morgan(ws, "verify").returncode == 0
+    linux = morgan(ws, "export-lock", "--env", "linux", "-o", "-")
+    assert linux.returncode == 0, linux.stderr
+    assert "native-1.0.tar.gz" not in linux.stdout
+    windows = morgan(ws, "export-lock", "--env", "windows", "-o", "-")
+    assert windows.returncode == 0, windows.stderr
+    assert "native-1.0.tar.gz" in windows.stdout

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         lock_dir = Path.cwd() if stdout else output.absolute().parent
         where = FileLocation(mirror=spec.output, lock_dir=lock_dir)
-    text = pylock_text(lock, env, where)
+    text = pylock_text(lock, env, where, sdists=spec.policy.sdists)
     if stdout:
         print(text, end="")
         return 0
