@@ -33,6 +33,7 @@ See docs/server.md for the decisions behind each header.
 import argparse
 import contextlib
 import email.utils
+import errno
 import functools
 import html
 import http
@@ -123,6 +124,12 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _RAW_PATH = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 _VERSION = re.compile(r"^HTTP/(\d)\.(\d)$")
 _HEAD_LINE = re.compile(rb"^[^ ]+ [^ ]+ HTTP/1\.\d\r?$")
+_RANGE_SPEC = re.compile(r"^([0-9]{0,18})-([0-9]{0,18})$")
+# A request target is visible ASCII (RFC 9112 §3.2, RFC 3986): a control character (CR,
+# NUL, ESC...) or a byte past 0x7e is refused before it can reach a header or the log.
+_TARGET_UNSAFE = re.compile(r"[^\x21-\x7e]")
+# What the access log writes as \xHH: anything but printable ASCII, and the backslash.
+_LOG_UNSAFE = re.compile(r"[^\x20-\x5b\x5d-\x7e]")
 _PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
 # [(whole second, its Date header value)]: one formatdate per second; the tuple is replaced
 # whole, so a thread never reads a second with another second's text.
@@ -158,7 +165,8 @@ def http_date_bytes() -> bytes:
 
 
 class HttpError(Exception):
-    """A request answered with an error status; ``close`` drops the connection after it."""
+    """A request answered with an error status; ``close`` drops the connection after it,
+    ``log`` is written to the error log."""
 
     def __init__(
         self,
@@ -166,12 +174,14 @@ class HttpError(Exception):
         reason: str,
         headers: Optional[List[Tuple[str, str]]] = None,
         close: bool = False,
+        log: Optional[str] = None,
     ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.headers = headers or []
         self.close = close
+        self.log = log  # what the server's error log must say about it (never the client)
 
 
 def canonicalize(name: str) -> str:
@@ -280,10 +290,14 @@ def parse_range(header: str, size: int) -> Optional[Tuple[int, int]]:
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()):
+    # ASCII digits only (str.isdigit also accepts "²" and other scripts' digits, which
+    # int() then rejects), at most 18 of them (no file is an exabyte; int() of thousands of
+    # digits is slow or refused): anything else is malformed, so the whole file is sent.
+    match = _RANGE_SPEC.match(spec.strip())
+    if match is None:
         return None
-    if (first and not first.isdigit()) or (last and not last.isdigit()):
+    first, last = match.group(1), match.group(2)
+    if not first and not last:
         return None
     unsatisfiable = HttpError(
         416, "range not satisfiable", [("Content-Range", "bytes */%d" % size)]
@@ -441,8 +455,8 @@ class Generation:
             return hit
         try:
             link_stat = os.lstat(path)
-        except OSError:
-            raise HttpError(404, "not found") from None
+        except OSError as exc:
+            raise _open_error(exc, path) from None
         real = os.path.realpath(path)
         in_store = real.startswith(self.objects_prefix)
         if stat.S_ISLNK(link_stat.st_mode) and not in_store:
@@ -457,27 +471,66 @@ class Generation:
         """Open a regular file of the tree -> (file, stat, ETag, in store); 404 when not servable.
 
         A symlink counts only if it resolves inside ``store/objects/``; anything else must
-        resolve inside this generation. The ETag is the blake3 content address for a store
-        object, else a strong validator from (size, mtime_ns, inode) of the file itself.
+        resolve inside this generation. Only a regular file is served: a FIFO, socket, device
+        or directory is the 404 of a missing file, found without blocking and without keeping
+        a descriptor. An open that fails for another reason (permissions, no descriptors
+        left) is a 500, logged. The ETag is the blake3 content address for a store object,
+        else a strong validator from (size, mtime_ns, inode) of the file itself.
         """
         real, in_store = self._resolve(path)
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(real, flags)
-        except OSError:
+            fobj, st = open_regular(real, follow=False)
+        except OSError as exc:
             self._resolved.pop(path, None)  # removed (gc?) or replaced: check afresh next time
-            raise HttpError(404, "not found") from None
-        fobj = os.fdopen(fd, "rb", buffering=0)
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            fobj.close()
-            raise HttpError(404, "not found")
+            raise _open_error(exc, path) from None
         name = os.path.basename(real)
         if in_store and _HEX64.match(name):
             etag = '"%s"' % name
         else:
             etag = '"%x-%x-%x"' % (st.st_size, st.st_mtime_ns, st.st_ino)
         return fobj, st, etag, in_store
+
+
+# open() failures that mean "there is no servable file here" (404); any other is a 500.
+_NOT_THERE = frozenset(
+    [errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO, errno.ENAMETOOLONG, errno.EISDIR]
+)
+
+
+def open_regular(path: str, *, follow: bool) -> Tuple[IO[bytes], os.stat_result]:
+    """Open ``path`` for reading if it is a regular file -> (unbuffered file, its stat).
+
+    Opened with ``O_NONBLOCK`` (a FIFO opens at once instead of waiting for a writer; the
+    flag changes nothing for a regular file) and checked with ``fstat`` on the descriptor,
+    so a FIFO, socket, device or directory raises ``FileNotFoundError`` without ever
+    blocking, and the descriptor is closed on every path that does not return it.
+    ``follow=False`` refuses a symlink as the last component (``ELOOP``).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+    if not follow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        fobj = os.fdopen(fd, "rb", buffering=0) if stat.S_ISREG(st.st_mode) else None
+    except BaseException:
+        os.close(fd)
+        raise
+    if fobj is None:
+        os.close(fd)
+        raise FileNotFoundError(errno.ENOENT, "not a regular file", path)
+    return fobj, st
+
+
+def _open_error(exc: OSError, path: str) -> "HttpError":
+    if exc.errno in _NOT_THERE:
+        return HttpError(404, "not found")
+    return HttpError(
+        500,
+        "internal error: cannot open a file",
+        close=True,
+        log="cannot open %s: %s" % (path, exc),
+    )
 
 
 class Waiter:
@@ -752,6 +805,8 @@ def answer_key(head: bytes) -> Optional[Tuple[bytes, str]]:
             seen[key] += ", " + value
         else:
             seen[key] = value
+    if parts[2] == "HTTP/1.1" and "host" not in seen:
+        return None
     agent = seen.get("user-agent", "-").replace('"', "'")[:200]
     wanted = [line] + ["%s:%s" % (h, seen[h]) for h in _ANSWER_HEADERS if h in seen]
     return "\n".join(wanted).encode("latin-1"), agent
@@ -769,6 +824,15 @@ class Request:
         self.line = line
         self.headers: Dict[str, str] = {}
         self.keep_alive = False
+
+
+def log_escape(text: str) -> str:
+    """``text`` with every character but printable ASCII written as ``\\xHH`` (the backslash
+    too, so the log reads back unambiguously): a request can put no CR, ESC or other control
+    into the log or onto the terminal that shows it."""
+    if _LOG_UNSAFE.search(text) is None:
+        return text
+    return _LOG_UNSAFE.sub(lambda m: "\\x%02x" % ord(m.group()), text)
 
 
 def log_fields(request: Request) -> Tuple[str, str]:
@@ -885,6 +949,9 @@ class Handler(socketserver.BaseRequestHandler):
                 request.headers[key] += ", " + value
             else:
                 request.headers[key] = value
+        if request.version == "HTTP/1.1" and "host" not in request.headers:
+            self._reject(400, "an HTTP/1.1 request must carry a Host header (RFC 9112)", line)
+            return None
         tokens = {t.strip().lower() for t in request.headers.get("connection", "").split(",")}
         if request.version == "HTTP/1.1":
             request.keep_alive = "close" not in tokens
@@ -911,6 +978,8 @@ class Handler(socketserver.BaseRequestHandler):
         except _NeedsWorkerError:
             raise
         except Exception:
+            if self.in_memory:
+                raise _NeedsWorkerError from None  # the worker meets it again and logs it once
             self.server.log_error(
                 "internal error on %r:\n%s" % (request.line, traceback.format_exc())
             )
@@ -926,6 +995,8 @@ class Handler(socketserver.BaseRequestHandler):
     def _send_error(self, request: Request, err: HttpError, started: float) -> bool:
         if self.in_memory:
             raise _NeedsWorkerError  # errors (and their lingering close) are a worker's
+        if err.log is not None:
+            self.server.log_error(err.log)
         body = ("%d %s: %s\n" % (err.status, _PHRASES[err.status], err.reason)).encode()
         keep = request.keep_alive and not err.close
         headers = [("Content-Type", "text/plain; charset=utf-8"), *err.headers]
@@ -1003,6 +1074,10 @@ class Handler(socketserver.BaseRequestHandler):
         ) not in ("", "0"):
             raise HttpError(400, "a GET or HEAD request must not carry a body", close=True)
         target = request.target
+        if _TARGET_UNSAFE.search(target):
+            raise HttpError(
+                400, "request target contains a control or non-ASCII character", close=True
+            )
         if not target.startswith("/"):
             target = self._origin_form(request)
         segments, slash, query = parse_target(target)
@@ -1122,7 +1197,6 @@ class Handler(socketserver.BaseRequestHandler):
                 fobj=None,
                 body=cached.body,
                 size=len(cached.body),
-                mtime=cached.mtime,
                 etag=cached.etag,
                 last_modified=cached.last_modified,
                 page=page,
@@ -1148,7 +1222,6 @@ class Handler(socketserver.BaseRequestHandler):
                 fobj=fobj,
                 body=body,
                 size=st.st_size,
-                mtime=st.st_mtime,
                 etag=etag,
                 last_modified=last_modified,
                 page=page,
@@ -1165,7 +1238,6 @@ class Handler(socketserver.BaseRequestHandler):
         fobj: Optional[IO[bytes]],
         body: Optional[bytes],
         size: int,
-        mtime: float,
         etag: str,
         last_modified: str,
         page: bool,
@@ -1180,16 +1252,18 @@ class Handler(socketserver.BaseRequestHandler):
         if content_type is None:
             content_type = _file_type(os.path.basename(path))
         headers = list(extra or [])
+        headers += [("Content-Type", content_type), ("ETag", etag)]
+        if not page:
+            # A page's blob mtime is not monotonic across generations (a rollback serves an
+            # older blob): pages are validated by ETag only and carry no Last-Modified.
+            headers.append(("Last-Modified", last_modified))
         headers += [
-            ("Content-Type", content_type),
-            ("ETag", etag),
-            ("Last-Modified", last_modified),
             ("Cache-Control", PAGE_CACHE if page else FILE_CACHE),
             ("Accept-Ranges", "bytes"),
         ]
         # Only an answer from memory is kept: its bytes can no longer change.
         cache = fobj is None
-        if _not_modified(request.headers, etag, mtime):
+        if _not_modified(request.headers, etag):
             # RFC 9110 §8.6: a 304's Content-Length, if sent, is that of the 200.
             self._write_head(304, headers, size, request.keep_alive, cache=cache)
             return 304, 0
@@ -1280,18 +1354,12 @@ def _file_type(filename: str) -> str:
     return "application/octet-stream"
 
 
-def _not_modified(headers: Dict[str, str], etag: str, mtime: float) -> bool:
+def _not_modified(headers: Dict[str, str], etag: str) -> bool:
+    """Whether ``If-None-Match`` matches. ``If-Modified-Since`` is never honoured (RFC 9110
+    lets a server ignore it): an mtime is not monotonic across generations (a rollback, a
+    private wheel rebuilt under the same name), so only the content address validates."""
     inm = headers.get("if-none-match")
-    if inm is not None:
-        return etag_matches(inm, etag)
-    ims = headers.get("if-modified-since")
-    if ims is None:
-        return False
-    try:
-        since = email.utils.parsedate_to_datetime(ims).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return False
-    return int(mtime) <= since
+    return inm is not None and etag_matches(inm, etag)
 
 
 class ProjectSummary:
@@ -1323,8 +1391,9 @@ class Summary:
 
 
 def _read_json(path: str) -> Dict[str, object]:
-    with open(path, "rb") as f:
-        data = f.read(MAX_PAGE_JSON + 1)
+    fobj, _ = open_regular(path, follow=True)  # a planted FIFO must not wedge the page
+    with fobj:
+        data = fobj.read(MAX_PAGE_JSON + 1)
     if len(data) > MAX_PAGE_JSON:
         raise ValueError("%s is larger than %d bytes" % (path, MAX_PAGE_JSON))
     loaded = json.loads(data.decode("utf-8"))
@@ -1715,11 +1784,11 @@ class MirrorServer(socketserver.TCPServer):
         text = '%s - - [%s] "%s" %d %d %.4f "%s"\n' % (
             host,
             log_time(),
-            fields[0],
+            log_escape(fields[0]),
             status,
             size,
             time.monotonic() - started,
-            fields[1],
+            log_escape(fields[1]),
         )
         with self._log_lock:
             self.log.write(text)

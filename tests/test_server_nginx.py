@@ -181,6 +181,10 @@ def test_files_ranges_and_conditional_requests(tree: IndexTree, nginx: Nginx) ->
     assert get(nginx, path, Range=f"bytes={len(dist.data)}-").status_code == 416
     assert get(nginx, path, **{"If-None-Match": full.headers["ETag"]}).status_code == 304
     assert get(nginx, path + ".metadata").content == dist.metadata
+    # If-Modified-Since never gives 304 (ETag only), for files and pages alike.
+    future = "Fri, 01 Jan 2100 00:00:00 GMT"
+    assert get(nginx, path, **{"If-Modified-Since": future}).status_code == 200
+    assert get(nginx, "/simple/alpha/", **{"If-Modified-Since": future}).status_code == 200
 
 
 def test_traversal_and_escape_attempts(nginx: Nginx) -> None:

@@ -4,7 +4,9 @@ tree is ever sent; the server keeps serving."""
 
 from __future__ import annotations
 
+import http.client
 import io
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +43,18 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> IndexTree:
     (chain / ("0" * 64)).symlink_to(base / "secret.txt")
     (alpha / "chain.whl").symlink_to(f"../../../../store/objects/zz/{'0' * 64}")
     (alpha / "copy.whl").write_bytes(b"a regular file inside the generation")
+    # Not regular files: FIFOs (in the generation, and in the store behind a link), a link
+    # to a directory of the store, a directory in the generation, a page that is a FIFO.
+    os.mkfifo(alpha / "fifo.whl")
+    fifo_blob = tree.objects() / "ff" / ("f" * 64)
+    fifo_blob.parent.mkdir()
+    os.mkfifo(fifo_blob)
+    (alpha / "fifolink.whl").symlink_to(f"../../../../store/objects/ff/{'f' * 64}")
+    (alpha / "storedir.whl").symlink_to("../../../../store/objects/ff")
+    (alpha / "realdir.whl").mkdir()
+    (simple / "fifopage").mkdir()
+    os.mkfifo(simple / "fifopage" / "index.html")
+    os.mkfifo(simple / "fifopage" / "index.json")
     return tree
 
 
@@ -73,6 +87,80 @@ def test_planted_symlinks_are_not_followed(server: MirrorServer, path: str) -> N
     resp = request(server, path, {"Accept": "text/html"})
     assert resp.status == 404
     assert SECRET not in resp.body
+
+
+NOT_REGULAR = [
+    "/simple/alpha/fifo.whl",
+    "/simple/alpha/fifolink.whl",
+    "/simple/alpha/storedir.whl",
+    "/simple/alpha/realdir.whl",
+    "/simple/fifopage/",
+    "/simple/fifopage/index.json",
+]
+
+
+@pytest.mark.parametrize("path", NOT_REGULAR)
+def test_only_regular_files_are_opened(server: MirrorServer, path: str) -> None:
+    """A FIFO (which would block an open without O_NONBLOCK), a directory or a link to one
+    is the documented 404, at once; the server goes on serving."""
+    resp = request(server, path, {"Accept": "text/html"})
+    assert resp.status == 404
+    assert resp.body == b"404 Not Found: not found\n"
+    assert request(server, "/simple/alpha/copy.whl").status == 200
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_refused_files_leak_no_descriptor(server: MirrorServer) -> None:
+    """1 000 requests for things that are not regular files leave the count unchanged (a
+    directory used to leak one descriptor per request until real pages answered 404)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port_of(server), timeout=10)
+    try:
+        conn.request("GET", "/simple/alpha/copy.whl")
+        assert conn.getresponse().read() == b"a regular file inside the generation"
+        before = _open_descriptors()
+        for i in range(1000):
+            conn.request("GET", NOT_REGULAR[i % len(NOT_REGULAR)], headers={"Accept": "text/html"})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 404
+        assert _open_descriptors() == before
+    finally:
+        conn.close()
+
+
+def test_open_failure_other_than_missing_is_500_and_logged(
+    served: tuple[MirrorServer, io.StringIO],
+) -> None:
+    """With no descriptor left (EMFILE), a file that exists is a 500 logged with the cause,
+    never a 404 ("not found" would tell a client the mirror lacks the file)."""
+    resource = pytest.importorskip("resource")
+    server, log = served
+    conn = http.client.HTTPConnection("127.0.0.1", port_of(server), timeout=10)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        conn.request("GET", "/simple/nothing/")  # the connection is open and kept
+        assert conn.getresponse().read().startswith(b"404")
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no new descriptor
+        try:
+            # Not a store object, so never kept in memory: it is opened for each request.
+            conn.request("GET", "/simple/alpha/copy.whl")
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert resp.status == 500
+        assert body == b"500 Internal Server Error: internal error: cannot open a file\n"
+        assert "cannot open " in log.getvalue()
+        assert "Too many open files" in log.getvalue()
+    finally:
+        conn.close()
+    assert request(server, "/simple/alpha/copy.whl").status == 200
 
 
 def test_regular_file_inside_the_generation_is_served(server: MirrorServer) -> None:
@@ -137,6 +225,27 @@ HOSTILE: list[tuple[str, bytes]] = [
     ("percent-garbage", _get("/simple/%zz/")),
     ("percent-truncated", _get("/simple/alpha%2")),
     ("many-query-fields", _get("/simple/?" + "&".join(f"a{i}=1" for i in range(40)))),
+    # Control and non-ASCII characters in the target: refused, never reflected (a redirect
+    # would carry them into Location) nor written raw to the log.
+    ("cr-in-query-redirect", _get("/simple?a\rSet-Cookie:pwn=1")),
+    ("cr-in-query-page", _get("/simple/?a\rSet-Cookie:pwn=1")),
+    ("cr-in-path", _get("/simple/al\rpha/")),
+    ("nul-in-query", _get("/simple/?q=\x00")),
+    ("vt-in-query", _get("/simple?\x0b")),
+    ("ff-in-query", _get("/simple?\x0c")),
+    ("esc-in-query", _get("/?q=\x1b[2J")),
+    ("tab-in-target", _get("/simple/\talpha/")),
+    ("del-in-query", _get("/simple/?\x7f")),
+    ("c1-csi-in-query", _get("/?q=\x9b31m")),
+    ("latin1-in-query", _get("/simple/?q=\xe9")),
+    ("cr-in-absolute-uri", _get("http://127.0.0.1/simple?\rX:1")),
+    ("http11-without-host", b"GET /simple/ HTTP/1.1\r\n\r\n"),
+    ("http11-without-host-file", b"GET /simple/alpha/copy.whl HTTP/1.1\r\nAccept: */*\r\n\r\n"),
+    ("planted-fifo", _get("/simple/alpha/fifo.whl")),
+    ("planted-fifo-in-store", _get("/simple/alpha/fifolink.whl")),
+    ("link-to-store-directory", _get("/simple/alpha/storedir.whl")),
+    ("directory-as-file", _get("/simple/alpha/realdir.whl")),
+    ("fifo-page", _get("/simple/fifopage/")),
 ]
 
 
@@ -149,8 +258,44 @@ def test_hostile_request_gets_4xx_and_no_secret(server: MirrorServer, raw: bytes
     assert b"HTTP/1.1 200" not in answer
 
 
+CONTROLS = [h for h in HOSTILE if "query" in h[0] or "target" in h[0] or "cr-in" in h[0]]
+
+
+@pytest.mark.parametrize("raw", [h[1] for h in CONTROLS], ids=[h[0] for h in CONTROLS])
+def test_control_characters_in_the_target_are_400_and_not_reflected(
+    server: MirrorServer, raw: bytes
+) -> None:
+    answer = raw_exchange(port_of(server), raw)
+    assert status_of(answer) == 400
+    assert b"Location" not in answer
+    assert b"pwn" not in answer
+
+
+def test_http11_without_host_is_400_and_http10_is_served(server: MirrorServer) -> None:
+    answer = raw_exchange(port_of(server), b"GET /simple/ HTTP/1.1\r\nAccept: */*\r\n\r\n")
+    assert status_of(answer) == 400
+    assert b"Host" in answer.split(b"\r\n\r\n", 1)[1]
+    assert status_of(raw_exchange(port_of(server), b"GET /simple/ HTTP/1.0\r\n\r\n")) == 200
+
+
+def test_log_holds_no_control_character(served: tuple[MirrorServer, io.StringIO]) -> None:
+    """Whatever a client sends, every access-log line is printable ASCII (controls escaped
+    as \\xHH): no log or terminal injection."""
+    server, log = served
+    port = port_of(server)
+    for _, raw in CONTROLS:
+        raw_exchange(port, raw)
+    agent = "evil\x9b31m\x85\\\xe9"  # C0 controls in a header are a 400 already
+    raw_exchange(port, _get("/simple/", f"User-Agent: {agent}\r\nConnection: close\r\n"))
+    lines = log.getvalue().splitlines()
+    assert any(line.endswith('"evil\\x9b31m\\x85\\x5c\\xe9"') for line in lines)
+    for line in lines:
+        if not line.startswith("morgan-server: "):
+            assert all(" " <= ch <= "~" for ch in line), repr(line)
+
+
 def test_server_keeps_serving_after_the_corpus(server: MirrorServer) -> None:
-    assert len(HOSTILE) >= 30
+    assert len(HOSTILE) >= 70
     for _, raw in HOSTILE:
         raw_exchange(port_of(server), raw)
     assert request(server, "/simple/alpha/", {"Accept": "text/html"}).status == 200
