@@ -110,10 +110,10 @@ def test_only_regular_files_are_opened(server: MirrorServer, path: str) -> None:
 
 
 def _open_descriptors() -> int:
-    return len(os.listdir("/proc/self/fd"))
+    return sum(1 for _ in Path("/proc/self/fd").iterdir())
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
 def test_refused_files_leak_no_descriptor(server: MirrorServer) -> None:
     """1 000 requests for things that are not regular files leave the count unchanged (a
     directory used to leak one descriptor per request until real pages answered 404)."""
