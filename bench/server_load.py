@@ -13,7 +13,14 @@ b) slowloris: ``--slow`` connections trickling one header byte every ``--drip`` 
    10 requests, as successive pip runs would): the normal clients' errors and latency, how
    many slow connections the server cut and after how long;
 c) ``--downloads`` clients fetching the big file at once: completions with the exact byte
-   count, the sha256 of one, throughput.
+   count, the sha256 of one, throughput;
+r) slow readers: ``--never-read`` clients that request the big file and never read a byte,
+   plus ``--slow`` slowloris connections, while ``--normal`` clients each fetch a page and
+   the 10 MB file in turn (a new connection each time): every normal request must be
+   answered, p99 under 1 s for the whole run (``--slow-duration`` s);
+e) eviction past the cap: ``--flood`` slowloris connections (more than the server's 4096
+   open connections) while ``--normal`` clients fetch pages: every normal request answered,
+   the slowest within 2 s.
 
 For each, the server's RSS and thread count are sampled from ``/proc/<pid>/status`` every
 0.5 s (start, peak, end). A request counts as an error when it fails, answers other than
@@ -25,10 +32,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import hashlib
 import json
+import multiprocessing
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -44,12 +54,14 @@ from pathlib import Path
 
 from blake3 import blake3
 
-from tests.index_tree import build_tree
+from tests.index_tree import IndexTree, build_tree
 from tests.server_process import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_PY = ROOT / "morgan" / "server.py"
 BIG_NAME = "bigdata-1.0.tar.gz"
+MID_NAME = "bigdata-0.9.tar.gz"  # the 10 MB file a normal client downloads in r)
+MID_SIZE = 10 * 1024 * 1024
 PIP_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
     "text/html; q=0.01"
@@ -76,9 +88,57 @@ class BigFile:
 
 
 def make_mirror(base: Path, big_size: int) -> tuple[Path, BigFile]:
-    """A mirror at ``base/mirror`` with a sparse ``big_size`` file of project ``bigdata``."""
+    """A mirror at ``base/mirror`` with a sparse ``big_size`` file of project ``bigdata``
+    (and a 10 MB one, :data:`MID_NAME`)."""
     tree = build_tree(base / "mirror", environments={"linux": ["alpha", "beta"]})
+    project = tree.generation(1) / "simple" / "bigdata"
+    project.mkdir()
+    mid = _zero_file(tree, project, MID_NAME, MID_SIZE)
+    big = _zero_file(tree, project, BIG_NAME, big_size)
+    files = [(f.path.rsplit("/", 1)[1], f) for f in (mid, big)]
+    entries = [
+        {
+            "filename": name,
+            "url": name,
+            "hashes": {"sha256": f.sha256},
+            "requires-python": None,
+            "yanked": False,
+            "size": f.size,
+            "core-metadata": False,
+        }
+        for name, f in files
+    ]
+    page = {
+        "meta": {"api-version": "1.1"},
+        "name": "bigdata",
+        "versions": ["0.9", "1.0"],
+        "files": entries,
+    }
+    (project / "index.json").write_text(json.dumps(page) + "\n")
+    links = "".join(f'<a href="{name}#sha256={f.sha256}">{name}</a>\n' for name, f in files)
+    (project / "index.html").write_text(f"<!DOCTYPE html>\n<html><body>{links}</body></html>\n")
+    return tree.root, big
+
+
+def mid_file(big: BigFile) -> BigFile:
+    """The 10 MB file of :func:`make_mirror`'s mirror."""
+    return BigFile(big.path.rsplit("/", 1)[0] + "/" + MID_NAME, MID_SIZE, _zero_sha256(MID_SIZE))
+
+
+def _zero_sha256(size: int) -> str:
+    zeros = bytes(CHUNK)
+    sha = hashlib.sha256()
+    left = size
+    while left:
+        sha.update(zeros[: min(left, CHUNK)])
+        left -= min(left, CHUNK)
+    return sha.hexdigest()
+
+
+def _zero_file(tree: IndexTree, project: Path, name: str, size: int) -> BigFile:
+    """A sparse file of ``size`` zeros stored as a blob, linked as ``project/name``."""
     # The file is all zeros: hash it from one zero chunk instead of reading it back.
+    big_size = size
     zeros = bytes(CHUNK)
     sha, b3 = hashlib.sha256(), blake3()
     left = big_size
@@ -93,30 +153,8 @@ def make_mirror(base: Path, big_size: int) -> tuple[Path, BigFile]:
     with blob.open("wb") as f:
         f.truncate(big_size)  # sparse: created instantly, reads back as zeros
     blob.chmod(0o444)
-    project = tree.generation(1) / "simple" / "bigdata"
-    project.mkdir()
-    (project / BIG_NAME).symlink_to(os.path.relpath(blob, project))
-    entry = {
-        "filename": BIG_NAME,
-        "url": BIG_NAME,
-        "hashes": {"sha256": sha.hexdigest()},
-        "requires-python": None,
-        "yanked": False,
-        "size": big_size,
-        "core-metadata": False,
-    }
-    page = {
-        "meta": {"api-version": "1.1"},
-        "name": "bigdata",
-        "versions": ["1.0"],
-        "files": [entry],
-    }
-    (project / "index.json").write_text(json.dumps(page) + "\n")
-    (project / "index.html").write_text(
-        f'<!DOCTYPE html>\n<html><body><a href="{BIG_NAME}#sha256={sha.hexdigest()}">'
-        f"{BIG_NAME}</a></body></html>\n"
-    )
-    return tree.root, BigFile(f"/simple/bigdata/{BIG_NAME}", big_size, sha.hexdigest())
+    (project / name).symlink_to(os.path.relpath(blob, project))
+    return BigFile(f"/simple/bigdata/{name}", big_size, sha.hexdigest())
 
 
 @dataclass
@@ -134,10 +172,12 @@ class Server:
 
 
 @contextmanager
-def server(root: Path, max_connections: int, log: Path) -> Iterator[Server]:
+def server(
+    root: Path, max_connections: int, log: Path, extra: Sequence[str] = ()
+) -> Iterator[Server]:
     """Start the mirror's server on a free loopback port; stop it afterwards."""
     command = [sys.executable, str(SERVER_PY), "--root", str(root), "--port", "0"]
-    command += ["--max-connections", str(max_connections)]
+    command += ["--max-connections", str(max_connections), *extra]
     with log.open("wb") as sink:
         proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     try:
@@ -360,6 +400,158 @@ async def slowloris(
     return stats, slow
 
 
+def never_readers(port: int, big: BigFile, count: int) -> list[socket.socket]:
+    """``count`` connections that each request ``big`` and never read a byte (a receive
+    window of a few KB, so the data really stays with the server)."""
+    socks = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(f"GET {big.path} HTTP/1.1\r\nHost: mirror\r\n\r\n".encode("ascii"))
+        socks.append(sock)
+    return socks
+
+
+async def _page_and_download(
+    port: int, stop: float, mid: BigFile, stats: Stats, timeout: float
+) -> None:
+    """Until ``stop``: a new connection, the bigdata page, the 10 MB file; each request's
+    latency (the first including the connection) goes to ``stats``."""
+    answered = False
+    while time.monotonic() < stop:
+        writer = None
+        try:
+            started = time.monotonic()
+            connect = asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.wait_for(connect, timeout)
+            for path in ("/simple/bigdata/", mid.path):
+                status = await asyncio.wait_for(_get(reader, writer, path), timeout)
+                stats.requests += 1
+                if status != 200:
+                    stats.fail(f"status {status}")
+                    break
+                now = time.monotonic()
+                stats.latencies.append(now - started)
+                started = now
+                if not answered and now < stop:
+                    answered = True
+                    stats.answered_during_load += 1
+        except TimeoutError:
+            stats.requests += 1
+            stats.fail(f"no answer within {timeout:g} s")
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            stats.requests += 1
+            stats.fail(type(exc).__name__)
+        finally:
+            if writer is not None:
+                writer.close()
+
+
+def normal_clients(
+    port: int, normal: int, duration: float, timeout: float, mid: BigFile | None
+) -> Stats:
+    """``normal`` clients for ``duration`` s, run in a process of their own (see
+    :func:`_in_own_process`): with ``mid``, each fetches a page and that file in turn on a new
+    connection; without, pages on connections of 10 requests."""
+
+    async def run() -> Stats:
+        stats = Stats()
+        stop = time.monotonic() + duration
+        if mid is not None:
+            clients = [_page_and_download(port, stop, mid, stats, timeout) for _ in range(normal)]
+        else:
+            clients = [
+                _client(port, stop, stats, timeout=timeout, per_connection=10, offset=i)
+                for i in range(normal)
+            ]
+        await asyncio.gather(*clients)
+        return stats
+
+    return asyncio.run(run())
+
+
+async def _in_own_process(
+    port: int, normal: int, duration: float, timeout: float, mid: BigFile | None
+) -> Stats:
+    """:func:`normal_clients` in a new process: thousands of attacking connections keep one
+    event loop busy, and a client that shares it would measure that loop, not the server."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        future = pool.submit(normal_clients, port, normal, duration, timeout, mid)
+        return await asyncio.wrap_future(future)
+
+
+async def slow_readers(
+    port: int,
+    big: BigFile,
+    *,
+    never_read: int,
+    slow_conns: int,
+    normal: int,
+    duration: float,
+    drip: float,
+    timeout: float,
+) -> tuple[Stats, Slow, int]:
+    """(r) ``never_read`` clients stuck on ``big`` and ``slow_conns`` slowloris connections,
+    then ``normal`` clients (in their own process) fetching a page and the 10 MB file in
+    turn for ``duration`` s. Returns the normal clients' stats, the slowloris outcome and
+    how many never-reading connections the server had closed by the end."""
+    slow = Slow()
+    stop = time.monotonic() + duration + 2.0
+    stuck = await asyncio.to_thread(never_readers, port, big, never_read)
+    try:
+        attackers = [
+            asyncio.ensure_future(_slow_client(port, stop, drip, slow)) for _ in range(slow_conns)
+        ]
+        await asyncio.sleep(1.0)  # the attack is under way when the normal clients arrive
+        stats = await _in_own_process(port, normal, duration, timeout, mid_file(big))
+        await asyncio.gather(*attackers)
+        closed = sum(1 for sock in stuck if _closed_by_server(sock))
+    finally:
+        for sock in stuck:
+            sock.close()
+    return stats, slow, closed
+
+
+async def flood(
+    port: int, slow_conns: int, normal: int, *, duration: float, drip: float, timeout: float
+) -> tuple[Stats, Slow]:
+    """(e) ``slow_conns`` slowloris connections (reconnecting when cut), then ``normal``
+    clients in their own process fetching pages for ``duration`` s."""
+    slow = Slow()
+    stop = time.monotonic() + duration + 3.0
+    attackers = [
+        asyncio.ensure_future(_slow_client(port, stop, drip, slow)) for _ in range(slow_conns)
+    ]
+    await asyncio.sleep(2.0)  # the flood is past the cap when the normal clients arrive
+    stats = await _in_own_process(port, normal, duration, timeout, None)
+    await asyncio.gather(*attackers)
+    return stats, slow
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock``: its TCP state (Linux ``TCP_INFO``, first byte) is
+    no longer ESTABLISHED. Reading to find out would drain what the server still sends."""
+    established = 1
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    except OSError:
+        return True
+    return info[0] != established
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's soft descriptor limit toward ``wanted`` (the hard limit caps
+    it); return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 @dataclass
 class Downloads:
     completed: int = 0
@@ -440,6 +632,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--downloads", type=int, default=50)
     parser.add_argument("--big-mb", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=15.0)
+    parser.add_argument(
+        "--never-read", type=int, default=500, help="r: clients stuck on the big file"
+    )
+    parser.add_argument("--flood", type=int, default=5000, help="e: slowloris connections")
     return parser.parse_args(argv)
 
 
@@ -498,8 +694,43 @@ def run_scenario(scenario: str, port: int, big: BigFile, args: argparse.Namespac
             f"wrong {len(done.wrong)} {done.wrong[:3]}; sha256 ok {done.sha256 == big.sha256}; "
             f"{done.seconds:.1f} s, {mbps:.0f} MB/s"
         )
+    elif scenario == "r":
+        stats, slow, closed = asyncio.run(
+            slow_readers(
+                port,
+                big,
+                never_read=args.never_read,
+                slow_conns=args.slow,
+                normal=args.normal,
+                duration=args.slow_duration,
+                drip=args.drip,
+                timeout=args.timeout,
+            )
+        )
+        print(f"r) {args.normal} normal clients (page + 10 MB file): {stats.summary()}")
+        print(
+            f"r) {args.never_read} never-reading clients: {closed} closed by the server; "
+            f"{args.slow} slowloris: opened {slow.opened} cut {slow.cut}; answered {slow.answered}"
+        )
+    elif scenario == "e":
+        raise_fd_limit(args.flood + 1024)
+        stats, slow = asyncio.run(
+            flood(
+                port,
+                args.flood,
+                args.normal,
+                duration=args.slow_duration,
+                drip=args.drip,
+                timeout=args.timeout,
+            )
+        )
+        print(f"e) {args.normal} normal clients: {stats.summary()}")
+        print(
+            f"e) {args.flood} slowloris: opened {slow.opened} cut {slow.cut}; "
+            f"answered {slow.answered}"
+        )
     else:
-        raise SystemExit(f"unknown scenario {scenario!r}: use a, w, b or c")
+        raise SystemExit(f"unknown scenario {scenario!r}: use a, w, b, c, r or e")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

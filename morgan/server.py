@@ -38,6 +38,7 @@ import functools
 import html
 import http
 import io
+import itertools
 import json
 import os
 import queue
@@ -73,6 +74,8 @@ MAX_PAGE_JSON = 64 * 1024 * 1024  # a project's JSON page read for the human pag
 # costs more than the copy for a page); store objects that small are kept in memory.
 SMALL_BODY = 1024 * 1024
 BODY_CACHE_BYTES = 64 * 1024 * 1024  # per generation
+STREAM_TURN = 1024 * 1024  # bytes of a file the waiter sends to one connection per turn
+_SENDFILE = getattr(os, "sendfile", None)
 RESOLVED_CACHE_ENTRIES = 65536  # per generation
 DEFAULT_PROCESSES = 1  # see docs/server-load.md, "Several processes"
 # Answers kept per generation by the exact bytes of the request head (see Answer): a head
@@ -534,21 +537,26 @@ def _open_error(exc: OSError, path: str) -> "HttpError":
 
 
 class Waiter:
-    """Holds connections between requests, reads their request heads and sends answers
-    already in memory, all in one thread that never blocks.
+    """Holds connections between requests, reads their request heads and sends responses,
+    all in one thread that never blocks.
 
     A connection costs no worker thread until it sends a request that needs one, so idle
     keep-alive clients and slowloris clients that trickle bytes cannot occupy the workers.
     ``lookup(buf, address)`` is asked first for each complete head: it returns the bytes of
     the whole response, whether the connection stays open and how many bytes of ``buf`` the
-    head took, or None. A response is sent without blocking, the rest when the socket is
-    writable again (nothing more is read from that connection meanwhile, so pipelined
-    requests are answered in order). A head that ``lookup`` does not answer is handed to
-    ``dispatch(sock, address, head)`` with the bytes received. A head not complete
-    ``timeout`` seconds after the connection arrived (or after the previous response), or
-    a response that makes no progress for ``send_timeout`` seconds, gets the connection
-    closed; ``close(sock)`` is called when a connection is dropped here, ``on_error(message)``
-    with the traceback of anything unexpected (the waiter goes on).
+    head took, or None. A head that ``lookup`` does not answer is handed to
+    ``dispatch(sock, address, head)`` with the bytes received; the worker gives the
+    connection back with :meth:`add`, with what it could not send at once (the rest of a
+    head, a body, or a file to stream: a client that reads slowly, or never, holds no
+    worker). Responses are sent without blocking, the rest when the socket is writable
+    again (nothing more is read from that connection meanwhile, so pipelined requests are
+    answered in order); a file goes out with ``os.sendfile`` at most 1 MiB per turn, so one
+    fast download does not hold up the others. A head not complete ``timeout`` seconds
+    after the connection arrived (or after the previous response), or a response that makes
+    no progress for ``send_timeout`` seconds, gets the connection closed; so does
+    :meth:`evict`, oldest first, when the server is at its connection cap. ``close(sock)``
+    is called when a connection is dropped here, ``on_error(message)`` with the traceback
+    of anything unexpected (the waiter goes on).
     """
 
     def __init__(
@@ -568,9 +576,10 @@ class Waiter:
         self._close = close
         self._lookup = lookup
         self._selector = selectors.DefaultSelector()
-        self._incoming: List[Tuple[socket.socket, object, bytes]] = []
+        self._incoming: List[_Incoming] = []
         self._lock = threading.Lock()
         self._stop = False
+        self._evict = 0
         self._next_scan = 0.0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -579,10 +588,35 @@ class Waiter:
         self._thread = threading.Thread(target=self._run, name="morgan-waiter", daemon=True)
         self._thread.start()
 
-    def add(self, sock: socket.socket, address: object, pending: bytes) -> None:
-        """Wait for the next request head on ``sock`` (``pending``: bytes already read)."""
+    def add(
+        self,
+        sock: socket.socket,
+        address: object,
+        pending: bytes,
+        *,
+        out: bytes = b"",
+        stream: "Optional[_Stream]" = None,
+        keep: bool = True,
+        answered: bool = True,
+    ) -> None:
+        """Take ``sock``: send ``out`` then ``stream`` (the rest of a response), then close
+        it unless ``keep``, else wait for the next request head (``pending``: bytes of it
+        already read). ``answered``: a request of this connection was answered already
+        (False for a new connection: see :meth:`evict`)."""
         with self._lock:
-            self._incoming.append((sock, address, pending))
+            self._incoming.append(
+                _Incoming(
+                    sock, address, pending, out=out, stream=stream, keep=keep, answered=answered
+                )
+            )
+        self._wake()
+
+    def evict(self, count: int) -> None:
+        """Close ``count`` connections (the server is at its cap): those that have never
+        completed a request head first, oldest first; then those that have waited longest
+        for their next request or without progress on a response."""
+        with self._lock:
+            self._evict += count
         self._wake()
 
     def stop(self) -> None:
@@ -596,6 +630,8 @@ class Waiter:
             self._wake_w.send(b"x")
 
     def _run(self) -> None:
+        # Insertion order is age: a connection is (re)inserted when it starts waiting for a
+        # request head and when a response makes progress, so the first is the one to evict.
         waiting: Dict[socket.socket, _Waiting] = {}
         while not self._stop:
             try:
@@ -605,8 +641,10 @@ class Waiter:
         for state in list(waiting.values()):
             self._drop(waiting, state)
         with self._lock:
-            for sock, _, _ in self._incoming:
-                self._close(sock)
+            for item in self._incoming:
+                if item.stream is not None:
+                    item.stream.close()
+                self._close(item.sock)
             self._incoming = []
         self._selector.close()
         self._wake_r.close()
@@ -627,25 +665,51 @@ class Waiter:
                     self._drop(waiting, state)
         with self._lock:
             incoming, self._incoming = self._incoming, []
+            evict, self._evict = self._evict, 0
         now = time.monotonic()
-        for sock, address, pending in incoming:
-            state = _Waiting(sock, address, bytearray(pending), now + self._timeout)
-            try:
-                sock.setblocking(False)
-                self._selector.register(sock, selectors.EVENT_READ, state)
-            except (OSError, ValueError):
-                self._close(sock)  # already closed by the peer
-                continue
-            waiting[sock] = state
-            if _head_ready(state.buf):  # a pipelined request already read: answer it now
-                self._serve(waiting, state)
+        for item in incoming:
+            self._take(waiting, item, now)
+        if evict:
+            self._evict_oldest(waiting, evict)
         if now >= self._next_scan:  # a scan is O(connections): at most 4 a second
             self._next_scan = now + 0.25
             for state in [w for w in waiting.values() if w.deadline <= now]:
                 self._drop(waiting, state)  # idle keep-alive, too slow, or not reading
 
+    def _evict_oldest(self, waiting: "Dict[socket.socket, _Waiting]", count: int) -> None:
+        """Drop ``count`` connections: first those that never completed a request head
+        (slowloris, connections that send nothing), oldest first; then, only if there are
+        not enough of those, the rest oldest first (idle keep-alive, the slowest readers)."""
+        states = list(itertools.islice((w for w in waiting.values() if not w.answered), count))
+        if len(states) < count:
+            rest = (w for w in waiting.values() if w.answered)
+            states += itertools.islice(rest, count - len(states))
+        for state in states:
+            self._drop(waiting, state)
+
+    def _take(
+        self, waiting: "Dict[socket.socket, _Waiting]", item: "_Incoming", now: float
+    ) -> None:
+        state = _Waiting(item.sock, item.address, bytearray(item.pending), now + self._timeout)
+        state.out, state.stream, state.keep = memoryview(item.out), item.stream, item.keep
+        state.answered = item.answered
+        try:
+            item.sock.setblocking(False)
+            self._selector.register(item.sock, selectors.EVENT_READ, state)
+        except (OSError, ValueError):
+            if item.stream is not None:
+                item.stream.close()
+            self._close(item.sock)  # already closed by the peer
+            return
+        waiting[item.sock] = state
+        worker_rest = state.out or state.stream is not None or not state.keep
+        if worker_rest and not self._flush(waiting, state):
+            return
+        if _head_ready(state.buf):  # a pipelined request already read: answer it now
+            self._serve(waiting, state)
+
     def _event(self, waiting: "Dict[socket.socket, _Waiting]", state: "_Waiting") -> None:
-        if state.out:  # registered for writing: the rest of a response
+        if state.writing:  # registered for writing: the rest of a response
             if self._flush(waiting, state):
                 self._serve(waiting, state)
             return
@@ -666,6 +730,7 @@ class Waiter:
         """Answer the complete heads in the buffer from memory, in order; hand the first one
         that needs a worker to ``dispatch``."""
         while _head_ready(state.buf):
+            state.answered = True
             lookup = self._lookup
             found = lookup(state.sock, state.buf, state.address) if lookup is not None else None
             if found is None:
@@ -680,24 +745,38 @@ class Waiter:
                 return  # the rest is sent when the socket is writable, or it was dropped
 
     def _flush(self, waiting: "Dict[socket.socket, _Waiting]", state: "_Waiting") -> bool:
-        """Send what is left of the response; True when it is all sent and the connection
-        waits for its next request."""
+        """Send what is left of the response (bytes, then a file: one ``sendfile`` of at
+        most 1 MiB per call); True when it is all sent and the connection waits for its
+        next request."""
+        sent = 0
         try:
-            sent = state.sock.send(state.out)
+            if state.out:
+                sent = state.sock.send(state.out)
+                state.out = state.out[sent:]
+            if not state.out and state.stream is not None:
+                moved = state.stream.send(state.sock)
+                if moved == 0:  # the file ended early: the framing is broken, close
+                    self._drop(waiting, state)
+                    return False
+                sent += moved
+                if state.stream.remaining == 0:
+                    state.stream.close()
+                    state.stream = None
         except BlockingIOError:
-            sent = 0
+            pass
         except OSError:
             self._drop(waiting, state)  # reset by the peer
             return False
         now = time.monotonic()
-        if sent < len(state.out):
-            state.out = state.out[sent:]
-            state.deadline = now + self._send_timeout  # progress (or the start) resets it
+        if state.out or state.stream is not None:
+            if sent or not state.writing:  # progress (or the start) resets the deadline
+                state.deadline = now + self._send_timeout
+                del waiting[state.sock]
+                waiting[state.sock] = state  # the youngest again: evicted last
             if not state.writing:
                 state.writing = True
                 self._selector.modify(state.sock, selectors.EVENT_WRITE, state)
             return False
-        state.out = memoryview(b"")
         if not state.keep:
             self._drop(waiting, state)
             return False
@@ -705,25 +784,95 @@ class Waiter:
             state.writing = False
             self._selector.modify(state.sock, selectors.EVENT_READ, state)
         state.deadline = now + self._timeout
+        del waiting[state.sock]
+        waiting[state.sock] = state
         return True
 
     def _drop(self, waiting: "Dict[socket.socket, _Waiting]", state: "_Waiting") -> None:
         self._selector.unregister(state.sock)
         del waiting[state.sock]
+        if state.stream is not None:
+            state.stream.close()
+            state.stream = None
         self._close(state.sock)
 
 
+class _Stream:
+    """The part of an open file still to send on a connection (owns the file)."""
+
+    __slots__ = ("fobj", "offset", "remaining")
+
+    def __init__(self, fobj: IO[bytes], offset: int, remaining: int) -> None:
+        self.fobj = fobj
+        self.offset = offset
+        self.remaining = remaining
+
+    def send(self, sock: socket.socket) -> int:
+        """Send up to 1 MiB without blocking; the bytes sent (0: the file ended early).
+        Raises ``BlockingIOError`` when the socket takes nothing now."""
+        count = min(self.remaining, STREAM_TURN)
+        if _SENDFILE is not None:
+            sent = int(_SENDFILE(sock.fileno(), self.fobj.fileno(), self.offset, count))
+        else:  # no os.sendfile (Windows): read the chunk, send what the socket takes
+            self.fobj.seek(self.offset)
+            data = self.fobj.read(count)
+            sent = sock.send(data) if data else 0
+        self.offset += sent
+        self.remaining -= sent
+        return sent
+
+    def close(self) -> None:
+        self.fobj.close()
+
+
+class _Incoming:
+    """A connection handed to the waiter, with the rest of a response to send first."""
+
+    __slots__ = ("address", "answered", "keep", "out", "pending", "sock", "stream")
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        address: object,
+        pending: bytes,
+        *,
+        out: bytes,
+        stream: "Optional[_Stream]",
+        keep: bool,
+        answered: bool,
+    ) -> None:
+        self.sock = sock
+        self.address = address
+        self.pending = pending
+        self.out = out
+        self.stream = stream
+        self.keep = keep
+        self.answered = answered
+
+
 class _Waiting:
-    __slots__ = ("address", "buf", "deadline", "keep", "out", "sock", "writing")
+    __slots__ = (
+        "address",
+        "answered",
+        "buf",
+        "deadline",
+        "keep",
+        "out",
+        "sock",
+        "stream",
+        "writing",
+    )
 
     def __init__(self, sock: socket.socket, address: object, buf: bytearray, deadline: float):
         self.sock = sock
         self.address = address
         self.buf = buf
         self.deadline = deadline
-        self.out = memoryview(b"")  # the unsent rest of a response
+        self.out = memoryview(b"")  # the unsent rest of a response's bytes
+        self.stream: Optional[_Stream] = None  # then the rest of its file
         self.keep = True  # whether the connection stays open once ``out`` is sent
         self.writing = False  # registered for write readiness
+        self.answered = False  # a request head of this connection was answered
 
 
 def _head_ready(buf: "Union[bytes, bytearray]") -> bool:
@@ -843,15 +992,26 @@ def log_fields(request: Request) -> Tuple[str, str]:
 
 
 class _SocketWriter:
-    """``wfile``: every write goes to the socket at once, whole."""
+    """``wfile`` of a worker: each write goes to the (non-blocking) socket at once; what the
+    socket does not take is kept in ``pending``, in order, for the waiter to send: a worker
+    never waits on a client that reads slowly."""
 
-    __slots__ = ("_sock",)
+    __slots__ = ("_sock", "pending")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        self.pending = bytearray()
 
     def write(self, data: bytes) -> int:
-        self._sock.sendall(data)
+        if self.pending:
+            self.pending += data
+            return len(data)
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            self.pending += memoryview(data)[sent:]
         return len(data)
 
 
@@ -878,13 +1038,15 @@ class Handler(socketserver.BaseRequestHandler):
         self.answer: Optional[Answer] = None
         self.generation: Optional[Generation] = None
         self._answer_parts: Optional[Tuple[bytes, bytes, bytes, bool]] = None
+        self.stream: Optional[_Stream] = None  # a file body for the waiter to send
         super().__init__(request, client_address, server)
 
     def setup(self) -> None:
         self.connection = self.request
-        self.connection.settimeout(self.server.send_timeout)
+        self.connection.setblocking(False)
         self.rfile = io.BytesIO(self.head)  # the head is parsed from what the waiter read
-        # Responses are written whole (head) or by sendfile (body): no buffering.
+        # Written at once as far as the socket takes it; the rest, and a file body
+        # (``stream``), are sent by the waiter.
         self.wfile = _SocketWriter(self.connection)
 
     def handle(self) -> None:
@@ -1012,8 +1174,13 @@ class Handler(socketserver.BaseRequestHandler):
         )
         return keep
 
+    def pending(self) -> bytes:
+        """What the socket did not take at once, for the waiter to send."""
+        wfile = self.wfile
+        return bytes(wfile.pending) if isinstance(wfile, _SocketWriter) else b""
+
     def finish(self) -> None:
-        if self.linger:
+        if self.linger and not self.pending() and self.stream is None:
             self._lingering_close()
 
     def _lingering_close(self) -> None:
@@ -1208,7 +1375,7 @@ class Handler(socketserver.BaseRequestHandler):
         if self.in_memory:
             raise _NeedsWorkerError  # not read before: the disk is a worker's
         fobj, st, etag, in_store = generation.open_file(path)
-        with fobj:
+        try:
             body = None
             if st.st_size <= SMALL_BODY:
                 body = fobj.read(st.st_size)
@@ -1230,6 +1397,9 @@ class Handler(socketserver.BaseRequestHandler):
                 extra=extra,
                 etag_suffix=etag_suffix,
             )
+        finally:
+            if self.stream is None or self.stream.fobj is not fobj:
+                fobj.close()  # the waiter closes a file it streams
 
     def _send_file(
         self,
@@ -1293,10 +1463,10 @@ class Handler(socketserver.BaseRequestHandler):
         if fobj is None:  # unreachable: a body not in memory comes with its open file
             raise HttpError(500, "internal error: no file to stream", close=True)
         self._write_head(status, headers, length, request.keep_alive)
-        sent = self.connection.sendfile(fobj, start, length)
-        if sent != length:  # the file shrank under us: the framing is broken, close
-            request.keep_alive = False
-        return status, sent
+        # The waiter streams the body (sendfile, without blocking): a client that reads
+        # slowly or never holds no worker, only its connection until the send timeout.
+        self.stream = _Stream(fobj, start, length)
+        return status, length
 
     def _home(self, request: Request, generation: Generation, q: str) -> Tuple[int, int]:
         if self.in_memory:
@@ -1504,6 +1674,27 @@ def render_home(summary: Summary, query: str) -> str:
     )
 
 
+def _recv_soon(sock: socket.socket, seconds: float) -> Optional[bytes]:
+    """What the (non-blocking) socket has within ``seconds``, or None. ``poll``, not
+    ``select``: select fails on descriptors past 1023, which a busy server has."""
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:
+        pass
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        ready = bool(poller.poll(seconds * 1000))
+    else:  # Windows: select has no descriptor-number limit there
+        ready = bool(select.select([sock], [], [], seconds)[0])
+    if not ready:
+        return None
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:
+        return None
+
+
 class _ParentGoneError(Exception):
     """A forked server process outlived the process that started it."""
 
@@ -1518,7 +1709,7 @@ class MirrorServer(socketserver.TCPServer):
     """
 
     allow_reuse_address = True
-    request_queue_size = 1024  # the kernel caps it at net.core.somaxconn
+    request_queue_size = 4096  # the kernel caps it at net.core.somaxconn
 
     def __init__(
         self,
@@ -1530,13 +1721,16 @@ class MirrorServer(socketserver.TCPServer):
         header_timeout: float = 20.0,
         send_timeout: float = 60.0,
         log: Optional[IO[str]] = None,
+        max_open: Optional[int] = None,
     ) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.root = os.path.realpath(root)
         self.header_timeout = header_timeout
         self.send_timeout = send_timeout
         self.log = log
-        self._open = threading.BoundedSemaphore(open_connection_limit(max_connections))
+        limit = open_connection_limit(max_connections)
+        self.max_open = limit if max_open is None else max(1, min(max_open, limit))
+        self._open = threading.BoundedSemaphore(self.max_open)
         self._stopping = False
         self._log_lock = threading.Lock()
         self._summaries: Dict[str, Summary] = {}
@@ -1669,8 +1863,17 @@ class MirrorServer(socketserver.TCPServer):
         return None if answer is None else (answer, end, found[1])
 
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        # Waiting for a connection slot here leaves further connections in the listen queue.
-        while not self._open.acquire(timeout=0.5):
+        # At the cap, the connection that has waited longest without completing a request
+        # head or moving a response along is closed to make room: a flood of slow
+        # connections cannot lock out a new client. Only when the waiter holds none (every
+        # open connection is in a worker's hands) does the new one wait for a slot here,
+        # further ones in the listen queue.
+        while not self._open.acquire(blocking=False):
+            # A batch (1/32 of the cap): the next accepts find room without waiting for
+            # the waiter thread each time, so a flood does not slow accepting down.
+            self._start_waiter().evict(max(1, self.max_open // 32))
+            if self._open.acquire(timeout=0.5):
+                break
             if self._stopping:
                 self.shutdown_request(request)
                 return
@@ -1678,7 +1881,7 @@ class MirrorServer(socketserver.TCPServer):
             # Fails only on a connection already reset; the waiter then sees it closed.
             with contextlib.suppress(OSError):
                 request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._start_waiter().add(request, client_address, b"")
+        self._start_waiter().add(request, client_address, b"", answered=False)
 
     def _dispatch(self, sock: socket.socket, client_address: object, head: bytes) -> None:
         with self._pool_lock:
@@ -1714,14 +1917,23 @@ class MirrorServer(socketserver.TCPServer):
 
     def _answer(self, sock: socket.socket, client_address: object, head: bytes) -> None:
         while True:
-            keep, leftover = False, b""
+            keep, leftover, out, stream = False, b"", b"", None
             try:
                 handler = Handler(sock, client_address, self, head)
                 keep, leftover = handler.keep, handler.leftover
+                out, stream = handler.pending(), handler.stream
                 if handler.answer is not None and handler.generation is not None:
                     handler.generation.keep_answer(head[: handler.consumed], handler.answer)
             except Exception:
                 self.handle_error(sock, client_address)
+            if (out or stream is not None) and not self._stopping:
+                # The rest of the response goes out from the waiter: this worker is free.
+                self._start_waiter().add(
+                    sock, client_address, leftover, out=out, stream=stream, keep=keep
+                )
+                return
+            if stream is not None:
+                stream.close()
             if not keep or self._stopping:
                 self._close_connection(sock)
                 return
@@ -1743,9 +1955,8 @@ class MirrorServer(socketserver.TCPServer):
         if _head_ready(buf):
             return "ready", buf
         try:
-            readable, _, _ = select.select([sock], [], [], 0.001)
-            data = sock.recv(65536) if readable else None
-        except (OSError, ValueError):
+            data = _recv_soon(sock, 0.001)
+        except OSError:
             return "closed", buf
         if data is None:
             return "wait", buf
@@ -1803,13 +2014,14 @@ class MirrorServer(socketserver.TCPServer):
 
 def open_connection_limit(max_connections: int) -> int:
     """How many connections may be open at once: 4096, less when the file-descriptor limit
-    (raised to its hard maximum when possible) leaves less room next to the workers' files."""
+    (raised to its hard maximum when possible) leaves less room: each connection may hold a
+    file it streams besides its socket, next to the workers' files."""
     try:
         import resource  # Unix only
     except ImportError:
         return 4096
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 4096 + max_connections + 64
+    want = 2 * 4096 + max_connections + 64
     if soft != resource.RLIM_INFINITY and soft < want:
         target = want if hard == resource.RLIM_INFINITY else min(hard, want)
         with contextlib.suppress(ValueError, OSError):  # not allowed: keep the soft limit
@@ -1817,7 +2029,7 @@ def open_connection_limit(max_connections: int) -> int:
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:
         return 4096
-    return max(1, min(4096, soft - max_connections - 64))
+    return max(1, min(4096, (soft - max_connections - 64) // 2))
 
 
 def build_parser(default_root: str) -> argparse.ArgumentParser:
@@ -1841,6 +2053,13 @@ def build_parser(default_root: str) -> argparse.ArgumentParser:
         default=DEFAULT_PROCESSES,
         help="server processes sharing the port (default %(default)s; POSIX only)",
     )
+    parser.add_argument(
+        "--max-open-connections",
+        type=int,
+        default=None,
+        help="open connections per process before the longest-waiting one is closed for a"
+        " new one (default: 4096, less if the file-descriptor limit is lower)",
+    )
     return parser
 
 
@@ -1854,6 +2073,7 @@ def serve(
     access_log: bool = True,
     ready: Optional[Callable[["MirrorServer"], None]] = None,
     processes: int = 1,
+    max_open: Optional[int] = None,
 ) -> int:
     """Serve until interrupted; print the address first (then call ``ready``, once the
     socket listens). Without ``access_log`` only errors are logged. Returns the exit code.
@@ -1867,7 +2087,12 @@ def serve(
     if not os.path.lexists(os.path.join(root, "index")):
         stream.write("morgan-server: warning: %s has no index yet (503 until a build)\n" % root)
     server = MirrorServer(
-        root, host, port=port, max_connections=max_connections, log=stream if access_log else None
+        root,
+        host,
+        port=port,
+        max_connections=max_connections,
+        log=stream if access_log else None,
+        max_open=max_open,
     )
     if processes > 1 and not can_fork():
         stream.write("morgan-server: warning: cannot fork here: serving in one process\n")
@@ -1958,9 +2183,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not 1 <= args.processes <= 64:
         print("server.py: error: --processes must be 1..64", file=sys.stderr)
         return 2
+    if args.max_open_connections is not None and not 1 <= args.max_open_connections <= 65536:
+        print("server.py: error: --max-open-connections must be 1..65536", file=sys.stderr)
+        return 2
     try:
         return serve(
-            args.root, args.host, args.port, args.max_connections, processes=args.processes
+            args.root,
+            args.host,
+            args.port,
+            args.max_connections,
+            processes=args.processes,
+            max_open=args.max_open_connections,
         )
     except OSError as exc:
         print(

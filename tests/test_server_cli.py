@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -51,6 +52,24 @@ def test_morgan_serve_rejects_processes_out_of_range(
     tree = build_tree(tmp_path / "mirror")
     assert main(["serve", "--root", str(tree.root), "--processes", "0"]) == 2
     assert capsys.readouterr().err == ("morgan: error: --processes 0 is out of range: use 1..64\n")
+
+
+def test_max_open_connections_out_of_range_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree = build_tree(tmp_path / "mirror")
+    assert main(["serve", "--root", str(tree.root), "--max-open-connections", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "morgan: error: --max-open-connections 0 is out of range: use 1..65536\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(SERVER_PY), "--root", str(tree.root), "--max-open-connections", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == "server.py: error: --max-open-connections must be 1..65536\n"
 
 
 def test_morgan_serve_finds_the_mirror_of_a_workspace(tmp_path: Path) -> None:

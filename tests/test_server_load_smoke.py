@@ -18,9 +18,11 @@ from bench.server_load import (
     BigFile,
     Server,
     downloads,
+    flood,
     keep_alive_load,
     make_mirror,
     server,
+    slow_readers,
     slowloris,
 )
 
@@ -64,6 +66,52 @@ def test_concurrent_big_downloads_complete_with_the_right_bytes(
     assert result.wrong == []
     assert result.completed == 8
     assert result.sha256 == big.sha256
+
+
+def test_clients_that_never_read_hold_no_worker(
+    served: Server, mirror: tuple[Path, BigFile]
+) -> None:
+    """40 clients request the 8 MB file and never read it, 40 slowloris connections drip,
+    and the server has 4 workers: two normal clients still get every page and every 10 MB
+    download in full (the waiter streams files without blocking; before, each stuck client
+    held a worker for the 60 s send timeout). The stuck clients are not cut meanwhile."""
+    stats, slow, closed = asyncio.run(
+        slow_readers(
+            served.port,
+            mirror[1],
+            never_read=40,
+            slow_conns=40,
+            normal=2,
+            duration=4.0,
+            drip=0.5,
+            timeout=10.0,
+        )
+    )
+    assert stats.causes == {}
+    assert stats.errors == 0
+    assert stats.answered_during_load == 2
+    assert stats.requests >= 4  # at least one page and one download each
+    assert closed == 0
+    assert slow.answered == 0
+    assert served.errors_logged() == 0
+
+
+def test_past_the_open_connection_cap_the_oldest_are_evicted(
+    mirror: tuple[Path, BigFile], tmp_path: Path
+) -> None:
+    """150 slowloris connections against a cap of 50 open connections: the longest-waiting
+    are closed to make room, so two normal clients are answered every time (before, they
+    waited in the listen queue until the 20 s head timeout freed a slot)."""
+    extra = ["--max-open-connections", "50"]
+    with server(mirror[0], 4, tmp_path / "server.log", extra) as srv:
+        stats, slow = asyncio.run(flood(srv.port, 150, 2, duration=4.0, drip=0.5, timeout=10.0))
+        assert stats.causes == {}
+        assert stats.errors == 0
+        assert stats.answered_during_load == 2
+        assert stats.requests >= 2
+        assert slow.cut >= 100  # the flood reconnects as it is evicted
+        assert slow.answered == 0
+        assert srv.errors_logged() == 0
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
-    """Add ``--host``, ``--port``, ``--root``, ``--max-connections`` and ``--processes``."""
+    """Add ``--host``, ``--port``, ``--root``, ``--max-connections``, ``--processes`` and
+    ``--max-open-connections``."""
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
@@ -52,6 +53,14 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         help="server processes sharing the port (default 1; POSIX only; "
         "see docs/server-load.md for when more help)",
     )
+    parser.add_argument(
+        "--max-open-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="open connections per process before the longest-waiting one is closed for a "
+        "new one (default 4096, less if the file-descriptor limit is lower)",
+    )
 
 
 def find_root(workspace: Path) -> Path:
@@ -75,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-connections {args.max_connections} is out of range: use 1..10000")
     if not 1 <= args.processes <= 64:
         raise UsageError(f"--processes {args.processes} is out of range: use 1..64")
+    max_open = args.max_open_connections
+    if max_open is not None and not 1 <= max_open <= 65536:
+        raise UsageError(f"--max-open-connections {max_open} is out of range: use 1..65536")
     try:
         return server.serve(
             str(root),
@@ -84,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             access_log=not args.quiet,
             ready=_announce if args.json else None,
             processes=args.processes,
+            max_open=max_open,
         )
     except OSError as exc:
         reason = exc.strerror or str(exc)
