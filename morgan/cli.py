@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gc": ("gc", "delete generations and blobs no root reaches"),
     "verify": ("verify", "re-hash blobs, check the index, prove installability"),
     "serve": ("serve", "serve the current index with server.py"),
+    "auth": ("auth", "add, remove and list the users server.py --auth lets read"),
     "env": ("env", "show, list, add and remove target environments"),
     "add": ("edit", "add requirements to mirror.toml"),
     "remove": ("edit", "remove requirements from mirror.toml"),

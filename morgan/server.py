@@ -31,10 +31,14 @@ See docs/server.md for the decisions behind each header.
 """
 
 import argparse
+import base64
+import binascii
 import contextlib
 import email.utils
 import errno
 import functools
+import hashlib
+import hmac
 import html
 import http
 import io
@@ -54,7 +58,18 @@ import threading
 import time
 import traceback
 import urllib.parse
-from typing import IO, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import IO, Callable, Dict, List, Optional, Sequence, Set, Tuple, Type, Union
+
+try:
+    import ssl
+except ImportError:  # a Python built without OpenSSL still serves plain HTTP
+    ssl = None  # type: ignore[assignment]
+
+# What a non-blocking socket raises when it can take or give nothing now (a TLS socket
+# raises its own "want read/write" errors, also when the other direction must move first).
+_WOULD_BLOCK: Tuple[Type[BaseException], ...] = (BlockingIOError,)
+if ssl is not None:
+    _WOULD_BLOCK += (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 SERVER_NAME = "morgan-server"
 
@@ -176,8 +191,10 @@ class HttpError(Exception):
         status: int,
         reason: str,
         headers: Optional[List[Tuple[str, str]]] = None,
+        *,
         close: bool = False,
         log: Optional[str] = None,
+        delay: float = 0.0,
     ) -> None:
         super().__init__(reason)
         self.status = status
@@ -185,6 +202,7 @@ class HttpError(Exception):
         self.headers = headers or []
         self.close = close
         self.log = log  # what the server's error log must say about it (never the client)
+        self.delay = delay  # seconds the response waits (in the waiter) before it is sent
 
 
 def canonicalize(name: str) -> str:
@@ -577,6 +595,7 @@ class Waiter:
         self._lookup = lookup
         self._selector = selectors.DefaultSelector()
         self._incoming: List[_Incoming] = []
+        self._held: List[_Incoming] = []  # responses held back until their time
         self._lock = threading.Lock()
         self._stop = False
         self._evict = 0
@@ -598,15 +617,25 @@ class Waiter:
         stream: "Optional[_Stream]" = None,
         keep: bool = True,
         answered: bool = True,
+        hold: float = 0.0,
     ) -> None:
         """Take ``sock``: send ``out`` then ``stream`` (the rest of a response), then close
         it unless ``keep``, else wait for the next request head (``pending``: bytes of it
         already read). ``answered``: a request of this connection was answered already
-        (False for a new connection: see :meth:`evict`)."""
+        (False for a new connection: see :meth:`evict`). ``hold``: seconds to wait before
+        sending ``out`` (a 401 after a failed login), holding no thread."""
+        hold_until = time.monotonic() + hold if hold > 0 else 0.0
         with self._lock:
             self._incoming.append(
                 _Incoming(
-                    sock, address, pending, out=out, stream=stream, keep=keep, answered=answered
+                    sock,
+                    address,
+                    pending,
+                    out=out,
+                    stream=stream,
+                    keep=keep,
+                    answered=answered,
+                    hold_until=hold_until,
                 )
             )
         self._wake()
@@ -641,11 +670,12 @@ class Waiter:
         for state in list(waiting.values()):
             self._drop(waiting, state)
         with self._lock:
-            for item in self._incoming:
+            for item in self._incoming + self._held:
                 if item.stream is not None:
                     item.stream.close()
                 self._close(item.sock)
             self._incoming = []
+            self._held = []
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -668,7 +698,15 @@ class Waiter:
             evict, self._evict = self._evict, 0
         now = time.monotonic()
         for item in incoming:
-            self._take(waiting, item, now)
+            if item.hold_until > now:
+                self._held.append(item)
+            else:
+                self._take(waiting, item, now)
+        if self._held:
+            due = [item for item in self._held if item.hold_until <= now]
+            self._held = [item for item in self._held if item.hold_until > now]
+            for item in due:
+                self._take(waiting, item, now)
         if evict:
             self._evict_oldest(waiting, evict)
         if now >= self._next_scan:  # a scan is O(connections): at most 4 a second
@@ -693,6 +731,7 @@ class Waiter:
         state = _Waiting(item.sock, item.address, bytearray(item.pending), now + self._timeout)
         state.out, state.stream, state.keep = memoryview(item.out), item.stream, item.keep
         state.answered = item.answered
+        state.handshake = not item.answered and _is_tls(item.sock)
         try:
             item.sock.setblocking(False)
             self._selector.register(item.sock, selectors.EVENT_READ, state)
@@ -702,6 +741,9 @@ class Waiter:
             self._close(item.sock)  # already closed by the peer
             return
         waiting[item.sock] = state
+        if state.handshake:
+            self._handshake(waiting, state)
+            return
         worker_rest = state.out or state.stream is not None or not state.keep
         if worker_rest and not self._flush(waiting, state):
             return
@@ -713,9 +755,19 @@ class Waiter:
             if self._flush(waiting, state):
                 self._serve(waiting, state)
             return
+        if state.handshake:
+            self._handshake(waiting, state)
+            return
         try:
             data = state.sock.recv(65536)
-        except BlockingIOError:
+            # TLS: a record decrypted whole may hold more than recv returned, and the
+            # selector will not report it (the socket has nothing more to read).
+            pending = _tls_pending(state.sock)
+            while pending and data:
+                more = state.sock.recv(pending)
+                data += more
+                pending = _tls_pending(state.sock) if more else 0
+        except _WOULD_BLOCK:
             return
         except OSError:
             data = b""  # reset by the peer: same as a close
@@ -725,6 +777,25 @@ class Waiter:
         state.buf += data
         if _head_ready(state.buf):
             self._serve(waiting, state)
+
+    def _handshake(self, waiting: "Dict[socket.socket, _Waiting]", state: "_Waiting") -> None:
+        """Move a new TLS connection's handshake along without blocking (it must end
+        within the head timeout, like a request head)."""
+        try:
+            state.sock.do_handshake()  # type: ignore[attr-defined]
+        except ssl.SSLWantReadError:
+            self._selector.modify(state.sock, selectors.EVENT_READ, state)
+            return
+        except ssl.SSLWantWriteError:
+            self._selector.modify(state.sock, selectors.EVENT_WRITE, state)
+            return
+        except (OSError, ValueError):  # not TLS (plain HTTP on this port), bad hello, reset
+            self._drop(waiting, state)
+            return
+        state.handshake = False
+        self._selector.modify(state.sock, selectors.EVENT_READ, state)
+        if _tls_pending(state.sock):  # the request came with the handshake's last flight
+            self._event(waiting, state)
 
     def _serve(self, waiting: "Dict[socket.socket, _Waiting]", state: "_Waiting") -> None:
         """Answer the complete heads in the buffer from memory, in order; hand the first one
@@ -762,7 +833,7 @@ class Waiter:
                 if state.stream.remaining == 0:
                     state.stream.close()
                     state.stream = None
-        except BlockingIOError:
+        except _WOULD_BLOCK:
             pass
         except OSError:
             self._drop(waiting, state)  # reset by the peer
@@ -800,23 +871,29 @@ class Waiter:
 class _Stream:
     """The part of an open file still to send on a connection (owns the file)."""
 
-    __slots__ = ("fobj", "offset", "remaining")
+    __slots__ = ("chunk", "fobj", "offset", "remaining")
 
     def __init__(self, fobj: IO[bytes], offset: int, remaining: int) -> None:
         self.fobj = fobj
         self.offset = offset
         self.remaining = remaining
+        self.chunk = b""  # read, not yet taken by a TLS socket (retried as it is)
 
     def send(self, sock: socket.socket) -> int:
         """Send up to 1 MiB without blocking; the bytes sent (0: the file ended early).
-        Raises ``BlockingIOError`` when the socket takes nothing now."""
+        Raises an error of ``_WOULD_BLOCK`` when the socket takes nothing now."""
         count = min(self.remaining, STREAM_TURN)
-        if _SENDFILE is not None:
+        if _SENDFILE is not None and not _is_tls(sock):
             sent = int(_SENDFILE(sock.fileno(), self.fobj.fileno(), self.offset, count))
-        else:  # no os.sendfile (Windows): read the chunk, send what the socket takes
-            self.fobj.seek(self.offset)
-            data = self.fobj.read(count)
-            sent = sock.send(data) if data else 0
+        else:  # TLS (the kernel cannot encrypt) or no os.sendfile: read, then send
+            if not self.chunk:
+                self.fobj.seek(self.offset)
+                self.chunk = self.fobj.read(min(count, 256 * 1024))
+                if not self.chunk:
+                    return 0
+            # A TLS write that could not finish must be retried with the same bytes.
+            sent = sock.send(self.chunk)
+            self.chunk = self.chunk[sent:]
         self.offset += sent
         self.remaining -= sent
         return sent
@@ -825,10 +902,18 @@ class _Stream:
         self.fobj.close()
 
 
+def _is_tls(sock: socket.socket) -> bool:
+    return ssl is not None and isinstance(sock, ssl.SSLSocket)
+
+
+def _tls_pending(sock: socket.socket) -> int:
+    return sock.pending() if ssl is not None and isinstance(sock, ssl.SSLSocket) else 0
+
+
 class _Incoming:
     """A connection handed to the waiter, with the rest of a response to send first."""
 
-    __slots__ = ("address", "answered", "keep", "out", "pending", "sock", "stream")
+    __slots__ = ("address", "answered", "hold_until", "keep", "out", "pending", "sock", "stream")
 
     def __init__(
         self,
@@ -840,6 +925,7 @@ class _Incoming:
         stream: "Optional[_Stream]",
         keep: bool,
         answered: bool,
+        hold_until: float,
     ) -> None:
         self.sock = sock
         self.address = address
@@ -848,6 +934,7 @@ class _Incoming:
         self.stream = stream
         self.keep = keep
         self.answered = answered
+        self.hold_until = hold_until  # monotonic time before which nothing is sent
 
 
 class _Waiting:
@@ -856,6 +943,7 @@ class _Waiting:
         "answered",
         "buf",
         "deadline",
+        "handshake",
         "keep",
         "out",
         "sock",
@@ -873,6 +961,7 @@ class _Waiting:
         self.keep = True  # whether the connection stays open once ``out`` is sent
         self.writing = False  # registered for write readiness
         self.answered = False  # a request head of this connection was answered
+        self.handshake = False  # a TLS handshake is under way
 
 
 def _head_ready(buf: "Union[bytes, bytearray]") -> bool:
@@ -905,6 +994,7 @@ def _head_end(buf: "Union[bytes, bytearray]") -> int:
 # the same answer, whatever else they carry.
 _ANSWER_HEADERS = (
     "accept",
+    "authorization",
     "connection",
     "content-length",
     "host",
@@ -961,6 +1051,189 @@ def answer_key(head: bytes) -> Optional[Tuple[bytes, str]]:
     return "\n".join(wanted).encode("latin-1"), agent
 
 
+# -- read access control (--auth FILE) -------------------------------------------------
+
+AUTH_SCHEME = "pbkdf2-sha256"
+AUTH_ITERATIONS = 600000  # OWASP's 2023 figure for PBKDF2-HMAC-SHA256
+AUTH_MIN_ITERATIONS = 100000
+AUTH_REALM = 'Basic realm="morgan", charset="UTF-8"'
+AUTH_FAIL_DELAY = 1.0  # seconds before a 401 for bad credentials, doubled per recent failure
+AUTH_FAIL_DELAY_MAX = 16.0
+AUTH_FAIL_WINDOW = 300.0  # failures from one address older than this are forgotten
+_AUTH_USER = re.compile(r"^[A-Za-z0-9._@+-]{1,64}$")
+_AUTH_VIEW = re.compile(r"^(simple|env/[A-Za-z0-9_+!~-][A-Za-z0-9._+!~-]*)$")
+
+
+class AuthFileError(ValueError):
+    """A malformed ``--auth`` file: the message names the file and line."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(password: str, iterations: int = AUTH_ITERATIONS) -> str:
+    """``$pbkdf2-sha256$ITERATIONS$SALT$HASH`` (base64) for ``password``, with a new 16-byte
+    random salt: the form ``--auth`` files hold."""
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+    return "$%s$%d$%s$%s" % (AUTH_SCHEME, iterations, _b64(salt), _b64(digest))
+
+
+class AuthUser:
+    """One line of an ``--auth`` file: a user, the PBKDF2 parameters, the views allowed."""
+
+    __slots__ = ("digest", "iterations", "name", "salt", "views")
+
+    def __init__(
+        self, name: str, iterations: int, salt: bytes, digest: bytes, views: Optional[Set[str]]
+    ) -> None:
+        self.name = name
+        self.iterations = iterations
+        self.salt = salt
+        self.digest = digest
+        self.views = views  # None: every view
+
+    def line(self) -> str:
+        """The line this user is written as."""
+        secret = "$%s$%d$%s$%s" % (AUTH_SCHEME, self.iterations, _b64(self.salt), _b64(self.digest))
+        views = ":" + ",".join(sorted(self.views)) if self.views is not None else ""
+        return "%s:%s%s" % (self.name, secret, views)
+
+
+def parse_auth_line(text: str, where: str) -> AuthUser:
+    """``USER:$pbkdf2-sha256$ITER$SALT$HASH[:VIEW,...]`` -> :class:`AuthUser`; a view is
+    ``simple`` (the union index and the human page) or ``env/NAME``; none means all."""
+    fields = text.split(":")
+    if len(fields) not in (2, 3):
+        raise AuthFileError("%s: expected USER:HASH or USER:HASH:VIEWS" % where)
+    name, secret = fields[0], fields[1]
+    if not _AUTH_USER.match(name):
+        raise AuthFileError("%s: user name %r: use 1-64 of A-Z a-z 0-9 . _ @ + -" % (where, name))
+    parts = secret.split("$")
+    try:
+        shape_ok = len(parts) == 5 and not parts[0] and parts[1] == AUTH_SCHEME
+        iterations = int(parts[2]) if shape_ok else 0
+        salt = base64.b64decode(parts[3], validate=True) if shape_ok else b""
+        digest = base64.b64decode(parts[4], validate=True) if shape_ok else b""
+    except (ValueError, binascii.Error):
+        shape_ok = False
+    if not shape_ok:
+        raise AuthFileError(
+            "%s: the hash of %r is not $%s$ITERATIONS$SALT$HASH: write it with"
+            " 'morgan auth add'" % (where, name, AUTH_SCHEME)
+        ) from None
+    if not AUTH_MIN_ITERATIONS <= iterations <= 10**8 or len(salt) < 8 or len(digest) != 32:
+        raise AuthFileError(
+            "%s: the hash of %r is out of range (%d to 100000000 iterations, 8 bytes of salt"
+            " or more): write it with 'morgan auth add'" % (where, name, AUTH_MIN_ITERATIONS)
+        )
+    views = None
+    if len(fields) == 3:
+        views = {v.strip().strip("/") for v in fields[2].split(",") if v.strip()}
+        bad = sorted(v for v in views if not _AUTH_VIEW.match(v))
+        if bad or not views:
+            raise AuthFileError(
+                "%s: view %r of %r: use simple or env/NAME" % (where, (bad or [""])[0], name)
+            )
+    return AuthUser(name, iterations, salt, digest, views)
+
+
+def read_auth_file(path: str) -> Dict[str, AuthUser]:
+    """The users of an ``--auth`` file (``#`` comments and blank lines skipped)."""
+    users: Dict[str, AuthUser] = {}
+    with open(path, encoding="utf-8") as f:
+        for number, raw in enumerate(f, 1):
+            text = raw.strip()
+            if not text or text.startswith("#"):
+                continue
+            user = parse_auth_line(text, "%s:%d" % (path, number))
+            if user.name in users:
+                raise AuthFileError("%s:%d: user %r is listed twice" % (path, number, user.name))
+            users[user.name] = user
+    return users
+
+
+class Auth:
+    """The users of an ``--auth`` file, and what was learnt checking them.
+
+    A password is checked with PBKDF2 (hundreds of milliseconds by design), so a header
+    that passed is remembered, keyed by an HMAC of it under a key that exists only in this
+    process: later requests with the same header cost one HMAC. An unknown user costs the
+    same PBKDF2 as a known one, and digests are compared with ``hmac.compare_digest``.
+    Failures are counted per client address: each makes the next 401 wait longer (1 s,
+    doubled, at most 16 s), in the waiter, holding no worker."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.mtime_ns = os.stat(path).st_mtime_ns
+        self.users = read_auth_file(path)
+        self._key = os.urandom(32)
+        self._passed: Dict[bytes, str] = {}
+        self._failures: Dict[str, Tuple[int, float]] = {}
+        self._lock = threading.Lock()
+        self._dummy = hashlib.sha256(self._key).digest()[:16]
+
+    def _cache_key(self, header: str) -> bytes:
+        return hmac.new(self._key, header.encode("latin-1"), hashlib.sha256).digest()
+
+    def remembered(self, header: Optional[str]) -> Optional[AuthUser]:
+        """The user of a header that passed before (no PBKDF2), else None."""
+        if not header:
+            return None
+        name = self._passed.get(self._cache_key(header))
+        return self.users.get(name) if name is not None else None
+
+    def check(self, header: Optional[str]) -> Optional[AuthUser]:
+        """The user whose credentials ``header`` (``Authorization``) carries, or None."""
+        found = self.remembered(header)
+        if found is not None or not header:
+            return found
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+        except (ValueError, binascii.Error):
+            return None
+        name, colon, password = decoded.partition(":")
+        user = self.users.get(name) if colon else None
+        salt = user.salt if user is not None else self._dummy
+        iterations = user.iterations if user is not None else AUTH_ITERATIONS
+        digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+        expected = user.digest if user is not None else bytes(32)
+        if not hmac.compare_digest(digest, expected) or user is None:
+            return None
+        with self._lock:
+            if len(self._passed) >= 4096:
+                self._passed = {}
+            self._passed[self._cache_key(header)] = user.name
+        return user
+
+    def failed(self, host: str) -> float:
+        """Count a failure from ``host``; the seconds its 401 waits."""
+        now = time.monotonic()
+        with self._lock:
+            count, last = self._failures.get(host, (0, now))
+            count = 1 if now - last > AUTH_FAIL_WINDOW else count + 1
+            if len(self._failures) >= 65536:
+                self._failures = {}
+            self._failures[host] = (count, now)
+        return float(min(AUTH_FAIL_DELAY * 2 ** min(count - 1, 8), AUTH_FAIL_DELAY_MAX))
+
+    def passed(self, host: str) -> None:
+        if host in self._failures:
+            with self._lock:
+                self._failures.pop(host, None)
+
+
+def request_view(segments: Sequence[str]) -> str:
+    """The view a request reads: ``env/NAME`` or ``simple`` (the union index, the page)."""
+    if len(segments) >= 2 and segments[0] == "env":
+        return "env/" + segments[1]
+    return "simple"
+
+
 class Request:
     """A parsed request head."""
 
@@ -984,9 +1257,13 @@ def log_escape(text: str) -> str:
     return _LOG_UNSAFE.sub(lambda m: "\\x%02x" % ord(m.group()), text)
 
 
+_USERINFO = re.compile(r"//[^/?#@ ]*@")
+
+
 def log_fields(request: Request) -> Tuple[str, str]:
-    """The request line and user agent as the access log shows them (quoted, bounded)."""
-    line = request.line.replace('"', "%22")[:400]
+    """The request line and user agent as the access log shows them (quoted, bounded; a
+    password in an absolute-form target is never written)."""
+    line = _USERINFO.sub("//***@", request.line).replace('"', "%22")[:400]
     agent = request.headers.get("user-agent", "-").replace('"', "'")[:200]
     return line, agent
 
@@ -996,19 +1273,20 @@ class _SocketWriter:
     socket does not take is kept in ``pending``, in order, for the waiter to send: a worker
     never waits on a client that reads slowly."""
 
-    __slots__ = ("_sock", "pending")
+    __slots__ = ("_sock", "deferred", "pending")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self.pending = bytearray()
+        self.deferred = False  # everything goes to ``pending`` (a response held back)
 
     def write(self, data: bytes) -> int:
-        if self.pending:
+        if self.pending or self.deferred:
             self.pending += data
             return len(data)
         try:
             sent = self._sock.send(data)
-        except BlockingIOError:
+        except _WOULD_BLOCK:
             sent = 0
         if sent < len(data):
             self.pending += memoryview(data)[sent:]
@@ -1039,6 +1317,7 @@ class Handler(socketserver.BaseRequestHandler):
         self.generation: Optional[Generation] = None
         self._answer_parts: Optional[Tuple[bytes, bytes, bytes, bool]] = None
         self.stream: Optional[_Stream] = None  # a file body for the waiter to send
+        self.hold = 0.0  # seconds the waiter holds the response back (a failed login)
         super().__init__(request, client_address, server)
 
     def setup(self) -> None:
@@ -1159,6 +1438,9 @@ class Handler(socketserver.BaseRequestHandler):
             raise _NeedsWorkerError  # errors (and their lingering close) are a worker's
         if err.log is not None:
             self.server.log_error(err.log)
+        if err.delay > 0 and isinstance(self.wfile, _SocketWriter):
+            self.wfile.deferred = True
+            self.hold = err.delay
         body = ("%d %s: %s\n" % (err.status, _PHRASES[err.status], err.reason)).encode()
         keep = request.keep_alive and not err.close
         headers = [("Content-Type", "text/plain; charset=utf-8"), *err.headers]
@@ -1235,7 +1517,9 @@ class Handler(socketserver.BaseRequestHandler):
             allow = [("Allow", ALLOWED_METHODS)]
             if request.method in KNOWN_METHODS:
                 raise HttpError(405, "only GET and HEAD are served", allow, close=True)
-            raise HttpError(501, "method %s is not implemented" % request.method[:20], allow, True)
+            raise HttpError(
+                501, "method %s is not implemented" % request.method[:20], allow, close=True
+            )
         if "transfer-encoding" in request.headers or request.headers.get(
             "content-length", "0"
         ) not in ("", "0"):
@@ -1252,6 +1536,9 @@ class Handler(socketserver.BaseRequestHandler):
             params = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=16)
         except ValueError:
             raise HttpError(400, "more than 16 query parameters") from None
+        auth = self.server.auth()
+        if auth is not None:
+            self._authorize(request, auth, request_view(segments))
         generation = self.server.generation()
         self.generation = generation
         if not segments:
@@ -1291,6 +1578,25 @@ class Handler(socketserver.BaseRequestHandler):
                 request, generation, path, page=rest[1] in ("index.html", "index.json")
             )
         raise HttpError(404, "not found")
+
+    def _authorize(self, request: Request, auth: Auth, view: str) -> None:
+        """401 without valid credentials (held back after a failure), 403 for a view the
+        user may not read. In memory (the waiter) only a header that passed before counts:
+        PBKDF2 is a worker's job."""
+        header = request.headers.get("authorization")
+        user = auth.remembered(header) if self.in_memory else auth.check(header)
+        host = self.client_address[0] if isinstance(self.client_address, tuple) else "-"
+        if user is None:
+            if self.in_memory:
+                raise _NeedsWorkerError
+            reason = "wrong user name or password" if header else "this mirror needs a login"
+            delay = auth.failed(str(host)) if header else 0.0
+            raise HttpError(401, reason, [("WWW-Authenticate", AUTH_REALM)], delay=delay)
+        if not self.in_memory:
+            auth.passed(str(host))
+        if user.views is not None and view not in user.views:
+            allowed = ", ".join(sorted(user.views))
+            raise HttpError(403, "user %s may read only %s" % (user.name, allowed))
 
     def _origin_form(self, request: Request) -> str:
         """An absolute-form target is accepted only for the host the request is sent to."""
@@ -1679,7 +1985,7 @@ def _recv_soon(sock: socket.socket, seconds: float) -> Optional[bytes]:
     ``select``: select fails on descriptors past 1023, which a busy server has."""
     try:
         return sock.recv(65536)
-    except BlockingIOError:
+    except _WOULD_BLOCK:
         pass
     if hasattr(select, "poll"):
         poller = select.poll()
@@ -1691,7 +1997,7 @@ def _recv_soon(sock: socket.socket, seconds: float) -> Optional[bytes]:
         return None
     try:
         return sock.recv(65536)
-    except BlockingIOError:
+    except _WOULD_BLOCK:
         return None
 
 
@@ -1722,7 +2028,12 @@ class MirrorServer(socketserver.TCPServer):
         send_timeout: float = 60.0,
         log: Optional[IO[str]] = None,
         max_open: Optional[int] = None,
+        auth: Optional[Auth] = None,
+        tls: "Optional[ssl.SSLContext]" = None,
     ) -> None:
+        self._auth = auth
+        self._auth_checked = time.monotonic()
+        self.tls = tls
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.root = os.path.realpath(root)
         self.header_timeout = header_timeout
@@ -1755,7 +2066,30 @@ class MirrorServer(socketserver.TCPServer):
     def url(self) -> str:
         address = self.server_address
         host, port = str(address[0]), int(address[1])
-        return "http://%s:%d/" % ("[%s]" % host if ":" in host else host, port)
+        scheme = "https" if self.tls is not None else "http"
+        return "%s://%s:%d/" % (scheme, "[%s]" % host if ":" in host else host, port)
+
+    def auth(self) -> Optional[Auth]:
+        """The users of ``--auth`` (None: no login needed), read again when the file has
+        changed (checked at most once a second). A reload drops every kept answer, so no
+        answer given under the old users is given again; a file that no longer reads is
+        logged and the previous users stay."""
+        current = self._auth
+        if current is None:
+            return None
+        now = time.monotonic()
+        if now - self._auth_checked < 1.0:
+            return current
+        self._auth_checked = now
+        try:
+            changed = os.stat(current.path).st_mtime_ns != current.mtime_ns
+            if changed:
+                self._auth = Auth(current.path)
+                self._current = None  # a new Generation: kept answers start afresh
+        except (OSError, ValueError) as exc:
+            current.mtime_ns = -1  # report once, try again after the next change
+            self.log_error("cannot read %s (the previous users stay): %s" % (current.path, exc))
+        return self._auth
 
     def generation(self) -> Generation:
         """Resolve ``<root>/index`` now; 503 when there is no index to serve yet."""
@@ -1848,6 +2182,7 @@ class MirrorServer(socketserver.TCPServer):
         end = _head_end(buf)
         if end < 0 or end > ANSWER_KEY_BYTES:
             return None
+        self.auth()  # a changed --auth file drops the kept answers first
         try:
             generation = self.generation()
         except HttpError:
@@ -1881,6 +2216,14 @@ class MirrorServer(socketserver.TCPServer):
             # Fails only on a connection already reset; the waiter then sees it closed.
             with contextlib.suppress(OSError):
                 request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            try:  # no I/O here: the waiter does the handshake without blocking
+                request = self.tls.wrap_socket(
+                    request, server_side=True, do_handshake_on_connect=False
+                )
+            except OSError:
+                self._close_connection(request)
+                return
         self._start_waiter().add(request, client_address, b"", answered=False)
 
     def _dispatch(self, sock: socket.socket, client_address: object, head: bytes) -> None:
@@ -1917,11 +2260,11 @@ class MirrorServer(socketserver.TCPServer):
 
     def _answer(self, sock: socket.socket, client_address: object, head: bytes) -> None:
         while True:
-            keep, leftover, out, stream = False, b"", b"", None
+            keep, leftover, out, stream, hold = False, b"", b"", None, 0.0
             try:
                 handler = Handler(sock, client_address, self, head)
                 keep, leftover = handler.keep, handler.leftover
-                out, stream = handler.pending(), handler.stream
+                out, stream, hold = handler.pending(), handler.stream, handler.hold
                 if handler.answer is not None and handler.generation is not None:
                     handler.generation.keep_answer(head[: handler.consumed], handler.answer)
             except Exception:
@@ -1929,7 +2272,7 @@ class MirrorServer(socketserver.TCPServer):
             if (out or stream is not None) and not self._stopping:
                 # The rest of the response goes out from the waiter: this worker is free.
                 self._start_waiter().add(
-                    sock, client_address, leftover, out=out, stream=stream, keep=keep
+                    sock, client_address, leftover, out=out, stream=stream, keep=keep, hold=hold
                 )
                 return
             if stream is not None:
@@ -2060,7 +2403,51 @@ def build_parser(default_root: str) -> argparse.ArgumentParser:
         help="open connections per process before the longest-waiting one is closed for a"
         " new one (default: 4096, less if the file-descriptor limit is lower)",
     )
+    parser.add_argument(
+        "--auth",
+        metavar="FILE",
+        default=None,
+        help="users who may read the mirror (written by 'morgan auth add'); without it,"
+        " anyone who can connect may",
+    )
+    parser.add_argument("--tls-cert", metavar="FILE", default=None, help="serve HTTPS: PEM chain")
+    parser.add_argument("--tls-key", metavar="FILE", default=None, help="its PEM private key")
     return parser
+
+
+class SetupError(Exception):
+    """A bad --auth or --tls-* file: one line, exit code 2."""
+
+
+def load_auth(path: Optional[str]) -> Optional[Auth]:
+    """``--auth FILE`` read, or a :class:`SetupError` naming the file and the fix."""
+    if path is None:
+        return None
+    try:
+        return Auth(path)
+    except OSError as exc:
+        raise SetupError("cannot read --auth %s: %s" % (path, exc.strerror or exc)) from None
+    except (AuthFileError, UnicodeDecodeError) as exc:
+        raise SetupError(str(exc)) from None
+
+
+def tls_context(cert: Optional[str], key: Optional[str]) -> "Optional[ssl.SSLContext]":
+    """A server TLS context from ``--tls-cert``/``--tls-key`` (both or neither), TLS 1.2+."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise SetupError("--tls-cert and --tls-key go together: give both PEM files")
+    if ssl is None:
+        raise SetupError("this Python has no ssl module: serve plain HTTP behind a TLS proxy")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SetupError(
+            "cannot load --tls-cert %s / --tls-key %s: %s" % (cert, key, exc)
+        ) from None
+    return context
 
 
 def serve(
@@ -2074,6 +2461,8 @@ def serve(
     ready: Optional[Callable[["MirrorServer"], None]] = None,
     processes: int = 1,
     max_open: Optional[int] = None,
+    auth: Optional[Auth] = None,
+    tls: "Optional[ssl.SSLContext]" = None,
 ) -> int:
     """Serve until interrupted; print the address first (then call ``ready``, once the
     socket listens). Without ``access_log`` only errors are logged. Returns the exit code.
@@ -2093,6 +2482,8 @@ def serve(
         max_connections=max_connections,
         log=stream if access_log else None,
         max_open=max_open,
+        auth=auth,
+        tls=tls,
     )
     if processes > 1 and not can_fork():
         stream.write("morgan-server: warning: cannot fork here: serving in one process\n")
@@ -2187,6 +2578,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("server.py: error: --max-open-connections must be 1..65536", file=sys.stderr)
         return 2
     try:
+        auth = load_auth(args.auth)
+        tls = tls_context(args.tls_cert, args.tls_key)
+    except SetupError as exc:
+        print("server.py: error: %s" % exc, file=sys.stderr)
+        return 2
+    try:
         return serve(
             args.root,
             args.host,
@@ -2194,6 +2591,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.max_connections,
             processes=args.processes,
             max_open=args.max_open_connections,
+            auth=auth,
+            tls=tls,
         )
     except OSError as exc:
         print(

@@ -77,7 +77,7 @@ def server_process(command: Sequence[str], log: Path, cwd: Path = ROOT) -> Itera
     try:
         url = None
         for _ in range(200):  # up to ~20 s for the interpreter to start and bind
-            match = re.search(r"Serving .* at (http://[0-9.]+:\d+/)", log.read_text())
+            match = re.search(r"Serving .* at (https?://[0-9.]+:\d+/)", log.read_text())
             if match:
                 url = match.group(1)
                 break

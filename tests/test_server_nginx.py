@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,11 +53,39 @@ def nginx_binary() -> str:
     return found
 
 
-def write_config(prefix: Path, mirror: Path, port: int) -> Path:
-    """docs/nginx.conf with its placeholders filled, inside a minimal main config."""
+# The documented HTTPS-with-logins lines, commented out in the template.
+TLS_LINES = (
+    "listen @LISTEN@ ssl;",
+    "ssl_certificate ",
+    "ssl_certificate_key ",
+    "auth_basic ",
+    "auth_basic_user_file ",
+)
+
+
+def write_config(
+    prefix: Path, mirror: Path, port: int, tls: tuple[Path, Path] | None = None
+) -> Path:
+    """docs/nginx.conf with its placeholders filled, inside a minimal main config; with
+    ``tls`` (server PEM, users file), its HTTPS-with-logins lines are switched on instead of
+    the plain ``listen``, exactly as its comment tells an operator to."""
     site = TEMPLATE.read_text()
+    if tls is not None:
+        lines = []
+        for line in site.splitlines():
+            stripped = line.strip()
+            if stripped == "listen @LISTEN@;":
+                continue
+            switched_on = stripped.startswith("# ") and stripped[2:].startswith(TLS_LINES)
+            lines.append("    " + stripped[2:] if switched_on else line)
+        site = "\n".join(lines) + "\n"
+        site = site.replace("@TLS_CERT@", str(tls[0])).replace("@TLS_KEY@", str(tls[0]))
+        site = site.replace("@USERS@", str(tls[1]))
+        live = [line.strip() for line in site.splitlines() if not line.strip().startswith("#")]
+        assert len([line for line in live if line.startswith(TLS_LINES)]) == 5
     site = site.replace("@MIRROR_ROOT@", str(mirror)).replace("@LISTEN@", f"127.0.0.1:{port}")
-    assert "@" not in site.replace("$", "")  # every placeholder was replaced
+    live = [line for line in site.splitlines() if not line.strip().startswith("#")]
+    assert "@" not in "".join(live).replace("$", "")  # every placeholder was replaced
     (prefix / "site.conf").write_text(site)
     temp = "\n".join(
         f"  {kind}_temp_path {prefix / ('tmp_' + kind)};"
@@ -92,13 +121,15 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> IndexTree:
     return build_tree(base / "mirror", environments={"linux": ["alpha", "beta"]})
 
 
-@pytest.fixture(scope="module")
-def nginx(tree: IndexTree) -> Iterator[Nginx]:
+@contextmanager
+def running_nginx(
+    mirror: Path, prefix: Path, tls: tuple[Path, Path] | None = None
+) -> Iterator[Nginx]:
+    """Real nginx with docs/nginx.conf on a free port (``tls``: HTTPS with logins)."""
     binary = nginx_binary()
-    prefix = tree.root.parent / "nginx"
     prefix.mkdir()
     port = free_port()
-    conf = write_config(prefix, tree.root, port)
+    conf = write_config(prefix, mirror, port, tls)
     with (prefix / "stderr.log").open("wb") as sink:
         proc = subprocess.Popen([binary, "-p", str(prefix), "-c", str(conf)], stderr=sink)
     try:
@@ -110,10 +141,17 @@ def nginx(tree: IndexTree) -> Iterator[Nginx]:
                 if proc.poll() is not None:
                     raise AssertionError((prefix / "stderr.log").read_text()) from None
                 time.sleep(0.1)
-        yield Nginx(f"http://127.0.0.1:{port}/", prefix)
+        scheme = "https" if tls is not None else "http"
+        yield Nginx(f"{scheme}://127.0.0.1:{port}/", prefix)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def nginx(tree: IndexTree) -> Iterator[Nginx]:
+    with running_nginx(tree.root, tree.root.parent / "nginx") as running:
+        yield running
 
 
 def get(nginx: Nginx, path: str, **headers: str) -> requests.Response:
@@ -252,3 +290,59 @@ def test_generation_switch_is_picked_up(tree: IndexTree, nginx: Nginx) -> None:
         assert hashlib.sha256(wheel).hexdigest() == delta.sha256
     finally:
         tree.switch(1)
+
+
+def test_https_with_logins_through_nginx(tree: IndexTree, tmp_path: Path) -> None:
+    """The documented HTTPS-with-logins lines: 401 with a Basic challenge without
+    credentials or with a wrong password, the mirror with them, over TLS from a test CA;
+    pip installs with the credentials in its index URL and is refused without them."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "server.pem")
+    )
+    hashed = subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"],
+        input="s3cret-nginx\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    users = tmp_path / "htpasswd"
+    users.write_text(f"alice:{hashed}\n")
+    tls = (tmp_path / "server.pem", users)
+    with running_nginx(tree.root, tmp_path / "nginx", tls) as running:
+        verify = str(tmp_path / "ca.pem")
+        url = running.url + "simple/alpha/"
+        refused = requests.get(url, verify=verify, timeout=30)
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="morgan"'
+        wrong = requests.get(url, verify=verify, auth=("alice", "guess"), timeout=30)
+        assert wrong.status_code == 401
+        page = requests.get(
+            url, verify=verify, auth=("alice", "s3cret-nginx"), headers={"Accept": JSON}, timeout=30
+        )
+        assert page.status_code == 200
+        assert page.headers["Content-Type"] == JSON
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_DIR")
+        }
+        env.update({"REQUESTS_CA_BUNDLE": verify, "SSL_CERT_FILE": verify})
+        for index, ok in (
+            (running.url.replace("https://", "https://alice:s3cret-nginx@") + "simple/", True),
+            (running.url + "simple/", False),
+        ):
+            target = tmp_path / f"site-{ok}"
+            command = [sys.executable, "-m", "pip", "--isolated", "--no-cache-dir", "install"]
+            command += ["--disable-pip-version-check", "--no-input", "--cert", verify]
+            command += ["--index-url", index, "--target", str(target), "alpha"]
+            env_pip = {k: v for k, v in env.items() if not k.startswith("PIP_")}
+            env_pip["PIP_CONFIG_FILE"] = os.devnull
+            done = subprocess.run(
+                command, capture_output=True, text=True, env=env_pip, check=False, timeout=300
+            )
+            assert (done.returncode == 0) is ok, done.stdout + done.stderr
+        assert "s3cret-nginx" not in running.access_log()

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
-    """Add ``--host``, ``--port``, ``--root``, ``--max-connections``, ``--processes`` and
-    ``--max-open-connections``."""
+    """Add ``--host``, ``--port``, ``--root``, ``--max-connections``, ``--processes``,
+    ``--max-open-connections``, ``--auth``, ``--tls-cert`` and ``--tls-key``."""
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
@@ -61,6 +61,14 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         help="open connections per process before the longest-waiting one is closed for a "
         "new one (default 4096, less if the file-descriptor limit is lower)",
     )
+    parser.add_argument(
+        "--auth",
+        metavar="FILE",
+        default=None,
+        help="users who may read the mirror (written by 'morgan auth add')",
+    )
+    parser.add_argument("--tls-cert", metavar="FILE", default=None, help="serve HTTPS: PEM chain")
+    parser.add_argument("--tls-key", metavar="FILE", default=None, help="its PEM private key")
 
 
 def find_root(workspace: Path) -> Path:
@@ -88,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
     if max_open is not None and not 1 <= max_open <= 65536:
         raise UsageError(f"--max-open-connections {max_open} is out of range: use 1..65536")
     try:
+        auth = server.load_auth(args.auth)
+        tls = server.tls_context(args.tls_cert, args.tls_key)
+    except server.SetupError as exc:
+        raise UsageError(str(exc)) from None
+    try:
         return server.serve(
             str(root),
             args.host,
@@ -97,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
             ready=_announce if args.json else None,
             processes=args.processes,
             max_open=max_open,
+            auth=auth,
+            tls=tls,
         )
     except OSError as exc:
         reason = exc.strerror or str(exc)
