@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("bundle", "verify and import an air-gap bundle"),
     "export-lock": ("export_lock", "write a PEP 751 pylock.toml for one environment"),
     "audit": ("audit", "list locked versions that known advisories (an OSV export) affect"),
+    "publish": ("publish", "upload the current generation to S3-compatible object storage"),
 }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests import clients, dists
+from tests.s3_server import Generations, S3Server, build_generations, moto_server
 from tests.upstream import FakeUpstream
 
 
@@ -42,3 +43,16 @@ def pip_env(tmp_path: Path) -> dict[str, str]:
 def venv(tmp_path: Path) -> Path:
     """The python of a fresh venv without pip; install into it with `pip --python`."""
     return clients.make_venv(tmp_path / "venv")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One moto S3 server per session (worker): starting one costs about a second."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_generations(tmp_path_factory: pytest.TempPathFactory) -> Generations:
+    """Three generations of the small scenario, each a mirror folder alone (A → B → C)."""
+    return build_generations(tmp_path_factory.mktemp("s3-generations"))
