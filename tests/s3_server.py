@@ -46,6 +46,15 @@ class S3Server:
             aws_secret_access_key=secret_key,
         )
 
+    def client_for(self, service: str, access_key: str, secret_key: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+        )
+
     def make_bucket(self, name: str) -> str:
         """A bucket whose objects anyone may GET (as a bucket behind nginx or a CDN)."""
         s3 = self.client()

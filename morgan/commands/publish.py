@@ -16,7 +16,7 @@ from pathlib import Path
 from morgan.errors import UsageError
 from morgan.location import locate
 from morgan.objectstore import record as rec
-from morgan.objectstore.bucket import Bucket, BucketError, Target
+from morgan.objectstore.bucket import Bucket, Target
 from morgan.objectstore.prune import PruneReport, parse_duration, prune
 from morgan.objectstore.sync import Plan, list_bucket, make_plan, publish
 from morgan.objectstore.tree import Tree, generation_dir, read_tree
@@ -52,7 +52,8 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     )
 
 
-def _human_page(mirror: Path, generation: Path) -> bytes:
+def human_page(mirror: Path, generation: Path) -> bytes:
+    """The static human page of a generation (server.py's, without a search query)."""
     from morgan.server import Generation, Summary, render_home
 
     summary = Summary(Generation(str(mirror), str(generation)))
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     where = locate(args.workspace)
     generation = generation_dir(where.mirror)
     tree = read_tree(
-        generation, _human_page(where.mirror, generation), under_prefix=bool(target.prefix)
+        generation, human_page(where.mirror, generation), under_prefix=bool(target.prefix)
     )
     started = time.monotonic()
     bucket = Bucket(target, connections=args.jobs + 2)
@@ -83,7 +84,16 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     seconds = time.monotonic() - started
+    error = None
+    if plan.repaired and not args.dry_run:
+        # Exit 1 although the bucket is whole again: something else writes there.
+        error = (
+            f"{target}: {len(plan.repaired)} objects were changed or deleted outside Morgan"
+            f" (first: {plan.repaired[0]}); uploaded again, the bucket is complete: find out"
+            " what else writes there"
+        )
     _report(
+        error=error,
         args=args,
         target=target,
         tree=tree,
@@ -92,12 +102,9 @@ def run(args: argparse.Namespace) -> int:
         bucket=bucket,
         seconds=seconds,
     )
-    if plan.repaired and not args.dry_run:
-        raise BucketError(
-            f"{target}: {len(plan.repaired)} objects were changed or deleted outside Morgan"
-            f" (first: {plan.repaired[0]}); uploaded again, the bucket is complete: find out"
-            " what else writes there"
-        )
+    if error is not None:
+        print(f"morgan: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -110,6 +117,7 @@ def _report(
     pruned: PruneReport | None,
     bucket: Bucket,
     seconds: float,
+    error: str | None,
 ) -> None:
     verb = "would upload" if args.dry_run else "uploaded"
     if args.json:
@@ -132,6 +140,8 @@ def _report(
                 "waiting": pruned.waiting,
                 "deleted": {"objects": len(pruned.deleted), "bytes": pruned.bytes},
             }
+        if error is not None:
+            out["error"], out["exit-code"] = error, 1
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
     if args.quiet:

@@ -35,31 +35,51 @@ def make_plan(bucket: Bucket, tree: Tree, record: rec.Record, listing: dict[str,
     """Compare each tree object with the record and the listing.
 
     Unchanged: the record holds the same blake3 and the listing the recorded ETag and size.
-    Changed behind Morgan's back (the listing disagrees with the record) or deleted: upload
-    again and report. Present but unrecorded (a publish killed before it recorded): adopted
-    when its blake3 metadata and size match, else uploaded.
+    Present but not as recorded (a publish killed before it recorded its uploads): adopted
+    when the object's blake3 metadata and size are the ones wanted now (one HEAD), uploaded
+    when it has other blake3 metadata (another unrecorded Morgan write). An object without
+    that metadata where the record has one, or a recorded object gone from the listing, was
+    changed or deleted behind Morgan's back: uploaded again and reported.
     """
     plan = Plan()
     for obj in tree.objects:
         stored = record.objects.get(obj.key)
         seen = listing.get(obj.key)
-        if stored is not None:
-            if seen is None or (seen.etag, seen.size) != (stored.etag, stored.size):
-                plan.repaired.append(obj.key)
-                plan.uploads.append(obj)
-            elif stored.blake3 != obj.blake3:
-                plan.uploads.append(obj)
-            else:
-                plan.unchanged += 1
-            continue
-        if seen is not None and seen.size == obj.size:
+        if stored is not None and seen is not None:
+            if (seen.etag, seen.size) == (stored.etag, stored.size):
+                if stored.blake3 == obj.blake3:
+                    plan.unchanged += 1
+                else:
+                    plan.uploads.append(obj)
+                continue
             found = bucket.head(obj.key)
-            if found is not None and found[2] == obj.blake3 and found[1] == obj.size:
+            if found is not None and (found[2], found[1]) == (obj.blake3, obj.size):
                 plan.adopted[obj.key] = rec.Stored(obj.blake3, found[0], obj.size)
                 continue
-        plan.uploads.append(obj)
+            if found is None or not found[2]:
+                # No blake3 metadata: not written by Morgan.
+                plan.repaired.append(obj.key)
+            plan.uploads.append(obj)
+            continue
+        if stored is not None:  # recorded, gone from the listing
+            plan.repaired.append(obj.key)
+            plan.uploads.append(obj)
+            continue
+        if seen is None or not _adopt(bucket, obj, seen, plan):
+            plan.uploads.append(obj)
     plan.uploads.sort(key=lambda o: (o.phase, o.key))
     return plan
+
+
+def _adopt(bucket: Bucket, obj: TreeObject, seen: Listed, plan: Plan) -> bool:
+    """Whether the object in place already holds ``obj`` (its blake3 metadata and size)."""
+    if seen.size != obj.size:
+        return False
+    found = bucket.head(obj.key)
+    if found is None or found[2] != obj.blake3 or found[1] != obj.size:
+        return False
+    plan.adopted[obj.key] = rec.Stored(obj.blake3, found[0], obj.size)
+    return True
 
 
 def list_bucket(bucket: Bucket) -> dict[str, Listed]:
