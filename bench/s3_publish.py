@@ -35,13 +35,13 @@ from typing import Any
 
 from blake3 import blake3
 
-from rules.model import MirrorFile, NormalizedName
-from rules.render import (
+from rules.lib.render import (
     render_index_html,
     render_index_json,
     render_project_html,
     render_project_json,
 )
+from rules.model import MirrorFile, NormalizedName
 from store.objects import Store
 from tests.s3_server import moto_server, s3_env
 
