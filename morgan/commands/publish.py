@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     bucket = Bucket(target, connections=args.jobs + 2)
     record = rec.load(bucket)
-    plan = make_plan(bucket, tree, record, list_bucket(bucket))
+    plan = make_plan(bucket, tree, record, list_bucket(bucket, jobs=args.jobs))
     if not args.dry_run:
         publish(bucket, tree, record, plan, jobs=args.jobs)
     pruned = (

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -118,16 +119,33 @@ class Bucket:
         with self._lock:
             self.requests[kind] += 1
 
-    def listing(self) -> Iterator[Listed]:
-        """Every object under the prefix (1000 per request)."""
+    def listing(self, shards: Sequence[str] = (), jobs: int = 1) -> list[Listed]:
+        """Every object under the prefix (1000 per request).
+
+        With ``shards`` (key prefixes relative to ours), those are listed in parallel, plus
+        the objects directly under the prefix: a bucket of millions of keys is listed in
+        the time of its largest shard, not of all of them in a row.
+        """
+        if not shards:
+            return self._list("", delimiter="")
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            parts = list(pool.map(lambda s: self._list(s, ""), shards))
+        top = [o for o in self._list("", delimiter="/") if not o.key.startswith(tuple(shards))]
+        return [o for part in (top, *parts) for o in part]
+
+    def _list(self, rel: str, delimiter: str) -> list[Listed]:
         paginator = self._client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.target.bucket, Prefix=self.target.prefix)
+        args = {"Bucket": self.target.bucket, "Prefix": self.key(rel)}
+        if delimiter:
+            args["Delimiter"] = delimiter
         n = len(self.target.prefix)
-        with self.errors("list", self.target.prefix):
-            for page in pages:
+        out = []
+        with self.errors("list", rel or self.target.prefix):
+            for page in paginator.paginate(**args):
                 self._count("list")
                 for item in page.get("Contents", []):
-                    yield Listed(item["Key"][n:], item["ETag"].strip('"'), int(item["Size"]))
+                    out.append(Listed(item["Key"][n:], item["ETag"].strip('"'), int(item["Size"])))
+        return out
 
     def head(self, rel: str) -> tuple[str, int, str] | None:
         """(etag, size, blake3 metadata or '') of an object; None when it does not exist."""

@@ -82,8 +82,14 @@ def _adopt(bucket: Bucket, obj: TreeObject, seen: Listed, plan: Plan) -> bool:
     return True
 
 
-def list_bucket(bucket: Bucket) -> dict[str, Listed]:
-    return {o.key: o for o in bucket.listing() if not o.key.startswith(".morgan/")}
+# Listed in parallel: files by the first hex digit of their blake3, the union, the views.
+SHARDS = (*(f"files/{c}" for c in "0123456789abcdef"), "simple/", "env/")
+
+
+def list_bucket(bucket: Bucket, jobs: int = 8) -> dict[str, Listed]:
+    """What the prefix holds where Morgan writes (foreign keys elsewhere are not listed)."""
+    found = bucket.listing(SHARDS, jobs)
+    return {o.key: o for o in found if not o.key.startswith(".morgan/")}
 
 
 def publish(
