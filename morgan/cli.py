@@ -49,6 +49,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-lock": ("export_lock", "write a PEP 751 pylock.toml for one environment"),
     "audit": ("audit", "list locked versions that known advisories (an OSV export) affect"),
     "publish": ("publish", "upload the current generation to S3-compatible object storage"),
+    "missing": ("missing", "what clients asked the server for and the mirror lacks"),
+    "clients": ("missing", "which clients use the mirror, and which no environment matches"),
 }
 
 

@@ -98,6 +98,9 @@ DEFAULT_PROCESSES = 1  # see docs/server-load.md, "Several processes"
 # and response heads (bodies are shared with the body cache and not counted again).
 ANSWER_KEY_BYTES = 4096
 ANSWER_CACHE_BYTES = 16 * 1024 * 1024
+# The User-Agent as logged: pip's and uv's carry JSON (Python, implementation, OS, libc, CPU)
+# that `morgan missing` and `morgan clients` read, about 400 bytes; longer ones are cut.
+MAX_AGENT = 1024
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 V1_HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -1046,7 +1049,7 @@ def answer_key(head: bytes) -> Optional[Tuple[bytes, str]]:
             seen[key] = value
     if parts[2] == "HTTP/1.1" and "host" not in seen:
         return None
-    agent = seen.get("user-agent", "-").replace('"', "'")[:200]
+    agent = seen.get("user-agent", "-").replace('"', "'")[:MAX_AGENT]
     wanted = [line] + ["%s:%s" % (h, seen[h]) for h in _ANSWER_HEADERS if h in seen]
     return "\n".join(wanted).encode("latin-1"), agent
 
@@ -1264,7 +1267,7 @@ def log_fields(request: Request) -> Tuple[str, str]:
     """The request line and user agent as the access log shows them (quoted, bounded; a
     password in an absolute-form target is never written)."""
     line = _USERINFO.sub("//***@", request.line).replace('"', "%22")[:400]
-    agent = request.headers.get("user-agent", "-").replace('"', "'")[:200]
+    agent = request.headers.get("user-agent", "-").replace('"', "'")[:MAX_AGENT]
     return line, agent
 
 
@@ -2030,11 +2033,13 @@ class MirrorServer(socketserver.TCPServer):
         max_open: Optional[int] = None,
         auth: Optional[Auth] = None,
         tls: "Optional[ssl.SSLContext]" = None,
+        misses: Optional["MissRecord"] = None,
     ) -> None:
         self._auth = auth
         self._auth_checked = time.monotonic()
         self.tls = tls
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.misses = misses
         self.root = os.path.realpath(root)
         self.header_timeout = header_timeout
         self.send_timeout = send_timeout
@@ -2332,6 +2337,8 @@ class MirrorServer(socketserver.TCPServer):
         log's file description, and a write of up to PIPE_BUF bytes to a pipe, or any write
         to a file, is not split by another process's write.
         """
+        if self.misses is not None:
+            self.misses.note(fields, status)
         if self.log is None:
             return
         host = client[0] if isinstance(client, tuple) else "-"
@@ -2353,6 +2360,124 @@ class MirrorServer(socketserver.TCPServer):
         with self._log_lock:
             stream.write("morgan-server: " + message.rstrip("\n") + "\n")
             stream.flush()
+
+
+# -- the miss record ----------------------------------------------------------------------
+#
+# What clients asked for and the mirror lacks, for `morgan missing` / `morgan clients` on
+# the connected side: one JSON line per 404 for a project or a file under a Simple index,
+# and one per new User-Agent per day (which clients use the mirror at all). Append-only,
+# never inside the mirror tree, and bounded: past MISS_RECORD_BYTES the file becomes
+# FILE.1 (replacing the previous one) and a new FILE starts, so at most about twice that.
+
+MISS_RECORD_BYTES = 8 * 1024 * 1024
+MISS_AGENTS_PER_DAY = 4096  # distinct User-Agents noted per day and process
+_MISS_PATH = re.compile(r"^(?:/env/([^/]+))?/simple/([^/]+)/(?:([^/]+))?$")
+
+
+def default_miss_record(root: str) -> str:
+    """``~/.local/state/morgan/misses-<12 hex of the mirror's path>.jsonl`` (XDG_STATE_HOME
+    or LOCALAPPDATA when set): outside the mirror, one file per mirror folder."""
+    base = os.environ.get("XDG_STATE_HOME") or os.environ.get("LOCALAPPDATA")
+    if not base:
+        base = os.path.join(os.path.expanduser("~"), ".local", "state")
+    digest = hashlib.sha256(os.path.realpath(root).encode("utf-8")).hexdigest()[:12]
+    return os.path.join(base, "morgan", "misses-%s.jsonl" % digest)
+
+
+def open_miss_record(root: str, path: Optional[str]) -> Tuple[Optional["MissRecord"], str]:
+    """The record ``serve`` writes (``path``, the default for ``root``, or none for "off")
+    and the line that says so. A record that cannot be opened is a warning, not a reason
+    not to serve."""
+    if path == "off":
+        return None, ""
+    target = os.path.abspath(path or default_miss_record(root))
+    if os.path.realpath(target).startswith(os.path.realpath(root) + os.sep):
+        return None, (
+            "morgan-server: warning: misses are not recorded inside the mirror (%s): "
+            "pass --misses FILE outside it\n" % target
+        )
+    try:
+        record = MissRecord(target)
+    except OSError as exc:
+        return None, "morgan-server: warning: cannot record misses at %s: %s\n" % (target, exc)
+    return record, "morgan-server: recording misses at %s\n" % target
+
+
+class MissRecord:
+    """The append-only, bounded record of misses and clients (see the section comment)."""
+
+    def __init__(self, path: str, max_bytes: int = MISS_RECORD_BYTES) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._day = ""
+        self._agents: Set[str] = set()
+        self._failed = False
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._fd = self._open()
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def note(self, fields: Tuple[str, str], status: int) -> None:
+        """Called for every logged request: record it if it is a miss or a new client."""
+        agent = fields[1]
+        entry: Optional[Dict[str, object]] = None
+        if status == 404:
+            parts = fields[0].split(" ")
+            target = parts[1].split("?", 1)[0] if len(parts) == 3 else ""
+            match = _MISS_PATH.match(target)
+            if match is not None and _PROJECT.match(match.group(2)):
+                entry = {
+                    "kind": "file" if match.group(3) else "project",
+                    "project": canonicalize(match.group(2)),
+                    "view": "env/%s" % match.group(1) if match.group(1) else "",
+                }
+                if match.group(3):
+                    entry["file"] = match.group(3)
+        now = time.gmtime()
+        day = time.strftime("%Y-%m-%d", now)
+        lines: List[Dict[str, object]] = []
+        with self._lock:
+            if day != self._day:
+                self._day, self._agents = day, set()
+            if agent not in self._agents and len(self._agents) < MISS_AGENTS_PER_DAY:
+                self._agents.add(agent)
+                lines.append({"kind": "client"})
+        if entry is not None:
+            lines.append(entry)
+        if lines:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", now)
+            self._write(
+                "".join(
+                    json.dumps(dict(item, time=stamp, agent=agent), sort_keys=True) + "\n"
+                    for item in lines
+                )
+            )
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        with self._lock:
+            try:
+                if os.fstat(self._fd).st_size + len(data) > self.max_bytes:
+                    self._rotate()
+                os.write(self._fd, data)  # one write: lines of processes never interleave
+            except OSError as exc:
+                # A full disk must not stop the serving (the access log still has the
+                # request): said once, then tried again with every later line.
+                if not self._failed:
+                    self._failed = True
+                    sys.stderr.write("morgan-server: cannot record misses: %s\n" % exc)
+
+    def _rotate(self) -> None:
+        # Another server process may have rotated it already (our descriptor then points at
+        # FILE.1 or at a file already replaced): then only reopen FILE.
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                os.replace(self.path, self.path + ".1")
+        os.close(self._fd)
+        self._fd = self._open()
 
 
 def open_connection_limit(max_connections: int) -> int:
@@ -2412,6 +2537,13 @@ def build_parser(default_root: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--tls-cert", metavar="FILE", default=None, help="serve HTTPS: PEM chain")
     parser.add_argument("--tls-key", metavar="FILE", default=None, help="its PEM private key")
+    parser.add_argument(
+        "--misses",
+        default=None,
+        metavar="FILE",
+        help="where to record requests for what the mirror lacks, for 'morgan missing' "
+        "(default: a file per mirror under ~/.local/state/morgan/; 'off': none)",
+    )
     return parser
 
 
@@ -2463,6 +2595,7 @@ def serve(
     max_open: Optional[int] = None,
     auth: Optional[Auth] = None,
     tls: "Optional[ssl.SSLContext]" = None,
+    misses: Optional[str] = None,
 ) -> int:
     """Serve until interrupted; print the address first (then call ``ready``, once the
     socket listens). Without ``access_log`` only errors are logged. Returns the exit code.
@@ -2475,6 +2608,7 @@ def serve(
     stream = log if log is not None else sys.stderr
     if not os.path.lexists(os.path.join(root, "index")):
         stream.write("morgan-server: warning: %s has no index yet (503 until a build)\n" % root)
+    record, recording = open_miss_record(root, misses)
     server = MirrorServer(
         root,
         host,
@@ -2484,6 +2618,7 @@ def serve(
         max_open=max_open,
         auth=auth,
         tls=tls,
+        misses=record,
     )
     if processes > 1 and not can_fork():
         stream.write("morgan-server: warning: cannot fork here: serving in one process\n")
@@ -2499,6 +2634,7 @@ def serve(
             " with %d processes" % processes if processes > 1 else "",
         )
     )
+    stream.write(recording)
     stream.flush()
     if ready is not None:
         ready(server)
@@ -2593,6 +2729,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             max_open=args.max_open_connections,
             auth=auth,
             tls=tls,
+            misses=args.misses,
         )
     except OSError as exc:
         print(

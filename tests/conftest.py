@@ -12,6 +12,15 @@ from tests.s3_server import Generations, S3Server, build_generations, moto_serve
 from tests.upstream import FakeUpstream
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The servers that tests start record misses under XDG_STATE_HOME by default: a
+    temporary one, never the user's ~/.local/state."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+        yield
+
+
 @pytest.fixture
 def upstream(tmp_path: Path) -> Iterator[FakeUpstream]:
     """A started FakeUpstream serving from `tmp_path / "upstream"`; stopped afterwards."""

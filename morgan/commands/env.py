@@ -17,6 +17,7 @@ from typing import Any
 
 import tomlkit
 
+from morgan.clients import parse_user_agent
 from morgan.edit import read_document, write_checked
 from morgan.environments import (
     ENV_NAME_RE,
@@ -42,6 +43,11 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     target = add.add_mutually_exclusive_group()
     target.add_argument("--current", action="store_true", help="describe this interpreter")
     target.add_argument("--python", metavar="V", help="target Python, e.g. 3.12 or 3.9.18")
+    target.add_argument(
+        "--from-user-agent",
+        metavar="AGENT",
+        help="the client a pip/uv User-Agent describes (from 'morgan clients' or a log)",
+    )
     add.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -162,11 +168,16 @@ def _add(spec_path: Path, args: argparse.Namespace) -> int:
         preset = PRESETS[args.preset]
         args.platform = preset.platform
         args.python = args.python or preset.python
+    elif args.from_user_agent is not None:
+        if args.platform is not None:
+            raise UsageError("--from-user-agent gives the platform: drop --platform")
     elif not args.current and args.python is None:
         raise UsageError("say which target: --current, --preset NAME, or --python V --platform TAG")
     try:
         if args.current:
             env = current_environment(name)
+        elif args.from_user_agent is not None:
+            env = _from_user_agent(name, args.from_user_agent)
         else:
             if args.platform is None:
                 raise UsageError("--python needs --platform TAG, e.g. --platform win_amd64")
@@ -200,6 +211,16 @@ def _add(spec_path: Path, args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(f"added environment {name}: python {env.python}, platform {env.platform}")
     return 0
+
+
+def _from_user_agent(name: str, agent: str) -> Environment:
+    client = parse_user_agent(agent)
+    if client is None:
+        raise UsageError(
+            f"--from-user-agent {agent[:60]!r}…: not a pip or uv User-Agent "
+            "('pip/VERSION {JSON}'); copy one from 'morgan clients' or the access log"
+        )
+    return client.environment(name)
 
 
 def _remove(spec_path: Path, args: argparse.Namespace) -> int:

@@ -69,6 +69,13 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     )
     parser.add_argument("--tls-cert", metavar="FILE", default=None, help="serve HTTPS: PEM chain")
     parser.add_argument("--tls-key", metavar="FILE", default=None, help="its PEM private key")
+    parser.add_argument(
+        "--misses",
+        default=None,
+        metavar="FILE",
+        help="record requests for what the mirror lacks here, for 'morgan missing' "
+        "(default: a file per mirror under ~/.local/state/morgan/; 'off': none)",
+    )
 
 
 def find_root(workspace: Path) -> Path:
@@ -112,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             max_open=max_open,
             auth=auth,
             tls=tls,
+            misses=args.misses,
         )
     except OSError as exc:
         reason = exc.strerror or str(exc)
