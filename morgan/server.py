@@ -2387,8 +2387,8 @@ def default_miss_record(root: str) -> str:
 
 def open_miss_record(root: str, path: Optional[str]) -> Tuple[Optional["MissRecord"], str]:
     """The record ``serve`` writes (``path``, the default for ``root``, or none for "off")
-    and the line that says so. A record that cannot be opened is a warning, not a reason
-    not to serve."""
+    and a warning line when there is none although one was asked for. A record that cannot
+    be opened is a warning, not a reason not to serve."""
     if path == "off":
         return None, ""
     target = os.path.abspath(path or default_miss_record(root))
@@ -2401,7 +2401,7 @@ def open_miss_record(root: str, path: Optional[str]) -> Tuple[Optional["MissReco
         record = MissRecord(target)
     except OSError as exc:
         return None, "morgan-server: warning: cannot record misses at %s: %s\n" % (target, exc)
-    return record, "morgan-server: recording misses at %s\n" % target
+    return record, ""
 
 
 class MissRecord:
@@ -2608,7 +2608,7 @@ def serve(
     stream = log if log is not None else sys.stderr
     if not os.path.lexists(os.path.join(root, "index")):
         stream.write("morgan-server: warning: %s has no index yet (503 until a build)\n" % root)
-    record, recording = open_miss_record(root, misses)
+    record, warning = open_miss_record(root, misses)
     server = MirrorServer(
         root,
         host,
@@ -2626,15 +2626,16 @@ def serve(
     stream.flush()  # a child must not inherit (and write again) what is still buffered
     children = _fork_servers(server, processes - 1) if processes > 1 else []
     stream.write(
-        "Serving %s at %s (simple index: %ssimple/)%s\n"
+        "Serving %s at %s (simple index: %ssimple/)%s%s\n"
         % (
             server.root,
             server.url,
             server.url,
             " with %d processes" % processes if processes > 1 else "",
+            "; recording misses at %s" % record.path if record is not None else "",
         )
     )
-    stream.write(recording)
+    stream.write(warning)
     stream.flush()
     if ready is not None:
         ready(server)

@@ -15,10 +15,16 @@ from pathlib import Path
 import pytest
 
 from morgan.cli import main
+from morgan.server import MissRecord, default_miss_record
 from tests import clients, dists
 from tests.build_scenario import populate
 from tests.upstream import FakeUpstream
 
+PIP_AGENT = (
+    "pip/26.3 {'cpu':'x86_64','distro':{'libc':{'lib':'glibc','version':'2.36'}},"
+    "'implementation':{'name':'CPython','version':'3.11.7'},'python':'3.11.7',"
+    "'system':{'name':'Linux','release':'6.1'}}"
+)
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guide.md"
 
 
@@ -49,7 +55,7 @@ def test_every_guide_command_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     commands = guide_commands()
-    assert len(commands) == 21
+    assert len(commands) == 24
     ws = tmp_path / "ws"
     ws.mkdir()
     offline = tmp_path / "offline"
@@ -84,6 +90,11 @@ def test_every_guide_command_runs(
                 # The guide's import follows a first, full import into that folder.
                 assert main(["import", str(ws / "bundle-1.tar"), "-C", str(offline)]) == 0
             assert argv[0] == "morgan"
+            if argv[1] == "missing" and not Path(default_miss_record(str(ws / "mirror"))).exists():
+                # What server.py would have recorded on the offline side: pip asking for a
+                # project the mirror lacks.
+                record = MissRecord(default_miss_record(str(ws / "mirror")))
+                record.note(("GET /simple/nothere/ HTTP/1.1", PIP_AGENT), 404)
             if argv[1:3] == ["export", "-o"] and "old/mirror.lock" in argv:
                 (ws / "old").mkdir(exist_ok=True)
                 shutil.copyfile(ws / "mirror.lock", ws / "old" / "mirror.lock")
@@ -101,5 +112,6 @@ def test_every_guide_command_runs(
     assert "pywin32" not in spec
     assert "[environments.laptop]" not in spec
     assert (ws / "pylock.servers.toml").is_file()
+    assert (ws / "wants.txt").read_text().splitlines()[2].startswith("nothere  # 1 requests; ")
     assert (offline / "index").readlink() == Path("generations/1")
     assert (offline / "mirror.lock").read_bytes() == (ws / "mirror.lock").read_bytes()

@@ -48,7 +48,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     with server_process(cmd, root / "server.log") as server:
         env = clients.pip_env(root)
         _ask(server, env, root)
-        assert f"morgan-server: recording misses at {record}" in server.log_text()
+        assert f"; recording misses at {record}\n" in server.log_text()
     agents = [json.loads(line)["agent"] for line in record.read_text().splitlines()]
     pip_agent = next(a for a in agents if a.startswith("pip/"))
     return ws, record, pip_agent
