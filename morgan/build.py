@@ -38,6 +38,7 @@ from morgan.environments import Environment
 from morgan.errors import BuildError
 from morgan.executor import Executor, Ran, Reporter
 from morgan.lock import (
+    BUILT_URL,
     Lock,
     LockedEdge,
     LockedEnvironment,
@@ -76,6 +77,7 @@ from morgan.resolve import (
 from morgan.screening import screen
 from morgan.source_builds import SourceBuild, source_builds
 from morgan.spec import Spec
+from morgan.wheels import Built, WheelResult, build_wheels, strip_built
 from rules.lib.materialize import Mode
 from rules.model import MirrorFile, NormalizedName, UpstreamFile
 from store import fsio
@@ -130,6 +132,7 @@ class BuildResult:
     kept: tuple[str, ...] = ()  # "upstream no longer lists X; kept", once per removal
     warnings: tuple[str, ...] = ()  # policy findings that did not stop the build
     source_builds: tuple[SourceBuild, ...] = ()  # releases a target gets only as an sdist
+    wheel_warnings: tuple[str, ...] = ()  # [build] wheels that could not be built
 
 
 def mirror_dir(spec: Spec, opts: BuildOptions) -> Path:
@@ -181,6 +184,7 @@ def _build_locked(
             infos = {(r.name, r.version): r for r in old.releases}
         else:
             selections, infos = _resolve_all(spec, catalog, old, opts.reporter)
+        built = _with_built_wheels(spec, selections, catalog)
         statuses = _statuses(selections, old, catalog.statuses)
         unattested = [
             (p.release.name, str(p.release.version), f.filename)
@@ -207,7 +211,9 @@ def _build_locked(
             with fsio.replacing(lock_path) as staged:
                 files = wait_files(fetching)
                 kept_files, kept_notes = _kept(catalog, old, files)
-                new_lock = _make_lock(spec, selections, infos, files, kept_files, statuses=statuses)
+                new_lock = _make_lock(
+                    spec, selections, infos, files, kept_files, statuses=statuses, built=built.built
+                )
                 text = dump_lock(new_lock)
                 try:
                     staged.write(text.encode("utf-8"))
@@ -245,7 +251,43 @@ def _build_locked(
             kept=kept_notes,
             warnings=tuple(warnings),
             source_builds=tuple(source_builds(new_lock, spec.environments)),
+            wheel_warnings=tuple(built.warnings),
         )
+
+
+def _with_built_wheels(
+    spec: Spec, selections: Sequence[EnvSelection], catalog: UpstreamCatalog
+) -> WheelResult:
+    """``[build] wheels``: build what the listed environments would have to build, and add
+    each built wheel to every environment's pin of that release where it fits.
+
+    Wheels a previous build made (in the lock) are taken out first: they are made again,
+    or found in the action cache, only while ``[build] wheels`` still asks for them.
+    """
+    for sel in selections:
+        sel.pins[:] = [dataclasses.replace(p, release=strip_built(p.release)) for p in sel.pins]
+    if not spec.build.wheels:
+        return WheelResult({}, [])
+    targets = [
+        (sel.env, [p.release for p in sel.pins if p.role != "build"], [p.release for p in sel.pins])
+        for sel in selections
+        if sel.env.name in spec.build.wheels
+    ]
+    rebuilt, result = build_wheels(targets, catalog, timeout=spec.build.timeout)
+    extra: dict[tuple[str, str], set[UpstreamFile]] = {}
+    for (_env, name, version), rel in rebuilt.items():
+        extra.setdefault((name, version), set()).update(
+            f for f in rel.files if f.url.startswith(BUILT_URL)
+        )
+    for sel in selections:
+        for i, pin in enumerate(sel.pins):
+            wheels = extra.get((pin.release.name, str(pin.release.version)))
+            if wheels:
+                files = tuple(sorted({*pin.release.files, *wheels}, key=lambda f: f.filename))
+                sel.pins[i] = dataclasses.replace(
+                    pin, release=dataclasses.replace(pin.release, files=files)
+                )
+    return result
 
 
 def _kept(
@@ -720,6 +762,7 @@ def _make_lock(
     kept: frozenset[str] = frozenset(),
     *,
     statuses: Mapping[str, tuple[str, str]],
+    built: Mapping[str, Built] | None = None,
 ) -> Lock:
     rel_files: dict[tuple[str, str], dict[str, LockedFile]] = {}
     for sel in selections:
@@ -727,6 +770,7 @@ def _make_lock(
             key: tuple[str, str] = (pin.release.name, str(pin.release.version))
             for f in env_files(pin.release, sel.env, sdists=sel.sdists):
                 m = files[f.filename]
+                made = (built or {}).get(f.filename)
                 rel_files.setdefault(key, {})[f.filename] = LockedFile(
                     filename=f.filename,
                     url=f.url,
@@ -743,6 +787,8 @@ def _make_lock(
                     provenance_url=f.provenance_url,
                     provenance_sha256=m.provenance_sha256,
                     provenance_blake3=m.provenance_blake3,
+                    built_from=made.sdist_sha256 if made else None,
+                    built_with=made.builder if made else None,
                 )
     releases = []
     build_requires: dict[tuple[str, str], set[str]] = {}

@@ -36,7 +36,7 @@ from morgan.environments import Environment
 from morgan.errors import BuildError
 from morgan.executor import Executor, Node, Record
 from morgan.kept import Kept, locked_files, with_kept
-from morgan.lock import Lock, LockedRelease
+from morgan.lock import BUILT_URL, Lock, LockedRelease
 from morgan.resolve import (
     Dependencies,
     ProjectNotFoundError,
@@ -552,7 +552,10 @@ class EnvCatalog:
         rel = self._locked.get(name)
         if rel is None or not self.shared.locked_fits_cutoff(rel):
             return None  # a cut-off now hides some of its files: the page decides
-        return locked_release(rel)
+        # Without the wheels built here: resolution must see the release as upstream has
+        # it (an sdist to build, with its build dependencies), as it did the first time.
+        files = tuple(f for f in locked_files(rel) if not f.url.startswith(BUILT_URL))
+        return Release(NormalizedName(rel.name), Version(rel.version), files)
 
     def releases(self, name: NormalizedName) -> Sequence[Release]:
         return self.shared.releases(name)

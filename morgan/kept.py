@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from morgan.lock import Lock, LockedRelease
+from morgan.lock import BUILT_URL, Lock, LockedRelease
 from morgan.resolve import Release
 from rules.model import NormalizedName, UpstreamFile
 
@@ -66,7 +66,10 @@ def with_kept(
     kept: list[Kept] = []
     for rel in sorted(locked, key=lambda r: Version(r.version)):
         version = Version(rel.version)
-        files = locked_files(rel)
+        # Wheels built here are not upstream's to remove: morgan/wheels.py makes them again.
+        files = tuple(f for f in locked_files(rel) if not f.url.startswith(BUILT_URL))
+        if not files:
+            continue
         at = by_version.get(version)
         if at is None:
             releases.append(Release(name, version, files))

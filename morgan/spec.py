@@ -45,6 +45,7 @@ _TOP_KEYS = (
     "environments",
     "policy",
     "output",
+    "build",
 )
 _ENV_KEYS = ("python", "platform", "implementation", "free-threaded", "markers")
 MAX_URL_LENGTH = 2000
@@ -114,6 +115,15 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
+class WheelBuilds:
+    """``[build]``: the environments to build wheels for from sdists (opt-in; the one place
+    Morgan runs package code — see docs/wheel-building.md)."""
+
+    wheels: tuple[str, ...] = ()
+    timeout: int = 900  # seconds per sdist
+
+
+@dataclass(frozen=True, slots=True)
 class Spec:
     """A loaded ``mirror.toml``; all paths absolute."""
 
@@ -125,6 +135,7 @@ class Spec:
     private: tuple[Path, ...]
     output: Path
     locks: tuple[Path, ...] = ()  # pylock.toml / uv.lock files mirrored exactly
+    build: WheelBuilds = WheelBuilds()
 
     def digest(self) -> str:
         """blake3 hex of canonical JSON of everything but ``path`` and ``output``.
@@ -184,6 +195,8 @@ class Spec:
             "private-files": _content_digests(self.private, base),
             "locks": _content_digests(self.locks, base),
         }
+        if self.build.wheels:  # absent otherwise: locks written before [build] stay fresh
+            data["build"] = {"wheels": list(self.build.wheels), "timeout": self.build.timeout}
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return str(blake3.blake3(canonical.encode()).hexdigest())
 
@@ -256,6 +269,7 @@ class _Parser(SpecPaths):
             private=self.private(data),
             output=self.output(data),
             locks=self.locks(data),
+            build=self.wheel_builds(data),
         )
 
     # -- sections -----------------------------------------------------------------------------
@@ -555,6 +569,25 @@ class _Parser(SpecPaths):
             return parse_exclude_newer(text)
         except ValueError as exc:
             self.fail(where, str(exc))
+
+    def wheel_builds(self, data: dict[str, Any]) -> WheelBuilds:
+        at: KeyPath = ("build",)
+        example = '[build] wheels = ["linux"]'
+        table = self.table(data.get("build", {}), at, example)
+        self.check_keys(table, ("wheels", "timeout"), at)
+        wheels = self.strings(table.get("wheels", []), (*at, "wheels"), example)
+        names = [e.name for e in self.environments(data)]
+        for index, name in enumerate(wheels):
+            if name not in names:
+                self.fail(
+                    (*at, "wheels", index),
+                    f"{short(name)} is not an environment of this spec — use one of "
+                    + ", ".join(map(repr, names)),
+                )
+        timeout = table.get("timeout", 900)
+        if type(timeout) is not int or timeout < 1:
+            self.fail((*at, "timeout"), f"{short(str(timeout))} is not a number of seconds >= 1")
+        return WheelBuilds(tuple(dict.fromkeys(wheels)), timeout)
 
     def choice(
         self, table: dict[str, Any], key: str, allowed: tuple[str, ...], default: str

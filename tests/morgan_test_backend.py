@@ -19,7 +19,12 @@ import hashlib
 import json
 import os
 import re
+import shlex
+import subprocess
+import sys
+import sysconfig
 import tarfile
+import time
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -203,17 +208,38 @@ def prepare_metadata_for_build_wheel(
 def build_wheel(
     wheel_directory: str, config_settings: object = None, metadata_directory: object = None
 ) -> str:
-    """Build a pure py3-none-any wheel of the files the sdist lists; return its filename."""
+    """Build a wheel of the files the sdist lists; return its filename.
+
+    Pure (py3-none-any) unless the build info lists `c_extensions` ({module: C source}):
+    those are compiled with the C compiler Python was built with, as setuptools does, and
+    the wheel is tagged for this interpreter and `linux_<arch>`-style platform. A
+    `build_seconds` entry makes the build take that long (to test time limits).
+    """
     info = _build_info()
-    filename = f"{escape_name(info['name'])}-{info['version']}-py3-none-any.whl"
+    time.sleep(float(info.get("build_seconds", 0)))
     files = [(name, [Path(name).read_bytes()]) for name in info["files"]]
+    tag = "py3-none-any"
+    extensions: dict[str, str] = info.get("c_extensions", {})
+    if extensions:
+        abi = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+        platform = re.sub(r"[-.]", "_", sysconfig.get_platform())
+        tag = f"{abi}-{abi}-{platform}"
+        cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
+        include = sysconfig.get_paths()["include"]
+        for module, source in sorted(extensions.items()):
+            built = module + str(sysconfig.get_config_var("EXT_SUFFIX"))
+            subprocess.run(
+                [*cc, "-shared", "-fPIC", "-I", include, source, "-o", built], check=True
+            )
+            files.append((built, [Path(built).read_bytes()]))
+    filename = f"{escape_name(info['name'])}-{info['version']}-{tag}.whl"
     write_wheel(
         Path(wheel_directory) / filename,
         _dist_info(info),
         files,
         metadata=_metadata(info),
-        tags=["py3-none-any"],
-        purelib=True,
+        tags=[tag],
+        purelib=not extensions,
     )
     return filename
 

@@ -75,7 +75,7 @@ def test_build_json_digest_is_the_served_manifest_and_counts_are_the_locks(built
     assert sorted(data) == [
         "bytes", "changed", "digest", "fetched", "files", "generation", "kept", "mirror",
         "projects", "ran", "requests", "reused", "seconds", "source-builds", "unknown-metadata",
-        "warnings",
+        "warnings", "wheel-warnings",
     ]  # fmt: skip
     manifest = (built.mirror / "index" / "manifest.json").resolve()
     assert data["digest"] == f"blake3:{manifest.name}"

@@ -168,6 +168,7 @@ def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> Non
                 "source-builds": [b.to_json() for b in result.source_builds],
                 "kept": list(result.kept),
                 "warnings": list(result.warnings),
+                "wheel-warnings": list(result.wheel_warnings),
             },
             sys.stdout,
             indent=2,
@@ -176,6 +177,12 @@ def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> Non
     if args.explain:
         for r in result.ran:
             print(f"ran {r.id}: {r.reason}", file=sys.stderr)
+    for r in result.ran:
+        if r.id.startswith("wheel-build:"):
+            sdist = r.id.split(":")[1]
+            print(f"morgan: built a wheel from {sdist} ([build] wheels)", file=sys.stderr)
+    for warning in result.wheel_warnings:
+        print(f"morgan: warning: no wheel built: {warning}", file=sys.stderr)
     for note in result.kept:
         print(f"morgan: {note} (served from the store)", file=sys.stderr)
     for u in result.unknown_metadata:
