@@ -22,6 +22,7 @@ import pytest
 
 from morgan.lock import Lock
 from morgan.lock import load as load_lock
+from morgan.server import default_miss_record
 from store.digest import Digest
 from store.objects import Store
 from tests.build_scenario import ROOT, morgan
@@ -237,7 +238,12 @@ def test_serve_json_prints_where_it_listens(built: Built, tmp_path: Path) -> Non
             proc.terminate()
             _, err = proc.communicate(timeout=10)
     # -q: the address line and no access-log line for the request above.
-    served = f"Serving {data['root']} at {data['url']} (simple index: {data['index-url']})\n"
+    # The miss record: by default under XDG_STATE_HOME (tests/conftest.py), named per mirror.
+    record = default_miss_record(data["root"])
+    served = (
+        f"Serving {data['root']} at {data['url']} (simple index: {data['index-url']}); "
+        f"recording misses at {record}\n"
+    )
     assert err == served
 
 
