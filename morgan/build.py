@@ -78,6 +78,8 @@ from morgan.screening import screen
 from morgan.source_builds import SourceBuild, source_builds
 from morgan.spec import Spec
 from morgan.wheels import Built, WheelResult, build_wheels, strip_built
+from morgan.universal import PLATFORM as UNIVERSAL
+from morgan.universal import UniversalTarget
 from rules.lib.materialize import Mode
 from rules.model import MirrorFile, NormalizedName, UpstreamFile
 from store import fsio
@@ -346,7 +348,7 @@ def _pinned(selections: Sequence[EnvSelection]) -> list[tuple[str, str, str]]:
 
 def _select_from_lock(spec: Spec, lock: Lock) -> list[EnvSelection]:
     out = []
-    for env in spec.environments:
+    for env in spec.targets:
         locked = lock.environment(env.name)
         if locked is None:  # the spec digest matched, so this cannot happen unless edited
             raise BuildError(
@@ -422,8 +424,8 @@ def _resolve_all(
     # Environments resolve concurrently: each waits on the network for pages and metadata
     # most of the time, and the executor shares every page and file between them. Results
     # are merged in spec order so the lock does not depend on which thread finished first.
-    with ThreadPoolExecutor(max_workers=len(spec.environments) or 1) as pool:
-        futures = [pool.submit(one, env) for env in spec.environments]
+    with ThreadPoolExecutor(max_workers=len(spec.targets) or 1) as pool:
+        futures = [pool.submit(one, env) for env in spec.targets]
         results = [f.result() for f in futures]
     selections = [sel for sel, _ in results]
     deps: dict[tuple[str, str], Dependencies] = {}
@@ -689,7 +691,8 @@ def _wanted_files(selections: Sequence[EnvSelection]) -> dict[str, tuple[str, Up
 def _views(
     selections: Sequence[EnvSelection], statuses: Mapping[str, tuple[str, str]]
 ) -> list[View]:
-    """Each environment's view, then the union of them all."""
+    """Each environment's and universal view's index, then the union of them all (every
+    file the lock names)."""
     union: dict[str, dict[str, None]] = {}
     views = []
     for sel in selections:
@@ -817,7 +820,8 @@ def _make_lock(
         LockedEnvironment(
             name=sel.env.name,
             python=sel.env.python,
-            platform=sel.env.platform,
+            platform=UNIVERSAL if isinstance(sel.env, UniversalTarget) else sel.env.platform,
+            members=tuple(m.name for m in getattr(sel.env, "members", ())),
             pins=tuple(
                 LockedPin(p.release.name, str(p.release.version), p.role, tuple(sorted(p.extras)))
                 for p in sel.pins

@@ -87,6 +87,7 @@ class LockedEnvironment:
     pins: tuple[LockedPin, ...]
     edges: tuple[LockedEdge, ...]
     unknown_metadata: tuple[str, ...] = ()
+    members: tuple[str, ...] = ()  # a universal view's environments (platform "universal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +157,8 @@ def dumps(lock: Lock) -> str:
     for env in sorted(lock.environments, key=lambda e: e.name):
         out.append(f"\n[environment.{_s(env.name)}]\n")
         out.append(f"python = {_s(env.python)}\nplatform = {_s(env.platform)}\n")
+        if env.members:
+            out.append(f"universal = {_value(list(env.members))}\n")
         out.append("pins = [\n")
         for p in sorted(env.pins, key=lambda p: (p.name, p.version, p.role)):
             items: list[tuple[str, Any]] = [
@@ -260,6 +263,7 @@ def loads(text: str) -> Lock:
                     for x in e["edges"]
                 ),
                 unknown_metadata=tuple(e.get("unknown-metadata", ())),
+                members=tuple(e.get("universal", ())),
             )
         )
     releases = []

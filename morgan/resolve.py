@@ -24,6 +24,7 @@ from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
 from morgan.environments import Environment
 from morgan.errors import BuildError
+from morgan.universal import UniversalTarget
 from rules.model import NormalizedName, UpstreamFile
 
 PYTHON = "<python>"  # the virtual project that stands for the target interpreter
@@ -151,6 +152,7 @@ def usable_files(
     """(wheels that fit ``env`` best first, sdists) of ``release`` usable by ``env``."""
     wheels: list[tuple[int, UpstreamFile]] = []
     sdists: list[UpstreamFile] = []
+    foreign: list[UpstreamFile] = []
     for f in release.files:
         if f.yanked and not allow_yanked:
             continue
@@ -160,9 +162,15 @@ def usable_files(
             rank = env.wheel_rank(f.filename)
             if rank is not None:
                 wheels.append((rank, f))
+            else:
+                foreign.append(f)
         else:
             sdists.append(f)
     wheels.sort(key=lambda rf: (rf[0], rf[1].filename))
+    if not wheels and foreign and isinstance(env, UniversalTarget):
+        # No member can install it (pywin32 for a Linux group), yet lock-file tools read
+        # its metadata to lock it for other platforms: one wheel, the smallest, serves that.
+        return [min(foreign, key=lambda f: (f.size or 0, f.filename))], sdists
     return [f for _, f in wheels], sdists
 
 
@@ -170,6 +178,8 @@ def evaluate_marker(marker: Marker | None, env: Environment, extra: str) -> bool
     """Evaluate with all 11 values of ``env``; a value packaging cannot compare keeps the edge."""
     if marker is None:
         return True
+    if isinstance(env, UniversalTarget):
+        return env.may_hold(marker, extra)
     try:
         return bool(marker.evaluate(environment={**env.markers(), "extra": extra}))
     except (InvalidVersion, ValueError, TypeError, UndefinedEnvironmentName):
@@ -256,7 +266,8 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         bad = {c.version for c in incompatibilities[identifier]}
         if identifier == PYTHON:
             py = self.python_release
-            ok = all(py.version in r.specifier.filter([py.version], prereleases=True) for r in reqs)
+            # Every Python the target stands for (one, or a universal view's group).
+            ok = all(self.env.accepts_requires_python(str(r.specifier)) for r in reqs)
             cands = [Candidate(py, frozenset())] if ok else []
             return lambda: iter(cands)
         name = reqs[0].name

@@ -29,6 +29,7 @@ from morgan.environments import ENV_NAME_RE, Environment, InvalidEnvironmentErro
 from morgan.errors import SpecError
 from morgan.spec_paths import SpecPaths
 from morgan.toml_reader import KeyPath, display_path, kind, short
+from morgan.universal import UniversalTarget, parse_groups
 from rules.model import NormalizedName
 
 __all__ = ["DEFAULT_INDEX_URL", "Policy", "Spec", "Upstream", "load_spec", "parse_spec"]
@@ -46,6 +47,7 @@ _TOP_KEYS = (
     "policy",
     "output",
     "build",
+    "universal",
 )
 _ENV_KEYS = ("python", "platform", "implementation", "free-threaded", "markers")
 MAX_URL_LENGTH = 2000
@@ -136,6 +138,13 @@ class Spec:
     output: Path
     locks: tuple[Path, ...] = ()  # pylock.toml / uv.lock files mirrored exactly
     build: WheelBuilds = WheelBuilds()
+    # [universal.NAME]: groups of environments resolved as one, for lock-file tools
+    universal: tuple[UniversalTarget, ...] = ()
+
+    @property
+    def targets(self) -> tuple[Environment, ...]:
+        """What the build resolves: the environments, then the universal views."""
+        return (*self.environments, *self.universal)
 
     def digest(self) -> str:
         """blake3 hex of canonical JSON of everything but ``path`` and ``output``.
@@ -197,6 +206,11 @@ class Spec:
         }
         if self.build.wheels:  # absent otherwise: locks written before [build] stay fresh
             data["build"] = {"wheels": list(self.build.wheels), "timeout": self.build.timeout}
+        if self.universal:  # only when present: older specs keep their digest (and lock)
+            data["universal"] = [
+                {"name": u.name, "environments": [m.name for m in u.members]}
+                for u in self.universal
+            ]
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return str(blake3.blake3(canonical.encode()).hexdigest())
 
@@ -260,16 +274,18 @@ class _Parser(SpecPaths):
     def spec(self) -> Spec:
         data = self.load()
         self.check_keys(data, _TOP_KEYS, ())
+        environments = self.environments(data)
         return Spec(
             path=self.path.absolute(),
             requirements=self.requirements(data),
             upstreams=self.upstreams(data),
-            environments=self.environments(data),
+            environments=environments,
             policy=self.policy(data),
             private=self.private(data),
             output=self.output(data),
             locks=self.locks(data),
             build=self.wheel_builds(data),
+            universal=parse_groups(self, data, environments),
         )
 
     # -- sections -----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from morgan.lock import Lock
 from morgan.lock import load as load_lock
 from morgan.resolve import Policy
 from morgan.source_builds import source_builds
+from morgan.universal import UniversalTarget
 from morgan.verify import (
     MirrorCatalog,
     Problem,
@@ -77,12 +78,25 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def environments(where: Location, lock: Lock) -> list[Environment]:
-    """The spec's environments (as the build saw them), else the lock's."""
+    """The spec's environments and universal views (as the build saw them), else the lock's."""
     if where.spec is not None:
-        return list(where.spec.environments)
-    return [
-        Environment(name=e.name, python=e.python, platform=e.platform) for e in lock.environments
+        return list(where.spec.targets)
+    plain = {
+        e.name: Environment(name=e.name, python=e.python, platform=e.platform)
+        for e in lock.environments
+        if not e.members
+    }
+    groups = [
+        UniversalTarget(
+            name=e.name,
+            python=plain[e.members[0]].python,
+            platform=plain[e.members[0]].platform,
+            members=tuple(plain[m] for m in e.members),
+        )
+        for e in lock.environments
+        if e.members and all(m in plain for m in e.members)
     ]
+    return [*plain.values(), *groups]
 
 
 def verify(where: Location, lock: Lock) -> Report:
