@@ -48,9 +48,9 @@ class Step:
     def to_json(self) -> dict[str, str]:
         return {
             "parent": self.parent,
-            "parent_version": self.parent_version,
+            "parent-version": self.parent_version,
             "child": self.child,
-            "child_version": self.child_version,
+            "child-version": self.child_version,
             "requirement": self.requirement,
             "kind": self.kind,
         }
@@ -297,11 +297,11 @@ def why_json(answer: Why) -> dict[str, Any]:
                 "versions": w.versions,
                 "paths": [[s.to_json() for s in p] for p in w.paths],
                 "truncated": w.truncated,
-                "needed_to_build": list(w.needed_to_build),
+                "needed-to-build": list(w.needed_to_build),
             }
             for w in answer.environments
         },
-        "absent_from": list(answer.absent_from),
+        "absent-from": list(answer.absent_from),
     }
 
 

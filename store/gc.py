@@ -51,8 +51,8 @@ class GcReport:
     def to_json(self) -> dict[str, object]:
         """The report as plain JSON values (digests as ``"blake3:<hex>"`` text)."""
         return {
-            "dry_run": self.dry_run,
-            "bytes_freed": self.bytes_freed,
+            "dry-run": self.dry_run,
+            "bytes-freed": self.bytes_freed,
             "objects": {
                 "deleted": [str(d) for d in self.deleted_objects],
                 "bytes": self.object_bytes,
@@ -60,7 +60,7 @@ class GcReport:
             },
             "actions": {"deleted": list(self.deleted_actions), "bytes": self.action_bytes},
             "temp": {"deleted": list(self.deleted_temp), "bytes": self.temp_bytes},
-            "missing_live": [str(d) for d in self.missing_live],
+            "missing-live": [str(d) for d in self.missing_live],
         }
 
 

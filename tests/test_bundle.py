@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from morgan.cli import main
+from morgan.human import size
 from tests import clients
 from tests.build_scenario import morgan, populate, write_spec
 from tests.upstream import FakeUpstream
@@ -117,9 +118,10 @@ def test_full_bundle_recreates_the_generation_byte_for_byte(
     offline = tmp_path / "offline"
     code, out, err = _import(capsys, bundles.full1, offline)
     assert (code, err) == (0, "")
+    total = sum(b["size"] for b in header["blobs"])  # type: ignore[attr-defined]
     assert out == (
-        f"imported {len(_objects(header))} blobs ({sum(b['size'] for b in header['blobs'])} "  # type: ignore[attr-defined]
-        f"bytes), all verified; now serving generation 1 ({header['generation']})\n"
+        f"imported {len(_objects(header))} blobs ({size(total)}), all verified; the index now "
+        f"points at generation 1 ({header['generation']})\n"
     )
     assert (offline / "index").readlink() == Path("generations/1")
     assert _tree(offline / "index") == _tree(bundles.workspace / "mirror" / "generations" / "1")
@@ -139,9 +141,11 @@ def test_full_bundle_recreates_the_generation_byte_for_byte(
     proc = clients.run(cmd, clients.pip_env(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # Importing the same bundle again changes nothing.
-    assert _import(capsys, bundles.full1, offline)[1] == (
-        f"already serving generation 1 ({header['generation']}); files updated\n"
+    again = _import(capsys, bundles.full1, offline)[1]
+    assert again.endswith(
+        f"; generation 1 ({header['generation']}) was already the index: nothing switched\n"
     )
+    assert "now points at" not in again
 
 
 def test_delta_since_bundle_carries_only_new_blobs_and_is_smaller(
@@ -159,7 +163,7 @@ def test_delta_since_bundle_carries_only_new_blobs_and_is_smaller(
     assert _import(capsys, bundles.full1, offline)[0] == 0
     code, out, err = _import(capsys, bundles.since_bundle, offline)
     assert (code, err) == (0, "")
-    assert out.endswith(f"now serving generation 2 ({new['generation']})\n")
+    assert out.endswith(f"the index now points at generation 2 ({new['generation']})\n")
     assert _tree(offline / "index") == _tree(bundles.workspace / "mirror" / "generations" / "2")
     assert (offline / "generations" / "1").is_dir()  # rollback stays possible
     assert (offline / "mirror.toml").read_text().count('"newproj"') == 1

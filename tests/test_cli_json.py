@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -332,3 +333,72 @@ def test_no_color_output_has_no_escape_sequences(built: Built, tmp_path: Path) -
         assert (args, proc.returncode) == (args, 0), proc.stderr
         assert proc.stdout + proc.stderr  # it printed something …
         assert "\x1b" not in proc.stdout + proc.stderr  # … and no colour or cursor codes
+
+
+# -- one style across commands ---------------------------------------------------------------
+
+
+def _keys(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield key
+            if key != "markers":  # PEP 508 marker names, spelled as the standard spells them
+                yield from _keys(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _keys(inner)
+
+
+def test_every_json_output_uses_kebab_case_keys(built: Built, tmp_path: Path) -> None:
+    ws = copy_workspace(built, tmp_path / "ws")
+    documents = [built.build]
+    for args in (
+        ("graph", "--format", "json"),
+        ("graph", "--why", "util", "--json"),
+        ("gc", "--dry-run", "--json"),
+        ("verify", "--json"),
+        ("env", "list", "--json"),
+        ("env", "show", "linux", "--json"),
+        ("export", "-o", str(tmp_path / "b.tar"), "--json"),
+    ):
+        documents.append(json_of(morgan(ws, *args)))
+    keys = {k for doc in documents for k in _keys(doc)}
+    assert "bytes-freed" in keys
+    assert "absent-from" in keys
+    assert sorted(k for k in keys if "_" in k or k != k.lower()) == []
+
+
+def test_the_mirror_folder_is_mirror_dir_everywhere(built: Built, tmp_path: Path) -> None:
+    """``--mirror DIR`` on build, serve, export and import (``--out``/``--root`` still work)."""
+    ws = copy_workspace(built, tmp_path / "ws")
+    other = tmp_path / "elsewhere"
+    proc = morgan(ws, "build", "--mirror", str(other), "--json")
+    assert json_of(proc)["mirror"] == str(other)
+    proc = morgan(ws, "export", "--mirror", str(other), "-o", str(tmp_path / "b.tar"), "--json")
+    assert json_of(proc)["generation"] == built.build["digest"]
+    proc = morgan(ws, "import", "--mirror", str(tmp_path / "copy"), str(tmp_path / "b.tar"))
+    assert proc.returncode == 0, proc.stderr
+    for command in ("build", "serve", "export", "import"):
+        help_text = morgan(ws, command, "--help").stdout
+        assert "--mirror DIR" in help_text, command
+    assert "the bundle to write" in morgan(ws, "export", "--help").stdout
+
+
+def test_jobs_zero_is_refused_even_when_nothing_is_to_do(built: Built) -> None:
+    proc = morgan(built.workspace, "build", "--jobs", "0")
+    assert proc.returncode == 2
+    assert proc.stderr == ("morgan: error: --jobs 0: must be at least 1 (parallel downloads)\n")
+
+
+def test_human_summaries_use_sizes_and_plurals(built: Built, tmp_path: Path) -> None:
+    ws = copy_workspace(built, tmp_path / "ws")
+    proc = morgan(ws, "build", "--upgrade")
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stderr.splitlines()[-3]
+    assert re.fullmatch(
+        r"unchanged, still generation 1: \d+ projects, \d+ files, [\d.]+ (kB|MB); "
+        r"(\d+ files|1 file) fetched, (\d+ steps|1 step) reused from cache, "
+        r"(\d+ requests|1 request), [\d.]+s",
+        first,
+    ), first
+    assert " bytes" not in first

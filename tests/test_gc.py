@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from morgan.commands.gc import plan
+from morgan.human import size
 from morgan.lock import load as load_lock
 from rules.lib.materialize import switch_index
 from store.digest import Digest
@@ -79,14 +80,14 @@ def test_gc_frees_what_only_dropped_generations_used(upstream_url: str, tmp_path
     assert (mirror / "generations" / "1").is_dir()
 
     real = gc_json(ws)
-    assert real == {**dry, "dry_run": False}  # the dry run said exactly what would go
+    assert real == {**dry, "dry-run": False}  # the dry run said exactly what would go
     deleted = {Digest.parse(d) for d in real["objects"]["deleted"]}
     assert dropme <= deleted
     assert not deleted & other  # generation 2 still lists `other`
     assert all(not store.has(d) for d in dropme)
     assert all(store.has(d) for d in other)
     assert real["objects"]["bytes"] == sum(before[d] for d in deleted)
-    assert real["bytes_freed"] == (
+    assert real["bytes-freed"] == (
         real["objects"]["bytes"] + real["actions"]["bytes"] + real["temp"]["bytes"]
     )
     assert real["objects"]["kept"] == len(before) - len(deleted)
@@ -101,7 +102,7 @@ def test_gc_frees_what_only_dropped_generations_used(upstream_url: str, tmp_path
     assert "generations 2, 3, 2 environments: OK" in proc.stderr
     again = gc_json(ws)
     assert again["objects"]["deleted"] == []
-    assert again["bytes_freed"] == 0
+    assert again["bytes-freed"] == 0
 
 
 def test_gc_prints_what_it_freed(upstream_url: str, tmp_path: Path) -> None:
@@ -119,7 +120,7 @@ def test_gc_prints_what_it_freed(upstream_url: str, tmp_path: Path) -> None:
     assert lines[1] == "deleted generation 1"
     deleted = [line.split()[1] for line in lines[2:-1]]
     freed = sum(sizes[Digest("blake3", p.rsplit("/", 1)[1])] for p in deleted)
-    assert f"deleted {len(deleted)} objects ({freed} bytes), " in lines[-1]
+    assert f"deleted {len(deleted)} objects ({size(freed)}), " in lines[-1]
     assert "objects/" in lines[2]
     assert any(line.endswith("simple/app/app-1.0-py3-none-any.whl") for line in lines)
 

@@ -103,17 +103,17 @@ def test_works_inside_a_mirror_folder_alone(built: Built, tmp_path: Path) -> Non
         [
             {
                 "parent": "<spec>",
-                "parent_version": "",
+                "parent-version": "",
                 "child": "app",
-                "child_version": "1.0",
+                "child-version": "1.0",
                 "requirement": "app",
                 "kind": "run",
             },
             {
                 "parent": "app",
-                "parent_version": "1.0",
+                "parent-version": "1.0",
                 "child": "util",
-                "child_version": "1.5",
+                "child-version": "1.5",
                 "requirement": "util>=1",
                 "kind": "run",
             },

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from morgan.errors import UsageError
+from morgan.human import count, size
 from morgan.noop import up_to_date
 from morgan.progress import ProgressReporter
 
@@ -24,7 +25,14 @@ if TYPE_CHECKING:
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
-    parser.add_argument("--out", type=Path, help="mirror directory (default: [output] path)")
+    parser.add_argument(
+        "--mirror",
+        "--out",
+        dest="out",
+        type=Path,
+        metavar="DIR",
+        help="the mirror folder (default: [output] path; --out is the old spelling)",
+    )
     parser.add_argument("--offline", action="store_true", help="never use the network")
     parser.add_argument(
         "--upgrade",
@@ -98,13 +106,15 @@ class _OfflineClient:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: must be at least 1 (parallel downloads)")
     if args.upgrade is None and not args.json and args.materialize == "symlink":
         current = up_to_date(args.workspace, args.out)
         if current is not None:
             if not args.quiet:
                 print(
                     f"unchanged, still generation {current.generation}: nothing to do "
-                    f"({current.files} blobs, {current.bytes_total} bytes, all present)\n"
+                    f"({count(current.files, 'blob')}, {size(current.bytes_total)}, all present)\n"
                     f"generation digest {current.digest}\n"
                     f"index: {current.mirror / 'index'}",
                     file=sys.stderr,
@@ -116,9 +126,6 @@ def run(args: argparse.Namespace) -> int:
     from morgan.spec import load_spec
 
     spec = load_spec(args.workspace / "mirror.toml")
-
-    if args.jobs < 1:
-        raise UsageError(f"--jobs {args.jobs}: must be at least 1")
     upgrade: bool | frozenset[str]
     if args.upgrade is None:
         upgrade = False
@@ -194,11 +201,14 @@ def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> Non
     for b in result.source_builds:
         print(f"morgan: note: {b}", file=sys.stderr)
     state = "new generation" if result.changed else "unchanged, still generation"
+    reused = "nothing from cache"
+    if result.reused:
+        reused = f"{count(result.reused, 'step')} reused from cache"
     print(
-        f"{state} {result.generation}: {result.projects} projects, {result.files} files, "
-        f"{result.bytes_total} bytes; {result.fetched} files fetched, "
-        f"{result.reused} steps reused from cache, "
-        f"{result.requests} requests, {elapsed:.2f}s\n"
+        f"{state} {result.generation}: {count(result.projects, 'project')}, "
+        f"{count(result.files, 'file')}, {size(result.bytes_total)}; "
+        f"{count(result.fetched, 'file')} fetched, {reused}, "
+        f"{count(result.requests, 'request')}, {elapsed:.2f}s\n"
         f"generation digest {result.digest}\n"
         f"index: {result.mirror / 'index'}",
         file=sys.stderr,

@@ -23,6 +23,7 @@ from morgan.bundle import (
 )
 from morgan.bundle_import import import_bundle
 from morgan.errors import MorganError, UsageError
+from morgan.human import count, size
 from morgan.spec import load_spec
 from morgan.toml_reader import display_path
 from store.digest import Digest
@@ -31,7 +32,14 @@ from store.digest import Digest
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--mirror", type=Path, metavar="DIR", help="the mirror folder")
     if name == "export":
-        parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+        parser.add_argument(
+            "-o",
+            "--output",
+            type=Path,
+            required=True,
+            metavar="FILE",
+            help="the bundle to write (a tar file to carry across the air gap)",
+        )
         parser.add_argument(
             "--since",
             type=Path,
@@ -122,8 +130,9 @@ def _export(args: argparse.Namespace, mirror: Path) -> int:
         return 0
     share = 100 * result.blob_bytes / result.total_bytes if result.total_bytes else 100.0
     print(
-        f"wrote {display_path(args.output)}: {result.blobs} of {result.total_objects} blobs, "
-        f"{result.blob_bytes} of {result.total_bytes} bytes ({share:.0f}% of a full copy); "
+        f"wrote {display_path(args.output)}: {result.blobs} of "
+        f"{count(result.total_objects, 'blob')}, {size(result.blob_bytes)} of "
+        f"{size(result.total_bytes)} ({share:.0f}% of a full copy); "
         f"generation {result.generation}" + (f"; signed with {args.sign}" if sign else "")
     )
     return 0
@@ -159,11 +168,14 @@ def _import(args: argparse.Namespace, mirror: Path) -> int:
         return 0
     if result.signed:
         print(signed)
+    imported = f"imported {count(result.blobs, 'blob')} ({size(result.blob_bytes)}), all verified"
     if result.changed:
         print(
-            f"imported {result.blobs} blobs ({result.blob_bytes} bytes), all verified; now "
-            f"serving generation {result.number} ({result.generation})"
+            f"{imported}; the index now points at generation {result.number} ({result.generation})"
         )
     else:
-        print(f"already serving generation {result.number} ({result.generation}); files updated")
+        print(
+            f"{imported}; generation {result.number} ({result.generation}) was already the "
+            "index: nothing switched"
+        )
     return 0

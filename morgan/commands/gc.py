@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from morgan.errors import UsageError
+from morgan.human import count, size
 from morgan.location import current_generation, generation_numbers, locate
 from store.digest import Digest
 from store.errors import StoreError
@@ -175,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     total = report.bytes_freed + folder_bytes
     if args.json:
         out = report.to_json()
-        out["bytes_freed"] = total
+        out["bytes-freed"] = total
         out["generations"] = {
             "current": p.current,
             "kept": list(p.kept),
@@ -202,17 +203,23 @@ def _print_report(
     for s in p.stale_dirs:
         print(f"{verb} unfinished generation folder {s}", file=err)
     for d in report.deleted_objects:
-        print(f"{verb} {store.relpath(d)}  {names.get(d, '')}".rstrip(), file=err)
+        # A dry run can still measure each object; a name says what it was (the path a
+        # generation gave it), else it is an internal record (an upstream page, metadata).
+        measured = f"  {size(store.size(d))}" if report.dry_run and d in store else ""
+        what = names.get(d, "(internal record: upstream page or metadata)")
+        print(f"{verb} {store.relpath(d)}{measured}  {what}", file=err)
     for t in report.deleted_temp:
         print(f"{verb} {t}", file=err)
     total = report.bytes_freed + folder_bytes
     print(
-        f"{verb} {len(report.deleted_objects)} objects ({report.object_bytes} bytes), "
-        f"{len(report.deleted_actions)} action entries ({report.action_bytes} bytes), "
-        f"{len(report.deleted_temp)} temp files ({report.temp_bytes} bytes), "
-        f"{len(p.dropped)} generations ({folder_bytes} bytes); "
-        f"{'would free' if report.dry_run else 'freed'} {total} bytes; "
-        f"{report.kept_objects} objects kept",
+        f"{verb} {count(len(report.deleted_objects), 'object')} "
+        f"({size(report.object_bytes)}), "
+        f"{count(len(report.deleted_actions), 'action entry', 'action entries')} "
+        f"({size(report.action_bytes)}), "
+        f"{count(len(report.deleted_temp), 'temp file')} ({size(report.temp_bytes)}), "
+        f"{count(len(p.dropped), 'generation')} ({size(folder_bytes)}); "
+        f"{'would free' if report.dry_run else 'freed'} {size(total)}; "
+        f"{count(report.kept_objects, 'object')} kept",
         file=err,
     )
     if report.missing_live:

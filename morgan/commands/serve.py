@@ -32,11 +32,14 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         "--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)"
     )
     parser.add_argument(
+        "--mirror",
         "--root",
+        dest="root",
         type=Path,
         default=None,
         metavar="DIR",
-        help="mirror folder (default: the workspace if it is a mirror, else WORKSPACE/mirror)",
+        help="the mirror folder (default: the workspace if it is a mirror, else "
+        "WORKSPACE/mirror; --root is server.py's spelling)",
     )
     parser.add_argument(
         "--max-connections",
