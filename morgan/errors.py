@@ -2,7 +2,7 @@
 
 Every error a user can cause or meet is a :class:`MorganError` whose message is one line
 that names the bad value and says what to do. ``exit_code`` is what the CLI exits with:
-2 for usage and spec errors, 1 for build and verify failures (DESIGN.md §6).
+2 for usage and spec errors, 1 for build and verify failures (docs/guide.md).
 """
 
 from __future__ import annotations

@@ -233,6 +233,13 @@ def test_env_add_preset_conflicts_and_missing_target(
         "",
         "morgan: error: say which target: --current, --preset NAME, or --python V --platform TAG\n",
     )
+    for extra in ((), ("--python", "3.12")):
+        assert run_cli(capsys, "env", "add", "m", "--platform", "macos-arm64", *extra) == (
+            2,
+            "",
+            "morgan: error: --platform 'macos-arm64' is a preset name, not a wheel platform tag "
+            "— use --preset macos-arm64 (Python 3.12, macosx_11_0_arm64)\n",
+        )
     assert _spec(workspace) == SPEC
 
 

@@ -83,15 +83,17 @@ def test_quickstart_online_commands(upstream: FakeUpstream, tmp_path: Path) -> N
         ["morgan", "init"],
         ["morgan", "add"],
         ["morgan", "env"],
-        ["morgan", "env"],
         ["morgan", "build"],
         ["morgan", "verify"],
     ]
     for argv in commands:
         proc = morgan(ws, *argv[1:])
         assert proc.returncode == 0, (argv, proc.stderr)
+        assert "already listed" not in proc.stdout, argv  # every step does something
         if argv[1] == "init":
             # The starter spec points at PyPI; the test suite's only network is the fake one.
             spec = ws / "mirror.toml"
             spec.write_text(spec.read_text().replace("https://pypi.org/simple/", upstream.url))
     assert (ws / "mirror" / "index" / "env" / "win" / "simple" / "numpy").is_dir()
+    # init's Linux target and the Windows one: two environments, no duplicate.
+    assert sorted(p.name for p in (ws / "mirror" / "index" / "env").iterdir()) == ["linux", "win"]

@@ -162,6 +162,12 @@ def _add(spec_path: Path, args: argparse.Namespace) -> int:
             f"{name!r} cannot be an environment name (it becomes the folder env/<name>/) — use "
             "letters, digits, '.', '_', '-', starting with a letter or digit, at most 64 characters"
         )
+    if args.preset is None and args.platform in PRESETS:
+        preset = PRESETS[args.platform]
+        raise UsageError(
+            f"--platform {args.platform!r} is a preset name, not a wheel platform tag — use "
+            f"--preset {args.platform} (Python {preset.python}, {preset.platform})"
+        )
     if args.preset is not None:
         if args.current or args.platform is not None:
             raise UsageError("--preset gives the platform: drop --current / --platform")
