@@ -24,6 +24,7 @@ from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
 from morgan.environments import Environment
 from morgan.errors import BuildError
+from morgan.explain import exclusion, why_nothing_fits
 from morgan.universal import UniversalTarget
 from rules.model import NormalizedName, UpstreamFile
 
@@ -67,6 +68,14 @@ class Catalog(Protocol):
 
     def withheld(self, name: NormalizedName) -> str | None:
         """What policy hid from ``name``'s releases (for messages), None when nothing."""
+
+
+class UnknownProjectError(BuildError):
+    """No upstream has a project the resolution needs (the build may add close names)."""
+
+    def __init__(self, message: str, name: NormalizedName) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class ProjectNotFoundError(Exception):
@@ -288,7 +297,7 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         try:
             releases = self.catalog.releases(name)
         except ProjectNotFoundError as exc:
-            raise BuildError(self._not_found_message(exc, reqs)) from None
+            raise UnknownProjectError(self._not_found_message(exc, reqs), exc.name) from None
         explicit_pre = any(r.specifier.prereleases for r in reqs)
         allow_pre = self.policy.prereleases == "allow" or (
             self.policy.prereleases == "if-needed" and explicit_pre
@@ -426,6 +435,44 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
 
     # -- messages -----------------------------------------------------------------------------
 
+    def explain(self, req: Req) -> str | None:
+        """Why no release of ``req.name`` fits this environment on its own; None when some
+        release does (the failure is then a conflict between requirements)."""
+        try:
+            releases = self.catalog.releases(req.name)
+        except (ProjectNotFoundError, BuildError):
+            return None
+        if not releases:
+            return why_nothing_fits(req.name, str(req.specifier), None, {}, self.env)
+        newest = max(r.version for r in releases)
+        matching = sorted(
+            (r for r in releases if self.contains(req, r.version)),
+            key=lambda r: r.version,
+            reverse=True,
+        )
+        pins = {p} if (p := _pinned_version(req)) is not None else set()
+        explicit = bool(req.specifier.prereleases) or any(
+            not r.version.is_prerelease for r in matching
+        )
+        prerelease_ok = self.policy.prereleases == "allow" or (
+            self.policy.prereleases == "if-needed"
+            and (bool(req.specifier.prereleases) or not explicit)
+        )
+        reasons: dict[str, list[Version]] = {}
+        for rel in matching:
+            reason = exclusion(
+                rel.version,
+                rel.files,
+                self.env,
+                prerelease_ok=prerelease_ok,
+                yank_ok=self._yank_ok(rel, pins),
+                usable=functools.partial(_usable, rel, self.env),
+            )
+            if reason is None:
+                return None
+            reasons.setdefault(reason, []).append(rel.version)
+        return why_nothing_fits(req.name, str(req.specifier), newest, reasons, self.env)
+
     def chain(self, name: NormalizedName) -> str:
         parts: list[str] = []
         seen: set[str] = set()
@@ -518,13 +565,34 @@ def _withheld(catalog: Catalog, label: str) -> str:
     return f" ({why})" if why else ""
 
 
+def _usable(
+    release: Release, env: Environment, allow_yanked: bool
+) -> tuple[list[UpstreamFile], list[UpstreamFile]]:
+    return usable_files(release, env, allow_yanked=allow_yanked)
+
+
 def _impossible_message(
     env: Environment, exc: ResolutionImpossible[Req, Candidate], provider: _Provider
 ) -> str:
     causes = list(exc.causes)
-    by_name: dict[str, list[str]] = {}
+    explained: dict[str, str] = {}
     for info in causes:
         req: Req = info.requirement
+        if req.name != PYTHON and req.text not in explained:
+            why = provider.explain(req)
+            if why is not None:
+                withheld = _withheld(provider.catalog, req.name)
+                chain = provider.chain(req.name) or req.text
+                explained[req.text] = f"{why}{withheld}; needed by {chain}"
+    if explained:
+        return (
+            f"environment {env.name!r} (Python {env.python}, {env.platform}): "
+            f"{'; '.join(explained.values())}: relax the requirement, or remove the "
+            "environment that cannot have it"
+        )
+    by_name: dict[str, list[str]] = {}
+    for info in causes:
+        req = info.requirement
         who = info.parent
         parent = f"{who.name} {who.version}" if who is not None else SPEC
         label = "Python " + str(env.python_version()) if req.name == PYTHON else req.name

@@ -162,9 +162,9 @@ def test_removed_wheel_breaks_only_the_environment_that_needs_it(mirror: Path) -
     assert code == 1
     failure = (
         "no fitting file left in the mirror for locked native 1.0; "
-        "environment 'windows' (Python 3.12, win_amd64): no set of versions satisfies these"
-        " constraints — native: native (required by <spec>): relax a requirement, or remove"
-        " the environment that cannot have it"
+        "environment 'windows' (Python 3.12, win_amd64): no release of native is available;"
+        " needed by 'native' (required by <spec>): relax the requirement, or remove the"
+        " environment that cannot have it"
     )
     digest = locked(mirror, name).blake3
     assert problems(out) == [

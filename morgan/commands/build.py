@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from morgan.errors import UsageError
+from morgan.errors import BuildError, UsageError
 from morgan.human import count, size
 from morgan.noop import up_to_date
 from morgan.progress import ProgressReporter
@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: the build pulls in networkx and resolvelib, which `morgan --help` and
     # every other command do not need.
     from morgan.build import BuildOptions, build
+    from morgan.resolve import UnknownProjectError
     from morgan.spec import load_spec
 
     spec = load_spec(args.workspace / "mirror.toml")
@@ -146,13 +147,36 @@ def run(args: argparse.Namespace) -> int:
     )
     opts = dataclasses.replace(opts, reporter=progress)
     started = time.monotonic()
+    client = make_client(args.offline, spec.upstreams)
     try:
-        result = build(spec, make_client(args.offline, spec.upstreams), opts)
+        result = build(spec, client, opts)
+    except UnknownProjectError as exc:
+        hint = "" if args.offline else _did_you_mean(client, spec.upstreams, exc.name)
+        raise BuildError(f"{exc}{hint}") from None
     finally:
         progress.close()
     elapsed = time.monotonic() - started
     report(result, elapsed, args)
     return 0
+
+
+def _did_you_mean(client: object, upstreams: Sequence[Upstream], name: str) -> str:
+    """`` — did you mean 'django'?`` from the upstreams' root project lists (one request
+    each, on this error path only); empty when none is close or a list cannot be read."""
+    from morgan.explain import close_names, project_names
+    from rules.errors import RuleError
+
+    names: list[str] = []
+    for up in upstreams:
+        try:
+            page = client.get_page(up.index_url)  # type: ignore[attr-defined]
+            names += project_names(page.body, page.content_type)
+        except (RuleError, OSError, ValueError):
+            continue
+    close = close_names(name, names)
+    if not close:
+        return ""
+    return " — did you mean " + " or ".join(repr(c) for c in close) + "?"
 
 
 def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> None:
