@@ -237,8 +237,10 @@ def test_env_add_preset_conflicts_and_missing_target(
         assert run_cli(capsys, "env", "add", "m", "--platform", "macos-arm64", *extra) == (
             2,
             "",
-            "morgan: error: --platform 'macos-arm64' is a preset name, not a wheel platform tag "
-            "— use --preset macos-arm64 (Python 3.12, macosx_11_0_arm64)\n",
+            (
+                "morgan: error: --platform 'macos-arm64' is a preset name, not a wheel platform "
+                "tag — use --preset macos-arm64 (Python 3.12, macosx_11_0_arm64)\n"
+            ),
         )
     assert _spec(workspace) == SPEC
 
