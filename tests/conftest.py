@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import pytest
 from tests import clients, dists
 from tests.s3_server import Generations, S3Server, build_generations, moto_server
 from tests.upstream import FakeUpstream
+
+# Builds outside a terminal print a status line every few seconds; tests that compare a
+# build's whole stderr must not see one appear when the machine is slow. The progress
+# tests set their own interval.
+os.environ["MORGAN_PROGRESS_INTERVAL"] = "3600"
 
 
 @pytest.fixture(autouse=True, scope="session")

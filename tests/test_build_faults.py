@@ -614,10 +614,11 @@ def test_absurd_version_fails_resolution_in_one_line(
     write_spec(tmp_path, base.upstream.url, [requirement])
     base.upstream.clear_requests()
     code, stderr = forker.run(["build", "-C", str(tmp_path)], tmp_path / "err")
+    specifier = requirement.removeprefix("demo")
     message = (
-        "environment 'host' (Python 3.11, manylinux_2_28_x86_64): no set of versions "
-        f"satisfies these constraints — demo: {requirement} (required by <spec>): relax a "
-        "requirement, or remove the environment that cannot have it"
+        f"environment 'host' (Python 3.11, manylinux_2_28_x86_64): demo: no version matches "
+        f"{specifier} (newest is 2.0); needed by {requirement!r} (required by <spec>): relax "
+        "the requirement, or remove the environment that cannot have it"
     )
     assert (code, stderr) == (1, f"morgan: error: {message}\n")
     # Only the project page was read; the version string never became a path.

@@ -224,8 +224,8 @@ def test_add_bad_platform_writes_nothing(
         2,
         "",
         (
-            "morgan: error: --platform: 'macos-arm64' is not a wheel platform tag — "
-            "did you mean 'macosx_14_0_arm64'?\n"
+            "morgan: error: --platform 'macos-arm64' is a preset name, not a wheel platform "
+            "tag — use --preset macos-arm64 (Python 3.12, macosx_11_0_arm64)\n"
         ),
     )
     assert (workspace / "mirror.toml").read_text() == SPEC

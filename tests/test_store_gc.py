@@ -179,12 +179,12 @@ def test_collect_reports_live_digests_the_store_lacks(store: Store) -> None:
     report = collect(store, [present, absent], dry_run=True)
     assert report.missing_live == (absent,)
     assert report.to_json() == {
-        "dry_run": True,
-        "bytes_freed": 4,
+        "dry-run": True,
+        "bytes-freed": 4,
         "objects": {"deleted": [str(dead)], "bytes": 4, "kept": 1},
         "actions": {"deleted": [], "bytes": 0},
         "temp": {"deleted": [], "bytes": 0},
-        "missing_live": [str(absent)],
+        "missing-live": [str(absent)],
     }
     assert store.has(dead)
 

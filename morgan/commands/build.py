@@ -143,7 +143,12 @@ def run(args: argparse.Namespace) -> int:
         lock_timeout=args.wait,
     )
     progress = ProgressReporter(
-        sys.stderr, live=sys.stderr.isatty() and not args.quiet, verbose=args.verbose
+        sys.stderr,
+        live=sys.stderr.isatty() and not args.quiet,
+        verbose=args.verbose,
+        environments=len(spec.targets),
+        # Outside a terminal (CI logs, pipes) a status line every few seconds.
+        interval=None if args.quiet or args.json else _plain_interval(),
     )
     opts = dataclasses.replace(opts, reporter=progress)
     started = time.monotonic()
@@ -177,6 +182,20 @@ def _did_you_mean(client: object, upstreams: Sequence[Upstream], name: str) -> s
     if not close:
         return ""
     return " — did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def _plain_interval() -> float:
+    """Seconds between status lines outside a terminal (``MORGAN_PROGRESS_INTERVAL``, 5)."""
+    text = os.environ.get("MORGAN_PROGRESS_INTERVAL", "5")
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(
+            f"MORGAN_PROGRESS_INTERVAL={text!r}: not a number of seconds — e.g. 5"
+        ) from None
+    if value <= 0:
+        raise UsageError(f"MORGAN_PROGRESS_INTERVAL={text!r}: must be more than 0 seconds")
+    return value
 
 
 def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> None:
