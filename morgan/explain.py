@@ -77,6 +77,8 @@ def why_nothing_fits(
                 f"{listed} only prerelease(s) — ask for one explicitly (e.g. =={versions[0]}) "
                 'or set [policy] prereleases = "allow"'
             )
+        elif reason == "yanked-skip":
+            parts.append(f'{listed} yanked upstream, and [policy] yanked = "skip" keeps none')
         elif reason == "yanked":
             parts.append(f"{listed} yanked upstream — pin one with == to mirror it anyway")
         elif reason.startswith("requires-python:"):

@@ -470,6 +470,8 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
             )
             if reason is None:
                 return None
+            if reason == "yanked" and self.policy.yanked != "pinned":
+                reason = "yanked-skip"  # pinning would not help: the policy skips them all
             reasons.setdefault(reason, []).append(rel.version)
         return why_nothing_fits(req.name, str(req.specifier), newest, reasons, self.env)
 

@@ -138,10 +138,10 @@ def test_files_without_upload_time_are_excluded(upstream: FakeUpstream, tmp_path
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last == (
-        "morgan: error: environment 'linux' (Python 3.11, manylinux_2_28_x86_64): no set of "
-        "versions satisfies these constraints — lib: lib (required by <spec>) (exclude-newer "
-        "2024-05-01T00:00:00Z hides 0 newer file(s) and 1 without upload-time): relax a "
-        "requirement, or remove the environment that cannot have it"
+        "morgan: error: environment 'linux' (Python 3.11, manylinux_2_28_x86_64): no release "
+        "of lib is available (exclude-newer 2024-05-01T00:00:00Z hides 0 newer file(s) and 1 "
+        "without upload-time); needed by 'lib' (required by <spec>): relax the requirement, or "
+        "remove the environment that cannot have it"
     )
     assert not (ws / "mirror.lock").exists()
     assert not (ws / "mirror" / "index").exists()

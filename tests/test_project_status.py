@@ -136,4 +136,7 @@ def test_quarantined_without_files_names_the_status(upstream: FakeUpstream, tmp_
     _spec(ws, upstream.url, '"app"', '\n[policy]\nyanked = "skip"\n')
     proc = morgan(ws, "build")
     assert proc.returncode == 1
-    assert "bad (required by app 1.0) (upstream marks the project quarantined)" in proc.stderr
+    assert (
+        'bad: 1.0 yanked upstream, and [policy] yanked = "skip" keeps none (newest release: '
+        "1.0) (upstream marks the project quarantined); needed by 'bad' (required by app 1.0)"
+    ) in proc.stderr
