@@ -77,9 +77,9 @@ from morgan.resolve import (
 from morgan.screening import screen
 from morgan.source_builds import SourceBuild, source_builds
 from morgan.spec import Spec
-from morgan.wheels import Built, WheelResult, build_wheels, strip_built
 from morgan.universal import PLATFORM as UNIVERSAL
 from morgan.universal import UniversalTarget
+from morgan.wheels import Built, WheelResult, build_wheels, strip_built
 from rules.lib.materialize import Mode
 from rules.model import MirrorFile, NormalizedName, UpstreamFile
 from store import fsio
