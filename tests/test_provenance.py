@@ -258,3 +258,18 @@ def test_a_delta_since_a_lock_leaves_its_provenance_behind() -> None:
     )  # fmt: skip
     lock = Lock("d", (LockedRelease("lib", "1.0", (), None, True, "", (), (f,)),), ())
     assert objects_in_lock(lock) == {Digest("blake3", "1" * 64), Digest("blake3", "2" * 64)}
+
+
+def test_an_oversized_provenance_fails_the_build(upstream: FakeUpstream, tmp_path: Path) -> None:
+    upstream.add_release("lib", "1.0", sdist=False)
+    upstream.add_release("plain", "1.0", sdist=False)
+    upstream.attest(WHEEL, b" " * ((1 << 20) + 1))  # over the 1 MiB cap
+    ws = tmp_path / "ws"
+    _spec(ws, upstream.url)
+    proc = morgan(ws, "build")
+    assert proc.returncode == 1
+    url = f"{upstream.base_url}/integrity/{WHEEL}/provenance"
+    assert proc.stderr.splitlines()[-1] == (
+        f"morgan: error: GET {url}: response of 1048577 bytes exceeds 1048576 bytes"
+    )
+    assert not (ws / "mirror" / "index").exists()
