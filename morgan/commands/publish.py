@@ -33,6 +33,12 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         "-j", "--jobs", type=int, default=16, metavar="N", help="parallel uploads (default 16)"
     )
     parser.add_argument(
+        "--no-bare-keys",
+        action="store_true",
+        help="publish pages only as <dir>/index.html and index.json, not also as <dir>/:"
+        " for stores that keep objects as files (rclone serve s3); serve through nginx",
+    )
+    parser.add_argument(
         "--prune",
         action="store_true",
         help="after publishing, delete objects no kept generation needs",
@@ -70,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
     where = locate(args.workspace)
     generation = generation_dir(where.mirror)
     tree = read_tree(
-        generation, human_page(where.mirror, generation), under_prefix=bool(target.prefix)
+        generation,
+        human_page(where.mirror, generation),
+        under_prefix=bool(target.prefix),
+        bare_keys=not args.no_bare_keys,
     )
     started = time.monotonic()
     bucket = Bucket(target, connections=args.jobs + 2)

@@ -304,7 +304,11 @@ def describe(exc: Exception, bucket: Bucket, op: str, rel: str) -> str:
                 " re-run later or with a lower -j"
             )
         message = exc.response.get("Error", {}).get("Message", "")
-        return f"{where}{rel}: {op} failed: {code}: {message}".rstrip(": ")
+        line = f"{where}{rel}: {op} failed: {code}: {message}".rstrip(": ")
+        if op == "put" and rel.endswith("/") and code == "InternalError":
+            # A store that keeps objects as files cannot hold "<dir>/" beside "<dir>/index.html".
+            line += " (a key that ends in '/' may be impossible there: publish with --no-bare-keys)"
+        return line
     return f"{where}{rel}: {op} failed: {type(exc).__name__}: {exc}"
 
 

@@ -134,12 +134,18 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
 
 
 def read_tree(
-    generation: Path, human_page: bytes | None = None, *, under_prefix: bool = False
+    generation: Path,
+    human_page: bytes | None = None,
+    *,
+    under_prefix: bool = False,
+    bare_keys: bool = True,
 ) -> Tree:
     """The objects of the generation at ``generation`` (a folder with ``simple/``).
 
     ``under_prefix``: the bucket prefix is not empty, so the human page also gets the bare
-    key ``<prefix>/`` (an empty key does not exist).
+    key ``<prefix>/`` (an empty key does not exist). ``bare_keys=False`` leaves out every
+    key that ends in ``/``: stores that keep objects as files (rclone's ``serve s3``) cannot
+    hold ``<dir>/`` beside ``<dir>/index.html``; nginx then maps folders to ``index.html``.
     """
     if not (generation / "simple").is_dir():
         raise TreeError(f"{generation}: not a generation (no simple/ folder)")
@@ -177,11 +183,12 @@ def read_tree(
         for name, path in found:
             body = _rewrite(path, name, links)
             kind = JSON_TYPE if name == "index.json" else HTML_TYPE
-            keys = [f"{folder}/{name}"] + ([f"{folder}/"] if name == "index.html" else [])
+            bare = bare_keys and name == "index.html"
+            keys = [f"{folder}/{name}"] + ([f"{folder}/"] if bare else [])
             for key in keys:
                 objects[key] = _page(key, body, kind, phase)
     if human_page is not None:
-        for key in ("index.html", "") if under_prefix else ("index.html",):
+        for key in ("index.html", "") if under_prefix and bare_keys else ("index.html",):
             objects[key] = _page(key, human_page, HTML_TYPE, Phase.HOME)
     listing = "".join(f"{k}\t{objects[k].blake3}\n" for k in sorted(objects))
     return Tree(blake3(listing.encode()).hexdigest(), tuple(objects[k] for k in sorted(objects)))
