@@ -27,22 +27,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from resolvelib import BaseReporter
 from resolvelib.structs import RequirementInformation
 
 from morgan.backends import DEFAULT_BUILD_REQUIRES, dynamic_requires, requirement_sets
-from morgan.catalog import EnvCatalog, UpstreamCatalog, UpstreamIndex, locked_release
+from morgan.catalog import (
+    EnvCatalog,
+    UpstreamCatalog,
+    UpstreamIndex,
+    locked_release,
+    private_names,
+)
 from morgan.credentials import public_spec_text
 from morgan.environments import Environment
 from morgan.errors import BuildError
 from morgan.executor import Executor, Ran, Reporter
+from morgan.indexes import index_prefix
 from morgan.lock import (
     BUILT_URL,
     Lock,
     LockedEdge,
     LockedEnvironment,
     LockedFile,
+    LockedIndex,
     LockedPin,
     LockedRelease,
     LockedStatus,
@@ -115,6 +124,7 @@ class EnvSelection:
     edges: set[LockedEdge] = field(default_factory=set)
     unknown: set[str] = field(default_factory=set)
     sdists: bool = True  # [policy] sdists: false keeps an sdist only where no wheel fits
+    index: str | None = None  # the named index this resolution is for (None: the default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +189,7 @@ def _build_locked(
             lock=old,
             refresh=refresh,
             offline=opts.offline,
-            private=spec.private,
+            private=spec.all_private,
         )
         if fresh and old is not None:
             selections = _select_from_lock(spec, old)
@@ -337,10 +347,10 @@ def _statuses(
 
 
 def _pinned(selections: Sequence[EnvSelection]) -> list[tuple[str, str, str]]:
-    """(name, version, environment) of every selected release."""
-    return [
-        (p.release.name, str(p.release.version), s.env.name) for s in selections for p in s.pins
-    ]
+    """(name, version, environment) of every selected release (in any index)."""
+    return sorted(
+        {(p.release.name, str(p.release.version), s.env.name) for s in selections for p in s.pins}
+    )
 
 
 # -- selection ------------------------------------------------------------------------------
@@ -348,13 +358,14 @@ def _pinned(selections: Sequence[EnvSelection]) -> list[tuple[str, str, str]]:
 
 def _select_from_lock(spec: Spec, lock: Lock) -> list[EnvSelection]:
     out = []
-    for env in spec.targets:
-        locked = lock.environment(env.name)
+    for index, env in _resolutions(spec):
+        locked = _locked_env(lock, index, env.name)
         if locked is None:  # the spec digest matched, so this cannot happen unless edited
+            where = f" of index {index!r}" if index is not None else ""
             raise BuildError(
-                f"mirror.lock has no environment {env.name!r}: delete the lock to re-resolve"
+                f"mirror.lock has no environment {env.name!r}{where}: delete the lock to re-resolve"
             )
-        sel = EnvSelection(env, sdists=spec.policy.sdists)
+        sel = EnvSelection(env, sdists=spec.policy.sdists, index=index)
         for p in locked.pins:
             rel = lock.release(p.name, p.version)
             if rel is None:
@@ -369,10 +380,24 @@ def _select_from_lock(spec: Spec, lock: Lock) -> list[EnvSelection]:
     return out
 
 
-def _locked_map(old: Lock | None, env: str, role: str) -> dict[str, LockedRelease]:
+def _resolutions(spec: Spec) -> list[tuple[str | None, Environment]]:
+    """(index, target) of every resolution a build makes: the default index's, then each
+    named index's, each for every environment and universal view."""
+    names: list[str | None] = [None, *(i.name for i in spec.indexes)]
+    return [(name, env) for name in names for env in spec.targets]
+
+
+def _locked_env(lock: Lock, index: str | None, env: str) -> LockedEnvironment | None:
+    envs = lock.audience(index)
+    return next((e for e in envs if e.name == env), None) if envs is not None else None
+
+
+def _locked_map(
+    old: Lock | None, env: str, role: str, index: str | None = None
+) -> dict[str, LockedRelease]:
     if old is None:
         return {}
-    locked = old.environment(env)
+    locked = _locked_env(old, index, env)
     if locked is None:
         return {}
     out = {}
@@ -383,37 +408,93 @@ def _locked_map(old: Lock | None, env: str, role: str) -> dict[str, LockedReleas
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """What one index resolves: the default index (``index`` None) or a named one."""
+
+    index: str | None
+    requirements: tuple[str, ...]
+    private: frozenset[NormalizedName]  # a named index's private projects: served in it
+    hidden: Mapping[NormalizedName, str]  # private projects of other indexes -> the fix
+
+    def label(self, env: str) -> str:
+        return env if self.index is None else f"{self.index}/{env}"
+
+
+def audiences(spec: Spec) -> dict[str | None, Audience]:
+    """The default index and every named one, with the private projects each may see."""
+    visible: dict[str | None, frozenset[NormalizedName]] = {None: private_names(spec.private)}
+    for named in spec.indexes:
+        visible[named.name] = private_names(named.private)
+    owners: dict[NormalizedName, list[str]] = {}
+    for name in sorted(visible[None]):
+        owners.setdefault(name, []).append("the default index (top-level private)")
+    for named in spec.indexes:
+        for name in sorted(private_names(named.own_private)):
+            owners.setdefault(name, []).append(f"index {named.name!r}")
+    out: dict[str | None, Audience] = {}
+    for named_or_none in (None, *spec.indexes):
+        index = named_or_none.name if named_or_none is not None else None
+        reqs = spec.requirements if named_or_none is None else named_or_none.requirements
+        hidden = {
+            name: (
+                f"{name!r} is a private package of {' and '.join(who)}, which this index does "
+                "not inherit — list its file in this index's private too"
+                + ("" if index is None else ", or inherit that index")
+            )
+            for name, who in owners.items()
+            if name not in visible[index]
+        }
+        private = visible[index] if index is not None else frozenset()
+        out[index] = Audience(index, tuple(str(r) for r in reqs), private, hidden)
+    return out
+
+
 def _resolve_all(
     spec: Spec, catalog: UpstreamCatalog, old: Lock | None, reporter: Reporter | None = None
 ) -> tuple[list[EnvSelection], dict[tuple[str, str], LockedRelease]]:
     policy = Policy(prereleases=spec.policy.prereleases, yanked=spec.policy.yanked)
-    requirements = [str(r) for r in spec.requirements]
-    catalog.prefetch(NormalizedName(canonicalize_name(r.name)) for r in spec.requirements)
+    every = [*spec.requirements, *(r for i in spec.indexes for r in i.requirements)]
+    catalog.prefetch(NormalizedName(canonicalize_name(r.name)) for r in every)
     lock_inputs = [item for path in spec.locks for item in read_lock_input(path)]
+    groups = audiences(spec)
 
-    def one(env: Environment) -> tuple[EnvSelection, dict[tuple[str, str], Dependencies]]:
+    def one(
+        index: str | None, env: Environment
+    ) -> tuple[EnvSelection, dict[tuple[str, str], Dependencies]]:
+        aud = groups[index]
         deps: dict[tuple[str, str], Dependencies] = {}
-        sel = EnvSelection(env, sdists=spec.policy.sdists)
-        run = resolve(
-            env,
-            requirements,
-            EnvCatalog(catalog, _locked_map(old, env.name, "run"), "run", env),
-            policy,
-            reporter=_FetchAhead(catalog, env, sdists=spec.policy.sdists),
-        )
-        _absorb(sel, run, "run", deps)
-        for item in lock_inputs:
-            _add_lock_input(sel, item, deps, catalog)
-        if lock_inputs:
-            _link_lock_inputs(sel, deps)
-        if spec.policy.versions != "needed":
-            _add_policy_versions(spec, env, sel, catalog=catalog, old=old, policy=policy, deps=deps)
-        if spec.policy.build_dependencies:
-            _resolve_build_deps(
-                env, sel, run=run, catalog=catalog, old=old, policy=policy, deps=deps
+        sel = EnvSelection(env, sdists=spec.policy.sdists, index=index)
+        try:
+            run = resolve(
+                env,
+                [*aud.requirements, *_private_roots(aud, env, catalog)],
+                EnvCatalog(
+                    catalog, _locked_map(old, env.name, "run", index), "run", env, aud.hidden
+                ),
+                policy,
+                reporter=_FetchAhead(catalog, env, sdists=spec.policy.sdists),
             )
+            _absorb(sel, run, "run", deps)
+            if index is None:  # input locks feed the default index
+                for item in lock_inputs:
+                    _add_lock_input(sel, item, deps, catalog)
+                if lock_inputs:
+                    _link_lock_inputs(sel, deps)
+            if spec.policy.versions != "needed":
+                _add_policy_versions(
+                    spec, env, sel, aud, catalog=catalog, old=old, policy=policy, deps=deps
+                )
+            if spec.policy.build_dependencies:
+                _resolve_build_deps(
+                    env, sel, aud, run=run, catalog=catalog, old=old, policy=policy, deps=deps
+                )
+        except BuildError as exc:
+            if index is None:
+                raise
+            raise BuildError(f"index {index!r}: {exc}") from None
         if reporter is not None:
-            reporter.environment_resolved(env.name, len(sel.pins))
+            reporter.environment_resolved(aud.label(env.name), len(sel.pins))
         # Start downloading this environment's files now, while slower environments are
         # still resolving; start_files later finds the same nodes already under way.
         for pin in sel.pins:
@@ -424,8 +505,9 @@ def _resolve_all(
     # Environments resolve concurrently: each waits on the network for pages and metadata
     # most of the time, and the executor shares every page and file between them. Results
     # are merged in spec order so the lock does not depend on which thread finished first.
-    with ThreadPoolExecutor(max_workers=len(spec.targets) or 1) as pool:
-        futures = [pool.submit(one, env) for env in spec.targets]
+    jobs = _resolutions(spec)
+    with ThreadPoolExecutor(max_workers=min(len(jobs), 32) or 1) as pool:
+        futures = [pool.submit(one, index, env) for index, env in jobs]
         results = [f.result() for f in futures]
     selections = [sel for sel, _ in results]
     deps: dict[tuple[str, str], Dependencies] = {}
@@ -559,10 +641,21 @@ def _link_lock_inputs(sel: EnvSelection, deps: Mapping[tuple[str, str], Dependen
                 sel.edges.add(LockedEdge(name, child, text, "run"))
 
 
+def _private_roots(aud: Audience, env: Environment, catalog: UpstreamCatalog) -> list[str]:
+    """A named index serves its private projects: each one with a file that fits ``env``
+    is a requirement of that index there."""
+    return [
+        name
+        for name in sorted(aud.private)
+        if any(any(usable_files(rel, env, allow_yanked=False)) for rel in catalog.releases(name))
+    ]
+
+
 def _add_policy_versions(
     spec: Spec,
     env: Environment,
     sel: EnvSelection,
+    aud: Audience,
     *,
     catalog: UpstreamCatalog,
     old: Lock | None,
@@ -574,9 +667,10 @@ def _add_policy_versions(
     Each extra version is resolved on its own (``name==version`` for this environment) so
     that it is installable from the mirror too, not just present.
     """
-    env_catalog = EnvCatalog(catalog, _locked_map(old, env.name, "version-policy"), "run", env)
+    locked = _locked_map(old, env.name, "version-policy", aud.index)
+    env_catalog = EnvCatalog(catalog, locked, "run", env, aud.hidden)
     chosen = {(p.release.name, p.release.version) for p in sel.pins}
-    for req in spec.requirements:
+    for req in (Requirement(r) for r in aud.requirements):
         if req.marker is not None and not evaluate_marker(req.marker, env, ""):
             continue
         name = NormalizedName(canonicalize_name(req.name))
@@ -599,6 +693,7 @@ def _add_policy_versions(
 def _resolve_build_deps(
     env: Environment,
     sel: EnvSelection,
+    aud: Audience,
     *,
     run: Resolution,
     catalog: UpstreamCatalog,
@@ -607,7 +702,8 @@ def _resolve_build_deps(
     deps: dict[tuple[str, str], Dependencies],
 ) -> None:
     """Resolve ``[build-system].requires`` of every sdist ``env`` would have to build."""
-    env_catalog = EnvCatalog(catalog, _locked_map(old, env.name, "build"), "build", env)
+    locked = _locked_map(old, env.name, "build", aud.index)
+    env_catalog = EnvCatalog(catalog, locked, "build", env, aud.hidden)
     done: set[tuple[str, str]] = set()
     # Every pin so far: the resolution's, an input lock's, the versions policy's.
     queue = [p.release for p in sel.pins]
@@ -691,19 +787,27 @@ def _wanted_files(selections: Sequence[EnvSelection]) -> dict[str, tuple[str, Up
 def _views(
     selections: Sequence[EnvSelection], statuses: Mapping[str, tuple[str, str]]
 ) -> list[View]:
-    """Each environment's and universal view's index, then the union of them all (every
-    file the lock names)."""
-    union: dict[str, dict[str, None]] = {}
-    views = []
-    for sel in selections:
-        view: dict[str, dict[str, None]] = {}
-        for pin in sel.pins:
-            for f in env_files(pin.release, sel.env, sdists=sel.sdists):
-                view.setdefault(pin.release.name, {})[f.filename] = None
-                union.setdefault(pin.release.name, {})[f.filename] = None
-        projects = {k: tuple(v) for k, v in view.items()}
-        views.append(View(f"env-{sel.env.name}", f"env/{sel.env.name}/", projects, statuses))
-    views.append(View("union", "", {k: tuple(v) for k, v in union.items()}, statuses))
+    """Per index (the default one, then each named one): each environment's and universal
+    view, then the index itself, the union of its views (every file its resolutions
+    selected)."""
+    views: list[View] = []
+    order = list(dict.fromkeys(sel.index for sel in selections))
+    for index in order:
+        prefix = index_prefix(index)
+        tag = "" if index is None else f"index/{index}/"
+        union: dict[str, dict[str, None]] = {}
+        for sel in (s for s in selections if s.index == index):
+            view: dict[str, dict[str, None]] = {}
+            for pin in sel.pins:
+                for f in env_files(pin.release, sel.env, sdists=sel.sdists):
+                    view.setdefault(pin.release.name, {})[f.filename] = None
+                    union.setdefault(pin.release.name, {})[f.filename] = None
+            projects = {k: tuple(v) for k, v in view.items()}
+            views.append(
+                View(f"{tag}env-{sel.env.name}", f"{prefix}env/{sel.env.name}/", projects, statuses)
+            )
+        union_id = "union" if index is None else f"index/{index}"
+        views.append(View(union_id, prefix, {k: tuple(v) for k, v in union.items()}, statuses))
     return views
 
 
@@ -816,26 +920,32 @@ def _make_lock(
                 files=tuple(fmap[k] for k in sorted(fmap)),
             )
         )
-    envs = [
-        LockedEnvironment(
-            name=sel.env.name,
-            python=sel.env.python,
-            platform=UNIVERSAL if isinstance(sel.env, UniversalTarget) else sel.env.platform,
-            members=tuple(m.name for m in getattr(sel.env, "members", ())),
-            pins=tuple(
-                LockedPin(p.release.name, str(p.release.version), p.role, tuple(sorted(p.extras)))
-                for p in sel.pins
-            ),
-            edges=tuple(sel.edges),
-            unknown_metadata=tuple(sorted(sel.unknown)),
+    envs: dict[str | None, list[LockedEnvironment]] = {}
+    for sel in selections:
+        envs.setdefault(sel.index, []).append(
+            LockedEnvironment(
+                name=sel.env.name,
+                python=sel.env.python,
+                platform=UNIVERSAL if isinstance(sel.env, UniversalTarget) else sel.env.platform,
+                members=tuple(m.name for m in getattr(sel.env, "members", ())),
+                pins=tuple(
+                    LockedPin(
+                        p.release.name, str(p.release.version), p.role, tuple(sorted(p.extras))
+                    )
+                    for p in sel.pins
+                ),
+                edges=tuple(sel.edges),
+                unknown_metadata=tuple(sorted(sel.unknown)),
+            )
         )
-        for sel in selections
-    ]
     return Lock(
         spec_digest=spec.digest(),
         releases=tuple(releases),
-        environments=tuple(envs),
+        environments=tuple(envs.get(None, ())),
         statuses=tuple(LockedStatus(n, st, why) for n, (st, why) in sorted(statuses.items())),
+        indexes=tuple(
+            LockedIndex(name, tuple(found)) for name, found in envs.items() if name is not None
+        ),
     )
 
 

@@ -138,6 +138,15 @@ def private_releases(paths: Sequence[Path]) -> dict[NormalizedName, list[Release
     }
 
 
+def private_names(paths: Sequence[Path]) -> frozenset[NormalizedName]:
+    """The projects of the wheels and sdists under ``paths``, from their filenames alone."""
+    return frozenset(
+        NormalizedName(filename_project(p.name))
+        for p in listed_files(tuple(paths))
+        if release_version(p.name) is not None and _SAFE_FILENAME.match(p.name)
+    )
+
+
 def locked_release(rel: LockedRelease) -> Release:
     return Release(NormalizedName(rel.name), Version(rel.version), locked_files(rel))
 
@@ -538,16 +547,20 @@ class EnvCatalog:
         locked: Mapping[str, LockedRelease],
         role: str,
         env: Environment | None = None,
+        hidden: Mapping[NormalizedName, str] | None = None,
     ) -> None:
         self.shared = shared
         self._locked = locked
         self.role = role
         self.env = env
+        # Private projects of named indexes this resolution may not see: name -> the fix
+        # (they are never asked of an upstream either: morgan/indexes.py).
+        self.hidden = hidden or {}
         self._guessed: set[NormalizedName] = set()
         self._guess_mutex = threading.Lock()
 
     def locked(self, name: NormalizedName) -> Release | None:
-        if self.shared.refreshing(name):
+        if self.shared.refreshing(name) or name in self.hidden:
             return None
         rel = self._locked.get(name)
         if rel is None or not self.shared.locked_fits_cutoff(rel):
@@ -558,6 +571,8 @@ class EnvCatalog:
         return Release(NormalizedName(rel.name), Version(rel.version), files)
 
     def releases(self, name: NormalizedName) -> Sequence[Release]:
+        if name in self.hidden:
+            raise ProjectNotFoundError(name, "this index", fix=self.hidden[name])
         return self.shared.releases(name)
 
     def dependencies(self, release: Release, file: UpstreamFile) -> Dependencies:
@@ -574,7 +589,7 @@ class EnvCatalog:
         return self.shared.withheld.get(name)
 
     def prefetch(self, names: Iterable[NormalizedName]) -> None:
-        wanted = (n for n in names if n not in self._locked)
+        wanted = (n for n in names if n not in self._locked and n not in self.hidden)
         self.shared.prefetch(wanted, then=self._guess_metadata if self.env else None)
 
     def _guess_metadata(self, name: NormalizedName) -> None:

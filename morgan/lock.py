@@ -5,7 +5,9 @@ The lock holds, per selected release, its declared dependencies and every mirror
 the PEP 740 provenance's upstream url and hashes);
 per project that upstream marks so, its PEP 792 status (archived, deprecated, quarantined);
 per environment, the pins (run-time and build-time) and the dependency edges with the
-requirement that caused each. The same lock gives a byte-identical index on any machine.
+requirement that caused each; per named index (``[indexes.NAME]`` of the spec), the same
+per environment of its own resolution (``[index.NAME.environment.ENV]``), which is exactly
+what that index serves. The same lock gives a byte-identical index on any machine.
 """
 
 from __future__ import annotations
@@ -91,6 +93,18 @@ class LockedEnvironment:
 
 
 @dataclass(frozen=True, slots=True)
+class LockedIndex:
+    """A named index's resolution: per environment (and universal view), its own pins and
+    edges; the releases they name are the lock's shared ``[[release]]`` entries."""
+
+    name: str
+    environments: tuple[LockedEnvironment, ...]
+
+    def environment(self, name: str) -> LockedEnvironment | None:
+        return next((e for e in self.environments if e.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
 class LockedStatus:
     """A selected project's PEP 792 status upstream, when it is not ``active``."""
 
@@ -105,6 +119,7 @@ class Lock:
     releases: tuple[LockedRelease, ...]
     environments: tuple[LockedEnvironment, ...]
     statuses: tuple[LockedStatus, ...] = ()
+    indexes: tuple[LockedIndex, ...] = ()  # named indexes; the default one is `environments`
     _index: dict[tuple[str, str], LockedRelease] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -120,6 +135,16 @@ class Lock:
             if env.name == name:
                 return env
         return None
+
+    def named_index(self, name: str) -> LockedIndex | None:
+        return next((i for i in self.indexes if i.name == name), None)
+
+    def audience(self, index: str | None) -> tuple[LockedEnvironment, ...] | None:
+        """The resolutions of the default index (None) or of a named one (None if absent)."""
+        if index is None:
+            return self.environments
+        found = self.named_index(index)
+        return found.environments if found is not None else None
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -156,31 +181,44 @@ def dumps(lock: Lock) -> str:
     out = [HEADER, f"version = {LOCK_VERSION}\n", f"spec-digest = {_s(lock.spec_digest)}\n"]
     for env in sorted(lock.environments, key=lambda e: e.name):
         out.append(f"\n[environment.{_s(env.name)}]\n")
-        out.append(f"python = {_s(env.python)}\nplatform = {_s(env.platform)}\n")
-        if env.members:
-            out.append(f"universal = {_value(list(env.members))}\n")
-        out.append("pins = [\n")
-        for p in sorted(env.pins, key=lambda p: (p.name, p.version, p.role)):
-            items: list[tuple[str, Any]] = [
-                ("name", p.name),
-                ("version", p.version),
-                ("role", p.role),
-            ]
-            if p.extras:
-                items.append(("extras", list(p.extras)))
-            out.append(f"  {_inline(items)},\n")
-        out.append("]\nedges = [\n")
-        for e in sorted(env.edges, key=lambda e: (e.kind, e.parent, e.child, e.requirement)):
-            items = [
-                ("parent", e.parent),
-                ("child", e.child),
-                ("requirement", e.requirement),
-                ("kind", e.kind),
-            ]
-            out.append(f"  {_inline(items)},\n")
-        out.append("]\n")
-        if env.unknown_metadata:
-            out.append(f"unknown-metadata = {_value(sorted(env.unknown_metadata))}\n")
+        _dump_environment(env, out)
+    for index in sorted(lock.indexes, key=lambda i: i.name):
+        for env in sorted(index.environments, key=lambda e: e.name):
+            out.append(f"\n[index.{_s(index.name)}.environment.{_s(env.name)}]\n")
+            _dump_environment(env, out)
+    _dump_releases(lock, out)
+    return "".join(out)
+
+
+def _dump_environment(env: LockedEnvironment, out: list[str]) -> None:
+    out.append(f"python = {_s(env.python)}\nplatform = {_s(env.platform)}\n")
+    if env.members:
+        out.append(f"universal = {_value(list(env.members))}\n")
+    out.append("pins = [\n")
+    for p in sorted(env.pins, key=lambda p: (p.name, p.version, p.role)):
+        items: list[tuple[str, Any]] = [
+            ("name", p.name),
+            ("version", p.version),
+            ("role", p.role),
+        ]
+        if p.extras:
+            items.append(("extras", list(p.extras)))
+        out.append(f"  {_inline(items)},\n")
+    out.append("]\nedges = [\n")
+    for e in sorted(env.edges, key=lambda e: (e.kind, e.parent, e.child, e.requirement)):
+        items = [
+            ("parent", e.parent),
+            ("child", e.child),
+            ("requirement", e.requirement),
+            ("kind", e.kind),
+        ]
+        out.append(f"  {_inline(items)},\n")
+    out.append("]\n")
+    if env.unknown_metadata:
+        out.append(f"unknown-metadata = {_value(sorted(env.unknown_metadata))}\n")
+
+
+def _dump_releases(lock: Lock, out: list[str]) -> None:
     for st in sorted(lock.statuses, key=lambda s: s.name):
         out.append("\n[[project-status]]\n")
         out.append(f"name = {_s(st.name)}\nstatus = {_s(st.status)}\n")
@@ -218,7 +256,6 @@ def dumps(lock: Lock) -> str:
             ]
             out.append(f"  {_inline(items)},\n")
         out.append("]\n")
-    return "".join(out)
 
 
 def write(lock: Lock, path: Path) -> None:
@@ -247,25 +284,11 @@ def loads(text: str) -> Lock:
     data = tomllib.loads(text)
     if data.get("version") != LOCK_VERSION:
         raise ValueError(f"lock version {data.get('version')!r}, expected {LOCK_VERSION}")
-    envs = []
-    for name, e in sorted(data.get("environment", {}).items()):
-        envs.append(
-            LockedEnvironment(
-                name=name,
-                python=e["python"],
-                platform=e["platform"],
-                pins=tuple(
-                    LockedPin(p["name"], p["version"], p["role"], tuple(p.get("extras", ())))
-                    for p in e["pins"]
-                ),
-                edges=tuple(
-                    LockedEdge(x["parent"], x["child"], x["requirement"], x["kind"])
-                    for x in e["edges"]
-                ),
-                unknown_metadata=tuple(e.get("unknown-metadata", ())),
-                members=tuple(e.get("universal", ())),
-            )
-        )
+    envs = _load_environments(data.get("environment", {}))
+    indexes = tuple(
+        LockedIndex(name, _load_environments(table.get("environment", {})))
+        for name, table in sorted(data.get("index", {}).items())
+    )
     releases = []
     for r in data.get("release", []):
         files = tuple(
@@ -309,6 +332,27 @@ def loads(text: str) -> Lock:
     return Lock(
         spec_digest=data["spec-digest"],
         releases=tuple(releases),
-        environments=tuple(envs),
+        environments=envs,
         statuses=statuses,
+        indexes=indexes,
+    )
+
+
+def _load_environments(tables: dict[str, Any]) -> tuple[LockedEnvironment, ...]:
+    return tuple(
+        LockedEnvironment(
+            name=name,
+            python=e["python"],
+            platform=e["platform"],
+            pins=tuple(
+                LockedPin(p["name"], p["version"], p["role"], tuple(p.get("extras", ())))
+                for p in e["pins"]
+            ),
+            edges=tuple(
+                LockedEdge(x["parent"], x["child"], x["requirement"], x["kind"]) for x in e["edges"]
+            ),
+            unknown_metadata=tuple(e.get("unknown-metadata", ())),
+            members=tuple(e.get("universal", ())),
+        )
+        for name, e in sorted(tables.items())
     )

@@ -30,7 +30,7 @@ class Entry:
     agent: str
     project: str = ""
     file: str = ""
-    view: str = ""  # "" (the union index) or "env/NAME"
+    view: str = ""  # "" (the union index), "env/NAME", "indexes/NAME[/env/NAME]"
 
 
 @dataclass

@@ -5,8 +5,9 @@ Every successful build writes ``<mirror>/build-stamp.json``: the blake3 of the e
 the workspace still holds those exact bytes, ``index`` still points at that generation and
 the store still holds every blob its manifest names, rebuilding would change nothing:
 ``morgan build`` says so and stops. The check reads a few small files and stats the blobs;
-it imports neither packaging's parsers nor the resolver. A spec that names private folders,
-input locks or an advisories file always takes the full path (their contents count too).
+it imports neither packaging's parsers nor the resolver. A spec that names private folders
+(its own or a named index's), input locks or an advisories file always takes the full path
+(their contents count too).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def up_to_date(workspace: Path, out: Path | None) -> UpToDate | None:
         spec_bytes = (workspace / "mirror.toml").read_bytes()
         table = tomllib.loads(spec_bytes.decode("utf-8"))
         if table.get("private") or table.get("locks") or table.get("policy", {}).get("advisories"):
+            return None
+        if any(t.get("private") for t in table.get("indexes", {}).values()):
             return None
         output = table.get("output", {}).get("path", "mirror")
         mirror = (out or workspace / output).resolve()

@@ -81,10 +81,11 @@ class UnknownProjectError(BuildError):
 class ProjectNotFoundError(Exception):
     """Raised by a catalog for a project no upstream has."""
 
-    def __init__(self, name: NormalizedName, where: str) -> None:
+    def __init__(self, name: NormalizedName, where: str, *, fix: str | None = None) -> None:
         super().__init__(f"{name} not found on {where}")
         self.name = name
         self.where = where
+        self.fix = fix  # what to do, when it is not "check the name, or add an upstream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,8 +494,8 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
     def _not_found_message(self, exc: ProjectNotFoundError, reqs: list[Req]) -> str:
         return (
             f"environment {self.env.name!r}: project {exc.name!r} not found on {exc.where}; "
-            f"needed by {self.chain(exc.name) or reqs[0].text}: check the name, or add an "
-            "upstream that has it"
+            f"needed by {self.chain(exc.name) or reqs[0].text}: "
+            + (exc.fix or "check the name, or add an upstream that has it")
         )
 
 

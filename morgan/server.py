@@ -1064,7 +1064,7 @@ AUTH_FAIL_DELAY = 1.0  # seconds before a 401 for bad credentials, doubled per r
 AUTH_FAIL_DELAY_MAX = 16.0
 AUTH_FAIL_WINDOW = 300.0  # failures from one address older than this are forgotten
 _AUTH_USER = re.compile(r"^[A-Za-z0-9._@+-]{1,64}$")
-_AUTH_VIEW = re.compile(r"^(simple|env/[A-Za-z0-9_+!~-][A-Za-z0-9._+!~-]*)$")
+_AUTH_VIEW = re.compile(r"^(simple|(env|indexes)/[A-Za-z0-9_+!~-][A-Za-z0-9._+!~-]*)$")
 
 
 class AuthFileError(ValueError):
@@ -1106,7 +1106,8 @@ class AuthUser:
 
 def parse_auth_line(text: str, where: str) -> AuthUser:
     """``USER:$pbkdf2-sha256$ITER$SALT$HASH[:VIEW,...]`` -> :class:`AuthUser`; a view is
-    ``simple`` (the union index and the human page) or ``env/NAME``; none means all."""
+    ``simple`` (the union index and the human page), ``env/NAME`` or ``indexes/NAME`` (a
+    named index with its environment views); none means all."""
     fields = text.split(":")
     if len(fields) not in (2, 3):
         raise AuthFileError("%s: expected USER:HASH or USER:HASH:VIEWS" % where)
@@ -1137,7 +1138,8 @@ def parse_auth_line(text: str, where: str) -> AuthUser:
         bad = sorted(v for v in views if not _AUTH_VIEW.match(v))
         if bad or not views:
             raise AuthFileError(
-                "%s: view %r of %r: use simple or env/NAME" % (where, (bad or [""])[0], name)
+                "%s: view %r of %r: use simple, env/NAME or indexes/NAME"
+                % (where, (bad or [""])[0], name)
             )
     return AuthUser(name, iterations, salt, digest, views)
 
@@ -1231,9 +1233,10 @@ class Auth:
 
 
 def request_view(segments: Sequence[str]) -> str:
-    """The view a request reads: ``env/NAME`` or ``simple`` (the union index, the page)."""
-    if len(segments) >= 2 and segments[0] == "env":
-        return "env/" + segments[1]
+    """The view a request reads: ``env/NAME``, ``indexes/NAME`` (anything in that named
+    index) or ``simple`` (the union index, the page)."""
+    if len(segments) >= 2 and segments[0] in ("env", "indexes"):
+        return segments[0] + "/" + segments[1]
     return "simple"
 
 
@@ -1546,13 +1549,22 @@ class Handler(socketserver.BaseRequestHandler):
         self.generation = generation
         if not segments:
             return self._home(request, generation, params.get("q", [""])[0])
+        root = generation.path
+        if segments[0] == "indexes" and len(segments) >= 2:
+            # A named index: the same layout below indexes/<name>/ (docs/indexes.md).
+            root = os.path.join(generation.path, "indexes", segments[1])
+            if not _SEGMENT.match(segments[1]) or not generation.is_dir(root):
+                raise HttpError(404, "no index %r in this mirror" % segments[1])
+            segments = segments[2:]
+            if not segments:
+                raise HttpError(404, "not found; this index is at simple/ below it")
         if segments[0] == "simple":
-            base, rest, top = os.path.join(generation.path, "simple"), segments[1:], "simple"
+            base, rest, top = os.path.join(root, "simple"), segments[1:], "simple"
         elif segments[0] == "env" and len(segments) >= 3 and segments[2] == "simple":
-            base = os.path.join(generation.path, "env", segments[1], "simple")
+            base = os.path.join(root, "env", segments[1], "simple")
             rest, top = segments[3:], "simple"
             if not generation.is_dir(base):
-                raise HttpError(404, "no environment %r in this mirror" % segments[1])
+                raise HttpError(404, "no environment %r in this index" % segments[1])
         else:
             raise HttpError(404, "not found; the index is at simple/")
         fmt = params.get("format", [None])[0]
@@ -1867,6 +1879,13 @@ class Summary:
                 simple = os.path.join(env_dir, name, "simple")
                 if _SEGMENT.match(name) and os.path.isdir(simple):
                     self.environments.append((name, len(_read_list(simple))))
+        self.indexes: List[Tuple[str, int]] = []  # named indexes (docs/indexes.md)
+        index_dir = os.path.join(generation.path, "indexes")
+        if os.path.isdir(index_dir):
+            for name in sorted(os.listdir(index_dir)):
+                simple = os.path.join(index_dir, name, "simple")
+                if _SEGMENT.match(name) and os.path.isdir(simple):
+                    self.indexes.append((name, len(_read_list(simple))))
 
 
 def _read_json(path: str) -> Dict[str, object]:
@@ -1950,6 +1969,12 @@ def render_home(summary: Summary, query: str) -> str:
         '<li><a href="env/%s/simple/">%s</a> — %d projects</li>' % (esc(n), esc(n), count)
         for n, count in summary.environments
     )
+    indexes = "".join(
+        '<li><a href="indexes/%s/simple/">%s</a> — %d projects</li>' % (esc(n), esc(n), count)
+        for n, count in summary.indexes
+    )
+    if indexes:
+        envs += "</ul>\n<h2>Named indexes</h2>\n<ul>" + indexes
     found = (
         "%d of %d projects" % (len(shown), len(summary.projects))
         if needle
@@ -2372,7 +2397,7 @@ class MirrorServer(socketserver.TCPServer):
 
 MISS_RECORD_BYTES = 8 * 1024 * 1024
 MISS_AGENTS_PER_DAY = 4096  # distinct User-Agents noted per day and process
-_MISS_PATH = re.compile(r"^(?:/env/([^/]+))?/simple/([^/]+)/(?:([^/]+))?$")
+_MISS_PATH = re.compile(r"^(/indexes/[^/]+)?(?:/env/([^/]+))?/simple/([^/]+)/(?:([^/]+))?$")
 
 
 def default_miss_record(root: str) -> str:
@@ -2428,14 +2453,16 @@ class MissRecord:
             parts = fields[0].split(" ")
             target = parts[1].split("?", 1)[0] if len(parts) == 3 else ""
             match = _MISS_PATH.match(target)
-            if match is not None and _PROJECT.match(match.group(2)):
+            if match is not None and _PROJECT.match(match.group(3)):
+                index = match.group(1)[1:] if match.group(1) else ""
+                env = "env/%s" % match.group(2) if match.group(2) else ""
                 entry = {
-                    "kind": "file" if match.group(3) else "project",
-                    "project": canonicalize(match.group(2)),
-                    "view": "env/%s" % match.group(1) if match.group(1) else "",
+                    "kind": "file" if match.group(4) else "project",
+                    "project": canonicalize(match.group(3)),
+                    "view": "/".join(v for v in (index, env) if v),
                 }
-                if match.group(3):
-                    entry["file"] = match.group(3)
+                if match.group(4):
+                    entry["file"] = match.group(4)
         now = time.gmtime()
         day = time.strftime("%Y-%m-%d", now)
         lines: List[Dict[str, object]] = []

@@ -27,6 +27,7 @@ from morgan.cooldown import ExcludeNewer, parse_exclude_newer
 from morgan.credentials import redact_url, split_userinfo
 from morgan.environments import ENV_NAME_RE, Environment, InvalidEnvironmentError
 from morgan.errors import SpecError
+from morgan.indexes import NamedIndex, digest_data, parse_indexes
 from morgan.spec_paths import SpecPaths
 from morgan.toml_reader import KeyPath, display_path, kind, short
 from morgan.universal import UniversalTarget, parse_groups
@@ -48,6 +49,7 @@ _TOP_KEYS = (
     "output",
     "build",
     "universal",
+    "indexes",
 )
 _ENV_KEYS = ("python", "platform", "implementation", "free-threaded", "markers")
 MAX_URL_LENGTH = 2000
@@ -140,11 +142,22 @@ class Spec:
     build: WheelBuilds = WheelBuilds()
     # [universal.NAME]: groups of environments resolved as one, for lock-file tools
     universal: tuple[UniversalTarget, ...] = ()
+    # [indexes.NAME]: named indexes beside the default one (morgan/indexes.py)
+    indexes: tuple[NamedIndex, ...] = ()
 
     @property
     def targets(self) -> tuple[Environment, ...]:
         """What the build resolves: the environments, then the universal views."""
         return (*self.environments, *self.universal)
+
+    @property
+    def all_private(self) -> tuple[Path, ...]:
+        """Every private path of the default index and the named ones: names no index
+        ever asks an upstream for."""
+        return tuple(dict.fromkeys([*self.private, *(p for i in self.indexes for p in i.private)]))
+
+    def index(self, name: str) -> NamedIndex | None:
+        return next((i for i in self.indexes if i.name == name), None)
 
     def digest(self) -> str:
         """blake3 hex of canonical JSON of everything but ``path`` and ``output``.
@@ -211,6 +224,12 @@ class Spec:
                 {"name": u.name, "environments": [m.name for m in u.members]}
                 for u in self.universal
             ]
+        if self.indexes:  # only when present: specs without [indexes] keep their digest
+            data["indexes"] = digest_data(
+                self.indexes,
+                lambda p: _relative_posix(p, base),
+                lambda ps: _content_digests(ps, base),
+            )
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return str(blake3.blake3(canonical.encode()).hexdigest())
 
@@ -286,17 +305,20 @@ class _Parser(SpecPaths):
             locks=self.locks(data),
             build=self.wheel_builds(data),
             universal=parse_groups(self, data, environments),
+            indexes=parse_indexes(self, data),
         )
 
     # -- sections -----------------------------------------------------------------------------
     def requirements(self, data: dict[str, Any]) -> tuple[Requirement, ...]:
         example = 'requirements = ["requests>=2.24"]'
+        # With input locks or named indexes, the default index may be empty.
+        optional = bool(data.get("locks") or data.get("indexes"))
         if "requirements" not in data:
-            if data.get("locks"):
+            if optional:
                 return ()
             self.fail((), f"no requirements — add {example} at the top of the file")
         items = self.strings(data["requirements"], ("requirements",), example)
-        if not items and not data.get("locks"):
+        if not items and not optional:
             self.fail(("requirements",), f"the list is empty — add at least one, e.g. {example}")
         # Each distinct text is parsed once and each distinct requirement kept once (in
         # first-seen order): a list repeating one line 100 000 times loads in linear time.

@@ -62,11 +62,13 @@ class SpecPaths(TomlReader):
             )
         return path
 
-    def private(self, data: dict[str, Any]) -> tuple[Path, ...]:
-        items = self.strings(data.get("private", []), ("private",), 'private = ["wheels/"]')
+    def private(self, data: dict[str, Any], table: KeyPath = ()) -> tuple[Path, ...]:
+        """``private`` of the top level, or of the table at ``table`` (``[indexes.NAME]``)."""
+        where: KeyPath = (*table, "private")
+        items = self.strings(data.get("private", []), where, 'private = ["wheels/"]')
         result: list[Path] = []
         for index, item in enumerate(items):
-            at: KeyPath = ("private", index)
+            at: KeyPath = (*where, index)
             path = self.path_value(item, at, "a wheel, an sdist or a folder of them")
             try:
                 mode = path.stat().st_mode

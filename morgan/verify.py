@@ -7,7 +7,8 @@ Four checks, each reporting :class:`Problem` values that name exactly what is wr
 2. **generations**: every generation folder against its manifest: missing entries, links
    pointing elsewhere, extra files, a manifest that differs from its GC root.
 3. **pages**: the current generation's JSON pages list every locked file of every pin, per
-   environment view and in the union index, with the locked sha256.
+   environment view and in the union index, with the locked sha256 — for the default index
+   and for every named one (``indexes/NAME/``), each serving nothing outside its closure.
 4. **install**: per environment, the spec's requirements (and the packages input locks
    pin, as ``name==version``) resolved against that
    environment's own view of the mirror only (files whose blob is present and sound), with
@@ -32,7 +33,8 @@ from morgan.build import env_files
 from morgan.catalog import group_releases, locked_release
 from morgan.environments import Environment
 from morgan.errors import BuildError
-from morgan.lock import Lock, LockedFile
+from morgan.indexes import index_prefix
+from morgan.lock import Lock, LockedEnvironment, LockedFile
 from morgan.resolve import (
     Dependencies,
     Policy,
@@ -69,6 +71,7 @@ class Report:
     objects: int = 0
     generations: list[int] = field(default_factory=list)
     environments: dict[str, str] = field(default_factory=dict)  # env -> "OK" or the failure
+    indexes: dict[str, dict[str, str]] = field(default_factory=dict)  # named: env -> same
     bad_blobs: set[Digest] = field(default_factory=set)  # corrupt or missing
     source_builds: list[SourceBuild] = field(default_factory=list)  # sdist-only per target
 
@@ -82,6 +85,7 @@ class Report:
             "objects": self.objects,
             "generations": self.generations,
             "environments": self.environments,
+            **({"indexes": self.indexes} if self.indexes else {}),
             "source-builds": [b.to_json() for b in self.source_builds],
             "problems": [
                 {"check": p.check, "subject": p.subject, "message": p.message}
@@ -283,40 +287,64 @@ def _compare_page(
 def check_pages(
     lock: Lock, envs: Sequence[Environment], gen: Path, report: Report, *, sdists: bool = True
 ) -> None:
-    """The current generation's pages against the lock, per view and in the union index
-    (``sdists``: the spec's ``[policy] sdists``, which decides whether a view lists the
-    sdist of a release that has a fitting wheel)."""
+    """The current generation's pages against the lock, per view and in the union index,
+    for the default index and every named one (``sdists``: the spec's ``[policy] sdists``,
+    which decides whether a view lists the sdist of a release that has a fitting wheel)."""
+    for index in (None, *(i.name for i in lock.indexes)):
+        _check_index_pages(lock, index, envs, gen, report, sdists=sdists)
+
+
+def _check_index_pages(
+    lock: Lock,
+    index: str | None,
+    envs: Sequence[Environment],
+    gen: Path,
+    report: Report,
+    *,
+    sdists: bool,
+) -> None:
+    """One index's pages: each view lists exactly the files its pins select; the index
+    itself exactly their union (every served file locked, every locked file served) and
+    no project outside its closure."""
+    prefix = index_prefix(index)
+    locked_envs = {e.name: e for e in lock.audience(index) or ()}
+    union: dict[str, dict[str, LockedFile]] = {}
     for env in envs:
-        locked = lock.environment(env.name)
+        locked = locked_envs.get(env.name)
+        where = f"{prefix}env/{env.name}"
         if locked is None:
-            report.problems.append(Problem("pages", env.name, "the lock has no such environment"))
+            report.problems.append(Problem("pages", where, "the lock has no such environment"))
             continue
         per_project: dict[str, dict[str, LockedFile]] = {}
         for pin in locked.pins:
             rel = lock.release(pin.name, pin.version)
             if rel is None:
                 report.problems.append(
-                    Problem("pages", env.name, f"{pin.name} {pin.version} pinned but not locked")
+                    Problem("pages", where, f"{pin.name} {pin.version} pinned but not locked")
                 )
                 continue
             by_name = {f.filename: f for f in rel.files}
             for uf in env_files(locked_release(rel), env, sdists=sdists):
                 per_project.setdefault(pin.name, {})[uf.filename] = by_name[uf.filename]
+                union.setdefault(pin.name, {})[uf.filename] = by_name[uf.filename]
         for name, files in sorted(per_project.items()):
-            page = gen / "env" / env.name / "simple" / name / "index.json"
-            _compare_page(
-                page, files.values(), f"env/{env.name}/simple/{name}/", report, exact=True
-            )
-        view = f"env/{env.name}/simple"
-        _unlocked_projects(gen, view, {p.name for p in locked.pins}, report)
-    union: dict[str, list[LockedFile]] = {}
-    for rel in lock.releases:
-        union.setdefault(rel.name, []).extend(rel.files)
+            page = gen / where / "simple" / name / "index.json"
+            _compare_page(page, files.values(), f"{where}/simple/{name}/", report, exact=True)
+        _unlocked_projects(gen, f"{where}/simple", {p.name for p in locked.pins}, report)
+    if index is None and not lock.indexes:
+        # The default index alone: its union is every file the lock names (as always).
+        union = {}
+        for rel in lock.releases:
+            union.setdefault(rel.name, {}).update({f.filename: f for f in rel.files})
     for name, union_files in sorted(union.items()):
         _compare_page(
-            gen / "simple" / name / "index.json", union_files, f"simple/{name}/", report, exact=True
+            gen / prefix / "simple" / name / "index.json",
+            union_files.values(),
+            f"{prefix}simple/{name}/",
+            report,
+            exact=True,
         )
-    _unlocked_projects(gen, "simple", set(union), report)
+    _unlocked_projects(gen, f"{prefix}simple", set(union), report)
 
 
 def _unlocked_projects(gen: Path, simple: str, locked: set[str], report: Report) -> None:
@@ -409,8 +437,11 @@ def check_install(
     requirements: Sequence[str],
     policy: Policy,
     catalog: MirrorCatalog,
+    *,
+    index: str | None = None,
 ) -> str | None:
-    """None when ``env`` can install ``requirements`` from the mirror alone, else why not."""
+    """None when ``env`` can install ``requirements`` from the mirror alone (from the view
+    ``catalog`` reads, of the default index or the named ``index``), else why not."""
     building: set[tuple[str, str]] = set()
 
     def installable(reqs: Sequence[str], parent: str) -> str | None:
@@ -442,16 +473,18 @@ def check_install(
     failure = installable(requirements, "<spec>")
     if failure is None:
         return None
-    lost = lost_pins(lock, env, catalog)
+    lost = lost_pins(lock, env, catalog, index)
     if lost:
         return f"no fitting file left in the mirror for locked {', '.join(lost)}; {failure}"
     return failure
 
 
-def lost_pins(lock: Lock, env: Environment, catalog: MirrorCatalog) -> list[str]:
+def lost_pins(
+    lock: Lock, env: Environment, catalog: MirrorCatalog, index: str | None = None
+) -> list[str]:
     """Pins of ``env`` whose locked release has no usable file left in its view: the
     precise cause when resolution against the mirror fails."""
-    locked = lock.environment(env.name)
+    locked = locked_environment(lock, index, env.name)
     out: list[str] = []
     for pin in sorted(locked.pins if locked else (), key=lambda p: (p.name, p.version)):
         try:
@@ -465,9 +498,14 @@ def lost_pins(lock: Lock, env: Environment, catalog: MirrorCatalog) -> list[str]
     return out
 
 
-def spec_requirements(lock: Lock, env: str) -> list[str]:
+def locked_environment(lock: Lock, index: str | None, env: str) -> LockedEnvironment | None:
+    """The resolution of ``env`` for the default index (None) or a named one."""
+    return next((e for e in lock.audience(index) or () if e.name == env), None)
+
+
+def spec_requirements(lock: Lock, env: str, index: str | None = None) -> list[str]:
     """The spec's requirements as the lock recorded them (when no mirror.toml is at hand)."""
-    locked = lock.environment(env)
+    locked = locked_environment(lock, index, env)
     if locked is None:
         return []
     return sorted({e.requirement for e in locked.edges if e.parent == "<spec>"})

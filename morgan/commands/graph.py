@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from morgan.graph import (
 )
 from morgan.graph_html import render_html
 from morgan.location import locate
+from morgan.lock import Lock
 from morgan.lock import load as load_lock
 
 FORMATS = ("text", "dot", "json", "mermaid", "html")
@@ -34,6 +36,11 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--why", metavar="NAME", help="every path from the spec to NAME")
     parser.add_argument("--env", metavar="E", help="only environment E (default: all)")
     parser.add_argument(
+        "--index",
+        metavar="NAME",
+        help="the named index NAME ([indexes.NAME]; default: the default index at simple/)",
+    )
+    parser.add_argument(
         "--format",
         choices=FORMATS,
         default=None,
@@ -42,12 +49,24 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
 
+def _audience(lock: Lock, index: str | None) -> Lock:
+    """``lock`` as its default index (None) or the named ``index`` sees it: that index's
+    resolutions as the environments."""
+    if index is None:
+        return lock
+    named = lock.named_index(index)
+    if named is None:
+        have = ", ".join(i.name for i in lock.indexes) or "no named indexes"
+        raise UsageError(f"--index {index}: no such index; the lock has {have}")
+    return dataclasses.replace(lock, environments=named.environments)
+
+
 def run(args: argparse.Namespace) -> int:
     where = locate(args.workspace)
     lock = load_lock(where.lock_path)
     if lock is None:
         raise UsageError(f"{where.lock_path}: no mirror.lock; run 'morgan build' first")
-    graph = load_graph(lock)
+    graph = load_graph(_audience(lock, args.index))
     fmt = args.format or ("json" if args.json else "text")
     if args.env is not None and args.env not in graph.graphs:
         raise UsageError(
@@ -60,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             answer = why(graph, args.why, args.env)
         except UnknownProjectError as exc:
-            raise NotInMirrorError(str(exc)) from None
+            of = f" of index {args.index!r}" if args.index else ""
+            raise NotInMirrorError(f"{exc}{of}") from None
         text = (
             json.dumps(why_json(answer), indent=2) + "\n"
             if fmt == "json"

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from morgan.environments import Environment
 from morgan.errors import UsageError
@@ -128,8 +129,43 @@ def verify(where: Location, lock: Lock) -> Report:
         report.environments[env.name] = "OK" if failure is None else failure
         if failure is not None:
             report.problems.append(Problem("install", env.name, failure))
+    for named in lock.indexes:
+        _check_index_installs(
+            where, lock, named.name, envs=envs, gen=gen, policy=policy, report=report
+        )
     report.source_builds = source_builds(lock, envs)
     return report
+
+
+def _check_index_installs(
+    where: Location,
+    lock: Lock,
+    index: str,
+    *,
+    envs: list[Environment],
+    gen: Path,
+    policy: Policy,
+    report: Report,
+) -> None:
+    """A named index's requirements (its own and inherited, and its private packages, as
+    the lock recorded them) installable in each environment from that index's view alone."""
+    spec_index = where.spec.index(index) if where.spec is not None else None
+    if where.spec is not None and spec_index is None:
+        report.problems.append(
+            Problem("install", f"indexes/{index}", "not in mirror.toml: run 'morgan build'")
+        )
+        return
+    for env in envs:
+        reqs = set(spec_requirements(lock, env.name, index))
+        if spec_index is not None:
+            reqs |= {str(r) for r in spec_index.requirements}
+        view = gen / "indexes" / index / "env" / env.name / "simple"
+        catalog = MirrorCatalog(lock, view, report.bad_blobs)
+        failure = check_install(lock, env, sorted(reqs), policy, catalog, index=index)
+        label = f"{index}/{env.name}"
+        report.indexes.setdefault(index, {})[env.name] = "OK" if failure is None else failure
+        if failure is not None:
+            report.problems.append(Problem("install", f"indexes/{label}", failure))
 
 
 def repair(store: Store, lock: Lock, report: Report) -> Repair:
@@ -236,12 +272,18 @@ def _print(report: Report, fixed: Repair | None, *, quiet: bool) -> None:
         print(
             f"environment {env}: {'installable' if state == 'OK' else 'NOT installable'}", file=err
         )
+    for index, states in sorted(report.indexes.items()):
+        for env, state in sorted(states.items()):
+            verdict = "installable" if state == "OK" else "NOT installable"
+            print(f"index {index}, environment {env}: {verdict}", file=err)
     for b in report.source_builds:
         print(f"note: {b}", file=err)
     gens = ", ".join(str(n) for n in report.generations) or "none"
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     print(
         f"verified {report.objects} objects, generations {gens}, "
-        f"{len(report.environments)} environments: {verdict}",
+        f"{len(report.environments)} environments"
+        + (f", {len(report.indexes)} named indexes" if report.indexes else "")
+        + f": {verdict}",
         file=err,
     )
