@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from morgan.errors import UsageError
+from morgan.errors import SpecError, UsageError
 from morgan.spec import Spec, load_spec
 from store.objects import Store
 
@@ -40,7 +40,7 @@ def locate(directory: Path) -> Location:
     directory = directory.resolve()
     if is_mirror(directory):
         spec_path = directory / "mirror.toml"
-        spec = load_spec(spec_path) if spec_path.is_file() else None
+        spec = _mirror_copy(spec_path) if spec_path.is_file() else None
         return Location(directory, directory / "mirror.lock", spec, in_mirror=True)
     spec_path = directory / "mirror.toml"
     if not spec_path.is_file():
@@ -50,6 +50,17 @@ def locate(directory: Path) -> Location:
         )
     spec = load_spec(spec_path)
     return Location(spec.output.resolve(), directory / "mirror.lock", spec, in_mirror=False)
+
+
+def _mirror_copy(spec_path: Path) -> Spec | None:
+    """The mirror's copy of the spec, or None when it does not load here: its ``private``,
+    ``locks`` and ``advisories`` paths name files of the connected side's workspace, which
+    a mirror folder carried across the gap does not hold. The lock then describes the
+    mirror alone (as for a mirror without a copy)."""
+    try:
+        return load_spec(spec_path)
+    except SpecError:
+        return None
 
 
 def current_generation(mirror: Path) -> int | None:

@@ -11,6 +11,7 @@ upstream is stopped. Its spec has the default index (``common``) and three named
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sys
@@ -27,7 +28,10 @@ from morgan.lock import load as load_lock
 from morgan.spec import parse_spec
 from tests import clients, dists
 from tests.build_scenario import morgan
+from tests.s3_server import S3Server, publish_json, s3_env
 from tests.server_process import server_process
+from tests.test_server_auth import PASSWORD, add_user
+from tests.test_server_nginx import running_nginx
 from tests.upstream import FakeUpstream
 
 SPEC = """\
@@ -115,7 +119,7 @@ def _entries(mirror: Path) -> dict[str, str]:
 
 def _status(url: str) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=30) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -248,11 +252,60 @@ def test_uv_resolves_from_an_index_and_fails_outside_it(served: Served, tmp_path
     assert "not found in the package registry" in bad.stderr
 
 
+@pytest.mark.nginx
+def test_nginx_serves_the_indexes_with_the_documented_config(
+    served: Served, tmp_path: Path
+) -> None:
+    with running_nginx(served.mirror, tmp_path / "nginx") as nginx:
+        python = clients.make_venv(tmp_path / "venv")
+        team = f"{nginx.url}indexes/team/env/linux/simple/"
+        cmd = clients.pip_command("install", team, "teamapp", "secret", python=python)
+        proc = clients.run(cmd, clients.pip_env(tmp_path))
+        assert proc.returncode == 0, proc.stderr
+        assert "Successfully installed secret-1.2 teamapp-1.0 teamlib-1.0" in proc.stdout
+        assert _status(f"{nginx.url}indexes/base/simple/teamapp/") == 404
+        assert _status(f"{nginx.url}indexes/other/simple/secret/") == 404
+        assert _status(f"{nginx.url}indexes/base/simple/basepkg/") == 200
+        code, out = _pip_download(served, tmp_path, f"{nginx.url}indexes/base/simple/", "teamapp")
+        assert code != 0
+        assert "No matching distribution found for teamapp" in out
+        assert '"GET /indexes/team/env/linux/simple/teamapp/ HTTP/1.1" 200' in nginx.access_log()
+
+
+def test_a_login_limited_to_one_index_reads_only_that_index(served: Served, tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    assert add_user(users, "teamer", PASSWORD, "indexes/team") == 0
+    cmd = [sys.executable, str(served.mirror / "server.py"), "--port", "0", "--auth", str(users)]
+    with server_process(cmd, tmp_path / "auth.log") as server:
+        python = clients.make_venv(tmp_path / "venv")
+        with_login = server.url.replace("http://", f"http://teamer:{PASSWORD}@")
+        team = f"{with_login}indexes/team/env/linux/simple/"
+        proc = clients.run(
+            clients.pip_command("install", team, "teamapp", python=python),
+            clients.pip_env(tmp_path),
+        )
+        assert proc.returncode == 0, proc.stderr
+        code, out = _pip_download(served, tmp_path, f"{with_login}indexes/base/simple/", "basepkg")
+        assert code != 0
+        assert "No matching distribution found for basepkg" in out
+        token = base64.b64encode(f"teamer:{PASSWORD}".encode()).decode()
+        for path in ("simple/common/", "indexes/base/simple/", "env/linux/simple/"):
+            request = urllib.request.Request(
+                server.url + path, headers={"Authorization": f"Basic {token}"}
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)
+            assert refused.value.code == 403
+            assert (
+                refused.value.read() == b"403 Forbidden: user teamer may read only indexes/team\n"
+            )
+
+
 def test_server_names_an_unknown_index(served: Served) -> None:
     assert _status(f"{served.url}indexes/nope/simple/") == 404
     assert _status(f"{served.url}indexes/team/env/nope/simple/") == 404
     listing = f"{served.index('team')}?format=json"
-    with urllib.request.urlopen(listing, timeout=30) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(listing, timeout=30) as resp:
         names = {p["name"] for p in json.load(resp)["projects"]}
     assert names == {"teamapp", "teamlib", "secret", "basepkg"}
 
@@ -301,6 +354,59 @@ def test_graph_why_in_a_named_index(served: Served) -> None:
     assert "--index nope: no such index; the lock has base, other, team" in proc.stderr
 
 
+def test_a_bundle_carries_every_index(served: Served, tmp_path: Path) -> None:
+    bundle = tmp_path / "mirror.tar"
+    assert morgan(served.workspace, "export", "-o", str(bundle)).returncode == 0
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    proc = morgan(offline, "import", str(bundle))
+    assert proc.returncode == 0, proc.stderr
+    assert _entries(offline) == served.trees["with-indexes"]
+    proc = morgan(offline, "verify")  # the mirror folder alone: no workspace, no network
+    assert proc.returncode == 0, proc.stderr
+    assert "index team, environment linux: installable" in proc.stderr.splitlines()
+    # A client reads the imported tree straight from disk (file://), team's index only.
+    team = (offline / "index" / "indexes" / "team" / "simple").as_uri() + "/"
+    code, out = _pip_download(served, tmp_path, team, "secret")
+    assert code == 0, out
+    assert (tmp_path / "dl" / "secret-1.2-py3-none-any.whl").exists()
+
+
+def test_an_index_needing_another_index_private_package_fails_naming_it(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.add_release("secret", "9.9")  # a squatter: never to be taken instead
+    workspace = tmp_path / "ws"
+    (workspace / "wheels").mkdir(parents=True)
+    dists.build_wheel(workspace / "wheels", "secret", "1.2")
+    (workspace / "mirror.toml").write_text(
+        f'[upstream]\nindex-url = "{upstream.url}"\n' + BASE + '[indexes.a]\nprivate = ["wheels"]\n'
+        '[indexes.b]\nrequirements = ["secret"]\n',
+        encoding="utf-8",
+    )
+    proc = morgan(workspace, "build")
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "morgan: error: index 'b': environment 'linux': project 'secret' not found on this "
+        "index; needed by 'secret' (required by <spec>): 'secret' is a private package of index "
+        "'a', which this index does not inherit — list its file in this index's private too, "
+        "or inherit that index\n"
+    )
+    assert not (workspace / "mirror.lock").exists()
+    assert upstream.page_requests() == []
+
+
+def test_publish_to_object_storage_carries_every_index(
+    served: Served, s3_server: S3Server, tmp_path: Path
+) -> None:
+    bucket = s3_server.make_bucket("indexes")
+    publish_json(served.mirror, f"s3://{bucket}/pypi", s3_env(s3_server.endpoint))
+    base = s3_server.url(bucket, "pypi/")
+    code, out = _pip_download(served, tmp_path, f"{base}indexes/team/env/linux/simple/", "secret")
+    assert code == 0, out
+    assert _status(f"{base}indexes/base/simple/teamapp/") in (403, 404)  # S3: no such key
+
+
 # -- the spec -------------------------------------------------------------------------------------
 
 BASE = '[environments.linux]\npython = "3.12"\nplatform = "manylinux_2_28_x86_64"\n'
@@ -310,30 +416,42 @@ BASE = '[environments.linux]\npython = "3.12"\nplatform = "manylinux_2_28_x86_64
     ("tables", "error"),
     [
         (
-            '[indexes.team]\nrequirements = ["a"]\ninherits = ["bse"]\n'
-            '[indexes.base]\nrequirements = ["b"]\n',
-            "mirror.toml:6: indexes.team.inherits[0]: 'bse' is not an index of this spec — "
-            "did you mean 'base'?",
+            (
+                '[indexes.team]\nrequirements = ["a"]\ninherits = ["bse"]\n'
+                '[indexes.base]\nrequirements = ["b"]\n'
+            ),
+            (
+                "mirror.toml:6: indexes.team.inherits[0]: 'bse' is not an index of this spec — "
+                "did you mean 'base'?"
+            ),
         ),
         (
             '[indexes.team]\nrequirements = ["a"]\ninherits = ["nope"]\n',
-            "mirror.toml:6: indexes.team.inherits[0]: 'nope' is not an index of this spec — "
-            "use one of 'team'",
+            (
+                "mirror.toml:6: indexes.team.inherits[0]: 'nope' is not an index of this spec — "
+                "use one of 'team'"
+            ),
         ),
         (
             '[indexes.a]\ninherits = ["b"]\n[indexes.b]\ninherits = ["a"]\n',
-            "mirror.toml:7: indexes.b.inherits[0]: 'a' makes an inheritance cycle (a → b → a) "
-            "— remove one of these inherits",
+            (
+                "mirror.toml:7: indexes.b.inherits[0]: 'a' makes an inheritance cycle (a → b → a) "
+                "— remove one of these inherits"
+            ),
         ),
         (
             '[indexes.a]\ninherits = ["a"]\n',
-            "mirror.toml:5: indexes.a.inherits[0]: 'a' makes an inheritance cycle (a → a) — "
-            "remove one of these inherits",
+            (
+                "mirror.toml:5: indexes.a.inherits[0]: 'a' makes an inheritance cycle (a → a) — "
+                "remove one of these inherits"
+            ),
         ),
         (
             "[indexes.a]\n",
-            "mirror.toml:4: indexes.a: index 'a' serves nothing — add requirements, private or "
-            'inherits, e.g. requirements = ["requests>=2.24"]',
+            (
+                "mirror.toml:4: indexes.a: index 'a' serves nothing — add requirements, private or "
+                'inherits, e.g. requirements = ["requests>=2.24"]'
+            ),
         ),
         (
             '[indexes.a]\nrequirement = ["x"]\n',
@@ -341,15 +459,19 @@ BASE = '[environments.linux]\npython = "3.12"\nplatform = "manylinux_2_28_x86_64
         ),
         (
             '[indexes."a/b"]\nrequirements = ["x"]\n',
-            "mirror.toml:4: indexes.\"a/b\": 'a/b' cannot be an index name (it becomes the folder "
-            "indexes/<name>/) — use letters, digits, '.', '_', '-', starting with a letter or "
-            "digit, at most 64 characters",
+            (
+                "mirror.toml:4: indexes.\"a/b\": 'a/b' cannot be an index name (it becomes the "
+                "folder indexes/<name>/) — use letters, digits, '.', '_', '-', starting with a "
+                "letter or digit, at most 64 characters"
+            ),
         ),
         (
             '[indexes.a]\nrequirements = ["x>>1"]\n',
-            "mirror.toml:5: indexes.a.requirements[0]: 'x>>1' is not a valid requirement: "
-            "expected semicolon (after name with no version specifier) or end at column 2 — "
-            "write it like 'requests>=2.24' or 'xonsh[full]~=0.11.0' (PEP 508)",
+            (
+                "mirror.toml:5: indexes.a.requirements[0]: 'x>>1' is not a valid requirement: "
+                "expected semicolon (after name with no version specifier) or end at column 2 — "
+                "write it like 'requests>=2.24' or 'xonsh[full]~=0.11.0' (PEP 508)"
+            ),
         ),
         (
             '[indexes.a]\nprivate = ["missing/"]\n',

@@ -35,7 +35,8 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         "--view",
         action="append",
         metavar="VIEW",
-        help="what the user may read: simple (the union index) or env/NAME; repeat for more "
+        help="what the user may read: simple (the union index), env/NAME or indexes/NAME (a "
+        "named index); repeat for more "
         "(default: everything)",
     )
     add.add_argument(

@@ -4,7 +4,8 @@ Layout under the bucket prefix (every link relative, so any endpoint or prefix w
 
 - ``files/<blake3>/<filename>``: each distribution file once, content-addressed and
   immutable; its PEP 658 ``.metadata`` beside it (``…/<filename>.metadata``);
-- ``simple/…`` and ``env/<name>/simple/…``: every page as ``<dir>/index.html``,
+- ``simple/…``, ``env/<name>/simple/…`` and the named indexes' ``indexes/<name>/…``
+  (the same layout below each): every page as ``<dir>/index.html``,
   ``<dir>/index.json`` and the bare key ``<dir>/`` (HTML), with file links rewritten to
   point at ``files/`` relatively;
 - ``index.html``: the human page (static: its search box cannot filter).
@@ -152,7 +153,7 @@ def read_tree(
     pages: dict[str, list[tuple[str, Path]]] = {}  # folder -> its index.* pages
     files: dict[str, dict[str, tuple[str, int, Path]]] = {}  # folder -> filename -> blob
     for rel, path in _walk(generation):
-        if not (rel.startswith(("simple/", "env/"))):
+        if not (rel.startswith(("simple/", "env/", "indexes/"))):
             continue  # manifest.json and other build bookkeeping
         folder, _, name = rel.rpartition("/")
         if name in ("index.html", "index.json"):
