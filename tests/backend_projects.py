@@ -106,7 +106,8 @@ def write_sdist(out_dir: Path, name: str, files: dict[str, str]) -> Path:
 
 def serve_backends_and_projects(up: FakeUpstream, work: Path) -> None:
     """Serve every backend's real wheel (with its closure) and every project's sdist."""
-    for name in installed_wheels.closure(BACKENDS):
+    # Python 3.10 adds tomli (hatchling, setuptools-scm, meson-python read TOML with it).
+    for name in installed_wheels.closure(BACKENDS, also_for=("3.10",)):
         wheel = installed_wheels.repack(name, work / "wheels")
         up.add_dist(wheel, requires_python=installed_wheels.requires_python(name))
     for name, files in PROJECTS.items():

@@ -103,9 +103,13 @@ def repack(name: str, out_dir: Path) -> Path:
     return target
 
 
-def closure(names: list[str]) -> list[str]:
-    """``names`` and every distribution they require on this interpreter, installed here."""
-    env = {key: str(value) for key, value in default_environment().items()} | {"extra": ""}
+def closure(names: list[str], also_for: tuple[str, ...] = ()) -> list[str]:
+    """``names`` and every distribution they require on this interpreter or on the Python
+    versions ``also_for`` ("3.10"), installed here."""
+    host = {key: str(value) for key, value in default_environment().items()} | {"extra": ""}
+    envs = [host] + [
+        host | {"python_version": v, "python_full_version": f"{v}.0"} for v in also_for
+    ]
     seen: dict[str, None] = {}
     todo = list(names)
     while todo:
@@ -115,7 +119,7 @@ def closure(names: list[str]) -> list[str]:
         seen[name] = None
         for text in distribution(name).requires or ():
             req = Requirement(text)
-            if req.marker is None or req.marker.evaluate(env):
+            if req.marker is None or any(req.marker.evaluate(env) for env in envs):
                 todo.append(req.name)
     return sorted(seen)
 

