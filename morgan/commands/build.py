@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr,
         live=sys.stderr.isatty() and not args.quiet,
         verbose=args.verbose,
-        environments=len(spec.targets),
+        # One resolution per target for the default index and each named one.
+        environments=len(spec.targets) * (1 + len(spec.indexes)),
         # Outside a terminal (CI logs, pipes) a status line every few seconds.
         interval=None if args.quiet or args.json else _plain_interval(),
     )
