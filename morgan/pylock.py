@@ -51,13 +51,15 @@ class FileLocation:
     base_url: str | None = None
     mirror: Path | None = None
     lock_dir: Path | None = None
+    index: str = ""  # a named index's prefix, "indexes/<name>/" (docs/indexes.md)
 
     def index_url(self, env: str) -> str | None:
-        """The URL of ``env``'s view (``<base>env/<env>/simple/``), without a base URL none."""
+        """The URL of ``env``'s view (``<base>env/<env>/simple/``, below a named index's
+        prefix), without a base URL none."""
         if self.base_url is None:
             return None
         base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
-        return f"{base}env/{env}/simple/"
+        return f"{base}{self.index}env/{env}/simple/"
 
     def entry(self, env: str, project: str, filename: str) -> tuple[str, str]:
         """``("url", …)`` or ``("path", …)`` for one file of ``env``'s view."""
@@ -66,7 +68,8 @@ class FileLocation:
             return "url", f"{index}{project}/{filename}"
         if self.mirror is None or self.lock_dir is None:
             raise ValueError("FileLocation needs base_url, or mirror and lock_dir")
-        target = self.mirror / "index" / "env" / env / "simple" / project / filename
+        view = self.mirror / "index" / self.index / "env" / env / "simple"
+        target = view / project / filename
         return "path", Path(os.path.relpath(target, self.lock_dir)).as_posix()
 
 
@@ -142,25 +145,33 @@ def _file_table(env: str, project: str, f: LockedFile, where: FileLocation) -> s
     return "{ " + ", ".join(parts) + " }"
 
 
-def pylock_text(lock: Lock, env: Environment, where: FileLocation, *, sdists: bool = True) -> str:
+def pylock_text(
+    lock: Lock,
+    env: Environment,
+    where: FileLocation,
+    *,
+    sdists: bool = True,
+    index: str | None = None,
+) -> str:
     """The ``pylock.toml`` text for ``env``'s run-time pins in ``lock`` (``sdists``: the
-    spec's ``[policy] sdists``, which decides whether the view has a release's sdist).
+    spec's ``[policy] sdists``, which decides whether the view has a release's sdist), in
+    the default index or the named ``index`` (whose view ``where`` then points into).
 
     Raises :class:`UsageError` when ``lock`` has no such environment, or a pin has no file
     that installs on ``env``.
     """
-    locked = lock.environment(env.name)
+    envs = lock.audience(index) or ()
+    locked = next((e for e in envs if e.name == env.name), None)
     if locked is None:
-        known = ", ".join(e.name for e in lock.environments) or "none"
+        known = ", ".join(e.name for e in envs) or "none"
+        of = f" in index {index!r}" if index is not None else ""
         raise UsageError(
-            f"mirror.lock has no environment {env.name!r} (locked: {known}) — run "
+            f"mirror.lock has no environment {env.name!r}{of} (locked: {known}) — run "
             "'morgan build' after adding it"
         )
+    flags = f"--env {env.name}" + (f" --index {index}" if index is not None else "")
     out = [
-        (
-            f"# Written by `morgan export-lock --env {env.name}` (morgan {__version__}) from "
-            "mirror.lock.\n"
-        ),
+        f"# Written by `morgan export-lock {flags}` (morgan {__version__}) from mirror.lock.\n",
         "# Install exactly these files: pip install -r <this file>  (pip >= 26.1), or\n",
         "# uv pip install -r <this file>.\n",
         'lock-version = "1.0"\n',

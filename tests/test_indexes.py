@@ -354,6 +354,27 @@ def test_graph_why_in_a_named_index(served: Served) -> None:
     assert "--index nope: no such index; the lock has base, other, team" in proc.stderr
 
 
+def test_export_lock_of_a_named_index_installs_with_uv(served: Served, tmp_path: Path) -> None:
+    out = tmp_path / "pylock.toml"
+    proc = morgan(
+        served.workspace, "export-lock", "--env", "linux", "--index", "team", "-o", str(out),
+        "--base-url", served.url,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    view = f"{served.url}indexes/team/env/linux/simple/"
+    assert f'index = "{view}"' in text
+    assert f'url = "{view}secret/secret-1.2-py3-none-any.whl"' in text
+    python = clients.make_venv(tmp_path / "venv")
+    cmd = clients.uv_pip_command("install", view, "--python", str(python), "-r", str(out))
+    result = clients.run(cmd, clients.pip_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "+ secret==1.2" in result.stderr
+    bad = morgan(served.workspace, "export-lock", "--env", "linux", "--index", "nope", "-o", "-")
+    assert bad.returncode == 2
+    assert "no index 'nope' in mirror.toml — known: base, other, team" in bad.stderr
+
+
 def test_a_bundle_carries_every_index(served: Served, tmp_path: Path) -> None:
     bundle = tmp_path / "mirror.tar"
     assert morgan(served.workspace, "export", "-o", str(bundle)).returncode == 0

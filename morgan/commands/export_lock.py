@@ -1,4 +1,5 @@
-"""``morgan export-lock --env NAME [-o FILE] [--base-url URL]``: a PEP 751 pylock.toml.
+"""``morgan export-lock --env NAME [--index NAME] [-o FILE] [--base-url URL]``: a PEP 751
+pylock.toml.
 
 See :mod:`morgan.pylock` for what the file holds and where its URLs point.
 """
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 from morgan import lock as lockfile
 from morgan.errors import UsageError
+from morgan.indexes import index_prefix
 from morgan.pylock import FileLocation, pylock_text
 from morgan.spec import load_spec
 from morgan.toml_reader import display_path
@@ -25,6 +27,11 @@ _PYLOCK_NAME = re.compile(r"pylock(\.[^.\s/\\]+)?\.toml")
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
     del name
     parser.add_argument("--env", required=True, metavar="NAME", help="the environment to export")
+    parser.add_argument(
+        "--index",
+        metavar="NAME",
+        help="from the named index NAME ([indexes.NAME]) instead of the default index",
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -46,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if env is None:
         known = ", ".join(e.name for e in spec.environments)
         raise UsageError(f"no environment {args.env!r} in mirror.toml — known: {known}")
+    if args.index is not None and spec.index(args.index) is None:
+        known = ", ".join(i.name for i in spec.indexes) or "none"
+        raise UsageError(f"no index {args.index!r} in mirror.toml — known: {known}")
     lock_path = spec.path.parent / "mirror.lock"
     lock = lockfile.load(lock_path)
     if lock is None:
@@ -56,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
             "so the pylock matches the mirror"
         )
     stdout = str(args.output) == "-"
-    output: Path = args.output or spec.path.parent / f"pylock.{env.name}.toml"
+    default = (
+        f"pylock.{env.name}.toml" if args.index is None else f"pylock.{args.index}-{env.name}.toml"
+    )
+    output: Path = args.output or spec.path.parent / default
     if not stdout and not _PYLOCK_NAME.fullmatch(output.name):
         raise UsageError(
             f"{output.name!r}: pip and uv read only files named pylock.toml or "
@@ -69,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
                 f"--base-url {args.base_url!r}: not an absolute URL — write it like "
                 "http://mirror.lan:8080/"
             )
-        where = FileLocation(base_url=args.base_url)
+        where = FileLocation(base_url=args.base_url, index=index_prefix(args.index))
     else:
         lock_dir = Path.cwd() if stdout else output.absolute().parent
-        where = FileLocation(mirror=spec.output, lock_dir=lock_dir)
-    text = pylock_text(lock, env, where, sdists=spec.policy.sdists)
+        where = FileLocation(mirror=spec.output, lock_dir=lock_dir, index=index_prefix(args.index))
+    text = pylock_text(lock, env, where, sdists=spec.policy.sdists, index=args.index)
     if stdout:
         print(text, end="")
         return 0
