@@ -90,6 +90,8 @@ MAX_PAGE_JSON = 64 * 1024 * 1024  # a project's JSON page read for the human pag
 SMALL_BODY = 1024 * 1024
 BODY_CACHE_BYTES = 64 * 1024 * 1024  # per generation
 STREAM_TURN = 1024 * 1024  # bytes of a file the waiter sends to one connection per turn
+EVICT_IDLE = 1.0  # s: at the connection cap, an answered connection this idle may be closed
+EVICT_NEW = 0.25  # s: ... and one without a complete head this old
 _SENDFILE = getattr(os, "sendfile", None)
 RESOLVED_CACHE_ENTRIES = 65536  # per generation
 DEFAULT_PROCESSES = 1  # see docs/server-load.md, "Several processes"
@@ -720,10 +722,19 @@ class Waiter:
     def _evict_oldest(self, waiting: "Dict[socket.socket, _Waiting]", count: int) -> None:
         """Drop ``count`` connections: first those that never completed a request head
         (slowloris, connections that send nothing), oldest first; then, only if there are
-        not enough of those, the rest oldest first (idle keep-alive, the slowest readers)."""
-        states = list(itertools.islice((w for w in waiting.values() if not w.answered), count))
+        not enough of those, the rest oldest first (idle keep-alive, the slowest readers)
+        among those idle for :data:`EVICT_IDLE` s at least: a client between two requests
+        on its keep-alive connection is not cut as its next request arrives, nor a new one
+        before its head could arrive (:data:`EVICT_NEW`); the accepting thread waits a
+        moment for room instead."""
+        now = time.monotonic()
+        # A connection younger than EVICT_NEW has had no fair chance to send its head yet.
+        fresh = now - EVICT_NEW
+        unanswered = (w for w in waiting.values() if not w.answered and w.since <= fresh)
+        states = list(itertools.islice(unanswered, count))
         if len(states) < count:
-            rest = (w for w in waiting.values() if w.answered)
+            idle_since = now - EVICT_IDLE
+            rest = (w for w in waiting.values() if w.answered and w.since <= idle_since)
             states += itertools.islice(rest, count - len(states))
         for state in states:
             self._drop(waiting, state)
@@ -845,6 +856,7 @@ class Waiter:
         if state.out or state.stream is not None:
             if sent or not state.writing:  # progress (or the start) resets the deadline
                 state.deadline = now + self._send_timeout
+                state.since = now
                 del waiting[state.sock]
                 waiting[state.sock] = state  # the youngest again: evicted last
             if not state.writing:
@@ -858,6 +870,7 @@ class Waiter:
             state.writing = False
             self._selector.modify(state.sock, selectors.EVENT_READ, state)
         state.deadline = now + self._timeout
+        state.since = now
         del waiting[state.sock]
         waiting[state.sock] = state
         return True
@@ -949,12 +962,14 @@ class _Waiting:
         "handshake",
         "keep",
         "out",
+        "since",
         "sock",
         "stream",
         "writing",
     )
 
     def __init__(self, sock: socket.socket, address: object, buf: bytearray, deadline: float):
+        self.since = time.monotonic()  # when it last started waiting or made progress
         self.sock = sock
         self.address = address
         self.buf = buf
