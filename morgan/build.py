@@ -18,9 +18,7 @@ The steps, each through the executor so that only what changed runs:
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
-import shutil
+import json
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,7 +41,14 @@ from morgan.catalog import (
 from morgan.credentials import public_spec_text
 from morgan.environments import Environment
 from morgan.errors import BuildError
-from morgan.executor import Executor, Ran, Reporter
+from morgan.executor import Executor, Ran, Record, Reporter
+from morgan.generations import (
+    current_generation,
+    manifest_digest,
+    remove_leftovers,
+    switch_to,
+)
+from morgan.generations import start_tree as start_generation_tree
 from morgan.indexes import index_prefix
 from morgan.lock import (
     BUILT_URL,
@@ -60,14 +65,8 @@ from morgan.lock import dumps as dump_lock
 from morgan.lock import load as load_lock
 from morgan.lock_inputs import LockedInput, read_lock_input
 from morgan.noop import stamp
-from morgan.publish import (
-    View,
-    render_and_switch,
-    start_files,
-    start_renders,
-    start_tree,
-    wait_files,
-)
+from morgan.plan import View, compile_plan, file_ids, mirror_files, skeleton_files
+from morgan.plan_view import save_outcome
 from morgan.resolve import (
     PYTHON,
     SPEC,
@@ -88,10 +87,12 @@ from morgan.source_builds import SourceBuild, source_builds
 from morgan.spec import Spec
 from morgan.universal import PLATFORM as UNIVERSAL
 from morgan.universal import UniversalTarget
+from morgan.walk import Step, walk
 from morgan.wheels import Built, WheelResult, build_wheels, strip_built
 from rules.lib.materialize import Mode
 from rules.model import MirrorFile, NormalizedName, UpstreamFile
 from store import fsio
+from store.digest import Digest, blake3_hex
 from store.errors import StoreError
 from store.lock import StoreLock
 from store.objects import Store
@@ -171,7 +172,7 @@ def _build_locked(
     spec: Spec, client: object, opts: BuildOptions, mirror: Path, store: Store
 ) -> BuildResult:
     lock_path = spec.path.parent / "mirror.lock"
-    _remove_leftovers(mirror, spec.path.parent)
+    remove_leftovers(mirror, spec.path.parent)
     old = load_lock(lock_path)
     fresh = old is not None and old.spec_digest == spec.digest() and opts.upgrade is False
     upstreams = _upstream_indexes(spec, datetime.now(UTC))
@@ -192,7 +193,7 @@ def _build_locked(
             private=spec.all_private,
         )
         if fresh and old is not None:
-            selections = _select_from_lock(spec, old)
+            selections = select_from_lock(spec, old)
             infos = {(r.name, r.version): r for r in old.releases}
         else:
             selections, infos = _resolve_all(spec, catalog, old, opts.reporter)
@@ -206,45 +207,105 @@ def _build_locked(
             if f.provenance_url is None
         ]
         warnings = screen(spec, _pinned(selections), statuses, sorted(set(unattested)))
-        views = _views(selections, statuses)
-        fetching = start_files(catalog, _wanted_files(selections))
-        pages = start_renders(ex, store, views, fetching)
+        views = views_of(selections, statuses)
+        wanted = {fn: f for fn, (_project, f) in wanted_files(selections).items()}
         # A lock that still fits the spec most likely gives the current tree again: then
         # the tree is not begun ahead (it would only be thrown away).
-        tree = (
-            None
-            if fresh
-            else start_tree(mirror, store, views, fetching, pages, mode=opts.materialize)
-        )
-        # The new lock is written out before the switch (a full disk fails here, with
+        tree = None if fresh else start_generation_tree(store, mirror, mode=opts.materialize)
+        kept_files, kept_notes = _kept(catalog, old, wanted)
+
+        def make_lock(files: Mapping[str, MirrorFile]) -> str:
+            return dump_lock(
+                _make_lock(
+                    spec, selections, infos, files, kept_files, statuses=statuses, built=built.built
+                )
+            )
+
+        def link(step: Step, record: Record) -> None:
+            if tree is not None:
+                for rel, digest in step.entries(record).items():
+                    tree.add(rel, digest)
+
+        staged_lock: list[bytes] = []
+
+        def sides(lock_text: bytes) -> dict[str, bytes]:
+            return {**_sources(spec, mirror, lock_path, lock_text), **_server()}
+
+        def served(manifest: Digest) -> Record | None:
+            """The switch's record when ``manifest`` is served with these side files."""
+            n = current_generation(mirror)
+            if n is None or manifest_digest(mirror, n) != manifest:
+                return None
+            lock_text = _entry_bytes(store, manifest, "mirror.lock")
+            if not all(_same_file(mirror / k, v) for k, v in sides(lock_text).items()):
+                return None
+            if tree is not None:
+                tree.discard()
+            return {"blobs": [], "number": n, "changed": False}
+
+        # The new lock is written out before the switch (a full disk fails there, with
         # nothing switched) and renamed into place after it (the lock always describes
         # the served generation; a rename needs no space).
         try:
             with fsio.replacing(lock_path) as staged:
-                files = wait_files(fetching)
-                kept_files, kept_notes = _kept(catalog, old, files)
-                new_lock = _make_lock(
-                    spec, selections, infos, files, kept_files, statuses=statuses, built=built.built
+
+                def stage(lock_text: bytes) -> None:
+                    try:
+                        staged.write(lock_text)
+                    except StoreError as exc:  # the lock is not in the store: no "store:"
+                        raise BuildError(str(exc)) from exc
+                    staged_lock.append(lock_text)
+
+                def publish(manifest: Digest, entries: Mapping[str, Digest]) -> Record:
+                    lock_text = store.read_bytes(entries["mirror.lock"])
+                    stage(lock_text)
+                    n, changed = switch_to(
+                        store,
+                        mirror,
+                        manifest,
+                        entries,
+                        mode=opts.materialize,
+                        tree=tree,
+                        sides=sides(lock_text),
+                    )
+                    return {"blobs": [], "number": n, "changed": changed}
+
+                plan = compile_plan(
+                    catalog,
+                    store,
+                    views,
+                    wanted,
+                    make_lock=make_lock,
+                    lock_skeleton=lock_skeleton(
+                        spec,
+                        selections,
+                        infos=infos,
+                        wanted=wanted,
+                        kept=kept_files,
+                        statuses=statuses,
+                        built=built.built,
+                    ),
+                    publish=publish,
+                    served=served,
                 )
-                text = dump_lock(new_lock)
-                try:
-                    staged.write(text.encode("utf-8"))
-                except StoreError as exc:  # the lock is not in the store: not a "store:" error
-                    raise BuildError(str(exc)) from exc
-                generation = render_and_switch(
-                    mirror,
-                    store=store,
-                    views=views,
-                    files=files,
-                    pages=pages,
-                    mode=opts.materialize,
-                    tree=tree,
-                )
+                records = walk(plan, ex, on_done=link)
+                if not staged_lock:  # the generation was served already: no switch ran
+                    stage(store.read_bytes(Digest.parse(records["lock"]["blob"])))
         except BaseException:
             if tree is not None:
                 tree.discard()
             raise
-        _copy_sources(spec, mirror, lock_path)
+        text = staged_lock[0].decode("utf-8")
+        save_outcome(mirror, plan, records["lock"]["blob"], ran=ex.ran, hits=ex.hits)
+        files = mirror_files(file_ids(wanted), records)
+        new_lock = _make_lock(
+            spec, selections, infos, files, kept_files, statuses=statuses, built=built.built
+        )
+        generation = (
+            records["generation"]["number"],
+            records["manifest"]["blob"],
+            records["generation"]["changed"],
+        )
         stamp(mirror, spec.path.read_bytes(), text.encode("utf-8"), generation[0])
         union = {(p.release.name, str(p.release.version)) for s in selections for p in s.pins}
         return BuildResult(
@@ -303,7 +364,7 @@ def _with_built_wheels(
 
 
 def _kept(
-    catalog: UpstreamCatalog, old: Lock | None, files: Mapping[str, MirrorFile]
+    catalog: UpstreamCatalog, old: Lock | None, files: Mapping[str, object]
 ) -> tuple[frozenset[str], tuple[str, ...]]:
     """The selected files upstream no longer lists, and the notes not said before.
 
@@ -346,6 +407,11 @@ def _statuses(
     return {n: known[n] for n in sorted(names) if n in known}
 
 
+def lock_statuses(selections: Sequence[EnvSelection], lock: Lock) -> dict[str, tuple[str, str]]:
+    """The PEP 792 statuses a build from ``lock`` alone gives its pages."""
+    return _statuses(selections, lock, {})
+
+
 def _pinned(selections: Sequence[EnvSelection]) -> list[tuple[str, str, str]]:
     """(name, version, environment) of every selected release (in any index)."""
     return sorted(
@@ -356,7 +422,7 @@ def _pinned(selections: Sequence[EnvSelection]) -> list[tuple[str, str, str]]:
 # -- selection ------------------------------------------------------------------------------
 
 
-def _select_from_lock(spec: Spec, lock: Lock) -> list[EnvSelection]:
+def select_from_lock(spec: Spec, lock: Lock) -> list[EnvSelection]:
     out = []
     for index, env in _resolutions(spec):
         locked = _locked_env(lock, index, env.name)
@@ -496,7 +562,7 @@ def _resolve_all(
         if reporter is not None:
             reporter.environment_resolved(aud.label(env.name), len(sel.pins))
         # Start downloading this environment's files now, while slower environments are
-        # still resolving; start_files later finds the same nodes already under way.
+        # still resolving; the plan walk later finds the same nodes already under way.
         for pin in sel.pins:
             for f in env_files(pin.release, env, sdists=sel.sdists):
                 catalog.fetch_async(f, parents=[f"project:{pin.release.name}"])
@@ -774,7 +840,7 @@ def env_files(release: Release, env: Environment, *, sdists: bool = True) -> lis
     return wheels
 
 
-def _wanted_files(selections: Sequence[EnvSelection]) -> dict[str, tuple[str, UpstreamFile]]:
+def wanted_files(selections: Sequence[EnvSelection]) -> dict[str, tuple[str, UpstreamFile]]:
     """filename → (project, file) of every file any environment selected."""
     wanted: dict[str, tuple[str, UpstreamFile]] = {}
     for sel in selections:
@@ -784,7 +850,7 @@ def _wanted_files(selections: Sequence[EnvSelection]) -> dict[str, tuple[str, Up
     return wanted
 
 
-def _views(
+def views_of(
     selections: Sequence[EnvSelection], statuses: Mapping[str, tuple[str, str]]
 ) -> list[View]:
     """Per index (the default one, then each named one): each environment's and universal
@@ -811,51 +877,16 @@ def _views(
     return views
 
 
-# Temp names that builds give what they write outside the store; the last number is the pid.
-_LEFTOVER = re.compile(
-    r"\.(?:(?:index|server\.py|mirror\.toml|mirror\.lock|build-stamp\.json)\.tmp|tmp-\d+)-(\d+)"
-)
-
-
-def _remove_leftovers(mirror: Path, workspace: Path) -> None:
-    """Delete temp files and half-made generations of builds that died (killed, power cut).
-
-    Only those whose pid is no running process: nothing another live build is writing.
-    """
-    for folder in (mirror, mirror / "generations", workspace):
-        try:
-            entries = list(folder.iterdir())
-        except FileNotFoundError:
-            continue
-        for path in entries:
-            match = _LEFTOVER.fullmatch(path.name)
-            if match is None or _alive(int(match.group(1))):
-                continue
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-def _copy_sources(spec: Spec, mirror: Path, lock_path: Path) -> None:
-    for src, name in ((spec.path, "mirror.toml"), (lock_path, "mirror.lock")):
-        if src.resolve() == (mirror / name).resolve():
-            continue
-        data = src.read_bytes()
-        if name == "mirror.toml":
-            # The mirror's copy never holds index-url credentials (it travels in bundles).
-            data = public_spec_text(data.decode("utf-8")).encode("utf-8")
-        fsio.replace_file(mirror / name, data)
+def _sources(spec: Spec, mirror: Path, lock_path: Path, lock_text: bytes) -> dict[str, bytes]:
+    """The mirror's copies of what built its generation (for verify/graph offline)."""
+    out: dict[str, bytes] = {}
+    if spec.path.resolve() != (mirror / "mirror.toml").resolve():
+        # The mirror's copy never holds index-url credentials (it travels in bundles).
+        public = public_spec_text(spec.path.read_bytes().decode("utf-8"))
+        out["mirror.toml"] = public.encode("utf-8")
+    if lock_path.resolve() != (mirror / "mirror.lock").resolve():
+        out["mirror.lock"] = lock_text
+    return out
 
 
 # -- the lock -------------------------------------------------------------------------------
@@ -950,3 +981,40 @@ def _make_lock(
 
 
 __all__ = ["DEFAULT_BUILD_REQUIRES", "SPEC", "BuildOptions", "BuildResult", "build"]
+
+
+def _server() -> dict[str, bytes]:
+    """``server.py``, refreshed by every build (absent only in odd installs)."""
+    src = Path(__file__).with_name("server.py")
+    return {"server.py": src.read_bytes()} if src.exists() else {}
+
+
+def lock_skeleton(
+    spec: Spec,
+    selections: Sequence[EnvSelection],
+    *,
+    infos: Mapping[tuple[str, str], LockedRelease],
+    wanted: Mapping[str, UpstreamFile],
+    kept: frozenset[str],
+    statuses: Mapping[str, tuple[str, str]],
+    built: Mapping[str, Built] | None = None,
+) -> str:
+    """The digest of the lock with every fetched digest blanked: the lock node's parameter
+    (with its inputs, the files' digests, it determines the lock's text)."""
+    blank = skeleton_files(wanted)
+    text = dump_lock(
+        _make_lock(spec, selections, infos, blank, kept, statuses=statuses, built=built)
+    )
+    return blake3_hex(text.encode("utf-8"))
+
+
+def _entry_bytes(store: Store, manifest: Digest, rel: str) -> bytes:
+    entries = json.loads(store.read_bytes(manifest))["entries"]
+    return store.read_bytes(Digest.parse(entries[rel]))
+
+
+def _same_file(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() == data
+    except OSError:
+        return False

@@ -40,6 +40,7 @@ import blake3
 
 from morgan.credentials import public_spec_text
 from morgan.errors import MorganError
+from morgan.generations import current_generation, manifest_digest
 from morgan.lock import Lock
 from store import fsio
 from store.digest import Digest
@@ -108,17 +109,15 @@ def objects_in_bundle(path: Path) -> frozenset[Digest]:
     return frozenset(Digest.parse(d) for d in header["objects"])
 
 
-def current_generation(mirror: Path) -> tuple[Path, Digest]:
-    """The folder ``mirror/index`` points at and the digest of its manifest."""
-    index = mirror / "index"
-    try:
-        gen = index.resolve(strict=True)
-        data = (gen / "manifest.json").read_bytes()
-    except OSError:
+def served_manifest(mirror: Path) -> Digest:
+    """The manifest digest of the generation ``mirror/index`` serves."""
+    current = current_generation(mirror)
+    digest = manifest_digest(mirror, current) if current is not None else None
+    if digest is None:
         raise BundleError(
             f"{mirror}: no current generation (index/manifest.json) — run 'morgan build' first"
-        ) from None
-    return gen, Digest("blake3", blake3.blake3(data).hexdigest())
+        )
+    return digest
 
 
 def export_bundle(
@@ -136,7 +135,7 @@ def export_bundle(
     """
     store = Store(mirror / "store")
     with StoreLock(store.root).shared(timeout=0):
-        _gen, manifest = current_generation(mirror)
+        manifest = served_manifest(mirror)
         objects = sorted(manifest_digests(store, manifest))
         carried = [d for d in objects if d not in since or d == manifest]
         sides = {name: _read_side(mirror / name) for name in SIDE_FILES}

@@ -25,20 +25,19 @@ from morgan.bundle import (
     SIDE_FILES,
     SIGNATURE,
     BundleError,
-    current_generation,
     next_member,
     open_bundle,
     read_raw_header,
     read_small,
 )
+from morgan.generations import current_generation, manifest_digest, next_number, publish
 from morgan.signing import SignatureError, Signer, verify
-from rules.lib.materialize import Mode, check_entry_path, materialize, switch_index
+from rules.lib.materialize import Mode, check_entry_path
 from store import fsio
 from store.digest import Digest
 from store.errors import StoreError
 from store.lock import StoreLock
 from store.objects import Store
-from store.roots import set_root
 
 __all__ = ["ImportResult", "import_bundle"]
 
@@ -216,7 +215,6 @@ def _generation_entries(store: Store, manifest: Digest, path: Path) -> dict[str,
     absent = [d for d in entries.values() if not store.has(d)]
     if absent:
         raise BundleError(f"{path}: the generation lists {absent[0]}, which is not in the store")
-    entries["manifest.json"] = manifest
     return entries
 
 
@@ -230,23 +228,14 @@ def _switch(
     mode: Mode,
     blobs: Mapping[Digest, tuple[int, str]],
 ) -> ImportResult:
-    generations = mirror / "generations"
-    generations.mkdir(exist_ok=True)
     carried = sum(size for size, _ in blobs.values())
-    try:
-        gen, current = current_generation(mirror)
-    except BundleError:
-        gen, current = None, None
-    if gen is not None and current == manifest:
+    current = current_generation(mirror)
+    if current is not None and manifest_digest(mirror, current) == manifest:
         _write_sides(mirror, sides)
-        return ImportResult(str(manifest), int(gen.name), False, len(blobs), carried)
-    numbers = [int(p.name) for p in generations.iterdir() if p.name.isdigit()]
-    n = max(numbers, default=0) + 1
+        return ImportResult(str(manifest), current, False, len(blobs), carried)
+    n = next_number(mirror)
     try:
-        materialize(store, entries, generations / str(n), mode=mode)
-        set_root(store, f"generation-{n}", manifest)
-        _write_sides(mirror, sides)
-        switch_index(mirror, generations / str(n))
+        publish(store, mirror, manifest, entries, mode=mode, sides=sides)
     except OSError as exc:
         raise BundleError(
             f"{mirror}: cannot write generation {n} ({exc.strerror or exc}) — free space or fix "

@@ -81,6 +81,20 @@ class UpstreamIndex:
     exclude_newer: datetime | None = None  # files uploaded at or after it are hidden
 
 
+def file_node(f: UpstreamFile) -> Node:
+    """The fetch node of ``f`` (its id names the file; its key is what upstream promised)."""
+    ident = f.sha256 or f.url
+    return Node(
+        id=f"file:{f.filename}:{ident[:16]}",
+        kind="fetch",
+        version=FETCH_RULE_VERSION,
+        # Fixed output: keyed by what upstream promised, never by where it lives.
+        params={"filename": f.filename, "sha256": f.sha256 or "", "size": f.size or -1}
+        if f.sha256
+        else {"filename": f.filename, "url": f.url},
+    )
+
+
 def release_version(filename: str) -> Version | None:
     """The version a wheel or sdist filename declares; None when it is not one."""
     try:
@@ -351,22 +365,17 @@ class UpstreamCatalog:
     # -- files -------------------------------------------------------------------------------
 
     def file_node(self, f: UpstreamFile) -> Node:
-        ident = f.sha256 or f.url
-        return Node(
-            id=f"file:{f.filename}:{ident[:16]}",
-            kind="fetch",
-            version=FETCH_RULE_VERSION,
-            # Fixed output: keyed by what upstream promised, never by where it lives.
-            params={"filename": f.filename, "sha256": f.sha256 or "", "size": f.size or -1}
-            if f.sha256
-            else {"filename": f.filename, "url": f.url},
-        )
+        return file_node(f)
 
     def fetch(self, f: UpstreamFile, *, parents: Sequence[str] = ()) -> Record:
         return self.executor.run(self.file_node(f), lambda: self._fetch(f), parents=parents)
 
     def fetch_async(self, f: UpstreamFile, *, parents: Sequence[str] = ()) -> Any:
         return self.executor.submit(self.file_node(f), lambda: self._fetch(f), parents=parents)
+
+    def fetch_record(self, f: UpstreamFile) -> Record:
+        """Fetch ``f`` now (the body of its fetch node); its record."""
+        return self._fetch(f)
 
     def _fetch(self, f: UpstreamFile) -> Record:
         if f.url.startswith("file:"):
@@ -420,16 +429,21 @@ class UpstreamCatalog:
         try:
             if f.filename.endswith(".whl"):
                 if f.core_metadata and not self.offline and not f.url.startswith("file:"):
-                    data = self.store.read_bytes(self._pep658_metadata(f))
+                    read_from = self._pep658_metadata(f)
+                    data = self.store.read_bytes(read_from)
                     source = "PEP 658 .metadata"
                 else:
                     rec = self.fetch(f)
-                    with self.store.open(Digest.parse(rec["blob"])) as fh:
+                    read_from = Digest.parse(rec["blob"])
+                    with self.store.open(read_from) as fh:
                         data = wheel_metadata_bytes(fh, f.filename)
                     source = "wheel METADATA"
                 meta = parse_core_metadata(data)
                 return {
                     "blobs": [],
+                    # Not required for a cache hit (blobs are); gc keeps the entry while
+                    # what it was read from is kept.
+                    "about": [str(read_from)],
                     "requires_dist": list(meta.requires_dist),
                     "requires_python": meta.requires_python,
                     "known": True,
@@ -445,6 +459,7 @@ class UpstreamCatalog:
         md = info.metadata
         return {
             "blobs": [],
+            "about": [rec["blob"]],
             "requires_dist": list(md.requires_dist) if md else [],
             "requires_python": md.requires_python if md else None,
             "known": md is not None,
@@ -486,35 +501,25 @@ class UpstreamCatalog:
         url = f.url + ".metadata"
         return fetch_metadata(self.client, self.store, url, sha256=f.core_metadata_sha256).digest
 
-    def provenance_async(self, f: UpstreamFile, sha256: str) -> Future[Record]:
+    def provenance_record(self, f: UpstreamFile, sha256: str) -> Record:
         """``f``'s PEP 740 provenance, fetched (size-capped), checked to be well-formed for
-        the file with ``sha256`` and stored; one node per provenance URL and file."""
+        the file with ``sha256`` and stored (the body of its provenance node)."""
         url = f.provenance_url or ""
-        node = Node(
-            id=f"provenance:{f.filename}",
-            kind="provenance",
-            version=PROVENANCE_RULE_VERSION,
-            params={"filename": f.filename, "sha256": sha256, "url": url},
-        )
-
-        def run() -> Record:
-            if self.offline:
-                raise BuildError(
-                    f"--offline: the provenance of {f.filename} is not cached; run once with "
-                    "network access"
-                )
-            data = self.client.get_bytes(url, max_bytes=MAX_PROVENANCE_BYTES)
-            try:
-                check_provenance(data, f.filename, sha256)
-            except ProvenanceError as exc:
-                raise BuildError(
-                    f"{f.filename}: the provenance upstream serves ({url}) is unusable: {exc} — "
-                    "report it to the index; nothing was switched"
-                ) from None
-            blob = self.store.put_bytes(data)
-            return {"blobs": [str(blob.digest)], "blob": str(blob.digest), "sha256": blob.sha256}
-
-        return self.executor.submit(node, run)
+        if self.offline:
+            raise BuildError(
+                f"--offline: the provenance of {f.filename} is not cached; run once with "
+                "network access"
+            )
+        data = self.client.get_bytes(url, max_bytes=MAX_PROVENANCE_BYTES)
+        try:
+            check_provenance(data, f.filename, sha256)
+        except ProvenanceError as exc:
+            raise BuildError(
+                f"{f.filename}: the provenance upstream serves ({url}) is unusable: {exc} — "
+                "report it to the index; nothing was switched"
+            ) from None
+        blob = self.store.put_bytes(data)
+        return {"blobs": [str(blob.digest)], "blob": str(blob.digest), "sha256": blob.sha256}
 
     def wheel_metadata_async(self, f: UpstreamFile, file_blob: str) -> Future[Record]:
         """The exact METADATA bytes of a fetched wheel, as the blob served at ``.metadata``."""

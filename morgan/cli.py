@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("build", "resolve, fetch, render and switch to a new generation"),
     "graph": ("graph", "explain why each package is in the mirror"),
     "gc": ("gc", "delete generations and blobs no root reaches"),
+    "rollback": ("rollback", "serve an earlier generation again (default: the one before)"),
     "verify": ("verify", "re-hash blobs, check the index, prove installability"),
     "serve": ("serve", "serve the current index with server.py"),
     "auth": ("auth", "add, remove and list the users server.py --auth lets read"),

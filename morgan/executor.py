@@ -35,6 +35,7 @@ class Node:
     params: Mapping[str, object]
     inputs: Mapping[str, str] = field(default_factory=dict)
     cacheable: bool = True  # False: always run (e.g. an upstream page being refreshed)
+    volatile: str = "upstream page refresh"  # why a node that is not cacheable runs
 
     @property
     def key(self) -> str:
@@ -94,6 +95,7 @@ class Executor:
         self._edges: set[tuple[str, str]] = set()
         self.ran: list[Ran] = []
         self.reused = 0
+        self.hits: list[str] = []  # the ids of the nodes reused from the cache
         self._reporter: Reporter = reporter or NullReporter()
         self._pool = ThreadPoolExecutor(max_workers=small_workers, thread_name_prefix="morgan")
         self._downloads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="morgan-dl")
@@ -142,6 +144,12 @@ class Executor:
                 raise
         return fut.result()
 
+    def note_reused(self, node_id: str) -> None:
+        """Count a node that had nothing to do (decided outside the cache) as reused."""
+        with self._lock:
+            self.reused += 1
+            self.hits.append(node_id)
+
     def cached(self, node: Node) -> Record | None:
         """The cached record of ``node`` if it is complete, without running anything."""
         record = self.cache.get(node.key)
@@ -177,6 +185,7 @@ class Executor:
         if record is not None and self._blobs_present(record):
             with self._lock:
                 self.reused += 1
+                self.hits.append(node.id)
             self._reporter.node_finished(node, record, cached=True)
             return record
         reason = self._reason(node, key, record)
@@ -186,19 +195,58 @@ class Executor:
         # record naming it is written): losing one to a power cut costs a re-run, so they
         # skip fsync, which was most of a cold build's time.
         self.cache.put(key, record, durable=False)
-        self.cache.put(_id_key(node.id), {"key": key}, durable=False)
+        self.cache.put(_id_key(node.id), _trace(node, key), durable=False)
         with self._lock:
             self.ran.append(Ran(node.id, reason))
         self._reporter.node_finished(node, record, cached=False)
         return record
 
     def _reason(self, node: Node, key: str, record: Record | None) -> str:
-        if not node.cacheable:
-            return "always re-run (volatile input)"
-        if record is not None:
-            missing = [d for d in record.get("blobs", ()) if not self.store.has(Digest.parse(d))]
-            return f"output blob missing ({missing[0]})"
-        last = self.cache.get(_id_key(node.id))
-        if last is None:
-            return "new"
-        return "input changed"
+        return explain(node, record, self.cache.get(_id_key(node.id)), self.store)
+
+
+def _trace(node: Node, key: str) -> Record:
+    """What the last run of a node was keyed by, kept under its id for ``--explain``."""
+    return {
+        "trace": True,
+        "key": key,
+        "kind": node.kind,
+        "version": node.version,
+        "params": dict(node.params),
+        "inputs": dict(node.inputs),
+    }
+
+
+def explain(node: Node, record: Record | None, last: Record | None, store: Store) -> str:
+    """Why ``node`` has to run: the stored trace of its last run compared with its key now.
+
+    ``record``: the cache entry under its current key (its outputs are missing, or it would
+    not run); ``last``: the trace kept under its id by its last run.
+    """
+    if not node.cacheable:
+        return f"volatile ({node.volatile})"
+    if record is not None:
+        missing = [d for d in record.get("blobs", ()) if not store.has(Digest.parse(d))]
+        return f"output missing ({missing[0] if missing else 'unknown'})"
+    if last is None or "params" not in last:
+        return "new"
+    if last.get("version") != node.version:
+        return f"rule version changed ({last.get('version')} → {node.version})"
+    params = dict(node.params)
+    for name in sorted(set(params) | set(last["params"])):
+        if last["params"].get(name) != params.get(name):
+            return f"parameter {name} changed"
+    inputs = dict(node.inputs)
+    old_inputs: dict[str, str] = last.get("inputs", {})
+    for name in sorted(set(inputs) | set(old_inputs)):
+        old, new = old_inputs.get(name), inputs.get(name)
+        if old != new:
+            return f"input {name} changed ({_short(old)} → {_short(new)})"
+    # Same key as the last run, and still no usable entry: gc removed it with its outputs.
+    return "output missing (removed by gc)"
+
+
+def _short(digest: str | None) -> str:
+    if digest is None:
+        return "none"
+    return digest.removeprefix("blake3:")[:12]

@@ -132,6 +132,7 @@ def render_html(graph: MirrorGraph, envs: list[str]) -> str:
         _TEMPLATE.replace("@TITLE@", title)
         .replace("@DATA@", data)
         .replace("@NODE_WIDTH@", str(NODE_WIDTH))
+        .replace("@STYLE@", PAGE_STYLE)
     )
 
 
@@ -139,12 +140,8 @@ def page_data_names(graph: MirrorGraph, envs: list[str]) -> set[str]:
     return {n for e in envs for n in graph.graphs[e].nodes if n != SPEC_NODE}
 
 
-_TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>@TITLE@</title>
-<style>
+# The pages' look, shared by the dependency page and ``graph --build``'s plan page.
+PAGE_STYLE = """<style>
 body { margin: 0; font: 13px system-ui, sans-serif; display: flex; height: 100vh; }
 #canvas { flex: 1; overflow: auto; background: #fff; }
 #details { width: 360px; overflow: auto; padding: 12px; border-left: 1px solid #ccc;
@@ -161,7 +158,14 @@ h2 { font-size: 15px; margin: 0 0 8px; }
 h3 { font-size: 13px; margin: 12px 0 4px; }
 ul { margin: 0; padding-left: 18px; }
 code { font-size: 12px; }
-</style>
+</style>"""
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>@TITLE@</title>
+@STYLE@
 </head>
 <body data-rendered="no">
 <div id="canvas"></div>

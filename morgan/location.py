@@ -15,6 +15,9 @@ from morgan.errors import SpecError, UsageError
 from morgan.spec import Spec, load_spec
 from store.objects import Store
 
+# Re-exported: commands find the served generation where they find the mirror.
+__all__ = ["Location", "is_mirror", "locate"]
+
 
 @dataclass(frozen=True, slots=True)
 class Location:
@@ -62,20 +65,3 @@ def _mirror_copy(spec_path: Path) -> Spec | None:
     except SpecError:
         return None
 
-
-def current_generation(mirror: Path) -> int | None:
-    """The generation number ``mirror/index`` points to; None before the first build."""
-    try:
-        name = (mirror / "index").readlink().name
-    except OSError:
-        return None
-    return int(name) if name.isdigit() else None
-
-
-def generation_numbers(mirror: Path) -> list[int]:
-    """Every complete generation folder, oldest first (``.tmp-*`` folders are not)."""
-    try:
-        entries = list((mirror / "generations").iterdir())
-    except FileNotFoundError:
-        return []
-    return sorted(int(p.name) for p in entries if p.name.isdigit() and p.is_dir())

@@ -33,6 +33,7 @@ from morgan.build import env_files
 from morgan.catalog import group_releases, locked_release
 from morgan.environments import Environment
 from morgan.errors import BuildError
+from morgan.generations import generation_path, root_name
 from morgan.indexes import index_prefix
 from morgan.lock import Lock, LockedEnvironment, LockedFile
 from morgan.resolve import (
@@ -246,9 +247,7 @@ def check_generations(store: Store, mirror: Path, numbers: Sequence[int], report
     all_roots = roots(store)
     for n in numbers:
         report.generations.append(n)
-        check_generation(
-            store, mirror / "generations" / str(n), all_roots.get(f"generation-{n}"), report
-        )
+        check_generation(store, generation_path(mirror, n), all_roots.get(root_name(n)), report)
 
 
 # -- pages ----------------------------------------------------------------------------------

@@ -50,6 +50,12 @@ def record_digests(record: object) -> frozenset[Digest]:
     return frozenset(found)
 
 
+def is_trace(record: Mapping[str, Any]) -> bool:
+    """A trace entry: what a node's last run was keyed by (for ``--explain``), not an output.
+    It names the key of its output entry under ``key``."""
+    return record.get("trace") is True
+
+
 class ActionCache:
     """Rule key -> JSON record, stored under the store's ``actions/`` directory."""
 

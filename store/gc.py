@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from store import fsio
-from store.actions import ActionCache, record_digests
+from store.actions import ActionCache, is_trace, record_digests
 from store.digest import Digest
 from store.errors import MissingObjectError, StoreError
 from store.manifests import manifest_digests
@@ -104,11 +104,7 @@ def collect(
     missing = tuple(sorted(live_set - kept))
 
     cache = ActionCache(store)
-    stale_actions: list[tuple[str, int]] = []
-    for key in cache:
-        record = cache.get(key)
-        if record is None or not record_digests(record) <= kept:
-            stale_actions.append((key, cache.size(key)))
+    stale_actions = [(key, cache.size(key)) for key in _unreachable_actions(cache, kept)]
 
     stale_temp = _stale_temp(store, now, grace_seconds)
 
@@ -132,6 +128,29 @@ def collect(
         kept_objects=len(kept),
         missing_live=missing,
     )
+
+
+def _unreachable_actions(cache: ActionCache, kept: frozenset[Digest] | set[Digest]) -> list[str]:
+    """Action entries no kept blob backs: a record is kept only if it names blobs (its
+    outputs, or what it was read from: ``about``) and every one of them survives; a trace
+    (:func:`store.actions.is_trace`) only if the entry of the key it names is kept. An
+    entry that names nothing (or cannot be read) goes: after the sweep, every remaining
+    entry is reachable from a kept generation's blobs."""
+    stale: list[str] = []
+    traces: dict[str, str] = {}
+    kept_keys: set[str] = set()
+    for key in cache:
+        record = cache.get(key)
+        if record is None:
+            stale.append(key)
+        elif is_trace(record):
+            traces[key] = str(record.get("key"))
+        elif (names := record_digests(record)) and names <= kept:
+            kept_keys.add(key)
+        else:
+            stale.append(key)
+    stale.extend(key for key, named in traces.items() if named not in kept_keys)
+    return sorted(stale)
 
 
 def _stale_temp(store: Store, now: float, grace_seconds: float) -> list[tuple[Path, int]]:

@@ -52,7 +52,7 @@ def test_adding_a_requirement_keeps_locked_versions_and_fetches_only_new_pages(
         "/files/other-1.0-py3-none-any.whl.metadata",
         "/files/other-1.0.tar.gz",
     ]
-    assert "ran page:other: always re-run (volatile input)" in proc.stderr
+    assert "ran page:other: volatile (upstream page refresh)" in proc.stderr
     assert "ran file:other-1.0-py3-none-any.whl:" in proc.stderr
     assert "ran page:mid" not in proc.stderr
     assert "new generation 2" in proc.stderr
@@ -89,7 +89,8 @@ def test_missing_blob_is_refetched_with_explanation(upstream: FakeUpstream, tmp_
     assert proc.returncode == 0, proc.stderr
     assert upstream.page_requests() == []
     assert upstream.file_requests() == ["/files/leaf-1.0.tar.gz"]
-    assert f"ran file:leaf-1.0.tar.gz:{sdist['sha256'][:16]}: output blob missing" in proc.stderr
+    reason = f"output missing (blake3:{sdist['blake3']})"
+    assert f"ran file:leaf-1.0.tar.gz:{sdist['sha256'][:16]}: {reason}" in proc.stderr
     assert blob.exists()
 
 

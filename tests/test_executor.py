@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from morgan.executor import Executor, Node, Record
+from store.digest import Digest
 from store.objects import Store
 
 
@@ -35,7 +36,38 @@ def test_a_node_runs_once_per_build_then_comes_from_the_cache(tmp_path: Path) ->
     with Executor(store) as ex:  # a build where the node's parameters changed
         assert ex.run(node("page:a", value="b"), lambda: make("b"))["text"] == "b"
     assert calls == ["a", "b"]
-    assert [(r.id, r.reason) for r in ex.ran] == [("page:a", "input changed")]
+    assert [(r.id, r.reason) for r in ex.ran] == [("page:a", "parameter value changed")]
+
+
+def test_explain_names_the_reason_from_the_stored_key(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+
+    def render(inputs: dict[str, str]) -> Node:
+        return Node(id="render:a", kind="render", version=1, params={"p": 1}, inputs=inputs)
+
+    def make(text: str) -> Record:
+        blob = store.put_bytes(text.encode())
+        return {"blobs": [str(blob.digest)]}
+
+    d1, d2 = "blake3:" + "1" * 64, "blake3:" + "2" * 64
+    with Executor(store) as ex:
+        out = ex.run(render({"fetch:x": d1}), lambda: make("one"))
+    assert [r.reason for r in ex.ran] == ["new"]
+    with Executor(store) as ex:  # a predecessor's output changed
+        ex.run(render({"fetch:x": d2}), lambda: make("two"))
+    assert [r.reason for r in ex.ran] == [f"input fetch:x changed ({'1' * 12} → {'2' * 12})"]
+    with Executor(store) as ex:  # same key as the first build, its output blob deleted
+        store.remove(store_digest(out))
+        ex.run(render({"fetch:x": d1}), lambda: make("one"))
+    assert [r.reason for r in ex.ran] == [f"output missing ({out['blobs'][0]})"]
+    with Executor(store) as ex:  # an upstream page being refreshed always runs
+        volatile = Node(id="page:a", kind="page", version=1, params={}, cacheable=False)
+        ex.run(volatile, lambda: make("page"))
+    assert [r.reason for r in ex.ran] == ["volatile (upstream page refresh)"]
+
+
+def store_digest(record: Record) -> Digest:
+    return Digest.parse(record["blobs"][0])
 
 
 def test_the_graph_records_each_node_its_kind_and_who_asked_for_it(tmp_path: Path) -> None:

@@ -104,7 +104,9 @@ def test_collect_dry_run_then_real(store: Store) -> None:
     cache = ActionCache(store)
     cache.put("1" * 64, {"outputs": [str(live_blob)]})
     cache.put("2" * 64, {"outputs": [str(live_blob), str(dead_page)]})
-    cache.put("3" * 64, {"outputs": []})
+    cache.put("3" * 64, {"outputs": []})  # names no blob: nothing kept reaches it
+    cache.put("5" * 64, {"trace": True, "key": "1" * 64})  # the trace of a kept entry
+    cache.put("6" * 64, {"trace": True, "key": "2" * 64})  # the trace of a dropped one
     cache.put("4" * 64, {})
     corrupt = cache.path("4" * 64)
     corrupt.chmod(0o644)
@@ -125,8 +127,13 @@ def test_collect_dry_run_then_real(store: Store) -> None:
     assert dry.dry_run is True
     assert dry.deleted_objects == tuple(sorted([dead_blob, dead_page]))
     assert dry.object_bytes == 900 + 16
-    assert dry.deleted_actions == ("2" * 64, "4" * 64)
-    assert dry.action_bytes == before[f"actions/22/{'2' * 64}"] + len(b"{broken")
+    assert dry.deleted_actions == ("2" * 64, "3" * 64, "4" * 64, "6" * 64)
+    assert dry.action_bytes == (
+        before[f"actions/22/{'2' * 64}"]
+        + before[f"actions/33/{'3' * 64}"]
+        + len(b"{broken")
+        + before[f"actions/66/{'6' * 64}"]
+    )
     assert dry.deleted_temp == ("tmp/123-deadbeef.tmp",)
     assert dry.temp_bytes == 1000
     assert dry.kept_objects == 2
@@ -135,7 +142,9 @@ def test_collect_dry_run_then_real(store: Store) -> None:
         store.relpath(dead_blob),
         store.relpath(dead_page),
         f"actions/22/{'2' * 64}",
+        f"actions/33/{'3' * 64}",
         f"actions/44/{'4' * 64}",
+        f"actions/66/{'6' * 64}",
         "tmp/123-deadbeef.tmp",
     ]
     assert dry.bytes_freed == sum(before[f] for f in freed_files)
@@ -165,7 +174,7 @@ def test_collect_dry_run_then_real(store: Store) -> None:
     assert sorted(store) == sorted([live_blob, gen])
     for digest in store:
         store.verify(digest)
-    assert cache.keys() == ["1" * 64, "3" * 64]
+    assert cache.keys() == ["1" * 64, "5" * 64]
     assert fresh_tmp.exists()
 
     again = collect(store, live, dry_run=False)

@@ -13,33 +13,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from morgan.errors import UsageError
 from morgan.human import count, size
-from morgan.location import current_generation, generation_numbers, locate
+from morgan.generations import (
+    FOLDER,
+    Retention,
+    drop,
+    dropped_roots,
+    generation_path,
+    retention,
+    root_number,
+)
+from morgan.location import locate
 from store.digest import Digest
 from store.errors import StoreError
 from store.gc import DEFAULT_GRACE_SECONDS, GcReport, collect, live_from_roots
 from store.lock import StoreLock
 from store.manifests import manifest_digests
 from store.objects import Store
-from store.roots import remove_root, roots
-
-GENERATION_ROOT = "generation-"
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """Which generations stay and which go."""
-
-    current: int | None
-    kept: tuple[int, ...]
-    dropped: tuple[int, ...]
-    stale_dirs: tuple[str, ...]  # generations/.tmp-* left by an interrupted build
+from store.roots import roots
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
@@ -65,27 +60,6 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         metavar="SECONDS",
         help="wait this long for a build holding the store (default: fail at once)",
     )
-
-
-def plan(mirror: Path, keep: int) -> Plan:
-    """Keep the current generation and the ``keep - 1`` newest ones before it."""
-    numbers = generation_numbers(mirror)
-    current = current_generation(mirror)
-    if current is None:
-        kept = numbers[-keep:]
-    else:
-        # Generations newer than the current one were never switched to (a build died
-        # between materializing and switching): they are not kept.
-        older = [n for n in numbers if n < current]
-        kept = [*(older[-(keep - 1) :] if keep > 1 else []), current]
-    dropped = [n for n in numbers if n not in kept]
-    try:
-        stale = sorted(
-            p.name for p in (mirror / "generations").iterdir() if p.name.startswith(".tmp-")
-        )
-    except FileNotFoundError:
-        stale = []
-    return Plan(current, tuple(kept), tuple(dropped), tuple(stale))
 
 
 def _tree_bytes(path: Path) -> int:
@@ -117,51 +91,36 @@ def _entry_names(store: Store, digest: Digest) -> dict[Digest, str]:
 
 def collect_generations(
     mirror: Path, keep: int, *, dry_run: bool, grace: float
-) -> tuple[Plan, GcReport, int, dict[Digest, str]]:
+) -> tuple[Retention, GcReport, int, dict[Digest, str]]:
     """Drop generations beyond ``keep`` and sweep the store (the caller holds the lock).
 
     Returns the plan, the sweep report, the bytes of dropped generation folders and names
     for the deleted blobs.
     """
     store = Store(mirror / "store")
-    p = plan(mirror, keep)
+    p = retention(mirror, keep)
     all_roots = roots(store)
     names: dict[Digest, str] = {}
     for root, digest in all_roots.items():
-        if root.startswith(GENERATION_ROOT):
+        if root_number(root) is not None:
             names.update(_entry_names(store, digest))
-    dropped_roots = [
-        r
-        for r in all_roots
-        if r.startswith(GENERATION_ROOT)
-        and r[len(GENERATION_ROOT) :].isdigit()
-        and int(r[len(GENERATION_ROOT) :]) not in p.kept
-    ]
-    folders = [mirror / "generations" / str(n) for n in p.dropped]
-    folders += [mirror / "generations" / s for s in p.stale_dirs]
+    dropped = dropped_roots(store, p)
+    folders = [generation_path(mirror, n) for n in p.dropped]
+    folders += [mirror / FOLDER / s for s in p.stale_dirs]
     folder_bytes = sum(_tree_bytes(f) for f in folders)
     # The live set comes from the kept roots, read before anything is touched: a kept
     # root whose manifest is unreadable stops gc here, with nothing deleted.
     live: set[Digest] = set()
     for r, digest in all_roots.items():
-        if r not in dropped_roots:
+        if r not in dropped:
             live |= manifest_digests(store, digest)
     if not dry_run:
-        # Roots first: once a root is gone its generation is no longer promised to anyone.
-        for r in dropped_roots:
-            remove_root(store, r)
-        for f in folders:
-            _remove_tree(f)
+        drop(store, mirror, p)
         # The sweep trusts only the roots left on disk (under the exclusive lock, the
         # same set as above).
         live = set(live_from_roots(store))
     report = collect(store, live, dry_run=dry_run, grace_seconds=grace)
     return p, report, folder_bytes, names
-
-
-def _remove_tree(path: Path) -> None:
-    # Links and 0444 copies sit in writable folders: plain rmtree removes them.
-    shutil.rmtree(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -192,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_report(
-    store: Store, p: Plan, report: GcReport, folder_bytes: int, names: dict[Digest, str]
+    store: Store, p: Retention, report: GcReport, folder_bytes: int, names: dict[Digest, str]
 ) -> None:
     verb = "would delete" if report.dry_run else "deleted"
     err = sys.stderr

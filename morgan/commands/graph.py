@@ -21,7 +21,7 @@ from morgan.graph import (
     why_json,
 )
 from morgan.graph_html import render_html
-from morgan.location import locate
+from morgan.location import Location, locate
 from morgan.lock import Lock
 from morgan.lock import load as load_lock
 
@@ -46,6 +46,11 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         default=None,
         help="output format (default text; --json means json); html is one self-contained page",
     )
+    parser.add_argument(
+        "--build",
+        action="store_true",
+        help="draw the build plan of the current lock (rule nodes, keys, what ran and why)",
+    )
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
 
@@ -66,8 +71,13 @@ def run(args: argparse.Namespace) -> int:
     lock = load_lock(where.lock_path)
     if lock is None:
         raise UsageError(f"{where.lock_path}: no mirror.lock; run 'morgan build' first")
-    graph = load_graph(_audience(lock, args.index))
     fmt = args.format or ("json" if args.json else "text")
+    if args.build:
+        if args.why is not None or args.env is not None:
+            raise UsageError("--build draws the whole plan: drop --why and --env")
+        _write(args, _plan(where, lock, fmt))
+        return 0
+    graph = load_graph(_audience(lock, args.index))
     if args.env is not None and args.env not in graph.graphs:
         raise UsageError(
             f"--env {args.env}: no such environment; the lock has {', '.join(graph.env_names())}"
@@ -96,8 +106,25 @@ def run(args: argparse.Namespace) -> int:
         text = json.dumps(graph_json(graph, envs), indent=2) + "\n"
     else:
         text = render_html(graph, envs)
+    _write(args, text)
+    return 0
+
+
+def _write(args: argparse.Namespace, text: str) -> None:
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
-    return 0
+
+
+def _plan(where: Location, lock: Lock, fmt: str) -> str:
+    from morgan.plan_view import plan_graph, render_plan
+
+    if where.spec is None:
+        raise UsageError(
+            f"{where.mirror}: graph --build needs the spec (mirror.toml) beside the lock"
+        )
+    if fmt == "mermaid":
+        raise UsageError("--build draws text, json, dot or html, not mermaid: drop --format")
+    g = plan_graph(where.spec, lock, where.lock_path.read_bytes(), where.mirror)
+    return render_plan(g, fmt)

@@ -9,6 +9,7 @@ holds the exclusive lock.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -16,7 +17,13 @@ from pathlib import Path
 
 from morgan.environments import Environment
 from morgan.errors import UsageError
-from morgan.location import Location, current_generation, generation_numbers, locate
+from morgan.generations import (
+    current_generation,
+    generation_lock,
+    generation_numbers,
+    generation_path,
+)
+from morgan.location import Location, locate
 from morgan.lock import Lock
 from morgan.lock import load as load_lock
 from morgan.resolve import Policy
@@ -104,16 +111,25 @@ def verify(where: Location, lock: Lock) -> Report:
     """Run every check on the mirror at ``where`` (the caller holds the store lock)."""
     store = where.store
     report = Report()
+    current = current_generation(where.mirror)
+    # The served generation is checked against the lock it was built from (after a
+    # rollback that is not the workspace's lock); the spec describes it only if that
+    # lock was resolved from this spec.
+    own = generation_lock(where.mirror, current) if current is not None else None
+    spec = where.spec
+    if own is not None:
+        lock = own
+        if spec is not None and spec.digest() != own.spec_digest:
+            where = dataclasses.replace(where, spec=None)
+            spec = None
     sound = check_objects(store, report)
     check_lock(lock, store, sound, report)
     check_generations(store, where.mirror, generation_numbers(where.mirror), report)
-    current = current_generation(where.mirror)
     if current is None:
         report.problems.append(Problem("index", "index", "no current generation: run a build"))
         return report
-    gen = where.mirror / "generations" / str(current)
+    gen = generation_path(where.mirror, current)
     envs = environments(where, lock)
-    spec = where.spec
     check_pages(lock, envs, gen, report, sdists=spec.policy.sdists if spec else True)
     policy = Policy()
     if spec is not None:

@@ -152,18 +152,3 @@ def materialize(
     """Create directory ``final`` holding ``entries``; atomic: all or nothing."""
     writer = TreeWriter(store, final.with_name(f".tmp-{final.name}-{os.getpid()}"), mode=mode)
     writer.commit(final, entries)
-
-
-def switch_index(mirror: Path, generation: Path) -> None:
-    """Point ``mirror/index`` at ``generation`` atomically (a new symlink renamed over it)."""
-    link = mirror / "index"
-    tmp = mirror / f".index.tmp-{os.getpid()}"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(os.path.relpath(generation, mirror))
-    tmp.replace(link)
-    fd = os.open(mirror, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,0 +1,49 @@
+"""``morgan rollback [N]``: serve an earlier generation again (the default: the one before).
+
+The documented ``ln -s`` / ``mv -T`` recipe as a command, under the store lock: the
+generation must still be complete and rooted (``gc --keep`` keeps the current one and N-1
+before it). The mirror's ``mirror.lock`` becomes the lock that generation was built from, so
+``verify`` and ``graph`` describe what is served. The next ``morgan build`` rolls forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from morgan.errors import UsageError
+from morgan.generations import rollback
+from morgan.location import locate
+from store.lock import StoreLock
+
+
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument(
+        "generation",
+        nargs="?",
+        type=int,
+        metavar="N",
+        help="the generation to serve (default: the newest one before the current)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a build or gc holding the store (default: fail at once)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.generation is not None and args.generation < 1:
+        raise UsageError(f"rollback {args.generation}: generations are numbered from 1")
+    where = locate(args.workspace)
+    store = where.store
+    with StoreLock(store.root).exclusive(timeout=args.wait):
+        before, after = rollback(store, where.mirror, args.generation)
+    if args.json:
+        print(json.dumps({"from": before or None, "to": after}))
+    elif not args.quiet:
+        print(f"serving generation {after} (was {before or 'none'})", file=sys.stderr)
+    return 0
