@@ -19,6 +19,7 @@ from typing import Any
 
 import networkx as nx
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from morgan.lock import Lock, LockedEnvironment
 
@@ -61,10 +62,11 @@ class EnvWhy:
     """Why a project is in one environment: its pins, the paths, the sdists that need it."""
 
     env: str
-    versions: dict[str, str]  # role ("run" | "build") -> version
+    versions: dict[str, str]  # role -> its newest pinned version
     paths: tuple[tuple[Step, ...], ...]
     truncated: bool
     needed_to_build: tuple[str, ...]  # "<sdist name> <version> (<filename>)"
+    pins: tuple[tuple[str, str], ...] = ()  # every (version, role) pinned, run first
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +112,15 @@ def load_graph(lock: Lock) -> MirrorGraph:
 
 def _env_graph(env: LockedEnvironment) -> nx.MultiDiGraph:
     g = nx.MultiDiGraph(name=env.name, python=env.python, platform=env.platform)
-    g.add_node(SPEC_NODE, versions={}, extras=())
-    for pin in sorted(env.pins, key=lambda p: (p.name, p.role)):
+    g.add_node(SPEC_NODE, versions={}, extras=(), pins=[])
+    # A name may be pinned several times in one role (``[policy] versions = N``): every pin
+    # is kept in ``pins``; ``versions`` names the newest per role.
+    for pin in sorted(env.pins, key=lambda p: (p.name, _ROLE_ORDER.get(p.role, 9), _v(p.version))):
         if pin.name not in g:
-            g.add_node(pin.name, versions={}, extras=())
+            g.add_node(pin.name, versions={}, extras=(), pins=[])
         node = g.nodes[pin.name]
         node["versions"][pin.role] = pin.version
+        node["pins"].insert(0, (pin.version, pin.role))
         node["extras"] = tuple(sorted({*node["extras"], *pin.extras}))
     for e in sorted(env.edges, key=lambda e: (e.parent, e.child, e.requirement, e.kind)):
         parent, sdist = e.parent, ""
@@ -124,13 +129,34 @@ def _env_graph(env: LockedEnvironment) -> nx.MultiDiGraph:
             sdist = e.parent
         for name in (parent, e.child):
             if name not in g:  # an edge to a pin the lock lost: keep it visible, unversioned
-                g.add_node(name, versions={}, extras=())
+                g.add_node(name, versions={}, extras=(), pins=[])
         g.add_edge(parent, e.child, requirement=e.requirement, kind=e.kind, sdist=sdist)
     return g
 
 
+_ROLE_ORDER = {"run": 0, "build": 1, "version-policy": 2}
+
+
+def _v(version: str) -> Version | str:
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return version
+
+
+def pins_of(g: nx.MultiDiGraph, name: str) -> tuple[tuple[str, str], ...]:
+    """(version, role) of every pin of ``name``: run, then build, then version-policy;
+    newest first within a role."""
+    pins: list[tuple[str, str]] = g.nodes[name].get("pins", [])
+    return tuple(sorted(pins, key=lambda p: _ROLE_ORDER.get(p[1], 9)))
+
+
 def _role_of(kind: str) -> str:
-    return "run" if kind == "run" else "build"
+    """The pin role an edge of ``kind`` leads to (version-policy edges to version-policy
+    pins; build and build-system edges to build pins)."""
+    if kind in ("run", "version-policy"):
+        return kind
+    return "build"
 
 
 def _fits_below(kind: str, below: Step | None) -> bool:
@@ -208,6 +234,7 @@ def why(graph: MirrorGraph, name: str, env: str | None = None) -> Why:
                 paths=tuple(paths),
                 truncated=truncated,
                 needed_to_build=_sdists_needing(graph, e, wanted),
+                pins=pins_of(g, wanted),
             )
         )
     if not answers:
@@ -271,7 +298,7 @@ def render_why_text(graph: MirrorGraph, answer: Why) -> str:
     lines = []
     for w in answer.environments:
         g = graph.graphs[w.env]
-        pins = ", ".join(f"{v} ({role})" for role, v in w.versions.items()) or "not pinned"
+        pins = ", ".join(f"{v} ({role})" for v, role in w.pins) or "not pinned"
         lines.append(
             f"{answer.name} in environment {w.env} (Python {g.graph['python']},"
             f" {g.graph['platform']}): {pins}"
@@ -295,6 +322,7 @@ def why_json(answer: Why) -> dict[str, Any]:
         "environments": {
             w.env: {
                 "versions": w.versions,
+                "pins": [{"version": v, "role": role} for v, role in w.pins],
                 "paths": [[s.to_json() for s in p] for p in w.paths],
                 "truncated": w.truncated,
                 "needed-to-build": list(w.needed_to_build),
@@ -375,8 +403,7 @@ def render_dot(graph: MirrorGraph, envs: list[str]) -> str:
         title = f"{env} (Python {g.graph['python']}, {g.graph['platform']})"
         out.append(f"    label={_q(title)};")
         for node in sorted(g):
-            versions = g.nodes[node].get("versions", {})
-            label = node + "".join(f"\n{v} ({r})" for r, v in sorted(versions.items()))
+            label = node + "".join(f"\n{v} ({r})" for v, r in pins_of(g, node))
             out.append(f"    {_q(env + '/' + node)} [label={_q(label)}];")
         for parent, child, data in sorted(
             g.edges(data=True), key=lambda t: (t[0], t[1], t[2]["requirement"])
@@ -403,8 +430,7 @@ def render_mermaid(graph: MirrorGraph, envs: list[str]) -> str:
         ids = {node: f"e{e_index}n{i}" for i, node in enumerate(sorted(g))}
         out.append(f'  subgraph e{e_index}["{_mermaid_text(env)}"]')
         for node, ident in ids.items():
-            versions = g.nodes[node].get("versions", {})
-            label = " ".join([node, *sorted(set(versions.values()))])
+            label = " ".join([node, *dict.fromkeys(v for v, _ in pins_of(g, node))])
             out.append(f'    {ident}["{_mermaid_text(label)}"]')
         for parent, child, data in sorted(
             g.edges(data=True), key=lambda t: (t[0], t[1], t[2]["requirement"])
@@ -430,6 +456,7 @@ def graph_json(graph: MirrorGraph, envs: list[str]) -> dict[str, Any]:
                     {
                         "name": n,
                         "versions": dict(sorted(g.nodes[n]["versions"].items())),
+                        "pins": [{"version": v, "role": r} for v, r in pins_of(g, n)],
                         "extras": list(g.nodes[n]["extras"]),
                     }
                     for n in sorted(g)

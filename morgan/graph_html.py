@@ -16,7 +16,7 @@ from typing import Any
 
 import networkx as nx
 
-from morgan.graph import SPEC_NODE, MirrorGraph
+from morgan.graph import SPEC_NODE, MirrorGraph, pins_of
 
 X_STEP = 220
 Y_STEP = 28
@@ -82,7 +82,11 @@ def page_data(graph: MirrorGraph, envs: list[str]) -> dict[str, Any]:
                 [p, d["requirement"], d["kind"]] for p, _, d in g.in_edges(n, data=True)
             )
             entry = info.setdefault(n, {"envs": {}, "files": []})
-            entry["envs"][env] = {"versions": g.nodes[n]["versions"], "parents": parents}
+            entry["envs"][env] = {
+                "versions": g.nodes[n]["versions"],
+                "pins": [list(p) for p in pins_of(g, n)],
+                "parents": parents,
+            }
     for rel in sorted(graph.lock.releases, key=lambda r: (r.name, r.version)):
         if rel.name in info:
             info[rel.name]["files"].extend([f.filename, f.size] for f in rel.files)
@@ -112,10 +116,7 @@ def _label(graph: MirrorGraph, envs: list[str], name: str) -> str:
     if name == SPEC_NODE:
         return name
     versions = {
-        v
-        for e in envs
-        if name in graph.graphs[e]
-        for v in graph.graphs[e].nodes[name]["versions"].values()
+        v for e in envs if name in graph.graphs[e] for v, _ in pins_of(graph.graphs[e], name)
     }
     if len(versions) == 1:
         return f"{name} {next(iter(versions))}"
@@ -243,7 +244,7 @@ function show(i) {
     const e = entry.envs[env.name];
     h("h3", `${env.name} (Python ${env.python}, ${env.platform})`, box);
     if (!e) { h("p", "not in this environment", box); continue; }
-    const vs = Object.entries(e.versions).map(([r, v]) => `${v} (${r})`).join(", ");
+    const vs = e.pins.map(([v, r]) => `${v} (${r})`).join(", ");
     h("p", "version: " + vs, box);
     const why = pathToSpec(name, env.name);
     if (why) {

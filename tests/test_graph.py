@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from morgan.graph import MAX_PATHS, format_path, load_graph, paths_to, render_text, why
+from morgan.graph import (
+    MAX_PATHS,
+    format_path,
+    graph_json,
+    load_graph,
+    paths_to,
+    render_text,
+    render_why_text,
+    why,
+    why_json,
+)
 from morgan.lock import Lock, LockedEdge, LockedEnvironment, LockedPin
 from tests.build_scenario import morgan
 from tests.small_scenario import copy_mirror, populate, write_spec
@@ -144,7 +154,13 @@ def test_json_schema(built: Built) -> None:
     assert data["version"] == 1
     assert [e["name"] for e in data["environments"]] == ["linux", "windows"]
     win = data["environments"][1]
-    assert {"name": "winonly", "versions": {"run": "1.0"}, "extras": []} in win["nodes"]
+    winonly = {
+        "name": "winonly",
+        "versions": {"run": "1.0"},
+        "pins": [{"version": "1.0", "role": "run"}],
+        "extras": [],
+    }
+    assert winonly in win["nodes"]
     assert {
         "parent": "srconly",
         "child": "morgan-test-backend",
@@ -322,3 +338,40 @@ def test_html_renders_in_headless_chromium(built: Built, tmp_path: Path) -> None
     )
     assert run.returncode == 0, run.stderr
     assert _non_white_pixels(shot.read_bytes()) > 2000
+
+
+def test_why_shows_every_version_the_versions_policy_pins() -> None:
+    # [policy] versions = 3: the lock pins app 3.0 (run) and 2.0 and 1.0 (version-policy).
+    env = LockedEnvironment(
+        name="e",
+        python="3.12",
+        platform="manylinux_2_28_x86_64",
+        pins=(
+            LockedPin("app", "3.0", "run"),
+            LockedPin("app", "2.0", "version-policy"),
+            LockedPin("app", "1.0", "version-policy"),
+        ),
+        edges=(
+            LockedEdge("<spec>", "app", "app", "run"),
+            LockedEdge("<spec>", "app", "app", "version-policy"),
+        ),
+    )
+    graph = load_graph(Lock(spec_digest="x", releases=(), environments=(env,)))
+    answer = why(graph, "app")
+    assert render_why_text(graph, answer).splitlines()[0] == (
+        "app in environment e (Python 3.12, manylinux_2_28_x86_64):"
+        " 3.0 (run), 2.0 (version-policy), 1.0 (version-policy)"
+    )
+    pins = [
+        {"version": "3.0", "role": "run"},
+        {"version": "2.0", "role": "version-policy"},
+        {"version": "1.0", "role": "version-policy"},
+    ]
+    assert why_json(answer)["environments"]["e"]["pins"] == pins
+    node = next(n for n in graph_json(graph, ["e"])["environments"][0]["nodes"])
+    assert (node["name"], node["pins"]) == ("app", pins)
+    # The version-policy edge leads to a version-policy pin (the newest), not a build pin.
+    assert [format_path(p) for p in answer.environments[0].paths] == [
+        "<spec> --[app]--> app 3.0",
+        "<spec> --[app]--> app 2.0",
+    ]
