@@ -254,6 +254,7 @@ def test_sigkill_at_many_points_loses_nothing(chain: Chain) -> None:
         "build-stamp.json",
         "generations",
         "index",
+        "last-build.json",
         "mirror.lock",
         "mirror.toml",
         "server.py",
