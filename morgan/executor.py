@@ -36,6 +36,9 @@ class Node:
     inputs: Mapping[str, str] = field(default_factory=dict)
     cacheable: bool = True  # False: always run (e.g. an upstream page being refreshed)
     volatile: str = "upstream page refresh"  # why a node that is not cacheable runs
+    # False for an effect (the switch): nothing is written to the action cache after it,
+    # so the switch is the last write of a build that makes a generation.
+    stored: bool = True
 
     @property
     def key(self) -> str:
@@ -194,8 +197,9 @@ class Executor:
         # Action entries are a cache over durable blobs (each blob is fsynced before the
         # record naming it is written): losing one to a power cut costs a re-run, so they
         # skip fsync, which was most of a cold build's time.
-        self.cache.put(key, record, durable=False)
-        self.cache.put(_id_key(node.id), _trace(node, key), durable=False)
+        if node.stored:
+            self.cache.put(key, record, durable=False)
+            self.cache.put(_id_key(node.id), _trace(node, key), durable=False)
         with self._lock:
             self.ran.append(Ran(node.id, reason))
         self._reporter.node_finished(node, record, cached=False)

@@ -70,6 +70,7 @@ def node_of(step: Step, inputs: Mapping[str, str]) -> Node:
         inputs=dict(inputs),
         cacheable=step.cacheable,
         volatile="the switch: the served tree or its side files differ",
+        stored=step.cacheable or step.kind != "generation",
     )
 
 
