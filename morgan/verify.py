@@ -284,13 +284,19 @@ def _compare_page(
 
 
 def check_pages(
-    lock: Lock, envs: Sequence[Environment], gen: Path, report: Report, *, sdists: bool = True
+    lock: Lock,
+    envs: Sequence[Environment],
+    gen: Path,
+    report: Report,
+    *,
+    sdists: bool = True,
+    own_lock: bool = False,
 ) -> None:
     """The current generation's pages against the lock, per view and in the union index,
     for the default index and every named one (``sdists``: the spec's ``[policy] sdists``,
     which decides whether a view lists the sdist of a release that has a fitting wheel)."""
     for index in (None, *(i.name for i in lock.indexes)):
-        _check_index_pages(lock, index, envs, gen, report, sdists=sdists)
+        _check_index_pages(lock, index, envs, gen, report, sdists=sdists, own_lock=own_lock)
 
 
 def _check_index_pages(
@@ -301,6 +307,7 @@ def _check_index_pages(
     report: Report,
     *,
     sdists: bool,
+    own_lock: bool,
 ) -> None:
     """One index's pages: each view lists exactly the files its pins select; the index
     itself exactly their union (every served file locked, every locked file served) and
@@ -329,7 +336,9 @@ def _check_index_pages(
         for name, files in sorted(per_project.items()):
             page = gen / where / "simple" / name / "index.json"
             _compare_page(page, files.values(), f"{where}/simple/{name}/", report, exact=True)
-        _unlocked_projects(gen, f"{where}/simple", {p.name for p in locked.pins}, report)
+        _unlocked_projects(
+            gen, f"{where}/simple", {p.name for p in locked.pins}, report, own_lock
+        )
     if index is None and not lock.indexes:
         # The default index alone: its union is every file the lock names (as always).
         union = {}
@@ -343,13 +352,30 @@ def _check_index_pages(
             report,
             exact=True,
         )
-    _unlocked_projects(gen, f"{prefix}simple", set(union), report)
+    _unlocked_projects(gen, f"{prefix}simple", set(union), report, own_lock)
 
 
-def _unlocked_projects(gen: Path, simple: str, locked: set[str], report: Report) -> None:
-    """Project folders served under ``gen/simple`` that the lock does not name: the index was
-    switched to a generation the lock does not describe (a build stopped between the switch
-    and the rename of its lock; the next build writes the lock that fits)."""
+def _unlocked_projects(
+    gen: Path, simple: str, locked: set[str], report: Report, own_lock: bool
+) -> None:
+    """Project folders served under ``gen/simple`` that the lock does not name.
+
+    Checked against the generation's own lock, such a folder was written by something other
+    than Morgan. Checked against the mirror's lock (a generation made before generations
+    held their lock), the index was switched to a generation the lock does not describe (a
+    build stopped between the switch and the rename of its lock; the next build writes the
+    lock that fits)."""
+    if own_lock:
+        advice = (
+            f"served but not in the lock generation {gen.name} was built from — not written"
+            f" by Morgan: remove {gen / simple}/NAME"
+        )
+    else:
+        advice = (
+            "served but not in the lock — the lock is older than the served generation: "
+            "run 'morgan build' in the workspace (it writes the lock that fits), or import "
+            "the bundle again on the offline side"
+        )
     try:
         served = {p.name for p in (gen / simple).iterdir() if p.is_dir()}
     except OSError:
@@ -359,9 +385,7 @@ def _unlocked_projects(gen: Path, simple: str, locked: set[str], report: Report)
             Problem(
                 "pages",
                 f"{simple}/{name}/",
-                "served but not in the lock — the lock is older than the served generation: "
-                "run 'morgan build' in the workspace (it writes the lock that fits), or import "
-                "the bundle again on the offline side",
+                advice.replace("NAME", name),
             )
         )
 

@@ -88,3 +88,26 @@ def test_rollback_refuses_what_it_cannot_serve(upstream_url: str, tmp_path: Path
         "morgan: error: rollback 7: no such generation (generations: 1)\n",
     )
     assert (ws / "mirror" / "index").readlink() == Path("generations/1")
+    proc = morgan(tmp_path, "rollback", "--mirror", str(ws))
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        (
+            f"morgan: error: --mirror {ws}: not a mirror folder (no store/ and generations/):"
+            " pass the folder a build wrote\n"
+        ),
+    )
+
+
+def test_rollback_with_mirror_names_the_folder_from_anywhere(
+    upstream_url: str, tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    _two_generations(ws, upstream_url)
+    mirror = ws / "mirror"
+    # The offline side has only the mirror folder: --mirror names it, like build and serve.
+    proc = morgan(tmp_path, "rollback", "1", "--mirror", str(mirror), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"from": 2, "to": 1}
+    assert (mirror / "index").readlink() == Path("generations/1")
+    proc = morgan(ws, "verify")
+    assert proc.returncode == 0, proc.stderr

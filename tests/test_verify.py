@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,7 +228,7 @@ def test_copied_generation_is_checked_by_content(built: Built, tmp_path: Path) -
     ]
 
 
-def test_the_served_generation_is_checked_against_its_own_lock_when_the_copies_lag(
+def test_projects_served_but_not_locked_are_reported_unless_the_generation_locks_them(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     # The window between the index switch and the rename of the lock: the lock and the
@@ -255,6 +256,25 @@ def test_the_served_generation_is_checked_against_its_own_lock_when_the_copies_l
     code, data, err = verify_json(ws / "mirror")
     assert (code, problems(data)) == (0, []), err
     assert data["environments"] == {"linux": "OK"}
+
+    # A project folder in the served generation that its own lock does not name is
+    # reported (beside the manifest's complaint), with advice that works.
+    gen = (ws / "mirror" / "index").resolve()
+    shutil.copytree(gen / "simple" / "extra", gen / "simple" / "planted", symlinks=True)
+    code, data, _err = verify_json(ws / "mirror")
+    assert code == 1
+    assert problems(data)[-1] == (
+        "pages",
+        "simple/planted/",
+        (
+            "served but not in the lock generation 2 was built from — not written by Morgan:"
+            f" remove {gen}/simple/planted"
+        ),
+    )
+    assert {p[0] for p in problems(data)} == {"generation", "pages"}
+    shutil.rmtree(gen / "simple" / "planted")
+    code, data, err = verify_json(ws / "mirror")
+    assert (code, problems(data)) == (0, []), err
     # A build writes the lock that fits again, and verify stays clean.
     proc = morgan(ws, "build")
     assert proc.returncode == 0, proc.stderr

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 from morgan.errors import UsageError
-from morgan.human import count, size
 from morgan.generations import (
     FOLDER,
     Retention,
@@ -27,6 +26,7 @@ from morgan.generations import (
     retention,
     root_number,
 )
+from morgan.human import count, size
 from morgan.location import locate
 from store.digest import Digest
 from store.errors import StoreError

@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from morgan.errors import UsageError
 from morgan.generations import rollback
-from morgan.location import locate
+from morgan.location import is_mirror, locate
 from store.lock import StoreLock
 
 
@@ -25,6 +26,12 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         type=int,
         metavar="N",
         help="the generation to serve (default: the newest one before the current)",
+    )
+    parser.add_argument(
+        "--mirror",
+        type=Path,
+        metavar="DIR",
+        help="the mirror folder (default: the workspace's [output] path, or -C DIR if it is one)",
     )
     parser.add_argument(
         "--wait",
@@ -38,7 +45,12 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.generation is not None and args.generation < 1:
         raise UsageError(f"rollback {args.generation}: generations are numbered from 1")
-    where = locate(args.workspace)
+    if args.mirror is not None and not is_mirror(args.mirror):
+        raise UsageError(
+            f"--mirror {args.mirror}: not a mirror folder (no store/ and generations/):"
+            " pass the folder a build wrote"
+        )
+    where = locate(args.mirror if args.mirror is not None else args.workspace)
     store = where.store
     with StoreLock(store.root).exclusive(timeout=args.wait):
         before, after = rollback(store, where.mirror, args.generation)

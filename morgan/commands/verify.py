@@ -130,7 +130,14 @@ def verify(where: Location, lock: Lock) -> Report:
         return report
     gen = generation_path(where.mirror, current)
     envs = environments(where, lock)
-    check_pages(lock, envs, gen, report, sdists=spec.policy.sdists if spec else True)
+    check_pages(
+        lock,
+        envs,
+        gen,
+        report,
+        sdists=spec.policy.sdists if spec else True,
+        own_lock=own is not None,
+    )
     policy = Policy()
     if spec is not None:
         policy = Policy(prereleases=spec.policy.prereleases, yanked=spec.policy.yanked)
