@@ -163,8 +163,10 @@ def build(spec: Spec, client: object, opts: BuildOptions) -> BuildResult:
         except OSError as exc:
             # A write outside the store (generation tree, index link, lock): disk full,
             # read-only... one line, not a traceback.
-            if exc.filename is not None:
-                raise BuildError(str(fsio.write_error(exc, Path(exc.filename)))) from exc
+            # symlink(), link() and rename() name what they create second.
+            created = exc.filename2 if exc.filename2 is not None else exc.filename
+            if created is not None:
+                raise BuildError(str(fsio.write_error(exc, Path(created)))) from exc
             raise BuildError(f"{exc.strerror or exc}: free space or fix permissions") from exc
 
 

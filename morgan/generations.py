@@ -7,18 +7,28 @@ A generation is ``generations/<n>/``: a plain folder whose every entry (pages, f
 generation is always the same steps, in this order, whoever calls (a build, a bundle
 import):
 
+0. ``server.py`` in the mirror root (it describes no generation; a full disk here leaves
+   nothing half-made behind);
 1. the GC root ``store/roots/generation-<n>`` (nothing can sweep its blobs from now on);
 2. the tree, made under a temporary name and renamed into place whole;
-3. the side files in the mirror root (``server.py``, the copies of ``mirror.toml`` and
+3. the other side files in the mirror root (the copies of ``mirror.toml`` and
    ``mirror.lock``);
 4. the switch: a new ``index`` symlink renamed over the old one.
 
-A crash between any two steps leaves the previous generation served; the next build removes
+An error in steps 1-4 removes the generation and its root again (it was never served). A
+crash between any two steps leaves the previous generation served; the next build removes
 what the dead one left (:func:`remove_leftovers`) and reuses nothing of it but blobs.
+
+Dropping a generation (``gc``, :func:`drop`) is three steps, each safe to interrupt: its
+folder is renamed to ``generations/.gc-<n>-<pid>`` (from then on it is no generation: not
+listed, never a rollback target), its GC root is removed, the renamed folder is deleted. The
+next gc or build finishes what a killed gc left (:func:`finish_interrupted`); a generation
+folder without its root is given the root back by gc when kept and whole, else dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -34,6 +44,7 @@ from rules.lib.materialize import Mode, TreeWriter, materialize
 from store import fsio
 from store.digest import Digest, blake3_hex
 from store.errors import StoreError
+from store.manifests import manifest_digests
 from store.objects import Store
 from store.roots import remove_root, roots, set_root
 
@@ -42,6 +53,9 @@ MANIFEST = "manifest.json"
 LOCK = "mirror.lock"  # the lock the generation was built from, an entry of its own tree
 FOLDER = "generations"
 INDEX = "index"
+SERVER = "server.py"  # installed before a generation is made (step 0)
+CONDEMNED = ".gc-"  # generations/.gc-<n>-<pid>: a generation gc has begun to delete
+UNFINISHED = ".tmp-"  # generations/.tmp-<n>-<pid>: a generation a build did not finish
 
 # Temp names of what builds write outside the store (fsio.temp_beside: ".<name>.tmp-<pid>")
 # and of half-made generation trees (".tmp-<n>-<pid>"); the last number is the writer's pid.
@@ -127,25 +141,35 @@ def publish(
 ) -> int:
     """Make ``entries`` (plus ``manifest.json``) the next generation and serve it; its number.
 
-    The steps and their order are the module's (root, tree, side files, switch). ``tree``:
-    a tree begun by :func:`start_tree`, completed here (or removed on an error).
+    The steps and their order are the module's (server.py, root, tree, side files, switch);
+    a generation that could not be served is removed with its root. ``tree``: a tree begun
+    by :func:`start_tree`, completed here (or removed on an error).
     """
     n = next_number(mirror)
     full = {**entries, MANIFEST: manifest}
+    final = generation_path(mirror, n)
     try:
+        if SERVER in sides:
+            fsio.replace_file(mirror / SERVER, sides[SERVER])
         set_root(store, root_name(n), manifest)
-        final = generation_path(mirror, n)
         if tree is not None:
             tree.commit(final, full)
         else:
             materialize(store, full, final, mode=mode)
+        for name, data in sides.items():
+            if name != SERVER:
+                fsio.replace_file(mirror / name, data)
+        switch(mirror, n)
     except BaseException:
         if tree is not None:
             tree.discard()
+        if current_generation(mirror) != n:
+            # Never served: nothing of it stays (else the next build's leftovers pass or
+            # gc removes it).
+            shutil.rmtree(final, ignore_errors=True)
+            with contextlib.suppress(OSError, StoreError):
+                remove_root(store, root_name(n))
         raise
-    for name, data in sides.items():
-        fsio.replace_file(mirror / name, data)
-    switch(mirror, n)
     return n
 
 
@@ -190,13 +214,29 @@ class Retention:
     current: int | None
     kept: tuple[int, ...]
     dropped: tuple[int, ...]
-    stale_dirs: tuple[str, ...]  # generations/.tmp-* left by an interrupted build
+    stale_dirs: tuple[str, ...]  # .tmp-* of interrupted builds, .gc-* of interrupted gcs
+    rerooted: tuple[int, ...] = ()  # kept generations whose lost GC root is written again
+    stale_roots: tuple[str, ...] = ()  # generation roots whose folder is gone
+
+
+def whole_manifest(store: Store, mirror: Path, n: int) -> Digest | None:
+    """Generation ``n``'s manifest digest when the store holds it and every blob it names."""
+    digest = manifest_digest(mirror, n)
+    if digest is None:
+        return None
+    with contextlib.suppress(StoreError, ValueError):
+        if all(store.has(d) for d in manifest_digests(store, digest)):
+            return digest
+    return None
 
 
 def retention(mirror: Path, keep: int) -> Retention:
     """Keep the current generation and the ``keep - 1`` newest ones before it."""
+    store = Store(mirror / "store")
     numbers = generation_numbers(mirror)
     current = current_generation(mirror)
+    all_roots = roots(store)
+    rooted = {k for k in map(root_number, all_roots) if k is not None}
     if current is None:
         kept = numbers[-keep:]
     else:
@@ -204,12 +244,29 @@ def retention(mirror: Path, keep: int) -> Retention:
         # between materializing and switching) or were rolled back from: not kept.
         older = [n for n in numbers if n < current]
         kept = [*(older[-(keep - 1) :] if keep > 1 else []), current]
+    # A kept generation without a root gets it back only if it is whole (or current).
+    rerooted = []
+    for n in list(kept):
+        if n not in rooted:
+            if n == current or whole_manifest(store, mirror, n) is not None:
+                rerooted.append(n)
+            else:
+                kept.remove(n)
     dropped = [n for n in numbers if n not in kept]
     try:
-        stale = sorted(p.name for p in (mirror / FOLDER).iterdir() if p.name.startswith(".tmp-"))
+        stale = sorted(
+            p.name
+            for p in (mirror / FOLDER).iterdir()
+            if p.name.startswith((UNFINISHED, CONDEMNED))
+        )
     except FileNotFoundError:
         stale = []
-    return Retention(current, tuple(kept), tuple(dropped), tuple(stale))
+    stale_roots = sorted(
+        r for r in all_roots if (k := root_number(r)) is not None and k not in numbers
+    )
+    return Retention(
+        current, tuple(kept), tuple(dropped), tuple(stale), tuple(rerooted), tuple(stale_roots)
+    )
 
 
 def dropped_roots(store: Store, plan: Retention) -> list[str]:
@@ -218,20 +275,55 @@ def dropped_roots(store: Store, plan: Retention) -> list[str]:
 
 
 def drop(store: Store, mirror: Path, plan: Retention) -> None:
-    """Remove the dropped generations: roots first (once a root is gone its generation is
-    promised to no one), then their folders and the stale ones."""
+    """Carry out ``plan`` so that a kill at any point is harmless: lost roots of kept whole
+    generations written again; each dropped folder renamed aside (condemned), then the
+    roots removed (once a root is gone its generation is promised to no one), then the
+    condemned and stale folders deleted."""
+    folder = mirror / FOLDER
+    for n in plan.rerooted:
+        manifest = whole_manifest(store, mirror, n)
+        if manifest is not None:
+            set_root(store, root_name(n), manifest)
+    condemned = []
+    for n in plan.dropped:
+        target = folder / f"{CONDEMNED}{n}-{os.getpid()}"
+        try:
+            generation_path(mirror, n).rename(target)
+        except OSError as exc:
+            raise fsio.write_error(exc, target) from exc
+        condemned.append(target)
+    if condemned:
+        fsio.fsync_dir(folder)
     for r in dropped_roots(store, plan):
         remove_root(store, r)
-    for folder in [*(str(n) for n in plan.dropped), *plan.stale_dirs]:
+    for path in [*condemned, *(folder / s for s in plan.stale_dirs)]:
         # Links and 0444 copies sit in writable folders: plain rmtree removes them.
-        shutil.rmtree(mirror / FOLDER / folder)
+        shutil.rmtree(path)
+
+
+def finish_interrupted(store: Store, mirror: Path) -> None:
+    """What a killed gc left, completed (under the store lock): the roots of generations
+    whose folder is gone removed, then its condemned folders deleted."""
+    try:
+        condemned = [p for p in (mirror / FOLDER).iterdir() if p.name.startswith(CONDEMNED)]
+    except FileNotFoundError:
+        return
+    numbers = set(generation_numbers(mirror))
+    for r in roots(store):
+        k = root_number(r)
+        if k is not None and k not in numbers:
+            remove_root(store, r)
+    for path in condemned:
+        shutil.rmtree(path)
 
 
 def remove_leftovers(mirror: Path, workspace: Path) -> None:
-    """Delete temp files and half-made generations of builds that died (killed, power cut).
+    """Delete temp files and half-made generations of builds that died (killed, power cut),
+    and finish what a killed gc left.
 
-    Only those whose pid is no running process: nothing another live build is writing.
+    Only temp files whose pid is no running process: nothing another live build is writing.
     """
+    finish_interrupted(Store(mirror / "store"), mirror)
     for folder in (mirror, mirror / FOLDER, workspace):
         try:
             entries = list(folder.iterdir())

@@ -212,7 +212,12 @@ def check_generation(store: Store, gen: Path, root: Digest | None, report: Repor
         return
     if root is None:
         report.problems.append(
-            Problem("generation", label, "has no GC root: gc would delete its blobs; rebuild")
+            Problem(
+                "generation",
+                label,
+                "has no GC root (a gc was interrupted while deleting it): run 'morgan gc' — it "
+                "gives a whole generation it keeps its root back and finishes deleting the rest",
+            )
         )
     elif root != actual:
         report.problems.append(

@@ -107,7 +107,7 @@ class Chain:
         return killed
 
 
-def _fetch_keys(up: FakeUpstream) -> dict[str, str]:
+def fetch_keys(up: FakeUpstream) -> dict[str, str]:
     keys = {}
     for path in up.files_dir.iterdir():
         data = path.read_bytes()
@@ -129,7 +129,7 @@ def chain(tmp_path: Path) -> Iterator[Chain]:
         workspace = tmp_path / "ws"
         workspace.mkdir()
         try:
-            yield Chain(up, workspace, forker, _fetch_keys(up))
+            yield Chain(up, workspace, forker, fetch_keys(up))
         finally:
             forker.close()
 

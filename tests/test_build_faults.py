@@ -419,7 +419,10 @@ def _enospc_at(
     def write(*args: object) -> None:
         counter[0] += 1
         if counter[0] == n:
-            raise OSError(errno.ENOSPC, "No space left on device", path or args[1])
+            if path is not None:
+                raise OSError(errno.ENOSPC, "No space left on device", path)
+            # As the OS raises it for symlink(src, dst): both names, the one created second.
+            raise OSError(errno.ENOSPC, "No space left on device", args[0], None, args[1])
         real(*args)
 
     return write
@@ -476,6 +479,47 @@ def test_disk_full_in_the_store(
     case.assert_failed_cleanly(code, stderr, message)
     # No partial object: the temp file of the failed write is gone too.
     assert list((case.mirror / "store" / "tmp").iterdir()) == []
+    monkeypatch.undo()
+    case.assert_new_generation(*case.build())
+
+
+def test_disk_full_installing_server_py_leaves_no_generation(
+    case: Case, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = fsio.write_all
+
+    def write_all(fd: int, data: bytes | memoryview) -> None:
+        if Path(f"/proc/self/fd/{fd}").readlink().name.startswith(".server.py.tmp-"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(fsio, "write_all", write_all)
+    code, stderr = _build_in_process(case, capsys, monkeypatch)
+    server = case.mirror / "server.py"
+    message = f"store: disk full while writing to {server}: free space or move the store"
+    case.assert_failed_cleanly(code, stderr, message)  # no generations/2 either
+    assert sorted(p.name for p in (case.mirror / "store" / "roots").iterdir()) == ["generation-1"]
+    monkeypatch.undo()
+    case.assert_new_generation(*case.build())
+
+
+def test_no_inode_for_the_index_link_leaves_no_generation(
+    case: Case, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.symlink
+
+    def symlink(src: str, dst: str, *args: object, **kwargs: object) -> None:
+        if Path(dst).name.startswith(".index.tmp-"):
+            raise OSError(errno.ENOSPC, "No space left on device", src, None, dst)
+        real(src, dst, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "symlink", symlink)
+    code, stderr = _build_in_process(case, capsys, monkeypatch)
+    match = DISK_FULL.fullmatch(stderr)
+    assert match is not None, stderr
+    assert Path(match["path"]).name.startswith(".index.tmp-")  # the link, not its target
+    message = stderr.removeprefix("morgan: error: ").rstrip("\n")
+    case.assert_failed_cleanly(code, stderr, message)
     monkeypatch.undo()
     case.assert_new_generation(*case.build())
 

@@ -22,6 +22,7 @@ from store.digest import Digest
 from store.gc import live_from_roots
 from store.lock import StoreLock
 from store.objects import Store
+from store.roots import remove_root, set_root
 from tests.build_scenario import ROOT, morgan
 from tests.small_scenario import REQUIREMENTS, populate, write_spec
 from tests.upstream import FakeUpstream
@@ -129,15 +130,23 @@ def test_gc_prints_what_it_freed(upstream_url: str, tmp_path: Path) -> None:
 
 def test_keep_never_drops_the_generation_index_points_to(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
+    store = Store(mirror / "store")
     for n in (1, 2, 3):
         (mirror / "generations" / str(n)).mkdir(parents=True)
+        set_root(store, f"generation-{n}", Digest("blake3", "0" * 64))  # as a build does
     (mirror / "generations" / ".tmp-4-123").mkdir()
+    (mirror / "generations" / ".gc-0-99").mkdir()  # condemned by a gc that was killed
     switch(mirror, 2)  # 3 was never switched to
     assert plan(mirror, 1).kept == (2,)
     assert plan(mirror, 1).dropped == (1, 3)
     assert plan(mirror, 2).kept == (1, 2)
     assert plan(mirror, 2).dropped == (3,)
-    assert plan(mirror, 2).stale_dirs == (".tmp-4-123",)
+    assert plan(mirror, 2).stale_dirs == (".gc-0-99", ".tmp-4-123")
+    # A generation whose root an older gc removed before it was killed is not kept unless
+    # it is whole (this one has no manifest): it is dropped, its deletion finished.
+    remove_root(store, "generation-1")
+    assert plan(mirror, 2).kept == (2,)
+    assert plan(mirror, 2).dropped == (1, 3)
 
 
 def test_gc_refuses_clearly_while_a_build_holds_the_store(
@@ -222,3 +231,36 @@ def test_gc_keep_1_leaves_no_action_entry_that_no_kept_generation_reaches(
     assert "changed" not in "\n".join(
         line for line in proc.stderr.splitlines() if line.startswith("ran file:")
     )
+
+
+def test_verify_advice_for_a_generation_without_root_is_a_command_that_fixes_it(
+    upstream_url: str, tmp_path: Path
+) -> None:
+    # What a gc of an older Morgan left when killed between removing a root and deleting
+    # the folder: a whole generation, not current, with no GC root.
+    ws = tmp_path / "ws"
+    write_spec(ws, upstream_url)
+    assert morgan(ws, "build").returncode == 0
+    write_spec(ws, upstream_url, ["util"])
+    assert morgan(ws, "build").returncode == 0
+    store = Store(ws / "mirror" / "store")
+    remove_root(store, "generation-1")
+    proc = morgan(ws, "verify")
+    assert proc.returncode == 1
+    advice = (
+        "generation: generation 1: has no GC root (a gc was interrupted while deleting it): run "
+        "'morgan gc' — it gives a whole generation it keeps its root back and finishes "
+        "deleting the rest"
+    )
+    assert advice in proc.stderr.splitlines()
+    # A no-op build changes nothing here; the advised command does.
+    proc = morgan(ws, "gc")  # --keep 2: generation 1 is kept, and whole: its root comes back
+    assert proc.returncode == 0, proc.stderr
+    assert "restored the GC root of generation 1" in proc.stderr
+    assert morgan(ws, "verify").returncode == 0
+    remove_root(store, "generation-1")
+    proc = morgan(ws, "gc", "--keep", "1")  # not kept: its deletion is finished
+    assert proc.returncode == 0, proc.stderr
+    assert not (ws / "mirror" / "generations" / "1").exists()
+    proc = morgan(ws, "verify")
+    assert proc.returncode == 0, proc.stderr

@@ -2,10 +2,12 @@
 
 Kept: the generation ``index`` points to and the ``--keep N`` - 1 newest generations before
 it, plus every root that is not a generation's (a running build's, an import's). Dropped
-generations lose their GC root and their folder; then :func:`store.gc.collect` sweeps
-objects, action cache entries naming deleted blobs and stale temp files. All of it runs
-under the store's exclusive lock, which a build holds for its whole run: gc and build
-exclude each other (``--wait SECONDS`` to queue behind a build instead of failing).
+generations are renamed aside, lose their GC root, then their folder (crash-safe: see
+:mod:`morgan.generations`, which also finishes what a killed gc left); then
+:func:`store.gc.collect` sweeps objects, action cache entries naming deleted blobs and stale
+temp files. All of it runs under the store's exclusive lock, which a build holds for its
+whole run: gc and build exclude each other (``--wait SECONDS`` to queue behind a build
+instead of failing).
 """
 
 from __future__ import annotations
@@ -157,10 +159,15 @@ def _print_report(
     err = sys.stderr
     kept = ", ".join(str(n) for n in p.kept) or "none"
     print(f"generations kept: {kept} (current: {p.current})", file=err)
+    for n in p.rerooted:
+        restore = "would restore" if report.dry_run else "restored"
+        print(f"{restore} the GC root of generation {n}", file=err)
     for n in p.dropped:
         print(f"{verb} generation {n}", file=err)
     for s in p.stale_dirs:
         print(f"{verb} unfinished generation folder {s}", file=err)
+    for r in p.stale_roots:
+        print(f"{verb} GC root {r} (its generation folder is gone)", file=err)
     for d in report.deleted_objects:
         # A dry run can still measure each object; a name says what it was (the path a
         # generation gave it), else it is an internal record (an upstream page, metadata).
