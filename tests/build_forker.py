@@ -14,7 +14,9 @@ Protocol, one JSON object per line on stdin::
 answered on stdout by ``started <pid>`` and, once the child is gone,
 ``exited <pid> <code>`` (a negative code: killed by that signal). ``kill_at`` makes the
 child SIGKILL itself just before the n-th audit event ``event`` (``os.link``,
-``os.rename``, ``os.symlink``...) whose first two arguments mention ``needle``.
+``os.rename``, ``os.symlink``...) whose first two arguments mention ``needle``; before it
+dies it writes ``killed at <point>, inside the walk`` (or ``outside``) to its stderr: inside
+when some thread is in ``morgan.walk.walk``, the executor walking the plan graph.
 
 :class:`Forker` is the test side: it starts this module and talks the protocol.
 """
@@ -30,6 +32,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 # What `morgan build` imports lazily: loaded here once, before any fork.
@@ -38,6 +41,8 @@ import morgan.commands.build  # noqa: F401
 import rules.lib.http  # noqa: F401
 from morgan import cli
 from tests.build_checks import ROOT, morgan_env
+
+WALK_FILE = str(Path("morgan", "walk.py"))
 
 
 def _install_kill(plan: str) -> None:
@@ -51,9 +56,23 @@ def _install_kill(plan: str) -> None:
         with lock:
             left[0] -= 1
             if left[0] == 0:
+                where = "inside the walk" if _walking() else "outside the walk"
+                os.write(2, f"\nkilled at {plan}, {where}\n".encode())
                 os.kill(os.getpid(), signal.SIGKILL)
 
     sys.addaudithook(kill_at)
+
+
+def _walking() -> bool:
+    """Whether some thread is inside ``morgan.walk.walk`` (the executor walking the plan)."""
+    for frame in sys._current_frames().values():
+        f: FrameType | None = frame
+        while f is not None:
+            code = f.f_code
+            if code.co_name == "walk" and code.co_filename.endswith(WALK_FILE):
+                return True
+            f = f.f_back
+    return False
 
 
 def _child(request: dict[str, Any]) -> int:

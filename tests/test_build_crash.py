@@ -9,7 +9,8 @@ One chain of builds on one mirror. Each build but the last of a phase is killed:
   the k-th blob is linked into ``store/objects``, the k-th action-cache entry or the GC
   root is renamed into place, the k-th symlink of a generation is made, the finished
   generation is renamed into place, ``server.py`` is installed, ``index`` is switched,
-  ``mirror.lock`` is replaced.
+  ``mirror.lock`` is replaced. A kill says whether it landed inside the walk of the plan
+  graph (some thread in ``morgan.walk.walk``): at least 20 distinct points must.
 
 After every kill: every object's blake3 matches its name, and ``index`` is absent or a
 complete generation. Every re-run reuses what earlier runs recorded (a file whose fetch is
@@ -56,6 +57,7 @@ class Chain:
     forker: Forker
     fetch_keys: dict[str, str]  # upstream filename -> action key of its fetch
     kills: list[str] = field(default_factory=list)
+    walk_kills: list[str] = field(default_factory=list)  # killed while the plan was walked
     completed: int = 0
 
     @property
@@ -95,6 +97,8 @@ class Chain:
         assert killed or code == 0, f"{label}: exit {code}: {stderr.read_text()}"
         if killed:
             self.kills.append(label)
+            if "inside the walk" in stderr.read_text(encoding="utf-8", errors="replace"):
+                self.walk_kills.append(label)
         else:
             self.completed += 1
         assert_consistent(self.mirror)
@@ -203,11 +207,11 @@ def test_sigkill_at_many_points_loses_nothing(chain: Chain) -> None:
             # a killed build's successor resumes it, a finished one flips the spec.
             specs = [SPEC_A, SPEC_B]
             points = [
-                *(f"os.link|/store/objects/|{k}" for k in (1, 2, 3)),
-                *(f"os.rename|/store/actions/|{k}" for k in (1, 2, 3, 4, 5)),
+                *(f"os.link|/store/objects/|{k}" for k in (1, 2, 3, 4, 5, 6, 8)),
+                *(f"os.rename|/store/actions/|{k}" for k in (1, 2, 3, 4, 5, 6, 8, 10, 13)),
                 *(
                     f"os.symlink|/generations/.tmp-|{k}"
-                    for k in (1, 2, 5, 10, 20, 30, 40, 55, 70, 85, 100)
+                    for k in (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 55, 70, 85, 100)
                 ),
                 "os.rename|/generations/.tmp-|1",
                 "os.rename|/store/roots/|1",
@@ -262,5 +266,10 @@ def test_sigkill_at_many_points_loses_nothing(chain: Chain) -> None:
     ]
     assert all(p.name.isdigit() for p in (chain.mirror / "generations").iterdir())
     assert sorted(p.name for p in chain.workspace.iterdir() if p.name.startswith(".")) == []
-    print(f"{len(chain.kills)} kills in {len(chain.kills) + chain.completed} runs")
-    assert len(chain.kills) >= 50, chain.kills
+    distinct, walked = set(chain.kills), set(chain.walk_kills)
+    print(
+        f"{len(chain.kills)} kills at {len(distinct)} distinct points ({len(walked)} inside the"
+        f" walk) in {len(chain.kills) + chain.completed} runs"
+    )
+    assert len(distinct) >= 50, chain.kills
+    assert len(walked) >= 20, chain.walk_kills
