@@ -64,4 +64,3 @@ def _mirror_copy(spec_path: Path) -> Spec | None:
         return load_spec(spec_path)
     except SpecError:
         return None
-

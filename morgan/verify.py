@@ -341,9 +341,7 @@ def _check_index_pages(
         for name, files in sorted(per_project.items()):
             page = gen / where / "simple" / name / "index.json"
             _compare_page(page, files.values(), f"{where}/simple/{name}/", report, exact=True)
-        _unlocked_projects(
-            gen, f"{where}/simple", {p.name for p in locked.pins}, report, own_lock
-        )
+        _unlocked_projects(gen, f"{where}/simple", {p.name for p in locked.pins}, report, own_lock)
     if index is None and not lock.indexes:
         # The default index alone: its union is every file the lock names (as always).
         union = {}
