@@ -72,15 +72,22 @@ class Graph:
         return sum(len(r.wheels) + 1 for r in self.releases)
 
 
-def make_graph(size: int = 150, *, large: bool = True, seed: int = 7) -> Graph:
+def make_graph(
+    size: int = 150, *, large: bool = True, seed: int = 7, max_depth: int | None = None
+) -> Graph:
     """A graph of about `size` projects (at least 12) and ~10 files per project.
 
     `large` adds the big wheels (50, 30 and 20 MB); without it the graph is all small files.
+    The chains hold about a fifth of the projects: three chains `size // 15` deep by default
+    (the bench's historical shape), or, with `max_depth`, chains at most that deep and as many
+    of them as it takes (real dependency graphs are 10-20 levels deep whatever their size).
     """
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not cryptography
     size = max(size, 12)
     n_hubs = max(2, size // 30)
     n_chains, depth = (3, max(2, size // 15)) if size >= 45 else (1, 3)
+    if max_depth is not None and depth > max_depth:
+        n_chains, depth = -(-n_chains * depth // max_depth), max_depth
     n_native = max(2, size // 7)
     n_orphans = max(1, size // 15)
     n_apps = max(2, size // 15)
