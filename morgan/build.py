@@ -193,6 +193,7 @@ def _build_locked(
             refresh=refresh,
             offline=opts.offline,
             private=spec.all_private,
+            environments=spec.targets,
         )
         if fresh and old is not None:
             selections = select_from_lock(spec, old)

@@ -46,6 +46,7 @@ from morgan.resolve import (
     usable_files,
 )
 from morgan.spec import listed_files
+from morgan.universal import UniversalTarget
 from rules.errors import MetadataError, RuleError, UpstreamError
 from rules.lib.fetch import Downloader, fetch_file, fetch_metadata
 from rules.lib.metadata import (
@@ -179,6 +180,7 @@ class UpstreamCatalog:
         refresh: frozenset[str] | bool,
         offline: bool,
         private: Sequence[Path] = (),
+        environments: Sequence[Environment] = (),
     ) -> None:
         self.executor = executor
         self.store = store
@@ -197,6 +199,12 @@ class UpstreamCatalog:
         self._mutex = threading.Lock()
         self.private = private_releases(private)
         self._locked = self._locked_names()
+        # The environments resolved with this catalog: a page keeps only the wheels one
+        # of them accepts (none given: every file). A universal target may mirror a wheel
+        # no member accepts (resolve.usable_files), so with one, nothing is dropped.
+        self._environments = tuple(environments)
+        if any(isinstance(e, UniversalTarget) for e in self._environments):
+            self._environments = ()
 
     # -- pages ------------------------------------------------------------------------------
 
@@ -228,25 +236,63 @@ class UpstreamCatalog:
         if cached is not None:
             return cached
         record = self.executor.run(self.page_node(name), lambda: self._fetch_page(name))
-        listed = None
-        if not record.get("missing"):
+        with self._mutex:
+            cached = self._pages.get(name)
+        if cached is not None:  # settled by the fetch itself (the usual case)
+            return cached
+        page = None
+        if not record.get("missing"):  # a page from the action cache (--offline)
             page = ProjectPage.from_json(
                 json.loads(self.store.read_bytes(Digest.parse(record["page"])))
             )
+        return self._settle(name, page, record.get("upstream"), record.get("missing"))
+
+    def _settle(
+        self,
+        name: NormalizedName,
+        page: ProjectPage | None,
+        page_url: str | None,
+        missing: str | None,
+    ) -> list[Release]:
+        """Group ``page`` (None: no upstream has ``name``) into the releases this build
+        sees, once per project and build: kept files merged back, the cut-off applied, and
+        only the files some environment can use made into releases."""
+        listed = None
+        if page is not None:
             listed = group_releases(page)
             self._note_status(page)
         releases, kept = with_kept(name, listed, self.lock)
         if not releases and listed is None:
-            raise ProjectNotFoundError(name, record["missing"])
+            raise ProjectNotFoundError(name, missing or "no upstream")
         # The cut-off applies after kept files are merged back: a file it hides is still
         # listed upstream (not "removed"), and a kept file is as new as it ever was.
-        releases = self._cooled(name, releases, record.get("upstream"))
+        releases = self._cooled(name, releases, page_url)
+        releases = self._usable(releases, {n for k in kept for n in k.filenames})
         with self._mutex:
             if name not in self._pages:
                 self._pages[name] = releases
                 self.listed.add(name)
                 self.kept.extend(kept)
             return self._pages[name]
+
+    def _usable(self, releases: list[Release], kept: set[str]) -> list[Release]:
+        """``releases`` without the wheels no environment of the build accepts (a numpy-like
+        page keeps a few hundred of its thousands of files). Sdists, kept files and
+        releases left empty stay: resolution explains a release with no usable file."""
+        envs = self._environments
+        if not envs:
+            return releases
+        out = []
+        for rel in releases:
+            files = tuple(
+                f
+                for f in rel.files
+                if not f.filename.endswith(".whl")
+                or f.filename in kept
+                or any(e.wheel_rank(f.filename) is not None for e in envs)
+            )
+            out.append(rel if len(files) == len(rel.files) else replace(rel, files=files))
+        return out
 
     def _note_status(self, page: ProjectPage) -> None:
         """Remember a PEP 792 status other than active (for the lock, pages and policy)."""
@@ -359,6 +405,9 @@ class UpstreamCatalog:
             except (RuleError, ValueError) as exc:
                 raise BuildError(f"GET {url}: unreadable project page ({exc})") from None
             blob = self.store.put_bytes(canonical_json(page.to_json()))
+            # Parsed once: the releases are made here, not read back from the blob (which
+            # serves --offline builds).
+            self._settle(name, page, url, None)
             return {"blobs": [str(blob.digest)], "page": str(blob.digest), "upstream": url}
         return {"blobs": [], "missing": ", ".join(tried) or "no upstream"}
 

@@ -19,12 +19,13 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-from resolvelib import AbstractProvider, BaseReporter, Resolver
+from resolvelib import AbstractProvider, BaseReporter
 from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
 from morgan.environments import Environment
 from morgan.errors import BuildError
 from morgan.explain import exclusion, why_nothing_fits
+from morgan.lean_resolver import LeanResolver
 from morgan.universal import UniversalTarget
 from rules.model import NormalizedName, UpstreamFile
 
@@ -523,7 +524,7 @@ def resolve(
         if evaluate_marker(r.marker, env, ""):
             reqs.append(to_req(text, parent))
     provider = _Provider(env, catalog, policy)
-    resolver = Resolver(provider, reporter or BaseReporter())
+    resolver = LeanResolver(provider, reporter or BaseReporter())
     try:
         result = resolver.resolve(reqs, max_rounds=20000)
     except ResolutionImpossible as exc:
