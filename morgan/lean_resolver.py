@@ -12,6 +12,10 @@ reaches a dropped state (or resolvelib's optimistic backjumping asks to copy the
 history), the resolution starts over with the stock resolver and its full history. Either
 way the result is exactly what the stock resolver gives: the lean run either never reads
 the dropped states, or is thrown away.
+
+Each round resolvelib also checks every pin against every criterion (N × N checks over a
+resolution); the answer depends only on the two objects, which resolvelib replaces rather
+than changes, so it is remembered per pair.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ except ImportError:  # pragma: no cover - older resolvelib: the stock resolver o
     LEAN = False
 
 KEEP_STATES = 64
+SATISFYING_MAX = 1 << 18
 
 
 class _HistoryDroppedError(Exception):
@@ -52,6 +57,27 @@ _DROPPED: Any = _Dropped()
 if LEAN:
 
     class _LeanResolution(Resolution[Any, Any, Any]):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._satisfying: dict[tuple[int, int], tuple[object, object, bool]] = {}
+
+        def _is_current_pin_satisfying(self, name: Any, criterion: Any) -> bool:
+            """The stock check, remembered per (criterion, pin) object: resolvelib asks it of
+            every criterion every round, and replaces a criterion rather than change it."""
+            pin = self.state.mapping.get(name)
+            if pin is None:
+                return False
+            key = (id(criterion), id(pin))
+            hit = self._satisfying.get(key)
+            if hit is not None and hit[0] is criterion and hit[1] is pin:
+                return hit[2]
+            ok = super()._is_current_pin_satisfying(name, criterion)
+            if len(self._satisfying) > SATISFYING_MAX:
+                self._satisfying.clear()
+            # The objects are held, so their ids cannot be reused while the entry lives.
+            self._satisfying[key] = (criterion, pin, ok)
+            return ok
+
         def _push_new_state(self) -> None:
             super()._push_new_state()
             states = self._states
