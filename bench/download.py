@@ -9,6 +9,8 @@ In the same run, on the same link:
 - ``curl``: one stream of the largest file to /dev/null, its average MB/s (what the link and
   the upstream give a single well-written client);
 - ``curl ×N``: every file at once, one curl per file (what parallel streams can reach);
+- the same into files, each fsynced: the least any client that keeps the files durably
+  pays on this disk (Morgan's store fsyncs every blob before a record names it);
 - ``morgan build`` (cold): wall time, and the effective MB/s = the files' bytes / wall time,
   so resolution, hashing, writing and linking all count against it.
 
@@ -54,14 +56,31 @@ def sizes_mb(total: int, largest: int) -> list[int]:
     return out
 
 
-def _curl(urls: list[str]) -> float:
-    """Seconds for curl to fetch every URL in ``urls`` at once (one process per URL)."""
+def _curl(urls: list[str], dest: Path | None = None) -> float:
+    """Seconds for curl to fetch every URL in ``urls`` at once (one process per URL), to
+    /dev/null, or with ``dest`` into files there, each fsynced before the clock stops (what
+    a store that keeps what it downloaded pays at least)."""
     start = time.perf_counter()
-    procs = [subprocess.Popen(["curl", "-sS", "-o", os.devnull, "--fail", url]) for url in urls]
+    outs = [os.devnull if dest is None else str(dest / f"{i}.whl") for i in range(len(urls))]
+    procs = [
+        subprocess.Popen(["curl", "-sS", "-o", out, "--fail", url])
+        for out, url in zip(outs, urls, strict=True)
+    ]
     for proc in procs:
         if proc.wait() != 0:
             raise RuntimeError(f"curl failed on one of {urls}")
-    return time.perf_counter() - start
+    if dest is not None:
+        for out in outs:
+            fd = os.open(out, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    took = time.perf_counter() - start
+    if dest is not None:
+        for out in outs:
+            Path(out).unlink()
+    return took
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
         one = _curl([urls[largest]])
         many = _curl(urls)
+        many_disk = _curl(urls, Path(tmp))
         ws = Path(tmp) / "ws"
         ws.mkdir()
         reqs = ", ".join(f'"{n}"' for n in names)
@@ -130,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         (
             f"| curl, one per file at once | {many:.2f} | {many_rate:.0f} | "
             f"{many_rate / one_rate * 100:.0f} % |"
+        ),
+        (
+            f"| curl, one per file at once, into files, fsynced | {many_disk:.2f} | "
+            f"{total / MB / many_disk:.0f} | {total / MB / many_disk / one_rate * 100:.0f} % |"
         ),
         (
             f"| morgan build, cold (-j {args.jobs}) | {run.wall:.2f} | {ours_rate:.0f} | "

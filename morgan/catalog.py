@@ -190,6 +190,7 @@ class UpstreamCatalog:
         self.refresh = refresh
         self.offline = offline
         self._pages: dict[NormalizedName, list[Release]] = {}
+        self._grouped: dict[NormalizedName, tuple[list[Release], list[Kept]]] = {}
         # Projects whose page this build read, and what they no longer list (kept).
         self.listed: set[NormalizedName] = set()
         self.kept: list[Kept] = []
@@ -235,28 +236,39 @@ class UpstreamCatalog:
             cached = self._pages.get(name)
         if cached is not None:
             return cached
+        # Through the node even when the fetch already grouped the page: a fetch that
+        # failed (after grouping, e.g. writing its action entry) fails here.
         record = self.executor.run(self.page_node(name), lambda: self._fetch_page(name))
         with self._mutex:
             cached = self._pages.get(name)
-        if cached is not None:  # settled by the fetch itself (the usual case)
+            grouped = self._grouped.pop(name, None)
+        if cached is not None:
             return cached
-        page = None
-        if not record.get("missing"):  # a page from the action cache (--offline)
-            page = ProjectPage.from_json(
-                json.loads(self.store.read_bytes(Digest.parse(record["page"])))
-            )
-        return self._settle(name, page, record.get("upstream"), record.get("missing"))
+        if grouped is None:  # a page from the action cache (--offline)
+            page = None
+            if not record.get("missing"):
+                page = ProjectPage.from_json(
+                    json.loads(self.store.read_bytes(Digest.parse(record["page"])))
+                )
+            grouped = self._group(name, page, record.get("upstream"), record.get("missing"))
+        releases, kept = grouped
+        with self._mutex:
+            if name not in self._pages:
+                self._pages[name] = releases
+                self.listed.add(name)
+                self.kept.extend(kept)
+            return self._pages[name]
 
-    def _settle(
+    def _group(
         self,
         name: NormalizedName,
         page: ProjectPage | None,
         page_url: str | None,
         missing: str | None,
-    ) -> list[Release]:
-        """Group ``page`` (None: no upstream has ``name``) into the releases this build
-        sees, once per project and build: kept files merged back, the cut-off applied, and
-        only the files some environment can use made into releases."""
+    ) -> tuple[list[Release], list[Kept]]:
+        """``page`` (None: no upstream has ``name``) as the releases this build sees: kept
+        files merged back, the cut-off applied, and only the files some environment can
+        use made into releases; with what the lock keeps that upstream no longer lists."""
         listed = None
         if page is not None:
             listed = group_releases(page)
@@ -267,13 +279,7 @@ class UpstreamCatalog:
         # The cut-off applies after kept files are merged back: a file it hides is still
         # listed upstream (not "removed"), and a kept file is as new as it ever was.
         releases = self._cooled(name, releases, page_url)
-        releases = self._usable(releases, {n for k in kept for n in k.filenames})
-        with self._mutex:
-            if name not in self._pages:
-                self._pages[name] = releases
-                self.listed.add(name)
-                self.kept.extend(kept)
-            return self._pages[name]
+        return self._usable(releases, {n for k in kept for n in k.filenames}), kept
 
     def _usable(self, releases: list[Release], kept: set[str]) -> list[Release]:
         """``releases`` without the wheels no environment of the build accepts (a numpy-like
@@ -406,8 +412,10 @@ class UpstreamCatalog:
                 raise BuildError(f"GET {url}: unreadable project page ({exc})") from None
             blob = self.store.put_bytes(canonical_json(page.to_json()))
             # Parsed once: the releases are made here, not read back from the blob (which
-            # serves --offline builds).
-            self._settle(name, page, url, None)
+            # serves --offline builds); releases() takes them once the node has succeeded.
+            grouped = self._group(name, page, url, None)
+            with self._mutex:
+                self._grouped[name] = grouped
             return {"blobs": [str(blob.digest)], "page": str(blob.digest), "upstream": url}
         return {"blobs": [], "missing": ", ".join(tried) or "no upstream"}
 
