@@ -31,6 +31,7 @@ __all__ = [
     "InvalidPlatformError",
     "InvalidPythonError",
     "current_environment",
+    "folder_name_problem",
 ]
 
 MARKER_KEYS = (
@@ -66,6 +67,25 @@ ENV_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _WINDOWS_RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL"] + [f"{d}{i}" for d in ("COM", "LPT") for i in range(1, 10)]
 )
+
+
+def folder_name_problem(name: str, what: str, folder: str) -> str | None:
+    """Why ``name`` cannot be ``what`` ("an index name") given that it becomes the folder
+    ``folder`` ("indexes/<name>/"); None when it can. Environment, view and index names all
+    become folders of a mirror that crosses to Windows machines too."""
+    if not ENV_NAME_RE.fullmatch(name):
+        return (
+            f"{name[:64]!r} cannot be {what} (it becomes the folder {folder}) — use letters, "
+            "digits, '.', '_', '-', starting with a letter or digit, at most 64 characters"
+        )
+    if name.split(".", maxsplit=1)[0].upper() in _WINDOWS_RESERVED or name.endswith("."):
+        return (
+            f"{name!r} cannot be {what}: Windows cannot create the folder {folder} — choose "
+            "another name"
+        )
+    return None
+
+
 _PYTHON_RE = re.compile(r"(2\.7|3\.(?:[5-9]|[1-9][0-9]))(?:\.(0|[1-9][0-9]{0,2}))?")
 _MANYLINUX_RE = re.compile(r"manylinux_2_(\d{1,3})_([a-z0-9_]+)")
 _LEGACY_RE = re.compile(r"(manylinux2014|manylinux2010|manylinux1)_([a-z0-9_]+)")
@@ -112,20 +132,9 @@ class Environment:
     marker_overrides: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        if not ENV_NAME_RE.fullmatch(self.name):
-            raise InvalidEnvironmentError(
-                f"{self.name[:64]!r} cannot be an environment name (it becomes the folder "
-                "env/<name>/) — use letters, digits, '.', '_', '-', starting with a letter "
-                "or digit, at most 64 characters",
-                "name",
-            )
-        if self.name.split(".")[0].upper() in _WINDOWS_RESERVED or self.name.endswith("."):
-            # The mirror crosses to Windows machines too, where such folders cannot exist.
-            raise InvalidEnvironmentError(
-                f"{self.name!r} cannot be an environment name: Windows cannot create the "
-                "folder env/<name>/ — choose another name",
-                "name",
-            )
+        problem = folder_name_problem(self.name, "an environment name", "env/<name>/")
+        if problem is not None:
+            raise InvalidEnvironmentError(problem, "name")
         _parse_python(self.python)
         _platforms(self.platform)
         if self.implementation not in _IMPLEMENTATIONS:

@@ -26,7 +26,7 @@ from typing import Any, NoReturn, Protocol
 
 from packaging.requirements import Requirement
 
-from morgan.environments import ENV_NAME_RE
+from morgan.environments import folder_name_problem
 from morgan.toml_reader import KeyPath, short
 
 __all__ = ["INDEX_KEYS", "NamedIndex", "index_prefix", "parse_indexes"]
@@ -86,13 +86,9 @@ def parse_indexes(reader: _Reader, data: Mapping[str, Any]) -> tuple[NamedIndex,
     own: dict[str, NamedIndex] = {}
     for name, value in tables.items():
         at: KeyPath = ("indexes", name)
-        if not ENV_NAME_RE.fullmatch(name):
-            reader.fail(
-                at,
-                f"{short(name)} cannot be an index name (it becomes the folder indexes/<name>/) "
-                "— use letters, digits, '.', '_', '-', starting with a letter or digit, at most "
-                "64 characters",
-            )
+        problem = folder_name_problem(name, "an index name", "indexes/<name>/")
+        if problem is not None:
+            reader.fail(at, problem)
         if name.lower() in seen:
             reader.fail(
                 at,

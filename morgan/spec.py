@@ -25,7 +25,12 @@ from packaging.version import InvalidVersion
 
 from morgan.cooldown import ExcludeNewer, parse_exclude_newer
 from morgan.credentials import redact_url, split_userinfo
-from morgan.environments import ENV_NAME_RE, Environment, InvalidEnvironmentError
+from morgan.environments import (
+    ENV_NAME_RE,
+    Environment,
+    InvalidEnvironmentError,
+    folder_name_problem,
+)
 from morgan.errors import SpecError
 from morgan.indexes import NamedIndex, digest_data, parse_indexes
 from morgan.spec_paths import SpecPaths
@@ -496,13 +501,9 @@ class _Parser(SpecPaths):
         result: list[Environment] = []
         for name, value in tables.items():
             at: KeyPath = ("environments", name)
-            if not ENV_NAME_RE.fullmatch(name):
-                self.fail(
-                    at,
-                    f"{short(name)} cannot be an environment name (it becomes the folder "
-                    "env/<name>/) — use letters, digits, '.', '_', '-', starting with a letter "
-                    "or digit, at most 64 characters",
-                )
+            problem = folder_name_problem(name, "an environment name", "env/<name>/")
+            if problem is not None:
+                self.fail(at, problem)
             if name.lower() in seen:
                 self.fail(
                     at,

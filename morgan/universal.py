@@ -37,7 +37,12 @@ from packaging.markers import Marker
 from packaging.tags import Tag
 from packaging.version import InvalidVersion
 
-from morgan.environments import ENV_NAME_RE, MARKER_KEYS, Environment, InvalidEnvironmentError
+from morgan.environments import (
+    MARKER_KEYS,
+    Environment,
+    InvalidEnvironmentError,
+    folder_name_problem,
+)
 from morgan.toml_reader import KeyPath, TomlReader, short
 
 PLATFORM = "universal"  # what the lock records as a universal view's platform
@@ -159,12 +164,9 @@ def parse_groups(
         at: KeyPath = ("universal", name)
         table = reader.table(value, at, _EXAMPLE)
         reader.check_keys(table, ("environments",), at)
-        if not ENV_NAME_RE.fullmatch(name):
-            reader.fail(
-                at,
-                f"{short(name)} cannot be a view name (it becomes the folder env/<name>/) — "
-                "use letters, digits, '.', '_', '-', starting with a letter or digit",
-            )
+        problem = folder_name_problem(name, "a view name", "env/<name>/")
+        if problem is not None:
+            reader.fail(at, problem)
         if name.lower() in taken:
             reader.fail(
                 at,

@@ -489,6 +489,13 @@ BASE = '[environments.linux]\npython = "3.12"\nplatform = "manylinux_2_28_x86_64
             ),
         ),
         (
+            '[indexes.NUL]\nrequirements = ["x"]\n',
+            (
+                "mirror.toml:4: indexes.NUL: 'NUL' cannot be an index name: Windows cannot create "
+                "the folder indexes/<name>/ — choose another name"
+            ),
+        ),
+        (
             '[indexes.a]\nrequirements = ["x>>1"]\n',
             (
                 "mirror.toml:5: indexes.a.requirements[0]: 'x>>1' is not a valid requirement: "

@@ -457,6 +457,21 @@ def test_a_universal_view_needs_requires_python_for_every_member() -> None:
             ),
         ),
         (
+            "[universal.con]\n",
+            (
+                "mirror.toml:8: universal.con: 'con' cannot be a view name: Windows cannot create "
+                "the folder env/<name>/ — choose another name"
+            ),
+        ),
+        (
+            '[universal."a b"]\n',
+            (
+                "mirror.toml:8: universal.\"a b\": 'a b' cannot be a view name (it becomes the "
+                "folder env/<name>/) — use letters, digits, '.', '_', '-', starting with a letter "
+                "or digit, at most 64 characters"
+            ),
+        ),
+        (
             "[universal.lockers]\nenvironments = []\n",
             (
                 "mirror.toml:9: universal.lockers.environments: is empty — list environments, or "

@@ -20,10 +20,10 @@ import tomlkit
 from morgan.clients import parse_user_agent
 from morgan.edit import read_document, write_checked
 from morgan.environments import (
-    ENV_NAME_RE,
     Environment,
     InvalidEnvironmentError,
     current_environment,
+    folder_name_problem,
 )
 from morgan.errors import UsageError
 from morgan.presets import PRESETS
@@ -157,11 +157,9 @@ def _environment_names(doc: tomlkit.TOMLDocument) -> list[str]:
 
 def _add(spec_path: Path, args: argparse.Namespace) -> int:
     name: str = args.env_name
-    if not ENV_NAME_RE.fullmatch(name):
-        raise UsageError(
-            f"{name!r} cannot be an environment name (it becomes the folder env/<name>/) — use "
-            "letters, digits, '.', '_', '-', starting with a letter or digit, at most 64 characters"
-        )
+    problem = folder_name_problem(name, "an environment name", "env/<name>/")
+    if problem is not None:
+        raise UsageError(problem)
     if args.preset is None and args.platform in PRESETS:
         preset = PRESETS[args.platform]
         raise UsageError(
