@@ -435,6 +435,36 @@ class UpstreamCatalog:
         return self._fetch(f)
 
     def _fetch(self, f: UpstreamFile) -> Record:
+        known = self._fetched_before(f)
+        if known is not None:
+            return known
+        record = self._download(f)
+        self._alias(f, record)
+        return record
+
+    def _fetched_before(self, f: UpstreamFile) -> Record | None:
+        """The record of this exact file (sha256 and, when known, size) under the key it got
+        when its size was not known: an HTML page gives none, the lock does, so the same
+        file has a fetch key of each kind (before :meth:`_alias`, only the one it ran as)."""
+        if not f.sha256 or f.size is None:
+            return None
+        record = self.executor.cached(file_node(replace(f, size=None)))
+        if record is None or record.get("sha256") != f.sha256 or record.get("size") != f.size:
+            return None
+        return record
+
+    def _alias(self, f: UpstreamFile, record: Record) -> None:
+        """File ``record`` under the fetch key of ``f`` with the size it really has, and the
+        one without a size: whichever a later build asks by (a page or the lock) finds it."""
+        if not f.sha256 or record.get("sha256") != f.sha256:
+            return
+        ran = file_node(f).key
+        for size in (None, record.get("size")):
+            key = file_node(replace(f, size=size)).key
+            if key != ran:
+                self.executor.cache.put(key, record, durable=False)
+
+    def _download(self, f: UpstreamFile) -> Record:
         if f.url.startswith("file:"):
             with Path(url2pathname(urlsplit(f.url).path)).open("rb") as fh:
                 try:

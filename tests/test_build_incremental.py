@@ -208,3 +208,24 @@ def test_noop_fast_path_needs_the_exact_spec_bytes(upstream: FakeUpstream, tmp_p
     assert "unchanged, still generation 1:" in full.stderr
     assert upstream.requests == []
     assert "nothing to do" in morgan(ws, "build").stderr
+
+
+def test_html_only_upstream_files_are_fetched_once_and_found_offline(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """An HTML page gives no file sizes; the lock does. The same file is asked for by both
+    (resolution reads the page, the plan reads the lock): it is downloaded once, and a
+    smaller spec then builds offline from the store."""
+    upstream.html_only = True
+    small(upstream)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top", "leaf"])
+    assert morgan(ws, "build").returncode == 0
+    fetched = upstream.file_requests()
+    assert fetched
+    assert len(fetched) == len(set(fetched)), fetched
+    upstream.clear_requests()
+    spec(ws, upstream.url, ["leaf"])
+    proc = morgan(ws, "build", "--offline")
+    assert proc.returncode == 0, proc.stderr
+    assert upstream.requests == []
