@@ -73,7 +73,6 @@ from morgan.resolve import (
     Candidate,
     Dependencies,
     Edge,
-    Policy,
     Release,
     Req,
     Resolution,
@@ -84,7 +83,7 @@ from morgan.resolve import (
 )
 from morgan.screening import screen
 from morgan.source_builds import SourceBuild, source_builds
-from morgan.spec import Spec
+from morgan.spec import Policy, Spec
 from morgan.universal import PLATFORM as UNIVERSAL
 from morgan.universal import UniversalTarget
 from morgan.walk import Step, walk
@@ -522,7 +521,7 @@ def audiences(spec: Spec) -> dict[str | None, Audience]:
 def _resolve_all(
     spec: Spec, catalog: UpstreamCatalog, old: Lock | None, reporter: Reporter | None = None
 ) -> tuple[list[EnvSelection], dict[tuple[str, str], LockedRelease]]:
-    policy = Policy(prereleases=spec.policy.prereleases, yanked=spec.policy.yanked)
+    policy = spec.policy
     every = [*spec.requirements, *(r for i in spec.indexes for r in i.requirements)]
     catalog.prefetch(NormalizedName(canonicalize_name(r.name)) for r in every)
     lock_inputs = [item for path in spec.locks for item in read_lock_input(path)]

@@ -19,6 +19,7 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import Array
 
 from morgan.errors import SpecError, UsageError
+from morgan.resolve import parse_requirement
 from morgan.spec import Spec, load_spec, parse_spec
 from morgan.toml_reader import check_nesting, display_path
 from store import fsio
@@ -26,7 +27,7 @@ from store import fsio
 __all__ = [
     "RequirementChange",
     "add_requirements",
-    "parse_requirement",
+    "index_requirement",
     "read_document",
     "remove_requirements",
     "write_checked",
@@ -66,11 +67,12 @@ def write_checked(spec_path: Path, text: str) -> Spec:
     return spec
 
 
-def parse_requirement(text: str, *, origin: str = "") -> Requirement:
-    """A PEP 508 requirement an index can serve; else a one-line :class:`UsageError`."""
+def index_requirement(text: str, *, origin: str = "") -> Requirement:
+    """A PEP 508 requirement an index can serve (parsed by the one
+    :func:`~morgan.resolve.parse_requirement`); else a one-line :class:`UsageError`."""
     where = f"{origin}: " if origin else ""
     try:
-        requirement = Requirement(text)
+        requirement = parse_requirement(text)
     except InvalidRequirement as exc:
         first = str(exc).splitlines()[0]
         raise UsageError(

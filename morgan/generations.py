@@ -198,13 +198,7 @@ def switch_to(
 
 def switch(mirror: Path, n: int) -> None:
     """Point ``mirror/index`` at generation ``n`` atomically (a new symlink renamed over it)."""
-    link = mirror / INDEX
-    tmp = fsio.temp_beside(link)
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(os.path.relpath(generation_path(mirror, n), mirror))
-    tmp.replace(link)
-    fsio.fsync_dir(mirror)
+    fsio.replace_symlink(mirror / INDEX, os.path.relpath(generation_path(mirror, n), mirror))
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from morgan.lock import Lock
 from morgan.plan import compile_plan
 from morgan.spec import Spec
 from morgan.walk import Step, node_of, output_digest
+from morgan.wheels import Built
 from rules.model import UpstreamFile
 from store import fsio
 from store.actions import ActionCache
@@ -74,6 +75,13 @@ def plan_graph(spec: Spec, lock: Lock, lock_bytes: bytes, mirror: Path) -> nx.Di
     wanted = {fn: f for fn, (_project, f) in wanted_files(selections).items()}
     infos = {(r.name, r.version): r for r in lock.releases}
     kept = frozenset(f.filename for r in lock.releases for f in r.files if f.kept) & set(wanted)
+    # Wheels [build] wheels made: the lock marks them, and the build's lock key counts them.
+    built = {
+        f.filename: Built(f.filename, f.built_from, f.built_with)
+        for r in lock.releases
+        for f in r.files
+        if f.built_from is not None and f.built_with is not None
+    }
     plan = compile_plan(
         _NoFetch(),
         store,
@@ -81,7 +89,13 @@ def plan_graph(spec: Spec, lock: Lock, lock_bytes: bytes, mirror: Path) -> nx.Di
         wanted,
         make_lock=_never,
         lock_skeleton=lock_skeleton(
-            spec, selections, infos=infos, wanted=wanted, kept=kept, statuses=statuses
+            spec,
+            selections,
+            infos=infos,
+            wanted=wanted,
+            kept=kept,
+            statuses=statuses,
+            built=built,
         ),
         publish=_never,
         served=_never,

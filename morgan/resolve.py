@@ -26,6 +26,7 @@ from morgan.environments import Environment
 from morgan.errors import BuildError
 from morgan.explain import exclusion, why_nothing_fits
 from morgan.lean_resolver import LeanResolver
+from morgan.spec import Policy
 from morgan.universal import UniversalTarget
 from rules.model import NormalizedName, UpstreamFile
 
@@ -87,14 +88,6 @@ class ProjectNotFoundError(Exception):
         self.name = name
         self.where = where
         self.fix = fix  # what to do, when it is not "check the name, or add an upstream"
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """The resolution-relevant subset of the spec's policy."""
-
-    prereleases: str = "if-needed"  # "if-needed" | "allow" | "never"
-    yanked: str = "pinned"  # "pinned" (keep when pinned with ==) | "skip"
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,13 +38,13 @@ from morgan.indexes import index_prefix
 from morgan.lock import Lock, LockedEnvironment, LockedFile
 from morgan.resolve import (
     Dependencies,
-    Policy,
     ProjectNotFoundError,
     Release,
     resolve,
     usable_files,
 )
 from morgan.source_builds import SourceBuild
+from morgan.spec import Policy
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
 from store.digest import Digest
 from store.errors import MissingObjectError

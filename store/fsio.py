@@ -196,6 +196,18 @@ def atomic_write(
         handle.write(data)
 
 
+def replace_symlink(link: Path, target: str) -> None:
+    """Point the symlink ``link`` at ``target`` atomically: a new link beside it
+    (:func:`temp_beside`) renamed over it, then the directory fsynced. An error passes
+    through as the OS raised it (``symlink`` names the link it creates second)."""
+    tmp = temp_beside(link)
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(target)
+    tmp.replace(link)
+    fsync_dir(link.parent)
+
+
 def remove_file(path: Path) -> int:
     """Delete ``path``; return the bytes freed (0 if it was absent), write errors translated."""
     try:

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from morgan.environments import current_environment
+from store.actions import ActionCache
+from store.digest import blake3_hex
+from store.objects import Store
 from tests import clients
 from tests import morgan_test_backend as backend
 from tests.build_scenario import morgan
@@ -103,6 +106,14 @@ def test_wheels_are_built_served_locked_and_installed_without_a_compiler(
         assert files[wheel]["built-from"] == files[sdist]["sha256"]
         assert files[wheel]["built-with"] == builder
     assert "built-from" not in files["demo-1.0-py3-none-any.whl"]
+    # `graph --build` draws the plan the build ran: its lock node's key (which counts the
+    # built wheels) is the one under which the build stored this very lock.
+    drawn = morgan(ws, "graph", "--build", "--format", "json")
+    assert drawn.returncode == 0, drawn.stderr
+    lock_node = next(n for n in json.loads(drawn.stdout)["nodes"] if n["id"] == "lock")
+    stored = ActionCache(Store(ws / "mirror" / "store")).get(lock_node["key"])
+    assert stored is not None, lock_node
+    assert stored["blob"] == "blake3:" + blake3_hex((ws / "mirror.lock").read_bytes())
     # Served in the host's view (and the union), not to the Windows target it does not fit.
     assert view_files(ws, "env/host", "cext") == [cwheel, "cext-1.0.tar.gz"]
     assert view_files(ws, "", "cext") == [cwheel, "cext-1.0.tar.gz"]

@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 from pathlib import Path
 
 from morgan import server
 from morgan.errors import UsageError
+from store import fsio
 
 DEFAULT_FILE = "morgan-users"
 
@@ -125,17 +125,7 @@ def _read(path: Path) -> dict[str, server.AuthUser]:
 def _write(path: Path, users: dict[str, server.AuthUser]) -> None:
     text = "# morgan users: server.py --auth FILE (written by 'morgan auth')\n"
     text += "".join(users[name].line() + "\n" for name in sorted(users))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    fsio.replace_file(path, text.encode("utf-8"), mode=0o600)
 
 
 def _list(path: Path, users: dict[str, server.AuthUser], *, as_json: bool) -> int:

@@ -18,7 +18,7 @@ import tomlkit
 from morgan import inputs
 from morgan.edit import (
     add_requirements,
-    parse_requirement,
+    index_requirement,
     read_document,
     remove_requirements,
     write_checked,
@@ -105,7 +105,7 @@ def _gather(args: argparse.Namespace) -> tuple[list[str], list[str], list[str]]:
             "nothing to add — give requirements ('morgan add \"requests>=2.31\"') or a source "
             "(-r FILE, --pyproject FILE, --from-env PYTHON, --from-lock FILE)"
         )
-    return [str(parse_requirement(text, origin=origin)) for text, origin in texts], notes, pre
+    return [str(index_requirement(text, origin=origin)) for text, origin in texts], notes, pre
 
 
 def _allow_prereleases(doc: tomlkit.TOMLDocument, where: str) -> str | None:
@@ -139,7 +139,7 @@ def _add(spec_path: Path, args: argparse.Namespace) -> int:
             policy_changed = True
     for note in notes:
         print(f"morgan: note: {note}", file=sys.stderr)
-    changes = add_requirements(doc, [parse_requirement(r) for r in requirements])
+    changes = add_requirements(doc, [index_requirement(r) for r in requirements])
     if policy_changed or any(c.action != "kept" for c in changes):
         write_checked(spec_path, tomlkit.dumps(doc))
     if args.json:

@@ -26,8 +26,8 @@ from morgan.generations import (
 from morgan.location import Location, locate
 from morgan.lock import Lock
 from morgan.lock import load as load_lock
-from morgan.resolve import Policy
 from morgan.source_builds import source_builds
+from morgan.spec import Policy
 from morgan.universal import UniversalTarget
 from morgan.verify import (
     MirrorCatalog,
@@ -138,9 +138,7 @@ def verify(where: Location, lock: Lock) -> Report:
         sdists=spec.policy.sdists if spec else True,
         own_lock=own is not None,
     )
-    policy = Policy()
-    if spec is not None:
-        policy = Policy(prereleases=spec.policy.prereleases, yanked=spec.policy.yanked)
+    policy = spec.policy if spec is not None else Policy()
     for env in envs:
         if spec is not None:
             reqs = [str(r) for r in spec.requirements]
