@@ -60,6 +60,7 @@ from morgan.lock import (
     LockedPin,
     LockedRelease,
     LockedStatus,
+    Role,
 )
 from morgan.lock import dumps as dump_lock
 from morgan.lock import load as load_lock
@@ -113,7 +114,7 @@ class Pin:
     """A release selected for an environment, as run-time or build-time dependency."""
 
     release: Release
-    role: str  # "run" | "build"
+    role: Role
     extras: frozenset[str] = frozenset()
 
 
@@ -461,7 +462,7 @@ def _locked_env(lock: Lock, index: str | None, env: str) -> LockedEnvironment | 
 
 
 def _locked_map(
-    old: Lock | None, env: str, role: str, index: str | None = None
+    old: Lock | None, env: str, role: Role, index: str | None = None
 ) -> dict[str, LockedRelease]:
     if old is None:
         return {}
@@ -631,7 +632,7 @@ class _FetchAhead(BaseReporter[Req, Candidate, str]):
 
 
 def _absorb(
-    sel: EnvSelection, res: Resolution, role: str, deps: dict[tuple[str, str], Dependencies]
+    sel: EnvSelection, res: Resolution, role: Role, deps: dict[tuple[str, str], Dependencies]
 ) -> None:
     have = {(p.release.name, p.release.version, p.role) for p in sel.pins}
     anyrole = {(n, v) for n, v, _ in have}

@@ -36,7 +36,7 @@ from morgan.environments import Environment
 from morgan.errors import BuildError
 from morgan.executor import Executor, Node, Record
 from morgan.kept import Kept, locked_files, with_kept
-from morgan.lock import BUILT_URL, Lock, LockedRelease
+from morgan.lock import BUILT_URL, Lock, LockedRelease, Role
 from morgan.resolve import (
     Dependencies,
     ProjectNotFoundError,
@@ -637,7 +637,7 @@ class EnvCatalog:
         self,
         shared: UpstreamCatalog,
         locked: Mapping[str, LockedRelease],
-        role: str,
+        role: Role,
         env: Environment | None = None,
         hidden: Mapping[NormalizedName, str] | None = None,
     ) -> None:

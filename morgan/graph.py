@@ -21,7 +21,7 @@ import networkx as nx
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from morgan.lock import Lock, LockedEnvironment
+from morgan.lock import EdgeKind, Lock, LockedEnvironment, Role
 
 SPEC_NODE = "<spec>"
 
@@ -44,7 +44,7 @@ class Step:
     child: str
     child_version: str
     requirement: str
-    kind: str  # "run" | "build" | "build-system"
+    kind: EdgeKind
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -97,7 +97,7 @@ class MirrorGraph:
     def env_names(self) -> list[str]:
         return sorted(self.graphs)
 
-    def version(self, env: str, name: str, role: str) -> str:
+    def version(self, env: str, name: str, role: Role) -> str:
         """The version ``env`` pins for ``name`` in ``role`` (falling back to any role)."""
         if name == SPEC_NODE:
             return ""
@@ -151,11 +151,13 @@ def pins_of(g: nx.MultiDiGraph, name: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pins, key=lambda p: _ROLE_ORDER.get(p[1], 9)))
 
 
-def _role_of(kind: str) -> str:
+def _role_of(kind: str) -> Role:
     """The pin role an edge of ``kind`` leads to (version-policy edges to version-policy
     pins; build and build-system edges to build pins)."""
-    if kind in ("run", "version-policy"):
-        return kind
+    if kind == "run":
+        return "run"
+    if kind == "version-policy":
+        return "version-policy"
     return "build"
 
 

@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from morgan.errors import BuildError
 from store import fsio
@@ -65,11 +65,19 @@ class LockedRelease:
     files: tuple[LockedFile, ...]
 
 
+# Why a version is pinned: needed at run time, to build an sdist, or kept by
+# ``[policy] versions = N``.
+Role = Literal["run", "build", "version-policy"]
+# What an edge of the dependency graph is: a role's dependency, or an sdist's
+# [build-system].requires.
+EdgeKind = Literal["run", "build", "version-policy", "build-system"]
+
+
 @dataclass(frozen=True, slots=True)
 class LockedPin:
     name: str
     version: str
-    role: str  # "run" | "build"
+    role: Role
     extras: tuple[str, ...] = ()
 
 
@@ -78,7 +86,7 @@ class LockedEdge:
     parent: str
     child: str
     requirement: str
-    kind: str  # "run" | "build"
+    kind: EdgeKind
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 
 from morgan.catalog import locked_release
 from morgan.environments import Environment
-from morgan.lock import Lock
+from morgan.lock import Lock, Role
 from morgan.resolve import usable_files
 
 _RUST = frozenset({"maturin", "setuptools-rust", "puccinialin"})
@@ -55,7 +55,7 @@ class SourceBuild:
     name: str
     version: str
     sdist: str
-    role: str  # "run" | "build"
+    role: Role
     toolchain: str
     build_requires: tuple[str, ...]
 
