@@ -341,6 +341,25 @@ def test_verify_finds_a_project_served_outside_an_index_closure(
     ) in proc.stderr.splitlines()
 
 
+def test_the_plan_renders_every_page_of_every_index(served: Served) -> None:
+    proc = morgan(served.workspace, "graph", "--build", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    nodes = {n["id"]: n for n in json.loads(proc.stdout)["nodes"]}
+    render = nodes["render:index/team/env-linux:secret"]
+    assert render["kind"] == "render"
+    assert render["produces"] == [
+        "indexes/team/env/linux/simple/secret/index.html",
+        "indexes/team/env/linux/simple/secret/index.json",
+    ]
+    assert nodes["index:index/team"]["produces"] == [
+        "indexes/team/simple/index.html",
+        "indexes/team/simple/index.json",
+    ]
+    # Every entry of the generation, in every index, is some node's output.
+    produced = {path for n in nodes.values() for path in n.get("produces", ())}
+    assert set(served.trees["with-indexes"]) <= produced
+
+
 def test_graph_why_in_a_named_index(served: Served) -> None:
     proc = morgan(served.workspace, "graph", "--why", "teamlib", "--index", "team")
     assert proc.returncode == 0, proc.stderr
