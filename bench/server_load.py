@@ -283,10 +283,17 @@ async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path:
 
 
 async def _client(
-    port: int, stop: float, stats: Stats, *, timeout: float, per_connection: int, offset: int
+    port: int,
+    stop: float,
+    stats: Stats,
+    *,
+    timeout: float,
+    per_connection: int,
+    offset: int,
+    paths: Sequence[str] = PAGES,
 ) -> None:
-    """Fetch :data:`PAGES` in turn until ``stop``; reconnect after ``per_connection`` or
-    after an error."""
+    """Fetch ``paths`` in turn until ``stop``; reconnect after ``per_connection`` or after
+    an error."""
     n = offset
     answered = False
     while time.monotonic() < stop:
@@ -299,7 +306,7 @@ async def _client(
                 if time.monotonic() >= stop:
                     break
                 status = await asyncio.wait_for(
-                    _get(reader, writer, PAGES[n % len(PAGES)]), timeout
+                    _get(reader, writer, paths[n % len(paths)]), timeout
                 )
                 n += 1
                 stats.requests += 1
@@ -419,34 +426,15 @@ async def _page_and_download(
 ) -> None:
     """Until ``stop``: a new connection, the bigdata page, the 10 MB file; each request's
     latency (the first including the connection) goes to ``stats``."""
-    answered = False
-    while time.monotonic() < stop:
-        writer = None
-        try:
-            started = time.monotonic()
-            connect = asyncio.open_connection("127.0.0.1", port)
-            reader, writer = await asyncio.wait_for(connect, timeout)
-            for path in ("/simple/bigdata/", mid.path):
-                status = await asyncio.wait_for(_get(reader, writer, path), timeout)
-                stats.requests += 1
-                if status != 200:
-                    stats.fail(f"status {status}")
-                    break
-                now = time.monotonic()
-                stats.latencies.append(now - started)
-                started = now
-                if not answered and now < stop:
-                    answered = True
-                    stats.answered_during_load += 1
-        except TimeoutError:
-            stats.requests += 1
-            stats.fail(f"no answer within {timeout:g} s")
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            stats.requests += 1
-            stats.fail(type(exc).__name__)
-        finally:
-            if writer is not None:
-                writer.close()
+    await _client(
+        port,
+        stop,
+        stats,
+        timeout=timeout,
+        per_connection=2,
+        offset=0,
+        paths=("/simple/bigdata/", mid.path),
+    )
 
 
 def normal_clients(
