@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from morgan.commands import add_wait_option
 from morgan.errors import BuildError, UsageError
 from morgan.human import count, size
 from morgan.noop import up_to_date
@@ -48,13 +49,7 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     )
     parser.add_argument("--explain", action="store_true", help="print every node that ran and why")
     parser.add_argument("--jobs", "-j", type=int, default=8, help="parallel downloads (default 8)")
-    parser.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another build or gc holding the store (default: fail at once)",
-    )
+    add_wait_option(parser, "another build or gc")
 
 
 def upstream_credentials(

@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+from morgan.commands import add_wait_option
 from morgan.errors import UsageError
 from morgan.generations import (
     FOLDER,
@@ -55,13 +56,7 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         metavar="SECONDS",
         help="keep temp files younger than this (default 3600: a writer may still use them)",
     )
-    parser.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for a build holding the store (default: fail at once)",
-    )
+    add_wait_option(parser, "a build")
 
 
 def _tree_bytes(path: Path) -> int:

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from morgan.commands import add_wait_option
 from morgan.errors import UsageError
 from morgan.generations import rollback
 from morgan.location import is_mirror, locate
@@ -33,13 +34,7 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         metavar="DIR",
         help="the mirror folder (default: the workspace's [output] path, or -C DIR if it is one)",
     )
-    parser.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for a build or gc holding the store (default: fail at once)",
-    )
+    add_wait_option(parser, "a build or gc")
 
 
 def run(args: argparse.Namespace) -> int:

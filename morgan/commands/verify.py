@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from morgan.commands import add_wait_option
 from morgan.environments import Environment
 from morgan.errors import UsageError
 from morgan.generations import (
@@ -76,13 +77,7 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         help="with --provenance: verify each attestation's Sigstore signature offline "
         "(needs the 'attestations' extra)",
     )
-    parser.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for a build or gc holding the store (default: fail at once)",
-    )
+    add_wait_option(parser, "a build or gc")
 
 
 def environments(where: Location, lock: Lock) -> list[Environment]:
