@@ -1,39 +1,55 @@
-"""resolvelib's resolver with a bounded state history: memory linear in the projects.
+"""resolvelib's resolver in linear memory and with per-round work bounded by what changed.
 
 resolvelib keeps one state per round (per pin), each with a full copy of the pins and the
 criteria so far, only to be able to backtrack to it: for an environment of N projects that
 is N copies of N entries. At a few thousand projects per environment, times six
 environments resolved at once, that history was most of a build's memory (about 1 GB at
-2 000 synthetic projects).
+2 000 synthetic projects). Each round it also asks, of every criterion, whether its current
+pin still satisfies it, to find the names left to pin: N checks per round, N² per
+resolution, which is what made resolution CPU grow with the square of the projects.
 
-:class:`LeanResolver` keeps only the last :data:`KEEP_STATES` states whole; older ones are
-replaced by a marker. A backjump rarely goes further back than a few states; when one
-reaches a dropped state (or resolvelib's optimistic backjumping asks to copy the whole
-history), the resolution starts over with the stock resolver and its full history. Either
-way the result is exactly what the stock resolver gives: the lean run either never reads
-the dropped states, or is thrown away.
+:class:`LeanResolver` runs resolvelib's own loop (:meth:`_LeanResolution.resolve` is that
+loop, step for step) with two changes that cannot alter its result:
 
-Each round resolvelib also checks every pin against every criterion (N × N checks over a
-resolution); the answer depends only on the two objects, which resolvelib replaces rather
-than changes, so it is remembered per pair.
+- **The unsatisfied names are kept up to date instead of recomputed.** Whether a name is
+  satisfied depends only on its criterion and its pin, and resolvelib replaces rather than
+  changes both; a successful pin replaces only the pinned name's pin and the criteria of
+  the pinned candidate's dependencies, so only those names are checked again. Anything else
+  (a backjump, a rollback of optimistic backjumping, information removed from criteria)
+  recomputes the set from every criterion, as resolvelib does. The set is handed out in
+  the criteria's order, which is the order resolvelib's own scan gives.
+- **Only the last :data:`KEEP_STATES` states are kept whole**; older ones are replaced by a
+  marker. A backjump rarely goes further back than a few states; when one reaches a dropped
+  state (or resolvelib's optimistic backjumping asks to copy the whole history), the
+  resolution starts over with the whole history kept: the lean run either never reads the
+  dropped states, or is thrown away.
+
+The round limit may grow with the resolution (``rounds_per_criterion``): an environment of
+N projects needs at least N rounds, so a fixed limit caps the size of what can be resolved.
+
+The loop is resolvelib 1.2's; with an older resolvelib the stock resolver runs unchanged.
 """
 
 from __future__ import annotations
 
+import collections
+import operator
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from resolvelib import Resolver
+from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
-try:  # resolvelib >= 1.1 (resolvers is a package)
+try:  # resolvelib >= 1.2 (resolvers is a package, with optimistic backjumping)
+    from resolvelib.resolvers.exceptions import RequirementsConflicted
     from resolvelib.resolvers.resolution import Resolution, _build_result
+    from resolvelib.structs import IteratorMapping, State
 
-    LEAN = True
+    LEAN = hasattr(Resolution, "_rollback_states")
 except ImportError:  # pragma: no cover - older resolvelib: the stock resolver only
     LEAN = False
 
 KEEP_STATES = 64
-SATISFYING_MAX = 1 << 18
 
 
 class _HistoryDroppedError(Exception):
@@ -57,51 +73,221 @@ _DROPPED: Any = _Dropped()
 if LEAN:
 
     class _LeanResolution(Resolution[Any, Any, Any]):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
+        def __init__(
+            self, *args: Any, keep_states: int | None, rounds_per_criterion: int, **kwargs: Any
+        ) -> None:
             super().__init__(*args, **kwargs)
-            self._satisfying: dict[tuple[int, int], tuple[object, object, bool]] = {}
+            self._keep = keep_states
+            self._per_criterion = rounds_per_criterion
+            # Names whose pin does not satisfy their criterion, in the criteria's order;
+            # None: recompute from every criterion at the next round.
+            self._unsat: dict[Any, None] | None = None
+            self._unsorted = False
+            self._order: dict[Any, int] = {}  # a name's position in the criteria
+            self._touched: list[Any] = []  # names whose criterion the last pin replaced
 
-        def _is_current_pin_satisfying(self, name: Any, criterion: Any) -> bool:
-            """The stock check, remembered per (criterion, pin) object: resolvelib asks it of
-            every criterion every round, and replaces a criterion rather than change it."""
-            pin = self.state.mapping.get(name)
-            if pin is None:
-                return False
-            key = (id(criterion), id(pin))
-            hit = self._satisfying.get(key)
-            if hit is not None and hit[0] is criterion and hit[1] is pin:
-                return hit[2]
-            ok = super()._is_current_pin_satisfying(name, criterion)
-            if len(self._satisfying) > SATISFYING_MAX:
-                self._satisfying.clear()
-            # The objects are held, so their ids cannot be reused while the entry lives.
-            self._satisfying[key] = (criterion, pin, ok)
-            return ok
+        # -- what changed --------------------------------------------------------------------
+
+        def _add_to_criteria(self, criteria: Any, requirement: Any, parent: Any) -> None:
+            super()._add_to_criteria(criteria, requirement, parent)
+            self._touched.append(self._p.identify(requirement_or_candidate=requirement))
+
+        def _get_updated_criteria(self, candidate: Any) -> Any:
+            self._touched = []  # a rejected candidate's criteria are thrown away
+            return super()._get_updated_criteria(candidate)
+
+        def _unsatisfied_names(self) -> list[Any]:
+            if self._unsat is None:
+                criteria = self.state.criteria
+                self._order = {k: i for i, k in enumerate(criteria)}
+                self._unsat = {
+                    k: None
+                    for k, c in criteria.items()
+                    if not self._is_current_pin_satisfying(k, c)
+                }
+                self._unsorted = False
+            elif self._unsorted:
+                self._unsat = dict.fromkeys(sorted(self._unsat, key=self._order.__getitem__))
+                self._unsorted = False
+            return list(self._unsat)
+
+        def _pinned(self, name: Any) -> set[Any]:
+            """After ``name`` was pinned: the names that were satisfied before and are not
+            now (resolvelib's "newly unsatisfied"), with the kept set updated otherwise."""
+            unsat = self._unsat
+            if unsat is None:  # pragma: no cover - a round always computes it first
+                raise RuntimeError("unsatisfied names unknown")
+            criteria = self.state.criteria
+            touched = dict.fromkeys([name, *self._touched])
+            newly = {
+                k
+                for k in touched
+                if k in self._order
+                and k not in unsat
+                and not self._is_current_pin_satisfying(k, criteria[k])
+            }
+            if newly:
+                self._unsat = None  # information is removed from every criterion
+                return newly
+            for k in self._touched:
+                if k not in self._order:
+                    self._order[k] = len(self._order)
+            for k in touched:
+                if self._is_current_pin_satisfying(k, criteria[k]):
+                    unsat.pop(k, None)
+                elif k not in unsat:
+                    if unsat and self._order[k] < self._order[next(reversed(unsat))]:
+                        self._unsorted = True
+                    unsat[k] = None
+            return newly
+
+        # -- bounded history -----------------------------------------------------------------
 
         def _push_new_state(self) -> None:
             super()._push_new_state()
+            if self._keep is None:
+                return
             states = self._states
-            old = len(states) - KEEP_STATES - 1
+            old = len(states) - self._keep - 1
             # The root state (index 0) stays: resolvelib starts every resolution from it.
             if old > 0 and states[old].mapping is not _DROPPED:
                 states[old] = states[old]._replace(
                     mapping=_DROPPED, criteria=_DROPPED, backtrack_causes=[]
                 )
 
+        # -- resolvelib 1.2's loop, with the two changes ---------------------------------------
+
+        def _limit(self, max_rounds: int) -> int:
+            return max(max_rounds, self._per_criterion * len(self.state.criteria))
+
+        def resolve(self, requirements: Iterable[Any], max_rounds: int) -> Any:
+            """resolvelib 1.2's ``Resolution.resolve``, in one piece to compare with it."""
+            if self._states:
+                raise RuntimeError("already resolved")
+            self._r.starting()
+            self._states = [
+                State(mapping=collections.OrderedDict(), criteria={}, backtrack_causes=[])
+            ]
+            for r in requirements:
+                try:
+                    self._add_to_criteria(self.state.criteria, r, parent=None)
+                except RequirementsConflicted as e:
+                    raise ResolutionImpossible(e.criterion.information) from e
+            self._push_new_state()
+
+            optimistic_rounds_cutoff: int | None = None
+            optimistic_backjumping_start_round: int | None = None
+            round_index = -1
+            while True:
+                round_index += 1
+                if round_index >= self._limit(max_rounds):
+                    raise ResolutionTooDeep(round_index)
+                self._r.starting_round(index=round_index)
+
+                if self._optimistic_backjumping_ratio and self._save_states is not None:
+                    if optimistic_backjumping_start_round is None:
+                        optimistic_backjumping_start_round = round_index
+                        optimistic_rounds_cutoff = int(
+                            (self._limit(max_rounds) - round_index)
+                            * self._optimistic_backjumping_ratio
+                        )
+                        if optimistic_rounds_cutoff <= 0:
+                            self._rollback_states()
+                            self._unsat = None
+                            continue
+                    elif optimistic_rounds_cutoff is not None and (
+                        round_index - optimistic_backjumping_start_round >= optimistic_rounds_cutoff
+                    ):
+                        self._rollback_states()
+                        self._unsat = None
+                        continue
+
+                unsatisfied_names = self._unsatisfied_names()
+                if not unsatisfied_names:
+                    self._r.ending(state=self.state)
+                    return self.state
+
+                if len(unsatisfied_names) > 1:
+                    narrowed = list(
+                        self._p.narrow_requirement_selection(
+                            identifiers=unsatisfied_names,
+                            resolutions=self.state.mapping,
+                            candidates=IteratorMapping(
+                                self.state.criteria, operator.attrgetter("candidates")
+                            ),
+                            information=IteratorMapping(
+                                self.state.criteria, operator.attrgetter("information")
+                            ),
+                            backtrack_causes=self.state.backtrack_causes,
+                        )
+                    )
+                else:
+                    narrowed = unsatisfied_names
+                if not narrowed:
+                    raise RuntimeError("narrow_requirement_selection returned 0 names")
+                name = min(narrowed, key=self._get_preference) if len(narrowed) > 1 else narrowed[0]
+
+                failure_criterion = self._attempt_to_pin_criterion(name)
+
+                if failure_criterion:
+                    self._unsat = None
+                    causes = self._extract_causes(failure_criterion)
+                    self._r.resolving_conflicts(causes=causes)
+                    try:
+                        success = self._backjump(causes)
+                    except ResolutionImpossible:
+                        if self._optimistic_backjumping_ratio and self._save_states:
+                            failed_optimistic_backjumping = True
+                        else:
+                            raise
+                    else:
+                        failed_optimistic_backjumping = bool(
+                            not success and self._optimistic_backjumping_ratio and self._save_states
+                        )
+                    if failed_optimistic_backjumping and self._save_states:
+                        self._rollback_states()
+                    else:
+                        self.state.backtrack_causes[:] = causes
+                        if not success:
+                            raise ResolutionImpossible(self.state.backtrack_causes)
+                else:
+                    newly_unsatisfied_names = self._pinned(name)
+                    self._remove_information_from_criteria(
+                        self.state.criteria, newly_unsatisfied_names
+                    )
+                    self._push_new_state()
+
+                self._r.ending_round(index=round_index, state=self.state)
+
 
 class LeanResolver(Resolver[Any, Any, Any]):
-    """:class:`resolvelib.Resolver` whose history is bounded (see the module's docstring)."""
+    """:class:`resolvelib.Resolver` with a bounded history and incremental rounds (see the
+    module's docstring); its result is exactly the stock resolver's."""
 
     def resolve(  # type: ignore[override]
-        self, requirements: Iterable[Any], max_rounds: int = 100
+        self,
+        requirements: Iterable[Any],
+        max_rounds: int = 100,
+        *,
+        rounds_per_criterion: int = 0,
     ) -> Any:
+        """Resolve like :meth:`resolvelib.Resolver.resolve`; the round limit is the larger
+        of ``max_rounds`` and ``rounds_per_criterion`` per name the resolution has met."""
         if not LEAN:  # pragma: no cover - older resolvelib
             return super().resolve(requirements, max_rounds=max_rounds)
         reqs = list(requirements)
         try:
-            state = _LeanResolution(self.provider, self.reporter).resolve(
-                reqs, max_rounds=max_rounds
-            )
+            state = _LeanResolution(
+                self.provider,
+                self.reporter,
+                keep_states=KEEP_STATES,
+                rounds_per_criterion=rounds_per_criterion,
+            ).resolve(reqs, max_rounds=max_rounds)
         except _HistoryDroppedError:
-            return super().resolve(reqs, max_rounds=max_rounds)
+            state = _LeanResolution(
+                self.provider,
+                self.reporter,
+                keep_states=None,
+                rounds_per_criterion=rounds_per_criterion,
+            ).resolve(reqs, max_rounds=max_rounds)
         return _build_result(state)

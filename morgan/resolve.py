@@ -31,6 +31,10 @@ from morgan.universal import UniversalTarget
 from rules.model import NormalizedName, UpstreamFile
 
 PYTHON = "<python>"  # the virtual project that stands for the target interpreter
+# The resolver's round limit: a round pins one name (or backtracks), so the limit grows with
+# the names a resolution meets; the floor leaves small resolutions room to backtrack.
+MIN_ROUNDS = 20_000
+ROUNDS_PER_NAME = 20
 SPEC = "<spec>"  # the parent of the spec's own requirements
 
 
@@ -519,12 +523,15 @@ def resolve(
     provider = _Provider(env, catalog, policy)
     resolver = LeanResolver(provider, reporter or BaseReporter())
     try:
-        result = resolver.resolve(reqs, max_rounds=20000)
+        result = resolver.resolve(
+            reqs, max_rounds=MIN_ROUNDS, rounds_per_criterion=ROUNDS_PER_NAME
+        )
     except ResolutionImpossible as exc:
         raise BuildError(_impossible_message(env, exc, provider)) from None
-    except ResolutionTooDeep:
+    except ResolutionTooDeep as exc:
         raise BuildError(
-            f"environment {env.name!r}: resolution did not converge after 20000 rounds; "
+            f"environment {env.name!r}: resolution did not converge after {exc.round_count} "
+            f"rounds ({ROUNDS_PER_NAME} per project met, at least {MIN_ROUNDS}); "
             "pin some requirements more tightly"
         ) from None
     pins: dict[NormalizedName, Release] = {}
