@@ -523,9 +523,7 @@ def resolve(
     provider = _Provider(env, catalog, policy)
     resolver = LeanResolver(provider, reporter or BaseReporter())
     try:
-        result = resolver.resolve(
-            reqs, max_rounds=MIN_ROUNDS, rounds_per_criterion=ROUNDS_PER_NAME
-        )
+        result = resolver.resolve(reqs, max_rounds=MIN_ROUNDS, rounds_per_criterion=ROUNDS_PER_NAME)
     except ResolutionImpossible as exc:
         raise BuildError(_impossible_message(env, exc, provider)) from None
     except ResolutionTooDeep as exc:
