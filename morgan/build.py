@@ -49,6 +49,7 @@ from morgan.generations import (
     switch_to,
 )
 from morgan.generations import start_tree as start_generation_tree
+from morgan.incremental import previous_spec, resolve_change
 from morgan.indexes import index_prefix
 from morgan.lock import (
     BUILT_URL,
@@ -146,6 +147,7 @@ class BuildResult:
     warnings: tuple[str, ...] = ()  # policy findings that did not stop the build
     source_builds: tuple[SourceBuild, ...] = ()  # releases a target gets only as an sdist
     wheel_warnings: tuple[str, ...] = ()  # [build] wheels that could not be built
+    resolutions: tuple[str, ...] = ()  # how each environment was resolved (--explain)
 
 
 def mirror_dir(spec: Spec, opts: BuildOptions) -> Path:
@@ -195,11 +197,20 @@ def _build_locked(
             private=spec.all_private,
             environments=spec.targets,
         )
+        resolutions: tuple[str, ...] = ()
         if fresh and old is not None:
             selections = select_from_lock(spec, old)
             infos = {(r.name, r.version): r for r in old.releases}
         else:
-            selections, infos = _resolve_all(spec, catalog, old, opts.reporter)
+            previous, why_full = None, "no lock"
+            if old is not None and opts.upgrade is not False:
+                why_full = "--upgrade"
+            elif old is not None:
+                previous = previous_spec(spec, mirror, old)
+                why_full = "the spec changed beyond its requirements"
+            selections, infos, resolutions = _resolve_all(
+                spec, catalog, old, opts.reporter, previous=previous, why_full=why_full
+            )
         built = _with_built_wheels(spec, selections, catalog)
         statuses = _statuses(selections, old, catalog.statuses)
         unattested = [
@@ -328,6 +339,7 @@ def _build_locked(
             warnings=tuple(warnings),
             source_builds=tuple(source_builds(new_lock, spec.environments)),
             wheel_warnings=tuple(built.warnings),
+            resolutions=resolutions,
         )
 
 
@@ -520,13 +532,24 @@ def audiences(spec: Spec) -> dict[str | None, Audience]:
 
 
 def _resolve_all(
-    spec: Spec, catalog: UpstreamCatalog, old: Lock | None, reporter: Reporter | None = None
-) -> tuple[list[EnvSelection], dict[tuple[str, str], LockedRelease]]:
+    spec: Spec,
+    catalog: UpstreamCatalog,
+    old: Lock | None,
+    reporter: Reporter | None = None,
+    *,
+    previous: Spec | None = None,
+    why_full: str = "no lock",
+) -> tuple[list[EnvSelection], dict[tuple[str, str], LockedRelease], tuple[str, ...]]:
+    """Every environment's selection, and how each was resolved; with ``previous`` (the
+    spec that wrote ``old``, when only requirements changed since), each keeps its locked
+    pins where it can (morgan/incremental.py), else ``why_full`` says why not."""
     policy = spec.policy
     every = [*spec.requirements, *(r for i in spec.indexes for r in i.requirements)]
     catalog.prefetch(NormalizedName(canonicalize_name(r.name)) for r in every)
     lock_inputs = [item for path in spec.locks for item in read_lock_input(path)]
     groups = audiences(spec)
+    before = audiences(previous) if previous is not None else {}
+    notes: dict[str, str] = {}  # environment -> how it was resolved (--explain)
 
     def one(
         index: str | None, env: Environment
@@ -535,15 +558,26 @@ def _resolve_all(
         deps: dict[tuple[str, str], Dependencies] = {}
         sel = EnvSelection(env, sdists=spec.policy.sdists, index=index)
         try:
-            run = resolve(
-                env,
-                [*aud.requirements, *_private_roots(aud, env, catalog)],
-                EnvCatalog(
-                    catalog, _locked_map(old, env.name, "run", index), "run", env, aud.hidden
-                ),
-                policy,
-                reporter=_FetchAhead(catalog, env, sdists=spec.policy.sdists),
+            roots = [*aud.requirements, *_private_roots(aud, env, catalog)]
+            env_catalog = EnvCatalog(
+                catalog, _locked_map(old, env.name, "run", index), "run", env, aud.hidden
             )
+            fetch_ahead = _FetchAhead(catalog, env, sdists=spec.policy.sdists)
+            run = None
+            locked_env = _locked_env(old, index, env.name) if old is not None else None
+            if index in before and locked_env is not None:
+                was = [*before[index].requirements, *_private_roots(aud, env, catalog)]
+                run, how = resolve_change(
+                    env, roots, was, locked_env, env_catalog, policy, reporter=fetch_ahead
+                )
+                if run is None:
+                    how = f"resolved in full: {how}"
+            else:
+                how = f"resolved in full: {why_full if previous is None else 'not in the lock'}"
+            if run is None:  # with a fresh head start: the attempt may have backtracked
+                fetch_ahead = _FetchAhead(catalog, env, sdists=spec.policy.sdists)
+                run = resolve(env, roots, env_catalog, policy, reporter=fetch_ahead)
+            notes[aud.label(env.name)] = how
             _absorb(sel, run, "run", deps)
             if index is None:  # input locks feed the default index
                 for item in lock_inputs:
@@ -600,7 +634,8 @@ def _resolve_all(
                 build_requires=(),
                 files=(),
             )
-    return selections, infos
+    how = tuple(f"{label}: {notes[label]}" for label in sorted(notes))
+    return selections, infos, how
 
 
 class _FetchAhead(BaseReporter[Req, Candidate, str]):

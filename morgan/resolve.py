@@ -236,10 +236,17 @@ class _State:
 
 
 class _Provider(AbstractProvider[Req, Candidate, str]):
-    def __init__(self, env: Environment, catalog: Catalog, policy: Policy) -> None:
+    def __init__(
+        self,
+        env: Environment,
+        catalog: Catalog,
+        policy: Policy,
+        fixed: Mapping[NormalizedName, Release] | None = None,
+    ) -> None:
         self.env = env
         self.catalog = catalog
         self.policy = policy
+        self.fixed = fixed or {}
         self.state = _State()
         self._contains: dict[tuple[str, Version], bool] = {}
         self.python_release = Release(NormalizedName(PYTHON), env.python_version(), ())
@@ -288,6 +295,11 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         self, name: NormalizedName, extras: frozenset[str], reqs: list[Req], bad: set[Version]
     ) -> Iterator[Candidate]:
         pins = {p for r in reqs if (p := _pinned_version(r)) is not None}
+        fixed = self.fixed.get(name)
+        if fixed is not None:  # the only candidate: no page is read
+            if self._acceptable(fixed, reqs, bad, pins, prerelease_ok=True):
+                yield Candidate(fixed, extras)
+            return
         locked = self.catalog.locked(name)
         yielded: set[Version] = set()
         if locked is not None and self._acceptable(locked, reqs, bad, pins, prerelease_ok=True):
@@ -513,14 +525,14 @@ def resolve(
     *,
     parent: str = SPEC,
     reporter: BaseReporter[Req, Candidate, str] | None = None,
+    fixed: Mapping[NormalizedName, Release] | None = None,
 ) -> Resolution:
-    """Resolve ``requirements`` for ``env``; raise BuildError naming the conflict."""
-    reqs = []
-    for text in requirements:
-        r = Requirement(text)
-        if evaluate_marker(r.marker, env, ""):
-            reqs.append(to_req(text, parent))
-    provider = _Provider(env, catalog, policy)
+    """Resolve ``requirements`` for ``env``; raise BuildError naming the conflict.
+
+    A name in ``fixed`` has that release as its only candidate (incremental resolution:
+    morgan/incremental.py); the result then holds only what ``requirements`` reach."""
+    reqs = _spec_reqs(env, requirements, parent)
+    provider = _Provider(env, catalog, policy, fixed)
     resolver = LeanResolver(provider, reporter or BaseReporter())
     try:
         result = resolver.resolve(reqs, max_rounds=MIN_ROUNDS, rounds_per_criterion=ROUNDS_PER_NAME)
@@ -532,15 +544,32 @@ def resolve(
             f"rounds ({ROUNDS_PER_NAME} per project met, at least {MIN_ROUNDS}); "
             "pin some requirements more tightly"
         ) from None
+    return _outcome(provider, reqs, parent, list(result.mapping.values()))
+
+
+def _spec_reqs(env: Environment, requirements: Sequence[str], parent: str) -> list[Req]:
+    """The requirements whose markers hold for ``env``."""
+    reqs = []
+    for text in requirements:
+        r = parse_requirement(text)
+        if evaluate_marker(r.marker, env, ""):
+            reqs.append(to_req(text, parent))
+    return reqs
+
+
+def _outcome(
+    provider: _Provider, reqs: Sequence[Req], parent: str, chosen: Sequence[Candidate]
+) -> Resolution:
+    """The resolution of ``reqs`` that chose ``chosen`` (one candidate per identifier)."""
     pins: dict[NormalizedName, Release] = {}
     extras: dict[NormalizedName, set[str]] = {}
-    for cand in result.mapping.values():
+    for cand in chosen:
         if cand.name == PYTHON:
             continue
         pins[cand.name] = cand.release
         extras.setdefault(cand.name, set()).update(cand.extras)
     edges: set[Edge] = {Edge(parent, r.name, r.text) for r in reqs}
-    for cand in result.mapping.values():
+    for cand in chosen:
         if cand.name == PYTHON:
             continue
         for dep in provider.get_dependencies(cand):
@@ -560,6 +589,37 @@ def resolve(
         unknown=unknown,
         dependencies={n: provider.dependencies(rel) for n, rel in pins.items()},
     )
+
+
+def closure(
+    env: Environment,
+    requirements: Sequence[str],
+    pinned: Mapping[NormalizedName, Release],
+    catalog: Catalog,
+    policy: Policy,
+) -> Resolution | None:
+    """What ``requirements`` reach through ``pinned`` (a previous resolution's pins), as
+    :func:`resolve` reports it when it keeps those pins; None when they do not satisfy it
+    (a name ``pinned`` lacks, or a version outside a requirement). Reads no page."""
+    reqs = _spec_reqs(env, requirements, SPEC)
+    provider = _Provider(env, catalog, policy, pinned)
+    chosen: dict[str, Candidate] = {}
+    todo = list(reqs)
+    while todo:
+        req = todo.pop()
+        if req.name == PYTHON:
+            continue  # the environment is the one the pins were resolved for
+        rel = pinned.get(req.name)
+        if rel is None or not provider.contains(req, rel.version):
+            return None
+        for ident, cand in (
+            (req.name, Candidate(rel, frozenset())),
+            (req.identifier, Candidate(rel, req.extras)),
+        ):
+            if ident not in chosen:
+                chosen[ident] = cand
+                todo.extend(provider.get_dependencies(cand))
+    return _outcome(provider, reqs, SPEC, list(chosen.values()))
 
 
 def _withheld(catalog: Catalog, label: str) -> str:

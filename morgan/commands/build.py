@@ -221,6 +221,8 @@ def report(result: BuildResult, elapsed: float, args: argparse.Namespace) -> Non
         )
         sys.stdout.write("\n")
     if args.explain:
+        for how in result.resolutions:
+            print(f"resolution {how}", file=sys.stderr)
         for r in result.ran:
             print(f"ran {r.id}: {r.reason}", file=sys.stderr)
     for r in result.ran:

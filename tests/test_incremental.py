@@ -1,0 +1,82 @@
+"""A change of requirements resolves only what it touches; the lock's other pins stay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.build_scenario import morgan
+from tests.test_build_incremental import pins, spec
+from tests.upstream import FakeUpstream
+
+
+def _graph(up: FakeUpstream) -> None:
+    up.add_release("top", "1.0", requires_dist=["mid>=1"])
+    up.add_release("mid", "1.0", requires_dist=["leaf"])
+    up.add_release("leaf", "1.0")
+    up.add_release("other", "1.0", requires_dist=["leaf"])
+    up.add_release("app", "1.0", requires_dist=["clidep; extra == 'cli'"], provides_extra=["cli"])
+    up.add_release("clidep", "1.0")
+
+
+def _resolutions(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("resolution ")]
+
+
+def test_requirement_changes_keep_every_other_pin(upstream: FakeUpstream, tmp_path: Path) -> None:
+    _graph(upstream)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top"])
+    assert morgan(ws, "build").returncode == 0
+    # Newer releases upstream do not move a kept pin: no upgrade without --upgrade.
+    upstream.add_release("mid", "2.0", requires_dist=["leaf"])
+    upstream.add_release("leaf", "2.0")
+
+    # Added: only the new closure is resolved, and only its pages are read.
+    upstream.clear_requests()
+    spec(ws, upstream.url, ["top", "other", "app[cli]"])
+    proc = morgan(ws, "build", "--explain")
+    assert proc.returncode == 0, proc.stderr
+    want = {"top": "1.0", "mid": "1.0", "leaf": "1.0", "other": "1.0", "app": "1.0"}
+    assert pins(ws) == pins(ws, "old") == {**want, "clidep": "1.0"}
+    assert sorted(upstream.page_requests()) == [
+        "/simple/app/",
+        "/simple/clidep/",
+        "/simple/other/",
+    ]
+    assert _resolutions(proc.stderr) == [
+        f"resolution {env}: kept 3 locked pins, resolved other, app[cli] against them (3 more pins)"
+        for env in ("linux", "old")
+    ]
+
+    # Removed: exactly the pins nothing reaches any more drop out (top and mid, and the
+    # extra's dependency); leaf stays for other. No page is read.
+    upstream.clear_requests()
+    spec(ws, upstream.url, ["other", "app"])
+    proc = morgan(ws, "build", "--explain")
+    assert proc.returncode == 0, proc.stderr
+    assert pins(ws) == pins(ws, "old") == {"other": "1.0", "leaf": "1.0", "app": "1.0"}
+    assert upstream.page_requests() == []
+    assert _resolutions(proc.stderr) == [
+        f"resolution {env}: kept 2 locked pins, dropped 4 no longer needed, resolved app "
+        "against them (1 more pins)"
+        for env in ("linux", "old")
+    ]
+
+    # A new requirement a kept pin cannot meet: the full resolution decides, and succeeds.
+    spec(ws, upstream.url, ["other", "app", "leaf>=2"])
+    proc = morgan(ws, "build", "--explain")
+    assert proc.returncode == 0, proc.stderr
+    assert pins(ws) == {"other": "1.0", "leaf": "2.0", "app": "1.0"}
+    assert _resolutions(proc.stderr) == [
+        f"resolution {env}: resolved in full: leaf>=2 conflicts with a locked pin"
+        for env in ("linux", "old")
+    ]
+
+    # --upgrade still upgrades what the lock kept.
+    upstream.add_release("other", "2.0", requires_dist=["leaf"])
+    proc = morgan(ws, "build", "--upgrade", "--explain")
+    assert proc.returncode == 0, proc.stderr
+    assert pins(ws) == {"other": "2.0", "leaf": "2.0", "app": "1.0"}
+    assert _resolutions(proc.stderr) == [
+        f"resolution {env}: resolved in full: --upgrade" for env in ("linux", "old")
+    ]
