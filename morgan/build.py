@@ -96,6 +96,7 @@ from store import fsio
 from store.digest import Digest, blake3_hex
 from store.errors import StoreError
 from store.lock import StoreLock
+from store.manifests import manifest_digests
 from store.objects import Store
 
 
@@ -320,7 +321,15 @@ def _build_locked(
             records["manifest"]["blob"],
             records["generation"]["changed"],
         )
-        stamp(mirror, spec.path.read_bytes(), text.encode("utf-8"), generation[0])
+        manifest = Digest.parse(records["manifest"]["blob"])
+        stamp(
+            mirror,
+            spec.path.read_bytes(),
+            text.encode("utf-8"),
+            generation[0],
+            manifest=str(manifest),
+            objects=(str(d) for d in manifest_digests(store, manifest) - {manifest}),
+        )
         union = {(p.release.name, str(p.release.version)) for s in selections for p in s.pins}
         return BuildResult(
             mirror=mirror,

@@ -1,13 +1,20 @@
 """The no-op rebuild, decided without loading the build engine or even the spec parser.
 
 Every successful build writes ``<mirror>/build-stamp.json``: the blake3 of the exact
-``mirror.toml`` and ``mirror.lock`` bytes it built from, and the generation it made. When
-the workspace still holds those exact bytes, ``index`` still points at that generation and
-the store still holds every blob its manifest names, rebuilding would change nothing:
-``morgan build`` says so and stops. The check reads a few small files and stats the blobs;
-it imports neither packaging's parsers nor the resolver. A spec that names private folders
-(its own or a named index's), input locks or an advisories file always takes the full path
-(their contents count too).
+``mirror.toml`` and ``mirror.lock`` bytes it built from, the generation it made, that
+generation's manifest digest, and every blob the manifest keeps alive (with their total
+size). When the workspace still holds those exact bytes, ``index`` still points at that
+generation, its ``manifest.json`` is still that manifest, and the store still holds every
+blob the stamp lists, rebuilding would change nothing: ``morgan build`` says so and stops.
+
+The check reads a few small files and *lists* the store's fan-out folders (one
+``getdents`` per few hundred blobs) instead of parsing the manifest and stat-ing each blob:
+at 5 000 projects that is ~35 000 names read in tens of milliseconds against ~35 000 stat
+calls. A blob deleted by hand is missing from the listing, so the full build runs and
+fetches it. It imports neither packaging's parsers nor the resolver. A spec that names
+private folders (its own or a named index's), input locks or an advisories file always
+takes the full path (their contents count too). A stamp written by an older Morgan (no blob
+list) also takes the full path once, which writes the new stamp.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +42,29 @@ class UpToDate:
     bytes_total: int
 
 
-def stamp(mirror: Path, spec_bytes: bytes, lock_bytes: bytes, generation: int) -> None:
-    """Record what the current generation was built from (atomically)."""
+def stamp(
+    mirror: Path,
+    spec_bytes: bytes,
+    lock_bytes: bytes,
+    generation: int,
+    *,
+    manifest: str,
+    objects: Iterable[str],
+) -> None:
+    """Record what the current generation was built from (atomically): ``manifest`` is its
+    manifest digest (``blake3:<hex>``), ``objects`` every other blob digest the manifest
+    keeps alive (all present in the store now)."""
+    hexes = sorted({str(d).removeprefix("blake3:") for d in objects})
+    store_objects = mirror / "store" / "objects"
+    # Plain strings, not Path objects: a mirror has thousands of blobs to stat.
+    total = sum(os.stat(f"{store_objects}/{h[:2]}/{h}").st_size for h in hexes)  # noqa: PTH116
     data = {
         "spec": blake3.blake3(spec_bytes).hexdigest(),
         "lock": blake3.blake3(lock_bytes).hexdigest(),
         "generation": generation,
+        "manifest": manifest,
+        "bytes": total,
+        "objects": hexes,
     }
     fsio.replace_file(mirror / STAMP, (json.dumps(data, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -58,29 +83,55 @@ def up_to_date(workspace: Path, out: Path | None) -> UpToDate | None:
         lock_bytes = (workspace / "mirror.lock").read_bytes()
         recorded = json.loads((mirror / STAMP).read_bytes())
         generation = (mirror / "index").readlink()
-        manifest_bytes = (mirror / generation / "manifest.json").read_bytes()
-    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
+        manifest = str(recorded["manifest"])
+        objects = recorded["objects"]
+        if not isinstance(objects, list):
+            return None
+        total = int(recorded["bytes"])
+        if (
+            recorded.get("spec") != blake3.blake3(spec_bytes).hexdigest()
+            or recorded.get("lock") != blake3.blake3(lock_bytes).hexdigest()
+            or generation != Path("generations", str(recorded.get("generation")))
+            or not _is_manifest(mirror / generation / "manifest.json", manifest)
+        ):
+            return None
+    except (OSError, ValueError, AttributeError, TypeError, KeyError, RecursionError):
         return None  # anything unusual: the full build decides (and reports a bad spec)
-    if (
-        recorded.get("spec") != blake3.blake3(spec_bytes).hexdigest()
-        or recorded.get("lock") != blake3.blake3(lock_bytes).hexdigest()
-        or generation != Path("generations", str(recorded.get("generation")))
-    ):
-        return None
-    # Plain strings, not Path objects: a mirror has thousands of blobs to stat.
-    objects = f"{mirror}/store/objects"
-    files = total = 0
-    for digest in json.loads(manifest_bytes).get("objects", ()):
-        hexd = str(digest).removeprefix("blake3:")
-        try:
-            total += os.stat(f"{objects}/{hexd[:2]}/{hexd}").st_size  # noqa: PTH116 - see above
-        except OSError:
-            return None  # a blob is missing: the full build fetches it
-        files += 1
+    if not _all_present(mirror / "store" / "objects", [*objects, manifest.removeprefix("blake3:")]):
+        return None  # a blob is missing: the full build fetches it
     return UpToDate(
         mirror=mirror,
         generation=int(generation.name),
-        digest="blake3:" + blake3.blake3(manifest_bytes).hexdigest(),
-        files=files,
+        digest=manifest,
+        files=len(objects),
         bytes_total=total,
     )
+
+
+def _is_manifest(path: Path, digest: str) -> bool:
+    """Whether the generation's ``manifest.json`` is the manifest ``digest`` names: its link
+    target's name (the store's content address), or its bytes' hash for a copied tree."""
+    hexd = digest.removeprefix("blake3:")
+    try:
+        return path.readlink().name == hexd
+    except OSError:
+        return blake3.blake3(path.read_bytes()).hexdigest() == hexd
+
+
+def _all_present(objects_dir: Path, hexes: list[str]) -> bool:
+    """Whether every digest in ``hexes`` names a blob in ``objects_dir``: the fan-out
+    folders are listed (names only, no stat per blob) and compared as sets."""
+    present: set[str] = set()
+    # os.listdir, not Path.iterdir: plain names, no Path object per blob.
+    try:
+        fans = os.listdir(objects_dir)  # noqa: PTH208
+    except OSError:
+        return False
+    for fan in fans:
+        try:
+            present.update(os.listdir(objects_dir / fan))  # noqa: PTH208
+        except NotADirectoryError:
+            continue  # a stray file is no fan-out folder
+        except OSError:
+            return False
+    return present.issuperset(hexes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -208,6 +209,15 @@ def test_noop_fast_path_needs_the_exact_spec_bytes(upstream: FakeUpstream, tmp_p
     assert "unchanged, still generation 1:" in full.stderr
     assert upstream.requests == []
     assert "nothing to do" in morgan(ws, "build").stderr
+    # A stamp from before it listed the generation's blobs (an older Morgan): the full path
+    # once, which writes the new stamp; then the no-op counts the manifest's blobs.
+    stamp_path = ws / "mirror" / "build-stamp.json"
+    old = json.loads(stamp_path.read_text())
+    del old["objects"]
+    stamp_path.write_text(json.dumps(old))
+    assert "nothing to do" not in morgan(ws, "build").stderr
+    manifest = json.loads((ws / "mirror" / "index" / "manifest.json").read_text())
+    assert f"nothing to do ({len(manifest['objects'])} blobs," in morgan(ws, "build").stderr
 
 
 def test_html_only_upstream_files_are_fetched_once_and_found_offline(
