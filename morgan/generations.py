@@ -291,8 +291,8 @@ def drop(store: Store, mirror: Path, plan: Retention) -> None:
     for r in dropped_roots(store, plan):
         remove_root(store, r)
     for path in [*condemned, *(folder / s for s in plan.stale_dirs)]:
-        # Links and 0444 copies sit in writable folders: plain rmtree removes them.
-        shutil.rmtree(path)
+        # Links and 0444 copies sit in writable folders: plain unlinks remove them.
+        fsio.remove_tree(path)
 
 
 def finish_interrupted(store: Store, mirror: Path) -> None:
@@ -308,7 +308,7 @@ def finish_interrupted(store: Store, mirror: Path) -> None:
         if k is not None and k not in numbers:
             remove_root(store, r)
     for path in condemned:
-        shutil.rmtree(path)
+        fsio.remove_tree(path)
 
 
 def remove_leftovers(mirror: Path, workspace: Path) -> None:
@@ -328,7 +328,7 @@ def remove_leftovers(mirror: Path, workspace: Path) -> None:
             if match is None or _alive(int(match.group(1))):
                 continue
             if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
+                fsio.remove_tree(path)
             else:
                 path.unlink(missing_ok=True)
 

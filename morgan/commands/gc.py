@@ -60,13 +60,22 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def _tree_bytes(path: Path) -> int:
-    """Bytes of regular files under ``path`` (copied generations; links count as nothing)."""
+    """Bytes of regular files under ``path`` (copied generations; links count as nothing).
+
+    The entry types come from the directory listing: only regular files are stat-ed (a
+    symlinked generation has tens of thousands of links and no file)."""
     total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            st = Path(dirpath, f).lstat()
-            if not Path(dirpath, f).is_symlink():
-                total += st.st_size
+    pending = [str(path)]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
     return total
 
 
