@@ -196,7 +196,7 @@ class UpstreamCatalog:
         self.kept: list[Kept] = []
         self.withheld: dict[NormalizedName, str] = {}  # name -> what exclude-newer hid
         self.statuses: dict[str, tuple[str, str]] = {}  # name -> PEP 792 (status, reason)
-        self._metadata_by_hash: dict[str, Future[Digest]] = {}
+        self._metadata_by_hash: dict[str, Future[Digest] | Digest] = {}
         self._mutex = threading.Lock()
         self.private = private_releases(private)
         self._locked = self._locked_names()
@@ -568,6 +568,8 @@ class UpstreamCatalog:
             return self._fetch_pep658(f)
         with self._mutex:
             pending = self._metadata_by_hash.get(sha)
+            if isinstance(pending, Digest):
+                return pending  # fetched already
             mine = pending is None
             if pending is None:
                 pending = self._metadata_by_hash[sha] = Future()
@@ -580,8 +582,12 @@ class UpstreamCatalog:
             digest = self._fetch_pep658(f)
         except BaseException as exc:
             pending.set_exception(exc)
+            with self._mutex:  # the next file with this hash tries again
+                del self._metadata_by_hash[sha]
             raise
         pending.set_result(digest)
+        with self._mutex:  # the digest alone from now on: a future is ~1.7 kB
+            self._metadata_by_hash[sha] = digest
         return digest
 
     def _fetch_pep658(self, f: UpstreamFile) -> Digest:
