@@ -21,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import blake3
 from packaging.utils import canonicalize_name
@@ -75,6 +75,7 @@ class Report:
     indexes: dict[str, dict[str, str]] = field(default_factory=dict)  # named: env -> same
     bad_blobs: set[Digest] = field(default_factory=set)  # corrupt or missing
     source_builds: list[SourceBuild] = field(default_factory=list)  # sdist-only per target
+    present: set[Digest] = field(default_factory=set)  # every blob hashed (sound or not)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +119,7 @@ def check_objects(store: Store, report: Report) -> dict[Digest, str]:
             actual, sha = hash_object(store.path(digest))
         except FileNotFoundError:
             continue  # removed while we walked: nothing to check
+        report.present.add(digest)
         if actual != digest.hex:
             report.bad_blobs.add(digest)
             report.problems.append(
@@ -164,16 +166,22 @@ def check_lock(lock: Lock, store: Store, sound: dict[Digest, str], report: Repor
 # -- generations ----------------------------------------------------------------------------
 
 
-def _tree_paths(root: Path) -> set[str]:
-    """Every non-directory entry under ``root`` (links to directories count as entries)."""
-    found: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = PurePosixPath(Path(dirpath).relative_to(root).as_posix())
-        for name in filenames:
-            found.add(str(base / name) if str(base) != "." else name)
-        for name in list(dirnames):
-            if Path(dirpath, name).is_symlink():
-                found.add(str(base / name) if str(base) != "." else name)
+def _tree_entries(root: Path) -> dict[str, str | None]:
+    """Every non-directory entry under ``root`` (links to directories count as entries),
+    relative path -> its link target (None for a file). Entry types come from the listing:
+    a generation has tens of thousands of links, and one readlink each is all it costs."""
+    found: dict[str, str | None] = {}
+    pending = [("", str(root))]
+    while pending:
+        prefix, folder = pending.pop()
+        for entry in os.scandir(folder):
+            rel = prefix + entry.name
+            if entry.is_symlink():
+                found[rel] = os.readlink(entry.path)  # noqa: PTH115 - plain strings, see above
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append((rel + "/", entry.path))
+            else:
+                found[rel] = None
     return found
 
 
@@ -198,8 +206,15 @@ def _points_to(path: Path, blob: Path) -> bool:
     return hash_object(path)[0] == blob.name  # copied generation
 
 
-def check_generation(store: Store, gen: Path, root: Digest | None, report: Report) -> None:
-    """One generation folder against its manifest and its GC root."""
+def check_generation(
+    store: Store,
+    gen: Path,
+    root: Digest | None,
+    report: Report,
+    present: Collection[Digest] | None = None,
+) -> None:
+    """One generation folder against its manifest and its GC root (``present``: the
+    store's objects, when the caller has listed them; else each is looked up)."""
     label = f"generation {gen.name}"
     manifest = gen / "manifest.json"
     try:
@@ -223,36 +238,55 @@ def check_generation(store: Store, gen: Path, root: Digest | None, report: Repor
         report.problems.append(
             Problem("generation", label, f"manifest.json is {actual} but its GC root says {root}")
         )
-    present = _tree_paths(gen)
+    tree = _tree_entries(gen)
+    # What a build's link to a blob reads, per folder: the relative path to the objects.
+    to_objects: dict[str, str] = {}
     for rel, digest in sorted({**entries, "manifest.json": actual}.items()):
-        path = gen / rel
-        if rel not in present and not path.is_symlink():
+        if rel not in tree:
             report.problems.append(
                 Problem("generation", f"{label}/{rel}", f"missing (should be {digest})")
             )
-        elif not store.has(digest):
+            continue
+        if not (digest in present if present is not None else store.has(digest)):
             report.bad_blobs.add(digest)
             report.problems.append(
                 Problem("generation", f"{label}/{rel}", f"its blob {digest} is missing")
             )
-        elif not _points_to(path, store.path(digest)):
+            continue
+        target = tree[rel]
+        if target is not None:
+            folder = rel.rpartition("/")[0]
+            up = to_objects.get(folder)
+            if up is None:
+                up = to_objects[folder] = os.path.relpath(store.objects_dir, gen / folder)
+            if target == f"{up}/{digest.hex[:2]}/{digest.hex}":
+                continue  # the link a build writes: a string compare is enough
+        path = gen / rel
+        if not _points_to(path, store.path(digest)):
             what = (
                 f"points to {path.readlink()}, not {digest}"
                 if path.is_symlink()
                 else f"content differs from {digest}"
             )
             report.problems.append(Problem("generation", f"{label}/{rel}", what))
-    for rel in sorted(present - set(entries) - {"manifest.json"}):
+    for rel in sorted(set(tree) - set(entries) - {"manifest.json"}):
         report.problems.append(
             Problem("generation", f"{label}/{rel}", "extra: not in the manifest")
         )
 
 
-def check_generations(store: Store, mirror: Path, numbers: Sequence[int], report: Report) -> None:
+def check_generations(
+    store: Store,
+    mirror: Path,
+    numbers: Sequence[int],
+    report: Report,
+    present: Collection[Digest] | None = None,
+) -> None:
     all_roots = roots(store)
     for n in numbers:
+        root = all_roots.get(root_name(n))
         report.generations.append(n)
-        check_generation(store, generation_path(mirror, n), all_roots.get(root_name(n)), report)
+        check_generation(store, generation_path(mirror, n), root, report, present)
 
 
 # -- pages ----------------------------------------------------------------------------------
@@ -422,8 +456,7 @@ class MirrorCatalog:
             raise ProjectNotFoundError(name, f"the mirror ({self.view})") from None
         files = []
         for filename, entry in sorted(listed.items()):
-            link = folder / filename
-            if not link.exists() or Path(os.path.realpath(link)).name in self.bad:
+            if not self._sound(folder / filename):
                 continue
             hashes = entry.get("hashes")
             files.append(
@@ -443,6 +476,17 @@ class MirrorCatalog:
         releases = group_releases(ProjectPage(name, tuple(files)))
         self._cache[name] = releases
         return releases
+
+    def _sound(self, link: Path) -> bool:
+        """Whether the view's entry leads to a blob that is there and not known bad."""
+        if not link.exists():
+            return False
+        try:
+            # A build's link names the blob itself: its last part is the content address.
+            name = os.readlink(link).rpartition("/")[2]  # noqa: PTH115 - thousands of links
+        except OSError:  # a copied or hard-linked tree: the file is the blob
+            name = Path(os.path.realpath(link)).name
+        return name not in self.bad
 
     def dependencies(self, release: Release, file: UpstreamFile) -> Dependencies:
         rel = self.lock.release(release.name, str(release.version))
