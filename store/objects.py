@@ -16,7 +16,9 @@ import errno
 import hashlib
 import io
 import os
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,28 +250,115 @@ def _stream_into(
     expect_sha256: str | None,
     expect_size: int | None,
 ) -> Blob:
-    """Copy ``readable`` into ``fd`` chunk by chunk, hashing as it goes; check what was asked."""
-    b3 = blake3.blake3()
-    sha = hashlib.sha256()
+    """Copy ``readable`` into ``fd`` chunk by chunk, hashing as it goes; check what was asked.
+
+    A stream that may be large is copied by three threads: this one reads, one hashes (blake3
+    and sha256 release the GIL on large chunks) and one writes, each chunk handed on through
+    short queues, so a download's reading, hashing and writing overlap instead of taking turns
+    (at most ``2 × _DEPTH`` chunks in flight per stream)."""
+    hashes = _Hashes()
+    if expect_size is not None and expect_size <= _SERIAL_MAX:
+        size = _copy_serial(fd, tmp, readable, hashes, expect_size)
+    else:
+        size = _copy_pipelined(fd, tmp, readable, hashes, expect_size)
+    if expect_size is not None and size != expect_size:
+        raise IntegrityError(f"expected size {expect_size} bytes, got {size} bytes")
+    sha256 = hashes.sha.hexdigest()
+    if expect_sha256 is not None and sha256 != expect_sha256:
+        raise IntegrityError(f"expected sha256 {expect_sha256}, got {sha256}")
+    return Blob(Digest(ALGORITHM, hashes.b3.hexdigest()), size, sha256)
+
+
+# Streams up to this size (pages, metadata, small files) are copied by the calling thread:
+# two more threads cost more than they overlap there.
+_SERIAL_MAX = 4 * CHUNK_SIZE
+_DEPTH = 4
+
+
+class _Hashes:
+    def __init__(self) -> None:
+        self.b3 = blake3.blake3()
+        self.sha = hashlib.sha256()
+
+    def update(self, chunk: bytes) -> None:
+        self.b3.update(chunk)
+        self.sha.update(chunk)
+
+
+def _next_chunk(
+    readable: BinaryIO | SupportsRead[bytes], size: int, expect_size: int | None
+) -> bytes:
+    chunk = readable.read(CHUNK_SIZE)
+    if chunk and expect_size is not None and size + len(chunk) > expect_size:
+        raise IntegrityError(
+            f"expected size {expect_size} bytes, got more than {expect_size} bytes"
+        )
+    return chunk
+
+
+def _copy_serial(
+    fd: int,
+    tmp: Path,
+    readable: BinaryIO | SupportsRead[bytes],
+    hashes: _Hashes,
+    expect_size: int | None,
+) -> int:
     size = 0
-    while chunk := readable.read(CHUNK_SIZE):
+    while chunk := _next_chunk(readable, size, expect_size):
         size += len(chunk)
-        if expect_size is not None and size > expect_size:
-            raise IntegrityError(
-                f"expected size {expect_size} bytes, got more than {expect_size} bytes"
-            )
-        b3.update(chunk)
-        sha.update(chunk)
+        hashes.update(chunk)
         try:
             fsio.write_all(fd, chunk)
         except OSError as exc:
             raise fsio.write_error(exc, tmp) from exc
-    if expect_size is not None and size != expect_size:
-        raise IntegrityError(f"expected size {expect_size} bytes, got {size} bytes")
-    sha256 = sha.hexdigest()
-    if expect_sha256 is not None and sha256 != expect_sha256:
-        raise IntegrityError(f"expected sha256 {expect_sha256}, got {sha256}")
-    return Blob(Digest(ALGORITHM, b3.hexdigest()), size, sha256)
+    return size
+
+
+def _copy_pipelined(
+    fd: int,
+    tmp: Path,
+    readable: BinaryIO | SupportsRead[bytes],
+    hashes: _Hashes,
+    expect_size: int | None,
+) -> int:
+    to_hash: queue.Queue[bytes | None] = queue.Queue(_DEPTH)
+    to_write: queue.Queue[bytes | None] = queue.Queue(_DEPTH)
+    failed: list[BaseException] = []
+
+    def hash_all() -> None:
+        while (chunk := to_hash.get()) is not None:
+            hashes.update(chunk)
+
+    def write_all() -> None:
+        while (chunk := to_write.get()) is not None:
+            if failed:
+                continue  # drain: the reader stops at its next chunk
+            try:
+                fsio.write_all(fd, chunk)
+            except OSError as exc:
+                failed.append(fsio.write_error(exc, tmp))
+
+    threads = [
+        threading.Thread(target=hash_all, name="morgan-hash", daemon=True),
+        threading.Thread(target=write_all, name="morgan-write", daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    size = 0
+    try:
+        while not failed and (chunk := _next_chunk(readable, size, expect_size)):
+            size += len(chunk)
+            to_hash.put(chunk)
+            to_write.put(chunk)
+    finally:
+        # Both helpers end (and the fd is theirs no more) before this returns or raises.
+        to_hash.put(None)
+        to_write.put(None)
+        for t in threads:
+            t.join()
+    if failed:
+        raise failed[0]
+    return size
 
 
 def _close(fd: int, tmp: Path) -> None:

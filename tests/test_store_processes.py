@@ -92,7 +92,7 @@ def test_concurrent_writers_same_and_different_content(tmp_path: Path) -> None:
 
 KILLED_WRITER = textwrap.dedent(
     """
-    import sys
+    import sys, time
     from pathlib import Path
     from store.objects import Store
 
@@ -100,7 +100,14 @@ KILLED_WRITER = textwrap.dedent(
         calls = 0
         def read(self, size=-1):
             self.calls += 1
-            if self.calls == 5:  # four pieces are written: tell the test, then hang
+            if self.calls == 5:  # four pieces read: once written, tell the test, then hang
+                # (a large stream is written by a second thread: wait for its writes)
+                tmp = Path(sys.argv[1]) / "tmp"
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not any(
+                    p.stat().st_size == 4 * 65536 for p in tmp.iterdir()
+                ):
+                    time.sleep(0.01)
                 print("streaming", flush=True)
                 sys.stdin.read()
             return b"k" * 65536
