@@ -247,9 +247,7 @@ class UpstreamCatalog:
         if grouped is None:  # a page from the action cache (--offline)
             page = None
             if not record.get("missing"):
-                page = ProjectPage.from_json(
-                    json.loads(self.store.read_bytes(Digest.parse(record["page"])))
-                )
+                page = ProjectPage.from_json(json.loads(self._cached_page(name, record["page"])))
             grouped = self._group(name, page, record.get("upstream"), record.get("missing"))
         releases, kept = grouped
         with self._mutex:
@@ -258,6 +256,16 @@ class UpstreamCatalog:
                 self.listed.add(name)
                 self.kept.extend(kept)
             return self._pages[name]
+
+    def _cached_page(self, name: NormalizedName, digest: str) -> bytes:
+        """The page blob an --offline build reads, checked: it was written without fsync."""
+        try:
+            return self.store.read_verified(Digest.parse(digest))
+        except IntegrityError:
+            raise BuildError(
+                f"--offline: the cached page of {name!r} is damaged (a power cut while it was"
+                " written?); run once with network access to fetch it again"
+            ) from None
 
     def _group(
         self,
@@ -410,7 +418,9 @@ class UpstreamCatalog:
                 raise
             except (RuleError, ValueError) as exc:
                 raise BuildError(f"GET {url}: unreadable project page ({exc})") from None
-            blob = self.store.put_bytes(canonical_json(page.to_json()))
+            # A cache of upstream for --offline that no index entry names: written without
+            # fsync, checked when read (docs/architecture.md, "What is fsynced").
+            blob = self.store.put_bytes(canonical_json(page.to_json()), durable=False)
             # Parsed once: the releases are made here, not read back from the blob (which
             # serves --offline builds); releases() takes them once the node has succeeded.
             grouped = self._group(name, page, url, None)

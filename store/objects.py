@@ -16,9 +16,7 @@ import errno
 import hashlib
 import io
 import os
-import queue
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,16 +24,17 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import blake3
 
-from store import fsio
+from store import fsio, streams
 from store.digest import ALGORITHM, Digest
 from store.errors import IntegrityError, MissingObjectError
+from store.streams import copy_hashed
 
 if TYPE_CHECKING:
     from _typeshed import SupportsRead
 
     from store.lock import StoreLock
 
-CHUNK_SIZE = 1 << 20
+CHUNK_SIZE = streams.CHUNK_SIZE  # readers use the writers' chunk size
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FANOUT = re.compile(r"[0-9a-f]{2}")
 # link() is refused by filesystems without hard links; rename() is then the atomic move.
@@ -86,6 +85,7 @@ class Store:
         *,
         expect_sha256: str | None = None,
         expect_size: int | None = None,
+        durable: bool = True,
     ) -> Blob:
         """Store everything ``readable.read()`` yields, in constant memory; return the blob.
 
@@ -96,6 +96,11 @@ class Store:
         raise ``DiskFullError``, ``ReadOnlyStoreError`` or ``StoreError``; an exception from
         ``readable`` propagates unchanged. In every failure case no object appears and the
         temp file is removed.
+
+        ``durable=False`` skips the fsync of the blob and of its folder, for a blob that is
+        only a cache of upstream which no index entry names (a normalized project page): a
+        power cut may then leave it torn, so its readers check it (:meth:`read_verified`)
+        and the next store of the same content repairs it.
         """
         want_sha256 = _check_sha256(expect_sha256)
         if expect_size is not None and expect_size < 0:
@@ -104,10 +109,10 @@ class Store:
         try:
             try:
                 blob = _stream_into(fd, tmp, readable, want_sha256, expect_size)
-                _sync_readonly(fd, tmp)
+                _sync_readonly(fd, tmp, durable=durable)
             finally:
                 _close(fd, tmp)
-            self._link_into_place(tmp, blob)
+            self._link_into_place(tmp, blob, durable=durable)
         finally:
             fsio.discard(tmp)
         return blob
@@ -118,8 +123,9 @@ class Store:
         *,
         expect_sha256: str | None = None,
         expect_size: int | None = None,
+        durable: bool = True,
     ) -> Blob:
-        """Store ``data`` (see :meth:`put_stream` for the checks and errors).
+        """Store ``data`` (see :meth:`put_stream` for the checks, errors and ``durable``).
 
         Content already present is not written again: re-storing an unchanged page costs
         one hash and one ``stat``.
@@ -130,19 +136,30 @@ class Store:
         matches = (expect_size is None or expect_size == blob.size) and (
             want_sha256 is None or want_sha256 == sha256
         )
-        if matches and self._holds(blob):
+        if matches and self._holds(blob, durable=durable):
             return blob
         return self.put_stream(
-            io.BytesIO(data), expect_sha256=expect_sha256, expect_size=expect_size
+            io.BytesIO(data), expect_sha256=expect_sha256, expect_size=expect_size, durable=durable
         )
 
-    def _holds(self, blob: Blob) -> bool:
+    def _holds(self, blob: Blob, *, durable: bool = True) -> bool:
+        """Whether the object is there whole: by its size, or (a blob written without fsync,
+        which a power cut may have torn to the right size) by its content."""
         try:
-            return self.path(blob.digest).stat().st_size == blob.size
+            if durable:
+                return self.path(blob.digest).stat().st_size == blob.size
+            return self._sound(blob.digest)
         except FileNotFoundError:
             return False
 
-    def _link_into_place(self, tmp: Path, blob: Blob) -> None:
+    def _sound(self, digest: Digest) -> bool:
+        hasher = blake3.blake3()
+        with self.path(digest).open("rb") as f:
+            while chunk := f.read(CHUNK_SIZE):
+                hasher.update(chunk)
+        return hasher.hexdigest() == digest.hex
+
+    def _link_into_place(self, tmp: Path, blob: Blob, *, durable: bool = True) -> None:
         target = self.path(blob.digest)
         fsio.make_dir(target.parent)
         try:
@@ -151,7 +168,7 @@ class Store:
             except FileExistsError:
                 # Same name, same content -- unless an earlier object was truncated on disk;
                 # a size check is free, so such a blob is repaired here by replacing it.
-                if self._holds(blob):
+                if self._holds(blob, durable=durable):
                     return
                 tmp.replace(target)
             except OSError as exc:
@@ -160,7 +177,8 @@ class Store:
                 tmp.replace(target)
         except OSError as exc:
             raise fsio.write_error(exc, target) from exc
-        fsio.fsync_dir(target.parent)
+        if durable:
+            fsio.fsync_dir(target.parent)
 
     def remove(self, digest: Digest) -> int:
         """Delete an object (for gc and repair); return the bytes freed (0 if absent)."""
@@ -195,6 +213,18 @@ class Store:
         """The whole content of the object (for small blobs: pages, metadata, manifests)."""
         with self.open(digest) as f:
             return f.read()
+
+    def read_verified(self, digest: Digest) -> bytes:
+        """The whole content of the object, checked against its name: a blob stored with
+        ``durable=False`` may have been torn by a power cut. :class:`IntegrityError` if
+        it does not match (:class:`MissingObjectError` if it is absent)."""
+        data = self.read_bytes(digest)
+        if blake3.blake3(data).hexdigest() != digest.hex:
+            raise IntegrityError(
+                f"object {digest} is damaged ({self.path(digest)}): it is fetched again by"
+                " the next build with network access"
+            )
+        return data
 
     def size(self, digest: Digest) -> int:
         """The object's size in bytes; :class:`MissingObjectError` if it is absent."""
@@ -250,115 +280,13 @@ def _stream_into(
     expect_sha256: str | None,
     expect_size: int | None,
 ) -> Blob:
-    """Copy ``readable`` into ``fd`` chunk by chunk, hashing as it goes; check what was asked.
-
-    A stream that may be large is copied by three threads: this one reads, one hashes (blake3
-    and sha256 release the GIL on large chunks) and one writes, each chunk handed on through
-    short queues, so a download's reading, hashing and writing overlap instead of taking turns
-    (at most ``2 × _DEPTH`` chunks in flight per stream)."""
-    hashes = _Hashes()
-    if expect_size is not None and expect_size <= _SERIAL_MAX:
-        size = _copy_serial(fd, tmp, readable, hashes, expect_size)
-    else:
-        size = _copy_pipelined(fd, tmp, readable, hashes, expect_size)
+    """Copy ``readable`` into ``fd`` (:func:`store.streams.copy_hashed`); check what was asked."""
+    size, b3, sha256 = copy_hashed(fd, tmp, readable, expect_size)
     if expect_size is not None and size != expect_size:
         raise IntegrityError(f"expected size {expect_size} bytes, got {size} bytes")
-    sha256 = hashes.sha.hexdigest()
     if expect_sha256 is not None and sha256 != expect_sha256:
         raise IntegrityError(f"expected sha256 {expect_sha256}, got {sha256}")
-    return Blob(Digest(ALGORITHM, hashes.b3.hexdigest()), size, sha256)
-
-
-# Streams up to this size (pages, metadata, small files) are copied by the calling thread:
-# two more threads cost more than they overlap there.
-_SERIAL_MAX = 4 * CHUNK_SIZE
-_DEPTH = 4
-
-
-class _Hashes:
-    def __init__(self) -> None:
-        self.b3 = blake3.blake3()
-        self.sha = hashlib.sha256()
-
-    def update(self, chunk: bytes) -> None:
-        self.b3.update(chunk)
-        self.sha.update(chunk)
-
-
-def _next_chunk(
-    readable: BinaryIO | SupportsRead[bytes], size: int, expect_size: int | None
-) -> bytes:
-    chunk = readable.read(CHUNK_SIZE)
-    if chunk and expect_size is not None and size + len(chunk) > expect_size:
-        raise IntegrityError(
-            f"expected size {expect_size} bytes, got more than {expect_size} bytes"
-        )
-    return chunk
-
-
-def _copy_serial(
-    fd: int,
-    tmp: Path,
-    readable: BinaryIO | SupportsRead[bytes],
-    hashes: _Hashes,
-    expect_size: int | None,
-) -> int:
-    size = 0
-    while chunk := _next_chunk(readable, size, expect_size):
-        size += len(chunk)
-        hashes.update(chunk)
-        try:
-            fsio.write_all(fd, chunk)
-        except OSError as exc:
-            raise fsio.write_error(exc, tmp) from exc
-    return size
-
-
-def _copy_pipelined(
-    fd: int,
-    tmp: Path,
-    readable: BinaryIO | SupportsRead[bytes],
-    hashes: _Hashes,
-    expect_size: int | None,
-) -> int:
-    to_hash: queue.Queue[bytes | None] = queue.Queue(_DEPTH)
-    to_write: queue.Queue[bytes | None] = queue.Queue(_DEPTH)
-    failed: list[BaseException] = []
-
-    def hash_all() -> None:
-        while (chunk := to_hash.get()) is not None:
-            hashes.update(chunk)
-
-    def write_all() -> None:
-        while (chunk := to_write.get()) is not None:
-            if failed:
-                continue  # drain: the reader stops at its next chunk
-            try:
-                fsio.write_all(fd, chunk)
-            except OSError as exc:
-                failed.append(fsio.write_error(exc, tmp))
-
-    threads = [
-        threading.Thread(target=hash_all, name="morgan-hash", daemon=True),
-        threading.Thread(target=write_all, name="morgan-write", daemon=True),
-    ]
-    for t in threads:
-        t.start()
-    size = 0
-    try:
-        while not failed and (chunk := _next_chunk(readable, size, expect_size)):
-            size += len(chunk)
-            to_hash.put(chunk)
-            to_write.put(chunk)
-    finally:
-        # Both helpers end (and the fd is theirs no more) before this returns or raises.
-        to_hash.put(None)
-        to_write.put(None)
-        for t in threads:
-            t.join()
-    if failed:
-        raise failed[0]
-    return size
+    return Blob(Digest(ALGORITHM, b3), size, sha256)
 
 
 def _close(fd: int, tmp: Path) -> None:
@@ -368,9 +296,10 @@ def _close(fd: int, tmp: Path) -> None:
         raise fsio.write_error(exc, tmp) from exc
 
 
-def _sync_readonly(fd: int, tmp: Path) -> None:
+def _sync_readonly(fd: int, tmp: Path, *, durable: bool) -> None:
     try:
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
         os.fchmod(fd, 0o444)
     except OSError as exc:
         raise fsio.write_error(exc, tmp) from exc
