@@ -35,8 +35,10 @@ from morgan.environments import Environment
 from morgan.errors import BuildError
 from morgan.generations import generation_path, root_name
 from morgan.indexes import index_prefix
+from morgan.install_proof import proven_pins
 from morgan.lock import Lock, LockedEnvironment, LockedFile
 from morgan.resolve import (
+    Catalog,
     Dependencies,
     ProjectNotFoundError,
     Release,
@@ -506,7 +508,7 @@ def check_install(
     env: Environment,
     requirements: Sequence[str],
     policy: Policy,
-    catalog: MirrorCatalog,
+    catalog: Catalog,
     *,
     index: str | None = None,
 ) -> str | None:
@@ -515,11 +517,15 @@ def check_install(
     building: set[tuple[str, str]] = set()
 
     def installable(reqs: Sequence[str], parent: str) -> str | None:
-        try:
-            res = resolve(env, list(reqs), catalog, policy, parent=parent)
-        except BuildError as exc:
-            return str(exc)
-        for name, rel in res.pins.items():
+        # The linear proof first; the resolver when it does not settle it (a conflict to
+        # backtrack from, or a failure to explain).
+        pins = proven_pins(env, reqs, catalog)
+        if pins is None:
+            try:
+                pins = resolve(env, list(reqs), catalog, policy, parent=parent).pins
+            except BuildError as exc:
+                return str(exc)
+        for name, rel in pins.items():
             wheels, sdists = usable_files(rel, env, allow_yanked=True)
             if wheels:
                 continue
@@ -550,7 +556,7 @@ def check_install(
 
 
 def lost_pins(
-    lock: Lock, env: Environment, catalog: MirrorCatalog, index: str | None = None
+    lock: Lock, env: Environment, catalog: Catalog, index: str | None = None
 ) -> list[str]:
     """Pins of ``env`` whose locked release has no usable file left in its view: the
     precise cause when resolution against the mirror fails."""
