@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -41,7 +42,7 @@ from morgan.catalog import (
 from morgan.credentials import public_spec_text
 from morgan.environments import Environment
 from morgan.errors import BuildError
-from morgan.executor import Executor, Ran, Record, Reporter
+from morgan.executor import Executor, Ran, Reporter
 from morgan.generations import (
     current_generation,
     manifest_digest,
@@ -50,7 +51,6 @@ from morgan.generations import (
 )
 from morgan.generations import start_tree as start_generation_tree
 from morgan.incremental import previous_spec, resolve_change
-from morgan.indexes import index_prefix
 from morgan.lock import (
     BUILT_URL,
     Lock,
@@ -67,7 +67,7 @@ from morgan.lock import dumps as dump_lock
 from morgan.lock import load as load_lock
 from morgan.lock_inputs import LockedInput, read_lock_input
 from morgan.noop import stamp
-from morgan.plan import View, compile_plan, file_ids, mirror_files, skeleton_files
+from morgan.plan import View, compile_plan, file_ids
 from morgan.plan_view import save_outcome
 from morgan.resolve import (
     PYTHON,
@@ -88,10 +88,17 @@ from morgan.source_builds import SourceBuild, source_builds
 from morgan.spec import Policy, Spec
 from morgan.universal import PLATFORM as UNIVERSAL
 from morgan.universal import UniversalTarget
-from morgan.walk import Step, walk
+from morgan.walk import walk
 from morgan.wheels import Built, WheelResult, build_wheels, strip_built
+from rules import generation as generation_rule
+from rules import lock as lock_rule
+from rules import manifest as manifest_rule
+from rules.files import mirror_files, skeleton_files
+from rules.generation import Switched
 from rules.lib.materialize import Mode
-from rules.model import MirrorFile, NormalizedName, UpstreamFile
+from rules.lock import Stored
+from rules.model import MirrorFile, NormalizedName, UpstreamFile, ViewId
+from rules.rule import Inputs, Output, Step
 from store import fsio
 from store.digest import Digest, blake3_hex
 from store.errors import StoreError
@@ -236,9 +243,9 @@ def _build_locked(
                 )
             )
 
-        def link(step: Step, record: Record) -> None:
+        def link(step: Step[Any], output: Output) -> None:
             if tree is not None:
-                for rel, digest in step.entries(record).items():
+                for rel, digest in step.entries(output).items():
                     tree.add(rel, digest)
 
         staged_lock: list[bytes] = []
@@ -246,8 +253,8 @@ def _build_locked(
         def sides(lock_text: bytes) -> dict[str, bytes]:
             return {**_sources(spec, mirror, lock_path, lock_text), **_server()}
 
-        def served(manifest: Digest) -> Record | None:
-            """The switch's record when ``manifest`` is served with these side files."""
+        def served(manifest: Digest) -> Switched | None:
+            """The switch done when ``manifest`` is served with these side files."""
             n = current_generation(mirror)
             if n is None or manifest_digest(mirror, n) != manifest:
                 return None
@@ -256,7 +263,7 @@ def _build_locked(
                 return None
             if tree is not None:
                 tree.discard()
-            return {"blobs": [], "number": n, "changed": False}
+            return Switched(n, changed=False)
 
         # The new lock is written out before the switch (a full disk fails there, with
         # nothing switched) and renamed into place after it (the lock always describes
@@ -271,7 +278,7 @@ def _build_locked(
                         raise BuildError(str(exc)) from exc
                     staged_lock.append(lock_text)
 
-                def publish(manifest: Digest, entries: Mapping[str, Digest]) -> Record:
+                def publish(manifest: Digest, entries: Mapping[str, Digest]) -> Switched:
                     lock_text = store.read_bytes(entries["mirror.lock"])
                     stage(lock_text)
                     n, changed = switch_to(
@@ -283,7 +290,7 @@ def _build_locked(
                         tree=tree,
                         sides=sides(lock_text),
                     )
-                    return {"blobs": [], "number": n, "changed": changed}
+                    return Switched(n, changed)
 
                 plan = compile_plan(
                     catalog,
@@ -303,39 +310,37 @@ def _build_locked(
                     publish=publish,
                     served=served,
                 )
-                records = walk(plan, ex, on_done=link)
+                outputs = Inputs(walk(plan, ex, on_done=link))
+                lock_blob = outputs.get(lock_rule.ID, Stored).blob
                 if not staged_lock:  # the generation was served already: no switch ran
-                    stage(store.read_bytes(Digest.parse(records["lock"]["blob"])))
+                    stage(store.read_bytes(lock_blob))
         except BaseException:
             if tree is not None:
                 tree.discard()
             raise
         text = staged_lock[0].decode("utf-8")
-        save_outcome(mirror, plan, records["lock"]["blob"], ran=ex.ran, hits=ex.hits)
-        files = mirror_files(file_ids(wanted), records)
+        save_outcome(mirror, plan, str(lock_blob), ran=ex.ran, hits=ex.hits)
+        files = mirror_files(file_ids(wanted), outputs)
         new_lock = _make_lock(
             spec, selections, infos, files, kept_files, statuses=statuses, built=built.built
         )
-        generation = (
-            records["generation"]["number"],
-            records["manifest"]["blob"],
-            records["generation"]["changed"],
-        )
-        manifest = Digest.parse(records["manifest"]["blob"])
+        switched = outputs.get(generation_rule.ID, Switched)
+        manifest = outputs.get(manifest_rule.ID, Stored).blob
+        made = (switched.number, str(manifest), switched.changed)
         stamp(
             mirror,
             spec.path.read_bytes(),
             text.encode("utf-8"),
-            generation[0],
+            made[0],
             manifest=str(manifest),
             objects=(str(d) for d in manifest_digests(store, manifest) - {manifest}),
         )
         union = {(p.release.name, str(p.release.version)) for s in selections for p in s.pins}
         return BuildResult(
             mirror=mirror,
-            generation=generation[0],
-            digest=generation[1],
-            changed=generation[2],
+            generation=made[0],
+            digest=made[1],
+            changed=made[2],
             projects=len({n for n, _ in union}),
             files=len(files),
             bytes_total=sum(r.size for r in files.values()),
@@ -830,12 +835,12 @@ def _resolve_build_deps(
         wheels, sdists = usable_files(rel, env, allow_yanked=True)
         if wheels or not sdists:
             continue
-        record = catalog.metadata(sdists[0])
-        backend = record.get("build_backend")
+        meta = catalog.metadata(sdists[0])
+        backend = meta.build_backend
         parent = f"{rel.name} {rel.version}"
         # Each client generation's first step, then what the backend asks for in the second
         # (morgan/backends.py), each resolved on its own as a client's build env does.
-        for reqs in requirement_sets(record.get("build_requires") or (), backend):
+        for reqs in requirement_sets(meta.build_requires, backend):
             res = _solve(
                 env, reqs, catalog=env_catalog, policy=policy, parent=parent, solved=solved
             )
@@ -906,8 +911,6 @@ def views_of(
     views: list[View] = []
     order = list(dict.fromkeys(sel.index for sel in selections))
     for index in order:
-        prefix = index_prefix(index)
-        tag = "" if index is None else f"index/{index}/"
         union: dict[str, dict[str, None]] = {}
         for sel in (s for s in selections if s.index == index):
             view: dict[str, dict[str, None]] = {}
@@ -916,11 +919,8 @@ def views_of(
                     view.setdefault(pin.release.name, {})[f.filename] = None
                     union.setdefault(pin.release.name, {})[f.filename] = None
             projects = {k: tuple(v) for k, v in view.items()}
-            views.append(
-                View(f"{tag}env-{sel.env.name}", f"{prefix}env/{sel.env.name}/", projects, statuses)
-            )
-        union_id = "union" if index is None else f"index/{index}"
-        views.append(View(union_id, prefix, {k: tuple(v) for k, v in union.items()}, statuses))
+            views.append(View(ViewId(index, sel.env.name), projects, statuses))
+        views.append(View(ViewId(index), {k: tuple(v) for k, v in union.items()}, statuses))
     return views
 
 

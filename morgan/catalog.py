@@ -18,8 +18,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 from packaging.requirements import InvalidRequirement
 from packaging.utils import (
@@ -34,7 +32,7 @@ from packaging.version import Version
 from morgan.cooldown import split_by_cutoff
 from morgan.environments import Environment
 from morgan.errors import BuildError
-from morgan.executor import Executor, Node, Record
+from morgan.executor import Executor, Node
 from morgan.kept import Kept, locked_files, with_kept
 from morgan.lock import BUILT_URL, Lock, LockedRelease, Role
 from morgan.resolve import (
@@ -47,25 +45,18 @@ from morgan.resolve import (
 )
 from morgan.spec import listed_files
 from morgan.universal import UniversalTarget
-from rules.errors import MetadataError, RuleError, UpstreamError
-from rules.lib.fetch import Downloader, fetch_file, fetch_metadata
-from rules.lib.metadata import (
-    filename_project,
-    parse_core_metadata,
-    sdist_info,
-    wheel_metadata_bytes,
-)
-from rules.lib.project_page import parse_project_page
-from rules.lib.provenance import MAX_PROVENANCE_BYTES, ProvenanceError, check_provenance
+from rules import fetch, metadata, page, provenance
+from rules.errors import InputError, MetadataError, RuleError
+from rules.fetch import Fetched
+from rules.lib.fetch import Downloader, fetch_metadata
+from rules.lib.metadata import filename_project
+from rules.metadata import MetadataOut
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
-from store.digest import Digest, canonical_json
+from rules.page import PageOut
+from rules.wheel_metadata import Extracted
+from store.digest import Digest
 from store.errors import IntegrityError
 from store.objects import Store
-
-PAGE_RULE_VERSION = 1
-META_RULE_VERSION = 1
-FETCH_RULE_VERSION = 1
-PROVENANCE_RULE_VERSION = 1
 
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+!~-]*$")
 
@@ -80,20 +71,6 @@ class UpstreamIndex:
     index_url: str
     projects: frozenset[str]
     exclude_newer: datetime | None = None  # files uploaded at or after it are hidden
-
-
-def file_node(f: UpstreamFile) -> Node:
-    """The fetch node of ``f`` (its id names the file; its key is what upstream promised)."""
-    ident = f.sha256 or f.url
-    return Node(
-        id=f"file:{f.filename}:{ident[:16]}",
-        kind="fetch",
-        version=FETCH_RULE_VERSION,
-        # Fixed output: keyed by what upstream promised, never by where it lives.
-        params={"filename": f.filename, "sha256": f.sha256 or "", "size": f.size or -1}
-        if f.sha256
-        else {"filename": f.filename, "url": f.url},
-    )
 
 
 def release_version(filename: str) -> Version | None:
@@ -219,14 +196,9 @@ class UpstreamCatalog:
         pinned = [u for u in self.upstreams if name in u.projects]
         return pinned or [u for u in self.upstreams if not u.projects]
 
-    def page_node(self, name: NormalizedName) -> Node:
-        return Node(
-            id=f"page:{name}",
-            kind="page",
-            version=PAGE_RULE_VERSION,
-            params={"project": name, "upstreams": [u.index_url for u in self._upstreams_for(name)]},
-            cacheable=self.offline,
-        )
+    def page_node(self, name: NormalizedName) -> Node[PageOut]:
+        urls = [u.index_url for u in self._upstreams_for(name)]
+        return page.node(name, urls, offline=self.offline)
 
     def releases(self, name: NormalizedName) -> Sequence[Release]:
         if name in self.private:
@@ -238,17 +210,17 @@ class UpstreamCatalog:
             return cached
         # Through the node even when the fetch already grouped the page: a fetch that
         # failed (after grouping, e.g. writing its action entry) fails here.
-        record = self.executor.run(self.page_node(name), lambda: self._fetch_page(name))
+        out = self.executor.run(self.page_node(name), lambda: self._fetch_page(name))
         with self._mutex:
             cached = self._pages.get(name)
             grouped = self._grouped.pop(name, None)
         if cached is not None:
             return cached
         if grouped is None:  # a page from the action cache (--offline)
-            page = None
-            if not record.get("missing"):
-                page = ProjectPage.from_json(json.loads(self._cached_page(name, record["page"])))
-            grouped = self._group(name, page, record.get("upstream"), record.get("missing"))
+            parsed = None
+            if out.page is not None:
+                parsed = ProjectPage.from_json(json.loads(self._cached_page(name, out.page)))
+            grouped = self._group(name, parsed, out.upstream, out.missing)
         releases, kept = grouped
         with self._mutex:
             if name not in self._pages:
@@ -257,10 +229,10 @@ class UpstreamCatalog:
                 self.kept.extend(kept)
             return self._pages[name]
 
-    def _cached_page(self, name: NormalizedName, digest: str) -> bytes:
+    def _cached_page(self, name: NormalizedName, digest: Digest) -> bytes:
         """The page blob an --offline build reads, checked: it was written without fsync."""
         try:
-            return self.store.read_verified(Digest.parse(digest))
+            return self.store.read_verified(digest)
         except IntegrityError:
             raise BuildError(
                 f"--offline: the cached page of {name!r} is damaged (a power cut while it was"
@@ -386,7 +358,7 @@ class UpstreamCatalog:
             if then is not None:
                 fut.add_done_callback(lambda f, n=name: None if f.exception() else then(n))  # type: ignore[misc]
 
-    def metadata_async(self, f: UpstreamFile) -> Future[Record] | None:
+    def metadata_async(self, f: UpstreamFile) -> Future[MetadataOut] | None:
         """Start reading ``f``'s PEP 658 metadata in the background (a guess at what the
         resolver will ask next; a wrong guess costs one small request). None when ``f``
         offers no ``.metadata``: reading it would mean downloading the whole file."""
@@ -400,171 +372,99 @@ class UpstreamCatalog:
         names = frozenset(r.name for r in self.lock.releases)
         return names - self.refresh if isinstance(self.refresh, frozenset) else names
 
-    def _fetch_page(self, name: NormalizedName) -> Record:
+    def _fetch_page(self, name: NormalizedName) -> PageOut:
         if self.offline:
             raise BuildError(
                 f"--offline: the page of {name!r} is not cached; run once with network access"
             )
-        tried = []
-        for up in self._upstreams_for(name):
-            url = f"{up.index_url}{name}/"
-            resp = self.client.get_page(url)
-            if resp.status == 404:
-                tried.append(up.index_url)
-                continue
-            try:
-                page = parse_project_page(resp.body, resp.content_type, resp.url, name)
-            except UpstreamError:
-                raise
-            except (RuleError, ValueError) as exc:
-                raise BuildError(f"GET {url}: unreadable project page ({exc})") from None
-            # A cache of upstream for --offline that no index entry names: written without
-            # fsync, checked when read (docs/architecture.md, "What is fsynced").
-            blob = self.store.put_bytes(canonical_json(page.to_json()), durable=False)
+        urls = [u.index_url for u in self._upstreams_for(name)]
+        try:
+            out, parsed = page.run(self.client, self.store, name, urls)
+        except InputError as exc:
+            raise BuildError(str(exc)) from None
+        if parsed is not None:
             # Parsed once: the releases are made here, not read back from the blob (which
             # serves --offline builds); releases() takes them once the node has succeeded.
-            grouped = self._group(name, page, url, None)
+            grouped = self._group(name, parsed, out.upstream, None)
             with self._mutex:
                 self._grouped[name] = grouped
-            return {"blobs": [str(blob.digest)], "page": str(blob.digest), "upstream": url}
-        return {"blobs": [], "missing": ", ".join(tried) or "no upstream"}
+        return out
 
     # -- files -------------------------------------------------------------------------------
 
-    def file_node(self, f: UpstreamFile) -> Node:
-        return file_node(f)
+    def file_node(self, f: UpstreamFile) -> Node[Fetched]:
+        return fetch.node(f)
 
-    def fetch(self, f: UpstreamFile, *, parents: Sequence[str] = ()) -> Record:
-        return self.executor.run(self.file_node(f), lambda: self._fetch(f), parents=parents)
+    def fetch(self, f: UpstreamFile, *, parents: Sequence[str] = ()) -> Fetched:
+        return self.executor.run(fetch.node(f), lambda: self._fetch(f), parents=parents)
 
-    def fetch_async(self, f: UpstreamFile, *, parents: Sequence[str] = ()) -> Any:
-        return self.executor.submit(self.file_node(f), lambda: self._fetch(f), parents=parents)
+    def fetch_async(self, f: UpstreamFile, *, parents: Sequence[str] = ()) -> Future[Fetched]:
+        return self.executor.submit(fetch.node(f), lambda: self._fetch(f), parents=parents)
 
-    def fetch_record(self, f: UpstreamFile) -> Record:
-        """Fetch ``f`` now (the body of its fetch node); its record."""
+    def fetch_output(self, f: UpstreamFile) -> Fetched:
+        """Fetch ``f`` now (the body of its fetch node in the plan)."""
         return self._fetch(f)
 
-    def _fetch(self, f: UpstreamFile) -> Record:
+    def _fetch(self, f: UpstreamFile) -> Fetched:
         known = self._fetched_before(f)
         if known is not None:
             return known
-        record = self._download(f)
-        self._alias(f, record)
-        return record
+        if self.offline and not f.url.startswith("file:"):
+            raise BuildError(
+                f"--offline: {f.filename} is not in the store; run once with network access"
+            )
+        try:
+            out = fetch.run(self.client, self.store, f)
+        except InputError as exc:
+            raise BuildError(str(exc)) from None
+        self._alias(f, out)
+        return out
 
-    def _fetched_before(self, f: UpstreamFile) -> Record | None:
-        """The record of this exact file (sha256 and, when known, size) under the key it got
+    def _fetched_before(self, f: UpstreamFile) -> Fetched | None:
+        """The output of this exact file (sha256 and, when known, size) under the key it got
         when its size was not known: an HTML page gives none, the lock does, so the same
         file has a fetch key of each kind (before :meth:`_alias`, only the one it ran as)."""
         if not f.sha256 or f.size is None:
             return None
-        record = self.executor.cached(file_node(replace(f, size=None)))
-        if record is None or record.get("sha256") != f.sha256 or record.get("size") != f.size:
+        out = self.executor.cached(fetch.node(replace(f, size=None)))
+        if out is None or out.sha256 != f.sha256 or out.size != f.size:
             return None
-        return record
+        return out
 
-    def _alias(self, f: UpstreamFile, record: Record) -> None:
-        """File ``record`` under the fetch key of ``f`` with the size it really has, and the
+    def _alias(self, f: UpstreamFile, out: Fetched) -> None:
+        """File ``out`` under the fetch key of ``f`` with the size it really has, and the
         one without a size: whichever a later build asks by (a page or the lock) finds it."""
-        if not f.sha256 or record.get("sha256") != f.sha256:
+        if not f.sha256 or out.sha256 != f.sha256:
             return
-        ran = file_node(f).key
-        for size in (None, record.get("size")):
-            key = file_node(replace(f, size=size)).key
+        ran = fetch.node(f).key
+        for size in (None, out.size):
+            key = fetch.node(replace(f, size=size)).key
             if key != ran:
-                self.executor.cache.put(key, record, durable=False)
-
-    def _download(self, f: UpstreamFile) -> Record:
-        if f.url.startswith("file:"):
-            with Path(url2pathname(urlsplit(f.url).path)).open("rb") as fh:
-                try:
-                    blob = self.store.put_stream(fh, expect_sha256=f.sha256, expect_size=f.size)
-                except IntegrityError as exc:
-                    raise BuildError(f"{f.url}: changed since it was locked ({exc})") from None
-            return {
-                "blobs": [str(blob.digest)],
-                "blob": str(blob.digest),
-                "sha256": blob.sha256,
-                "size": blob.size,
-            }
-        if self.offline:
-            raise BuildError(
-                f"--offline: {f.filename} is not in the store; run once with network access"
-            )
-        blob = fetch_file(self.client, self.store, f.url, sha256=f.sha256, size=f.size)
-        return {
-            "blobs": [str(blob.digest)],
-            "blob": str(blob.digest),
-            "sha256": blob.sha256,
-            "size": blob.size,
-        }
+                self.executor.cache.put(key, out.to_json(), durable=False)
 
     # -- metadata ----------------------------------------------------------------------------
 
-    def metadata_node(self, f: UpstreamFile) -> Node:
-        ident = f.sha256 or f.url
-        return Node(
-            id=f"metadata:{f.filename}:{ident[:16]}",
-            kind="metadata",
-            version=META_RULE_VERSION,
-            params={"filename": f.filename, "file": ident},
-        )
+    def metadata_node(self, f: UpstreamFile) -> Node[MetadataOut]:
+        return metadata.node(f)
 
     def dependencies_of(self, release: Release, f: UpstreamFile) -> Dependencies:
-        rec = self.metadata(f)
-        return Dependencies(
-            requires_dist=tuple(rec["requires_dist"]),
-            requires_python=rec["requires_python"],
-            known=rec["known"],
-            source=rec["source"],
-        )
+        out = self.metadata(f)
+        return Dependencies(out.requires_dist, out.requires_python, out.known, out.source)
 
-    def metadata(self, f: UpstreamFile) -> Record:
+    def metadata(self, f: UpstreamFile) -> MetadataOut:
         return self.executor.run(self.metadata_node(f), lambda: self._metadata(f))
 
-    def _metadata(self, f: UpstreamFile) -> Record:
+    def _metadata(self, f: UpstreamFile) -> MetadataOut:
         try:
-            if f.filename.endswith(".whl"):
-                if f.core_metadata and not self.offline and not f.url.startswith("file:"):
-                    read_from = self._pep658_metadata(f)
-                    data = self.store.read_bytes(read_from)
-                    source = "PEP 658 .metadata"
-                else:
-                    rec = self.fetch(f)
-                    read_from = Digest.parse(rec["blob"])
-                    with self.store.open(read_from) as fh:
-                        data = wheel_metadata_bytes(fh, f.filename)
-                    source = "wheel METADATA"
-                meta = parse_core_metadata(data)
-                return {
-                    "blobs": [],
-                    # Not required for a cache hit (blobs are); gc keeps the entry while
-                    # what it was read from is kept.
-                    "about": [str(read_from)],
-                    "requires_dist": list(meta.requires_dist),
-                    "requires_python": meta.requires_python,
-                    "known": True,
-                    "source": source,
-                    "build_requires": [],
-                    "problems": list(meta.problems),
-                }
-            rec = self.fetch(f)
-            with self.store.open(Digest.parse(rec["blob"])) as fh:
-                info = sdist_info(fh, f.filename)
+            if not f.filename.endswith(".whl"):
+                return metadata.from_sdist(self.store, self.fetch(f), f.filename)
+            if f.core_metadata and not self.offline and not f.url.startswith("file:"):
+                read_from = self._pep658_metadata(f)
+                data = self.store.read_bytes(read_from)
+                return metadata.from_core_metadata(data, read_from, "PEP 658 .metadata")
+            return metadata.from_wheel(self.store, self.fetch(f), f.filename)
         except MetadataError as exc:
             raise BuildError(f"{f.filename}: {exc}") from None
-        md = info.metadata
-        return {
-            "blobs": [],
-            "about": [rec["blob"]],
-            "requires_dist": list(md.requires_dist) if md else [],
-            "requires_python": md.requires_python if md else None,
-            "known": md is not None,
-            "source": info.source,
-            "build_requires": list(info.build_requires),
-            "build_backend": info.build_backend,
-            "problems": list(md.problems) if md else [],
-        }
 
     def _pep658_metadata(self, f: UpstreamFile) -> Digest:
         """The blob of ``f``'s ``.metadata``, fetched once per advertised hash.
@@ -604,46 +504,14 @@ class UpstreamCatalog:
         url = f.url + ".metadata"
         return fetch_metadata(self.client, self.store, url, sha256=f.core_metadata_sha256).digest
 
-    def provenance_record(self, f: UpstreamFile, sha256: str) -> Record:
-        """``f``'s PEP 740 provenance, fetched (size-capped), checked to be well-formed for
-        the file with ``sha256`` and stored (the body of its provenance node)."""
-        url = f.provenance_url or ""
+    def provenance_output(self, f: UpstreamFile, sha256: str) -> Extracted:
+        """``f``'s PEP 740 provenance (the body of its provenance node in the plan)."""
         if self.offline:
             raise BuildError(
                 f"--offline: the provenance of {f.filename} is not cached; run once with "
                 "network access"
             )
-        data = self.client.get_bytes(url, max_bytes=MAX_PROVENANCE_BYTES)
-        try:
-            check_provenance(data, f.filename, sha256)
-        except ProvenanceError as exc:
-            raise BuildError(
-                f"{f.filename}: the provenance upstream serves ({url}) is unusable: {exc} — "
-                "report it to the index; nothing was switched"
-            ) from None
-        blob = self.store.put_bytes(data)
-        return {"blobs": [str(blob.digest)], "blob": str(blob.digest), "sha256": blob.sha256}
-
-    def wheel_metadata_async(self, f: UpstreamFile, file_blob: str) -> Future[Record]:
-        """The exact METADATA bytes of a fetched wheel, as the blob served at ``.metadata``."""
-        node = Node(
-            id=f"wheel-metadata:{f.filename}",
-            kind="wheel-metadata",
-            version=META_RULE_VERSION,
-            params={"filename": f.filename},
-            inputs={"wheel": file_blob},
-        )
-
-        def run() -> Record:
-            with self.store.open(Digest.parse(file_blob)) as fh:
-                try:
-                    data = wheel_metadata_bytes(fh, f.filename)
-                except MetadataError as exc:
-                    raise BuildError(f"{f.filename}: {exc}") from None
-            blob = self.store.put_bytes(data)
-            return {"blobs": [str(blob.digest)], "blob": str(blob.digest), "sha256": blob.sha256}
-
-        return self.executor.submit(node, run)
+        return provenance.run(self.client, self.store, f, sha256)
 
 
 class EnvCatalog:
@@ -731,13 +599,13 @@ class EnvCatalog:
                     fut.add_done_callback(self._crawl_dependencies)
                 return
 
-    def _crawl_dependencies(self, done: Future[Record]) -> None:
+    def _crawl_dependencies(self, done: Future[MetadataOut]) -> None:
         """Prefetch the pages of what a guessed release needs in this environment."""
         env = self.env
         if env is None or done.exception() is not None:
             return  # the resolver meets the same error itself, with its context
         names = []
-        for text in done.result().get("requires_dist", ()):
+        for text in done.result().requires_dist:
             try:
                 req = parse_requirement(text)
             except InvalidRequirement:

@@ -10,11 +10,12 @@ output blobs exist, is not re-run. Every node that runs is recorded with the rea
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from rules.rule import Json, Node, Output
 from store.actions import ActionCache, action_key
 from store.digest import Digest
 from store.objects import Store
@@ -22,27 +23,9 @@ from store.objects import Store
 if TYPE_CHECKING:
     import networkx as nx
 
-Record = dict[str, Any]
+__all__ = ["Executor", "Node", "NullReporter", "Ran", "Reporter", "cached_output", "explain"]
 
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    """One rule application."""
-
-    id: str
-    kind: str
-    version: int
-    params: Mapping[str, object]
-    inputs: Mapping[str, str] = field(default_factory=dict)
-    cacheable: bool = True  # False: always run (e.g. an upstream page being refreshed)
-    volatile: str = "upstream page refresh"  # why a node that is not cacheable runs
-    # False for an effect (the switch): nothing is written to the action cache after it,
-    # so the switch is the last write of a build that makes a generation.
-    stored: bool = True
-
-    @property
-    def key(self) -> str:
-        return action_key(self.kind, self.version, dict(self.params), dict(self.inputs))
+OutT = TypeVar("OutT", bound=Output)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +39,18 @@ class Ran:
 class Reporter(Protocol):
     """Observes the executor (progress display, --explain); every hook may do nothing."""
 
-    def node_started(self, node: Node) -> None: ...
+    def node_started(self, node: Node[Any]) -> None: ...
 
-    def node_finished(self, node: Node, record: Record, *, cached: bool) -> None: ...
+    def node_finished(self, node: Node[Any], output: Output, *, cached: bool) -> None: ...
 
     def environment_resolved(self, name: str, pins: int) -> None: ...
 
 
 class NullReporter:
-    def node_started(self, node: Node) -> None:
+    def node_started(self, node: Node[Any]) -> None:
         pass
 
-    def node_finished(self, node: Node, record: Record, *, cached: bool) -> None:
+    def node_finished(self, node: Node[Any], output: Output, *, cached: bool) -> None:
         pass
 
     def environment_resolved(self, name: str, pins: int) -> None:
@@ -110,8 +93,8 @@ class Executor:
         self._pool = ThreadPoolExecutor(max_workers=small_workers, thread_name_prefix="morgan")
         self._downloads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="morgan-dl")
         self._lock = threading.Lock()
-        # A running node's future; once it is done, only its record (or failure).
-        self._futures: dict[str, Future[Record] | Record | _Failed] = {}
+        # A running node's future; once it is done, only its output (or failure).
+        self._futures: dict[str, Future[Any] | Output | _Failed] = {}
 
     def close(self) -> None:
         self._downloads.shutdown(wait=True, cancel_futures=True)
@@ -124,8 +107,8 @@ class Executor:
         self.close()
 
     def submit(
-        self, node: Node, fn: Callable[[], Record], *, parents: Sequence[str] = ()
-    ) -> Future[Record]:
+        self, node: Node[OutT], fn: Callable[[], OutT], *, parents: Sequence[str] = ()
+    ) -> Future[OutT]:
         """Schedule ``node`` (once per build, whatever the number of callers)."""
         with self._lock:
             self._add_to_graph(node, parents)
@@ -139,11 +122,11 @@ class Executor:
         fut.add_done_callback(lambda done, i=node.id: self._settle(i, done))  # type: ignore[misc]
         return fut
 
-    def run(self, node: Node, fn: Callable[[], Record], *, parents: Sequence[str] = ()) -> Record:
-        """Run ``node`` in the calling thread unless it is already scheduled; return its record."""
+    def run(self, node: Node[OutT], fn: Callable[[], OutT], *, parents: Sequence[str] = ()) -> OutT:
+        """Run ``node`` in the calling thread unless it is already scheduled; its output."""
         with self._lock:
             self._add_to_graph(node, parents)
-            fut = self._future(node.id)
+            fut: Future[OutT] | None = self._future(node.id)
             if fut is None:
                 fut = Future()
                 self._futures[node.id] = fut
@@ -160,26 +143,26 @@ class Executor:
             self._settle(node.id, fut)
         return fut.result()
 
-    def _future(self, node_id: str) -> Future[Record] | None:
+    def _future(self, node_id: str) -> Future[Any] | None:
         """The node's future (the caller holds the lock): the running one, or a new settled
         one made from its outcome."""
         entry = self._futures.get(node_id)
         if entry is None or isinstance(entry, Future):
             return entry
-        fut: Future[Record] = Future()
+        fut: Future[Any] = Future()
         if isinstance(entry, _Failed):
             fut.set_exception(entry.error)
         else:
             fut.set_result(entry)
         return fut
 
-    def _settle(self, node_id: str, done: Future[Record]) -> None:
+    def _settle(self, node_id: str, done: Future[Any]) -> None:
         """Keep only a finished node's outcome: a future with its condition and lock is
         ~1.7 kB, and a 2 000-project build finishes ~50 000 nodes."""
         if done.cancelled():
             return
         exc = done.exception()
-        outcome: Record | _Failed = _Failed(exc) if exc is not None else done.result()
+        outcome: Output | _Failed = _Failed(exc) if exc is not None else done.result()
         with self._lock:
             self._futures[node_id] = outcome
 
@@ -189,12 +172,9 @@ class Executor:
             self.reused += 1
             self.hits.append(node_id)
 
-    def cached(self, node: Node) -> Record | None:
-        """The cached record of ``node`` if it is complete, without running anything."""
-        record = self.cache.get(node.key)
-        if record is None or not self._blobs_present(record):
-            return None
-        return record
+    def cached(self, node: Node[OutT]) -> OutT | None:
+        """The cached output of ``node`` if it is complete, without running anything."""
+        return cached_output(self.cache, node)
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -210,42 +190,53 @@ class Executor:
             g.add_edges_from(self._edges)
         return g
 
-    def _add_to_graph(self, node: Node, parents: Sequence[str]) -> None:
+    def _add_to_graph(self, node: Node[Any], parents: Sequence[str]) -> None:
         self._kinds[node.id] = node.kind
         for parent in parents:
             self._edges.add((node.id, parent))
 
-    def _blobs_present(self, record: Record) -> bool:
-        return all(self.store.has(Digest.parse(d)) for d in record.get("blobs", ()))
-
-    def _run(self, node: Node, fn: Callable[[], Record]) -> Record:
+    def _run(self, node: Node[OutT], fn: Callable[[], OutT]) -> OutT:
         key = node.key
-        record = self.cache.get(key) if node.cacheable else None
-        if record is not None and self._blobs_present(record):
+        output = cached_output(self.cache, node, key) if node.cacheable else None
+        if output is not None:
             with self._lock:
                 self.reused += 1
                 self.hits.append(node.id)
-            self._reporter.node_finished(node, record, cached=True)
-            return record
-        reason = self._reason(node, key, record)
+            self._reporter.node_finished(node, output, cached=True)
+            return output
+        reason = self._reason(node, key)
         self._reporter.node_started(node)
-        record = fn()
+        output = fn()
         # Action entries are a cache over durable blobs (each blob is fsynced before the
-        # record naming it is written): losing one to a power cut costs a re-run, so they
+        # entry naming it is written): losing one to a power cut costs a re-run, so they
         # skip fsync, which was most of a cold build's time.
         if node.stored:
-            self.cache.put(key, record, durable=False)
+            self.cache.put(key, output.to_json(), durable=False)
             self.cache.put(_id_key(node.id), _trace(node, key), durable=False)
         with self._lock:
             self.ran.append(Ran(node.id, reason))
-        self._reporter.node_finished(node, record, cached=False)
-        return record
+        self._reporter.node_finished(node, output, cached=False)
+        return output
 
-    def _reason(self, node: Node, key: str, record: Record | None) -> str:
-        return explain(node, record, self.cache.get(_id_key(node.id)), self.store)
+    def _reason(self, node: Node[Any], key: str) -> str:
+        entry = self.cache.get(key) if node.cacheable else None
+        return explain(node, entry, self.cache.get(_id_key(node.id)), self.store)
 
 
-def _trace(node: Node, key: str) -> Record:
+def cached_output(cache: ActionCache, node: Node[OutT], key: str | None = None) -> OutT | None:
+    """The output of ``node`` cached under ``key`` (default: its key) if every blob it names
+    is present; an entry that does not read as the node's output type is a miss."""
+    entry = cache.get(node.key if key is None else key)
+    if entry is None:
+        return None
+    try:
+        output = node.output.from_json(entry)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return output if all(cache.store.has(d) for d in output.blobs) else None
+
+
+def _trace(node: Node[Any], key: str) -> dict[str, object]:
     """What the last run of a node was keyed by, kept under its id for ``--explain``."""
     return {
         "trace": True,
@@ -257,16 +248,16 @@ def _trace(node: Node, key: str) -> Record:
     }
 
 
-def explain(node: Node, record: Record | None, last: Record | None, store: Store) -> str:
+def explain(node: Node[Any], entry: Json | None, last: Json | None, store: Store) -> str:
     """Why ``node`` has to run: the stored trace of its last run compared with its key now.
 
-    ``record``: the cache entry under its current key (its outputs are missing, or it would
-    not run); ``last``: the trace kept under its id by its last run.
+    ``entry``: the cache entry under its current key, as stored (its outputs are missing,
+    or it would not run); ``last``: the trace kept under its id by its last run.
     """
     if not node.cacheable:
         return f"volatile ({node.volatile})"
-    if record is not None:
-        missing = [d for d in record.get("blobs", ()) if not store.has(Digest.parse(d))]
+    if entry is not None:
+        missing = [d for d in entry.get("blobs", ()) if not store.has(Digest.parse(d))]
         return f"output missing ({missing[0] if missing else 'unknown'})"
     if last is None or "params" not in last:
         return "new"

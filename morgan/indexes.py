@@ -28,6 +28,7 @@ from packaging.requirements import Requirement
 
 from morgan.environments import folder_name_problem
 from morgan.toml_reader import KeyPath, short
+from rules.model import ViewId
 
 __all__ = ["INDEX_KEYS", "NamedIndex", "index_prefix", "parse_indexes"]
 
@@ -37,7 +38,7 @@ _EXAMPLE = '[indexes.team] requirements = ["requests"] inherits = ["base"]'
 
 def index_prefix(name: str | None) -> str:
     """Where an index's trees live in a generation: "" for the default index."""
-    return "" if name is None else f"indexes/{name}/"
+    return ViewId(name).prefix
 
 
 @dataclass(frozen=True, slots=True)

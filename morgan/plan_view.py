@@ -20,16 +20,21 @@ from typing import Any, NoReturn
 import networkx as nx
 
 from morgan.errors import UsageError
-from morgan.executor import Ran, Record
+from morgan.executor import Ran, cached_output
 from morgan.lock import Lock
 from morgan.plan import compile_plan
 from morgan.spec import Spec
-from morgan.walk import Step, node_of, output_digest
+from morgan.walk import output_digest
 from morgan.wheels import Built
+from rules import lock as lock_rule
+from rules.fetch import Fetched
+from rules.lock import Stored
 from rules.model import UpstreamFile
+from rules.rule import Output, Step
+from rules.wheel_metadata import Extracted
 from store import fsio
 from store.actions import ActionCache
-from store.digest import Digest, blake3_hex
+from store.digest import Digest
 from store.objects import Store
 
 OUTCOME = "last-build.json"
@@ -53,10 +58,10 @@ def save_outcome(
 
 
 class _NoFetch:
-    def fetch_record(self, f: UpstreamFile) -> Record:
+    def fetch_output(self, f: UpstreamFile) -> Fetched:
         raise AssertionError(f"graph --build never fetches ({f.filename})")
 
-    def provenance_record(self, f: UpstreamFile, sha256: str) -> Record:
+    def provenance_output(self, f: UpstreamFile, sha256: str) -> Extracted:
         raise AssertionError(f"graph --build never fetches ({f.filename}, {sha256})")
 
 
@@ -100,22 +105,21 @@ def plan_graph(spec: Spec, lock: Lock, lock_bytes: bytes, mirror: Path) -> nx.Di
         publish=_never,
         served=_never,
     )
-    lock_blob = "blake3:" + blake3_hex(lock_bytes)
-    outcome = _outcome(mirror, lock_blob)
+    lock_blob = Digest.of(lock_bytes)
+    outcome = _outcome(mirror, str(lock_blob))
     cache = ActionCache(store)
-    records: dict[str, Record] = {"lock": {"blobs": [lock_blob], "blob": lock_blob}}
+    outputs: dict[str, Output] = {lock_rule.ID: Stored(lock_blob)}
     out: nx.DiGraph = nx.DiGraph()
     for n in nx.topological_sort(plan):
-        step: Step = plan.nodes[n]["step"]
+        step: Step[Any] = plan.nodes[n]["step"]
         preds = sorted(plan.predecessors(n))
         key = None
-        if all(p in records for p in preds):
-            key = node_of(step, {p: output_digest(records[p]) for p in preds}).key
-            record = cache.get(key) if step.cacheable and n not in records else None
-            if record is not None and all(
-                store.has(Digest.parse(d)) for d in record.get("blobs", ())
-            ):
-                records[n] = record
+        if all(p in outputs for p in preds):
+            node = step.node({p: output_digest(outputs[p]) for p in preds})
+            key = node.key
+            cached = cached_output(cache, node) if step.cacheable and n not in outputs else None
+            if cached is not None:
+                outputs[n] = cached
         done = outcome.get(n, {})
         out.add_node(
             n,

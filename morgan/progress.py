@@ -16,10 +16,11 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from morgan.executor import Node, Record
+    from morgan.executor import Node
+    from rules.rule import Output
 
 _KINDS = {"page": "pages", "metadata": "metadata", "fetch": "files"}
 
@@ -56,10 +57,10 @@ class ProgressReporter:
         self._width = 0
         self.environments: list[str] = []
 
-    def node_started(self, node: Node) -> None:
+    def node_started(self, node: Node[Any]) -> None:
         pass
 
-    def node_finished(self, node: Node, record: Record, *, cached: bool) -> None:
+    def node_finished(self, node: Node[Any], output: Output, *, cached: bool) -> None:
         with self._lock:
             if cached:
                 self.cached += 1
@@ -68,7 +69,11 @@ class ProgressReporter:
                 if kind is not None:
                     self.counts[kind] += 1
                 if node.kind == "fetch":
-                    self.bytes += int(record.get("size", 0))
+                    # Here, not at the top: a no-op build never loads the engine.
+                    from rules.fetch import Fetched
+
+                    if isinstance(output, Fetched):
+                        self.bytes += output.size
             if self.live:
                 self._draw(force=False)
             elif self.verbose > 0 and not cached:

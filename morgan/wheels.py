@@ -37,19 +37,43 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Self
 
 from packaging.utils import parse_wheel_filename
 
 from morgan.catalog import UpstreamCatalog
 from morgan.environments import Environment, current_environment
 from morgan.errors import BuildError
-from morgan.executor import Node, Record
 from morgan.lock import BUILT_URL
 from morgan.resolve import Release, usable_files
+from rules.fetch import Fetched
 from rules.model import UpstreamFile
+from rules.rule import Json, Rule
 from store.digest import Digest
 
-WHEEL_BUILD_RULE_VERSION = 1
+
+@dataclass(frozen=True, slots=True)
+class BuiltWheel:
+    """The output of rule ``build-wheel``: the wheel pip made from an sdist, in the store."""
+
+    fetched: Fetched
+    filename: str
+
+    @property
+    def blobs(self) -> tuple[Digest, ...]:
+        return self.fetched.blobs
+
+    def to_json(self) -> dict[str, object]:
+        return {**self.fetched.to_json(), "filename": self.filename}
+
+    @classmethod
+    def from_json(cls, data: Json) -> Self:
+        return cls(Fetched.from_json(data), str(data["filename"]))
+
+
+# Rule ``build-wheel`` lives here, not in rules/: it is the one rule that runs package code
+# (isolated, opt-in: docs/wheel-building.md), and its run function drives pip.
+BUILD_WHEEL = Rule("build-wheel", 1, BuiltWheel)
 _WHEEL_FILE = re.compile(r"[^/]+\.dist-info/WHEEL")
 _EPOCH = "315532800"  # 1980-01-01: the earliest zip timestamp, for reproducible archives
 
@@ -119,7 +143,7 @@ def build_wheels(
         builder = builder_for(env)
         offered = [f for rel in selected for f in _files(rel, env)]
         pending = {f.filename: catalog.fetch_async(f) for f in offered}
-        blobs = {name: str(fut.result()["blob"]) for name, fut in pending.items()}
+        blobs = {name: str(fut.result().blob) for name, fut in pending.items()}
         shas = sorted({str(f.sha256) for f in offered})
         for rel in wanted:
             wheels, sdists = usable_files(rel, env, allow_yanked=True)
@@ -168,11 +192,9 @@ def _build_one(
     shas: list[str],
     timeout: int,
 ) -> UpstreamFile:
-    node = Node(
-        id=f"wheel-build:{sdist.filename}:{str(sdist.sha256)[:16]}",
-        kind="build-wheel",
-        version=WHEEL_BUILD_RULE_VERSION,
-        params={
+    node = BUILD_WHEEL.node(
+        f"wheel-build:{sdist.filename}:{str(sdist.sha256)[:16]}",
+        {
             "sdist": sdist.filename,
             "sha256": sdist.sha256 or "",
             "interpreter": f"{builder.implementation}-{builder.version}-{builder.platform}",
@@ -180,15 +202,15 @@ def _build_one(
         },
     )
 
-    def run() -> Record:
+    def run() -> BuiltWheel:
         return _run_build(catalog, builder, sdist, offered=offered, blobs=blobs, timeout=timeout)
 
-    record = catalog.executor.run(node, run)
+    built = catalog.executor.run(node, run)
     wheel = UpstreamFile(
-        filename=record["filename"],
+        filename=built.filename,
         url=f"{BUILT_URL}{sdist.sha256}",
-        sha256=record["sha256"],
-        size=record["size"],
+        sha256=built.fetched.sha256,
+        size=built.fetched.size,
         upload_time=None,
         requires_python=sdist.requires_python,
         yanked=False,
@@ -196,10 +218,9 @@ def _build_one(
         core_metadata=False,
         core_metadata_sha256=None,
     )
-    fetched = {k: record[k] for k in ("blobs", "blob", "sha256", "size")}
     # The wheel's own fetch node gets the built blob as its fixed output: what comes after
     # selection fetches it like any file and finds it here, never on the network.
-    catalog.executor.run(catalog.file_node(wheel), lambda: fetched)
+    catalog.executor.run(catalog.file_node(wheel), lambda: built.fetched)
     return wheel
 
 
@@ -211,7 +232,7 @@ def _run_build(
     offered: Sequence[UpstreamFile],
     blobs: dict[str, str],
     timeout: int,
-) -> Record:
+) -> BuiltWheel:
     work = catalog.store.root / "tmp" / f"wheel-build-{os.getpid()}-{sdist.filename}"
     shutil.rmtree(work, ignore_errors=True)
     links, out = work / "links", work / "out"
@@ -227,13 +248,7 @@ def _run_build(
         wheel = _retag(made[0], builder.platform)
         with wheel.open("rb") as fh:
             blob = catalog.store.put_stream(fh)
-        return {
-            "blobs": [str(blob.digest)],
-            "blob": str(blob.digest),
-            "sha256": blob.sha256,
-            "size": blob.size,
-            "filename": wheel.name,
-        }
+        return BuiltWheel(Fetched.of(blob), wheel.name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

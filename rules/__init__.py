@@ -1,1 +1,2 @@
-"""Rules: one module per rule kind; pure functions from typed inputs to store outputs."""
+"""Rules: one module per rule kind (what each declares: :mod:`rules.rule`); the libraries
+they share are under :mod:`rules.lib`."""

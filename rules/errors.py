@@ -13,3 +13,8 @@ class UpstreamError(RuleError):
 
 class MetadataError(RuleError):
     """Core metadata could not be read without executing package code."""
+
+
+class InputError(RuleError):
+    """What a rule was given is unusable: an unreadable page, a local file that changed
+    since it was locked, a provenance that does not fit its file."""

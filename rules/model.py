@@ -1,4 +1,4 @@
-"""Values that flow between rules: an upstream project page and a mirrored file.
+"""Values that flow between rules: an upstream project page, a mirrored file, a view's id.
 
 These are the canonical forms: an upstream page, whether it came as PEP 691 JSON or PEP 503
 HTML, is normalized into :class:`ProjectPage`; what the mirror serves about one file is a
@@ -12,6 +12,30 @@ from dataclasses import asdict, dataclass
 from typing import Any, NewType
 
 NormalizedName = NewType("NormalizedName", str)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ViewId:
+    """Names one index tree of a generation: an index's union of its targets' files
+    (``env`` None) or one target's view, of the default index (``index`` None) or of a named
+    one (``[indexes.NAME]``). It names the render and index nodes of the tree."""
+
+    index: str | None = None
+    env: str | None = None  # an environment or universal view
+
+    def __str__(self) -> str:
+        """``union``, ``env-ENV``, ``index/NAME`` or ``index/NAME/env-ENV``."""
+        base = "" if self.index is None else f"index/{self.index}"
+        if self.env is None:
+            return base or "union"
+        return f"{base}/env-{self.env}" if base else f"env-{self.env}"
+
+    @property
+    def prefix(self) -> str:
+        """Where the tree lives in a generation (before ``simple/``): "", ``env/ENV/``,
+        ``indexes/NAME/`` or ``indexes/NAME/env/ENV/``."""
+        base = "" if self.index is None else f"indexes/{self.index}/"
+        return base if self.env is None else f"{base}env/{self.env}/"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from morgan.catalog import FETCH_RULE_VERSION
+from rules.fetch import RULE as FETCH
 from store.actions import ActionCache, action_key
 from store.objects import Store
 from tests.build_checks import assert_consistent, run_morgan, served
@@ -120,7 +120,7 @@ def fetch_keys(up: FakeUpstream) -> dict[str, str]:
             "sha256": hashlib.sha256(data).hexdigest(),
             "size": len(data),
         }
-        keys[path.name] = action_key("fetch", FETCH_RULE_VERSION, params, {})
+        keys[path.name] = action_key(FETCH.kind, FETCH.version, params, {})
     return keys
 
 

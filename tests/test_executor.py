@@ -2,30 +2,49 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
-from morgan.executor import Executor, Node, Record
+from morgan.executor import Executor, Node
+from rules.rule import Json, Rule
 from store.digest import Digest
 from store.objects import Store
 
 
-def node(node_id: str, kind: str = "page", value: str = "a") -> Node:
-    return Node(id=node_id, kind=kind, version=1, params={"value": value})
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A typed output for these tests: a text and the blobs holding it."""
+
+    text: str
+    blobs: tuple[Digest, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {"blobs": [str(b) for b in self.blobs], "text": self.text}
+
+    @classmethod
+    def from_json(cls, data: Json) -> Self:
+        return cls(data["text"], tuple(Digest.parse(b) for b in data["blobs"]))
+
+
+def node(node_id: str, kind: str = "page", value: str = "a") -> Node[Text]:
+    return Rule(kind, 1, Text).node(node_id, {"value": value})
 
 
 def test_a_node_runs_once_per_build_then_comes_from_the_cache(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     calls: list[str] = []
 
-    def make(text: str) -> Record:
+    def make(text: str) -> Text:
         calls.append(text)
         blob = store.put_bytes(text.encode())
-        return {"blobs": [str(blob.digest)], "text": text}
+        return Text(text, (blob.digest,))
 
     with Executor(store) as ex:
         first = ex.submit(node("page:a"), lambda: make("a")).result()
         again = ex.run(node("page:a"), lambda: make("never"))
-    assert first == again == {"blobs": [first["blobs"][0]], "text": "a"}
+    assert first == again == Text("a", first.blobs)
+    assert first.blobs == (Digest.of(b"a"),)
     assert calls == ["a"]
     assert [(r.id, r.reason) for r in ex.ran] == [("page:a", "new")]
 
@@ -34,7 +53,7 @@ def test_a_node_runs_once_per_build_then_comes_from_the_cache(tmp_path: Path) ->
     assert (calls, ex.reused, ex.ran) == (["a"], 1, [])
 
     with Executor(store) as ex:  # a build where the node's parameters changed
-        assert ex.run(node("page:a", value="b"), lambda: make("b"))["text"] == "b"
+        assert ex.run(node("page:a", value="b"), lambda: make("b")).text == "b"
     assert calls == ["a", "b"]
     assert [(r.id, r.reason) for r in ex.ran] == [("page:a", "parameter value changed")]
 
@@ -42,12 +61,12 @@ def test_a_node_runs_once_per_build_then_comes_from_the_cache(tmp_path: Path) ->
 def test_explain_names_the_reason_from_the_stored_key(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
 
-    def render(inputs: dict[str, str]) -> Node:
-        return Node(id="render:a", kind="render", version=1, params={"p": 1}, inputs=inputs)
+    def render(inputs: dict[str, str]) -> Node[Text]:
+        return Rule("render", 1, Text).node("render:a", {"p": 1}, inputs=inputs)
 
-    def make(text: str) -> Record:
+    def make(text: str) -> Text:
         blob = store.put_bytes(text.encode())
-        return {"blobs": [str(blob.digest)]}
+        return Text(text, (blob.digest,))
 
     d1, d2 = "blake3:" + "1" * 64, "blake3:" + "2" * 64
     with Executor(store) as ex:
@@ -57,25 +76,23 @@ def test_explain_names_the_reason_from_the_stored_key(tmp_path: Path) -> None:
         ex.run(render({"fetch:x": d2}), lambda: make("two"))
     assert [r.reason for r in ex.ran] == [f"input fetch:x changed ({'1' * 12} → {'2' * 12})"]
     with Executor(store) as ex:  # same key as the first build, its output blob deleted
-        store.remove(store_digest(out))
+        store.remove(out.blobs[0])
         ex.run(render({"fetch:x": d1}), lambda: make("one"))
-    assert [r.reason for r in ex.ran] == [f"output missing ({out['blobs'][0]})"]
+    assert [r.reason for r in ex.ran] == [f"output missing ({out.blobs[0]})"]
     with Executor(store) as ex:  # an upstream page being refreshed always runs
-        volatile = Node(id="page:a", kind="page", version=1, params={}, cacheable=False)
+        volatile = Rule("page", 1, Text).node("page:a", {}, cacheable=False)
         ex.run(volatile, lambda: make("page"))
     assert [r.reason for r in ex.ran] == ["volatile (upstream page refresh)"]
-
-
-def store_digest(record: Record) -> Digest:
-    return Digest.parse(record["blobs"][0])
 
 
 def test_the_graph_records_each_node_its_kind_and_who_asked_for_it(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     with Executor(store) as ex:
-        ex.submit(node("file:x.whl", kind="fetch"), dict, parents=["project:x"]).result()
-        ex.run(node("metadata:x.whl", kind="metadata"), dict, parents=["project:x"])
-        ex.run(node("file:x.whl", kind="fetch"), dict, parents=["project:y"])
+        ex.submit(
+            node("file:x.whl", kind="fetch"), lambda: Text("x"), parents=["project:x"]
+        ).result()
+        ex.run(node("metadata:x.whl", kind="metadata"), lambda: Text("m"), parents=["project:x"])
+        ex.run(node("file:x.whl", kind="fetch"), lambda: Text("x"), parents=["project:y"])
     g = ex.graph
     assert dict(g.nodes(data="kind")) == {
         "file:x.whl": "fetch",

@@ -14,19 +14,25 @@ import pytest
 
 from morgan.executor import Node
 from morgan.progress import ProgressReporter
+from rules.fetch import RULE, Fetched
+from store.digest import Digest
 from tests.build_scenario import ROOT
 from tests.upstream import FakeUpstream
 
 
-def fetch_node(name: str) -> Node:
-    return Node(id=f"file:{name}", kind="fetch", version=1, params={"f": name})
+def fetch_node(name: str) -> Node[Fetched]:
+    return RULE.node(f"file:{name}", {"f": name})
+
+
+def fetched(size: int) -> Fetched:
+    return Fetched(Digest.of(b"x"), "0" * 64, size)
 
 
 def test_live_line_counts_files_and_bytes_then_clears(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     out = io.StringIO()
     rep = ProgressReporter(out, live=True)
-    rep.node_finished(fetch_node("a.whl"), {"size": 2_000_000}, cached=False)
+    rep.node_finished(fetch_node("a.whl"), fetched(2_000_000), cached=False)
     text = out.getvalue()
     assert text.startswith("\r0 envs resolved · 1 files 2.0 MB · ")
     assert text.endswith(" MB/s · 0 pages · 0 metadata · 0 cached")
@@ -56,7 +62,7 @@ def test_at_80_columns_the_line_keeps_phase_files_bytes_and_rate(
     rep = ProgressReporter(out, live=True, environments=3)
     for name in ("legacy-linux", "windows-server", "mac-arm"):
         rep.environment_resolved(name, 12)
-    rep.node_finished(fetch_node("a.whl"), {"size": 213_815_352}, cached=False)
+    rep.node_finished(fetch_node("a.whl"), fetched(213_815_352), cached=False)
     rep.environment_resolved("extra", 1)  # draws now (a node alone redraws at most 10/s)
     last = out.getvalue().split("\r")[-1].rstrip()
     assert len(last) <= 79
@@ -69,7 +75,7 @@ def test_outside_a_terminal_a_status_line_comes_every_interval() -> None:
     out = io.StringIO()
     rep = ProgressReporter(out, live=False, environments=2, interval=0.02)
     rep.environment_resolved("linux", 3)
-    rep.node_finished(fetch_node("a.whl"), {"size": 5_000_000}, cached=False)
+    rep.node_finished(fetch_node("a.whl"), fetched(5_000_000), cached=False)
     deadline = time.monotonic() + 30
     while "1 files 5.0 MB" not in out.getvalue():  # a condition, not a timed assertion
         assert time.monotonic() < deadline, out.getvalue()
@@ -95,9 +101,9 @@ def test_resolved_environments_are_shown(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_plain_mode_prints_a_line_per_node_only_when_verbose() -> None:
     quiet, loud = io.StringIO(), io.StringIO()
-    ProgressReporter(quiet, live=False).node_finished(fetch_node("a"), {"size": 1}, cached=False)
+    ProgressReporter(quiet, live=False).node_finished(fetch_node("a"), fetched(1), cached=False)
     ProgressReporter(loud, live=False, verbose=1).node_finished(
-        fetch_node("a"), {"size": 1}, cached=False
+        fetch_node("a"), fetched(1), cached=False
     )
     assert quiet.getvalue() == ""
     assert loud.getvalue() == "ran file:a\n"

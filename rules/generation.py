@@ -1,0 +1,69 @@
+"""Rule ``generation``: the tree a manifest describes, made and switched to (an effect).
+
+Input: the manifest's :class:`~rules.lock.Stored` blob. Output: :class:`Switched`, the
+generation's number and whether the served tree changed. Not cached: it runs unless the
+manifest is served already with the same side files (``current``). Making the tree (root,
+links, side files, the switch) is the engine's owner of generations
+(``morgan.generations``): the build passes it as ``publish``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Self
+
+from rules import manifest
+from rules.lock import Stored
+from rules.rule import Json, Rule, Step
+from store.digest import Digest
+from store.objects import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Switched:
+    """The generation served after the node: its number, and whether it is a new one."""
+
+    number: int
+    changed: bool
+
+    @property
+    def blobs(self) -> tuple[Digest, ...]:
+        return ()
+
+    def to_json(self) -> dict[str, object]:
+        return {"blobs": [], "number": self.number, "changed": self.changed}
+
+    @classmethod
+    def from_json(cls, data: Json) -> Self:
+        return cls(int(data["number"]), bool(data["changed"]))
+
+
+RULE = Rule("generation", 1, Switched)
+ID = "generation"
+
+# (manifest, its entries) -> the switch done; manifest -> the switch, if already served
+Publisher = Callable[[Digest, Mapping[str, Digest]], Switched]
+Served = Callable[[Digest], Switched | None]
+
+
+def entries_of(store: Store, blob: Digest) -> dict[str, Digest]:
+    """A tree manifest's entries: tree path -> blob."""
+    data = json.loads(store.read_bytes(blob))
+    return {rel: Digest.parse(d) for rel, d in data["entries"].items()}
+
+
+def step(store: Store, publish: Publisher, served: Served) -> Step[Switched]:
+    def run(blob: Digest) -> Switched:
+        return publish(blob, entries_of(store, blob))
+
+    return Step(
+        id=ID,
+        rule=RULE,
+        params={},
+        run=lambda inputs: run(inputs.get(manifest.ID, Stored).blob),
+        cacheable=False,  # the switch is an effect: it runs unless the manifest is served
+        volatile="the switch: the served tree or its side files differ",
+        current=lambda inputs: served(inputs.get(manifest.ID, Stored).blob),
+    )

@@ -1,0 +1,65 @@
+"""Rule ``lock``: ``mirror.lock``, written from every selected file's outputs.
+
+Input: each file's fetch (wheel-metadata, provenance) outputs. Parameter: the lock with
+every fetched digest blanked (its *skeleton*), so the key is known before the files are in
+and, with the files' digests, determines the text. Output: :class:`Stored`, the lock's
+blob, served at the generation's top as ``mirror.lock``. What a lock says is the engine's
+(``morgan.lock``): the build passes the function that writes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Self
+
+from rules.files import FileNodes, mirror_files
+from rules.model import MirrorFile
+from rules.rule import Inputs, Json, Rule, Step
+from store.digest import Digest
+from store.objects import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One blob a rule wrote (``mirror.lock``, ``manifest.json``)."""
+
+    blob: Digest
+
+    @property
+    def blobs(self) -> tuple[Digest, ...]:
+        return (self.blob,)
+
+    def to_json(self) -> dict[str, object]:
+        return {"blobs": [str(self.blob)], "blob": str(self.blob)}
+
+    @classmethod
+    def from_json(cls, data: Json) -> Self:
+        return cls(Digest.parse(data["blob"]))
+
+
+RULE = Rule("lock", 1, Stored)
+ID = "lock"
+PATH = "mirror.lock"
+
+# filename -> what the mirror serves about it  ->  the lock's text
+LockMaker = Callable[[Mapping[str, MirrorFile]], str]
+
+
+def step(
+    store: Store, wanted: Mapping[str, FileNodes], make: LockMaker, skeleton: str
+) -> Step[Stored]:
+    """The plan's lock node over every selected file (``wanted``: filename -> its nodes)."""
+
+    def run(inputs: Inputs) -> Stored:
+        text = make(mirror_files(wanted, inputs))
+        return Stored(store.put_bytes(text.encode("utf-8")).digest)
+
+    return Step(
+        id=ID,
+        rule=RULE,
+        params={"skeleton": skeleton},
+        run=run,
+        entries=lambda out: {PATH: out.blob},
+        produces=(PATH,),
+    )

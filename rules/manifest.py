@@ -1,0 +1,52 @@
+"""Rule ``manifest``: the generation's tree manifest, from every producing node's output.
+
+Input: the outputs of every node that produces tree entries (files, ``.metadata``,
+``.provenance``, pages, root pages, ``mirror.lock``). Output: a
+:class:`~rules.lock.Stored` blob, a store manifest (``store.manifests``) that keeps every
+entry's blob alive and maps each tree path to its blob; it is served as ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rules.lock import Stored
+from rules.rule import Inputs, Rule, Step
+from store.digest import Digest
+from store.manifests import write_manifest
+from store.objects import Store
+
+RULE = Rule("manifest", 1, Stored)
+ID = "manifest"
+PATH = "manifest.json"
+
+
+def run(store: Store, entries: Mapping[str, Digest]) -> Stored:
+    """Store the manifest of a tree with ``entries`` (path -> blob)."""
+    blob = write_manifest(
+        store,
+        entries.values(),
+        extra={"version": 1, "entries": {k: str(v) for k, v in sorted(entries.items())}},
+    )
+    return Stored(blob.digest)
+
+
+def step(store: Store, steps: Mapping[str, Step[Any]]) -> Step[Stored]:
+    """The plan's manifest node; its predecessors are the producers among ``steps``."""
+
+    def entries(inputs: Inputs) -> dict[str, Digest]:
+        out: dict[str, Digest] = {}
+        for node_id in inputs.ids():
+            producer = steps[node_id]
+            out.update(producer.entries(inputs.get(node_id, producer.rule.output)))
+        return out
+
+    return Step(
+        id=ID,
+        rule=RULE,
+        params={},
+        run=lambda inputs: run(store, entries(inputs)),
+        entries=lambda out: {PATH: out.blob},
+        produces=(PATH,),
+    )

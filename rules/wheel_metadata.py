@@ -1,0 +1,67 @@
+"""Rule ``wheel-metadata``: a fetched wheel's exact ``*.dist-info/METADATA`` bytes.
+
+Input: the wheel's :class:`~rules.fetch.Fetched`. Output: :class:`Extracted`, the blob
+served as ``<wheel>.metadata`` (PEP 658) with its sha256, which the pages advertise. Every
+wheel gets one, whether or not upstream offered PEP 658.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Self
+
+from rules.errors import MetadataError
+from rules.fetch import Fetched
+from rules.lib.metadata import wheel_metadata_bytes
+from rules.rule import Json, Rule, Step
+from store.digest import Digest
+from store.objects import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    """A blob read out of a fetched file, with its sha256 (``.metadata``, ``.provenance``)."""
+
+    blob: Digest
+    sha256: str
+
+    @property
+    def blobs(self) -> tuple[Digest, ...]:
+        return (self.blob,)
+
+    def to_json(self) -> dict[str, object]:
+        blob = str(self.blob)
+        return {"blobs": [blob], "blob": blob, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, data: Json) -> Self:
+        return cls(Digest.parse(data["blob"]), str(data["sha256"]))
+
+
+# Version 1 as when this rule lived with the metadata rule: the same keys, the same cache.
+RULE = Rule("wheel-metadata", 1, Extracted)
+
+
+def run(store: Store, wheel: Fetched, filename: str) -> Extracted:
+    """The METADATA of the wheel ``filename`` stored as ``wheel``, as its own blob."""
+    with store.open(wheel.blob) as fh:
+        try:
+            data = wheel_metadata_bytes(fh, filename)
+        except MetadataError as exc:
+            raise MetadataError(f"{filename}: {exc}") from None
+    blob = store.put_bytes(data)
+    return Extracted(blob.digest, blob.sha256)
+
+
+def step(store: Store, filename: str, fetch_id: str, paths: Sequence[str]) -> Step[Extracted]:
+    """The plan's node for the wheel ``filename`` (fetched by ``fetch_id``): its
+    ``.metadata`` at each of ``paths``."""
+    return Step(
+        id=f"wheel-metadata:{filename}",
+        rule=RULE,
+        params={"filename": filename},
+        run=lambda inputs: run(store, inputs.get(fetch_id, Fetched), filename),
+        entries=lambda out: dict.fromkeys(paths, out.blob),
+        produces=tuple(paths),
+    )
