@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -48,10 +49,24 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     with server_process(cmd, root / "server.log") as server:
         env = clients.pip_env(root)
         _ask(server, env, root)
+        _recorded(record, misses=3, clients=2)
         assert f"; recording misses at {record}\n" in server.log_text()
     agents = [json.loads(line)["agent"] for line in record.read_text().splitlines()]
     pip_agent = next(a for a in agents if a.startswith("pip/"))
     return ws, record, pip_agent
+
+
+def _recorded(record: Path, *, misses: int, clients: int) -> None:
+    """Wait until the record holds as many misses and clients as were asked for: the
+    server records a request after answering it, so under load the last lines may still
+    be on their way when the clients are done (stopping the server then would lose them)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lines = [json.loads(x) for x in record.read_text().splitlines()] if record.exists() else []
+        kinds = [e["kind"] for e in lines]
+        if len(kinds) - kinds.count("client") >= misses and kinds.count("client") >= clients:
+            return
+        time.sleep(0.05)
 
 
 def _ask(server: ServerProcess, env: dict[str, str], tmp: Path) -> None:
