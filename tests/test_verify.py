@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,10 @@ import pytest
 from morgan.lock import LockedFile
 from morgan.lock import load as load_lock
 from morgan.verify import hash_object
+from store.digest import Digest
+from store.manifests import write_manifest
 from store.objects import Store
+from store.roots import set_root
 from tests.build_scenario import morgan
 from tests.small_scenario import copy_mirror, populate, write_spec
 from tests.upstream import FakeUpstream
@@ -278,5 +282,82 @@ def test_projects_served_but_not_locked_are_reported_unless_the_generation_locks
     # A build writes the lock that fits again, and verify stays clean.
     proc = morgan(ws, "build")
     assert proc.returncode == 0, proc.stderr
+    code, data, err = verify_json(ws / "mirror")
+    assert (code, problems(data)) == (0, []), err
+
+
+def _as_before_generations_held_their_lock(mirror: Path) -> Path:
+    """Make the served generation one of those built before generations recorded the lock
+    they were built from: no ``mirror.lock`` in its tree, and a manifest (and GC root)
+    that does not list one."""
+    store = Store(mirror / "store")
+    gen = (mirror / "index").resolve()
+    data = json.loads((gen / "manifest.json").read_bytes())
+    entries = {k: Digest.parse(v) for k, v in data["entries"].items() if k != "mirror.lock"}
+    blob = write_manifest(
+        store,
+        entries.values(),
+        extra={"version": 1, "entries": {k: str(v) for k, v in sorted(entries.items())}},
+    )
+    (gen / "mirror.lock").unlink()
+    (gen / "manifest.json").unlink()
+    (gen / "manifest.json").symlink_to(
+        os.path.relpath(store.path(blob.digest), gen), target_is_directory=False
+    )
+    set_root(store, f"generation-{gen.name}", blob.digest)
+    return gen
+
+
+def test_a_generation_without_its_own_lock_is_checked_against_the_mirrors_lock(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # Generations made before they recorded their lock are verified against the mirror's
+    # lock; when that lock is older than what is served, the advice says what fixes it, and
+    # following it (a build) gives a generation that holds its own lock.
+    upstream.add_release("leaf", "1.0")
+    upstream.add_release("extra", "1.0")
+    ws = tmp_path / "ws"
+    env = '[environments.linux]\npython = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'
+    spec = f'[upstream]\nindex-url = "{upstream.url}"\n{env}'
+    ws.mkdir()
+    (ws / "mirror.toml").write_text('requirements = ["leaf"]\n' + spec)
+    assert morgan(ws, "build").returncode == 0
+    old_lock = (ws / "mirror.lock").read_bytes()
+    old_spec = (ws / "mirror.toml").read_bytes()
+    (ws / "mirror.toml").write_text('requirements = ["leaf", "extra"]\n' + spec)
+    assert morgan(ws, "build").returncode == 0
+    gen = _as_before_generations_held_their_lock(ws / "mirror")
+    assert gen.name == "2"
+
+    # The mirror's lock is the one generation 2 was built from: nothing is wrong.
+    code, data, err = verify_json(ws / "mirror")
+    assert (code, problems(data)) == (0, []), err
+    assert data["environments"] == {"linux": "OK"}
+
+    # The lock beside it is older than what is served (a build stopped between the switch
+    # and the rename of its lock, with a Morgan that did not record the lock in the tree).
+    for path in (ws / "mirror.lock", ws / "mirror" / "mirror.lock"):
+        path.write_bytes(old_lock)
+    (ws / "mirror" / "mirror.toml").write_bytes(old_spec)
+    code, data, _err = verify_json(ws / "mirror")
+    advice = (
+        "served but not in the lock — the lock is older than the served generation: run "
+        "'morgan build' in the workspace (it writes the lock that fits), or import the "
+        "bundle again on the offline side"
+    )
+    assert (code, problems(data)) == (
+        1,
+        [("pages", "env/linux/simple/extra/", advice), ("pages", "simple/extra/", advice)],
+    )
+    proc = morgan(ws / "mirror", "verify")
+    assert proc.returncode == 1
+    assert f"pages: simple/extra/: {advice}\n" in proc.stderr
+
+    # The advice works: the build writes the lock that fits, in a generation that holds it.
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    served = (ws / "mirror" / "index").resolve()
+    assert served.name == "3"
+    assert (served / "mirror.lock").read_bytes() == (ws / "mirror.lock").read_bytes()
     code, data, err = verify_json(ws / "mirror")
     assert (code, problems(data)) == (0, []), err
