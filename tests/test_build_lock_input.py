@@ -32,23 +32,7 @@ def test_pylock_from_real_uv_is_mirrored_exactly(upstream: FakeUpstream, tmp_pat
     publish(upstream)
     ws = tmp_path / "ws"
     ws.mkdir()
-    (ws / "requirements.in").write_text("top\nleaf==1.0\n")
-    proc = clients.run(
-        clients.uv_pip_command(
-            "compile",
-            upstream.url,
-            "--python-version",
-            "3.11",
-            "--python-platform",
-            "x86_64-manylinux_2_28",
-            "-o",
-            str(ws / "pylock.toml"),
-            str(ws / "requirements.in"),
-        ),
-        clients.pip_env(tmp_path),
-        cwd=ws,
-    )
-    assert proc.returncode == 0, proc.stderr
+    _uv_pylock(upstream, ws, tmp_path, "top\nleaf==1.0\n")
     spec(ws, upstream.url, "pylock.toml")
     upstream.clear_requests()
     build = morgan(ws, "build")
@@ -96,8 +80,11 @@ def test_uv_lock_file_with_a_changed_upstream_file_is_refused(
     assert not (ws / "mirror" / "index").exists()
 
 
-def _uv_pylock(upstream: FakeUpstream, ws: Path, tmp_path: Path) -> None:
-    (ws / "requirements.in").write_text("top\n")
+def _uv_pylock(
+    upstream: FakeUpstream, ws: Path, tmp_path: Path, requirements: str = "top\n"
+) -> None:
+    """``uv pip compile`` of ``requirements`` into ``ws/pylock.toml`` (linux, Python 3.11)."""
+    (ws / "requirements.in").write_text(requirements)
     proc = clients.run(
         clients.uv_pip_command(
             "compile",
