@@ -315,9 +315,11 @@ def test_drip_below_the_minimum_rate(case: Case) -> None:
         "MORGAN_HTTP_MIN_RATE": "4096",
         "MORGAN_HTTP_MIN_RATE_AFTER": "0.3",
     }
-    # 256 bytes every 0.25 s: every read arrives well inside the timeout, yet at that pace
-    # a large file would hold the build for hours.
-    case.upstream.set_fault(f"/files/{WHEEL}", Fault(drip_bytes_per_sec=1024))
+    # 256 bytes every 2 s: every read arrives well inside the timeout, yet at that pace a
+    # large file would hold the build for hours. The whole (small) wheel takes over 8 s, so
+    # a client starved for seconds on a loaded machine still reads part of it, not all of it
+    # at once (a body that has wholly arrived is done, whatever its pace).
+    case.upstream.set_fault(f"/files/{WHEEL}", Fault(drip_bytes_per_sec=128))
     code, stderr = case.build(env=env)
     message = (
         f"GET {case.url('/files/' + WHEEL)}: connection broken while reading the body: "
