@@ -9,6 +9,9 @@ backend, backend version and target platform, so the mirror carries them too:
 - :data:`CLIENT_FALLBACKS`: what each client generation installs for an sdist with no
   ``[build-system]`` (or no ``requires``): pip before 24.0 adds ``wheel``; pip 24+ and uv do not.
 - :data:`DYNAMIC_REQUIRES`: what a backend's ``get_requires_for_build_wheel`` adds.
+- What a backend reads from the project's own ``pyproject.toml`` (hatchling's build hooks'
+  ``dependencies``, maturin's ``cffi`` bindings) is read from the sdist as data by
+  :mod:`rules.lib.backend_config` and passed to :func:`dynamic_requires` as ``declared``.
 
 docs/resolution.md lists the same table for users; tests/test_backends.py checks each row.
 """
@@ -134,12 +137,18 @@ def requirement_sets(
 
 
 def dynamic_requires(
-    build_backend: str | None, pins: Mapping[NormalizedName, Release], env: Environment
+    build_backend: str | None,
+    pins: Mapping[NormalizedName, Release],
+    env: Environment,
+    *,
+    declared: Sequence[str] = (),
 ) -> tuple[str, ...]:
     """What the backend's ``get_requires_for_build_wheel`` adds for ``env``, given the
-    releases the first step installed (``pins``: normalized name → release)."""
+    releases the first step installed (``pins``: normalized name → release) and what the
+    backend reads from the sdist's own configuration (``declared``:
+    :func:`rules.lib.backend_config.backend_config_requires`)."""
     backend = build_backend or LEGACY_BACKEND
-    out: list[str] = []
+    out = [t for t in declared if evaluate_marker(parse_requirement(t).marker, env, "")]
     for rule in DYNAMIC_REQUIRES:
         if rule.backend != backend:
             continue

@@ -846,7 +846,7 @@ def _resolve_build_deps(
             )
             _absorb(sel, res, "build", deps)
             queue.extend(res.pins.values())
-            extra = dynamic_requires(backend, res.pins, env)
+            extra = dynamic_requires(backend, res.pins, env, declared=meta.backend_requires)
             if extra:
                 res = _solve(
                     env, extra, catalog=env_catalog, policy=policy, parent=parent, solved=solved

@@ -30,6 +30,8 @@ class MetadataOut:
     source: str  # where they were read ("PEP 658 .metadata", "wheel METADATA", PKG-INFO...)
     build_requires: tuple[str, ...] = ()
     build_backend: str | None = None
+    # what the backend asks for because of the sdist's own configuration (backend_config)
+    backend_requires: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()  # what was ignored or repaired, one line each
     sdist: bool = False
     # Not required for a cache hit (blobs are); gc keeps the entry while what it was read
@@ -53,6 +55,7 @@ class MetadataOut:
         }
         if self.sdist:
             data["build_backend"] = self.build_backend
+            data["backend_requires"] = list(self.backend_requires)
         return data
 
     @classmethod
@@ -64,13 +67,15 @@ class MetadataOut:
             source=str(data["source"]),
             build_requires=tuple(str(r) for r in data.get("build_requires") or ()),
             build_backend=data.get("build_backend"),
+            backend_requires=tuple(str(r) for r in data.get("backend_requires") or ()),
             problems=tuple(str(p) for p in data.get("problems") or ()),
             sdist="build_backend" in data,
             about=digests(data.get("about") or ()),
         )
 
 
-RULE = Rule("metadata", 1, MetadataOut)
+# 2: an sdist's output also carries what its backend's configuration asks for.
+RULE = Rule("metadata", 2, MetadataOut)
 
 
 def node(f: UpstreamFile) -> Node[MetadataOut]:
@@ -110,6 +115,7 @@ def from_sdist(store: Store, sdist: Fetched, filename: str) -> MetadataOut:
         source=info.source,
         build_requires=info.build_requires,
         build_backend=info.build_backend,
+        backend_requires=info.backend_requires,
         problems=md.problems if md else (),
         sdist=True,
         about=(sdist.blob,),

@@ -55,6 +55,26 @@ PROJECTS: dict[str, dict[str, str]] = {
         "pyproject.toml": _pyproject(["hatchling"], "hatchling.build")
         + _project_table("hatch-proj"),
     },
+    # A hatchling build hook whose own dependency (hook-helper) only the hook's
+    # `dependencies` bring into the build environment: hatchling's get_requires_for_build_wheel
+    # returns them, and Morgan reads them from pyproject.toml (rules/lib/backend_config.py).
+    "hook-proj": {
+        "pyproject.toml": _pyproject(["hatchling"], "hatchling.build")
+        + _project_table("hook-proj")
+        + '\n[tool.hatch.build.targets.wheel.hooks.custom]\ndependencies = ["hook-helper"]\n',
+        "hatch_build.py": (
+            "import os\n"
+            "import tempfile\n\n"
+            "import hook_helper\n"
+            "from hatchling.builders.hooks.plugin.interface import BuildHookInterface\n\n\n"
+            "class HelperHook(BuildHookInterface):\n"
+            "    def initialize(self, version, build_data):\n"
+            "        path = os.path.join(tempfile.mkdtemp(), 'hook.txt')\n"
+            "        with open(path, 'w') as f:\n"
+            "            f.write('hook-helper ' + hook_helper.__version__)\n"
+            "        build_data['force_include'][path] = 'hook_proj/hook.txt'\n"
+        ),
+    },
     "flit-proj": {
         "pyproject.toml": _pyproject(["flit_core>=3.2,<5"], "flit_core.buildapi")
         + _project_table("flit-proj"),
@@ -110,5 +130,6 @@ def serve_backends_and_projects(up: FakeUpstream, work: Path) -> None:
     for name in installed_wheels.closure(BACKENDS, also_for=("3.10",)):
         wheel = installed_wheels.repack(name, work / "wheels")
         up.add_dist(wheel, requires_python=installed_wheels.requires_python(name))
+    up.add_release("hook-helper", "1.0", sdist=False)  # tests/dists.py: module hook_helper
     for name, files in PROJECTS.items():
         up.add_dist(write_sdist(work / "sdists", name, files))

