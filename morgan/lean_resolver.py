@@ -276,18 +276,17 @@ class LeanResolver(Resolver[Any, Any, Any]):
         if not LEAN:  # pragma: no cover - older resolvelib
             return super().resolve(requirements, max_rounds=max_rounds)
         reqs = list(requirements)
+
+        def attempt(keep_states: int | None) -> Any:
+            return _LeanResolution(
+                self.provider,
+                self.reporter,
+                keep_states=keep_states,
+                rounds_per_criterion=rounds_per_criterion,
+            ).resolve(reqs, max_rounds=max_rounds)
+
         try:
-            state = _LeanResolution(
-                self.provider,
-                self.reporter,
-                keep_states=KEEP_STATES,
-                rounds_per_criterion=rounds_per_criterion,
-            ).resolve(reqs, max_rounds=max_rounds)
+            state = attempt(KEEP_STATES)
         except _HistoryDroppedError:
-            state = _LeanResolution(
-                self.provider,
-                self.reporter,
-                keep_states=None,
-                rounds_per_criterion=rounds_per_criterion,
-            ).resolve(reqs, max_rounds=max_rounds)
+            state = attempt(None)  # the whole history: a backjump past the kept states
         return _build_result(state)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import blake3
 
 from store import fsio
-from store.errors import IntegrityError
+from store.errors import IntegrityError, StoreError
 
 if TYPE_CHECKING:
     from _typeshed import SupportsRead
@@ -70,6 +70,14 @@ def _next_chunk(
     return chunk
 
 
+def _write_chunk(fd: int, tmp: Path, chunk: bytes) -> None:
+    """Write ``chunk`` whole; an OSError becomes the store's one-line error naming ``tmp``."""
+    try:
+        fsio.write_all(fd, chunk)
+    except OSError as exc:
+        raise fsio.write_error(exc, tmp) from exc
+
+
 def _copy_serial(
     fd: int,
     tmp: Path,
@@ -81,10 +89,7 @@ def _copy_serial(
     while chunk := _next_chunk(readable, size, expect_size):
         size += len(chunk)
         hashes.update(chunk)
-        try:
-            fsio.write_all(fd, chunk)
-        except OSError as exc:
-            raise fsio.write_error(exc, tmp) from exc
+        _write_chunk(fd, tmp, chunk)
     return size
 
 
@@ -108,9 +113,9 @@ def _copy_pipelined(
             if failed:
                 continue  # drain: the reader stops at its next chunk
             try:
-                fsio.write_all(fd, chunk)
-            except OSError as exc:
-                failed.append(fsio.write_error(exc, tmp))
+                _write_chunk(fd, tmp, chunk)
+            except StoreError as exc:
+                failed.append(exc)
 
     threads = [
         threading.Thread(target=hash_all, name="morgan-hash", daemon=True),
