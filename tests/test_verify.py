@@ -232,13 +232,9 @@ def test_copied_generation_is_checked_by_content(built: Built, tmp_path: Path) -
     ]
 
 
-def test_projects_served_but_not_locked_are_reported_unless_the_generation_locks_them(
-    upstream: FakeUpstream, tmp_path: Path
-) -> None:
-    # The window between the index switch and the rename of the lock: the lock and the
-    # copies beside the mirror do not name a project the served generation has yet. The
-    # generation holds the lock it was built from (generations/<n>/mirror.lock), so verify
-    # checks the pages against that one: nothing is wrong with what is served.
+def _leaf_then_extra(upstream: FakeUpstream, tmp_path: Path) -> tuple[Path, bytes, bytes]:
+    """A workspace built with ``leaf``, then with ``leaf`` and ``extra`` (generation 2); its
+    path and the lock and spec of the first build."""
     upstream.add_release("leaf", "1.0")
     upstream.add_release("extra", "1.0")
     ws = tmp_path / "ws"
@@ -251,6 +247,17 @@ def test_projects_served_but_not_locked_are_reported_unless_the_generation_locks
     old_spec = (ws / "mirror.toml").read_bytes()
     (ws / "mirror.toml").write_text('requirements = ["leaf", "extra"]\n' + spec)
     assert morgan(ws, "build").returncode == 0
+    return ws, old_lock, old_spec
+
+
+def test_projects_served_but_not_locked_are_reported_unless_the_generation_locks_them(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # The window between the index switch and the rename of the lock: the lock and the
+    # copies beside the mirror do not name a project the served generation has yet. The
+    # generation holds the lock it was built from (generations/<n>/mirror.lock), so verify
+    # checks the pages against that one: nothing is wrong with what is served.
+    ws, old_lock, old_spec = _leaf_then_extra(upstream, tmp_path)
     served_lock = (ws / "mirror" / "index" / "mirror.lock").read_bytes()
     assert b'name = "extra"' in served_lock
     for path, old in ((ws / "mirror.lock", old_lock), (ws / "mirror" / "mirror.lock", old_lock)):
@@ -314,18 +321,7 @@ def test_a_generation_without_its_own_lock_is_checked_against_the_mirrors_lock(
     # Generations made before they recorded their lock are verified against the mirror's
     # lock; when that lock is older than what is served, the advice says what fixes it, and
     # following it (a build) gives a generation that holds its own lock.
-    upstream.add_release("leaf", "1.0")
-    upstream.add_release("extra", "1.0")
-    ws = tmp_path / "ws"
-    env = '[environments.linux]\npython = "3.11"\nplatform = "manylinux_2_28_x86_64"\n'
-    spec = f'[upstream]\nindex-url = "{upstream.url}"\n{env}'
-    ws.mkdir()
-    (ws / "mirror.toml").write_text('requirements = ["leaf"]\n' + spec)
-    assert morgan(ws, "build").returncode == 0
-    old_lock = (ws / "mirror.lock").read_bytes()
-    old_spec = (ws / "mirror.toml").read_bytes()
-    (ws / "mirror.toml").write_text('requirements = ["leaf", "extra"]\n' + spec)
-    assert morgan(ws, "build").returncode == 0
+    ws, old_lock, old_spec = _leaf_then_extra(upstream, tmp_path)
     gen = _as_before_generations_held_their_lock(ws / "mirror")
     assert gen.name == "2"
 
