@@ -697,7 +697,22 @@ def _absorb(
         # A build resolution's roots hang off "<sdist name> <version>": the sdist's
         # [build-system].requires, recorded as such so `morgan graph` can say so.
         kind = "build-system" if " " in e.parent else role
-        sel.edges.add(LockedEdge(e.parent, e.child, e.requirement, kind))
+        if role != "version-policy":
+            sel.edges.add(LockedEdge(e.parent, e.child, e.requirement, kind))
+            continue
+        # One resolution per extra version: each name has one version in it, recorded on
+        # the edge so `morgan graph --why` follows app 1.0's edges from app 1.0.
+        parent = res.pins.get(NormalizedName(e.parent))
+        sel.edges.add(
+            LockedEdge(
+                e.parent,
+                e.child,
+                e.requirement,
+                kind,
+                str(parent.version) if parent is not None else "",
+                str(res.pins[e.child].version) if e.child in res.pins else "",
+            )
+        )
     for n, v, src in res.unknown:
         sel.unknown.add(f"{n} {v}: {src}")
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -130,7 +131,15 @@ def _env_graph(env: LockedEnvironment) -> nx.MultiDiGraph:
         for name in (parent, e.child):
             if name not in g:  # an edge to a pin the lock lost: keep it visible, unversioned
                 g.add_node(name, versions={}, extras=(), pins=[])
-        g.add_edge(parent, e.child, requirement=e.requirement, kind=e.kind, sdist=sdist)
+        g.add_edge(
+            parent,
+            e.child,
+            requirement=e.requirement,
+            kind=e.kind,
+            sdist=sdist,
+            parent_version=e.parent_version,
+            child_version=e.child_version,
+        )
     return g
 
 
@@ -161,48 +170,127 @@ def _role_of(kind: str) -> Role:
     return "build"
 
 
-def _fits_below(kind: str, below: Step | None) -> bool:
-    """Whether a node reached through an edge of ``kind`` can be the parent of ``below``.
+@dataclass(frozen=True, slots=True)
+class _Up:
+    """An edge into a node, with the versions it joins: ``parent_version`` is None when
+    the lock does not say (then the role of the edge above decides, see :func:`_fits`)."""
 
-    A name can be pinned twice (a run version and a build version): a run edge hangs off
-    the run pin, a build edge off the build pin, a build-system edge off either's sdist.
+    step: Step
+    parent_version: str | None
+
+
+def _child_version(graph: MirrorGraph, env: str, node: str, data: dict[str, Any]) -> str:
+    """The version of ``node`` an edge reaches: as the lock recorded it (version-policy
+    edges), else the pin of the edge's role. A version-policy edge of an older lock, which
+    recorded none, reaches the newest version-policy pin its requirement admits
+    (``app==1.0`` → 1.0), else the newest pin of any role it admits."""
+    if data.get("child_version"):
+        return str(data["child_version"])
+    if data["kind"] == "version-policy":
+        try:
+            spec = Requirement(data["requirement"]).specifier
+        except InvalidRequirement:
+            spec = None
+        if spec is not None:
+            pins = [p for p in pins_of(graph.graphs[env], node) if spec.contains(p[0], True)]
+            fitting = [v for v, r in pins if r == "version-policy"] or [v for v, _ in pins]
+            if fitting:
+                return fitting[0]  # newest first within a role
+    return graph.version(env, node, _role_of(data["kind"]))
+
+
+def _ups(graph: MirrorGraph, env: str, node: str) -> list[_Up]:
+    """Every edge into ``node``, in a stable order, with the versions it joins."""
+    out = []
+    for parent, _, data in sorted(
+        graph.graphs[env].in_edges(node, data=True),
+        key=lambda t: (t[0], t[2]["requirement"], t[2]["kind"], t[2].get("parent_version", "")),
+    ):
+        kind = data["kind"]
+        parent_version: str | None = data.get("parent_version") or None
+        if kind == "build-system":
+            parent_version = data["sdist"].partition(" ")[2] or None
+        elif is_root(parent):
+            parent_version = ""
+        step = Step(
+            parent=parent,
+            parent_version="",
+            child=node,
+            child_version=_child_version(graph, env, node, data),
+            requirement=data["requirement"],
+            kind=kind,
+        )
+        out.append(_Up(step, parent_version))
+    return out
+
+
+def _fits(up: _Up, below: _Up | None) -> bool:
+    """Whether a node reached through ``up`` can be the parent of ``below``.
+
+    A name can be pinned several times: a run version and a build version, and with
+    ``[policy] versions = N`` several version-policy ones. ``up`` must reach the version
+    ``below`` leaves when the lock says which (a version-policy edge records it, a
+    build-system edge names its sdist's); and a run edge hangs off the run pin, a build
+    edge off the build pin, a version-policy edge off a version-policy edge's pin.
     """
-    if below is None or below.kind == "build-system":
+    if below is None:
         return True
-    return _role_of(kind) == _role_of(below.kind)
+    if below.parent_version is not None and up.step.child_version != below.parent_version:
+        return False
+    return below.step.kind == "build-system" or _role_of(up.step.kind) == _role_of(below.step.kind)
 
 
 def paths_to(graph: MirrorGraph, env: str, name: str) -> tuple[list[tuple[Step, ...]], bool]:
     """Every simple path from the spec to ``name`` in ``env`` (at most MAX_PATHS)."""
-    g = graph.graphs[env]
     found: list[tuple[Step, ...]] = []
 
-    def back(node: str, suffix: list[Step], seen: frozenset[str]) -> Iterator[tuple[Step, ...]]:
+    def back(node: str, suffix: list[_Up], seen: frozenset[str]) -> Iterator[tuple[Step, ...]]:
         if is_root(node):
-            yield _with_parent_versions(tuple(reversed(suffix)))
+            yield _with_parent_versions(tuple(u.step for u in reversed(suffix)))
             return
         below = suffix[-1] if suffix else None
-        for parent, _, data in sorted(
-            g.in_edges(node, data=True), key=lambda t: (t[0], t[2]["requirement"], t[2]["kind"])
-        ):
-            kind = data["kind"]
-            if parent in seen or not _fits_below(kind, below):
+        for up in _ups(graph, env, node):
+            if up.step.parent in seen or not _fits(up, below):
                 continue
-            step = Step(
-                parent=parent,
-                parent_version="",
-                child=node,
-                child_version=graph.version(env, node, _role_of(kind)),
-                requirement=data["requirement"],
-                kind=kind,
-            )
-            yield from back(parent, [*suffix, step], seen | {parent})
+            yield from back(up.step.parent, [*suffix, up], seen | {up.step.parent})
 
     for path in back(name, [], frozenset({name})):
         if len(found) == MAX_PATHS:
             return found, True
         found.append(path)
     return found, False
+
+
+def shortest_paths(graph: MirrorGraph, env: str, name: str) -> dict[str, tuple[Step, ...]]:
+    """One shortest path from the spec (or an input lock) to each pinned version of
+    ``name`` in ``env``: a breadth-first search over the edges :func:`paths_to` follows."""
+    out: dict[str, tuple[Step, ...]] = {}
+    # Upward from ``name``: each entry is the node reached and the edges below it, nearest
+    # first. What may lead into a node depends only on the edge below it (its kind and the
+    # version it leaves), so a node is expanded once per such state and target version.
+    frontier: list[tuple[str, tuple[_Up, ...]]] = [(name, ())]
+    seen: set[tuple[str, str, str | None, str]] = set()
+    while frontier:
+        later: list[tuple[str, tuple[_Up, ...]]] = []
+        for node, suffix in frontier:
+            for up in _ups(graph, env, node):
+                parent = up.step.parent
+                if not _fits(up, suffix[-1] if suffix else None):
+                    continue
+                path = (*suffix, up)
+                version = path[0].step.child_version
+                if is_root(parent):
+                    out.setdefault(
+                        version, _with_parent_versions(tuple(u.step for u in path)[::-1])
+                    )
+                    continue
+                state = (version, parent, up.parent_version, up.step.kind)
+                if state in seen or parent == name or any(u.step.parent == parent for u in suffix):
+                    continue
+                seen.add(state)
+                later.append((parent, path))
+        frontier = later
+    return out
 
 
 def _with_parent_versions(path: tuple[Step, ...]) -> tuple[Step, ...]:
@@ -229,6 +317,10 @@ def why(graph: MirrorGraph, name: str, env: str | None = None) -> Why:
             absent.append(e)
             continue
         paths, truncated = paths_to(graph, e, wanted)
+        pins = pins_of(g, wanted)
+        # The paths in the order of the pins they reach: run first, then newest first.
+        order = {v: i for i, (v, _) in reversed(list(enumerate(pins)))}
+        paths.sort(key=lambda p: order.get(p[-1].child_version, len(order)))
         answers.append(
             EnvWhy(
                 env=e,
@@ -236,7 +328,7 @@ def why(graph: MirrorGraph, name: str, env: str | None = None) -> Why:
                 paths=tuple(paths),
                 truncated=truncated,
                 needed_to_build=_sdists_needing(graph, e, wanted),
-                pins=pins_of(g, wanted),
+                pins=pins,
             )
         )
     if not answers:
@@ -471,6 +563,8 @@ def graph_json(graph: MirrorGraph, envs: list[str]) -> dict[str, Any]:
                         "requirement": d["requirement"],
                         "kind": d["kind"],
                         **({"sdist": d["sdist"]} if d["sdist"] else {}),
+                        **({"parent-version": d["parent_version"]} if d["parent_version"] else {}),
+                        **({"child-version": d["child_version"]} if d["child_version"] else {}),
                     }
                     for p, c, d in sorted(
                         g.edges(data=True), key=lambda t: (t[0], t[1], t[2]["requirement"])

@@ -3,9 +3,10 @@
 No CDN and no network: the layout is computed here (layers by longest path from the spec,
 order within a layer by two barycenter sweeps), embedded as JSON, and drawn as SVG by a few
 lines of inline JavaScript. Clicking a package shows, per environment, its versions, who
-requires it (with the requirement string) and one shortest path from the spec, plus its
-files and sizes. When it has rendered, the page sets ``data-rendered="ok"`` on ``<body>``
-(``data-rendered="error: ..."`` on a script error) so a headless browser can check it.
+requires it (with the requirement string), for each pinned version one shortest path from
+the spec (as ``--why`` prints it), and its files and sizes. When it has rendered, the page
+sets ``data-rendered="ok"`` on ``<body>`` (``data-rendered="error: ..."`` on a script
+error) so a headless browser can check it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import networkx as nx
 
-from morgan.graph import SPEC_NODE, MirrorGraph, pins_of
+from morgan.graph import SPEC_NODE, MirrorGraph, format_path, pins_of, shortest_paths
 
 X_STEP = 220
 Y_STEP = 28
@@ -86,6 +87,8 @@ def page_data(graph: MirrorGraph, envs: list[str]) -> dict[str, Any]:
                 "versions": g.nodes[n]["versions"],
                 "pins": [list(p) for p in pins_of(g, n)],
                 "parents": parents,
+                # One shortest path per pinned version, as `morgan graph --why` prints it.
+                "paths": {v: format_path(p) for v, p in shortest_paths(graph, env, n).items()},
             }
     for rel in sorted(graph.lock.releases, key=lambda r: (r.name, r.version)):
         if rel.name in info:
@@ -214,23 +217,6 @@ D.nodes.forEach((n, i) => {
 });
 const byName = {};
 D.nodes.forEach((n, i) => { byName[n.name] = i; });
-function pathToSpec(name, env) {
-  const prev = {}; const queue = [name]; prev[name] = null;
-  while (queue.length) {
-    const cur = queue.shift();
-    if (cur === D.spec) {
-      const out = []; let at = cur;
-      while (prev[at]) { out.push(prev[at]); at = prev[at].child; }
-      return out;
-    }
-    const entry = D.info[cur];
-    const parents = entry && entry.envs[env] ? entry.envs[env].parents : [];
-    for (const [p, req, kind] of parents) {
-      if (!(p in prev)) { prev[p] = {child: cur, parent: p, req: req, kind: kind}; queue.push(p); }
-    }
-  }
-  return null;
-}
 function show(i) {
   const name = D.nodes[i].name;
   nodeEls.forEach((g, j) => g.classList.toggle("sel", j === i));
@@ -246,10 +232,10 @@ function show(i) {
     if (!e) { h("p", "not in this environment", box); continue; }
     const vs = e.pins.map(([v, r]) => `${v} (${r})`).join(", ");
     h("p", "version: " + vs, box);
-    const why = pathToSpec(name, env.name);
-    if (why) {
-      const steps = why.map(s => `${s.parent} \\u2192 ${s.child} [${s.req}]`);
-      h("p", "why: " + steps.join(" ; "), box);
+    const versions = [];
+    for (const [v] of e.pins) if (!versions.includes(v)) versions.push(v);
+    for (const v of versions) {
+      if (v in e.paths) h("p", `why ${v}: ${e.paths[v]}`, box);
     }
     const ul = h("ul", undefined, box);
     for (const [p, req, kind] of e.parents) {

@@ -87,6 +87,11 @@ class LockedEdge:
     child: str
     requirement: str
     kind: EdgeKind
+    # The versions at both ends, recorded on ``version-policy`` edges only: there a name is
+    # pinned several times in one role (``[policy] versions = N``), so the role alone does
+    # not say which pin an edge leaves or reaches. Empty when not recorded.
+    parent_version: str = ""
+    child_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,12 +218,17 @@ def _dump_environment(env: LockedEnvironment, out: list[str]) -> None:
             items.append(("extras", list(p.extras)))
         out.append(f"  {_inline(items)},\n")
     out.append("]\nedges = [\n")
-    for e in sorted(env.edges, key=lambda e: (e.kind, e.parent, e.child, e.requirement)):
+    for e in sorted(
+        env.edges,
+        key=lambda e: (e.kind, e.parent, e.child, e.requirement, e.parent_version, e.child_version),
+    ):
         items = [
             ("parent", e.parent),
             ("child", e.child),
             ("requirement", e.requirement),
             ("kind", e.kind),
+            ("parent-version", e.parent_version or None),
+            ("child-version", e.child_version or None),
         ]
         out.append(f"  {_inline(items)},\n")
     out.append("]\n")
@@ -357,7 +367,15 @@ def _load_environments(tables: dict[str, Any]) -> tuple[LockedEnvironment, ...]:
                 for p in e["pins"]
             ),
             edges=tuple(
-                LockedEdge(x["parent"], x["child"], x["requirement"], x["kind"]) for x in e["edges"]
+                LockedEdge(
+                    x["parent"],
+                    x["child"],
+                    x["requirement"],
+                    x["kind"],
+                    x.get("parent-version", ""),
+                    x.get("child-version", ""),
+                )
+                for x in e["edges"]
             ),
             unknown_metadata=tuple(e.get("unknown-metadata", ())),
             members=tuple(e.get("universal", ())),

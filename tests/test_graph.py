@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -325,7 +327,10 @@ def test_html_renders_in_headless_chromium(built: Built, tmp_path: Path) -> None
     assert 'data-rendered="ok"' in clicked.stdout
     assert "<h2>util</h2>" in clicked.stdout
     assert "<li>required by app: util&gt;=1</li>" in clicked.stdout
-    assert "why: &lt;spec&gt; → app [app] ; app → util [util&gt;=1]" in clicked.stdout
+    assert (
+        "why 1.5: &lt;spec&gt; --[app]--&gt; app 1.0 --[util&gt;=1]--&gt; util 1.5"
+        in clicked.stdout
+    )
     size = next(
         f.stat().st_size
         for f in (built.mirror / "index" / "simple" / "util").iterdir()
@@ -340,8 +345,9 @@ def test_html_renders_in_headless_chromium(built: Built, tmp_path: Path) -> None
     assert _non_white_pixels(shot.read_bytes()) > 2000
 
 
-def test_why_shows_every_version_the_versions_policy_pins() -> None:
-    # [policy] versions = 3: the lock pins app 3.0 (run) and 2.0 and 1.0 (version-policy).
+def test_why_follows_version_policy_edges_of_a_lock_that_records_no_edge_versions() -> None:
+    # A lock written before version-policy edges carried their versions: the requirement
+    # (app==1.0) still says which pin each edge reaches.
     env = LockedEnvironment(
         name="e",
         python="3.12",
@@ -353,15 +359,21 @@ def test_why_shows_every_version_the_versions_policy_pins() -> None:
         ),
         edges=(
             LockedEdge("<spec>", "app", "app", "run"),
-            LockedEdge("<spec>", "app", "app", "version-policy"),
+            LockedEdge("<spec>", "app", "app==1.0", "version-policy"),
+            LockedEdge("<spec>", "app", "app==2.0", "version-policy"),
         ),
     )
     graph = load_graph(Lock(spec_digest="x", releases=(), environments=(env,)))
     answer = why(graph, "app")
-    assert render_why_text(graph, answer).splitlines()[0] == (
-        "app in environment e (Python 3.12, manylinux_2_28_x86_64):"
-        " 3.0 (run), 2.0 (version-policy), 1.0 (version-policy)"
-    )
+    assert render_why_text(graph, answer).splitlines() == [
+        (
+            "app in environment e (Python 3.12, manylinux_2_28_x86_64):"
+            " 3.0 (run), 2.0 (version-policy), 1.0 (version-policy)"
+        ),
+        "  <spec> --[app]--> app 3.0",
+        "  <spec> --[app==2.0]--> app 2.0",
+        "  <spec> --[app==1.0]--> app 1.0",
+    ]
     pins = [
         {"version": "3.0", "role": "run"},
         {"version": "2.0", "role": "version-policy"},
@@ -370,8 +382,121 @@ def test_why_shows_every_version_the_versions_policy_pins() -> None:
     assert why_json(answer)["environments"]["e"]["pins"] == pins
     node = next(n for n in graph_json(graph, ["e"])["environments"][0]["nodes"])
     assert (node["name"], node["pins"]) == ("app", pins)
-    # The version-policy edge leads to a version-policy pin (the newest), not a build pin.
-    assert [format_path(p) for p in answer.environments[0].paths] == [
-        "<spec> --[app]--> app 3.0",
-        "<spec> --[app]--> app 2.0",
+
+
+@pytest.fixture(scope="module")
+def three_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real build with ``[policy] versions = 3``: app 3.0 (run), 2.0 and 1.0 (policy);
+    app 1.0 needs util<1, so util is pinned twice too (1.5 run, 0.9 version-policy)."""
+    root = tmp_path_factory.mktemp("versions")
+    ws = root / "ws"
+    ws.mkdir()
+    with FakeUpstream(root / "upstream").start() as up:
+        up.add_release("app", "1.0", requires_dist=["util<1"])
+        up.add_release("app", "2.0", requires_dist=["util>=1"])
+        up.add_release("app", "3.0", requires_dist=["util>=1"])
+        up.add_release("util", "0.9")
+        up.add_release("util", "1.5")
+        (ws / "mirror.toml").write_text(
+            f'requirements = ["app"]\n\n[upstream]\nindex-url = "{up.url}"\n\n'
+            '[environments.linux]\npython = "3.11"\nplatform = "manylinux_2_28_x86_64"\n\n'
+            "[policy]\nversions = 3\n",
+            encoding="utf-8",
+        )
+        proc = morgan(ws, "build")
+        assert proc.returncode == 0, proc.stderr
+    return ws
+
+
+def test_why_reaches_every_version_the_versions_policy_pins_by_its_own_path(
+    three_versions: Path,
+) -> None:
+    proc = morgan(three_versions, "graph", "--why", "app")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        (
+            "app in environment linux (Python 3.11, manylinux_2_28_x86_64):"
+            " 3.0 (run), 2.0 (version-policy), 1.0 (version-policy)"
+        ),
+        "  <spec> --[app]--> app 3.0",
+        "  <spec> --[app==2.0]--> app 2.0",
+        "  <spec> --[app==1.0]--> app 1.0",
     ]
+    # One level down, each app version's own dependency edge leads to the util it got.
+    proc = morgan(three_versions, "graph", "--why", "util")
+    assert proc.stdout.splitlines() == [
+        (
+            "util in environment linux (Python 3.11, manylinux_2_28_x86_64):"
+            " 1.5 (run), 0.9 (version-policy)"
+        ),
+        "  <spec> --[app]--> app 3.0 --[util>=1]--> util 1.5",
+        "  <spec> --[app==2.0]--> app 2.0 --[util>=1]--> util 1.5",
+        "  <spec> --[app==1.0]--> app 1.0 --[util<1]--> util 0.9",
+    ]
+    answer = json.loads(morgan(three_versions, "graph", "--why", "app", "--json").stdout)
+    linux = answer["environments"]["linux"]
+    assert linux["pins"] == [
+        {"version": "3.0", "role": "run"},
+        {"version": "2.0", "role": "version-policy"},
+        {"version": "1.0", "role": "version-policy"},
+    ]
+    assert [
+        [(s["requirement"], s["kind"], s["child-version"]) for s in p] for p in linux["paths"]
+    ] == [
+        [("app", "run", "3.0")],
+        [("app==2.0", "version-policy", "2.0")],
+        [("app==1.0", "version-policy", "1.0")],
+    ]
+    # The whole graph's JSON carries the versions each version-policy edge joins.
+    whole = json.loads(morgan(three_versions, "graph", "--format", "json").stdout)
+    assert [
+        (e["parent"], e.get("parent-version"), e["child"], e.get("child-version"), e["kind"])
+        for e in whole["environments"][0]["edges"]
+    ] == [
+        ("<spec>", None, "app", None, "run"),
+        ("<spec>", None, "app", "1.0", "version-policy"),
+        ("<spec>", None, "app", "2.0", "version-policy"),
+        ("app", "1.0", "util", "0.9", "version-policy"),
+        ("app", None, "util", None, "run"),
+        ("app", "2.0", "util", "1.5", "version-policy"),
+    ]
+    answer = json.loads(morgan(three_versions, "graph", "--why", "util", "--json").stdout)
+    steps = [
+        [(s["parent"], s["parent-version"], s["child-version"]) for s in p]
+        for p in answer["environments"]["linux"]["paths"]
+    ]
+    assert steps == [
+        [("<spec>", "", "3.0"), ("app", "3.0", "1.5")],
+        [("<spec>", "", "2.0"), ("app", "2.0", "1.5")],
+        [("<spec>", "", "1.0"), ("app", "1.0", "0.9")],
+    ]
+
+
+@pytest.mark.slow
+def test_html_page_explains_each_version_the_versions_policy_pins(
+    three_versions: Path, tmp_path: Path
+) -> None:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (apt-get install chromium)")
+        pytest.skip("chromium not installed: apt-get install chromium")
+    page = tmp_path / "graph.html"
+    proc = morgan(three_versions, "graph", "--format", "html", "-o", str(page))
+    assert proc.returncode == 0, proc.stderr
+    for name, lines in {
+        "app": [
+            "version: 3.0 (run), 2.0 (version-policy), 1.0 (version-policy)",
+            "why 3.0: <spec> --[app]--> app 3.0",
+            "why 2.0: <spec> --[app==2.0]--> app 2.0",
+            "why 1.0: <spec> --[app==1.0]--> app 1.0",
+        ],
+        "util": [
+            "version: 1.5 (run), 0.9 (version-policy)",
+            "why 1.5: <spec> --[app]--> app 3.0 --[util>=1]--> util 1.5",
+            "why 0.9: <spec> --[app==1.0]--> app 1.0 --[util<1]--> util 0.9",
+        ],
+    }.items():
+        clicked = _chromium(["--dump-dom", f"{page.as_uri()}#{name}"], tmp_path / name)
+        assert 'data-rendered="ok"' in clicked.stdout, clicked.stderr
+        shown = re.findall(r"<p>(.*?)</p>", clicked.stdout)
+        assert [html.unescape(p) for p in shown if p.startswith(("version", "why"))] == lines
