@@ -54,6 +54,9 @@ def test_adding_a_requirement_keeps_locked_versions_and_fetches_only_new_pages(
         "/files/other-1.0.tar.gz",
     ]
     assert "ran page:other: volatile (upstream page refresh)" in proc.stderr
+    # The root pages list one more project: the parameter naming the projects changed.
+    for view in ("env-linux", "env-old", "union"):
+        assert f"ran index:{view}: parameter projects changed" in proc.stderr
     assert "ran file:other-1.0-py3-none-any.whl:" in proc.stderr
     assert "ran page:mid" not in proc.stderr
     assert "new generation 2" in proc.stderr
