@@ -616,7 +616,7 @@ def _resolve_all(
         # still resolving; the plan walk later finds the same nodes already under way.
         for pin in sel.pins:
             for f in env_files(pin.release, env, sdists=sel.sdists):
-                catalog.fetch_async(f, parents=[f"project:{pin.release.name}"])
+                catalog.fetch_async(f)
         return sel, deps
 
     # Environments resolve concurrently: each waits on the network for pages and metadata
@@ -677,7 +677,7 @@ class _FetchAhead(BaseReporter[Req, Candidate, str]):
         if self.backtracked or candidate.name == PYTHON:
             return
         for f in env_files(candidate.release, self.env, sdists=self.sdists):
-            self.catalog.fetch_async(f, parents=[f"project:{candidate.name}"])
+            self.catalog.fetch_async(f)
 
 
 def _absorb(

@@ -395,11 +395,11 @@ class UpstreamCatalog:
     def file_node(self, f: UpstreamFile) -> Node[Fetched]:
         return fetch.node(f)
 
-    def fetch(self, f: UpstreamFile, *, parents: Sequence[str] = ()) -> Fetched:
-        return self.executor.run(fetch.node(f), lambda: self._fetch(f), parents=parents)
+    def fetch(self, f: UpstreamFile) -> Fetched:
+        return self.executor.run(fetch.node(f), lambda: self._fetch(f))
 
-    def fetch_async(self, f: UpstreamFile, *, parents: Sequence[str] = ()) -> Future[Fetched]:
-        return self.executor.submit(fetch.node(f), lambda: self._fetch(f), parents=parents)
+    def fetch_async(self, f: UpstreamFile) -> Future[Fetched]:
+        return self.executor.submit(fetch.node(f), lambda: self._fetch(f))
 
     def fetch_output(self, f: UpstreamFile) -> Fetched:
         """Fetch ``f`` now (the body of its fetch node in the plan)."""

@@ -4,24 +4,22 @@ A node is identified by a stable id (``page:requests``, ``fetch:<sha256>``) and 
 :func:`store.actions.action_key` over its rule kind, implementation version, parameters and
 the content digests of its inputs. A node whose key is in the action cache, and all of whose
 output blobs exist, is not re-run. Every node that runs is recorded with the reason, for
-``morgan build --explain``; the graph of nodes and their inputs is kept in networkx.
+``morgan build --explain``. Which node follows which is the plan's business
+(:mod:`morgan.plan`, walked by :mod:`morgan.walk`), not the executor's.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rules.rule import Json, Node, Output
 from store.actions import ActionCache, action_key
 from store.digest import Digest
 from store.objects import Store
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 __all__ = ["Executor", "Node", "NullReporter", "Ran", "Reporter", "cached_output", "explain"]
 
@@ -84,8 +82,6 @@ class Executor:
         up the small requests resolution is waiting for."""
         self.store = store
         self.cache = ActionCache(store)
-        self._kinds: dict[str, str] = {}
-        self._edges: set[tuple[str, str]] = set()
         self.ran: list[Ran] = []
         self.reused = 0
         self.hits: list[str] = []  # the ids of the nodes reused from the cache
@@ -106,12 +102,9 @@ class Executor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(
-        self, node: Node[OutT], fn: Callable[[], OutT], *, parents: Sequence[str] = ()
-    ) -> Future[OutT]:
+    def submit(self, node: Node[OutT], fn: Callable[[], OutT]) -> Future[OutT]:
         """Schedule ``node`` (once per build, whatever the number of callers)."""
         with self._lock:
-            self._add_to_graph(node, parents)
             fut = self._future(node.id)
             if fut is not None:
                 return fut
@@ -122,10 +115,9 @@ class Executor:
         fut.add_done_callback(lambda done, i=node.id: self._settle(i, done))  # type: ignore[misc]
         return fut
 
-    def run(self, node: Node[OutT], fn: Callable[[], OutT], *, parents: Sequence[str] = ()) -> OutT:
+    def run(self, node: Node[OutT], fn: Callable[[], OutT]) -> OutT:
         """Run ``node`` in the calling thread unless it is already scheduled; its output."""
         with self._lock:
-            self._add_to_graph(node, parents)
             fut: Future[OutT] | None = self._future(node.id)
             if fut is None:
                 fut = Future()
@@ -175,25 +167,6 @@ class Executor:
     def cached(self, node: Node[OutT]) -> OutT | None:
         """The cached output of ``node`` if it is complete, without running anything."""
         return cached_output(self.cache, node)
-
-    @property
-    def graph(self) -> nx.DiGraph:
-        """The nodes asked for in this build (``kind`` attribute) and their edges to the
-        nodes they were asked for (built on demand: networkx costs a tenth of a second to
-        import, which a build that never looks at it should not pay)."""
-        import networkx as nx
-
-        g: nx.DiGraph = nx.DiGraph()
-        with self._lock:
-            for node_id, kind in self._kinds.items():
-                g.add_node(node_id, kind=kind)
-            g.add_edges_from(self._edges)
-        return g
-
-    def _add_to_graph(self, node: Node[Any], parents: Sequence[str]) -> None:
-        self._kinds[node.id] = node.kind
-        for parent in parents:
-            self._edges.add((node.id, parent))
 
     def _run(self, node: Node[OutT], fn: Callable[[], OutT]) -> OutT:
         key = node.key

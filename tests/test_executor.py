@@ -1,4 +1,5 @@
-"""The executor on its own: once per build, cached across builds, with reasons and a graph."""
+"""The executor on its own: once per build, cached across builds, with reasons (which node
+follows which is the plan graph's: tests/test_plan.py, tests/test_walk.py)."""
 
 from __future__ import annotations
 
@@ -83,25 +84,3 @@ def test_explain_names_the_reason_from_the_stored_key(tmp_path: Path) -> None:
         volatile = Rule("page", 1, Text).node("page:a", {}, cacheable=False)
         ex.run(volatile, lambda: make("page"))
     assert [r.reason for r in ex.ran] == ["volatile (upstream page refresh)"]
-
-
-def test_the_graph_records_each_node_its_kind_and_who_asked_for_it(tmp_path: Path) -> None:
-    store = Store(tmp_path / "store")
-    with Executor(store) as ex:
-        ex.submit(
-            node("file:x.whl", kind="fetch"), lambda: Text("x"), parents=["project:x"]
-        ).result()
-        ex.run(node("metadata:x.whl", kind="metadata"), lambda: Text("m"), parents=["project:x"])
-        ex.run(node("file:x.whl", kind="fetch"), lambda: Text("x"), parents=["project:y"])
-    g = ex.graph
-    assert dict(g.nodes(data="kind")) == {
-        "file:x.whl": "fetch",
-        "metadata:x.whl": "metadata",
-        "project:x": None,
-        "project:y": None,
-    }
-    assert sorted(g.edges) == [
-        ("file:x.whl", "project:x"),
-        ("file:x.whl", "project:y"),
-        ("metadata:x.whl", "project:x"),
-    ]

@@ -83,6 +83,42 @@ def test_every_file_page_and_link_has_exactly_one_producing_node(built: Built) -
     assert g.nodes[owner[wheel]]["reason"] == "new"
 
 
+def test_every_node_has_its_kind_and_the_nodes_it_reads_are_its_predecessors(
+    built: Built,
+) -> None:
+    # The graph of a build is the plan: no node without a kind, one connected graph (the
+    # executor's old record had kind-less placeholders and 56 pieces for this scenario).
+    g = nx.node_link_graph(json.loads(plan(built, "--format", "json")))
+    kinds = Counter(k for _, k in g.nodes(data="kind"))
+    assert set(kinds) == {
+        "fetch",
+        "wheel-metadata",
+        "render",
+        "index",
+        "lock",
+        "manifest",
+        "generation",
+    }
+    assert nx.number_weakly_connected_components(g) == 1
+    # Who reads a file: its wheel's metadata, and the page of its project in every view
+    # that lists it; util's wheel is in both environments' views and the union.
+    wheel = next(n for n in g if n.startswith("file:util-1.5-py3-none-any.whl:"))
+    assert sorted(g.successors(wheel)) == [
+        "lock",
+        "manifest",
+        "render:env-linux:util",
+        "render:env-windows:util",
+        "render:union:util",
+        "wheel-metadata:util-1.5-py3-none-any.whl",
+    ]
+    util_files = sorted(n for n in g if n.startswith("file:util-1.5"))
+    assert len(util_files) == 2  # the wheel and the sdist
+    assert sorted(g.predecessors("render:env-linux:util")) == [
+        *util_files,
+        "wheel-metadata:util-1.5-py3-none-any.whl",
+    ]
+
+
 def test_a_rebuild_reuses_every_node_and_the_text_plan_says_so(built: Built) -> None:
     # A comment in the spec: not the no-op shortcut but a full build, from the lock, offline.
     spec = built.workspace / "mirror.toml"
