@@ -199,29 +199,33 @@ def _child_version(graph: MirrorGraph, env: str, node: str, data: dict[str, Any]
     return graph.version(env, node, _role_of(data["kind"]))
 
 
+def _up(graph: MirrorGraph, env: str, parent: str, node: str, data: dict[str, Any]) -> _Up:
+    """The edge ``parent`` → ``node`` (its ``data``) with the versions it joins."""
+    kind = data["kind"]
+    parent_version: str | None = data.get("parent_version") or None
+    if kind == "build-system":
+        parent_version = data["sdist"].partition(" ")[2] or None
+    elif is_root(parent):
+        parent_version = ""
+    step = Step(
+        parent=parent,
+        parent_version="",
+        child=node,
+        child_version=_child_version(graph, env, node, data),
+        requirement=data["requirement"],
+        kind=kind,
+    )
+    return _Up(step, parent_version)
+
+
+def _edge_order(t: tuple[str, str, dict[str, Any]]) -> tuple[str, ...]:
+    return (t[0], t[1], t[2]["requirement"], t[2]["kind"], t[2].get("parent_version", ""))
+
+
 def _ups(graph: MirrorGraph, env: str, node: str) -> list[_Up]:
     """Every edge into ``node``, in a stable order, with the versions it joins."""
-    out = []
-    for parent, _, data in sorted(
-        graph.graphs[env].in_edges(node, data=True),
-        key=lambda t: (t[0], t[2]["requirement"], t[2]["kind"], t[2].get("parent_version", "")),
-    ):
-        kind = data["kind"]
-        parent_version: str | None = data.get("parent_version") or None
-        if kind == "build-system":
-            parent_version = data["sdist"].partition(" ")[2] or None
-        elif is_root(parent):
-            parent_version = ""
-        step = Step(
-            parent=parent,
-            parent_version="",
-            child=node,
-            child_version=_child_version(graph, env, node, data),
-            requirement=data["requirement"],
-            kind=kind,
-        )
-        out.append(_Up(step, parent_version))
-    return out
+    edges = sorted(graph.graphs[env].in_edges(node, data=True), key=_edge_order)
+    return [_up(graph, env, parent, child, data) for parent, child, data in edges]
 
 
 def _fits(up: _Up, below: _Up | None) -> bool:
@@ -261,34 +265,37 @@ def paths_to(graph: MirrorGraph, env: str, name: str) -> tuple[list[tuple[Step, 
     return found, False
 
 
-def shortest_paths(graph: MirrorGraph, env: str, name: str) -> dict[str, tuple[Step, ...]]:
-    """One shortest path from the spec (or an input lock) to each pinned version of
-    ``name`` in ``env``: a breadth-first search over the edges :func:`paths_to` follows."""
-    out: dict[str, tuple[Step, ...]] = {}
-    # Upward from ``name``: each entry is the node reached and the edges below it, nearest
-    # first. What may lead into a node depends only on the edge below it (its kind and the
-    # version it leaves), so a node is expanded once per such state and target version.
-    frontier: list[tuple[str, tuple[_Up, ...]]] = [(name, ())]
-    seen: set[tuple[str, str, str | None, str]] = set()
+def shortest_paths(graph: MirrorGraph, env: str) -> dict[str, dict[str, tuple[Step, ...]]]:
+    """For every name of ``env`` and each of its pinned versions, one shortest path from
+    the spec (or an input lock): one breadth-first search forward over the edges
+    :func:`paths_to` follows (from the roots in name order, edges in a stable order)."""
+    g = graph.graphs[env]
+    below: dict[str, list[_Up]] = {}
+    for parent, child, data in sorted(g.edges(data=True), key=_edge_order):
+        below.setdefault(parent, []).append(_up(graph, env, parent, child, data))
+    # A state is where an edge leads: (name, version, role of the edge). What may follow
+    # depends on nothing else (see _fits), so each state is reached once, first = shortest.
+    back: dict[tuple[str, str, str], tuple[tuple[str, str, str] | None, _Up]] = {}
+    frontier: list[tuple[tuple[str, str, str] | None, _Up]] = [
+        (None, up) for root in sorted(n for n in g if is_root(n)) for up in below.get(root, [])
+    ]
+    out: dict[str, dict[str, tuple[Step, ...]]] = {}
     while frontier:
-        later: list[tuple[str, tuple[_Up, ...]]] = []
-        for node, suffix in frontier:
-            for up in _ups(graph, env, node):
-                parent = up.step.parent
-                if not _fits(up, suffix[-1] if suffix else None):
-                    continue
-                path = (*suffix, up)
-                version = path[0].step.child_version
-                if is_root(parent):
-                    out.setdefault(
-                        version, _with_parent_versions(tuple(u.step for u in path)[::-1])
-                    )
-                    continue
-                state = (version, parent, up.parent_version, up.step.kind)
-                if state in seen or parent == name or any(u.step.parent == parent for u in suffix):
-                    continue
-                seen.add(state)
-                later.append((parent, path))
+        later: list[tuple[tuple[str, str, str] | None, _Up]] = []
+        for came_from, up in frontier:
+            state = (up.step.child, up.step.child_version, _role_of(up.step.kind))
+            if state in back:
+                continue
+            back[state] = (came_from, up)
+            versions = out.setdefault(state[0], {})
+            if state[1] not in versions:
+                steps: list[Step] = []
+                at: tuple[str, str, str] | None = state
+                while at is not None:
+                    at, step_up = back[at]
+                    steps.append(step_up.step)
+                versions[state[1]] = _with_parent_versions(tuple(reversed(steps)))
+            later.extend((state, nxt) for nxt in below.get(state[0], []) if _fits(up, nxt))
         frontier = later
     return out
 

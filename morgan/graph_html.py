@@ -73,6 +73,7 @@ def page_data(graph: MirrorGraph, envs: list[str]) -> dict[str, Any]:
     info: dict[str, Any] = {}
     for env in envs:
         g = graph.graphs[env]
+        paths = shortest_paths(graph, env)
         for p, c, d in g.edges(data=True):
             key = (index[p], index[c])
             edges[key] = "run" if d["kind"] == "run" or edges.get(key) == "run" else "build"
@@ -88,7 +89,7 @@ def page_data(graph: MirrorGraph, envs: list[str]) -> dict[str, Any]:
                 "pins": [list(p) for p in pins_of(g, n)],
                 "parents": parents,
                 # One shortest path per pinned version, as `morgan graph --why` prints it.
-                "paths": {v: format_path(p) for v, p in shortest_paths(graph, env, n).items()},
+                "paths": {v: format_path(p) for v, p in paths.get(n, {}).items()},
             }
     for rel in sorted(graph.lock.releases, key=lambda r: (r.name, r.version)):
         if rel.name in info:
