@@ -53,6 +53,7 @@ from morgan.generations import start_tree as start_generation_tree
 from morgan.incremental import previous_spec, resolve_change
 from morgan.lock import (
     BUILT_URL,
+    PARSED_LOCK,
     Lock,
     LockedEdge,
     LockedEnvironment,
@@ -62,6 +63,7 @@ from morgan.lock import (
     LockedRelease,
     LockedStatus,
     Role,
+    save_parsed,
 )
 from morgan.lock import dumps as dump_lock
 from morgan.lock import load as load_lock
@@ -185,7 +187,7 @@ def _build_locked(
 ) -> BuildResult:
     lock_path = spec.path.parent / "mirror.lock"
     remove_leftovers(mirror, spec.path.parent)
-    old = load_lock(lock_path)
+    old = load_lock(lock_path, parsed=store.root / PARSED_LOCK)
     fresh = old is not None and old.spec_digest == spec.digest() and opts.upgrade is False
     upstreams = _upstream_indexes(spec, datetime.now(UTC))
     with Executor(store, workers=opts.workers, reporter=opts.reporter) as ex:
@@ -236,12 +238,15 @@ def _build_locked(
         tree = None if fresh else start_generation_tree(store, mirror, mode=opts.materialize)
         kept_files, kept_notes = _kept(catalog, old, wanted)
 
+        made_locks: dict[str, Lock] = {}  # blake3 of a lock's text -> the lock
+
         def make_lock(files: Mapping[str, MirrorFile]) -> str:
-            return dump_lock(
-                _make_lock(
-                    spec, selections, infos, files, kept_files, statuses=statuses, built=built.built
-                )
+            lock = _make_lock(
+                spec, selections, infos, files, kept_files, statuses=statuses, built=built.built
             )
+            text = dump_lock(lock)
+            made_locks[blake3_hex(text.encode("utf-8"))] = lock
+            return text
 
         def link(step: Step[Any], output: Output) -> None:
             if tree is not None:
@@ -321,9 +326,10 @@ def _build_locked(
         text = staged_lock[0].decode("utf-8")
         save_outcome(mirror, plan, str(lock_blob), ran=ex.ran, hits=ex.hits)
         files = mirror_files(file_ids(wanted), outputs)
-        new_lock = _make_lock(
+        new_lock = made_locks.get(blake3_hex(staged_lock[0])) or _make_lock(
             spec, selections, infos, files, kept_files, statuses=statuses, built=built.built
         )
+        save_parsed(store.root / PARSED_LOCK, new_lock, staged_lock[0])
         switched = outputs.get(generation_rule.ID, Switched)
         manifest = outputs.get(manifest_rule.ID, Stored).blob
         made = (switched.number, str(manifest), switched.changed)

@@ -22,7 +22,7 @@ from morgan.graph import (
 )
 from morgan.graph_html import render_html
 from morgan.location import Location, locate
-from morgan.lock import Lock
+from morgan.lock import PARSED_LOCK, Lock
 from morgan.lock import load as load_lock
 
 FORMATS = ("text", "dot", "json", "mermaid", "html")
@@ -68,7 +68,7 @@ def _audience(lock: Lock, index: str | None) -> Lock:
 
 def run(args: argparse.Namespace) -> int:
     where = locate(args.workspace)
-    lock = load_lock(where.lock_path)
+    lock = load_lock(where.lock_path, parsed=where.store.root / PARSED_LOCK)
     if lock is None:
         raise UsageError(f"{where.lock_path}: no mirror.lock; run 'morgan build' first")
     fmt = args.format or ("json" if args.json else "text")

@@ -26,7 +26,7 @@ from morgan.generations import (
     generation_path,
 )
 from morgan.location import Location, locate
-from morgan.lock import Lock
+from morgan.lock import PARSED_LOCK, Lock
 from morgan.lock import load as load_lock
 from morgan.source_builds import source_builds
 from morgan.spec import Policy
@@ -226,7 +226,7 @@ def repair(store: Store, lock: Lock, report: Report) -> Repair:
 
 def run(args: argparse.Namespace) -> int:
     where = locate(args.workspace)
-    lock = load_lock(where.lock_path)
+    lock = load_lock(where.lock_path, parsed=where.store.root / PARSED_LOCK)
     if lock is None:
         raise UsageError(f"{where.lock_path}: no mirror.lock; run 'morgan build' first")
     store_lock = StoreLock(where.store.root)

@@ -1,0 +1,158 @@
+"""The parsed-lock cache: a rebuild reads the last lock without the TOML parse, and never
+reads a lock other than the one on disk (a hand edit, a torn or foreign cache)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from morgan import lock as lock_mod
+from morgan.lock import (
+    Lock,
+    LockedEdge,
+    LockedEnvironment,
+    LockedFile,
+    LockedIndex,
+    LockedPin,
+    LockedRelease,
+    LockedStatus,
+    dumps,
+    from_data,
+    load,
+    save_parsed,
+    to_data,
+)
+from tests.build_scenario import morgan
+from tests.small_scenario import write_spec
+from tests.upstream import FakeUpstream
+
+
+def _file(name: str, **extra: object) -> LockedFile:
+    base: dict[str, object] = {
+        "filename": name,
+        "url": f"https://files.example/{name}",
+        "size": 123,
+        "sha256": "a" * 64,
+        "blake3": "b" * 64,
+        "upload_time": "2024-01-02T03:04:05Z",
+        "requires_python": None,
+        "yanked": False,
+        "yanked_reason": "",
+        "metadata_sha256": None,
+        "metadata_blake3": None,
+    }
+    return LockedFile(**{**base, **extra})  # type: ignore[arg-type]
+
+
+def rich_lock() -> Lock:
+    """Every optional field of the lock in use at least once, in the order a lock is read."""
+    return lock_mod.loads(dumps(_rich_lock()))
+
+
+def _rich_lock() -> Lock:
+    env = LockedEnvironment(
+        name="linux",
+        python="3.12",
+        platform="manylinux_2_28_x86_64",
+        pins=(
+            LockedPin("app", "1.0", "run", ("fast",)),
+            LockedPin("setuptools", "70.0", "build"),
+            LockedPin("app", "0.9", "version-policy"),
+        ),
+        edges=(
+            LockedEdge("<spec>", "app", "app[fast]>=1", "run"),
+            LockedEdge("app", "setuptools", "setuptools>=40.8.0", "build-system"),
+        ),
+        unknown_metadata=("weird",),
+    )
+    universal = LockedEnvironment(
+        name="all", python="3.12", platform="universal", pins=(), edges=(), members=("linux",)
+    )
+    app = LockedRelease(
+        name="app",
+        version="1.0",
+        requires_dist=('fast-lib; extra == "fast"',),
+        requires_python=">=3.9",
+        known=True,
+        metadata_source="pep658",
+        build_requires=("setuptools>=40.8.0",),
+        files=(
+            _file(
+                "app-1.0-py3-none-any.whl",
+                requires_python=">=3.9",
+                metadata_sha256="c" * 64,
+                metadata_blake3="d" * 64,
+                provenance_url="https://files.example/app.provenance",
+                provenance_sha256="e" * 64,
+                provenance_blake3="f" * 64,
+            ),
+            _file("app-1.0.tar.gz", yanked=True, yanked_reason='broken "quotes" é', kept=True),
+            _file("app-1.0-cp312-linux.whl", built_from="9" * 64, built_with="cp312 linux"),
+        ),
+    )
+    old = LockedRelease("app", "0.9", (), None, False, "sdist", (), (_file("app-0.9.tar.gz"),))
+    return Lock(
+        spec_digest="blake3:" + "0" * 64,
+        releases=(app, old),
+        environments=(env, universal),
+        statuses=(LockedStatus("app", "deprecated", "use other"), LockedStatus("old", "archived")),
+        indexes=(LockedIndex("team", (env,)),),
+    )
+
+
+def test_the_cache_holds_exactly_what_the_toml_parses_to() -> None:
+    lock = rich_lock()
+    assert to_data(lock) == tomllib.loads(dumps(lock))
+    assert from_data(to_data(lock)) == lock
+
+
+def test_a_saved_lock_is_read_without_parsing_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock, path, parsed = rich_lock(), tmp_path / "mirror.lock", tmp_path / "store" / "p.json"
+    parsed.parent.mkdir()
+    text = dumps(lock).encode()
+    path.write_bytes(text)
+    save_parsed(parsed, lock, text)
+
+    def no_toml(_text: str) -> object:
+        raise AssertionError("parsed the TOML although the cache holds this lock")
+
+    monkeypatch.setattr(lock_mod.tomllib, "loads", no_toml)
+    assert load(path, parsed=parsed) == lock
+
+
+def test_a_hand_edited_lock_is_read_as_edited(tmp_path: Path) -> None:
+    lock, path, parsed = rich_lock(), tmp_path / "mirror.lock", tmp_path / "p.json"
+    text = dumps(lock).encode()
+    save_parsed(parsed, lock, text)
+    path.write_bytes(text.replace(b'version = "0.9"', b'version = "0.8"'))
+    read = load(path, parsed=parsed)
+    assert read is not None
+    assert {r.version for r in read.releases} == {"1.0", "0.8"}
+
+
+@pytest.mark.parametrize("cache", [b"", b"{not json", b'{"blake3": 1}', b"[]"])
+def test_a_torn_or_foreign_cache_falls_back_to_the_toml(tmp_path: Path, cache: bytes) -> None:
+    lock, path, parsed = rich_lock(), tmp_path / "mirror.lock", tmp_path / "p.json"
+    path.write_bytes(dumps(lock).encode())
+    parsed.write_bytes(cache)
+    assert load(path, parsed=parsed) == lock
+
+
+def test_a_build_leaves_the_parsed_lock_of_what_it_wrote(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.add_release("app", "1.0", requires_dist=["util>=1"])
+    upstream.add_release("util", "1.5")
+    ws = tmp_path / "ws"
+    write_spec(ws, upstream.url, ["app"])
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    lock_bytes = (ws / "mirror.lock").read_bytes()
+    saved = json.loads((ws / "mirror" / "store" / lock_mod.PARSED_LOCK).read_bytes())
+    assert saved["blake3"] == lock_mod.blake3_hex(lock_bytes)
+    assert from_data(saved["lock"]) == lock_mod.loads(lock_bytes.decode())
