@@ -50,6 +50,7 @@ from morgan.spec import Policy
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
 from store.digest import Digest
 from store.errors import MissingObjectError
+from store.folders import FOLDERS
 from store.objects import CHUNK_SIZE, Store
 from store.roots import roots
 
@@ -168,22 +169,30 @@ def check_lock(lock: Lock, store: Store, sound: dict[Digest, str], report: Repor
 # -- generations ----------------------------------------------------------------------------
 
 
-def _tree_entries(root: Path) -> dict[str, str | None]:
-    """Every non-directory entry under ``root`` (links to directories count as entries),
-    relative path -> its link target (None for a file). Entry types come from the listing:
-    a generation has tens of thousands of links, and one readlink each is all it costs."""
-    found: dict[str, str | None] = {}
-    pending = [("", str(root))]
+def _tree_entries(root: Path, folders: Path) -> dict[str, tuple[str | None, str]]:
+    """Every non-directory entry under ``root``, relative path -> (its link target, None
+    for a file; the folder the entry is in). A link to a folder object under ``folders``
+    (:mod:`store.folders`) is entered: its entries are the generation's. Entry types come
+    from the listing: a generation has tens of thousands of links, and one readlink each is
+    all it costs."""
+    found: dict[str, tuple[str | None, str]] = {}
+    shared = os.path.abspath(folders) + os.sep  # noqa: PTH100 - plain strings, see above
+    pending = [("", os.path.abspath(root))]  # noqa: PTH100
     while pending:
         prefix, folder = pending.pop()
         for entry in os.scandir(folder):
             rel = prefix + entry.name
             if entry.is_symlink():
-                found[rel] = os.readlink(entry.path)  # noqa: PTH115 - plain strings, see above
+                target = os.readlink(entry.path)  # noqa: PTH115 - plain strings, see above
+                real = os.path.normpath(os.path.join(folder, target))  # noqa: PTH118
+                if real.startswith(shared) and entry.is_dir():
+                    pending.append((rel + "/", real))
+                else:
+                    found[rel] = (target, folder)
             elif entry.is_dir(follow_symlinks=False):
                 pending.append((rel + "/", entry.path))
             else:
-                found[rel] = None
+                found[rel] = (None, folder)
     return found
 
 
@@ -240,7 +249,7 @@ def check_generation(
         report.problems.append(
             Problem("generation", label, f"manifest.json is {actual} but its GC root says {root}")
         )
-    tree = _tree_entries(gen)
+    tree = _tree_entries(gen, store.root / FOLDERS)
     # What a build's link to a blob reads, per folder: the relative path to the objects.
     to_objects: dict[str, str] = {}
     for rel, digest in sorted({**entries, "manifest.json": actual}.items()):
@@ -255,12 +264,11 @@ def check_generation(
                 Problem("generation", f"{label}/{rel}", f"its blob {digest} is missing")
             )
             continue
-        target = tree[rel]
+        target, folder = tree[rel]
         if target is not None:
-            folder = rel.rpartition("/")[0]
             up = to_objects.get(folder)
             if up is None:
-                up = to_objects[folder] = os.path.relpath(store.objects_dir, gen / folder)
+                up = to_objects[folder] = os.path.relpath(store.objects_dir, folder)
             if target == f"{up}/{digest.hex[:2]}/{digest.hex}":
                 continue  # the link a build writes: a string compare is enough
         path = gen / rel

@@ -51,6 +51,7 @@ def walk(
     ready = [n for n, d in waiting.items() if d == 0]
     heapq.heapify(ready)
     outputs: dict[str, Output] = {}
+    digests: dict[str, str] = {}  # a finished node's output digest, made once for all its users
     failed: dict[str, BaseException] = {}
     finished: queue.SimpleQueue[tuple[str, Future[Any]]] = queue.SimpleQueue()
     running = 0
@@ -58,7 +59,7 @@ def walk(
     def start(node_id: str) -> None:
         step: Step[Any] = graph.nodes[node_id]["step"]
         preds = {p: outputs[p] for p in graph.predecessors(node_id)}
-        inputs = {p: output_digest(r) for p, r in sorted(preds.items())}
+        inputs = {p: digests[p] for p in sorted(preds)}
         given = Inputs(preds)
         done = step.current(given) if step.current is not None else None
         if done is not None:
@@ -81,6 +82,8 @@ def walk(
             _skip_dependants(graph, node_id, waiting)
             continue
         outputs[node_id] = done.result()
+        if graph.out_degree(node_id):
+            digests[node_id] = output_digest(outputs[node_id])
         on_done(graph.nodes[node_id]["step"], outputs[node_id])
         for succ in graph.successors(node_id):
             waiting[succ] -= 1

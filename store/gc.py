@@ -42,6 +42,7 @@ class GcReport:
     temp_bytes: int
     kept_objects: int
     missing_live: tuple[Digest, ...]  # live digests the store did not hold
+    deleted_folders: tuple[str, ...] = ()  # shared folders (store/folders) no generation uses
 
     @property
     def bytes_freed(self) -> int:
@@ -61,6 +62,7 @@ class GcReport:
             "actions": {"deleted": list(self.deleted_actions), "bytes": self.action_bytes},
             "temp": {"deleted": list(self.deleted_temp), "bytes": self.temp_bytes},
             "missing-live": [str(d) for d in self.missing_live],
+            "folders": {"deleted": list(self.deleted_folders)},
         }
 
 

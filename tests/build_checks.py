@@ -89,7 +89,9 @@ def served(mirror: Path) -> Served | None:
         data = (gen / rel).read_bytes()
         assert f"blake3:{blake3(data).hexdigest()}" == digest, rel
     on_disk = {
-        str((Path(d) / f).relative_to(gen)) for d, _dirs, files in os.walk(gen) for f in files
+        str((Path(d) / f).relative_to(gen))
+        for d, _dirs, files in os.walk(gen, followlinks=True)
+        for f in files
     }
     assert on_disk == {*entries, "manifest.json"}
     return Served(int(link.name), entries)

@@ -255,7 +255,7 @@ def test_same_lock_gives_byte_identical_tree_elsewhere(built: Built, tmp_path: P
 
 def _tree(root: Path) -> dict[str, tuple[str, bytes]]:
     out = {}
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, _dirs, files in os.walk(root, followlinks=True):
         for f in files:
             p = Path(dirpath) / f
             out[str(p.relative_to(root))] = (str(p.readlink()), p.read_bytes())

@@ -526,15 +526,24 @@ def test_no_inode_for_the_index_link_leaves_no_generation(
     case.assert_new_generation(*case.build())
 
 
-@pytest.mark.parametrize("n", [1, 25])
+@pytest.mark.parametrize(
+    ("where", "n"),
+    [("generations", 1), ("generations", 3), ("store/folders", 1), ("store/folders", 6)],
+)
 def test_disk_full_while_materializing(
-    case: Case, n: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    case: Case,
+    where: str,
+    n: int,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The disk fills while the new tree's links are made: in the generation folder, or in
+    a new shared project folder of the store."""
     counter = [0]
     fail = _enospc_at(n, os.symlink, counter)
 
     def symlink(src: str, dst: str, *args: object, **kwargs: object) -> None:
-        if "/generations/" in str(dst):
+        if f"/{where}/" in str(dst):
             fail(src, dst, *args, **kwargs)
         else:
             os_symlink(src, dst, *args, **kwargs)  # type: ignore[arg-type]
@@ -544,9 +553,13 @@ def test_disk_full_while_materializing(
     code, stderr = _build_in_process(case, capsys, monkeypatch)
     match = DISK_FULL.fullmatch(stderr)
     assert match is not None, stderr
-    assert match["path"].startswith(str(case.mirror / "generations" / ".tmp-2-"))
+    made = (
+        case.mirror / "generations" / ".tmp-2-" if where == "generations" else case.mirror / where
+    )
+    assert match["path"].startswith(str(made))
     message = stderr.removeprefix("morgan: error: ").rstrip("\n")
     case.assert_failed_cleanly(code, stderr, message)
+    assert not list((case.mirror / "store" / "folders").glob("*/.tmp-*"))  # no half folder
     monkeypatch.undo()
     case.assert_new_generation(*case.build())
 

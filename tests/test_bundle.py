@@ -91,7 +91,7 @@ def _header(bundle: Path) -> dict[str, object]:
 
 def _tree(root: Path) -> dict[str, bytes]:
     out = {}
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, _dirs, files in os.walk(root, followlinks=True):
         for f in files:
             p = Path(dirpath) / f
             out[str(p.relative_to(root))] = p.read_bytes()

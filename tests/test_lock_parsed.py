@@ -25,6 +25,7 @@ from morgan.lock import (
     save_parsed,
     to_data,
 )
+from store.digest import blake3_hex
 from tests.build_scenario import morgan
 from tests.small_scenario import write_spec
 from tests.upstream import FakeUpstream
@@ -121,7 +122,7 @@ def test_a_saved_lock_is_read_without_parsing_toml(
     def no_toml(_text: str) -> object:
         raise AssertionError("parsed the TOML although the cache holds this lock")
 
-    monkeypatch.setattr(lock_mod.tomllib, "loads", no_toml)
+    monkeypatch.setattr(tomllib, "loads", no_toml)
     assert load(path, parsed=parsed) == lock
 
 
@@ -154,5 +155,5 @@ def test_a_build_leaves_the_parsed_lock_of_what_it_wrote(
     assert proc.returncode == 0, proc.stderr
     lock_bytes = (ws / "mirror.lock").read_bytes()
     saved = json.loads((ws / "mirror" / "store" / lock_mod.PARSED_LOCK).read_bytes())
-    assert saved["blake3"] == lock_mod.blake3_hex(lock_bytes)
+    assert saved["blake3"] == blake3_hex(lock_bytes)
     assert from_data(saved["lock"]) == lock_mod.loads(lock_bytes.decode())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
 from rules.errors import RuleError
-from rules.lib.materialize import TreeWriter, materialize
+from rules.lib.materialize import Mode, TreeWriter, materialize
 from store.digest import Digest
 from store.objects import Store
 
@@ -23,12 +24,13 @@ def blobs(store: Store, n: int) -> dict[str, Digest]:
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Every entry under ``root``: relative path → the bytes reached through it."""
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_symlink() or p.is_file()
-    }
+    """Every file reached under ``root`` (through links to folders too): path → bytes."""
+    out = {}
+    for folder, _dirs, files in os.walk(root, followlinks=True):
+        for name in files:
+            path = Path(folder, name)
+            out[path.relative_to(root).as_posix()] = path.read_bytes()
+    return dict(sorted(out.items()))
 
 
 def test_entries_added_from_many_threads_give_the_same_tree_as_all_at_once(
@@ -55,9 +57,13 @@ def test_entries_added_from_many_threads_give_the_same_tree_as_all_at_once(
     writer.commit(gens / "2", entries)
     assert tree(gens / "2") == tree(gens / "1")
     assert len(tree(gens / "2")) == 300
+    # A folder of files is a link to a shared folder object of links into the objects.
+    shared = (gens / "2" / "simple" / "p1").readlink()
+    assert shared.parts[:5] == ("..", "..", "..", "store", "folders")
+    assert shared == (gens / "1" / "simple" / "p1").readlink()  # made once, used twice
+    digest = entries["simple/p1/f1.whl"]
     assert str((gens / "2" / "simple" / "p1" / "f1.whl").readlink()) == (
-        f"../../../../store/objects/{entries['simple/p1/f1.whl'].hex[:2]}/"
-        f"{entries['simple/p1/f1.whl'].hex}"
+        f"../../../objects/{digest.hex[:2]}/{digest.hex}"
     )
     assert sorted(p.name for p in gens.iterdir()) == ["1", "2"]  # no temporary left
 
@@ -79,7 +85,7 @@ def test_a_failed_add_fails_the_commit_and_leaves_nothing(tmp_path: Path) -> Non
     (tmp_path / ".tmp-1-1" / "simple").write_text("in the way")
     writer.add("simple/p1/f1.whl", entries["simple/p1/f1.whl"])
     # ... and the commit reports it, with no generation and no temporary left.
-    with pytest.raises(NotADirectoryError):
+    with pytest.raises(OSError, match="simple"):
         writer.commit(tmp_path / "1", entries)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
 
@@ -102,3 +108,30 @@ def test_discard_removes_the_tree_and_later_adds_do_nothing(tmp_path: Path) -> N
     writer.discard()
     writer.add("simple/p3/f3.whl", entries["simple/p3/f3.whl"])  # a late callback
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def test_a_new_generation_writes_only_the_folders_that_changed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    entries = blobs(store, 70)
+    gens = tmp_path / "generations"
+    materialize(store, entries, gens / "1")
+    folders = sorted((tmp_path / "store" / "folders").glob("*/*"))
+    assert len(folders) == 14  # 7 projects in 2 views
+    changed = {**entries, "simple/p1/new.whl": store.put_bytes(b"new").digest}
+    materialize(store, changed, gens / "2")
+    after = sorted((tmp_path / "store" / "folders").glob("*/*"))
+    assert len(after) == 15  # one new folder object: simple/p1 of generation 2
+    assert tree(gens / "1") == {rel: store.read_bytes(d) for rel, d in entries.items()}
+    assert tree(gens / "2") == {rel: store.read_bytes(d) for rel, d in changed.items()}
+    assert (gens / "2" / "simple" / "p1").readlink() != (gens / "1" / "simple" / "p1").readlink()
+    assert (gens / "2" / "simple" / "p2").readlink() == (gens / "1" / "simple" / "p2").readlink()
+
+
+@pytest.mark.parametrize("mode", ["copy", "hardlink"])
+def test_copied_trees_hold_real_folders(tmp_path: Path, mode: Mode) -> None:
+    store = Store(tmp_path / "store")
+    entries = blobs(store, 20)
+    materialize(store, entries, tmp_path / "1", mode=mode)
+    assert not (tmp_path / "store" / "folders").exists()
+    assert not (tmp_path / "1" / "simple" / "p1").is_symlink()
+    assert tree(tmp_path / "1") == {rel: store.read_bytes(d) for rel, d in entries.items()}

@@ -45,7 +45,7 @@ def plan(built: Built, *args: str) -> str:
 def tree_entries(generation: Path) -> set[str]:
     """Every file and link of a generation folder (relative paths)."""
     out = set()
-    for dirpath, _dirs, files in os.walk(generation):
+    for dirpath, _dirs, files in os.walk(generation, followlinks=True):
         for f in files:
             out.add(str(Path(dirpath, f).relative_to(generation)))
     return out

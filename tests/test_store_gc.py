@@ -194,6 +194,7 @@ def test_collect_reports_live_digests_the_store_lacks(store: Store) -> None:
         "actions": {"deleted": [], "bytes": 0},
         "temp": {"deleted": [], "bytes": 0},
         "missing-live": [str(absent)],
+        "folders": {"deleted": []},
     }
     assert store.has(dead)
 

@@ -136,11 +136,22 @@ def test_deleted_blob_is_reported_missing_everywhere_it_is_linked(mirror: Path) 
     assert out["environments"] == {"linux": "OK", "windows": "OK"}  # the wheel still installs
 
 
+def unshare(folder: Path) -> None:
+    """Replace the link to a shared folder object by a folder of its own (the same links),
+    so damage done to it stays in this one place."""
+    shared = folder.resolve()
+    folder.unlink()
+    folder.mkdir()
+    for link in shared.iterdir():
+        (folder / link.name).symlink_to(os.path.relpath(link.resolve(), folder))
+
+
 def test_wrong_link_and_extra_file(mirror: Path) -> None:
     gen = mirror / "generations" / "1"
+    unshare(gen / "simple" / "util")
     page = gen / "simple" / "util" / "index.json"
     right = page.resolve().name
-    wrong = str((gen / "simple" / "dropme" / "index.json").readlink())
+    wrong = os.path.relpath((gen / "simple" / "dropme" / "index.json").resolve(), page.parent)
     page.unlink()
     page.symlink_to(wrong)
     (gen / "simple" / "util" / "stray.whl").write_bytes(b"not listed anywhere")
@@ -158,6 +169,23 @@ def test_wrong_link_and_extra_file(mirror: Path) -> None:
     assert ("pages", "simple/util/", "util-1.5.tar.gz is locked but not listed") in found
     assert ("pages", "simple/util/", "dropme-1.0.tar.gz is listed but not locked") in found
     assert out["environments"] == {"linux": "OK", "windows": "OK"}
+
+
+def test_damage_to_a_shared_folder_is_reported_wherever_it_is_linked(mirror: Path) -> None:
+    gen = mirror / "generations" / "1"
+    shared = (gen / "simple" / "util").resolve()
+    assert shared.parent.parent.name == "folders"
+    users = sorted(
+        str(p.relative_to(gen))
+        for p in (gen / "simple" / "util", *gen.glob("env/*/simple/util"))
+        if p.resolve() == shared
+    )
+    shared.chmod(0o755)
+    (shared / "stray.whl").write_bytes(b"not listed anywhere")
+    code, out, _ = verify_json(mirror)
+    assert code == 1
+    extra = sorted(p for kind, p, what in problems(out) if what == "extra: not in the manifest")
+    assert extra == [f"generation 1/{u}/stray.whl" for u in users]
 
 
 def test_removed_wheel_breaks_only_the_environment_that_needs_it(mirror: Path) -> None:

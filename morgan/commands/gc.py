@@ -13,6 +13,7 @@ instead of failing).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -33,6 +34,7 @@ from morgan.human import count, size
 from morgan.location import locate
 from store.digest import Digest
 from store.errors import StoreError
+from store.folders import collect_folders, live_folders
 from store.gc import DEFAULT_GRACE_SECONDS, GcReport, collect, live_from_roots
 from store.lock import StoreLock
 from store.manifests import manifest_digests
@@ -126,7 +128,17 @@ def collect_generations(
         # same set as above).
         live = set(live_from_roots(store))
     report = collect(store, live, dry_run=dry_run, grace_seconds=grace)
-    return p, report, folder_bytes, names
+    # Shared folders (store/folders): those a kept generation's manifest has, no others.
+    kept = [d for r, d in roots(store).items() if r not in dropped]
+    shared = collect_folders(store, live_folders(_entries(store, d) for d in kept), dry_run=dry_run)
+    return p, dataclasses.replace(report, deleted_folders=tuple(shared)), folder_bytes, names
+
+
+def _entries(store: Store, manifest: Digest) -> dict[str, Digest]:
+    """A manifest's tree entries (none for a root whose manifest holds no tree)."""
+    data = json.loads(store.read_bytes(manifest))
+    entries = data.get("entries", {}) if isinstance(data, dict) else {}
+    return {rel: Digest.parse(text) for rel, text in entries.items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -180,6 +192,7 @@ def _print_report(
         print(f"{verb} {store.relpath(d)}{measured}  {what}", file=err)
     for t in report.deleted_temp:
         print(f"{verb} {t}", file=err)
+
     total = report.bytes_freed + folder_bytes
     print(
         f"{verb} {count(len(report.deleted_objects), 'object')} "
@@ -187,7 +200,8 @@ def _print_report(
         f"{count(len(report.deleted_actions), 'action entry', 'action entries')} "
         f"({size(report.action_bytes)}), "
         f"{count(len(report.deleted_temp), 'temp file')} ({size(report.temp_bytes)}), "
-        f"{count(len(p.dropped), 'generation')} ({size(folder_bytes)}); "
+        f"{count(len(p.dropped), 'generation')} ({size(folder_bytes)}), "
+        f"{count(len(report.deleted_folders), 'shared folder')}; "
         f"{'would free' if report.dry_run else 'freed'} {size(total)}; "
         f"{count(report.kept_objects, 'object')} kept",
         file=err,

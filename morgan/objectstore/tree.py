@@ -127,11 +127,20 @@ def _blob_digest(path: Path) -> tuple[str, int]:
 
 
 def _walk(root: Path) -> Iterator[tuple[str, Path]]:
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
+    """Every file of the tree; a link to a folder is entered only when it leads to a folder
+    object of the store (``store/folders/<2 hex>/<hex>``: a project's shared folder)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if _enter(Path(dirpath, d)))
         for name in sorted(filenames):
             full = Path(dirpath, name)
             yield full.relative_to(root).as_posix(), full
+
+
+def _enter(folder: Path) -> bool:
+    if not folder.is_symlink():
+        return True
+    real = Path(os.path.realpath(folder))
+    return bool(_HEX.fullmatch(real.name)) and real.parent.parent.name == "folders"
 
 
 def read_tree(

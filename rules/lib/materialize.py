@@ -1,9 +1,12 @@
 """A tree manifest (relative path -> blob digest) made real as a generation directory.
 
 Entries become relative symlinks into ``store/objects`` (or copies / hard links for
-filesystems and OSes without symlinks). The tree is built under a temporary name next to
-its final place and renamed into place only when complete, so no reader ever sees half a
-generation.
+filesystems and OSes without symlinks). With symlinks, a folder that holds only files (a
+project's folder in the union or a view) is a link to a folder object of the store
+(:mod:`store.folders`), made once and shared by every generation with the same folder: a
+new generation writes one link per such folder, and links per file only for new folders.
+The tree is built under a temporary name next to its final place and renamed into place
+only when complete, so no reader ever sees half a generation.
 """
 
 from __future__ import annotations
@@ -14,26 +17,29 @@ import shutil
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 from rules.errors import RuleError
 from store.digest import Digest
+from store.folders import FOLDERS, leaf_folders, make_folder
 from store.objects import Store
 
 Mode = Literal["symlink", "copy", "hardlink"]
 
 _THREADS = 4
 _THREADED = 64  # fewer entries than this: added in the calling thread
+_RUN = 512  # shared folders per thread task
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+!~-]*$")
 
 
-def check_entry_path(rel: str) -> PurePosixPath:
-    """Refuse any manifest path that could leave the generation (``..``, absolute, odd chars)."""
-    path = PurePosixPath(rel)
-    if path.is_absolute() or not path.parts or not all(_SAFE_PART.match(p) for p in path.parts):
+def check_entry_path(rel: str) -> tuple[str, ...]:
+    """Refuse any manifest path that could leave the generation (``..``, absolute, odd
+    chars, empty parts); its parts."""
+    parts = tuple(rel.split("/"))
+    if not all(_SAFE_PART.match(p) for p in parts):
         raise RuleError(f"refusing unsafe path {rel!r} in a generation manifest")
-    return path
+    return parts
 
 
 class TreeWriter:
@@ -45,10 +51,18 @@ class TreeWriter:
     while other files still download, so the links do not all wait for the last byte.
     """
 
-    def __init__(self, store: Store, tmp: Path, *, mode: Mode = "symlink") -> None:
+    def __init__(
+        self, store: Store, tmp: Path, *, mode: Mode = "symlink", share: bool | None = None
+    ) -> None:
         self.store = store
         self.tmp = tmp
         self.mode = mode
+        # Folders of files as shared folder objects (symlink mode only): entries are then
+        # only noted by add() and the tree is written by commit().
+        self.share = mode == "symlink" if share is None else share
+        if self.share and mode != "symlink":
+            raise ValueError("shared folders need symlink mode")
+        self._noted: dict[str, Digest] = {}
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
@@ -64,9 +78,13 @@ class TreeWriter:
     def add(self, rel: str, digest: Digest) -> None:
         """Create entry ``rel`` (once: a second add of the same path does nothing). An error
         is kept and raised by :meth:`commit`, since callers may be callbacks nobody awaits."""
-        parts = check_entry_path(rel).parts
+        parts = check_entry_path(rel)
         with self._cond:
             if rel in self._claimed or self._error is not None:
+                return
+            if self.share:
+                self._claimed.add(rel)
+                self._noted[rel] = digest
                 return
             self._claimed.add(rel)
             self._busy += 1
@@ -101,8 +119,15 @@ class TreeWriter:
         folders: dict[tuple[str, ...], list[str]] = {}
         with self._cond:
             todo = [rel for rel in entries if rel not in self._claimed]
+        if self.share:  # only noted here: commit() writes the tree
+            for rel in todo:
+                check_entry_path(rel)
+            with self._cond:
+                self._claimed.update(todo)
+                self._noted.update((rel, entries[rel]) for rel in todo)
+            return
         for rel in sorted(todo):
-            folders.setdefault(check_entry_path(rel).parts[:-1], []).append(rel)
+            folders.setdefault(check_entry_path(rel)[:-1], []).append(rel)
         if len(todo) < _THREADED:
             for rel in todo:
                 self.add(rel, entries[rel])
@@ -121,6 +146,8 @@ class TreeWriter:
         try:
             self.add_all(entries)
             self._settle(entries)
+            if self.share:
+                self._write_shared(entries)
             self.tmp.rename(final)
         except BaseException:
             self.discard()
@@ -136,6 +163,41 @@ class TreeWriter:
             extra = self._claimed - set(entries)
         if extra:
             raise RuleError(f"internal: entries outside the manifest: {sorted(extra)[:3]}")
+
+    def _write_shared(self, entries: Mapping[str, Digest]) -> None:
+        """The tree of ``entries``: each folder of files a link to its folder object (made
+        if new), every other entry a link to its blob; several threads make the links."""
+        leaves = leaf_folders(entries)
+        in_leaf = {rel for names in leaves.values() for rel in names.values()}
+        loose = sorted(rel for rel in entries if rel not in in_leaf)
+        parents = {f.rpartition("/")[0] for f in leaves} | {r.rpartition("/")[0] for r in loose}
+        for folder in sorted(parents - {""}):
+            (self.tmp / folder).mkdir(parents=True, exist_ok=True)
+        to_folders = os.path.relpath(self.store.root / FOLDERS, self.tmp)
+
+        tmp = str(self.tmp)
+
+        def shared(folders: list[str]) -> None:
+            for folder in folders:
+                names = leaves[folder]
+                name = make_folder(
+                    self.store, {n: entries[rel] for n, rel in sorted(names.items())}
+                )
+                up = "../" * folder.count("/")
+                os.symlink(f"{up}{to_folders}/{name[:2]}/{name}", f"{tmp}/{folder}")  # noqa: PTH211
+
+        for rel in loose:
+            self._link(self.tmp / rel, rel.count("/"), entries[rel])
+        ordered = sorted(leaves)
+        # A few threads, each a run of folders (link calls release the GIL; a task per
+        # folder would cost more in hand-offs than the links themselves).
+        runs = [ordered[k : k + _RUN] for k in range(0, len(ordered), _RUN)]
+        if len(runs) < 2:
+            for run in runs:
+                shared(run)
+            return
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+            list(pool.map(shared, runs))
 
     def discard(self) -> None:
         """Remove the unfinished tree (also when entries are still being added elsewhere)."""
