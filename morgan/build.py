@@ -180,6 +180,8 @@ def build(spec: Spec, client: object, opts: BuildOptions) -> BuildResult:
             if created is not None:
                 raise BuildError(str(fsio.write_error(exc, Path(created)))) from exc
             raise BuildError(f"{exc.strerror or exc}: free space or fix permissions") from exc
+        finally:
+            _FILES_SEEN.clear()  # the build's releases may go
 
 
 def _build_locked(
@@ -901,9 +903,30 @@ def _solve(
 # -- fetching -------------------------------------------------------------------------------
 
 
-def env_files(release: Release, env: Environment, *, sdists: bool = True) -> list[UpstreamFile]:
+# (id(release), id(env), sdists) -> (release, env, its files): a build asks for the same
+# pin's files five times over (selection, views, lock, skeleton, wanted files); the entry
+# holds the release and environment so their ids stay theirs. Emptied after each build.
+_FILES_SEEN: dict[tuple[int, int, bool], tuple[Release, Environment, tuple[UpstreamFile, ...]]] = {}
+_FILES_SEEN_MAX = 1 << 18
+
+
+def env_files(
+    release: Release, env: Environment, *, sdists: bool = True
+) -> tuple[UpstreamFile, ...]:
     """Every file of ``release`` ``env`` may use: all fitting wheels, and the sdist (with
     ``sdists=False``, the sdist only when no wheel fits: ``[policy] sdists = false``)."""
+    key = (id(release), id(env), sdists)
+    seen = _FILES_SEEN.get(key)
+    if seen is not None and seen[0] is release and seen[1] is env:
+        return seen[2]
+    files = tuple(_env_files(release, env, sdists=sdists))
+    if len(_FILES_SEEN) >= _FILES_SEEN_MAX:
+        _FILES_SEEN.clear()
+    _FILES_SEEN[key] = (release, env, files)
+    return files
+
+
+def _env_files(release: Release, env: Environment, *, sdists: bool) -> list[UpstreamFile]:
     wheels, srcs = usable_files(release, env, allow_yanked=False)
     if not wheels and not srcs:
         # Selected anyway: pinned with == to a yanked release.

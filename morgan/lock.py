@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -168,8 +169,14 @@ class Lock:
 # -- writing --------------------------------------------------------------------------------
 
 
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")  # printable ASCII without `"` and `\`
+
+
 def _s(value: str) -> str:
-    # A JSON string with ASCII escapes is a valid TOML basic string.
+    # A JSON string with ASCII escapes is a valid TOML basic string; most strings of a lock
+    # (names, versions, urls, hashes) need no escape at all, and quoting them is the same.
+    if _PLAIN.fullmatch(value):
+        return f'"{value}"'
     return json.dumps(value, ensure_ascii=True)
 
 

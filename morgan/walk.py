@@ -56,24 +56,45 @@ def walk(
     finished: queue.SimpleQueue[tuple[str, Future[Any]]] = queue.SimpleQueue()
     running = 0
 
-    def start(node_id: str) -> None:
+    def start(node_id: str) -> Output | None:
+        """Start a ready node; its output when there is nothing to run (served already,
+        or reused from the cache in this thread), else None (it runs on the executor)."""
         step: Step[Any] = graph.nodes[node_id]["step"]
         preds = {p: outputs[p] for p in graph.predecessors(node_id)}
         inputs = {p: digests[p] for p in sorted(preds)}
         given = Inputs(preds)
-        done = step.current(given) if step.current is not None else None
+        done: Output | None = step.current(given) if step.current is not None else None
         if done is not None:
             ex.note_reused(node_id)
-            fut: Future[Any] = Future()
-            fut.set_result(done)
-        else:
-            fut = ex.submit(step.node(inputs), lambda: step.run(given))
+            return done
+        node = step.node(inputs)
+        reused: Output | None = ex.reuse(node)
+        if reused is not None:
+            return reused
+        fut = ex.submit(node, lambda: step.run(given))
         fut.add_done_callback(lambda done: finished.put((node_id, done)))
+        return None
+
+    def finish(node_id: str, output: Output) -> None:
+        outputs[node_id] = output
+        if graph.out_degree(node_id):
+            digests[node_id] = output_digest(output)
+        on_done(graph.nodes[node_id]["step"], output)
+        for succ in graph.successors(node_id):
+            waiting[succ] -= 1
+            if waiting[succ] == 0:
+                heapq.heappush(ready, succ)
 
     while ready or running:
         while ready:
-            start(heapq.heappop(ready))
-            running += 1
+            node_id = heapq.heappop(ready)
+            now = start(node_id)
+            if now is None:
+                running += 1
+            else:
+                finish(node_id, now)
+        if not running:
+            break
         node_id, done = finished.get()
         running -= 1
         exc = done.exception()
@@ -81,14 +102,7 @@ def walk(
             failed[node_id] = exc
             _skip_dependants(graph, node_id, waiting)
             continue
-        outputs[node_id] = done.result()
-        if graph.out_degree(node_id):
-            digests[node_id] = output_digest(outputs[node_id])
-        on_done(graph.nodes[node_id]["step"], outputs[node_id])
-        for succ in graph.successors(node_id):
-            waiting[succ] -= 1
-            if waiting[succ] == 0:
-                heapq.heappush(ready, succ)
+        finish(node_id, done.result())
     if failed:
         _raise(failed)
     return outputs
