@@ -230,19 +230,8 @@ def _dump_environment(env: LockedEnvironment, out: list[str]) -> None:
             items.append(("extras", list(p.extras)))
         out.append(f"  {_inline(items)},\n")
     out.append("]\nedges = [\n")
-    for e in sorted(
-        env.edges,
-        key=lambda e: (e.kind, e.parent, e.child, e.requirement, e.parent_version, e.child_version),
-    ):
-        items = [
-            ("parent", e.parent),
-            ("child", e.child),
-            ("requirement", e.requirement),
-            ("kind", e.kind),
-            ("parent-version", e.parent_version or None),
-            ("child-version", e.child_version or None),
-        ]
-        out.append(f"  {_inline(items)},\n")
+    for e in sorted(env.edges, key=_edge_order):
+        out.append(f"  {_inline(_edge_items(e))},\n")
     out.append("]\n")
     if env.unknown_metadata:
         out.append(f"unknown-metadata = {_value(sorted(env.unknown_metadata))}\n")
@@ -273,6 +262,22 @@ def _dump_releases(lock: Lock, out: list[str]) -> None:
 def write(lock: Lock, path: Path) -> None:
     """Write atomically (temp file + rename) so a crash never leaves half a lock."""
     fsio.replace_file(path, dumps(lock).encode("utf-8"))
+
+
+def _edge_order(e: LockedEdge) -> tuple[str, ...]:
+    return (e.kind, e.parent, e.child, e.requirement, e.parent_version, e.child_version)
+
+
+def _edge_items(e: LockedEdge) -> list[tuple[str, Any]]:
+    """An edge's keys in the lock, in order; None values are left out."""
+    return [
+        ("parent", e.parent),
+        ("child", e.child),
+        ("requirement", e.requirement),
+        ("kind", e.kind),
+        ("parent-version", e.parent_version or None),
+        ("child-version", e.child_version or None),
+    ]
 
 
 def _file_items(f: LockedFile) -> list[tuple[str, Any]]:
@@ -382,8 +387,8 @@ def _env_data(env: LockedEnvironment) -> dict[str, Any]:
         for p in sorted(env.pins, key=lambda p: (p.name, p.version, p.role))
     ]
     out["edges"] = [
-        {"parent": e.parent, "child": e.child, "requirement": e.requirement, "kind": e.kind}
-        for e in sorted(env.edges, key=lambda e: (e.kind, e.parent, e.child, e.requirement))
+        {k: v for k, v in _edge_items(e) if v is not None}
+        for e in sorted(env.edges, key=_edge_order)
     ]
     if env.unknown_metadata:
         out["unknown-metadata"] = sorted(env.unknown_metadata)

@@ -66,6 +66,7 @@ def _rich_lock() -> Lock:
         edges=(
             LockedEdge("<spec>", "app", "app[fast]>=1", "run"),
             LockedEdge("app", "setuptools", "setuptools>=40.8.0", "build-system"),
+            LockedEdge("<spec>", "app", "app==0.9", "version-policy", "", "0.9"),
         ),
         unknown_metadata=("weird",),
     )
