@@ -317,6 +317,8 @@ def _build_locked(
                     publish=publish,
                     served=served,
                 )
+                if tree is not None:
+                    tree.expect(rel for n in plan for rel in plan.nodes[n]["step"].produces)
                 outputs = Inputs(walk(plan, ex, on_done=link))
                 lock_blob = outputs.get(lock_rule.ID, Stored).blob
                 if not staged_lock:  # the generation was served already: no switch ran

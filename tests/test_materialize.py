@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,25 @@ def test_copied_trees_hold_real_folders(tmp_path: Path, mode: Mode) -> None:
     assert not (tmp_path / "store" / "folders").exists()
     assert not (tmp_path / "1" / "simple" / "p1").is_symlink()
     assert tree(tmp_path / "1") == {rel: store.read_bytes(d) for rel, d in entries.items()}
+
+
+def test_expected_folders_are_made_while_entries_still_arrive(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    entries = blobs(store, 28)
+    writer = TreeWriter(store, tmp_path / "generations" / ".tmp-1-1")
+    writer.expect(entries)
+    folders = tmp_path / "store" / "folders"
+    p1 = {rel: d for rel, d in entries.items() if rel.startswith("simple/p1/")}
+    for rel, digest in p1.items():  # every entry of one folder, nothing of the others
+        writer.add(rel, digest)
+    deadline = time.monotonic() + 30
+    while not list(folders.glob("*/*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    made = list(folders.glob("*/*"))
+    assert len(made) == 1  # that folder, before the commit
+    assert {p.name for p in made[0].iterdir()} == {rel.rsplit("/", 1)[1] for rel in p1}
+    writer.commit(tmp_path / "generations" / "1", entries)
+    assert tree(tmp_path / "generations" / "1") == {
+        rel: store.read_bytes(d) for rel, d in entries.items()
+    }
+    assert (tmp_path / "generations" / "1" / "simple" / "p1").resolve() == made[0]

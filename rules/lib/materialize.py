@@ -15,8 +15,8 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -63,6 +63,12 @@ class TreeWriter:
         if self.share and mode != "symlink":
             raise ValueError("shared folders need symlink mode")
         self._noted: dict[str, Digest] = {}
+        # With expect(): each shared folder is made as soon as its last entry is added
+        # (while other files still download), by a small pool; commit() links them.
+        self._expected: dict[str, dict[str, str]] = {}  # folder -> {name: path}
+        self._remaining: dict[str, int] = {}
+        self._early: dict[str, Future[str]] = {}  # folder -> its folder object's name
+        self._early_pool: ThreadPoolExecutor | None = None
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
@@ -75,6 +81,24 @@ class TreeWriter:
         self._error: BaseException | None = None
         self._cond = threading.Condition()
 
+    def expect(self, paths: Iterable[str]) -> None:
+        """The paths the tree will hold (a plan knows them before it runs): each shared
+        folder is then made the moment its last entry is added, off the caller's thread."""
+        if not self.share:
+            return
+        leaves = leaf_folders(paths)
+        with self._cond:
+            self._expected = leaves
+            self._remaining = {f: len(names) for f, names in leaves.items()}
+            self._early_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tree")
+
+    def _folder_done(self, folder: str) -> None:
+        """(the caller holds the lock) Start making ``folder``'s object: all its entries are in."""
+        names = self._expected[folder]
+        entries = {n: self._noted[rel] for n, rel in sorted(names.items())}
+        if self._early_pool is not None:
+            self._early[folder] = self._early_pool.submit(make_folder, self.store, entries)
+
     def add(self, rel: str, digest: Digest) -> None:
         """Create entry ``rel`` (once: a second add of the same path does nothing). An error
         is kept and raised by :meth:`commit`, since callers may be callbacks nobody awaits."""
@@ -85,6 +109,12 @@ class TreeWriter:
             if self.share:
                 self._claimed.add(rel)
                 self._noted[rel] = digest
+                folder = rel.rpartition("/")[0]
+                left = self._remaining.get(folder)
+                if left is not None and rel in self._expected[folder].values():
+                    self._remaining[folder] = left - 1
+                    if left == 1:
+                        self._folder_done(folder)
                 return
             self._claimed.add(rel)
             self._busy += 1
@@ -177,12 +207,22 @@ class TreeWriter:
 
         tmp = str(self.tmp)
 
+        early = self._settle_early()
+
         def shared(folders: list[str]) -> None:
             for folder in folders:
                 names = leaves[folder]
-                name = make_folder(
-                    self.store, {n: entries[rel] for n, rel in sorted(names.items())}
-                )
+                made = early.get(folder)
+                if (
+                    made is not None
+                    and self._expected.get(folder) == names
+                    and all(self._noted[rel] == entries[rel] for rel in names.values())
+                ):
+                    name = made  # made during the walk from the same entries
+                else:
+                    name = make_folder(
+                        self.store, {n: entries[rel] for n, rel in sorted(names.items())}
+                    )
                 up = "../" * folder.count("/")
                 os.symlink(f"{up}{to_folders}/{name[:2]}/{name}", f"{tmp}/{folder}")  # noqa: PTH211
 
@@ -199,12 +239,27 @@ class TreeWriter:
         with ThreadPoolExecutor(max_workers=_THREADS) as pool:
             list(pool.map(shared, runs))
 
+    def _settle_early(self) -> dict[str, str]:
+        """Wait for the folders made during the walk: folder -> object name (the first
+        error raised)."""
+        with self._cond:
+            pool, early = self._early_pool, dict(self._early)
+        if pool is None:
+            return {}
+        try:
+            return {folder: fut.result() for folder, fut in early.items()}
+        finally:
+            pool.shutdown(wait=True)
+
     def discard(self) -> None:
         """Remove the unfinished tree (also when entries are still being added elsewhere)."""
         with self._cond:
             self._error = self._error or RuleError("generation discarded")
             while self._busy:
                 self._cond.wait()
+            pool = self._early_pool
+        if pool is not None:  # folder objects already made stay in the store (gc's)
+            pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
