@@ -24,11 +24,10 @@ PATH = "manifest.json"
 
 def run(store: Store, entries: Mapping[str, Digest]) -> Stored:
     """Store the manifest of a tree with ``entries`` (path -> blob)."""
-    blob = write_manifest(
-        store,
-        entries.values(),
-        extra={"version": 1, "entries": {k: str(v) for k, v in sorted(entries.items())}},
-    )
+    # canonical JSON sorts the keys and writes each Digest as its text: no sorted or
+    # stringified copy of the entries (60 000 at 2 000 projects) is made first.
+    tree = entries if isinstance(entries, dict) else dict(entries)  # JSON needs a dict
+    blob = write_manifest(store, tree.values(), extra={"version": 1, "entries": tree})
     return Stored(blob.digest)
 
 

@@ -44,7 +44,7 @@ class Digest:
             raise ValueError(
                 f"not a digest: {text!r} — expected '{ALGORITHM}:' and 64 lowercase hex digits"
             )
-        return cls(algorithm, hex_)
+        return cls(ALGORITHM, hex_)  # the one shared name, not a copy per digest
 
     @classmethod
     def of(cls, data: bytes) -> Digest:
