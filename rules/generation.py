@@ -54,9 +54,15 @@ def entries_of(store: Store, blob: Digest) -> dict[str, Digest]:
     return {rel: Digest.parse(d) for rel, d in data["entries"].items()}
 
 
-def step(store: Store, publish: Publisher, served: Served) -> Step[Switched]:
+def step(
+    store: Store, publish: Publisher, served: Served, written: manifest.Written | None = None
+) -> Step[Switched]:
+    """The plan's generation node; ``written`` holds the entries of the manifest this
+    build's manifest node wrote (else they are read from the blob)."""
+
     def run(blob: Digest) -> Switched:
-        return publish(blob, entries_of(store, blob))
+        entries = written.take(blob) if written is not None else None
+        return publish(blob, entries if entries is not None else entries_of(store, blob))
 
     return Step(
         id=ID,

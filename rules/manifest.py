@@ -31,8 +31,33 @@ def run(store: Store, entries: Mapping[str, Digest]) -> Stored:
     return Stored(blob.digest)
 
 
-def step(store: Store, steps: Mapping[str, Step[Any]]) -> Step[Stored]:
-    """The plan's manifest node; its predecessors are the producers among ``steps``."""
+class Written:
+    """The entries of the manifest a build's manifest node wrote, handed to the generation
+    node of the same plan, so that it does not read the blob back and parse it (8.7 MB of
+    JSON and 60 000 digests at 2 000 projects). A manifest taken from the action cache was
+    not written: the generation node reads it then."""
+
+    __slots__ = ("_blob", "_entries")
+
+    def __init__(self) -> None:
+        self._blob: Digest | None = None
+        self._entries: dict[str, Digest] | None = None
+
+    def keep(self, blob: Digest, entries: dict[str, Digest]) -> None:
+        self._blob, self._entries = blob, entries
+
+    def take(self, blob: Digest) -> dict[str, Digest] | None:
+        """The entries of the manifest ``blob`` if this build wrote it (once)."""
+        entries = self._entries if self._blob == blob else None
+        self._blob, self._entries = None, None
+        return entries
+
+
+def step(
+    store: Store, steps: Mapping[str, Step[Any]], written: Written | None = None
+) -> Step[Stored]:
+    """The plan's manifest node; its predecessors are the producers among ``steps``.
+    ``written`` keeps what it wrote for the generation node."""
 
     def entries(inputs: Inputs) -> dict[str, Digest]:
         out: dict[str, Digest] = {}
@@ -45,7 +70,14 @@ def step(store: Store, steps: Mapping[str, Step[Any]]) -> Step[Stored]:
         id=ID,
         rule=RULE,
         params={},
-        run=lambda inputs: run(store, entries(inputs)),
+        run=lambda inputs: _run_and_keep(store, entries(inputs), written),
         entries=lambda out: {PATH: out.blob},
         produces=(PATH,),
     )
+
+
+def _run_and_keep(store: Store, entries: dict[str, Digest], written: Written | None) -> Stored:
+    out = run(store, entries)
+    if written is not None:
+        written.keep(out.blob, entries)
+    return out
