@@ -256,6 +256,10 @@ def _build_locked(
                     tree.add(rel, digest)
 
         staged_lock: list[bytes] = []
+        # The blobs of the tree this build switched to: what its manifest keeps alive besides
+        # itself (a generation manifest lists exactly its entries' blobs), for the stamp,
+        # without parsing the manifest back (8.7 MB of JSON at 2 000 projects).
+        switched_blobs: list[frozenset[Digest]] = []
 
         def sides(lock_text: bytes) -> dict[str, bytes]:
             return {**_sources(spec, mirror, lock_path, lock_text), **_server()}
@@ -286,6 +290,7 @@ def _build_locked(
                     staged_lock.append(lock_text)
 
                 def publish(manifest: Digest, entries: Mapping[str, Digest]) -> Switched:
+                    switched_blobs.append(frozenset(entries.values()))
                     lock_text = store.read_bytes(entries["mirror.lock"])
                     stage(lock_text)
                     n, changed = switch_to(
@@ -343,7 +348,14 @@ def _build_locked(
             text.encode("utf-8"),
             made[0],
             manifest=str(manifest),
-            objects=(str(d) for d in manifest_digests(store, manifest) - {manifest}),
+            objects=(
+                str(d)
+                for d in (
+                    switched_blobs[0] - {manifest}
+                    if switched_blobs
+                    else manifest_digests(store, manifest) - {manifest}
+                )
+            ),
         )
         union = {(p.release.name, str(p.release.version)) for s in selections for p in s.pins}
         return BuildResult(
