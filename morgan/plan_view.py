@@ -46,10 +46,17 @@ def save_outcome(
     """Record what each plan node did in this build (for ``graph --build``)."""
     reasons = {r.id: r.reason for r in ran}
     reused = set(hits)
+    # Nodes with the same outcome share its dict (47 000 nodes at 5 000 projects, a handful
+    # of distinct outcomes): the JSON is the same.
+    shared: dict[tuple[str, str | None], dict[str, str | None]] = {}
+
+    def outcome(status: str, reason: str | None) -> dict[str, str | None]:
+        return shared.setdefault((status, reason), {"status": status, "reason": reason})
+
     nodes = {
-        n: {"status": "ran", "reason": reasons[n]}
+        n: outcome("ran", reasons[n])
         if n in reasons
-        else {"status": "reused" if n in reused else "unknown", "reason": None}
+        else outcome("reused" if n in reused else "unknown", None)
         for n in sorted(plan.nodes)
     }
     data = {"lock": lock_blob, "nodes": nodes}
