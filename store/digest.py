@@ -69,6 +69,35 @@ def canonical_json(value: object) -> bytes:
     ).encode("utf-8")
 
 
+class CanonicalJsonReader:
+    """:func:`canonical_json` of ``value`` as a readable stream of the same bytes, made as
+    it is read (for :meth:`store.objects.Store.put_stream`): a generation's manifest is
+    22 MB of JSON at 5 000 projects, which ``json.dumps`` holds whole, as text and then as
+    bytes, next to the list of its pieces."""
+
+    def __init__(self, value: object) -> None:
+        encoder = json.JSONEncoder(
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+            default=_to_json,
+        )
+        self._chunks = encoder.iterencode(value)
+        self._buf = bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buf) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buf += chunk.encode("utf-8")
+        end = len(self._buf) if size < 0 else min(size, len(self._buf))
+        out = bytes(self._buf[:end])
+        del self._buf[:end]
+        return out
+
+
 def _to_json(value: object) -> str:
     if isinstance(value, Digest):
         return str(value)

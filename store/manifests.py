@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-from store.digest import Digest, canonical_json
+from store.digest import CanonicalJsonReader, Digest
 from store.errors import MissingObjectError, StoreError
 from store.objects import Blob, Store
 
@@ -52,7 +52,7 @@ def write_manifest(
     body["objects"] = [str(d) for d in object_list]
     if manifest_list:
         body["manifests"] = [str(d) for d in manifest_list]
-    return store.put_bytes(canonical_json(body))
+    return store.put_stream(CanonicalJsonReader(body))  # canonical_json(body), streamed
 
 
 def manifest_digests(store: Store, manifest_digest: Digest) -> frozenset[Digest]:

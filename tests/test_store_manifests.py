@@ -28,6 +28,17 @@ def test_write_manifest_is_sorted_deduplicated_and_canonical(store: Store) -> No
     assert write_manifest(store, [first, second], extra={"tree": {"x": str(a)}}) == blob
 
 
+def test_a_large_manifest_is_the_canonical_json_of_its_content(store: Store) -> None:
+    """Written as a stream (several MB at scale): the same bytes, so the same digest."""
+    blobs = [store.put_bytes(str(i).encode()).digest for i in range(3)]
+    tree = {f"env/é/simple/p{i}/p{i}-1.0.tar.gz": blobs[i % 3] for i in range(40_000)}
+    blob = write_manifest(store, tree.values(), extra={"version": 1, "entries": tree})
+    body = {"entries": {k: str(v) for k, v in tree.items()}, "version": 1}
+    expected = canonical_json({**body, "objects": sorted(str(b) for b in blobs)})
+    assert store.read_bytes(blob.digest) == expected
+    assert blob.digest == Digest.of(expected)
+
+
 def test_write_manifest_refuses_an_object_not_yet_stored(store: Store) -> None:
     absent = Digest.of(b"later")
     with pytest.raises(MissingObjectError) as exc:
