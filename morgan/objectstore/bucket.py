@@ -305,11 +305,16 @@ def describe(exc: Exception, bucket: Bucket, op: str, rel: str) -> str:
             )
         message = exc.response.get("Error", {}).get("Message", "")
         line = f"{where}{rel}: {op} failed: {code}: {message}".rstrip(": ")
-        if op == "put" and rel.endswith("/") and code == "InternalError":
-            # A store that keeps objects as files cannot hold "<dir>/" beside "<dir>/index.html".
+        if op == "put" and code == "InternalError" and rel.endswith(_BARE_NEIGHBOURS):
+            # A store that keeps objects as files cannot hold "<dir>/" beside "<dir>/index.html":
+            # whichever of the two is put second fails (uploads run in parallel).
             line += " (a key that ends in '/' may be impossible there: publish with --no-bare-keys)"
         return line
     return f"{where}{rel}: {op} failed: {type(exc).__name__}: {exc}"
+
+
+# The keys that clash with a bare "<dir>/" key on a store that keeps objects as files.
+_BARE_NEIGHBOURS = ("/", "/index.html", "/index.json")
 
 
 def _code(exc: Any) -> str:
