@@ -50,7 +50,7 @@ from morgan.spec import Policy
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
 from store.digest import Digest
 from store.errors import MissingObjectError
-from store.folders import FOLDERS
+from store.folders import FOLDERS, is_folder_object
 from store.objects import CHUNK_SIZE, Store
 from store.roots import roots
 
@@ -176,7 +176,7 @@ def _tree_entries(root: Path, folders: Path) -> dict[str, tuple[str | None, str]
     from the listing: a generation has tens of thousands of links, and one readlink each is
     all it costs."""
     found: dict[str, tuple[str | None, str]] = {}
-    shared = os.path.abspath(folders) + os.sep  # noqa: PTH100 - plain strings, see above
+    shared = os.path.abspath(folders)  # noqa: PTH100 - plain strings, see above
     pending = [("", os.path.abspath(root))]  # noqa: PTH100
     while pending:
         prefix, folder = pending.pop()
@@ -185,7 +185,7 @@ def _tree_entries(root: Path, folders: Path) -> dict[str, tuple[str | None, str]
             if entry.is_symlink():
                 target = os.readlink(entry.path)  # noqa: PTH115 - plain strings, see above
                 real = os.path.normpath(os.path.join(folder, target))  # noqa: PTH118
-                if real.startswith(shared) and entry.is_dir():
+                if is_folder_object(real, shared) and entry.is_dir():
                     pending.append((rel + "/", real))
                 else:
                     found[rel] = (target, folder)

@@ -72,6 +72,19 @@ def make_folder(store: Store, entries: Mapping[str, Digest]) -> str:
     return name
 
 
+def is_folder_object(real: str, folders: str | None = None) -> bool:
+    """Whether the resolved path ``real`` is a folder object: ``<folders>/<2 hex>/<64 hex>``,
+    under the folder ``folders`` when given (a store's), else any folder named ``folders``
+    (a generation read without its store, as publishing does)."""
+    parent, _, name = real.rpartition(os.sep)
+    top, _, fan = parent.rpartition(os.sep)
+    if not (_HEX.fullmatch(name) and fan == name[:2]):
+        return False
+    if folders is None:
+        return top.rpartition(os.sep)[2] == FOLDERS
+    return top == os.path.abspath(folders)  # noqa: PTH100 - plain strings: called per link
+
+
 def leaf_folders(entries: Iterable[str]) -> dict[str, dict[str, str]]:
     """Tree paths grouped by folder, for the folders that hold only files (no sub-folder)
     and are not the tree's top: folder -> {name: path}. These are what folder objects hold."""

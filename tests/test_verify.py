@@ -188,6 +188,28 @@ def test_damage_to_a_shared_folder_is_reported_wherever_it_is_linked(mirror: Pat
     assert extra == [f"generation 1/{u}/stray.whl" for u in users]
 
 
+def test_a_folder_link_out_of_the_store_is_not_entered(mirror: Path, tmp_path: Path) -> None:
+    """A project folder linked to a look-alike of a folder object outside the store (same
+    name shape, same entries) is a wrong link, not the generation's files."""
+    gen = mirror / "generations" / "1"
+    shared = (gen / "simple" / "util").resolve()
+    fake = tmp_path / "elsewhere" / "folders" / shared.name[:2] / shared.name
+    fake.mkdir(parents=True)
+    for entry in shared.iterdir():
+        (fake / entry.name).symlink_to(entry.resolve())
+    link = gen / "simple" / "util"
+    link.unlink()
+    link.symlink_to(fake)
+    code, out, _ = verify_json(mirror)
+    assert code == 1
+    found = problems(out)
+    assert ("generation", "generation 1/simple/util", "extra: not in the manifest") in found
+    assert any(
+        subject == "generation 1/simple/util/index.json" and "missing" in what
+        for _, subject, what in found
+    ), found
+
+
 def test_removed_wheel_breaks_only_the_environment_that_needs_it(mirror: Path) -> None:
     name = "native-1.0-py3-none-win_amd64.whl"
     (mirror / "generations" / "1" / "env" / "windows" / "simple" / "native" / name).unlink()

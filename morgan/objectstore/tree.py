@@ -29,6 +29,7 @@ from urllib.parse import quote, unquote
 from blake3 import blake3
 
 from morgan.errors import MorganError
+from store.folders import is_folder_object
 
 HTML_TYPE = "text/html; charset=utf-8"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -139,8 +140,7 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
 def _enter(folder: Path) -> bool:
     if not folder.is_symlink():
         return True
-    real = Path(os.path.realpath(folder))
-    return bool(_HEX.fullmatch(real.name)) and real.parent.parent.name == "folders"
+    return is_folder_object(os.path.realpath(folder))
 
 
 def read_tree(
