@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -62,10 +62,11 @@ class TreeWriter:
         self.share = mode == "symlink" if share is None else share
         if self.share and mode != "symlink":
             raise ValueError("shared folders need symlink mode")
-        self._noted: dict[str, Digest] = {}
+        self._noted: dict[str, Digest] = {}  # share mode: every entry added, not yet written
         # With expect(): each shared folder is made as soon as its last entry is added
         # (while other files still download), by a small pool; commit() links them.
         self._expected: dict[str, dict[str, str]] = {}  # folder -> {name: path}
+        self._expected_paths: frozenset[str] = frozenset()
         self._remaining: dict[str, int] = {}
         self._early: dict[str, Future[str]] = {}  # folder -> its folder object's name
         self._early_pool: ThreadPoolExecutor | None = None
@@ -75,7 +76,7 @@ class TreeWriter:
         # From a folder N levels inside the generation, the objects folder is N levels up,
         # then this path.
         self._objects = os.path.relpath(store.objects_dir, tmp)
-        self._claimed: set[str] = set()
+        self._claimed: set[str] = set()  # entries written (or being written) by add()
         self._folders: set[tuple[str, ...]] = {()}
         self._busy = 0
         self._error: BaseException | None = None
@@ -86,8 +87,10 @@ class TreeWriter:
         folder is then made the moment its last entry is added, off the caller's thread."""
         if not self.share:
             return
-        leaves = leaf_folders(paths)
+        expected = frozenset(paths)
+        leaves = leaf_folders(expected)
         with self._cond:
+            self._expected_paths = expected
             self._expected = leaves
             self._remaining = {f: len(names) for f, names in leaves.items()}
             self._early_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tree")
@@ -104,10 +107,9 @@ class TreeWriter:
         is kept and raised by :meth:`commit`, since callers may be callbacks nobody awaits."""
         parts = check_entry_path(rel)
         with self._cond:
-            if rel in self._claimed or self._error is not None:
+            if rel in self._taken() or self._error is not None:
                 return
             if self.share:
-                self._claimed.add(rel)
                 self._noted[rel] = digest
                 folder = rel.rpartition("/")[0]
                 left = self._remaining.get(folder)
@@ -134,6 +136,10 @@ class TreeWriter:
                 self._busy -= 1
                 self._cond.notify_all()
 
+    def _taken(self) -> Collection[str]:
+        """(the caller holds the lock) The entries added so far."""
+        return self._noted.keys() if self.share else self._claimed
+
     def _link(self, target: Path, depth: int, digest: Digest) -> None:
         if self.mode == "symlink":
             target.symlink_to(f"{'../' * depth}{self._objects}/{digest.hex[:2]}/{digest.hex}")
@@ -148,12 +154,12 @@ class TreeWriter:
         release the GIL; on a busy journal that costs less)."""
         folders: dict[tuple[str, ...], list[str]] = {}
         with self._cond:
-            todo = [rel for rel in entries if rel not in self._claimed]
+            taken = self._taken()
+            todo = [rel for rel in entries if rel not in taken]
         if self.share:  # only noted here: commit() writes the tree
             for rel in todo:
                 check_entry_path(rel)
             with self._cond:
-                self._claimed.update(todo)
                 self._noted.update((rel, entries[rel]) for rel in todo)
             return
         for rel in sorted(todo):
@@ -190,14 +196,15 @@ class TreeWriter:
                 self._cond.wait()
             if self._error is not None:
                 raise self._error
-            extra = self._claimed - set(entries)
+            extra = set(self._taken()) - entries.keys()
         if extra:
             raise RuleError(f"internal: entries outside the manifest: {sorted(extra)[:3]}")
 
     def _write_shared(self, entries: Mapping[str, Digest]) -> None:
         """The tree of ``entries``: each folder of files a link to its folder object (made
         if new), every other entry a link to its blob; several threads make the links."""
-        leaves = leaf_folders(entries)
+        # The paths expect() was given are the usual case: their folders are known already.
+        leaves = self._expected if self._expected_paths == entries.keys() else leaf_folders(entries)
         in_leaf = {rel for names in leaves.values() for rel in names.values()}
         loose = sorted(rel for rel in entries if rel not in in_leaf)
         parents = {f.rpartition("/")[0] for f in leaves} | {r.rpartition("/")[0] for r in loose}
