@@ -447,48 +447,65 @@ def _walks(role: str, kind: str) -> bool:
 
 
 def render_text(graph: MirrorGraph, envs: list[str]) -> str:
-    """An indented tree per environment; a subtree already shown is folded to one line."""
+    """An indented tree per environment; a subtree already shown is folded to one line.
+    Each pinned version is its own branch: ``[policy] versions = N`` pins are shown under
+    the edges that keep them, each with the dependencies of that version."""
     out: list[str] = []
     for env in envs:
         g = graph.graphs[env]
         out.append(f"environment {env} (Python {g.graph['python']}, {g.graph['platform']})")
-        shown: set[tuple[str, str]] = set()
+        shown: set[tuple[str, str, str]] = set()
         for root in sorted(n for n in g if is_root(n) and (n == SPEC_NODE or g.out_degree(n))):
             out.append(root)
-            _tree(graph, env, out, (root, "run", ""), shown, frozenset({root}))
+            _tree(graph, env, out, (root, "run", "", ""), shown, frozenset({root}))
         out.append("")
     return "\n".join(out)
+
+
+def _tree_kids(
+    graph: MirrorGraph, env: str, node: str, role: str, version: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """The edges leaving ``node`` pinned at ``version`` in ``role``: from a root every edge;
+    else those of the role (:func:`_walks`) that the lock does not tie to another version."""
+    kids = []
+    for child, data in _children(graph.graphs[env], node):
+        if is_root(node):
+            kids.append((child, data))
+            continue
+        tied = _up(graph, env, node, child, data).parent_version
+        if _walks(role, data["kind"]) and tied in (None, version):
+            kids.append((child, data))
+    return kids
 
 
 def _tree(  # noqa: PLR0917 - a private recursive helper; its state is positional
     graph: MirrorGraph,
     env: str,
     out: list[str],
-    at: tuple[str, str, str],
-    shown: set[tuple[str, str]],
+    at: tuple[str, str, str, str],
+    shown: set[tuple[str, str, str]],
     path: frozenset[str],
 ) -> None:
-    g = graph.graphs[env]
-    node, role, prefix = at
-    kids = [(c, d) for c, d in _children(g, node) if _walks(role, d["kind"])]
+    node, role, version, prefix = at
+    kids = _tree_kids(graph, env, node, role, version)
     for i, (child, data) in enumerate(kids):
         last = i == len(kids) - 1
         crole = _role_of(data["kind"])
+        cversion = _child_version(graph, env, child, data)
         branch = "`-- " if last else "|-- "
-        tag = " [build-system]" if data["kind"] == "build-system" else ""
-        line = f"{prefix}{branch}{child} {graph.version(env, child, crole)}"
-        line += f"  ({data['requirement']}){tag}"
+        tag = f" [{data['kind']}]" if data["kind"] in {"build-system", "version-policy"} else ""
+        line = f"{prefix}{branch}{child} {cversion}  ({data['requirement']}){tag}"
         if child in path:
             out.append(line + " (cycle)")
             continue
-        key = (child, crole)
-        if key in shown and any(_walks(crole, d["kind"]) for _, d in _children(g, child)):
+        key = (child, crole, cversion)
+        if key in shown and _tree_kids(graph, env, child, crole, cversion):
             out.append(line + " (see above)")
             continue
         out.append(line)
         shown.add(key)
         child_prefix = prefix + ("    " if last else "|   ")
-        _tree(graph, env, out, (child, crole, child_prefix), shown, path | {child})
+        _tree(graph, env, out, (child, crole, cversion, child_prefix), shown, path | {child})
 
 
 def _q(text: str) -> str:

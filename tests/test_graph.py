@@ -500,3 +500,20 @@ def test_html_page_explains_each_version_the_versions_policy_pins(
         assert 'data-rendered="ok"' in clicked.stdout, clicked.stderr
         shown = re.findall(r"<p>(.*?)</p>", clicked.stdout)
         assert [html.unescape(p) for p in shown if p.startswith(("version", "why"))] == lines
+
+
+def test_tree_shows_each_version_the_versions_policy_keeps_with_its_own_dependencies(
+    three_versions: Path,
+) -> None:
+    proc = morgan(three_versions, "graph")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "environment linux (Python 3.11, manylinux_2_28_x86_64)",
+        "<spec>",
+        "|-- app 3.0  (app)",
+        "|   `-- util 1.5  (util>=1)",
+        "|-- app 1.0  (app==1.0) [version-policy]",
+        "|   `-- util 0.9  (util<1) [version-policy]",
+        "`-- app 2.0  (app==2.0) [version-policy]",
+        "    `-- util 1.5  (util>=1) [version-policy]",
+    ]
