@@ -333,6 +333,7 @@ def _build_locked(
                 tree.discard()
             raise
         lock_bytes = staged_lock[0]  # (13 MB at 5 000 projects: not copied as text)
+        ex.cache.save_pack()  # the next build reads this build's entries from one file
         save_outcome(mirror, plan, str(lock_blob), ran=ex.ran, hits=ex.hits)
         files = mirror_files(file_ids(wanted), outputs)
         new_lock = made_locks.get(blake3_hex(staged_lock[0])) or _make_lock(

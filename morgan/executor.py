@@ -81,7 +81,7 @@ class Executor:
         everything else (pages, metadata, renders): a queue of large downloads never holds
         up the small requests resolution is waiting for."""
         self.store = store
-        self.cache = ActionCache(store)
+        self.cache = ActionCache(store, record=True)  # the next build's pack
         self.ran: list[Ran] = []
         self.reused = 0
         self.hits: list[str] = []  # the ids of the nodes reused from the cache
@@ -228,7 +228,7 @@ def cached_output(cache: ActionCache, node: Node[OutT], key: str | None = None) 
         output = node.output.from_json(entry)
     except (KeyError, TypeError, ValueError):
         return None
-    return output if all(cache.store.has(d) for d in output.blobs) else None
+    return output if all(cache.has_blob(d) for d in output.blobs) else None
 
 
 def _trace(node: Node[Any], key: str) -> dict[str, object]:

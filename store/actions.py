@@ -6,6 +6,13 @@ names), so the same work always has the same key. A record is any JSON object; e
 in it that is a digest (``"blake3:<hex>"``, at any depth) names a blob the record depends on:
 :meth:`ActionCache.get_complete` answers only when all of them are present, and gc drops an
 entry once one of them is gone. Entries live in ``actions/ab/<key>`` as canonical JSON.
+
+The entries the last build read or wrote are also kept together in one file, the *pack*
+(``store/action-pack``: a header with the blake3 of its body, then one ``<key> <entry>``
+line per entry): a build that reuses tens of thousands of unchanged nodes reads one file
+instead of one per node, and checks blobs against one listing of the store's fan-out
+folders instead of a ``stat`` each. A pack entry is the same record as the entry file;
+a pack that does not match its digest is not read (every entry is then read from its file).
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +31,9 @@ from store.digest import Digest, blake3_hex, canonical_json
 from store.objects import Store
 
 _KEY = re.compile(r"[0-9a-f]{64}")
+
+PACK = "action-pack"  # under the store's root
+_PACK_MAGIC = b"morgan-action-pack 1 "
 
 
 def action_key(
@@ -59,9 +70,17 @@ def is_trace(record: Mapping[str, Any]) -> bool:
 class ActionCache:
     """Rule key -> JSON record, stored under the store's ``actions/`` directory."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, record: bool = False, pack: bool = True) -> None:
+        """``record``: remember every entry read or written, for :meth:`save_pack`;
+        ``pack``: False reads entry files only (gc judges each file as it is)."""
         self.store = store
         self.root = store.root / "actions"
+        self._record = record
+        self._used: dict[str, str] = {}  # key -> entry text, read or written (``record``)
+        # key -> entry text, loaded on first use
+        self._pack: dict[str, str] | None = None if pack else {}
+        self._listed: frozenset[str] | None = None  # blob names present when it was loaded
+        self._pack_lock = threading.Lock()
 
     def path(self, key: str) -> Path:
         """Where the entry for ``key`` lives; ``ValueError`` if ``key`` is not 64 hex digits."""
@@ -71,15 +90,48 @@ class ActionCache:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The record under ``key``, or None if absent or unreadable (a corrupt entry is a miss)."""
+        text = self._packed().get(key)
+        if text is None:
+            try:
+                text = self.path(key).read_bytes().decode("utf-8")
+            except FileNotFoundError:
+                return None
+            except UnicodeDecodeError:
+                return None
         try:
-            data = self.path(key).read_bytes()
-        except FileNotFoundError:
+            record = json.loads(text)
+        except json.JSONDecodeError:
             return None
-        try:
-            record = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        if not isinstance(record, dict):
             return None
-        return record if isinstance(record, dict) else None
+        if self._record and not is_trace(record):
+            self._used[key] = text
+        return record
+
+    def has_blob(self, digest: Digest) -> bool:
+        """Whether the store holds ``digest``: first against the listing of the store's
+        fan-out folders made when the pack was loaded, then (a blob written since, or no
+        listing) by a ``stat``. Blobs are removed only under the exclusive store lock, by
+        gc or repair, never while a build holds it."""
+        self._packed()
+        listed = self._listed
+        return (listed is not None and digest.hex in listed) or self.store.has(digest)
+
+    def _packed(self) -> dict[str, str]:
+        """The pack's entries (loaded once; empty when there is none or it is damaged)."""
+        pack = self._pack
+        if pack is not None:
+            return pack
+        with self._pack_lock:
+            if self._pack is None:
+                self._pack = _read_pack(self.store.root / PACK)
+                self._listed = _list_blobs(self.store.objects_dir) if self._pack else None
+            return self._pack
+
+    def save_pack(self) -> None:
+        """Write the entries this cache read or wrote as the pack (not fsynced: it is a
+        cache, checked against its digest when read)."""
+        _write_pack(self.store, self._used)
 
     def get_complete(self, key: str) -> dict[str, Any] | None:
         """Like :meth:`get`, but None unless every blob the record names is in the store."""
@@ -96,11 +148,20 @@ class ActionCache:
         Raises ``TypeError`` if the record is not plain JSON, and the store's write errors.
         """
         target = self.path(key)
-        fsio.atomic_write(self.store.tmp_dir, target, canonical_json(record), durable=durable)
+        data = canonical_json(record)
+        fsio.atomic_write(self.store.tmp_dir, target, data, durable=durable)
+        text = data.decode("utf-8")
+        if self._pack is not None and key in self._pack:
+            self._pack[key] = text  # the entry as it is now, not as the pack had it
+        if self._record and not is_trace(record):  # traces are read only for nodes that run
+            self._used[key] = text
 
     def remove(self, key: str) -> int:
         """Delete the entry; return the bytes freed (0 if it was absent)."""
         path = self.path(key)
+        if self._pack is not None:
+            self._pack.pop(key, None)
+        self._used.pop(key, None)
         return fsio.remove_file(path)
 
     def size(self, key: str) -> int:
@@ -126,3 +187,63 @@ class ActionCache:
             for entry in sorted(os.scandir(fanout), key=lambda e: e.name):
                 if _KEY.fullmatch(entry.name) and entry.name.startswith(fanout.name):
                     yield entry.name
+
+
+def _read_pack(path: Path) -> dict[str, str]:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return {}
+    head, _, body = data.partition(b"\n")
+    if not head.startswith(_PACK_MAGIC) or head[len(_PACK_MAGIC) :].decode(
+        "ascii", "replace"
+    ) != blake3_hex(body):
+        return {}  # torn or damaged: every entry is read from its own file
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return {}
+    pack: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, entry = line.partition(" ")
+        pack[key] = entry
+    return pack
+
+
+def _write_pack(store: Store, entries: Mapping[str, str]) -> None:
+    body = "".join(f"{k} {entries[k]}\n" for k in sorted(entries)).encode("utf-8")
+    data = _PACK_MAGIC + blake3_hex(body).encode("ascii") + b"\n" + body
+    fsio.atomic_write(store.tmp_dir, store.root / PACK, data, durable=False)
+
+
+def filter_pack(store: Store, keep: Callable[[str, Mapping[str, Any]], bool]) -> None:
+    """Keep in the pack only the entries ``keep(key, record)`` accepts (gc: those whose
+    blobs all survive); no pack, no change."""
+    pack = _read_pack(store.root / PACK)
+    if not pack:
+        with contextlib.suppress(FileNotFoundError):
+            (store.root / PACK).unlink()  # a damaged pack: nothing in it is used
+        return
+    kept = {}
+    for key, text in pack.items():
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and keep(key, record):
+            kept[key] = text
+    if len(kept) != len(pack):
+        _write_pack(store, kept)
+
+
+def _list_blobs(objects_dir: Path) -> frozenset[str]:
+    """The names in the store's fan-out folders (names only, no ``stat`` per blob)."""
+    present: set[str] = set()
+    try:
+        fans = os.listdir(objects_dir)  # noqa: PTH208
+    except OSError:
+        return frozenset()
+    for fan in fans:
+        with contextlib.suppress(OSError):  # a stray file is no fan-out folder
+            present.update(os.listdir(objects_dir / fan))  # noqa: PTH208
+    return frozenset(present)

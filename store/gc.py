@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from store import fsio
-from store.actions import ActionCache, is_trace, record_digests
+from store.actions import ActionCache, filter_pack, is_trace, record_digests
 from store.digest import Digest
 from store.errors import MissingObjectError, StoreError
 from store.manifests import manifest_digests
@@ -105,7 +105,7 @@ def collect(
             continue  # deleted under us: nothing to free
     missing = tuple(sorted(live_set - kept))
 
-    cache = ActionCache(store)
+    cache = ActionCache(store, pack=False)
     stale_actions = [(key, cache.size(key)) for key in _unreachable_actions(cache, kept)]
 
     stale_temp = _stale_temp(store, now, grace_seconds)
@@ -113,6 +113,11 @@ def collect(
     if not dry_run:
         # Action entries first: an interrupted gc then leaves no entry naming a deleted blob.
         # Each group is gone before the next starts; within one, several unlinks at once.
+        # The pack keeps the entries whose blobs all survive, like the entry files.
+        filter_pack(
+            store,
+            lambda _k, r: not is_trace(r) and bool(names := record_digests(r)) and names <= kept,
+        )
         fsio.remove_files([cache.path(key) for key, _ in stale_actions])
         fsio.remove_files([store.path(digest) for digest, _ in doomed])
         for path, _ in stale_temp:
