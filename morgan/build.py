@@ -17,9 +17,11 @@ The steps, each through the executor so that only what changed runs:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -182,6 +184,27 @@ def build(spec: Spec, client: object, opts: BuildOptions) -> BuildResult:
             raise BuildError(f"{exc.strerror or exc}: free space or fix permissions") from exc
         finally:
             _FILES_SEEN.clear()  # the build's releases may go
+            gc.unfreeze()  # what _settled() set aside is the collector's again
+
+
+@contextlib.contextmanager
+def _settled() -> Iterator[None]:
+    """Run a phase that only builds data (no network, no reference cycles to find) without
+    Python's cyclic garbage collector, then set what is alive aside from it for the rest of
+    the build (``gc.freeze``; :func:`build` gives it back).
+
+    A rebuild holds the old lock, the selections and the plan (~250 MB at 2 000 projects),
+    and each full collection walked all of it again: 10-11 of them, 4.3 s of a 2 000-project
+    add-one's 7.7 s of CPU. Reference counting still frees these objects; only a cycle
+    among them waits for the end of the build."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.freeze()
 
 
 def _build_locked(
@@ -189,7 +212,8 @@ def _build_locked(
 ) -> BuildResult:
     lock_path = spec.path.parent / "mirror.lock"
     remove_leftovers(mirror, spec.path.parent)
-    old = load_lock(lock_path, parsed=store.root / PARSED_LOCK)
+    with _settled():  # the old lock (5 MB of TOML at 2 000 projects)
+        old = load_lock(lock_path, parsed=store.root / PARSED_LOCK)
     fresh = old is not None and old.spec_digest == spec.digest() and opts.upgrade is False
     upstreams = _upstream_indexes(spec, datetime.now(UTC))
     with Executor(store, workers=opts.workers, reporter=opts.reporter) as ex:
@@ -223,6 +247,7 @@ def _build_locked(
             selections, infos, resolutions = _resolve_all(
                 spec, catalog, old, opts.reporter, previous=previous, why_full=why_full
             )
+        gc.freeze()  # the selections (see _settled)
         built = _with_built_wheels(spec, selections, catalog)
         statuses = _statuses(selections, old, catalog.statuses)
         unattested = [
@@ -304,26 +329,27 @@ def _build_locked(
                     )
                     return Switched(n, changed)
 
-                plan = compile_plan(
-                    catalog,
-                    store,
-                    views,
-                    wanted,
-                    make_lock=make_lock,
-                    lock_skeleton=lock_skeleton(
-                        spec,
-                        selections,
-                        infos=infos,
-                        wanted=wanted,
-                        kept=kept_files,
-                        statuses=statuses,
-                        built=built.built,
-                    ),
-                    publish=publish,
-                    served=served,
-                )
-                if tree is not None:
-                    tree.expect(rel for n in plan for rel in plan.nodes[n]["step"].produces)
+                with _settled():  # the plan
+                    plan = compile_plan(
+                        catalog,
+                        store,
+                        views,
+                        wanted,
+                        make_lock=make_lock,
+                        lock_skeleton=lock_skeleton(
+                            spec,
+                            selections,
+                            infos=infos,
+                            wanted=wanted,
+                            kept=kept_files,
+                            statuses=statuses,
+                            built=built.built,
+                        ),
+                        publish=publish,
+                        served=served,
+                    )
+                    if tree is not None:
+                        tree.expect(rel for n in plan for rel in plan.nodes[n]["step"].produces)
                 outputs = Inputs(walk(plan, ex, on_done=link))
                 lock_blob = outputs.get(lock_rule.ID, Stored).blob
                 if not staged_lock:  # the generation was served already: no switch ran
@@ -332,6 +358,7 @@ def _build_locked(
             if tree is not None:
                 tree.discard()
             raise
+        gc.freeze()  # the walk's outputs (see _settled)
         lock_bytes = staged_lock[0]  # (13 MB at 5 000 projects: not copied as text)
         ex.cache.save_pack()  # the next build reads this build's entries from one file
         save_outcome(mirror, plan, str(lock_blob), ran=ex.ran, hits=ex.hits)
