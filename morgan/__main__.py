@@ -1,7 +1,5 @@
 """``python -m morgan``."""
 
-import sys
+from morgan.cli import entry
 
-from morgan.cli import main
-
-sys.exit(main())
+entry()

@@ -14,6 +14,7 @@ either side of the command name, as git and uv accept theirs: ``morgan -C ws -q 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib
 import json
@@ -21,6 +22,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import CancelledError
 from pathlib import Path
@@ -180,6 +182,26 @@ def _limit_malloc_arenas() -> None:
         ctypes.CDLL(None).mallopt(_M_ARENA_MAX, _MALLOC_ARENAS)
     except (ValueError, OSError, AttributeError):
         return
+
+
+def entry() -> NoReturn:
+    """The process's entry point (``python -m morgan``, the ``morgan`` script): run
+    :func:`main`, then leave without tearing the interpreter down.
+
+    A rebuild of a large mirror ends holding ~250 MB of objects (2 000 projects); freeing
+    them one by one, and the collection Python runs on its way out, took 1-4 s after the
+    work was done. The exit is what the interpreter's own would be, less that: other
+    threads are joined, ``atexit`` functions run, standard streams are flushed.
+    (In-process callers, the tests, use :func:`main`.)"""
+    code = main()
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

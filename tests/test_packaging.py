@@ -96,7 +96,7 @@ def test_the_wheel_holds_every_module_and_data_file_and_nothing_else(
     others = {n.split("/")[0] for n in names - in_packages}
     assert others == {f"morgan_mirror-{__version__}.dist-info"}
     assert f"morgan_mirror-{__version__}.dist-info/licenses/LICENSE" in names
-    assert "morgan = morgan.cli:main" in scripts
+    assert "morgan = morgan.cli:entry" in scripts
 
 
 def test_the_sdist_holds_the_packages_and_license_but_no_tests_bench_or_docs(
