@@ -192,8 +192,12 @@ def entry() -> NoReturn:
     them one by one, and the collection Python runs on its way out, took 1-4 s after the
     work was done. The exit is what the interpreter's own would be, less that: other
     threads are joined, ``atexit`` functions run, standard streams are flushed.
-    (In-process callers, the tests, use :func:`main`.)"""
+    (In-process callers, the tests, use :func:`main`.) Under a profiler or a tracer
+    (``python -m cProfile``, coverage), which write their results on the way out, the
+    exit is the interpreter's."""
     code = main()
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
