@@ -56,17 +56,36 @@ def stamp(
     keeps alive (all present in the store now)."""
     hexes = sorted({str(d).removeprefix("blake3:") for d in objects})
     store_objects = mirror / "store" / "objects"
+    # A blob's size is its name's: the last stamp's sizes are taken as they are, and only
+    # the blobs new since are stat-ed (a rebuild keeps nearly all of 12 668 at 2 000 projects).
+    known = _sizes(mirror / STAMP)
     # Plain strings, not Path objects: a mirror has thousands of blobs to stat.
-    total = sum(os.stat(f"{store_objects}/{h[:2]}/{h}").st_size for h in hexes)  # noqa: PTH116
+    sizes = [
+        known[h] if h in known else os.stat(f"{store_objects}/{h[:2]}/{h}").st_size  # noqa: PTH116
+        for h in hexes
+    ]
     data = {
         "spec": blake3.blake3(spec_bytes).hexdigest(),
         "lock": blake3.blake3(lock_bytes).hexdigest(),
         "generation": generation,
         "manifest": manifest,
-        "bytes": total,
+        "bytes": sum(sizes),
         "objects": hexes,
+        "sizes": sizes,
     }
     fsio.replace_file(mirror / STAMP, (json.dumps(data, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def _sizes(path: Path) -> dict[str, int]:
+    """Blob name -> size, from a stamp (empty when there is none, or one without sizes)."""
+    try:
+        recorded = json.loads(path.read_bytes())
+        objects, sizes = recorded["objects"], recorded["sizes"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+    if not (isinstance(objects, list) and isinstance(sizes, list)) or len(objects) != len(sizes):
+        return {}
+    return {h: n for h, n in zip(objects, sizes, strict=True) if isinstance(n, int)}
 
 
 def up_to_date(workspace: Path, out: Path | None) -> UpToDate | None:
