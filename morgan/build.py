@@ -56,6 +56,7 @@ from morgan.incremental import previous_spec, resolve_change
 from morgan.lock import (
     BUILT_URL,
     PARSED_LOCK,
+    EnvironmentTexts,
     Lock,
     LockedEdge,
     LockedEnvironment,
@@ -266,12 +267,23 @@ def _build_locked(
         kept_files, kept_notes = _kept(catalog, old, wanted)
 
         made_locks: dict[str, Lock] = {}  # blake3 of a lock's text -> the lock
+        # The lock's environments (pins and edges) do not depend on the files: made and
+        # written once for the skeleton, the lock and the parsed lock.
+        lock_envs = locked_environments(selections)
+        env_texts = EnvironmentTexts()
 
         def make_lock(files: Mapping[str, MirrorFile]) -> str:
             lock = _make_lock(
-                spec, selections, infos, files, kept_files, statuses=statuses, built=built.built
+                spec,
+                selections,
+                infos,
+                files,
+                kept_files,
+                statuses=statuses,
+                built=built.built,
+                environments=lock_envs,
             )
-            text = dump_lock(lock)
+            text = dump_lock(lock, env_texts)
             made_locks[blake3_hex(text.encode("utf-8"))] = lock
             return text
 
@@ -344,6 +356,8 @@ def _build_locked(
                             kept=kept_files,
                             statuses=statuses,
                             built=built.built,
+                            environments=lock_envs,
+                            texts=env_texts,
                         ),
                         publish=publish,
                         served=served,
@@ -364,7 +378,14 @@ def _build_locked(
         save_outcome(mirror, plan, str(lock_blob), ran=ex.ran, hits=ex.hits)
         files = mirror_files(file_ids(wanted), outputs)
         new_lock = made_locks.get(blake3_hex(staged_lock[0])) or _make_lock(
-            spec, selections, infos, files, kept_files, statuses=statuses, built=built.built
+            spec,
+            selections,
+            infos,
+            files,
+            kept_files,
+            statuses=statuses,
+            built=built.built,
+            environments=lock_envs,
         )
         save_parsed(store.root / PARSED_LOCK, new_lock, staged_lock[0])
         switched = outputs.get(generation_rule.ID, Switched)
@@ -1034,7 +1055,11 @@ def _make_lock(
     *,
     statuses: Mapping[str, tuple[str, str]],
     built: Mapping[str, Built] | None = None,
+    environments: Mapping[str | None, Sequence[LockedEnvironment]] | None = None,
 ) -> Lock:
+    """The lock of ``selections`` with ``files``' digests; ``environments``: what
+    :func:`locked_environments` gives for them (one build makes them once: they do not
+    depend on the files, and a lock writer given the same objects writes them once)."""
     rel_files: dict[tuple[str, str], dict[str, LockedFile]] = {}
     for sel in selections:
         for pin in sel.pins:
@@ -1084,6 +1109,22 @@ def _make_lock(
                 files=tuple(fmap[k] for k in sorted(fmap)),
             )
         )
+    envs = locked_environments(selections) if environments is None else environments
+    return Lock(
+        spec_digest=spec.digest(),
+        releases=tuple(releases),
+        environments=tuple(envs.get(None, ())),
+        statuses=tuple(LockedStatus(n, st, why) for n, (st, why) in sorted(statuses.items())),
+        indexes=tuple(
+            LockedIndex(name, tuple(found)) for name, found in envs.items() if name is not None
+        ),
+    )
+
+
+def locked_environments(
+    selections: Sequence[EnvSelection],
+) -> dict[str | None, list[LockedEnvironment]]:
+    """Each index's (None: the default's) environments as the lock records them."""
     envs: dict[str | None, list[LockedEnvironment]] = {}
     for sel in selections:
         envs.setdefault(sel.index, []).append(
@@ -1102,15 +1143,7 @@ def _make_lock(
                 unknown_metadata=tuple(sorted(sel.unknown)),
             )
         )
-    return Lock(
-        spec_digest=spec.digest(),
-        releases=tuple(releases),
-        environments=tuple(envs.get(None, ())),
-        statuses=tuple(LockedStatus(n, st, why) for n, (st, why) in sorted(statuses.items())),
-        indexes=tuple(
-            LockedIndex(name, tuple(found)) for name, found in envs.items() if name is not None
-        ),
-    )
+    return envs
 
 
 __all__ = ["DEFAULT_BUILD_REQUIRES", "SPEC", "BuildOptions", "BuildResult", "build"]
@@ -1131,13 +1164,24 @@ def lock_skeleton(
     kept: frozenset[str],
     statuses: Mapping[str, tuple[str, str]],
     built: Mapping[str, Built] | None = None,
+    environments: Mapping[str | None, Sequence[LockedEnvironment]] | None = None,
+    texts: EnvironmentTexts | None = None,
 ) -> str:
     """The digest of the lock with every fetched digest blanked: the lock node's parameter
-    (with its inputs, the files' digests, it determines the lock's text)."""
+    (with its inputs, the files' digests, it determines the lock's text). ``environments``
+    and ``texts``: as the build's own lock writer gets them (the same text, made once)."""
     blank = skeleton_files(wanted)
-    text = dump_lock(
-        _make_lock(spec, selections, infos, blank, kept, statuses=statuses, built=built)
+    lock = _make_lock(
+        spec,
+        selections,
+        infos,
+        blank,
+        kept,
+        statuses=statuses,
+        built=built,
+        environments=environments,
     )
+    text = dump_lock(lock, texts)
     return blake3_hex(text.encode("utf-8"))
 
 

@@ -201,16 +201,37 @@ def _value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} to the lock")
 
 
-def dumps(lock: Lock) -> str:
-    """Serialize deterministically: sorted releases, files, pins and edges; no timestamps."""
+class EnvironmentTexts:
+    """Environment sections already written, by the very objects written (a build writes
+    its lock's environments for the lock node's key and again for the lock itself; they
+    were most of each: 2.2 of 2.6 s cProfiled at 2 000 projects and six environments)."""
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[LockedEnvironment, str]] = {}
+
+    def text(self, env: LockedEnvironment) -> str:
+        known = self._texts.get(id(env))
+        if known is not None and known[0] is env:
+            return known[1]
+        out: list[str] = []
+        _dump_environment(env, out)
+        text = "".join(out)
+        self._texts[id(env)] = (env, text)  # (holding env: its id stays its own)
+        return text
+
+
+def dumps(lock: Lock, texts: EnvironmentTexts | None = None) -> str:
+    """Serialize deterministically: sorted releases, files, pins and edges; no timestamps.
+    ``texts``: environment sections written before (the same objects give the same text)."""
+    memo = texts if texts is not None else EnvironmentTexts()
     out = [HEADER, f"version = {LOCK_VERSION}\n", f"spec-digest = {_s(lock.spec_digest)}\n"]
     for env in sorted(lock.environments, key=lambda e: e.name):
         out.append(f"\n[environment.{_s(env.name)}]\n")
-        _dump_environment(env, out)
+        out.append(memo.text(env))
     for index in sorted(lock.indexes, key=lambda i: i.name):
         for env in sorted(index.environments, key=lambda e: e.name):
             out.append(f"\n[index.{_s(index.name)}.environment.{_s(env.name)}]\n")
-            _dump_environment(env, out)
+            out.append(memo.text(env))
     _dump_releases(lock, out)
     return "".join(out)
 
