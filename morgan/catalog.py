@@ -399,7 +399,16 @@ class UpstreamCatalog:
         return self.executor.run(fetch.node(f), lambda: self._fetch(f))
 
     def fetch_async(self, f: UpstreamFile) -> Future[Fetched]:
-        return self.executor.submit(fetch.node(f), lambda: self._fetch(f))
+        """Start fetching ``f`` (on the download pool), unless its output is in the cache:
+        then it is taken in the calling thread (a rebuild's resolution asks for every
+        pinned file: ~12 000 cache lookups at 5 000 projects, each a pool hand-off before)."""
+        node = fetch.node(f)
+        cached = self.executor.reuse(node)
+        if cached is not None:
+            done: Future[Fetched] = Future()
+            done.set_result(cached)
+            return done
+        return self.executor.submit(node, lambda: self._fetch(f))
 
     def fetch_output(self, f: UpstreamFile) -> Fetched:
         """Fetch ``f`` now (the body of its fetch node in the plan)."""

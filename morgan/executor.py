@@ -180,6 +180,12 @@ class Executor:
         with self._lock:
             self._futures[node_id] = outcome
 
+    def finished(self, node_id: str) -> Output | None:
+        """The output of a node that finished well earlier in this build, else None."""
+        with self._lock:
+            entry = self._futures.get(node_id)
+        return None if entry is None or isinstance(entry, Future | _Failed) else entry
+
     def note_reused(self, node_id: str) -> None:
         """Count a node that had nothing to do (decided outside the cache) as reused."""
         with self._lock:

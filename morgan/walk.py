@@ -73,6 +73,11 @@ def walk(
     def start(node_id: str) -> Output | None:
         """Start a ready node; its output when there is nothing to run (served already,
         or reused from the cache in this thread), else None (it runs on the executor)."""
+        # Finished already in this build (a file resolution started): its output, with no
+        # round trip through the pool and the queue.
+        earlier: Output | None = ex.finished(node_id)
+        if earlier is not None:
+            return earlier
         step: Step[Any] = graph.nodes[node_id]["step"]
         preds = {p: outputs[p] for p in graph.predecessors(node_id)}
         inputs = {p: digests[p] for p in sorted(preds)}
