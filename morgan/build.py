@@ -289,8 +289,7 @@ def _build_locked(
 
         def link(step: Step[Any], output: Output) -> None:
             if tree is not None:
-                for rel, digest in step.entries(output).items():
-                    tree.add(rel, digest)
+                tree.add_many(step.entries(output))
 
         staged_lock: list[bytes] = []
         # The blobs of the tree this build switched to: what its manifest keeps alive besides

@@ -132,6 +132,31 @@ class TreeWriter:
             with self._cond:
                 self._early.update(made)
 
+    def _count_in(self, folder: str, rel: str) -> None:
+        """(the caller holds the lock) One more of ``folder``'s expected entries is in."""
+        left = self._remaining.get(folder)
+        if left is not None and self._expected[folder].get(rel[len(folder) + 1 :]) == rel:
+            self._remaining[folder] = left - 1
+            if left == 1:
+                self._folder_done(folder)
+
+    def add_many(self, entries: Mapping[str, Digest]) -> None:
+        """:meth:`add` each of ``entries`` (one node's: a file in every view that lists it,
+        a project's two pages); in share mode under one hold of the lock."""
+        if not self.share:
+            for rel, digest in entries.items():
+                self.add(rel, digest)
+            return
+        for rel in entries:
+            check_entry_path(rel)
+        with self._cond:
+            if self._error is not None:
+                return
+            for rel, digest in entries.items():
+                if rel not in self._noted:
+                    self._noted[rel] = digest
+                    self._count_in(rel.rpartition("/")[0], rel)
+
     def add(self, rel: str, digest: Digest) -> None:
         """Create entry ``rel`` (once: a second add of the same path does nothing). An error
         is kept and raised by :meth:`commit`, since callers may be callbacks nobody awaits."""
@@ -142,11 +167,7 @@ class TreeWriter:
             if self.share:
                 self._noted[rel] = digest
                 folder = rel.rpartition("/")[0]
-                left = self._remaining.get(folder)
-                if left is not None and rel in self._expected[folder].values():
-                    self._remaining[folder] = left - 1
-                    if left == 1:
-                        self._folder_done(folder)
+                self._count_in(folder, rel)
                 return
             self._claimed.add(rel)
             self._busy += 1
