@@ -646,6 +646,9 @@ def _resolve_all(
             env_catalog = EnvCatalog(
                 catalog, _locked_map(old, env.name, "run", index), "run", env, aud.hidden
             )
+            env_catalog.download_certain(
+                roots, lambda rel: env_files(rel, env, sdists=spec.policy.sdists)
+            )
             fetch_ahead = _FetchAhead(catalog, env, sdists=spec.policy.sdists)
             run = None
             locked_env = _locked_env(old, index, env.name) if old is not None else None

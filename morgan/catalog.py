@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from packaging.requirements import InvalidRequirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -543,6 +544,10 @@ class EnvCatalog:
         self.hidden = hidden or {}
         self._guessed: set[NormalizedName] = set()
         self._guess_mutex = threading.Lock()
+        # Downloads ahead of the resolver for what any successful resolution must pin
+        # (see download_certain): the names, the specifiers seen on their certain edges.
+        self._files_of: Callable[[Release], Iterable[UpstreamFile]] | None = None
+        self._certain: dict[NormalizedName, list[SpecifierSet]] = {}
 
     def locked(self, name: NormalizedName) -> Release | None:
         if self.shared.refreshing(name) or name in self.hidden:
@@ -607,6 +612,93 @@ class EnvCatalog:
                 if fut is not None:
                     fut.add_done_callback(self._crawl_dependencies)
                 return
+
+    def download_certain(
+        self, roots: Iterable[str], files_of: Callable[[Release], Iterable[UpstreamFile]]
+    ) -> None:
+        """Start downloading, ahead of the resolver, the files of every release that any
+        successful resolution of ``roots`` must pin in this environment; ``files_of`` gives
+        the files the build mirrors for a pinned release.
+
+        A name is certain when a root requirement names it (its marker holding here), or
+        when a certain release depends on it unconditionally; a certain name's release is
+        certain when it is the only release with a file this environment can use (a final,
+        not yanked one that fits every specifier seen on the way). Whatever the resolver
+        pins otherwise, it must pin that release or fail, so these files are exactly
+        files the generation will hold: a project with one release and large wheels (a
+        model, a runtime) starts streaming a few round trips after its parent's metadata,
+        not when the resolver reaches it (which is after every project before it in its
+        order). Pins from a lock are left to the resolver (it tries them first), and so is
+        a universal target (its markers say what may hold, not what must).
+        """
+        env = self.env
+        if env is None or isinstance(env, UniversalTarget) or self.shared.offline:
+            return
+        self._files_of = files_of
+        for text in roots:
+            try:
+                req = parse_requirement(text)
+            except InvalidRequirement:
+                continue
+            if req.url is None and evaluate_marker(req.marker, env, ""):
+                self._be_certain(NormalizedName(canonicalize_name(req.name)), req.specifier)
+
+    def _be_certain(self, name: NormalizedName, specifier: SpecifierSet) -> None:
+        if name in self._locked or name in self.hidden:
+            return
+        with self._guess_mutex:
+            seen = self._certain.get(name)
+            if seen is not None:
+                seen.append(specifier)
+                return
+            self._certain[name] = [specifier]
+        self.shared.prefetch([name], then=self._certain_page)
+
+    def _certain_page(self, name: NormalizedName) -> None:
+        """``name`` is certain and its page is in: download its release's files if only
+        one release can be pinned, and follow that release's dependencies."""
+        env = self.env
+        if env is None or name in self.shared.statuses:  # not active: policy decides
+            return
+        try:
+            releases = self.shared.releases(name)
+        except (ProjectNotFoundError, BuildError, RuleError):
+            return  # the resolver meets the same error itself, with its context
+        usable = [r for r in releases if any(usable_files(r, env, allow_yanked=True))]
+        if len(usable) != 1 or usable[0].version.is_prerelease:
+            return
+        rel = usable[0]
+        wheels, sdists = usable_files(rel, env, allow_yanked=False)
+        if not wheels and not sdists:
+            return  # yanked: only an == pin may take it
+        with self._guess_mutex:
+            specifiers = list(self._certain.get(name, ()))
+        if not all(s.contains(rel.version, prereleases=True) for s in specifiers):
+            return  # no resolution can succeed: nothing to fetch for it
+        if self._files_of is not None:
+            for f in self._files_of(rel):
+                self.shared.fetch_async(f)
+        # The resolver reads the dependencies of the best wheel (yanked allowed).
+        source = usable_files(rel, env, allow_yanked=True)[0]
+        fut = self.shared.metadata_async(source[0]) if source else None
+        if fut is not None:
+            fut.add_done_callback(self._certain_dependencies)
+
+    def _certain_dependencies(self, done: Future[MetadataOut]) -> None:
+        """A certain release's metadata is in: what it needs here is certain too."""
+        env = self.env
+        if env is None or done.exception() is not None:
+            return
+        out = done.result()
+        if out.requires_python and not env.accepts_requires_python(out.requires_python):
+            return  # no resolution can succeed
+        for text in out.requires_dist:
+            try:
+                req = parse_requirement(text)
+            except InvalidRequirement:
+                continue
+            if req.url is None and evaluate_marker(req.marker, env, ""):
+                self._be_certain(NormalizedName(canonicalize_name(req.name)), req.specifier)
 
     def _crawl_dependencies(self, done: Future[MetadataOut]) -> None:
         """Prefetch the pages of what a guessed release needs in this environment."""

@@ -1,8 +1,10 @@
 """What the build fetches ahead of the resolver, and what that may and may not cost.
 
 Pages and PEP 658 metadata are crawled ahead of resolution, and a release's files start
-downloading when the resolver pins it. Users see this as speed (bench/); what they must
-never see is a different result or a file downloaded on a guess.
+downloading when the resolver pins it, or before, when every successful resolution must pin
+it (a project with one usable release, reached through such releases). Users see this as
+speed (bench/); what they must never see is a different result or a file downloaded on a
+guess.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import tomllib
 from pathlib import Path
 
 from tests.build_scenario import morgan
-from tests.upstream import FakeUpstream
+from tests.upstream import FakeUpstream, Fault
 
 
 def spec(ws: Path, url: str, requirements: list[str], envs: dict[str, tuple[str, str]]) -> None:
@@ -121,3 +123,51 @@ def test_after_backtracking_the_mirror_holds_only_the_final_pins(
     ]
     proc = morgan(ws, "verify")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_release_every_resolution_needs_is_fetched_once_for_the_environments_using_it(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # `model` has one release: whatever the resolver does, it pins it, so its files may
+    # start downloading before the resolver reaches it; each environment's wheel once, and
+    # nothing for `winonly`, which only Windows needs (and the spec has no Windows).
+    upstream.add_release("top", "1.0", requires_dist=["model", "winonly; sys_platform == 'win32'"])
+    upstream.add_release("top", "0.9")
+    upstream.add_release(
+        "model", "1.0", wheels=["py3-none-manylinux_2_17_x86_64", "py3-none-macosx_11_0_arm64"]
+    )
+    upstream.add_release("winonly", "1.0")
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top"], {**LINUX, "mac": ("3.12", "macosx_14_0_arm64")})
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    assert pins(ws, "linux") == pins(ws, "mac") == {"top": "1.0", "model": "1.0"}
+    downloads = [f for f in upstream.file_requests() if not f.endswith(".metadata")]
+    assert sorted(downloads) == [
+        "/files/model-1.0-py3-none-macosx_11_0_arm64.whl",
+        "/files/model-1.0-py3-none-manylinux_2_17_x86_64.whl",
+        "/files/model-1.0.tar.gz",
+        "/files/top-1.0-py3-none-any.whl",
+        "/files/top-1.0.tar.gz",
+    ]
+    assert "/simple/winonly/" not in upstream.page_requests()
+
+
+def test_a_resolution_that_cannot_succeed_downloads_nothing_for_it(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # `top` needs zdep>=2 and upstream has zdep 1.0 only: no resolution succeeds. The
+    # resolver reads `slow` first (its page takes a second) while zdep's page is in; the
+    # build fails naming the conflict, and zdep's files were not fetched meanwhile.
+    upstream.add_release("top", "1.0", requires_dist=["slow", "zdep>=2"])
+    upstream.add_release("zdep", "1.0", wheels=["py3-none-manylinux_2_17_x86_64"])
+    upstream.add_release("slow", "1.0")
+    upstream.set_fault("/simple/slow/", Fault(delay=1.0))
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top"], LINUX)
+    proc = morgan(ws, "build")
+    assert proc.returncode != 0
+    assert "zdep" in proc.stderr
+    downloads = [f for f in upstream.file_requests() if not f.endswith(".metadata")]
+    assert not any(f.startswith("/files/zdep-") for f in downloads)
+    assert not (ws / "mirror" / "index").exists()
