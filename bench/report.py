@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bench.floor import Floor
+
 OURS = "morgan (ours)"
 OLD = "Morgan 0.15.0"
 MB = 1 << 20
@@ -50,7 +52,8 @@ class Figures:
     bandwidth_mbps: float
     environments: list[str]
     add_allowance: int
-    needed_bytes: int | None = None
+    needed_bytes: int | None = None  # pip's wheelhouse: the union of its per-environment picks
+    floor: Floor | None = None
     tools: dict[str, ToolFigures] = field(default_factory=dict)
 
     def add(self, name: str, figures: ToolFigures) -> None:
@@ -143,21 +146,25 @@ def render(fig: Figures) -> str:
 
 
 def _limit(fig: Figures) -> list[str]:
-    if fig.needed_bytes is None:
-        return [
-            "Physical limit: n/a (needs the pip download run: its wheelhouse is the minimum).",
-            "",
-        ]
-    text = (
-        f"Physical limit: the files every environment needs (the union of pip's per-environment "
-        f"picks) are {_mb(fig.needed_bytes)} MB"
+    floor = fig.floor
+    if floor is None:
+        return []
+    text = f"Floor: the {floor.files} files the environments need are {_mb(floor.needed_bytes)} MB"
+    if fig.needed_bytes is not None:
+        text += f" (pip's wheelhouse: {_mb(fig.needed_bytes)} MB)"
+    text += (
+        f", {floor.depth} dependency levels deep; a file at depth d arrives no sooner than"
+        f" (2d + 2) round trips after the start (a page and a .metadata per level above it,"
+        f" then its own page and request), so the floor is max over d of"
+        f" (2d + 2) × {fig.latency * 1000:g} ms + bytes at depth ≥ d / "
+        + (f"{fig.bandwidth_mbps:g} MB/s" if fig.bandwidth_mbps else "(no cap)")
+        + f" = {floor.seconds:.2f} s"
     )
-    if not fig.bandwidth_mbps:
-        return [text + "; no bandwidth cap, so no time limit.", ""]
-    seconds = fig.needed_bytes / (fig.bandwidth_mbps * MB)
-    text += f", {seconds:.2f} s at {fig.bandwidth_mbps:g} MB/s"
-    if OURS in fig.tools and seconds > 0:
-        text += f"; our cold build takes {fig.tools[OURS].cold.wall / seconds:.1f}× that"
+    if fig.bandwidth_mbps:
+        text += f" (bytes alone: {floor.bytes_only:.2f} s)"
+    ours = fig.tools.get(OURS)
+    if ours is not None and floor.seconds > 0:
+        text += f"; our cold build takes {ours.cold.wall / floor.seconds:.2f}× that"
     return [text + ".", ""]
 
 
@@ -190,6 +197,12 @@ def _targets(fig: Figures) -> list[str]:
                 ),
             )
         )
+    if fig.floor is not None and fig.floor.seconds > 0:
+        ratio = ours.cold.wall / fig.floor.seconds
+        checks.append(("cold build ≤ 1.3× the floor", ratio <= 1.3, f"{ratio:.2f}×"))
+    if old is not None:
+        speed = old.cold.wall / ours.cold.wall
+        checks.append(("cold build ≥ 10× faster (issue 20)", speed >= 10, f"{speed:.1f}×"))
     checks.append(
         (
             "add-one: requests ≤ new pages + their files",

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 if __package__ in (None, ""):  # run as a script: make `bench`, `tests`, `morgan` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.floor import cold_floor
 from bench.graph import EXTRA_REQUIREMENT, Graph, make_graph, publish
 from bench.report import Figures, Phase, ToolFigures, render
 from bench.tools import Morgan015, Ours, PipDownload, Target, Tool, installs
@@ -174,6 +175,13 @@ def run_bench(opts: Options) -> Figures:
             publish(up, graph, up.files_dir)
             up.latency = opts.latency
             up.bandwidth = opts.bandwidth_mbps * MB if opts.bandwidth_mbps else 0.0
+            figures.floor = cold_floor(
+                graph,
+                [t.environment for t in opts.targets],
+                up.files_dir,
+                latency=up.latency,
+                bandwidth=up.bandwidth,
+            )
             for name in opts.tools:
                 work = tmp / name
                 tool = _make_tool(name, work, up.url, opts)
