@@ -25,6 +25,11 @@ __all__ = ["Executor", "Node", "NullReporter", "Ran", "Reporter", "cached_output
 
 OutT = TypeVar("OutT", bound=Output)
 
+# A download this large (its size known from the page or lock) runs on a pool of its own:
+# a few large wheels streaming for seconds at the link's speed do not take the threads the
+# hundreds of small files need (each mostly a round trip).
+LARGE_FILE = 4 << 20
+
 
 @dataclass(frozen=True, slots=True)
 class Ran:
@@ -77,9 +82,10 @@ class Executor:
         small_workers: int = 16,
         reporter: Reporter | None = None,
     ) -> None:
-        """``workers`` threads run file downloads (kind "fetch"); ``small_workers`` run
-        everything else (pages, metadata, renders): a queue of large downloads never holds
-        up the small requests resolution is waiting for."""
+        """``workers`` threads run file downloads (kind "fetch"), and as many more the
+        downloads of :data:`LARGE_FILE` bytes or more; ``small_workers`` run everything
+        else (pages, metadata, renders): a queue of large downloads never holds up the
+        small requests resolution is waiting for, nor the small files."""
         self.store = store
         self.cache = ActionCache(store, record=True)  # the next build's pack
         self.ran: list[Ran] = []
@@ -88,12 +94,14 @@ class Executor:
         self._reporter: Reporter = reporter or NullReporter()
         self._pool = ThreadPoolExecutor(max_workers=small_workers, thread_name_prefix="morgan")
         self._downloads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="morgan-dl")
+        self._large = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="morgan-dl-large")
         self._lock = threading.Lock()
         # A running node's future; once it is done, only its output (or failure).
         self._futures: dict[str, Future[Any] | Output | _Failed] = {}
 
     def close(self) -> None:
         self._downloads.shutdown(wait=True, cancel_futures=True)
+        self._large.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> Executor:
@@ -108,7 +116,11 @@ class Executor:
             fut = self._future(node.id)
             if fut is not None:
                 return fut
-            pool = self._downloads if node.kind == "fetch" else self._pool
+            pool = self._pool
+            if node.kind == "fetch":
+                size = node.params.get("size")
+                large = isinstance(size, int) and size >= LARGE_FILE
+                pool = self._large if large else self._downloads
             fut = pool.submit(self._run, node, fn)
             self._futures[node.id] = fut
         # Outside the lock: a future already done runs the callback here and now.

@@ -48,7 +48,13 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         help="how the index tree refers to blobs (default: relative symlinks)",
     )
     parser.add_argument("--explain", action="store_true", help="print every node that ran and why")
-    parser.add_argument("--jobs", "-j", type=int, default=8, help="parallel downloads (default 8)")
+    parser.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=8,
+        help="parallel downloads (default 8), and as many of files of 4 MB or more",
+    )
     add_wait_option(parser, "another build or gc")
 
 
