@@ -45,6 +45,30 @@ def test_python_dash_m_morgan_runs() -> None:
     assert proc.stdout.strip().startswith("morgan ")
 
 
+def test_a_process_prints_all_its_output_and_its_exit_code_through_pipes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The process ends without tearing the interpreter down (morgan.cli.entry): what the
+    # command printed is flushed first, whatever its size, and its exit code is kept.
+    assert main([]) == 0
+    expected = capsys.readouterr().out
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "morgan"], capture_output=True, text=True, env=env, check=False
+    )
+    assert (proc.returncode, proc.stdout) == (0, expected)
+    proc = subprocess.run(
+        [sys.executable, "-m", "morgan", "build", "-C", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("morgan: error: ")
+    assert proc.stderr.endswith("\n")
+
+
 # -- common options on either side of the command (git and uv accept theirs so) ------------
 
 
