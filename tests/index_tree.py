@@ -10,6 +10,7 @@ symlinks, or holds copies with ``materialize="copy"``.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import html
 import io
@@ -105,12 +106,14 @@ def make_sdist(name: str, version: str) -> Dist:
     base = f"{module}-{version}"
     pkg_info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tf:
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for path, content in ((f"{base}/PKG-INFO", pkg_info), (f"{base}/setup.py", b"")):
             info = tarfile.TarInfo(path)
             info.size = len(content)
             tf.addfile(info, io.BytesIO(content))
-    return Dist(_canonical(name), version, f"{base}.tar.gz", buf.getvalue(), None)
+    # gzip with a fixed time: the same sdist (and blob name) in every run
+    data = gzip.compress(buf.getvalue(), mtime=0)
+    return Dist(_canonical(name), version, f"{base}.tar.gz", data, None)
 
 
 def default_dists() -> list[Dist]:

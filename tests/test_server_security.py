@@ -48,7 +48,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> IndexTree:
     # to a directory of the store, a directory in the generation, a page that is a FIFO.
     os.mkfifo(alpha / "fifo.whl")
     fifo_blob = tree.objects() / "ff" / ("f" * 64)
-    fifo_blob.parent.mkdir()
+    fifo_blob.parent.mkdir(exist_ok=True)  # a real blob may start with ff too
     os.mkfifo(fifo_blob)
     (alpha / "fifolink.whl").symlink_to(f"../../../../store/objects/ff/{'f' * 64}")
     (alpha / "storedir.whl").symlink_to("../../../../store/objects/ff")
