@@ -8,8 +8,8 @@ file's sha256), a file is fetched once per content (fixed output).
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from packaging.requirements import InvalidRequirement
 from packaging.specifiers import SpecifierSet
+from packaging.tags import parse_tag
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -60,6 +61,19 @@ from store.errors import IntegrityError
 from store.objects import Store
 
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+!~-]*$")
+# The largest wheel the crawl downloads on a guess when upstream offers no PEP 658
+# ``.metadata`` for it (what a wrong guess may cost, per guess).
+GUESS_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _chain(src: Future[Any], dst: Future[Any]) -> None:
+    """Settle ``dst`` as ``src`` settled."""
+    if src.cancelled():
+        dst.cancel()
+    elif src.exception() is not None:
+        dst.set_exception(src.exception())
+    else:
+        dst.set_result(src.result())
 
 
 class PageClient(Downloader, Protocol):
@@ -84,16 +98,51 @@ def release_version(filename: str) -> Version | None:
         return None
 
 
+@functools.lru_cache(maxsize=1 << 12)
+def _valid_tag_set(tag_set: str) -> bool:
+    try:
+        parse_tag(tag_set)
+    except ValueError:  # InvalidTag
+        return False
+    return True
+
+
+def _versions() -> Callable[[str], Version | None]:
+    """:func:`release_version`, parsing a wheel's name and version once for all the wheels
+    of a release (a page lists up to tens of thousands of wheels, a few dozen per release)."""
+    heads: dict[str, Version | None] = {}
+
+    def version(filename: str) -> Version | None:
+        if not filename.endswith(".whl"):
+            return release_version(filename)
+        parts = filename[:-4].rsplit("-", 3)
+        if len(parts) != 4 or not _valid_tag_set("-".join(parts[1:])):
+            return release_version(filename)
+        head = parts[0]
+        if head not in heads:
+            heads[head] = release_version(filename)
+        return heads[head]
+
+    return version
+
+
 def group_releases(page: ProjectPage) -> list[Release]:
-    """Files grouped by version; unsafe or unparsable filenames are dropped."""
+    """Files grouped by version; unsafe or unparsable filenames are dropped. A name the
+    page skipped (``ProjectPage.skipped``) still makes its release, without the file."""
     by_version: dict[Version, list[UpstreamFile]] = {}
+    version = _versions()
     for f in page.files:
         if not _SAFE_FILENAME.match(f.filename):
             continue
-        v = release_version(f.filename)
+        v = version(f.filename)
         if v is None:
             continue
         by_version.setdefault(v, []).append(f)
+    for filename in page.skipped:
+        if _SAFE_FILENAME.match(filename):
+            v = version(filename)
+            if v is not None:
+                by_version.setdefault(v, [])
     return [
         Release(page.name, v, tuple(sorted(files, key=lambda f: f.filename)))
         for v, files in sorted(by_version.items())
@@ -184,6 +233,10 @@ class UpstreamCatalog:
         self._environments = tuple(environments)
         if any(isinstance(e, UniversalTarget) for e in self._environments):
             self._environments = ()
+        self._tag_sets: dict[str, bool] = {}  # a wheel's tag part -> some environment takes it
+        self._lock_files: dict[str, set[str]] = {}
+        for rel in lock.releases if lock is not None else ():
+            self._lock_files.setdefault(rel.name, set()).update(f.filename for f in rel.files)
 
     # -- pages ------------------------------------------------------------------------------
 
@@ -220,7 +273,8 @@ class UpstreamCatalog:
         if grouped is None:  # a page from the action cache (--offline)
             parsed = None
             if out.page is not None:
-                parsed = ProjectPage.from_json(json.loads(self._cached_page(name, out.page)))
+                body = self._cached_page(name, out.page)
+                parsed = page.read_cached(out, body, name, keep=self.page_keeps(name))
             grouped = self._group(name, parsed, out.upstream, out.missing)
         releases, kept = grouped
         with self._mutex:
@@ -266,20 +320,39 @@ class UpstreamCatalog:
         """``releases`` without the wheels no environment of the build accepts (a numpy-like
         page keeps a few hundred of its thousands of files). Sdists, kept files and
         releases left empty stay: resolution explains a release with no usable file."""
-        envs = self._environments
-        if not envs:
+        if not self._environments:
             return releases
         out = []
         for rel in releases:
             files = tuple(
-                f
-                for f in rel.files
-                if not f.filename.endswith(".whl")
-                or f.filename in kept
-                or any(e.wheel_rank(f.filename) is not None for e in envs)
+                f for f in rel.files if f.filename in kept or self._usable_name(f.filename)
             )
             out.append(rel if len(files) == len(rel.files) else replace(rel, files=files))
         return out
+
+    def _usable_name(self, filename: str) -> bool:
+        """Whether ``filename`` is not a wheel, or a wheel some environment accepts (an
+        answer per tag set, not per file: a page repeats a few dozen tag sets)."""
+        if not filename.endswith(".whl"):
+            return True
+        parts = filename[:-4].rsplit("-", 3)
+        tag_set = "-".join(parts[1:]) if len(parts) == 4 else ""
+        known = self._tag_sets.get(tag_set)
+        if known is None:
+            known = bool(tag_set) and any(
+                e.tag_set_rank(tag_set) is not None for e in self._environments
+            )
+            self._tag_sets[tag_set] = known
+        return known
+
+    def page_keeps(self, name: NormalizedName) -> Callable[[str], bool] | None:
+        """Which of ``name``'s listed files the page parse makes into files: what
+        :meth:`_usable` would keep, and every file the lock names (so that none reads as
+        no longer listed). None: every file (no environments given, or a universal one)."""
+        if not self._environments:
+            return None
+        locked = self._lock_files.get(name, set())
+        return lambda filename: filename in locked or self._usable_name(filename)
 
     def _note_status(self, page: ProjectPage) -> None:
         """Remember a PEP 792 status other than active (for the lock, pages and policy)."""
@@ -360,12 +433,29 @@ class UpstreamCatalog:
                 fut.add_done_callback(lambda f, n=name: None if f.exception() else then(n))  # type: ignore[misc]
 
     def metadata_async(self, f: UpstreamFile) -> Future[MetadataOut] | None:
-        """Start reading ``f``'s PEP 658 metadata in the background (a guess at what the
-        resolver will ask next; a wrong guess costs one small request). None when ``f``
-        offers no ``.metadata``: reading it would mean downloading the whole file."""
-        if f.core_metadata and not self.offline and not f.url.startswith("file:"):
+        """Start reading ``f``'s metadata in the background (a guess at what the resolver
+        will ask next): its PEP 658 ``.metadata`` (a wrong guess costs one small request),
+        or, for a wheel upstream offers no ``.metadata`` for, the wheel itself when it is at
+        most :data:`GUESS_MAX_BYTES` (the resolver would download it to read it anyway, and
+        the mirror keeps it when the guess is right; a wrong guess leaves it unreferenced
+        in the store until gc). None otherwise."""
+        if self.offline or f.url.startswith("file:"):
+            return None
+        if f.core_metadata:
             return self.executor.submit(self.metadata_node(f), lambda: self._metadata(f))
-        return None
+        if not f.filename.endswith(".whl") or f.size is None or f.size > GUESS_MAX_BYTES:
+            return None
+        done: Future[MetadataOut] = Future()
+
+        def read(fetched: Future[Fetched]) -> None:
+            if fetched.cancelled() or fetched.exception() is not None:
+                _chain(fetched, done)  # the resolver meets the error itself, with its context
+                return
+            meta = self.executor.submit(self.metadata_node(f), lambda: self._metadata(f))
+            meta.add_done_callback(lambda m: _chain(m, done))
+
+        self.fetch_async(f).add_done_callback(read)
+        return done
 
     def _locked_names(self) -> frozenset[str]:
         if self.lock is None or self.refresh is True:
@@ -380,7 +470,7 @@ class UpstreamCatalog:
             )
         urls = [u.index_url for u in self._upstreams_for(name)]
         try:
-            out, parsed = page.run(self.client, self.store, name, urls)
+            out, parsed = page.run(self.client, self.store, name, urls, keep=self.page_keeps(name))
         except InputError as exc:
             raise BuildError(str(exc)) from None
         if parsed is not None:
@@ -543,6 +633,9 @@ class EnvCatalog:
         # (they are never asked of an upstream either: morgan/indexes.py).
         self.hidden = hidden or {}
         self._guessed: set[NormalizedName] = set()
+        # The specifier of the first requirement the crawl met for a name: the guess
+        # takes the newest release it allows.
+        self._wanted: dict[NormalizedName, SpecifierSet] = {}
         self._guess_mutex = threading.Lock()
         # Downloads ahead of the resolver for what any successful resolution must pin
         # (see download_certain): the names, the specifiers seen on their certain edges.
@@ -589,8 +682,10 @@ class EnvCatalog:
 
         The resolver asks for one candidate's dependencies at a time, so left alone it
         walks a chain N deep in N × (page + metadata) round trips; this crawl walks every
-        branch at once, and the resolver mostly finds what it asks for already here. A wrong
-        guess costs a few small requests, never a file download.
+        branch at once, and the resolver mostly finds what it asks for already here. The
+        guess is the newest final release the first requirement met for ``name`` allows. A
+        wrong guess costs a few small requests, or, when upstream offers no PEP 658
+        ``.metadata``, one file of at most :data:`GUESS_MAX_BYTES` (see metadata_async).
         """
         env = self.env
         if env is None:
@@ -603,8 +698,10 @@ class EnvCatalog:
             releases = self.shared.releases(name)
         except (ProjectNotFoundError, BuildError, RuleError):
             return  # the resolver meets the same error itself, with its context
+        with self._guess_mutex:
+            wanted = self._wanted.get(name)
         for rel in sorted(releases, key=lambda r: r.version, reverse=True):
-            if rel.version.is_prerelease:
+            if rel.version.is_prerelease or (wanted is not None and rel.version not in wanted):
                 continue
             wheels, _ = usable_files(rel, env, allow_yanked=False)
             if wheels:
@@ -712,5 +809,9 @@ class EnvCatalog:
             except InvalidRequirement:
                 continue
             if evaluate_marker(req.marker, env, ""):
-                names.append(NormalizedName(canonicalize_name(req.name)))
+                name = NormalizedName(canonicalize_name(req.name))
+                names.append(name)
+                if req.specifier:
+                    with self._guess_mutex:
+                        self._wanted.setdefault(name, req.specifier)
         self.prefetch(names)

@@ -18,7 +18,14 @@ import sysconfig
 from dataclasses import dataclass
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, mac_platforms
+from packaging.tags import (
+    Tag,
+    compatible_tags,
+    cpython_tags,
+    generic_tags,
+    mac_platforms,
+    parse_tag,
+)
 from packaging.tags import platform_tags as host_platform_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
@@ -192,6 +199,16 @@ class Environment:
         found = [ranks[t] for t in wheel_tags if t in ranks]
         return min(found) if found else None
 
+    def tag_set_rank(self, tag_set: str) -> int | None:
+        """:meth:`wheel_rank` for the tag part of a wheel filename (``cp312-cp312-win_amd64``,
+        compressed sets allowed); None if none fits or the tags are not valid."""
+        wheel_tags = _tag_set(tag_set)
+        if wheel_tags is None:
+            return None
+        ranks = _ranks(self)
+        found = [ranks[t] for t in wheel_tags if t in ranks]
+        return min(found) if found else None
+
     def accepts_requires_python(self, requires_python: str | None) -> bool:
         """Whether the target's full Python version satisfies ``Requires-Python``.
 
@@ -204,6 +221,14 @@ class Environment:
 
 # A resolution asks these of the same few thousand filenames and specifiers again and
 # again, for every environment: parsed once per process.
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _tag_set(tag_set: str) -> frozenset[Tag] | None:
+    try:
+        return parse_tag(tag_set)
+    except ValueError:  # InvalidTag
+        return None
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -98,11 +98,20 @@ class Executor:
         self._lock = threading.Lock()
         # A running node's future; once it is done, only its output (or failure).
         self._futures: dict[str, Future[Any] | Output | _Failed] = {}
+        # Submitted nodes no thread has taken yet: whoever takes one first runs it (a pool
+        # thread, or a thread that needs its output now: see run()).
+        self._queued: dict[str, Callable[[], None]] = {}
 
     def close(self) -> None:
         self._downloads.shutdown(wait=True, cancel_futures=True)
         self._large.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            left, self._queued = self._queued, {}
+        for node_id in left:  # never taken: their waiters must not wait for ever
+            entry = self._futures.get(node_id)
+            if isinstance(entry, Future):
+                entry.cancel()
 
     def __enter__(self) -> Executor:
         return self
@@ -111,21 +120,45 @@ class Executor:
         self.close()
 
     def submit(self, node: Node[OutT], fn: Callable[[], OutT]) -> Future[OutT]:
-        """Schedule ``node`` (once per build, whatever the number of callers)."""
+        """Schedule ``node`` (once per build, whatever the number of callers).
+
+        The node waits in its pool's queue; a thread that needs its output before a pool
+        thread has taken it runs it itself (:meth:`run`), so a guess queued behind a
+        hundred page fetches never holds up the resolver that now asks for it.
+        """
         with self._lock:
-            fut = self._future(node.id)
-            if fut is not None:
-                return fut
+            existing: Future[OutT] | None = self._future(node.id)
+            if existing is not None:
+                return existing
+            fut: Future[OutT] = Future()
+            self._futures[node.id] = fut
+            self._queued[node.id] = lambda: self._complete(fut, node, fn)
             pool = self._pool
             if node.kind == "fetch":
                 size = node.params.get("size")
                 large = isinstance(size, int) and size >= LARGE_FILE
                 pool = self._large if large else self._downloads
-            fut = pool.submit(self._run, node, fn)
-            self._futures[node.id] = fut
+            pool.submit(self._take, node.id)
         # Outside the lock: a future already done runs the callback here and now.
         fut.add_done_callback(lambda done, i=node.id: self._settle(i, done))  # type: ignore[misc]
         return fut
+
+    def _take(self, node_id: str) -> None:
+        """Run the queued node ``node_id`` unless another thread has taken it already."""
+        with self._lock:
+            job = self._queued.pop(node_id, None)
+        if job is not None:
+            job()
+
+    def _complete(self, fut: Future[OutT], node: Node[OutT], fn: Callable[[], OutT]) -> None:
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            output = self._run(node, fn)
+        except BaseException as exc:  # noqa: BLE001 - the node's waiters get it
+            fut.set_exception(exc)
+        else:
+            fut.set_result(output)
 
     def reuse(self, node: Node[OutT]) -> OutT | None:
         """The cached output of ``node``, taken in the calling thread and counted as reused,
@@ -153,12 +186,16 @@ class Executor:
         """Run ``node`` in the calling thread unless it is already scheduled; its output."""
         with self._lock:
             fut: Future[OutT] | None = self._future(node.id)
+            queued = self._queued.pop(node.id, None)
             if fut is None:
                 fut = Future()
                 self._futures[node.id] = fut
                 mine = True
             else:
                 mine = False
+        if queued is not None:  # submitted, not started: run it here rather than wait
+            queued()
+            return fut.result()
         if mine:
             try:
                 fut.set_result(self._run(node, fn))

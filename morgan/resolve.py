@@ -532,6 +532,9 @@ def resolve(
     A name in ``fixed`` has that release as its only candidate (incremental resolution:
     morgan/incremental.py); the result then holds only what ``requirements`` reach."""
     reqs = _spec_reqs(env, requirements, parent)
+    # The crawl ahead starts at the roots (their pages and likely metadata), not at the
+    # first pin's dependencies: resolvelib reads every root's page before it pins any.
+    catalog.prefetch(r.name for r in reqs if r.name != PYTHON and r.name not in (fixed or {}))
     provider = _Provider(env, catalog, policy, fixed)
     resolver = LeanResolver(provider, reporter or BaseReporter())
     try:

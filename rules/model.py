@@ -81,6 +81,9 @@ class ProjectPage:
     files: tuple[UpstreamFile, ...]
     status: str = "active"  # PEP 792 project status: one of PROJECT_STATUSES
     status_reason: str = ""
+    # Distribution filenames the page lists that the parse was asked not to make into files
+    # (``parse_project_page(keep=…)``): their releases still exist. Not part of the JSON.
+    skipped: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "files": [f.to_json() for f in self.files]}

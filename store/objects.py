@@ -138,9 +138,28 @@ class Store:
         )
         if matches and self._holds(blob, durable=durable):
             return blob
-        return self.put_stream(
-            io.BytesIO(data), expect_sha256=expect_sha256, expect_size=expect_size, durable=durable
-        )
+        if not matches:  # the checks and their messages are put_stream's
+            return self.put_stream(
+                io.BytesIO(data),
+                expect_sha256=expect_sha256,
+                expect_size=expect_size,
+                durable=durable,
+            )
+        # Hashed already: one write, no second pass over the bytes (a 7 MB page).
+        fd, tmp = fsio.create_temp(self.tmp_dir)
+        try:
+            try:
+                try:
+                    fsio.write_all(fd, data)
+                except OSError as exc:
+                    raise fsio.write_error(exc, tmp) from exc
+                _sync_readonly(fd, tmp, durable=durable)
+            finally:
+                _close(fd, tmp)
+            self._link_into_place(tmp, blob, durable=durable)
+        finally:
+            fsio.discard(tmp)
+        return blob
 
     def _holds(self, blob: Blob, *, durable: bool = True) -> bool:
         """Whether the object is there whole: by its size, or (a blob written without fsync,

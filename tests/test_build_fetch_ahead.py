@@ -3,8 +3,9 @@
 Pages and PEP 658 metadata are crawled ahead of resolution, and a release's files start
 downloading when the resolver pins it, or before, when every successful resolution must pin
 it (a project with one usable release, reached through such releases). Users see this as
-speed (bench/); what they must never see is a different result or a file downloaded on a
-guess.
+speed (bench/); what they must never see is a different result, or a file downloaded on a
+guess when upstream offers its `.metadata` (without it, the guessed wheel is what the
+resolver would download to read).
 """
 
 from __future__ import annotations
@@ -41,8 +42,48 @@ def served(ws: Path) -> list[str]:
 def test_a_wrong_guess_costs_metadata_requests_never_a_file(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    # The crawl guesses the newest release of `dep` (2.0) and follows its dependency
-    # `newdep`; the resolver then takes dep 1.0 because `top` caps it.
+    # The crawl meets `dep` first as `top`'s plain requirement, guesses its newest release
+    # (2.0) and follows its dependency `newdep`; the resolver then takes dep 1.0 because
+    # `cap` caps it.
+    upstream.add_release("top", "1.0", requires_dist=["dep", "cap"])
+    upstream.add_release("cap", "1.0", requires_dist=["dep<2"])
+    upstream.add_release("dep", "1.0")
+    upstream.add_release("dep", "2.0", requires_dist=["newdep"])
+    upstream.add_release("newdep", "1.0")
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top"], LINUX)
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    assert pins(ws, "linux") == {"top": "1.0", "cap": "1.0", "dep": "1.0"}
+    files = upstream.file_requests()
+    assert "/files/dep-2.0-py3-none-any.whl.metadata" in files  # the guess was made
+    assert "/simple/newdep/" in upstream.page_requests()  # and followed
+    downloads = sorted(f for f in files if not f.endswith(".metadata"))
+    assert downloads == [
+        "/files/cap-1.0-py3-none-any.whl",
+        "/files/cap-1.0.tar.gz",
+        "/files/dep-1.0-py3-none-any.whl",
+        "/files/dep-1.0.tar.gz",
+        "/files/top-1.0-py3-none-any.whl",
+        "/files/top-1.0.tar.gz",
+    ]
+    assert served(ws) == [
+        "cap-1.0-py3-none-any.whl",
+        "cap-1.0-py3-none-any.whl.metadata",
+        "cap-1.0.tar.gz",
+        "dep-1.0-py3-none-any.whl",
+        "dep-1.0-py3-none-any.whl.metadata",
+        "dep-1.0.tar.gz",
+        "top-1.0-py3-none-any.whl",
+        "top-1.0-py3-none-any.whl.metadata",
+        "top-1.0.tar.gz",
+    ]
+
+
+def test_the_guess_takes_the_newest_release_the_requirement_allows(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # `top` asks for dep<2: the crawl reads dep 1.0's metadata, never 2.0's.
     upstream.add_release("top", "1.0", requires_dist=["dep<2"])
     upstream.add_release("dep", "1.0")
     upstream.add_release("dep", "2.0", requires_dist=["newdep"])
@@ -52,24 +93,32 @@ def test_a_wrong_guess_costs_metadata_requests_never_a_file(
     proc = morgan(ws, "build")
     assert proc.returncode == 0, proc.stderr
     assert pins(ws, "linux") == {"top": "1.0", "dep": "1.0"}
+    assert "/files/dep-2.0-py3-none-any.whl.metadata" not in upstream.file_requests()
+    assert "/simple/newdep/" not in upstream.page_requests()
+
+
+def test_without_pep658_the_crawl_reads_guessed_wheels_and_the_mirror_is_the_same(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # An upstream with no `.metadata`: the crawl downloads the wheel it guesses (that is
+    # how the resolver reads it too). A wrong guess's wheel is never served.
+    upstream.metadata_enabled = False
+    upstream.add_release("top", "1.0", requires_dist=["dep", "cap"])
+    upstream.add_release("cap", "1.0", requires_dist=["dep<2"])
+    upstream.add_release("dep", "1.0")
+    upstream.add_release("dep", "2.0", requires_dist=["newdep"])
+    upstream.add_release("newdep", "1.0")
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top"], LINUX)
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    assert pins(ws, "linux") == {"top": "1.0", "cap": "1.0", "dep": "1.0"}
     files = upstream.file_requests()
-    assert "/files/dep-2.0-py3-none-any.whl.metadata" in files  # the guess was made
+    assert "/files/dep-2.0-py3-none-any.whl" in files  # the guess, read from the wheel
     assert "/simple/newdep/" in upstream.page_requests()  # and followed
-    downloads = sorted(f for f in files if not f.endswith(".metadata"))
-    assert downloads == [
-        "/files/dep-1.0-py3-none-any.whl",
-        "/files/dep-1.0.tar.gz",
-        "/files/top-1.0-py3-none-any.whl",
-        "/files/top-1.0.tar.gz",
-    ]
-    assert served(ws) == [
-        "dep-1.0-py3-none-any.whl",
-        "dep-1.0-py3-none-any.whl.metadata",
-        "dep-1.0.tar.gz",
-        "top-1.0-py3-none-any.whl",
-        "top-1.0-py3-none-any.whl.metadata",
-        "top-1.0.tar.gz",
-    ]
+    assert not [f for f in files if f.endswith(".metadata")]
+    assert "dep-2.0-py3-none-any.whl" not in served(ws)
+    assert "dep-1.0-py3-none-any.whl.metadata" in served(ws)  # extracted from the wheel
 
 
 def test_environments_share_one_metadata_request_when_upstream_hashes_match(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import tomllib
+import urllib.request
 from pathlib import Path
 
+from rules.lib.http import PAGE_ACCEPT
 from tests.build_scenario import morgan
 from tests.upstream import FakeUpstream
 
@@ -244,15 +246,13 @@ def test_html_only_upstream_files_are_fetched_once_and_found_offline(
     assert upstream.requests == []
 
 
-def _page_blob(ws: Path, name: str) -> Path:
-    """The store's cached upstream page of ``name`` (a normalized JSON page)."""
+def _page_blob(ws: Path, upstream: FakeUpstream, name: str) -> Path:
+    """The store's cached upstream page of ``name``: the bytes upstream sent."""
+    request = urllib.request.Request(f"{upstream.url}{name}/", headers={"Accept": PAGE_ACCEPT})
+    with urllib.request.urlopen(request) as response:
+        body = response.read()
     for path in (ws / "mirror" / "store" / "objects").glob("*/*"):
-        try:
-            data = json.loads(path.read_bytes())
-        except ValueError:
-            continue
-        # The served JSON page has "meta"; the cached upstream page does not.
-        if isinstance(data, dict) and data.get("name") == name and "meta" not in data:
+        if path.read_bytes() == body:
             return path
     raise AssertionError(f"no cached page of {name}")
 
@@ -267,7 +267,7 @@ def test_a_torn_cached_page_is_never_read_and_is_fetched_again(
     ws = tmp_path / "ws"
     spec(ws, upstream.url, ["top"])
     assert morgan(ws, "build").returncode == 0
-    blob = _page_blob(ws, "top")
+    blob = _page_blob(ws, upstream, "top")
     whole = blob.read_bytes()
     blob.chmod(0o644)
     blob.write_bytes(b"\0" * len(whole))

@@ -84,3 +84,21 @@ def test_explain_names_the_reason_from_the_stored_key(tmp_path: Path) -> None:
         volatile = Rule("page", 1, Text).node("page:a", {}, cacheable=False)
         ex.run(volatile, lambda: make("page"))
     assert [r.reason for r in ex.ran] == ["volatile (upstream page refresh)"]
+
+
+def test_a_queued_node_is_run_by_the_thread_that_needs_it(tmp_path: Path) -> None:
+    # One worker, busy: a node queued behind it is run by whoever asks for its output,
+    # instead of waiting for the worker (a resolver never waits behind a queue of guesses).
+    import threading
+
+    store = Store(tmp_path / "store")
+    release = threading.Event()
+    with Executor(store, small_workers=1) as ex:
+        busy = ex.submit(node("page:busy"), lambda: Text("busy") if release.wait(30) else Text(""))
+        queued = ex.submit(node("page:queued"), lambda: Text("queued"))
+        assert ex.run(node("page:queued"), lambda: Text("never")) == Text("queued")
+        assert queued.result() == Text("queued")
+        assert not busy.done()
+        release.set()
+        assert busy.result() == Text("busy")
+    assert sorted(r.id for r in ex.ran) == ["page:busy", "page:queued"]

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from morgan.catalog import group_releases
+from rules import page as page_rule
 from rules.errors import UpstreamError
+from rules.lib.http import PageResponse
 from rules.lib.project_page import parse_index_page, parse_project_page, strip_credentials
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
+from store.objects import Store
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "text/html; charset=utf-8"
@@ -395,3 +400,67 @@ def test_absolute_json_links_keep_their_url_minus_credentials_and_fragment() -> 
         "demo_pkg-1.3.tar.gz": "https://files.example/p/demo_pkg-1.3.tar.gz?x=1",
         "demo_pkg-1.5.tar.gz": "http://files.example:8080/p/%7Edemo_pkg-1.5.tar.gz",
     }
+
+
+@pytest.mark.parametrize("content_type", [JSON, HTML])
+def test_files_keep_refuses_are_skipped_by_name_and_their_releases_stay(content_type: str) -> None:
+    # A build keeps only the wheels its environments can use; a release whose every file
+    # was refused still exists (the resolver explains "no usable file" with it).
+    names = [
+        "demo_pkg-1.0-cp312-cp312-win_amd64.whl",
+        "demo_pkg-1.0-py3-none-any.whl",
+        "demo_pkg-2.0-cp312-cp312-win_amd64.whl",
+        "other-1.0-cp312-cp312-win_amd64.whl",  # not this project's: dropped, not skipped
+    ]
+    if content_type == JSON:
+        body = json_page([file_entry(n) for n in names])
+    else:
+        body = "".join(f'<a href="../../f/{n}">{n}</a>' for n in names).encode()
+
+    def keep(filename: str) -> bool:
+        return not filename.endswith("win_amd64.whl")
+
+    page = parse_project_page(body, content_type, PAGE, DEMO, keep=keep)
+    assert [f.filename for f in page.files] == ["demo_pkg-1.0-py3-none-any.whl"]
+    assert page.skipped == (
+        "demo_pkg-1.0-cp312-cp312-win_amd64.whl",
+        "demo_pkg-2.0-cp312-cp312-win_amd64.whl",
+    )
+    assert "skipped" not in page.to_json()
+    releases = group_releases(page)
+    assert [(str(r.version), [f.filename for f in r.files]) for r in releases] == [
+        ("1.0", ["demo_pkg-1.0-py3-none-any.whl"]),
+        ("2.0", []),
+    ]
+
+
+def test_the_cached_page_is_upstreams_bytes_unless_they_may_hold_credentials(
+    tmp_path: Path,
+) -> None:
+    # An --offline build reads the page node's blob: upstream's own bytes, parsed again;
+    # a page with an "@" (a link with credentials) is kept normalized, without them.
+    plain = json_page([file_entry("demo_pkg-1.0.tar.gz")])
+    secret = json_page([{**file_entry("demo_pkg-1.0.tar.gz"), "url": "https://u:pw@h.example/f"}])
+    store = Store(tmp_path / "store")
+    for body in (plain, secret):
+        client = _OnePage(PageResponse(200, body, JSON, PAGE, None))
+        out, parsed = page_rule.run(client, store, DEMO, ["https://files.example/simple/"])
+        assert out.page is not None
+        assert parsed is not None
+        blob = store.read_verified(out.page)
+        assert page_rule.read_cached(out, blob, DEMO) == parsed
+        again = page_rule.PageOut.from_json(json.loads(json.dumps(out.to_json())))
+        assert page_rule.read_cached(again, blob, DEMO) == parsed
+        if body is plain:
+            assert blob == plain
+        else:
+            assert b"pw" not in blob
+            assert parsed.files[0].url == "https://h.example/f"
+
+
+class _OnePage:
+    def __init__(self, response: PageResponse) -> None:
+        self.response = response
+
+    def get_page(self, url: str, *, etag: str | None = None) -> PageResponse:
+        return self.response

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from typing import Any
@@ -59,12 +59,20 @@ def is_normalized_name(name: str) -> bool:
 
 
 def parse_project_page(
-    body: bytes, content_type: str, page_url: str, project: NormalizedName
+    body: bytes,
+    content_type: str,
+    page_url: str,
+    project: NormalizedName,
+    *,
+    keep: Callable[[str], bool] | None = None,
 ) -> ProjectPage:
     """Parse one upstream project page into a :class:`ProjectPage` for ``project``.
 
     ``page_url`` must be the final URL after redirects: relative links are resolved against
     it. Raises :class:`UpstreamError` naming the URL when the page cannot be understood.
+    With ``keep``, a distribution file whose name it refuses is not made into a file (nor
+    checked beyond its name): its name goes to ``skipped`` (a numpy-like page lists
+    thousands of wheels, of which a build's environments can use a few hundred).
     """
     url = strip_credentials(page_url)
     media_type, charset = _split_content_type(content_type)
@@ -82,8 +90,10 @@ def parse_project_page(
             f"{url}: unsupported content type {content_type!r}; expected PEP 691 JSON "
             "(application/vnd.pypi.simple.v1+json) or PEP 503 HTML (text/html)"
         )
-    chosen = _select(files, page_url, project)
-    return ProjectPage(name=project, files=chosen, status=status[0], status_reason=status[1])
+    chosen, skipped = _select(files, page_url, project, keep)
+    return ProjectPage(
+        name=project, files=chosen, status=status[0], status_reason=status[1], skipped=skipped
+    )
 
 
 def _json_status(value: object) -> tuple[str, str]:
@@ -190,12 +200,25 @@ def _json_file(entry: object, url: str) -> _Link:
 
 
 def _select(
-    links: Iterator[_Link], page_url: str, project: NormalizedName
-) -> tuple[UpstreamFile, ...]:
+    links: Iterator[_Link],
+    page_url: str,
+    project: NormalizedName,
+    keep: Callable[[str], bool] | None = None,
+) -> tuple[tuple[UpstreamFile, ...], tuple[str, ...]]:
     url = strip_credentials(page_url)
     page_scheme = urlsplit(page_url).scheme
     chosen: dict[str, UpstreamFile] = {}
+    skipped: dict[str, None] = {}
     for link in links:
+        if keep is not None and link.json is not None:
+            # A JSON entry names its file: refused names cost no URL or field checks.
+            filename = link.text
+            if filename in chosen or filename in skipped:
+                continue
+            if not keep(filename):
+                if _is_distribution_of(filename, project):
+                    skipped[filename] = None
+                continue
         if _PLAIN_URL.fullmatch(link.href):
             # The common case (every file of a PyPI JSON page): an absolute http(s) URL with
             # no credentials, query, parameters or fragment, which joining, splitting and
@@ -213,7 +236,12 @@ def _select(
             fragment = parts.fragment
             path_tail = parts.path.rpartition("/")[2]
         filename = link.text if link.json is not None else unquote(path_tail)
-        if filename in chosen or not _is_distribution_of(filename, project):
+        if filename in chosen or filename in skipped:
+            continue
+        if not _is_distribution_of(filename, project):
+            continue
+        if keep is not None and link.json is None and not keep(filename):
+            skipped[filename] = None
             continue
         if link.json is not None:
             found = _from_json(link.json, filename, file_url, url)
@@ -222,7 +250,7 @@ def _select(
             found = _from_html(link.attrs, fragment, filename, file_url, url)
             provenance = link.attrs.get("data-provenance")
         chosen[filename] = _with_provenance(found, provenance, page_url, page_scheme)
-    return tuple(chosen[name] for name in sorted(chosen))
+    return tuple(chosen[name] for name in sorted(chosen)), tuple(sorted(skipped))
 
 
 def _with_provenance(
