@@ -249,6 +249,10 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         self.fixed = fixed or {}
         self.state = _State()
         self._contains: dict[tuple[str, Version], bool] = {}
+        # usable_files of a release, by the release object (kept in the value: an id is
+        # only unique while its object lives): resolvelib asks find_matches again and
+        # again, and each call ranks the wheels of every release of the project.
+        self._files: dict[tuple[int, bool], tuple[Release, bool, bool]] = {}
         self.python_release = Release(NormalizedName(PYTHON), env.python_version(), ())
 
     # -- resolvelib hooks -------------------------------------------------------------------
@@ -335,8 +339,8 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         for rel in releases:
             if not self._acceptable(rel, reqs, bad, pins, prerelease_ok=prerelease_ok):
                 continue
-            wheels, _ = usable_files(rel, self.env, allow_yanked=self._yank_ok(rel, pins))
-            (with_wheel if wheels else source_only).append(rel)
+            has_wheel, _ = self._usable(rel, self._yank_ok(rel, pins))
+            (with_wheel if has_wheel else source_only).append(rel)
         with_wheel.sort(key=lambda r: r.version, reverse=True)
         source_only.sort(key=lambda r: r.version, reverse=True)
         return with_wheel + source_only
@@ -364,8 +368,18 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         for r in reqs:
             if not self.contains(r, rel.version):
                 return False
-        wheels, sdists = usable_files(rel, self.env, allow_yanked=self._yank_ok(rel, pins))
-        return bool(wheels or sdists)
+        has_wheel, has_sdist = self._usable(rel, self._yank_ok(rel, pins))
+        return has_wheel or has_sdist
+
+    def _usable(self, rel: Release, allow_yanked: bool) -> tuple[bool, bool]:
+        """Whether ``rel`` has a wheel, and an sdist, that ``self.env`` can use."""
+        key = (id(rel), allow_yanked)
+        known = self._files.get(key)
+        if known is not None and known[0] is rel:
+            return known[1], known[2]
+        wheels, sdists = usable_files(rel, self.env, allow_yanked=allow_yanked)
+        self._files[key] = (rel, bool(wheels), bool(sdists))
+        return bool(wheels), bool(sdists)
 
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
         return self.contains(requirement, candidate.version)
