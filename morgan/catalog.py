@@ -671,9 +671,17 @@ class EnvCatalog:
     def withheld(self, name: NormalizedName) -> str | None:
         return self.shared.withheld.get(name)
 
-    def prefetch(self, names: Iterable[NormalizedName]) -> None:
-        wanted = (n for n in names if n not in self._locked and n not in self.hidden)
-        self.shared.prefetch(wanted, then=self._guess_metadata if self.env else None)
+    def prefetch(
+        self,
+        names: Iterable[NormalizedName],
+        wanted: Mapping[NormalizedName, SpecifierSet] | None = None,
+    ) -> None:
+        if wanted:
+            with self._guess_mutex:
+                for name, specifier in wanted.items():
+                    self._wanted.setdefault(name, specifier)
+        chosen = (n for n in names if n not in self._locked and n not in self.hidden)
+        self.shared.prefetch(chosen, then=self._guess_metadata if self.env else None)
 
     def _guess_metadata(self, name: NormalizedName) -> None:
         """Fetch ahead the metadata the resolver will most likely read first for ``name``
@@ -803,6 +811,7 @@ class EnvCatalog:
         if env is None or done.exception() is not None:
             return  # the resolver meets the same error itself, with its context
         names = []
+        wanted: dict[NormalizedName, SpecifierSet] = {}
         for text in done.result().requires_dist:
             try:
                 req = parse_requirement(text)
@@ -811,7 +820,6 @@ class EnvCatalog:
             if evaluate_marker(req.marker, env, ""):
                 name = NormalizedName(canonicalize_name(req.name))
                 names.append(name)
-                if req.specifier:
-                    with self._guess_mutex:
-                        self._wanted.setdefault(name, req.specifier)
-        self.prefetch(names)
+                if req.specifier and name not in wanted:
+                    wanted[name] = req.specifier
+        self.prefetch(names, wanted)

@@ -69,8 +69,13 @@ class Catalog(Protocol):
     def dependencies(self, release: Release, file: UpstreamFile) -> Dependencies:
         """The declared dependencies of ``release``, read from ``file``."""
 
-    def prefetch(self, names: Iterable[NormalizedName]) -> None:
-        """A hint: these projects' pages will probably be needed soon."""
+    def prefetch(
+        self,
+        names: Iterable[NormalizedName],
+        wanted: Mapping[NormalizedName, SpecifierSet] | None = None,
+    ) -> None:
+        """A hint: these projects' pages will probably be needed soon (``wanted``: what
+        the requirements that named them allow, for a guess at the release to read)."""
 
     def withheld(self, name: NormalizedName) -> str | None:
         """What policy hid from ``name``'s releases (for messages), None when nothing."""
@@ -548,7 +553,12 @@ def resolve(
     reqs = _spec_reqs(env, requirements, parent)
     # The crawl ahead starts at the roots (their pages and likely metadata), not at the
     # first pin's dependencies: resolvelib reads every root's page before it pins any.
-    catalog.prefetch(r.name for r in reqs if r.name != PYTHON and r.name not in (fixed or {}))
+    roots = [r for r in reqs if r.name != PYTHON and r.name not in (fixed or {})]
+    wanted: dict[NormalizedName, SpecifierSet] = {}
+    for r in roots:
+        if r.specifier:
+            wanted[r.name] = wanted[r.name] & r.specifier if r.name in wanted else r.specifier
+    catalog.prefetch((r.name for r in roots), wanted)
     provider = _Provider(env, catalog, policy, fixed)
     resolver = LeanResolver(provider, reporter or BaseReporter())
     try:

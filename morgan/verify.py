@@ -21,11 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import blake3
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from morgan.backends import DEFAULT_BUILD_REQUIRES
@@ -504,7 +505,11 @@ class MirrorCatalog:
             return Dependencies((), None, known=False, source="not in the lock")
         return Dependencies(rel.requires_dist, rel.requires_python, rel.known, rel.metadata_source)
 
-    def prefetch(self, names: Iterable[NormalizedName]) -> None:
+    def prefetch(
+        self,
+        names: Iterable[NormalizedName],
+        wanted: Mapping[NormalizedName, SpecifierSet] | None = None,
+    ) -> None:
         return None
 
     def withheld(self, name: NormalizedName) -> str | None:

@@ -97,6 +97,22 @@ def test_the_guess_takes_the_newest_release_the_requirement_allows(
     assert "/simple/newdep/" not in upstream.page_requests()
 
 
+def test_a_root_requirements_specifier_guides_the_guess_too(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # The spec asks for top<2: the crawl starts at top 1.0, not at the newest release.
+    upstream.add_release("top", "1.0")
+    upstream.add_release("top", "2.0", requires_dist=["newdep"])
+    upstream.add_release("newdep", "1.0")
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top<2"], LINUX)
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    assert pins(ws, "linux") == {"top": "1.0"}
+    assert "/files/top-2.0-py3-none-any.whl.metadata" not in upstream.file_requests()
+    assert "/simple/newdep/" not in upstream.page_requests()
+
+
 def test_without_pep658_the_crawl_reads_guessed_wheels_and_the_mirror_is_the_same(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:

@@ -6,8 +6,9 @@ path never changes it (a conflict only backtracking solves, a Python the release
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from morgan.environments import Environment
@@ -43,7 +44,11 @@ class ViewCatalog:
         deps, python = self.projects[release.name][str(release.version)]
         return Dependencies(tuple(deps), python)
 
-    def prefetch(self, names: Iterable[NormalizedName]) -> None:
+    def prefetch(
+        self,
+        names: Iterable[NormalizedName],
+        wanted: Mapping[NormalizedName, SpecifierSet] | None = None,
+    ) -> None:
         return None
 
     def withheld(self, name: NormalizedName) -> str | None:
