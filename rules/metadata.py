@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Self
 
 from rules.fetch import Fetched
-from rules.lib.metadata import parse_core_metadata, sdist_info, wheel_metadata_bytes
+from rules.lib.metadata import parse_core_metadata, sdist_info
 from rules.model import UpstreamFile
 from rules.rule import Json, Node, Rule, digests
+from rules.wheel_metadata import metadata_bytes
 from store.digest import Digest
 from store.objects import Store
 
@@ -98,8 +99,7 @@ def from_core_metadata(data: bytes, read_from: Digest, source: str) -> MetadataO
 
 def from_wheel(store: Store, wheel: Fetched, filename: str) -> MetadataOut:
     """A wheel's dependencies read out of the fetched wheel."""
-    with store.open(wheel.blob) as fh:
-        data = wheel_metadata_bytes(fh, filename)
+    data = metadata_bytes(store, wheel.blob, filename)
     return from_core_metadata(data, wheel.blob, "wheel METADATA")
 
 

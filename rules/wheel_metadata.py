@@ -7,6 +7,8 @@ wheel gets one, whether or not upstream offered PEP 658.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self
@@ -45,13 +47,54 @@ RULE = Rule("wheel-metadata", 1, Extracted)
 
 def run(store: Store, wheel: Fetched, filename: str) -> Extracted:
     """The METADATA of the wheel ``filename`` stored as ``wheel``, as its own blob."""
-    with store.open(wheel.blob) as fh:
-        try:
-            data = wheel_metadata_bytes(fh, filename)
-        except MetadataError as exc:
-            raise MetadataError(f"{filename}: {exc}") from None
+    try:
+        data = metadata_bytes(store, wheel.blob, filename)
+    except MetadataError as exc:
+        raise MetadataError(f"{filename}: {exc}") from None
     blob = store.put_bytes(data)
     return Extracted(blob.digest, blob.sha256)
+
+
+# METADATA read out of wheels lately, by blob: on an index without PEP 658 the resolver
+# reads a wheel's METADATA to learn its dependencies, and the walk reads it again for the
+# ``.metadata`` it serves; a large wheel's zip directory is thousands of entries to parse.
+class _Recent:
+    def __init__(self, keep_bytes: int) -> None:
+        self.keep_bytes = keep_bytes
+        self.held: OrderedDict[tuple[Digest, str], bytes] = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[Digest, str]) -> bytes | None:
+        with self.lock:
+            data = self.held.get(key)
+            if data is not None:
+                self.held.move_to_end(key)
+            return data
+
+    def put(self, key: tuple[Digest, str], data: bytes) -> None:
+        with self.lock:
+            if key in self.held:
+                return
+            self.held[key] = data
+            self.size += len(data)
+            while self.size > self.keep_bytes and self.held:
+                self.size -= len(self.held.popitem(last=False)[1])
+
+
+_RECENT = _Recent(8 << 20)
+
+
+def metadata_bytes(store: Store, wheel: Digest, filename: str) -> bytes:
+    """The exact METADATA bytes of the wheel ``filename`` stored as ``wheel`` (a blob's
+    content never changes, so the few MB read last are kept and given again)."""
+    key = (wheel, filename)
+    data = _RECENT.get(key)
+    if data is None:
+        with store.open(wheel) as fh:
+            data = wheel_metadata_bytes(fh, filename)
+        _RECENT.put(key, data)
+    return data
 
 
 def step(store: Store, filename: str, fetch_id: str, paths: Sequence[str]) -> Step[Extracted]:
