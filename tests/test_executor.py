@@ -94,9 +94,12 @@ def test_a_queued_node_is_run_by_the_thread_that_needs_it(tmp_path: Path) -> Non
     store = Store(tmp_path / "store")
     release = threading.Event()
     with Executor(store, small_workers=1) as ex:
-        busy = ex.submit(node("page:busy"), lambda: Text("busy") if release.wait(30) else Text(""))
-        queued = ex.submit(node("page:queued"), lambda: Text("queued"))
-        assert ex.run(node("page:queued"), lambda: Text("never")) == Text("queued")
+        busy = ex.submit(
+            node("page:busy", value="busy"),
+            lambda: Text("busy") if release.wait(30) else Text(""),
+        )
+        queued = ex.submit(node("page:queued", value="queued"), lambda: Text("queued"))
+        assert ex.run(node("page:queued", value="queued"), lambda: Text("never")) == Text("queued")
         assert queued.result() == Text("queued")
         assert not busy.done()
         release.set()
