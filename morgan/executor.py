@@ -4,8 +4,11 @@ A node is identified by a stable id (``page:requests``, ``fetch:<sha256>``) and 
 :func:`store.actions.action_key` over its rule kind, implementation version, parameters and
 the content digests of its inputs. A node whose key is in the action cache, and all of whose
 output blobs exist, is not re-run. Every node that runs is recorded with the reason, for
-``morgan build --explain``. Which node follows which is the plan's business
-(:mod:`morgan.plan`, walked by :mod:`morgan.walk`), not the executor's.
+``morgan build --explain``. Two nodes with the same key are one action: when one has made
+the output in this build, the other takes it and is recorded as having run, with its own
+reason, whichever of them got there first (so ``--explain`` does not depend on timing).
+Which node follows which is the plan's business (:mod:`morgan.plan`, walked by
+:mod:`morgan.walk`), not the executor's.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class Executor:
         self.ran: list[Ran] = []
         self.reused = 0
         self.hits: list[str] = []  # the ids of the nodes reused from the cache
+        self._made: dict[str, str] = {}  # key -> id of the node that ran it in this build
         self._reporter: Reporter = reporter or NullReporter()
         self._pool = ThreadPoolExecutor(max_workers=small_workers, thread_name_prefix="morgan")
         self._downloads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="morgan-dl")
@@ -168,7 +172,7 @@ class Executor:
         if not node.cacheable:
             return None
         with self._lock:
-            if node.id in self._futures:
+            if node.id in self._futures or node.key in self._made:
                 return None
         output = cached_output(self.cache, node)
         if output is None:
@@ -250,6 +254,10 @@ class Executor:
         output = cached_output(self.cache, node, key) if node.cacheable else None
         if output is not None:
             with self._lock:
+                twin = self._made.get(key)
+            if twin is not None and twin != node.id:
+                return self._made_by_twin(node, key, output)
+            with self._lock:
                 self.reused += 1
                 self.hits.append(node.id)
             self._reporter.node_finished(node, output, cached=True)
@@ -261,7 +269,21 @@ class Executor:
         # entry naming it is written): losing one to a power cut costs a re-run, so they
         # skip fsync, which was most of a cold build's time.
         if node.stored:
+            with self._lock:  # before the entry exists: a twin that finds it knows
+                self._made.setdefault(key, node.id)
             self.cache.put(key, output.to_json(), durable=False)
+            self.cache.put(_id_key(node.id), _trace(node, key), durable=False)
+        with self._lock:
+            self.ran.append(Ran(node.id, reason))
+        self._reporter.node_finished(node, output, cached=False)
+        return output
+
+    def _made_by_twin(self, node: Node[OutT], key: str, output: OutT) -> OutT:
+        """``node``'s output, made in this build by another node with the same key: it
+        counts as run, with the reason its own last run gives (see the module docstring)."""
+        reason = explain(node, None, self.cache.get(_id_key(node.id)), self.store)
+        self._reporter.node_started(node)
+        if node.stored:
             self.cache.put(_id_key(node.id), _trace(node, key), durable=False)
         with self._lock:
             self.ran.append(Ran(node.id, reason))

@@ -105,3 +105,31 @@ def test_a_queued_node_is_run_by_the_thread_that_needs_it(tmp_path: Path) -> Non
         release.set()
         assert busy.result() == Text("busy")
     assert sorted(r.id for r in ex.ran) == ["page:busy", "page:queued"]
+
+
+def test_two_nodes_with_one_key_both_run_with_their_own_reason(tmp_path: Path) -> None:
+    # One project page the same in two views: two render nodes, one key. Whichever runs
+    # second finds the first's entry; --explain names both, as a build that ran them at
+    # once would, so what it prints does not depend on which thread was first.
+    store = Store(tmp_path / "store")
+    calls: list[str] = []
+
+    def make(text: str) -> Text:
+        calls.append(text)
+        return Text(text, (store.put_bytes(text.encode()).digest,))
+
+    def ran(value: str) -> list[tuple[str, str]]:
+        with Executor(store) as ex:
+            for view in ("render:env-a", "render:env-b"):
+                ex.run(node(view, "render", value), lambda: make(value))
+        return sorted((r.id, r.reason) for r in ex.ran)
+
+    assert ran("a") == [("render:env-a", "new"), ("render:env-b", "new")]
+    assert calls == ["a"]  # made once
+    changed = "parameter value changed"
+    assert ran("b") == [("render:env-a", changed), ("render:env-b", changed)]
+    assert calls == ["a", "b"]
+    with Executor(store) as ex:  # the next build: both cached, nothing runs
+        for view in ("render:env-a", "render:env-b"):
+            ex.run(node(view, "render", "b"), lambda: make("never"))
+    assert (ex.ran, ex.reused) == ([], 2)
