@@ -274,8 +274,8 @@ def _build_locked(
         lock_envs = locked_environments(selections)
         env_texts = EnvironmentTexts()
 
-        def make_lock(files: Mapping[str, MirrorFile]) -> str:
-            lock = _make_lock(
+        def lock_of(files: Mapping[str, MirrorFile]) -> Lock:
+            return _make_lock(
                 spec,
                 selections,
                 infos,
@@ -285,6 +285,9 @@ def _build_locked(
                 built=built.built,
                 environments=lock_envs,
             )
+
+        def make_lock(files: Mapping[str, MirrorFile]) -> str:
+            lock = lock_of(files)
             text = dump_lock(lock, env_texts)
             made_locks[blake3_hex(text.encode("utf-8"))] = lock
             return text
@@ -380,16 +383,7 @@ def _build_locked(
 
         save_outcome(mirror, plan, str(lock_blob), ran=ex.ran, hits=ex.hits)
         files = mirror_files(file_ids(wanted), outputs)
-        new_lock = made_locks.get(blake3_hex(staged_lock[0])) or _make_lock(
-            spec,
-            selections,
-            infos,
-            files,
-            kept_files,
-            statuses=statuses,
-            built=built.built,
-            environments=lock_envs,
-        )
+        new_lock = made_locks.get(blake3_hex(staged_lock[0])) or lock_of(files)
         save_parsed(store.root / PARSED_LOCK, new_lock, staged_lock[0])
         switched = outputs.get(generation_rule.ID, Switched)
         manifest = outputs.get(manifest_rule.ID, Stored).blob

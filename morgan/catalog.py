@@ -740,13 +740,7 @@ class EnvCatalog:
         if env is None or isinstance(env, UniversalTarget) or self.shared.offline:
             return
         self._files_of = files_of
-        for text in roots:
-            try:
-                req = parse_requirement(text)
-            except InvalidRequirement:
-                continue
-            if req.url is None and evaluate_marker(req.marker, env, ""):
-                self._be_certain(NormalizedName(canonicalize_name(req.name)), req.specifier)
+        self._certain_requirements(roots, env)
 
     def _be_certain(self, name: NormalizedName, specifier: SpecifierSet) -> None:
         if name in self._locked or name in self.hidden:
@@ -797,7 +791,12 @@ class EnvCatalog:
         out = done.result()
         if out.requires_python and not env.accepts_requires_python(out.requires_python):
             return  # no resolution can succeed
-        for text in out.requires_dist:
+        self._certain_requirements(out.requires_dist, env)
+
+    def _certain_requirements(self, texts: Iterable[str], env: Environment) -> None:
+        """Each requirement of ``texts`` whose marker holds in ``env`` (without extras) and
+        that names an index project makes that project certain, within its specifier."""
+        for text in texts:
             try:
                 req = parse_requirement(text)
             except InvalidRequirement:
