@@ -94,7 +94,8 @@ class Executor:
         self.ran: list[Ran] = []
         self.reused = 0
         self.hits: list[str] = []  # the ids of the nodes reused from the cache
-        self._made: dict[str, str] = {}  # key -> id of the node that ran it in this build
+        # key -> why the node that runs it in this build runs (set before it starts)
+        self._made: dict[str, str] = {}
         self._reporter: Reporter = reporter or NullReporter()
         self._pool = ThreadPoolExecutor(max_workers=small_workers, thread_name_prefix="morgan")
         self._downloads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="morgan-dl")
@@ -178,7 +179,9 @@ class Executor:
         if output is None:
             return None
         with self._lock:
-            if node.id in self._futures:  # asked for meanwhile: that one counts
+            # Asked for meanwhile (that one counts), or the entry was just made by a node
+            # with the same key (then this one is run through that, see the docstring).
+            if node.id in self._futures or node.key in self._made:
                 return None
             self._futures[node.id] = output
             self.reused += 1
@@ -254,23 +257,25 @@ class Executor:
         output = cached_output(self.cache, node, key) if node.cacheable else None
         if output is not None:
             with self._lock:
-                twin = self._made.get(key)
-            if twin is not None and twin != node.id:
-                return self._made_by_twin(node, key, output)
+                made = self._made.get(key)
+            if made is not None:
+                return self._made_by_twin(node, key, output, made)
             with self._lock:
                 self.reused += 1
                 self.hits.append(node.id)
             self._reporter.node_finished(node, output, cached=True)
             return output
         reason = self._reason(node, key)
+        if node.cacheable:
+            # Before its outputs exist: a node with the same key that finds them knows.
+            with self._lock:
+                self._made.setdefault(key, reason)
         self._reporter.node_started(node)
         output = fn()
         # Action entries are a cache over durable blobs (each blob is fsynced before the
         # entry naming it is written): losing one to a power cut costs a re-run, so they
         # skip fsync, which was most of a cold build's time.
         if node.stored:
-            with self._lock:  # before the entry exists: a twin that finds it knows
-                self._made.setdefault(key, node.id)
             self.cache.put(key, output.to_json(), durable=False)
             self.cache.put(_id_key(node.id), _trace(node, key), durable=False)
         with self._lock:
@@ -278,10 +283,15 @@ class Executor:
         self._reporter.node_finished(node, output, cached=False)
         return output
 
-    def _made_by_twin(self, node: Node[OutT], key: str, output: OutT) -> OutT:
+    def _made_by_twin(self, node: Node[OutT], key: str, output: OutT, made: str) -> OutT:
         """``node``'s output, made in this build by another node with the same key: it
-        counts as run, with the reason its own last run gives (see the module docstring)."""
-        reason = explain(node, None, self.cache.get(_id_key(node.id)), self.store)
+        counts as run (see the module docstring), with the reason its own last run gives,
+        or, when that run had this key too, the reason the other node ran (``made``)."""
+        last = self.cache.get(_id_key(node.id))
+        if last is not None and last.get("key") == key:
+            reason = made
+        else:
+            reason = explain(node, None, last, self.store)
         self._reporter.node_started(node)
         if node.stored:
             self.cache.put(_id_key(node.id), _trace(node, key), durable=False)
