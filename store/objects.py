@@ -17,7 +17,7 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -105,17 +105,10 @@ class Store:
         want_sha256 = _check_sha256(expect_sha256)
         if expect_size is not None and expect_size < 0:
             raise ValueError(f"expect_size must be >= 0, not {expect_size}")
-        fd, tmp = fsio.create_temp(self.tmp_dir)
-        try:
-            try:
-                blob = _stream_into(fd, tmp, readable, want_sha256, expect_size)
-                _sync_readonly(fd, tmp, durable=durable)
-            finally:
-                _close(fd, tmp)
-            self._link_into_place(tmp, blob, durable=durable)
-        finally:
-            fsio.discard(tmp)
-        return blob
+        return self._put_via_temp(
+            lambda fd, tmp: _stream_into(fd, tmp, readable, want_sha256, expect_size),
+            durable=durable,
+        )
 
     def put_bytes(
         self,
@@ -145,14 +138,24 @@ class Store:
                 expect_size=expect_size,
                 durable=durable,
             )
+
         # Hashed already: one write, no second pass over the bytes (a 7 MB page).
+        def write(fd: int, tmp: Path) -> Blob:
+            try:
+                fsio.write_all(fd, data)
+            except OSError as exc:
+                raise fsio.write_error(exc, tmp) from exc
+            return blob
+
+        return self._put_via_temp(write, durable=durable)
+
+    def _put_via_temp(self, fill: Callable[[int, Path], Blob], *, durable: bool) -> Blob:
+        """The blob ``fill`` writes into a new temporary file (given its descriptor and
+        path), made read-only, synced unless not ``durable``, and linked into place."""
         fd, tmp = fsio.create_temp(self.tmp_dir)
         try:
             try:
-                try:
-                    fsio.write_all(fd, data)
-                except OSError as exc:
-                    raise fsio.write_error(exc, tmp) from exc
+                blob = fill(fd, tmp)
                 _sync_readonly(fd, tmp, durable=durable)
             finally:
                 _close(fd, tmp)
