@@ -39,12 +39,9 @@ def served(ws: Path) -> list[str]:
     return sorted(p.name for p in simple.glob("*/*") if not p.name.startswith("index."))
 
 
-def test_a_wrong_guess_costs_metadata_requests_never_a_file(
-    upstream: FakeUpstream, tmp_path: Path
-) -> None:
-    # The crawl meets `dep` first as `top`'s plain requirement, guesses its newest release
-    # (2.0) and follows its dependency `newdep`; the resolver then takes dep 1.0 because
-    # `cap` caps it.
+def build_capped_dep(upstream: FakeUpstream, tmp_path: Path) -> Path:
+    """``top`` needs ``dep`` and ``cap``, which caps ``dep<2``; ``dep`` 2.0 (the newest,
+    the crawl's guess) needs ``newdep``. Built for Linux: the resolver pins dep 1.0."""
     upstream.add_release("top", "1.0", requires_dist=["dep", "cap"])
     upstream.add_release("cap", "1.0", requires_dist=["dep<2"])
     upstream.add_release("dep", "1.0")
@@ -55,6 +52,16 @@ def test_a_wrong_guess_costs_metadata_requests_never_a_file(
     proc = morgan(ws, "build")
     assert proc.returncode == 0, proc.stderr
     assert pins(ws, "linux") == {"top": "1.0", "cap": "1.0", "dep": "1.0"}
+    return ws
+
+
+def test_a_wrong_guess_costs_metadata_requests_never_a_file(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # The crawl meets `dep` first as `top`'s plain requirement, guesses its newest release
+    # (2.0) and follows its dependency `newdep`; the resolver then takes dep 1.0 because
+    # `cap` caps it.
+    ws = build_capped_dep(upstream, tmp_path)
     files = upstream.file_requests()
     assert "/files/dep-2.0-py3-none-any.whl.metadata" in files  # the guess was made
     assert "/simple/newdep/" in upstream.page_requests()  # and followed
@@ -119,16 +126,7 @@ def test_without_pep658_the_crawl_reads_guessed_wheels_and_the_mirror_is_the_sam
     # An upstream with no `.metadata`: the crawl downloads the wheel it guesses (that is
     # how the resolver reads it too). A wrong guess's wheel is never served.
     upstream.metadata_enabled = False
-    upstream.add_release("top", "1.0", requires_dist=["dep", "cap"])
-    upstream.add_release("cap", "1.0", requires_dist=["dep<2"])
-    upstream.add_release("dep", "1.0")
-    upstream.add_release("dep", "2.0", requires_dist=["newdep"])
-    upstream.add_release("newdep", "1.0")
-    ws = tmp_path / "ws"
-    spec(ws, upstream.url, ["top"], LINUX)
-    proc = morgan(ws, "build")
-    assert proc.returncode == 0, proc.stderr
-    assert pins(ws, "linux") == {"top": "1.0", "cap": "1.0", "dep": "1.0"}
+    ws = build_capped_dep(upstream, tmp_path)
     files = upstream.file_requests()
     assert "/files/dep-2.0-py3-none-any.whl" in files  # the guess, read from the wheel
     assert "/simple/newdep/" in upstream.page_requests()  # and followed
