@@ -80,18 +80,25 @@ class ActionCache:
         # key -> entry text, loaded on first use
         self._pack: dict[str, str] | None = None if pack else {}
         self._listed: frozenset[str] | None = None  # blob names present when it was loaded
+        # The fan-out folders of ``actions/`` when the pack was loaded, and those written
+        # since: an entry under any other folder cannot exist, so it is a miss without an
+        # ``open`` (a cold build looks up thousands of keys that have no entry).
+        self._fanouts: set[str] | None = None
         self._pack_lock = threading.Lock()
 
     def path(self, key: str) -> Path:
         """Where the entry for ``key`` lives; ``ValueError`` if ``key`` is not 64 hex digits."""
         if not _KEY.fullmatch(key):
             raise ValueError(f"bad action key {key!r}: expected 64 lowercase hex digits")
-        return self.root / key[:2] / key
+        return self.root.joinpath(key[:2], key)
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The record under ``key``, or None if absent or unreadable (a corrupt entry is a miss)."""
         text = self._packed().get(key)
         if text is None:
+            fanouts = self._fanouts
+            if fanouts is not None and key[:2] not in fanouts:
+                return None
             try:
                 text = self.path(key).read_bytes().decode("utf-8")
             except FileNotFoundError:
@@ -126,6 +133,7 @@ class ActionCache:
             if self._pack is None:
                 self._pack = _read_pack(self.store.root / PACK)
                 self._listed = _list_blobs(self.store.objects_dir) if self._pack else None
+                self._fanouts = _list_fanouts(self.root)
             return self._pack
 
     def save_pack(self) -> None:
@@ -150,6 +158,8 @@ class ActionCache:
         target = self.path(key)
         data = canonical_json(record)
         fsio.atomic_write(self.store.tmp_dir, target, data, durable=durable)
+        if self._fanouts is not None:
+            self._fanouts.add(key[:2])
         text = data.decode("utf-8")
         if self._pack is not None and key in self._pack:
             self._pack[key] = text  # the entry as it is now, not as the pack had it
@@ -234,6 +244,14 @@ def filter_pack(store: Store, keep: Callable[[str, Mapping[str, Any]], bool]) ->
             kept[key] = text
     if len(kept) != len(pack):
         _write_pack(store, kept)
+
+
+def _list_fanouts(root: Path) -> set[str]:
+    """The names of the fan-out folders under ``actions/`` (none when it is missing)."""
+    try:
+        return {name for name in os.listdir(root) if len(name) == 2}  # noqa: PTH208
+    except OSError:
+        return set()
 
 
 def _list_blobs(objects_dir: Path) -> frozenset[str]:

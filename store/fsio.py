@@ -56,12 +56,25 @@ def create_temp(tmp_dir: Path) -> tuple[int, Path]:
     concurrent writers in any process never share a file.
     """
     path = tmp_dir / f"{os.getpid()}-{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = in_folder(lambda: os.open(path, flags, 0o600), tmp_dir)
     except OSError as exc:
         raise write_error(exc, path) from exc
     return fd, path
+
+
+def in_folder(make: Callable[[], _B], folder: Path) -> _B:
+    """``make()``, which creates an entry in ``folder``; if the folder is missing, it is
+    made (durably, :func:`make_dir`) and ``make()`` tried once more. The folder is looked
+    at only when it is missing: no ``stat`` or ``mkdir`` per write into an existing one."""
+    try:
+        return make()
+    except FileNotFoundError:
+        # The folder, or something else, is missing: try again once the folder is there
+        # (another thread may have just made it; if not the folder, this raises again).
+        make_dir(folder)
+    return make()
 
 
 def discard(path: Path) -> None:
@@ -170,8 +183,7 @@ def replacing(
             os.fchmod(fd, mode)
             os.close(fd)
             fd = -1
-            make_dir(target.parent)
-            tmp.replace(target)
+            in_folder(lambda: tmp.replace(target), target.parent)
         except OSError as exc:
             raise write_error(exc, target) from exc
         done = True

@@ -59,17 +59,11 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.objects_dir = root / "objects"
+        self.tmp_dir = root / "tmp"
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
-
-    @property
-    def objects_dir(self) -> Path:
-        return self.root / "objects"
-
-    @property
-    def tmp_dir(self) -> Path:
-        return self.root / "tmp"
 
     def lock(self) -> StoreLock:
         """The build/gc lock of this store (see :class:`store.lock.StoreLock`)."""
@@ -183,19 +177,25 @@ class Store:
 
     def _link_into_place(self, tmp: Path, blob: Blob, *, durable: bool = True) -> None:
         target = self.path(blob.digest)
-        fsio.make_dir(target.parent)
-        try:
+
+        def place() -> None:
             try:
                 os.link(tmp, target)
+            except FileExistsError:
+                raise
+            except OSError as exc:
+                if exc.errno not in _NO_HARDLINKS:
+                    raise
+                tmp.replace(target)
+
+        try:
+            try:
+                fsio.in_folder(place, target.parent)
             except FileExistsError:
                 # Same name, same content -- unless an earlier object was truncated on disk;
                 # a size check is free, so such a blob is repaired here by replacing it.
                 if self._holds(blob, durable=durable):
                     return
-                tmp.replace(target)
-            except OSError as exc:
-                if exc.errno not in _NO_HARDLINKS:
-                    raise
                 tmp.replace(target)
         except OSError as exc:
             raise fsio.write_error(exc, target) from exc
@@ -215,7 +215,7 @@ class Store:
 
     def path(self, digest: Digest) -> Path:
         """The absolute path of the object (which may not exist)."""
-        return self.objects_dir / digest.hex[:2] / digest.hex
+        return self.objects_dir.joinpath(digest.hex[:2], digest.hex)
 
     def has(self, digest: Digest) -> bool:
         """Whether the store holds an object under ``digest`` (its content is not read)."""

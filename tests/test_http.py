@@ -187,6 +187,26 @@ def test_conditional_get_gives_304(upstream: Upstream, sleeps: Sleeps) -> None:
     assert upstream.log[0][1]["If-None-Match"] == '"v1"'
 
 
+def test_the_environments_proxy_carries_every_request_and_no_proxy_hosts_go_direct(
+    upstream: Upstream, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scripted server is the proxy: it sees the absolute URL of a host that does not
+    # resolve, so an answer proves the request went through it.
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", upstream.url(""))
+    monkeypatch.setenv("NO_PROXY", "direct.invalid")
+    for name in ("a", "b"):
+        upstream.script(f"http://index.invalid/simple/{name}/", Reply(200, name.encode()))
+    http = client(sleeps, retries=0)
+    pages = [http.get_page(f"http://index.invalid/simple/{n}/").body for n in "aba"]
+    assert pages == [b"a", b"b", b"a"]  # the settings read once serve every request
+    assert upstream.paths() == [f"http://index.invalid/simple/{n}/" for n in "aba"]
+    with pytest.raises(UpstreamError):  # NO_PROXY: looked up directly, and it does not exist
+        http.get_page("http://direct.invalid/simple/a/")
+    assert len(upstream.paths()) == 3
+
+
 @pytest.mark.parametrize("status", [404, 410])
 def test_missing_project_is_status_404_without_retry(
     upstream: Upstream, sleeps: Sleeps, status: int
