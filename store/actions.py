@@ -71,8 +71,10 @@ class ActionCache:
     """Rule key -> JSON record, stored under the store's ``actions/`` directory."""
 
     def __init__(self, store: Store, *, record: bool = False, pack: bool = True) -> None:
-        """``record``: remember every entry read or written, for :meth:`save_pack`;
-        ``pack``: False reads entry files only (gc judges each file as it is)."""
+        """``record``: this is a build's cache, used under the store lock: remember every
+        entry read or written, for :meth:`save_pack`, and answer a lookup under a fan-out
+        folder that was missing at load from what it wrote itself; ``pack``: False reads
+        entry files only (gc judges each file as it is)."""
         self.store = store
         self.root = store.root / "actions"
         self._record = record
@@ -80,10 +82,14 @@ class ActionCache:
         # key -> entry text, loaded on first use
         self._pack: dict[str, str] | None = None if pack else {}
         self._listed: frozenset[str] | None = None  # blob names present when it was loaded
-        # The fan-out folders of ``actions/`` when the pack was loaded, and those written
-        # since: an entry under any other folder cannot exist, so it is a miss without an
+        # The fan-out folders of ``actions/`` missing when the pack was loaded (``record``
+        # only): an entry under one of them exists only if this cache wrote it (the build
+        # holds the store lock), so a lookup of any other key there is a miss without an
         # ``open`` (a cold build looks up thousands of keys that have no entry).
-        self._fanouts: set[str] | None = None
+        # ``_written`` holds the first 16 hex digits of the keys written there (a false
+        # match only costs an open).
+        self._absent: frozenset[str] = frozenset()
+        self._written: set[str] = set()
         self._pack_lock = threading.Lock()
 
     def path(self, key: str) -> Path:
@@ -96,8 +102,7 @@ class ActionCache:
         """The record under ``key``, or None if absent or unreadable (a corrupt entry is a miss)."""
         text = self._packed().get(key)
         if text is None:
-            fanouts = self._fanouts
-            if fanouts is not None and key[:2] not in fanouts:
+            if key[:2] in self._absent and key[:16] not in self._written:
                 return None
             try:
                 text = self.path(key).read_bytes().decode("utf-8")
@@ -133,7 +138,7 @@ class ActionCache:
             if self._pack is None:
                 self._pack = _read_pack(self.store.root / PACK)
                 self._listed = _list_blobs(self.store.objects_dir) if self._pack else None
-                self._fanouts = _list_fanouts(self.root)
+                self._absent = _missing_fanouts(self.root) if self._record else frozenset()
             return self._pack
 
     def save_pack(self) -> None:
@@ -157,9 +162,10 @@ class ActionCache:
         """
         target = self.path(key)
         data = canonical_json(record)
+        self._packed()  # the folders missing are known before this one may be made
+        if key[:2] in self._absent:
+            self._written.add(key[:16])  # before the entry exists: a reader may then open it
         fsio.atomic_write(self.store.tmp_dir, target, data, durable=durable)
-        if self._fanouts is not None:
-            self._fanouts.add(key[:2])
         text = data.decode("utf-8")
         if self._pack is not None and key in self._pack:
             self._pack[key] = text  # the entry as it is now, not as the pack had it
@@ -246,12 +252,15 @@ def filter_pack(store: Store, keep: Callable[[str, Mapping[str, Any]], bool]) ->
         _write_pack(store, kept)
 
 
-def _list_fanouts(root: Path) -> set[str]:
-    """The names of the fan-out folders under ``actions/`` (none when it is missing)."""
+_FANOUTS = frozenset(f"{i:02x}" for i in range(256))
+
+
+def _missing_fanouts(root: Path) -> frozenset[str]:
+    """The fan-out folders ``actions/`` does not have (all of them when it is missing)."""
     try:
-        return {name for name in os.listdir(root) if len(name) == 2}  # noqa: PTH208
+        return _FANOUTS.difference(os.listdir(root))  # noqa: PTH208
     except OSError:
-        return set()
+        return _FANOUTS
 
 
 def _list_blobs(objects_dir: Path) -> frozenset[str]:
