@@ -258,6 +258,7 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         # only unique while its object lives): resolvelib asks find_matches again and
         # again, and each call ranks the wheels of every release of the project.
         self._files: dict[tuple[int, bool], tuple[Release, bool, bool]] = {}
+        self._sorted: dict[int, tuple[Sequence[Release], list[Release]]] = {}
         self.python_release = Release(NormalizedName(PYTHON), env.python_version(), ())
 
     # -- resolvelib hooks -------------------------------------------------------------------
@@ -322,13 +323,16 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         allow_pre = self.policy.prereleases == "allow" or (
             self.policy.prereleases == "if-needed" and explicit_pre
         )
-        ordered = self._ordered(releases, reqs, bad, pins, prerelease_ok=allow_pre)
-        if not ordered and self.policy.prereleases == "if-needed":
-            # PEP 440: prereleases are acceptable when they are the only match.
-            ordered = self._ordered(releases, reqs, bad, pins, prerelease_ok=True)
-        for rel in ordered:
+        found = False
+        for rel in self._ordered(releases, reqs, bad, pins, prerelease_ok=allow_pre):
+            found = True
             if rel.version not in yielded:
                 yield Candidate(rel, extras)
+        if not found and self.policy.prereleases == "if-needed":
+            # PEP 440: prereleases are acceptable when they are the only match.
+            for rel in self._ordered(releases, reqs, bad, pins, prerelease_ok=True):
+                if rel.version not in yielded:
+                    yield Candidate(rel, extras)
 
     def _ordered(
         self,
@@ -338,17 +342,32 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         pins: set[str],
         *,
         prerelease_ok: bool,
-    ) -> list[Release]:
-        with_wheel: list[Release] = []
+    ) -> Iterator[Release]:
+        """The acceptable ``releases``: those with a wheel for the environment, newest
+        first, then those with only an sdist, newest first. Lazily: resolvelib asks a new
+        criterion whether it has any candidate (the first) each time a requirement on the
+        name is added, and most pins are the newest release that fits, so ranking every
+        release of a project with thousands of them each time was most of the resolver's
+        time on the real index."""
         source_only: list[Release] = []
-        for rel in releases:
+        for rel in self._newest_first(releases):
             if not self._acceptable(rel, reqs, bad, pins, prerelease_ok=prerelease_ok):
                 continue
             has_wheel, _ = self._usable(rel, self._yank_ok(rel, pins))
-            (with_wheel if has_wheel else source_only).append(rel)
-        with_wheel.sort(key=lambda r: r.version, reverse=True)
-        source_only.sort(key=lambda r: r.version, reverse=True)
-        return with_wheel + source_only
+            if has_wheel:
+                yield rel
+            else:
+                source_only.append(rel)
+        yield from source_only
+
+    def _newest_first(self, releases: Sequence[Release]) -> list[Release]:
+        """``releases`` sorted by version, newest first (once per list the catalog gave)."""
+        known = self._sorted.get(id(releases))
+        if known is not None and known[0] is releases:
+            return known[1]
+        newest = sorted(releases, key=lambda r: r.version, reverse=True)
+        self._sorted[id(releases)] = (releases, newest)
+        return newest
 
     def _yank_ok(self, rel: Release, pins: set[str]) -> bool:
         if self.policy.yanked != "pinned":
