@@ -52,6 +52,7 @@ from rules.errors import InputError, MetadataError, RuleError
 from rules.fetch import Fetched
 from rules.lib.fetch import Downloader, fetch_metadata
 from rules.lib.metadata import filename_project
+from rules.lib.project_page import wheel_head
 from rules.metadata import MetadataOut
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
 from rules.page import PageOut
@@ -109,8 +110,8 @@ def _valid_tag_set(tag_set: str) -> bool:
 
 def _versions() -> Callable[[str], Version | None]:
     """:func:`release_version`, parsing a wheel's name and version once for all the wheels
-    of a release (a page lists up to tens of thousands of wheels, a few dozen per release)."""
-    heads: dict[str, Version | None] = {}
+    of a release (a page lists up to tens of thousands of wheels, a few dozen per release;
+    the page's parse has just asked :func:`wheel_head` for the same heads)."""
 
     def version(filename: str) -> Version | None:
         if not filename.endswith(".whl"):
@@ -118,17 +119,15 @@ def _versions() -> Callable[[str], Version | None]:
         parts = filename[:-4].rsplit("-", 3)
         if len(parts) != 4 or not _valid_tag_set("-".join(parts[1:])):
             return release_version(filename)
-        head = parts[0]
-        if head not in heads:
-            heads[head] = release_version(filename)
-        return heads[head]
+        found = wheel_head(parts[0])
+        return None if found is None else found[1]
 
     return version
 
 
 def group_releases(page: ProjectPage) -> list[Release]:
-    """Files grouped by version; unsafe or unparsable filenames are dropped. A name the
-    page skipped (``ProjectPage.skipped``) still makes its release, without the file."""
+    """Files grouped by version; unsafe or unparsable filenames are dropped. A version the
+    page skipped files of (``ProjectPage.skipped``) still makes its release."""
     by_version: dict[Version, list[UpstreamFile]] = {}
     version = _versions()
     for f in page.files:
@@ -138,11 +137,8 @@ def group_releases(page: ProjectPage) -> list[Release]:
         if v is None:
             continue
         by_version.setdefault(v, []).append(f)
-    for filename in page.skipped:
-        if _SAFE_FILENAME.match(filename):
-            v = version(filename)
-            if v is not None:
-                by_version.setdefault(v, [])
+    for v in page.skipped:
+        by_version.setdefault(v, [])
     return [
         Release(page.name, v, tuple(sorted(files, key=lambda f: f.filename)))
         for v, files in sorted(by_version.items())
@@ -763,7 +759,12 @@ class EnvCatalog:
             releases = self.shared.releases(name)
         except (ProjectNotFoundError, BuildError, RuleError):
             return  # the resolver meets the same error itself, with its context
-        usable = [r for r in releases if any(usable_files(r, env, allow_yanked=True))]
+        usable: list[Release] = []
+        for r in reversed(releases):  # newest first: a second usable release ends the look
+            if any(usable_files(r, env, allow_yanked=True)):
+                usable.append(r)
+                if len(usable) > 1:
+                    return
         if len(usable) != 1 or usable[0].version.is_prerelease:
             return
         rel = usable[0]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, NewType
 
+from packaging.version import Version
+
 NormalizedName = NewType("NormalizedName", str)
 
 
@@ -81,9 +83,10 @@ class ProjectPage:
     files: tuple[UpstreamFile, ...]
     status: str = "active"  # PEP 792 project status: one of PROJECT_STATUSES
     status_reason: str = ""
-    # Distribution filenames the page lists that the parse was asked not to make into files
-    # (``parse_project_page(keep=…)``): their releases still exist. Not part of the JSON.
-    skipped: tuple[str, ...] = ()
+    # The versions of the distribution files the page lists that the parse was asked not
+    # to make into files (``parse_project_page(keep=…)``), once each in the page's order:
+    # their releases still exist. Not part of the JSON.
+    skipped: tuple[Version, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "files": [f.to_json() for f in self.files]}

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.version import Version
 
 from morgan.catalog import group_releases
 from rules import page as page_rule
@@ -411,6 +412,8 @@ def test_files_keep_refuses_are_skipped_by_name_and_their_releases_stay(content_
         "demo_pkg-1.0-py3-none-any.whl",
         "demo_pkg-2.0-cp312-cp312-win_amd64.whl",
         "other-1.0-cp312-cp312-win_amd64.whl",  # not this project's: dropped, not skipped
+        "demo_pkg-3.x!-cp312-cp312-win_amd64.whl",  # no version: dropped, no release 3
+        "demo_pkg-2.0-cp312-cp312-win_amd64.whl",  # listed twice: one release
     ]
     if content_type == JSON:
         body = json_page([file_entry(n) for n in names])
@@ -422,10 +425,7 @@ def test_files_keep_refuses_are_skipped_by_name_and_their_releases_stay(content_
 
     page = parse_project_page(body, content_type, PAGE, DEMO, keep=keep)
     assert [f.filename for f in page.files] == ["demo_pkg-1.0-py3-none-any.whl"]
-    assert page.skipped == (
-        "demo_pkg-1.0-cp312-cp312-win_amd64.whl",
-        "demo_pkg-2.0-cp312-cp312-win_amd64.whl",
-    )
+    assert page.skipped == (Version("1.0"), Version("2.0"))  # once each, the page's order
     assert "skipped" not in page.to_json()
     releases = group_releases(page)
     assert [(str(r.version), [f.filename for f in r.files]) for r in releases] == [

@@ -23,6 +23,7 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
+from packaging.version import Version
 
 from rules.errors import UpstreamError
 from rules.model import PROJECT_STATUSES, NormalizedName, ProjectPage, UpstreamFile
@@ -71,14 +72,15 @@ def parse_project_page(
     ``page_url`` must be the final URL after redirects: relative links are resolved against
     it. Raises :class:`UpstreamError` naming the URL when the page cannot be understood.
     With ``keep``, a distribution file whose name it refuses is not made into a file (nor
-    checked beyond its name): its name goes to ``skipped`` (a numpy-like page lists
+    checked beyond its name): its version goes to ``skipped`` (a numpy-like page lists
     thousands of wheels, of which a build's environments can use a few hundred).
     """
     url = strip_credentials(page_url)
     media_type, charset = _split_content_type(content_type)
+    skipped: dict[Version, None] = {}
     if media_type in JSON_TYPES:
         data = _load_json(body, url)
-        files = _json_files(data, url, project)
+        files = _json_files(data, url, project, keep, skipped)
         status = _json_status(data.get("project-status"))
     elif media_type in HTML_TYPES:
         parser = _parse_html(_decode(body, charset, url), page_url)
@@ -90,9 +92,13 @@ def parse_project_page(
             f"{url}: unsupported content type {content_type!r}; expected PEP 691 JSON "
             "(application/vnd.pypi.simple.v1+json) or PEP 503 HTML (text/html)"
         )
-    chosen, skipped = _select(files, page_url, project, keep)
+    chosen = _select(files, page_url, project, keep, skipped)
     return ProjectPage(
-        name=project, files=chosen, status=status[0], status_reason=status[1], skipped=skipped
+        name=project,
+        files=chosen,
+        status=status[0],
+        status_reason=status[1],
+        skipped=tuple(skipped),
     )
 
 
@@ -167,7 +173,17 @@ def _load_json(body: bytes, url: str) -> dict[str, Any]:
     return data
 
 
-def _json_files(data: Mapping[str, Any], url: str, project: NormalizedName) -> Iterator[_Link]:
+def _json_files(
+    data: Mapping[str, Any],
+    url: str,
+    project: NormalizedName,
+    keep: Callable[[str], bool] | None,
+    skipped: dict[Version, None],
+) -> Iterator[_Link]:
+    """The file entries of a JSON page as links, but those whose name ``keep`` refuses:
+    their versions go to ``skipped`` when they are distributions of ``project``. A JSON
+    entry names its file, so refused names (most of a large page's) cost a name check
+    only: no link, no URL or field checks."""
     name = data.get("name")
     if isinstance(name, str) and str(canonicalize_name(name)) != project:
         raise UpstreamError(f"{url}: page is for project {name!r}, expected {project!r}")
@@ -175,7 +191,13 @@ def _json_files(data: Mapping[str, Any], url: str, project: NormalizedName) -> I
     if not isinstance(files, list):
         raise UpstreamError(f"{url}: malformed JSON project page: 'files' is not a list")
     for entry in files:
-        yield _json_file(entry, url)
+        link = _json_file(entry, url)
+        if keep is not None and not keep(link.text):
+            version = _distribution_version(link.text, project)
+            if version is not None:
+                skipped[version] = None
+            continue
+        yield link
 
 
 @dataclass(slots=True)
@@ -203,22 +225,18 @@ def _select(
     links: Iterator[_Link],
     page_url: str,
     project: NormalizedName,
-    keep: Callable[[str], bool] | None = None,
-) -> tuple[tuple[UpstreamFile, ...], tuple[str, ...]]:
+    keep: Callable[[str], bool] | None,
+    skipped: dict[Version, None],
+) -> tuple[UpstreamFile, ...]:
+    """The files of ``links``, sorted by name. ``keep`` decides on the HTML links (those
+    of a JSON page were decided by :func:`_json_files`): the versions of the distribution
+    files it refuses go to ``skipped``."""
     url = strip_credentials(page_url)
     page_scheme = urlsplit(page_url).scheme
     chosen: dict[str, UpstreamFile] = {}
-    skipped: dict[str, None] = {}
     for link in links:
-        if keep is not None and link.json is not None:
-            # A JSON entry names its file: refused names cost no URL or field checks.
-            filename = link.text
-            if filename in chosen or filename in skipped:
-                continue
-            if not keep(filename):
-                if _is_distribution_of(filename, project):
-                    skipped[filename] = None
-                continue
+        if link.json is not None and link.text in chosen:
+            continue
         if _PLAIN_URL.fullmatch(link.href):
             # The common case (every file of a PyPI JSON page): an absolute http(s) URL with
             # no credentials, query, parameters or fragment, which joining, splitting and
@@ -236,12 +254,13 @@ def _select(
             fragment = parts.fragment
             path_tail = parts.path.rpartition("/")[2]
         filename = link.text if link.json is not None else unquote(path_tail)
-        if filename in chosen or filename in skipped:
+        if filename in chosen:
             continue
-        if not _is_distribution_of(filename, project):
+        version = _distribution_version(filename, project)
+        if version is None:
             continue
         if keep is not None and link.json is None and not keep(filename):
-            skipped[filename] = None
+            skipped[version] = None
             continue
         if link.json is not None:
             found = _from_json(link.json, filename, file_url, url)
@@ -250,7 +269,7 @@ def _select(
             found = _from_html(link.attrs, fragment, filename, file_url, url)
             provenance = link.attrs.get("data-provenance")
         chosen[filename] = _with_provenance(found, provenance, page_url, page_scheme)
-    return tuple(chosen[name] for name in sorted(chosen)), tuple(sorted(skipped))
+    return tuple(chosen[name] for name in sorted(chosen))
 
 
 def _with_provenance(
@@ -270,32 +289,42 @@ def _with_provenance(
 
 
 def _is_distribution_of(filename: str, project: NormalizedName) -> bool:
+    return _distribution_version(filename, project) is not None
+
+
+def _distribution_version(filename: str, project: NormalizedName) -> Version | None:
+    """The version of ``filename`` when it is a wheel or sdist of ``project`` (a safe name
+    that packaging parses); None otherwise."""
     if _SAFE_FILENAME.fullmatch(filename) is None:
-        return False
-    try:
-        if filename.endswith(".whl"):
-            # packaging's own parse, split in two cached halves: the files of a release
-            # share name, version and build, and a page's tag sets repeat across releases.
-            head, _, tags = filename[:-4].rpartition("-")
-            head, _, abi = head.rpartition("-")
-            head, _, interpreter = head.rpartition("-")
-            if not _valid_tags(f"{interpreter}-{abi}-{tags}"):
-                return False
-            name = _wheel_name(head)
-        elif filename.endswith((".tar.gz", ".zip")):
-            name = str(parse_sdist_filename(filename)[0])
-        else:
-            return False
-    except ValueError:  # InvalidWheelFilename, InvalidSdistFilename, InvalidVersion
-        return False
-    return name == project
+        return None
+    if filename.endswith(".whl"):
+        # packaging's own parse, split in two cached halves: the files of a release
+        # share name, version and build, and a page's tag sets repeat across releases.
+        head, _, tags = filename[:-4].rpartition("-")
+        head, _, abi = head.rpartition("-")
+        head, _, interpreter = head.rpartition("-")
+        if not _valid_tags(f"{interpreter}-{abi}-{tags}"):
+            return None
+        found = wheel_head(head)
+    elif filename.endswith((".tar.gz", ".zip")):
+        try:
+            found = parse_sdist_filename(filename)
+        except ValueError:  # InvalidSdistFilename, InvalidVersion
+            return None
+    else:
+        return None
+    return found[1] if found is not None and found[0] == project else None
 
 
 @functools.lru_cache(maxsize=8192)
-def _wheel_name(head: str) -> str:
-    """The project of a wheel named ``<head>-<tags>.whl`` (name, version and build checked as
-    packaging checks them); ``ValueError`` when they are not valid."""
-    return str(parse_wheel_filename(f"{head}-py3-none-any.whl")[0])
+def wheel_head(head: str) -> tuple[str, Version] | None:
+    """The project and version of a wheel named ``<head>-<tags>.whl`` (name, version and
+    build checked as packaging checks them); None when they are not valid."""
+    try:
+        name, version, _, _ = parse_wheel_filename(f"{head}-py3-none-any.whl")
+    except ValueError:  # InvalidWheelFilename
+        return None
+    return str(name), version
 
 
 @functools.lru_cache(maxsize=1024)
