@@ -176,8 +176,7 @@ class Environment:
 
     def python_full_version(self) -> str:
         """``X.Y.Z``; a version written ``X.Y`` counts as ``X.Y.0`` (the oldest of its line)."""
-        major, minor, micro = _parse_python(self.python)
-        return f"{major}.{minor}.{micro}"
+        return _full_version(self.python)
 
     def markers(self) -> dict[str, str]:
         """All 11 PEP 508 marker values of the target, with ``marker_overrides`` applied."""
@@ -246,6 +245,14 @@ def _python_fits(requires_python: str, version: str) -> bool:
     except InvalidSpecifier:
         return True
     return spec.contains(version, prereleases=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _full_version(python: str) -> str:
+    """``X.Y.Z`` of a valid Python version as written (every wheel and ``Requires-Python``
+    check of a resolution asks for it)."""
+    major, minor, micro = _parse_python(python)
+    return f"{major}.{minor}.{micro}"
 
 
 def _parse_python(python: str) -> tuple[int, int, int]:

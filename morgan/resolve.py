@@ -259,6 +259,7 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         # again, and each call ranks the wheels of every release of the project.
         self._files: dict[tuple[int, bool], tuple[Release, bool, bool]] = {}
         self._sorted: dict[int, tuple[Sequence[Release], list[Release]]] = {}
+        self._python_ok: dict[str, bool] = {}
         self.python_release = Release(NormalizedName(PYTHON), env.python_version(), ())
 
     # -- resolvelib hooks -------------------------------------------------------------------
@@ -291,8 +292,9 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         bad = {c.version for c in incompatibilities[identifier]}
         if identifier == PYTHON:
             py = self.python_release
-            # Every Python the target stands for (one, or a universal view's group).
-            ok = all(self.env.accepts_requires_python(str(r.specifier)) for r in reqs)
+            # Every Python the target stands for (one, or a universal view's group). Asked
+            # again, of every Requires-Python met so far, each time one more is met.
+            ok = all(self._python_accepts(r) for r in reqs)
             cands = [Candidate(py, frozenset())] if ok else []
             return lambda: iter(cands)
         name = reqs[0].name
@@ -300,6 +302,14 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
         for r in reqs:
             self.state.first_parent.setdefault(r.name, r)
         return lambda: self._matches(name, extras, reqs, bad)
+
+    def _python_accepts(self, req: Req) -> bool:
+        """Whether the environment's Python satisfies a Requires-Python ``req`` (by its
+        text, which holds its specifier)."""
+        ok = self._python_ok.get(req.text)
+        if ok is None:
+            ok = self._python_ok[req.text] = self.env.accepts_requires_python(str(req.specifier))
+        return ok
 
     def _matches(
         self, name: NormalizedName, extras: frozenset[str], reqs: list[Req], bad: set[Version]
