@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import itertools
 import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
@@ -49,13 +50,26 @@ def write_error(exc: OSError, path: Path) -> StoreError:
     return StoreError(f"cannot write to {path}: {exc.strerror or exc}")
 
 
+# A temp file's name: the pid and a random token drawn once per process (again in a forked
+# child), then a number counting up: no getpid and no random draw per file.
+_TEMP_PREFIX = [f"{os.getpid()}-{secrets.token_hex(6)}-"]
+_TEMP_NUMBERS = itertools.count()
+
+
+def _new_temp_prefix() -> None:
+    _TEMP_PREFIX[0] = f"{os.getpid()}-{secrets.token_hex(6)}-"
+
+
+os.register_at_fork(after_in_child=_new_temp_prefix)
+
+
 def create_temp(tmp_dir: Path) -> tuple[int, Path]:
     """Create a new, empty, uniquely named file in ``tmp_dir``; return its fd and path.
 
     The name carries the pid (for a person looking at a stale file) and a random token, so
     concurrent writers in any process never share a file.
     """
-    path = tmp_dir / f"{os.getpid()}-{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    path = tmp_dir / f"{_TEMP_PREFIX[0]}{next(_TEMP_NUMBERS):x}{TEMP_SUFFIX}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
         fd = in_folder(lambda: os.open(path, flags, 0o600), tmp_dir)
@@ -205,9 +219,27 @@ def replace_file(target: Path, data: bytes, *, mode: int = 0o644, durable: bool 
 def atomic_write(
     tmp_dir: Path, target: Path, data: bytes, *, mode: int = 0o444, durable: bool = True
 ) -> None:
-    """Replace ``target`` with ``data`` atomically, the temp file in ``tmp_dir`` (the store's)."""
-    with replacing(target, tmp_dir=tmp_dir, mode=mode, durable=durable) as handle:
-        handle.write(data)
+    """Replace ``target`` with ``data`` atomically, the temp file in ``tmp_dir`` (the store's):
+    what :func:`replacing` does, for bytes at hand (an action entry per node: no file
+    object, no context manager)."""
+    fd, tmp = create_temp(tmp_dir)
+    try:
+        try:
+            write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        in_folder(lambda: tmp.replace(target), target.parent)
+    except OSError as exc:
+        discard(tmp)
+        raise write_error(exc, target) from exc
+    except BaseException:
+        discard(tmp)
+        raise
+    if durable:
+        fsync_dir(target.parent)
 
 
 def replace_symlink(link: Path, target: str) -> None:

@@ -226,8 +226,8 @@ def test_disk_full_mid_stream(store: Store, monkeypatch: pytest.MonkeyPatch) -> 
         store.put_stream(PieceReader(b"z" * (3 * CHUNK_SIZE), CHUNK_SIZE))
     assert calls == [CHUNK_SIZE, CHUNK_SIZE]
     assert re.fullmatch(
-        rf"disk full while writing to {re.escape(str(store.tmp_dir))}/\d+-[0-9a-f]{{16}}\.tmp:"
-        r" free space or move the store",
+        rf"disk full while writing to {re.escape(str(store.tmp_dir))}/"
+        r"\d+-[0-9a-f]{12}-[0-9a-f]+\.tmp: free space or move the store",
         str(exc.value),
     )
     assert files_under(store.root / "objects") == []
