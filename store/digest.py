@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import blake3
@@ -59,31 +60,19 @@ def canonical_json(value: object) -> bytes:
     is not plain JSON (dict with str keys, list, tuple, str, int, float, bool, None) raises
     ``TypeError``.
     """
-    return json.dumps(
-        value,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-        default=_to_json,
-    ).encode("utf-8")
+    return _dumps(value).encode("utf-8")
 
 
 class CanonicalJsonReader:
     """:func:`canonical_json` of ``value`` as a readable stream of the same bytes, made as
     it is read (for :meth:`store.objects.Store.put_stream`): a generation's manifest is
     22 MB of JSON at 5 000 projects, which ``json.dumps`` holds whole, as text and then as
-    bytes, next to the list of its pieces."""
+    bytes, next to the list of its pieces. Large dicts and lists are encoded
+    :data:`_PIECE` entries at a time by the C encoder (the pure-Python ``iterencode``
+    yields a piece per token: 0.24 s for a 3 000-entry manifest)."""
 
     def __init__(self, value: object) -> None:
-        encoder = json.JSONEncoder(
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-            default=_to_json,
-        )
-        self._chunks = encoder.iterencode(value)
+        self._chunks = _pieces(value)
         self._buf = bytearray()
 
     def read(self, size: int = -1) -> bytes:
@@ -96,6 +85,57 @@ class CanonicalJsonReader:
         out = bytes(self._buf[:end])
         del self._buf[:end]
         return out
+
+
+_PIECE = 2048  # entries of a large dict or list encoded at once
+
+
+def _large(value: object) -> bool:
+    return isinstance(value, dict | list | tuple) and len(value) > _PIECE
+
+
+def _pieces(value: object) -> Iterator[str]:
+    """The text of :func:`canonical_json` of ``value``, in pieces of at most about
+    :data:`_PIECE` entries (a large value inside a dict is split too)."""
+    if isinstance(value, dict):
+        if not value or not all(isinstance(key, str) for key in value):
+            yield _dumps(value)  # empty, or keys json turns into text its own way
+            return
+        yield "{"
+        comma = ""
+        batch: dict[object, object] = {}
+        for key in sorted(value):  # what sort_keys does (keys that do not sort: TypeError)
+            item = value[key]
+            if len(batch) == _PIECE or (batch and _large(item)):
+                yield comma + _dumps(batch)[1:-1]
+                comma, batch = ",", {}
+            if _large(item):
+                yield comma + _dumps(key) + ":"
+                yield from _pieces(item)
+                comma = ","
+            else:
+                batch[key] = item
+        if batch:
+            yield comma + _dumps(batch)[1:-1]
+        yield "}"
+    elif isinstance(value, list | tuple) and len(value) > _PIECE:
+        yield "["
+        for start in range(0, len(value), _PIECE):
+            yield ("," if start else "") + _dumps(list(value[start : start + _PIECE]))[1:-1]
+        yield "]"
+    else:
+        yield _dumps(value)
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=_to_json,
+    )
 
 
 def _to_json(value: object) -> str:

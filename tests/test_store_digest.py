@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from store.digest import Digest, blake3_hex, canonical_json
+from store.digest import CanonicalJsonReader, Digest, blake3_hex, canonical_json
 
 EMPTY = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
 ABC = "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
@@ -66,3 +66,34 @@ def test_canonical_json_refuses_what_is_not_plain_json() -> None:
         canonical_json({"a": {1}})
     with pytest.raises(ValueError, match="Out of range float values"):
         canonical_json(float("nan"))
+
+
+def _streamed(value: object, size: int) -> bytes:
+    reader = CanonicalJsonReader(value)
+    out = []
+    while chunk := reader.read(size):
+        out.append(chunk)
+    return b"".join(out)
+
+
+def test_a_large_manifest_streams_as_the_same_bytes_as_canonical_json() -> None:
+    # A generation's manifest: a tree of thousands of paths and a list of every object,
+    # beside small keys; it is stored from the stream, and its digest must be the one
+    # canonical_json gives, whatever the stream's pieces.
+    blobs = [Digest.of(str(i).encode()) for i in range(5000)]
+    tree = {f"simple/p{i % 997}/é-{i}.whl": blobs[i] for i in range(5000)}
+    value = {
+        "tree": tree,
+        "objects": [str(b) for b in sorted(blobs)],
+        "views": {"a": {"b": [1, 2.5, None, True]}, "empty": {}, "nested": {"t": tree}},
+        "n": 1,
+        "ints": {1: "one", 2: "two"},
+    }
+    expected = canonical_json(value)
+    for size in (7, 4096, 1 << 20, -1):
+        assert _streamed(value, size) == expected
+    assert _streamed([], -1) == b"[]"
+    assert _streamed({}, -1) == b"{}"
+    assert _streamed(list(range(6000)), 100) == canonical_json(list(range(6000)))
+    with pytest.raises(TypeError, match=r"^canonical_json cannot encode set: "):
+        _streamed({"tree": tree, "bad": {1}}, -1)
