@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import re
@@ -121,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             return 0
+    # A build keeps millions of small objects alive to its end (the files of every page,
+    # releases, versions): at the default thresholds the cyclic collector scanned them
+    # ~1 300 times in a top200 cold build, 1.5-2.2 s of pauses that hold the GIL. A build
+    # makes little cyclic garbage: collect the young objects every 50 000 allocations.
+    gc.set_threshold(50_000, 20, 100)
     # Imported here: the build pulls in networkx and resolvelib, which `morgan --help` and
     # every other command do not need.
     from morgan.build import BuildOptions, build
