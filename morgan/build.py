@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import itertools
 import json
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -73,7 +74,8 @@ from morgan.lock import dumps as dump_lock
 from morgan.lock import load as load_lock
 from morgan.lock_inputs import LockedInput, read_lock_input
 from morgan.noop import stamp
-from morgan.plan import View, compile_plan, file_ids
+from morgan.plan import View, compile_plan
+from morgan.records import ProjectRecords
 from morgan.resolve import (
     PYTHON,
     SPEC,
@@ -98,7 +100,7 @@ from morgan.wheels import Built, WheelResult, build_wheels, strip_built
 from rules import generation as generation_rule
 from rules import lock as lock_rule
 from rules import manifest as manifest_rule
-from rules.files import mirror_files, skeleton_files
+from rules.files import skeleton_files
 from rules.generation import Switched
 from rules.lib.materialize import Mode
 from rules.lock import Stored
@@ -346,6 +348,7 @@ def _build_locked(
                     return Switched(n, changed)
 
                 with _settled():  # the plan
+                    recs = ProjectRecords(store, views, wanted, statuses, ex.cache.has_blob)
                     plan = compile_plan(
                         catalog,
                         store,
@@ -365,10 +368,16 @@ def _build_locked(
                         ),
                         publish=publish,
                         served=served,
+                        recorded=recs.taken,
                     )
                     if tree is not None:
-                        tree.expect(rel for n in plan for rel in plan.nodes[n]["step"].produces)
-                outputs = Inputs(walk(plan, ex, on_done=link))
+                        produced = (r for n in plan for r in plan.nodes[n]["step"].produces)
+                        tree.expect(itertools.chain(produced, recs.paths()))
+                        for rec in recs.taken.values():
+                            tree.add_many(rec.entries)
+                    ex.note_recorded(recs.nodes())
+                walked = walk(plan, ex, on_done=link, notes=recs.notes)
+                outputs = Inputs(walked)
                 lock_blob = outputs.get(lock_rule.ID, Stored).blob
                 if not staged_lock:  # the generation was served already: no switch ran
                     stage(store.read_bytes(lock_blob))
@@ -381,8 +390,9 @@ def _build_locked(
         ex.cache.save_pack()  # the next build reads this build's entries from one file
         from morgan.plan_view import save_outcome  # networkx, imported by _warm_imports
 
-        save_outcome(mirror, plan, str(lock_blob), ran=ex.ran, hits=ex.hits)
-        files = mirror_files(file_ids(wanted), outputs)
+        save_outcome(mirror, plan, str(lock_blob), ran=ex.ran, hits=ex.hits, also=recs.ids())
+        files = recs.files(outputs)
+        recs.save(plan, walked, files)  # the next build's project records
         new_lock = made_locks.get(blake3_hex(staged_lock[0])) or lock_of(files)
         save_parsed(store.root / PARSED_LOCK, new_lock, staged_lock[0])
         switched = outputs.get(generation_rule.ID, Switched)

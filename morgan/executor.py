@@ -14,7 +14,7 @@ Which node follows which is the plan's business (:mod:`morgan.plan`, walked by
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -247,6 +247,16 @@ class Executor:
         with self._lock:
             self.reused += 1
             self.hits.append(node_id)
+
+    def note_recorded(self, nodes: Iterable[tuple[str, str, str]]) -> None:
+        """Count the nodes of project records (id, key, output digest) as reused: their
+        entries stay in the next build's pack, as if the walk had read them."""
+        taken = list(nodes)
+        with self._lock:
+            ids = [i for i, _k, _d in taken if i not in self._futures]
+            self.reused += len(ids)
+            self.hits.extend(ids)
+        self.cache.keep_packed(k for _i, k, _d in taken)
 
     def cached(self, node: Node[OutT]) -> OutT | None:
         """The cached output of ``node`` if it is complete, without running anything."""

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from morgan.records import Recorded
 from rules import fetch, generation, index, lock, manifest, provenance, render, wheel_metadata
 from rules.files import FileNodes, node_ids
 from rules.model import NormalizedName, UpstreamFile, ViewId
@@ -99,8 +100,15 @@ def compile_plan(
     lock_skeleton: str,
     publish: generation.Publisher,
     served: generation.Served,
+    recorded: Mapping[str, Recorded] | None = None,
 ) -> nx.DiGraph:
-    """The plan graph: nodes carry their :class:`~rules.rule.Step` (``step``) and ``kind``."""
+    """The plan graph: nodes carry their :class:`~rules.rule.Step` (``step``) and ``kind``.
+
+    ``recorded``: projects whose part of the plan (their files' nodes, their render nodes)
+    is left out, their project records (:mod:`morgan.records`) giving the lock their files
+    and the manifest their entries."""
+    recorded = recorded or {}
+    skip = {fn for rec in recorded.values() for fn in rec.files}
     g = _plan_graph()
     steps: dict[str, Step[Any]] = {}
 
@@ -117,6 +125,8 @@ def compile_plan(
                 paths.setdefault(fn, []).append(f"{view.id.prefix}simple/{name}/{fn}")
     ids = file_ids(wanted)
     for fn, n in ids.items():
+        if fn in skip:
+            continue
         add(fetch.step(catalog, n.file, paths[fn]))
         if n.metadata is not None:
             meta = [p + ".metadata" for p in paths[fn]]
@@ -126,12 +136,23 @@ def compile_plan(
             add(provenance.step(catalog, n.file, n.fetch, prov), n.fetch)
     for view in views:
         for name, filenames in sorted(view.projects.items()):
+            if name in recorded:
+                continue
             files = [ids[fn] for fn in sorted(filenames)]
             status = view.statuses.get(name, render.ACTIVE)
             add(render.step(store, view.id, NormalizedName(name), files, status), *node_ids(files))
         add(index.step(store, view.id, view.projects))
-    add(lock.step(store, ids, make_lock, lock_skeleton), *node_ids(list(ids.values())))
+    walked = {fn: n for fn, n in ids.items() if fn not in skip}
+    lock_files = {fn: f for rec in recorded.values() for fn, f in rec.files.items()}
+    add(
+        lock.step(store, walked, make_lock, lock_skeleton, recorded=lock_files),
+        *node_ids(list(walked.values())),
+    )
     written = manifest.Written()  # the manifest's entries, handed to the generation node
-    add(manifest.step(store, steps, written), *[n for n in steps if steps[n].produces])
+    entries = {p: d for rec in recorded.values() for p, d in rec.entries.items()}
+    add(
+        manifest.step(store, steps, written, recorded=entries),
+        *[n for n in steps if steps[n].produces],
+    )
     add(generation.step(store, publish, served, written), manifest.ID)
     return g

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,9 +41,16 @@ OUTCOME = "last-build.json"
 
 
 def save_outcome(
-    mirror: Path, plan: nx.DiGraph, lock_blob: str, *, ran: Sequence[Ran], hits: Sequence[str]
+    mirror: Path,
+    plan: nx.DiGraph,
+    lock_blob: str,
+    *,
+    ran: Sequence[Ran],
+    hits: Sequence[str],
+    also: Iterable[str] = (),
 ) -> None:
-    """Record what each plan node did in this build (for ``graph --build``)."""
+    """Record what each plan node did in this build (for ``graph --build``); ``also``: the
+    nodes left out of the plan because a project record stands for them (reused)."""
     reasons = {r.id: r.reason for r in ran}
     reused = set(hits)
     # Nodes with the same outcome share its dict (47 000 nodes at 5 000 projects, a handful
@@ -59,6 +66,7 @@ def save_outcome(
         else outcome("reused" if n in reused else "unknown", None)
         for n in sorted(plan.nodes)
     }
+    nodes.update((n, outcome("reused", None)) for n in also)
     data = {"lock": lock_blob, "nodes": nodes}
     text = json.dumps(data, indent=1, sort_keys=True) + "\n"
     fsio.replace_file(mirror / OUTCOME, text.encode("utf-8"), durable=False)

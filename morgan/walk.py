@@ -18,6 +18,7 @@ import heapq
 import queue
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from morgan.errors import BuildError
@@ -35,6 +36,18 @@ def output_digest(output: Output) -> str:
     return "blake3:" + blake3_hex(canonical_json(output.to_json()))
 
 
+@dataclass(frozen=True, slots=True)
+class Notes:
+    """What a walk leaves of its nodes for project records (:mod:`morgan.records`), and
+    what it takes from them: ``outside`` holds, for a node some of whose predecessors were
+    left out of the graph (their project's record stands for them), those predecessors'
+    output digests, so that its key is the one the whole graph would give it."""
+
+    outside: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)  # node id -> action key
+    digests: dict[str, str] = field(default_factory=dict)  # node id -> output digest
+
+
 # Nodes submitted to one of the executor's pools and not finished yet, at most: a ready node
 # waits in the walk as an id, not as a queued task holding its inputs (at 2 000 projects the
 # ~17 000 wheel-metadata and render nodes that become ready as the files land held ~45 MB
@@ -47,13 +60,16 @@ def walk(
     ex: Executor,
     *,
     on_done: Callable[[Step[Any], Output], None] = lambda _s, _o: None,
+    notes: Notes | None = None,
 ) -> dict[str, Output]:
     """Run every node of ``graph`` once its predecessors are done; every node's output.
 
     ``on_done`` is called in the walking thread for each finished node (to link its tree
     entries while others still run). A failed node's dependants do not run; the others do,
     so one build reports every failed download: a :class:`BuildError` names the first
-    failure (by node id) and how many more there were.
+    failure (by node id) and how many more there were. ``notes``: what the walk keeps of
+    each node's key and output digest, and the predecessors of nodes that are not in the
+    graph (:class:`Notes`).
     """
     waiting = {n: graph.in_degree(n) for n in graph.nodes}
     # Downloads and everything else run on different pools: each has its own ready heap
@@ -65,7 +81,9 @@ def walk(
     for heap in ready.values():
         heapq.heapify(heap)
     outputs: dict[str, Output] = {}
-    digests: dict[str, str] = {}  # a finished node's output digest, made once for all its users
+    # a finished node's output digest, made once for all its users
+    digests: dict[str, str] = notes.digests if notes is not None else {}
+    outside = notes.outside if notes is not None else {}
     failed: dict[str, BaseException] = {}
     finished: queue.SimpleQueue[tuple[str, Future[Any]]] = queue.SimpleQueue()
     running = {True: 0, False: 0}
@@ -81,12 +99,15 @@ def walk(
         step: Step[Any] = graph.nodes[node_id]["step"]
         preds = {p: outputs[p] for p in graph.predecessors(node_id)}
         inputs = {p: digests[p] for p in sorted(preds)}
+        inputs.update(outside.get(node_id, {}))
         given = Inputs(preds)
         done: Output | None = step.current(given) if step.current is not None else None
         if done is not None:
             ex.note_reused(node_id)
             return done
         node = step.node(inputs)
+        if notes is not None and node.cacheable:
+            notes.keys[node_id] = node.key
         reused: Output | None = ex.reuse(node)
         if reused is not None:
             return reused

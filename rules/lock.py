@@ -47,12 +47,19 @@ LockMaker = Callable[[Mapping[str, MirrorFile]], str]
 
 
 def step(
-    store: Store, wanted: Mapping[str, FileNodes], make: LockMaker, skeleton: str
+    store: Store,
+    wanted: Mapping[str, FileNodes],
+    make: LockMaker,
+    skeleton: str,
+    *,
+    recorded: Mapping[str, MirrorFile] | None = None,
 ) -> Step[Stored]:
-    """The plan's lock node over every selected file (``wanted``: filename -> its nodes)."""
+    """The plan's lock node over every selected file (``wanted``: filename -> its nodes;
+    ``recorded``: the files of projects left out of the plan, as their records give them:
+    the walk keys the node by their nodes' output digests all the same)."""
 
     def run(inputs: Inputs) -> Stored:
-        text = make(mirror_files(wanted, inputs))
+        text = make({**(recorded or {}), **mirror_files(wanted, inputs)})
         return Stored(store.put_bytes(text.encode("utf-8")).digest)
 
     return Step(

@@ -54,13 +54,19 @@ class Written:
 
 
 def step(
-    store: Store, steps: Mapping[str, Step[Any]], written: Written | None = None
+    store: Store,
+    steps: Mapping[str, Step[Any]],
+    written: Written | None = None,
+    *,
+    recorded: Mapping[str, Digest] | None = None,
 ) -> Step[Stored]:
     """The plan's manifest node; its predecessors are the producers among ``steps``.
-    ``written`` keeps what it wrote for the generation node."""
+    ``written`` keeps what it wrote for the generation node; ``recorded``: the entries of
+    projects left out of the plan (from their records: the walk keys the node by their
+    nodes' output digests all the same)."""
 
     def entries(inputs: Inputs) -> dict[str, Digest]:
-        out: dict[str, Digest] = {}
+        out: dict[str, Digest] = dict(recorded or {})
         for node_id in inputs.ids():
             producer = steps[node_id]
             out.update(producer.entries(inputs.get(node_id, producer.rule.output)))

@@ -87,10 +87,16 @@ class Node(Generic[OutT]):
     # False for an effect (the switch): nothing is written to the action cache after it,
     # so the switch is the last write of a build that makes a generation.
     stored: bool = True
+    _key: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> str:
-        return action_key(self.kind, self.version, dict(self.params), dict(self.inputs))
+        """The action key (made once: a walk asks for it two or three times per node)."""
+        key = self._key
+        if key is None:
+            key = action_key(self.kind, self.version, dict(self.params), dict(self.inputs))
+            object.__setattr__(self, "_key", key)
+        return key
 
 
 class Inputs:

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,17 @@ class ActionCache:
                 self._listed = _list_blobs(self.store.objects_dir) if self._pack else None
                 self._absent = _missing_fanouts(self.root) if self._record else frozenset()
             return self._pack
+
+    def keep_packed(self, keys: Iterable[str]) -> None:
+        """Keep the pack's entries under ``keys`` in the next pack (entries used without
+        being read: a project record stands for them)."""
+        if not self._record:
+            return
+        pack = self._packed()
+        for key in keys:
+            text = pack.get(key)
+            if text is not None:
+                self._used.setdefault(key, text)
 
     def save_pack(self) -> None:
         """Write the entries this cache read or wrote as the pack (not fsynced: it is a

@@ -1,0 +1,106 @@
+"""Project records (``store/project-records``): a rebuild takes an unchanged project's part
+of the plan from the last build's record instead of keying and walking its nodes. What a
+user sees must not depend on them: the tree a cold build of the same spec serves, the same
+``--explain`` and ``graph --build``, with the records whole, damaged, or out of date."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from morgan.records import RECORDS
+from tests.build_scenario import morgan
+from tests.test_action_pack import build, cold, releases, served
+from tests.test_build_incremental import spec
+from tests.upstream import FakeUpstream
+
+
+def ran(explained: str) -> set[str]:
+    """The ids of the nodes ``--explain`` says ran."""
+    return set(re.findall(r"^\s*ran (\S+): ", explained, flags=re.MULTILINE))
+
+
+def graph_statuses(ws: Path) -> dict[str, str]:
+    proc = morgan(ws, "graph", "--build", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    return {n["id"]: n.get("status", "") for n in data["nodes"]}
+
+
+def test_adding_a_requirement_walks_only_its_projects_and_serves_a_cold_builds_tree(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    releases(upstream)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top"])
+    build(ws)
+    assert (ws / "mirror" / "store" / RECORDS).is_file()
+
+    spec(ws, upstream.url, ["top", "other"])
+    out = build(ws, "--explain")
+    # Only the new project's nodes ran (and what every tree has once: root pages, lock,
+    # manifest, switch); top, mid and leaf came from their records.
+    nodes = ran(out)
+    assert any(n.startswith("file:other-1.0") for n in nodes), out
+    assert not [n for n in nodes if re.search(r"(top|mid|leaf)", n)], out
+    assert served(ws) == cold(upstream, tmp_path / "cold", ["top", "other"])
+    # graph --build: every node of the plan of this lock ran or was reused.
+    statuses = graph_statuses(ws)
+    assert set(statuses.values()) <= {"ran", "reused"}, statuses
+    assert statuses["render:union:top"] == "reused"
+    assert statuses["render:union:other"] == "ran"
+
+    # And back: removing it serves a cold build's tree too, again from the records.
+    spec(ws, upstream.url, ["top"])
+    out = build(ws, "--explain")
+    assert not [n for n in ran(out) if re.search(r"(top|mid|leaf)", n)], out
+    assert served(ws) == cold(upstream, tmp_path / "cold-2", ["top"])
+
+
+def test_a_damaged_record_file_is_not_read_and_the_tree_is_right(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    releases(upstream)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top"])
+    build(ws)
+    records = ws / "mirror" / "store" / RECORDS
+    data = bytearray(records.read_bytes())
+    data[-20] ^= 1
+    records.chmod(0o644)
+    records.write_bytes(bytes(data))
+    spec(ws, upstream.url, ["top", "other"])
+    out = build(ws, "--explain")
+    assert "ran render:union:top" not in out  # walked, and reused from the action cache
+    assert served(ws) == cold(upstream, tmp_path / "cold", ["top", "other"])
+    # The build wrote whole records again: the next one takes them.
+    spec(ws, upstream.url, ["top", "other", "more"])
+    out = build(ws, "--explain")
+    assert not [n for n in ran(out) if re.search(r"(top|mid|leaf|other)", n)], out
+    assert served(ws) == cold(upstream, tmp_path / "cold-2", ["top", "other", "more"])
+
+
+def test_a_record_whose_blob_is_gone_or_whose_project_changed_is_not_taken(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    releases(upstream)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top", "other"])
+    build(ws)
+    # A blob of mid's record removed by hand: mid is walked and its file fetched again.
+    wheel = (ws / "mirror" / "index" / "simple" / "mid" / "mid-1.0-py3-none-any.whl").resolve()
+    wheel.chmod(0o644)
+    wheel.unlink()
+    spec(ws, upstream.url, ["top", "other", "more"])
+    out = build(ws, "--explain")
+    assert re.search(r"ran file:mid-1\.0-py3-none-any\.whl:\w+: output missing", out), out
+    assert served(ws) == cold(upstream, tmp_path / "cold", ["top", "other", "more"])
+
+    # leaf gets a new release and is upgraded: its record's key no longer matches.
+    upstream.add_release("leaf", "2.0")
+    proc = morgan(ws, "build", "--explain", "--upgrade", "leaf")
+    assert proc.returncode == 0, proc.stderr
+    assert "ran render:union:leaf" in proc.stderr
+    assert "ran render:union:top" not in proc.stderr
+    assert served(ws) == cold(upstream, tmp_path / "cold-2", ["top", "other", "more"])
