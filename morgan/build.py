@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import itertools
 import json
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -371,10 +370,11 @@ def _build_locked(
                         recorded=recs.taken,
                     )
                     if tree is not None:
-                        produced = (r for n in plan for r in plan.nodes[n]["step"].produces)
-                        tree.expect(itertools.chain(produced, recs.paths()))
-                        for rec in recs.taken.values():
-                            tree.add_many(rec.entries)
+                        taken = recs.folders()
+                        tree.expect(
+                            (r for n in plan for r in plan.nodes[n]["step"].produces), taken
+                        )
+                        tree.add_folders(taken)
                     ex.note_recorded(recs.nodes())
                 walked = walk(plan, ex, on_done=link, notes=recs.notes)
                 outputs = Inputs(walked)

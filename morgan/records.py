@@ -34,7 +34,7 @@ from rules.files import FileNodes, mirror_files
 from rules.model import MirrorFile, UpstreamFile
 from rules.rule import Inputs, Output, Step
 from store import fsio
-from store.digest import Digest, blake3_hex
+from store.digest import ALGORITHM, Digest, blake3_hex
 from store.objects import Store
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from morgan.plan import View
 
 RECORDS = "project-records"  # under the store's root
-_MAGIC = b"morgan-project-records 1 "
+_MAGIC = b"morgan-project-records 2 "
 # What a record's key depends on besides the project's own data: this format and the
 # versions of the rules whose nodes a record stands for.
 _FINGERPRINT = (
@@ -72,7 +72,8 @@ class Recorded:
     key: str
     # (node id, action key, output digest) of each node of its subgraph
     nodes: tuple[tuple[str, str, str], ...]
-    entries: dict[str, Digest]  # the tree entries its nodes produced
+    folders: dict[str, dict[str, Digest]]  # the tree entries its nodes produced, by folder
+    entries: dict[str, Digest]  # the same by path
     files: dict[str, MirrorFile]  # what the lock says of each of its files
     line: str  # the record's line, written back as it is while the project is unchanged
 
@@ -158,11 +159,12 @@ def usable(
     """The records that stand for their project's part of this plan: same key, every blob
     present, the same nodes."""
     out: dict[str, Recorded] = {}
+    seen: dict[str, Digest] = {}  # hex -> its Digest: a file's blob is in several views
     for name, key in projects.keys.items():
         found = saved.get(name)
         if key is None or found is None or found[0] != key:
             continue
-        rec = _parse(found[1], wanted)
+        rec = _parse(found[1], wanted, seen)
         if rec is None or rec.key != key:
             continue
         if sorted(i for i, _k, _d in rec.nodes) != sorted(node_ids(projects, wanted, name)):
@@ -173,17 +175,27 @@ def usable(
     return out
 
 
-def _parse(line: str, wanted: Mapping[str, UpstreamFile]) -> Recorded | None:
+def _parse(
+    line: str, wanted: Mapping[str, UpstreamFile], seen: dict[str, Digest]
+) -> Recorded | None:
     _name, _, rest = line.partition(" ")
     key, _, body = rest.partition(" ")
     try:
         data = json.loads(body)
         nodes = tuple((str(i), str(k), str(d)) for i, k, d in data["n"])
-        entries = {str(p): Digest.parse(str(d)) for p, d in data["e"].items()}
+        folders: dict[str, dict[str, Digest]] = {}
+        entries: dict[str, Digest] = {}
+        for folder, names in data["e"].items():
+            made = folders[folder] = {}
+            for leaf, hex_ in names.items():
+                d = seen.get(hex_)
+                if d is None:
+                    d = seen[hex_] = Digest(ALGORITHM, hex_)
+                made[leaf] = entries[f"{folder}/{leaf}"] = d
         files = {fn: _mirror_file(wanted[fn], out) for fn, out in data["f"].items()}
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
-    return Recorded(key, nodes, entries, files, line)
+    return Recorded(key, nodes, folders, entries, files, line)
 
 
 def _mirror_file(f: UpstreamFile, out: Sequence[Any]) -> MirrorFile:
@@ -236,11 +248,11 @@ def _walked(
     plan: nx.DiGraph,
     outputs: Mapping[str, Output],
     notes: Notes,
-) -> tuple[list[list[str]], dict[str, str]] | None:
+) -> tuple[list[list[str]], dict[str, dict[str, str]]] | None:
     """The (id, key, output digest) of each of ``ids`` and the entries they produced in
     this walk; None when one of them has no key or output from it."""
     nodes = []
-    entries: dict[str, str] = {}
+    entries: dict[str, dict[str, str]] = {}  # folder -> {name: blob hex}
     for node_id in ids:
         out = outputs.get(node_id)
         if out is None or node_id not in plan:
@@ -253,7 +265,9 @@ def _walked(
         if k is None or d is None:
             return None
         nodes.append([node_id, k, d])
-        entries.update((p, str(d)) for p, d in step.entries(out).items())
+        for path, blob in step.entries(out).items():
+            folder, _, leaf = path.rpartition("/")
+            entries.setdefault(folder, {})[leaf] = blob.hex
     return nodes, entries
 
 
@@ -283,10 +297,9 @@ class ProjectRecords:
             }
         )
 
-    def paths(self) -> Iterator[str]:
-        """The tree paths the taken records produce."""
-        for rec in self.taken.values():
-            yield from rec.entries
+    def folders(self) -> dict[str, dict[str, Digest]]:
+        """The tree folders the taken records fill: folder -> {name: blob}."""
+        return {f: names for rec in self.taken.values() for f, names in rec.folders.items()}
 
     def nodes(self) -> Iterator[tuple[str, str, str]]:
         """(id, action key, output digest) of every node the taken records stand for."""

@@ -87,13 +87,26 @@ class TreeWriter:
         self._error: BaseException | None = None
         self._cond = threading.Condition()
 
-    def expect(self, paths: Iterable[str]) -> None:
+    def expect(
+        self, paths: Iterable[str], folders: Mapping[str, Mapping[str, object]] | None = None
+    ) -> None:
         """The paths the tree will hold (a plan knows them before it runs): each shared
-        folder is then made the moment its last entry is added, off the caller's thread."""
+        folder is then made the moment its last entry is added, off the caller's thread.
+        ``folders``: more folders of files (folder -> its names), known to be leaves (a
+        project's folder in a view), with their paths."""
         if not self.share:
             return
-        expected = frozenset(paths)
-        leaves = leaf_folders(expected)
+        listed = frozenset(paths)
+        leaves = leaf_folders(listed)
+        more = {f: {n: f"{f}/{n}" for n in names} for f, names in (folders or {}).items()}
+        parents = {f.rpartition("/")[0] for f in more}
+        for parent in parents:  # (a view's simple/ holds its root pages and these folders)
+            up = parent
+            while up:
+                leaves.pop(up, None)
+                up = up.rpartition("/")[0]
+        leaves.update(more)
+        expected = listed.union(*(names.values() for names in more.values()))
         with self._cond:
             self._expected_paths = expected
             self._expected = leaves
@@ -156,6 +169,40 @@ class TreeWriter:
                 if rel not in self._noted:
                     self._noted[rel] = digest
                     self._count_in(rel.rpartition("/")[0], rel)
+
+    def add_folders(self, folders: Mapping[str, Mapping[str, Digest]]) -> None:
+        """:meth:`add` every entry of whole folders (folder -> {name: blob}); in share mode,
+        a folder :meth:`expect` expects with exactly these names is complete at once."""
+        if not self.share:
+            for folder, names in folders.items():
+                self.add_many({f"{folder}/{n}": d for n, d in names.items()})
+            return
+        for folder, names in folders.items():
+            check_entry_path(folder)
+            for name in names:
+                if "/" in name:
+                    raise RuleError(f"refusing unsafe name {name!r} in folder {folder!r}")
+                check_entry_path(name)
+        with self._cond:
+            if self._error is not None:
+                return
+            for folder, names in folders.items():
+                expected = self._expected.get(folder)
+                whole = (
+                    expected is not None
+                    and self._remaining.get(folder) == len(expected) == len(names)
+                    and expected.keys() == names.keys()
+                )
+                if whole and expected is not None:
+                    self._noted.update((expected[n], d) for n, d in names.items())
+                    self._remaining[folder] = 0
+                    self._folder_done(folder)
+                    continue
+                for name, digest in names.items():
+                    rel = f"{folder}/{name}"
+                    if rel not in self._noted:
+                        self._noted[rel] = digest
+                        self._count_in(folder, rel)
 
     def add(self, rel: str, digest: Digest) -> None:
         """Create entry ``rel`` (once: a second add of the same path does nothing). An error
