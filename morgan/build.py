@@ -445,7 +445,10 @@ def _with_built_wheels(
     or found in the action cache, only while ``[build] wheels`` still asks for them.
     """
     for sel in selections:
-        sel.pins[:] = [dataclasses.replace(p, release=strip_built(p.release)) for p in sel.pins]
+        for i, p in enumerate(sel.pins):
+            stripped = strip_built(p.release)
+            if stripped is not p.release:  # (most builds have none: no copy of every pin)
+                sel.pins[i] = dataclasses.replace(p, release=stripped)
     if not spec.build.wheels:
         return WheelResult({}, [])
     targets = [
@@ -670,12 +673,14 @@ def _resolve_all(
             )
             fetch_ahead = _FetchAhead(catalog, env, sdists=spec.policy.sdists)
             run = None
+            incremental = False
             locked_env = _locked_env(old, index, env.name) if old is not None else None
             if index in before and locked_env is not None:
                 was = [*before[index].requirements, *_private_roots(aud, env, catalog)]
                 run, how = resolve_change(
                     env, roots, was, locked_env, env_catalog, policy, reporter=fetch_ahead
                 )
+                incremental = run is not None
                 if run is None:
                     how = f"resolved in full: {how}"
             else:
@@ -706,7 +711,14 @@ def _resolve_all(
             reporter.environment_resolved(aud.label(env.name), len(sel.pins))
         # Start downloading this environment's files now, while slower environments are
         # still resolving; the plan walk later finds the same nodes already under way.
+        # Pins an incremental resolution kept from the lock were fetched by the build that
+        # locked them (the walk fetches any blob gone since).
+        kept = (
+            {(p.name, p.version) for p in locked_env.pins} if incremental and locked_env else set()
+        )
         for pin in sel.pins:
+            if (pin.release.name, str(pin.release.version)) in kept:
+                continue
             for f in env_files(pin.release, env, sdists=sel.sdists):
                 catalog.fetch_async(f)
         return sel, deps

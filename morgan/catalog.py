@@ -231,6 +231,8 @@ class UpstreamCatalog:
             self._environments = ()
         self._tag_sets: dict[str, bool] = {}  # a wheel's tag part -> some environment takes it
         self._lock_files: dict[str, set[str]] = {}
+        # id(a locked release) -> it and the Release resolution sees (see locked_run_release)
+        self._locked_runs: dict[int, tuple[LockedRelease, Release]] = {}
         for rel in lock.releases if lock is not None else ():
             self._lock_files.setdefault(rel.name, set()).update(f.filename for f in rel.files)
 
@@ -485,6 +487,19 @@ class UpstreamCatalog:
     def fetch(self, f: UpstreamFile) -> Fetched:
         return self.executor.run(fetch.node(f), lambda: self._fetch(f))
 
+    def locked_run_release(self, rel: LockedRelease) -> Release:
+        """``rel`` as resolution sees it, made once per build (every environment keeps the
+        same locked pins: 6 x 4 000 releases and their files at 5 000 projects). Without
+        the wheels built here: resolution must see the release as upstream has it (an
+        sdist to build, with its build dependencies), as it did the first time."""
+        seen = self._locked_runs.get(id(rel))
+        if seen is not None and seen[0] is rel:
+            return seen[1]
+        files = tuple(f for f in locked_files(rel) if not f.url.startswith(BUILT_URL))
+        made = Release(NormalizedName(rel.name), Version(rel.version), files)
+        self._locked_runs[id(rel)] = (rel, made)
+        return made
+
     def fetch_async(self, f: UpstreamFile) -> Future[Fetched]:
         """Start fetching ``f`` (on the download pool), unless its output is in the cache:
         then it is taken in the calling thread (a rebuild's resolution asks for every
@@ -644,10 +659,7 @@ class EnvCatalog:
         rel = self._locked.get(name)
         if rel is None or not self.shared.locked_fits_cutoff(rel):
             return None  # a cut-off now hides some of its files: the page decides
-        # Without the wheels built here: resolution must see the release as upstream has
-        # it (an sdist to build, with its build dependencies), as it did the first time.
-        files = tuple(f for f in locked_files(rel) if not f.url.startswith(BUILT_URL))
-        return Release(NormalizedName(rel.name), Version(rel.version), files)
+        return self.shared.locked_run_release(rel)
 
     def releases(self, name: NormalizedName) -> Sequence[Release]:
         if name in self.hidden:
