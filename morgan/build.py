@@ -73,7 +73,7 @@ from morgan.lock import dumps as dump_lock
 from morgan.lock import load as load_lock
 from morgan.lock_inputs import LockedInput, read_lock_input
 from morgan.noop import stamp
-from morgan.plan import View, compile_plan
+from morgan.plan import compile_plan
 from morgan.records import ProjectRecords
 from morgan.resolve import (
     PYTHON,
@@ -90,6 +90,7 @@ from morgan.resolve import (
     usable_files,
 )
 from morgan.screening import screen
+from morgan.selected_files import env_files, forget_files, views_of, wanted_files
 from morgan.source_builds import SourceBuild, source_builds
 from morgan.spec import Policy, Spec
 from morgan.universal import PLATFORM as UNIVERSAL
@@ -103,7 +104,7 @@ from rules.files import skeleton_files
 from rules.generation import Switched
 from rules.lib.materialize import Mode
 from rules.lock import Stored
-from rules.model import MirrorFile, NormalizedName, UpstreamFile, ViewId
+from rules.model import MirrorFile, NormalizedName, UpstreamFile
 from rules.rule import Inputs, Output, Step
 from store import fsio
 from store.digest import Digest, blake3_hex
@@ -185,7 +186,7 @@ def build(spec: Spec, client: object, opts: BuildOptions) -> BuildResult:
                 raise BuildError(str(fsio.write_error(exc, Path(created)))) from exc
             raise BuildError(f"{exc.strerror or exc}: free space or fix permissions") from exc
         finally:
-            _FILES_SEEN.clear()  # the build's releases may go
+            forget_files()  # the build's releases may go
             gc.unfreeze()  # what _settled() set aside is the collector's again
 
 
@@ -994,74 +995,6 @@ def _solve(
     # Shared with another sdist: the same pins, with this sdist's own build-system edges.
     edges = tuple(Edge(parent, e.child, e.requirement) if " " in e.parent else e for e in res.edges)
     return dataclasses.replace(res, edges=edges)
-
-
-# -- fetching -------------------------------------------------------------------------------
-
-
-# (id(release), id(env), sdists) -> (release, env, its files): a build asks for the same
-# pin's files five times over (selection, views, lock, skeleton, wanted files); the entry
-# holds the release and environment so their ids stay theirs. Emptied after each build.
-_FILES_SEEN: dict[tuple[int, int, bool], tuple[Release, Environment, tuple[UpstreamFile, ...]]] = {}
-_FILES_SEEN_MAX = 1 << 18
-
-
-def env_files(
-    release: Release, env: Environment, *, sdists: bool = True
-) -> tuple[UpstreamFile, ...]:
-    """Every file of ``release`` ``env`` may use: all fitting wheels, and the sdist (with
-    ``sdists=False``, the sdist only when no wheel fits: ``[policy] sdists = false``)."""
-    key = (id(release), id(env), sdists)
-    seen = _FILES_SEEN.get(key)
-    if seen is not None and seen[0] is release and seen[1] is env:
-        return seen[2]
-    files = tuple(_env_files(release, env, sdists=sdists))
-    if len(_FILES_SEEN) >= _FILES_SEEN_MAX:
-        _FILES_SEEN.clear()
-    _FILES_SEEN[key] = (release, env, files)
-    return files
-
-
-def _env_files(release: Release, env: Environment, *, sdists: bool) -> list[UpstreamFile]:
-    wheels, srcs = usable_files(release, env, allow_yanked=False)
-    if not wheels and not srcs:
-        # Selected anyway: pinned with == to a yanked release.
-        wheels, srcs = usable_files(release, env, allow_yanked=True)
-    if sdists or not wheels:
-        return wheels + srcs
-    return wheels
-
-
-def wanted_files(selections: Sequence[EnvSelection]) -> dict[str, tuple[str, UpstreamFile]]:
-    """filename → (project, file) of every file any environment selected."""
-    wanted: dict[str, tuple[str, UpstreamFile]] = {}
-    for sel in selections:
-        for pin in sel.pins:
-            for f in env_files(pin.release, sel.env, sdists=sel.sdists):
-                wanted.setdefault(f.filename, (pin.release.name, f))
-    return wanted
-
-
-def views_of(
-    selections: Sequence[EnvSelection], statuses: Mapping[str, tuple[str, str]]
-) -> list[View]:
-    """Per index (the default one, then each named one): each environment's and universal
-    view, then the index itself, the union of its views (every file its resolutions
-    selected)."""
-    views: list[View] = []
-    order = list(dict.fromkeys(sel.index for sel in selections))
-    for index in order:
-        union: dict[str, dict[str, None]] = {}
-        for sel in (s for s in selections if s.index == index):
-            view: dict[str, dict[str, None]] = {}
-            for pin in sel.pins:
-                for f in env_files(pin.release, sel.env, sdists=sel.sdists):
-                    view.setdefault(pin.release.name, {})[f.filename] = None
-                    union.setdefault(pin.release.name, {})[f.filename] = None
-            projects = {k: tuple(v) for k, v in view.items()}
-            views.append(View(ViewId(index, sel.env.name), projects, statuses))
-        views.append(View(ViewId(index), {k: tuple(v) for k, v in union.items()}, statuses))
-    return views
 
 
 def _sources(spec: Spec, mirror: Path, lock_path: Path, lock_text: bytes) -> dict[str, bytes]:

@@ -79,7 +79,8 @@ def _never(*_args: object) -> NoReturn:
 def plan_graph(spec: Spec, lock: Lock, lock_bytes: bytes, mirror: Path) -> nx.DiGraph:
     """The plan of ``lock`` with ``kind``, ``produces``, ``key`` and (after a build of this
     lock) ``status`` and ``reason`` on every node; no ``step`` objects (plain data)."""
-    from morgan.build import lock_skeleton, lock_statuses, select_from_lock, views_of, wanted_files
+    from morgan.build import lock_skeleton, lock_statuses, select_from_lock
+    from morgan.selected_files import views_of, wanted_files
 
     selections = select_from_lock(spec, lock)
     statuses = lock_statuses(selections, lock)

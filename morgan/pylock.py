@@ -88,8 +88,8 @@ def files_for(
     best first, and its sdist (a ``.tar.gz`` before a ``.zip``)."""
     # Imported here: the build module pulls in the executor and resolver, which the other
     # users of this module (and `morgan --help`) do not need.
-    from morgan.build import env_files
     from morgan.catalog import locked_release
+    from morgan.selected_files import env_files
 
     in_view = {f.filename for f in env_files(locked_release(release), env, sdists=with_sdists)}
     rank = {tag: i for i, tag in enumerate(env.tags())}

@@ -30,7 +30,6 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from morgan.backends import DEFAULT_BUILD_REQUIRES
-from morgan.build import env_files
 from morgan.catalog import group_releases, locked_release
 from morgan.environments import Environment
 from morgan.errors import BuildError
@@ -46,6 +45,7 @@ from morgan.resolve import (
     resolve,
     usable_files,
 )
+from morgan.selected_files import env_files
 from morgan.source_builds import SourceBuild
 from morgan.spec import Policy
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
