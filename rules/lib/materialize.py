@@ -321,7 +321,11 @@ class TreeWriter:
                 if (
                     made is not None
                     and self._expected.get(folder) == names
-                    and all(self._noted[rel] == entries[rel] for rel in names.values())
+                    # (the same objects when both come from one record or node: no __eq__)
+                    and all(
+                        (a := self._noted[rel]) is (b := entries[rel]) or a == b
+                        for rel in names.values()
+                    )
                 ):
                     name = made  # made during the walk from the same entries
                 else:
