@@ -181,15 +181,12 @@ def _s(value: str) -> str:
 
 
 def _inline(items: Iterable[tuple[str, Any]]) -> str:
-    parts = []
-    for key, value in items:
-        if value is None:
-            continue
-        parts.append(f"{key} = {_value(value)}")
-    return "{ " + ", ".join(parts) + " }"
+    return "{ " + ", ".join([f"{k} = {_value(v)}" for k, v in items if v is not None]) + " }"
 
 
 def _value(value: Any) -> str:
+    if type(value) is str:  # most values of a lock (before the bool/int checks)
+        return _s(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -241,18 +238,23 @@ def _dump_environment(env: LockedEnvironment, out: list[str]) -> None:
     if env.members:
         out.append(f"universal = {_value(list(env.members))}\n")
     out.append("pins = [\n")
+    # Pins and edges are written field by field (the same text as _inline of their
+    # items): 100 000 of them at 5 000 projects and six environments.
+    s = _s
     for p in sorted(env.pins, key=lambda p: (p.name, p.version, p.role)):
-        items: list[tuple[str, Any]] = [
-            ("name", p.name),
-            ("version", p.version),
-            ("role", p.role),
-        ]
-        if p.extras:
-            items.append(("extras", list(p.extras)))
-        out.append(f"  {_inline(items)},\n")
+        extras = f", extras = {_value(list(p.extras))}" if p.extras else ""
+        out.append(
+            f"  {{ name = {s(p.name)}, version = {s(p.version)}, role = {s(p.role)}{extras} }},\n"
+        )
     out.append("]\nedges = [\n")
     for e in sorted(env.edges, key=_edge_order):
-        out.append(f"  {_inline(_edge_items(e))},\n")
+        versions = (f", parent-version = {s(e.parent_version)}" if e.parent_version else "") + (
+            f", child-version = {s(e.child_version)}" if e.child_version else ""
+        )
+        out.append(
+            f"  {{ parent = {s(e.parent)}, child = {s(e.child)}, "
+            f"requirement = {s(e.requirement)}, kind = {s(e.kind)}{versions} }},\n"
+        )
     out.append("]\n")
     if env.unknown_metadata:
         out.append(f"unknown-metadata = {_value(sorted(env.unknown_metadata))}\n")
