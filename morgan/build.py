@@ -375,7 +375,7 @@ def _build_locked(
                         tree.expect(
                             (r for n in plan for r in plan.nodes[n]["step"].produces), taken
                         )
-                        tree.add_folders(taken)
+                        tree.add_folders(taken, recs.objects())
                     ex.note_recorded(recs.nodes())
                 walked = walk(plan, ex, on_done=link, notes=recs.notes)
                 outputs = Inputs(walked)

@@ -5,7 +5,8 @@ A rebuild after a small change (one requirement added) compiles, keys and walks 
 *project record* (``store/project-records``) holds, per project, what its subgraph gave in
 the last build that made it: the ids and action keys of its nodes (each file's fetch,
 wheel-metadata and provenance node, its render node in every view), the tree entries they
-produced and what the lock says about each of its files. It is keyed by everything that
+produced (by folder, with the name of each folder's shared folder object) and what the lock
+says about each of its files. It is keyed by everything that
 determines that subgraph: the project's files as upstream (or the lock) describes them, the
 views that list them, its PEP 792 status and the rule versions. A project whose key and
 blobs are unchanged is left out of the plan: its entries go to the manifest and the tree,
@@ -35,6 +36,7 @@ from rules.model import MirrorFile, UpstreamFile
 from rules.rule import Inputs, Output, Step
 from store import fsio
 from store.digest import ALGORITHM, Digest, blake3_hex
+from store.folders import folder_name
 from store.objects import Store
 
 if TYPE_CHECKING:
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from morgan.plan import View
 
 RECORDS = "project-records"  # under the store's root
-_MAGIC = b"morgan-project-records 2 "
+_MAGIC = b"morgan-project-records 3 "
 # What a record's key depends on besides the project's own data: this format and the
 # versions of the rules whose nodes a record stands for.
 _FINGERPRINT = (
@@ -73,6 +75,7 @@ class Recorded:
     # (node id, action key, output digest) of each node of its subgraph
     nodes: tuple[tuple[str, str, str], ...]
     folders: dict[str, dict[str, Digest]]  # the tree entries its nodes produced, by folder
+    objects: dict[str, str]  # folder -> the name of its folder object (store/folders.py)
     entries: dict[str, Digest]  # the same by path
     files: dict[str, MirrorFile]  # what the lock says of each of its files
     line: str  # the record's line, written back as it is while the project is unchanged
@@ -193,9 +196,10 @@ def _parse(
                     d = seen[hex_] = Digest(ALGORITHM, hex_)
                 made[leaf] = entries[f"{folder}/{leaf}"] = d
         files = {fn: _mirror_file(wanted[fn], out) for fn, out in data["f"].items()}
+        objects = {str(f): str(o) for f, o in data["o"].items()}
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
-    return Recorded(key, nodes, folders, entries, files, line)
+    return Recorded(key, nodes, folders, objects, entries, files, line)
 
 
 def _mirror_file(f: UpstreamFile, out: Sequence[Any]) -> MirrorFile:
@@ -236,7 +240,11 @@ def save(
             continue  # (a node finished outside the walk's keying: not recorded)
         nodes, entries = walked
         made = {fn: [getattr(files[fn], a) for a in _OUT_FIELDS] for fn in projects.files[name]}
-        rec = {"e": entries, "f": made, "n": nodes}
+        objects = {
+            f: folder_name({n: Digest(ALGORITHM, h) for n, h in names.items()})
+            for f, names in entries.items()
+        }
+        rec = {"e": entries, "f": made, "n": nodes, "o": objects}
         lines.append(f"{name} {key} {json.dumps(rec, sort_keys=True, separators=(',', ':'))}")
     body = "".join(line + "\n" for line in lines).encode("utf-8")
     data = _MAGIC + blake3_hex(body).encode("ascii") + b"\n" + body
@@ -300,6 +308,10 @@ class ProjectRecords:
     def folders(self) -> dict[str, dict[str, Digest]]:
         """The tree folders the taken records fill: folder -> {name: blob}."""
         return {f: names for rec in self.taken.values() for f, names in rec.folders.items()}
+
+    def objects(self) -> dict[str, str]:
+        """The folder objects of those folders: folder -> object name."""
+        return {f: o for rec in self.taken.values() for f, o in rec.objects.items()}
 
     def nodes(self) -> Iterator[tuple[str, str, str]]:
         """(id, action key, output digest) of every node the taken records stand for."""

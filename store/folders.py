@@ -108,6 +108,21 @@ def live_folders(manifests: Iterable[Mapping[str, Digest]]) -> set[str]:
     return live
 
 
+def listed_folders(store: Store) -> frozenset[str]:
+    """The names of the folder objects in the store (one listing per fan-out folder, no
+    ``stat`` per folder; leftover temporary folders are not among them)."""
+    root = store.root / FOLDERS
+    names: set[str] = set()
+    try:
+        fans = os.listdir(root)  # noqa: PTH208
+    except OSError:
+        return frozenset()
+    for fan in fans:
+        with contextlib.suppress(OSError):  # a stray file is no fan-out folder
+            names.update(n for n in os.listdir(root / fan) if not n.startswith(_TMP))  # noqa: PTH208
+    return frozenset(names)
+
+
 def stored_folders(store: Store) -> list[Path]:
     """Every folder object and leftover temporary folder in the store."""
     root = store.root / FOLDERS

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 from morgan.records import RECORDS
@@ -104,3 +105,22 @@ def test_a_record_whose_blob_is_gone_or_whose_project_changed_is_not_taken(
     assert "ran render:union:leaf" in proc.stderr
     assert "ran render:union:top" not in proc.stderr
     assert served(ws) == cold(upstream, tmp_path / "cold-2", ["top", "other", "more"])
+
+
+def test_a_folder_object_removed_since_the_record_is_made_again(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    releases(upstream)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top"])
+    build(ws)
+    # The union's folder of `top` is a shared folder object the record names.
+    folder = (ws / "mirror" / "index" / "simple" / "top").resolve()
+    assert folder.parent.parent.name == "folders"
+    folder.chmod(0o755)
+    shutil.rmtree(folder)
+    spec(ws, upstream.url, ["top", "other"])
+    out = build(ws, "--explain")
+    assert "ran render:union:top" not in out  # still taken from its record
+    assert served(ws) == cold(upstream, tmp_path / "cold", ["top", "other"])
+    assert folder.is_dir()

@@ -22,7 +22,7 @@ from typing import Literal
 
 from rules.errors import RuleError
 from store.digest import Digest
-from store.folders import FOLDERS, leaf_folders, make_folder
+from store.folders import FOLDERS, leaf_folders, listed_folders, make_folder
 from store.objects import Store
 
 Mode = Literal["symlink", "copy", "hardlink"]
@@ -71,6 +71,7 @@ class TreeWriter:
         self._expected_paths: frozenset[str] = frozenset()
         self._remaining: dict[str, int] = {}
         self._early: dict[str, str] = {}  # folder -> its folder object's name, made
+        self._listed: frozenset[str] | None = None  # the store's folder objects (add_folders)
         self._ready: list[tuple[str, dict[str, Digest]]] = []  # complete, not taken yet
         self._makers = 0  # tasks of the pool taking complete folders from _ready
         self._early_error: BaseException | None = None
@@ -170,9 +171,15 @@ class TreeWriter:
                     self._noted[rel] = digest
                     self._count_in(rel.rpartition("/")[0], rel)
 
-    def add_folders(self, folders: Mapping[str, Mapping[str, Digest]]) -> None:
+    def add_folders(
+        self,
+        folders: Mapping[str, Mapping[str, Digest]],
+        objects: Mapping[str, str] | None = None,
+    ) -> None:
         """:meth:`add` every entry of whole folders (folder -> {name: blob}); in share mode,
-        a folder :meth:`expect` expects with exactly these names is complete at once."""
+        a folder :meth:`expect` expects with exactly these names is complete at once.
+        ``objects``: the names of these folders' folder objects, as made before from the
+        same entries: one the store holds is linked as it is (no ``make_folder``)."""
         if not self.share:
             for folder, names in folders.items():
                 self.add_many({f"{folder}/{n}": d for n, d in names.items()})
@@ -196,13 +203,23 @@ class TreeWriter:
                 if whole and expected is not None:
                     self._noted.update((expected[n], d) for n, d in names.items())
                     self._remaining[folder] = 0
-                    self._folder_done(folder)
+                    made = (objects or {}).get(folder)
+                    if made is not None and made in self._stored():
+                        self._early[folder] = made
+                    else:
+                        self._folder_done(folder)
                     continue
                 for name, digest in names.items():
                     rel = f"{folder}/{name}"
                     if rel not in self._noted:
                         self._noted[rel] = digest
                         self._count_in(folder, rel)
+
+    def _stored(self) -> frozenset[str]:
+        """(the caller holds the lock) The folder objects in the store, listed once."""
+        if self._listed is None:
+            self._listed = listed_folders(self.store)
+        return self._listed
 
     def add(self, rel: str, digest: Digest) -> None:
         """Create entry ``rel`` (once: a second add of the same path does nothing). An error
