@@ -90,7 +90,13 @@ from morgan.resolve import (
     usable_files,
 )
 from morgan.screening import screen
-from morgan.selected_files import env_files, forget_files, views_of, wanted_files
+from morgan.selected_files import (
+    env_files,
+    forget_files,
+    usable_with_yanked,
+    views_of,
+    wanted_files,
+)
 from morgan.source_builds import SourceBuild, source_builds
 from morgan.spec import Policy, Spec
 from morgan.universal import PLATFORM as UNIVERSAL
@@ -952,7 +958,7 @@ def _resolve_build_deps(
         if key in done:
             continue
         done.add(key)
-        wheels, sdists = usable_files(rel, env, allow_yanked=True)
+        wheels, sdists = usable_with_yanked(rel, env)
         if wheels or not sdists:
             continue
         meta = catalog.metadata(sdists[0])

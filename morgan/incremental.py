@@ -42,8 +42,8 @@ from morgan.resolve import (
     evaluate_marker,
     parse_requirement,
     resolve,
-    usable_files,
 )
+from morgan.selected_files import usable_with_yanked
 from morgan.spec import Policy, Spec, parse_spec
 from rules.model import NormalizedName
 
@@ -161,7 +161,7 @@ def _as_locked(
     unknown = []
     for name, rel in kept.items():
         # As the resolver reads them: from the file it would (the lock's metadata).
-        wheels, sdists = usable_files(rel, env, allow_yanked=True)
+        wheels, sdists = usable_with_yanked(rel, env)
         files = wheels or sdists
         d = catalog.dependencies(rel, files[0]) if files else Dependencies((), None)
         deps[name] = d

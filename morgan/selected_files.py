@@ -79,6 +79,32 @@ def views_of(
     return views
 
 
+# (id(release), id(env)) -> (release, env, usable_files(allow_yanked=True)): a rebuild asks
+# this of every kept pin in each environment twice (the kept resolution, the build
+# dependencies); the entry holds the release and environment so their ids stay theirs.
+_USABLE_SEEN: dict[
+    tuple[int, int], tuple[Release, Environment, tuple[list[UpstreamFile], list[UpstreamFile]]]
+] = {}
+
+
+def usable_with_yanked(
+    release: Release, env: Environment
+) -> tuple[list[UpstreamFile], list[UpstreamFile]]:
+    """``usable_files(release, env, allow_yanked=True)``, made once per build (the lists
+    are shared: do not change them)."""
+    key = (id(release), id(env))
+    seen = _USABLE_SEEN.get(key)
+    if seen is not None and seen[0] is release and seen[1] is env:
+        return seen[2]
+    found = usable_files(release, env, allow_yanked=True)
+    if len(_USABLE_SEEN) >= _FILES_SEEN_MAX:
+        _USABLE_SEEN.clear()
+    _USABLE_SEEN[key] = (release, env, found)
+    return found
+
+
 def forget_files() -> None:
-    """Let the releases :func:`env_files` remembers go (after a build)."""
+    """Let the releases :func:`env_files` and :func:`usable_with_yanked` remember go (after
+    a build)."""
     _FILES_SEEN.clear()
+    _USABLE_SEEN.clear()
