@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from blake3 import blake3
+
 from morgan.walk import Notes
 from rules import fetch, provenance, render, wheel_metadata
 from rules import lock as lock_rule
@@ -78,7 +80,6 @@ class Recorded:
     objects: dict[str, str]  # folder -> the name of its folder object (store/folders.py)
     entries: dict[str, Digest]  # the same by path
     files: dict[str, MirrorFile]  # what the lock says of each of its files
-    line: str  # the record's line, written back as it is while the project is unchanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,32 +130,61 @@ def node_ids(projects: Projects, wanted: Mapping[str, UpstreamFile], name: str) 
     return ids
 
 
-def load(store: Store) -> dict[str, tuple[str, str]]:
-    """project -> (its record key, its line) from the last build's records; empty when
-    there are none or the file is damaged."""
+class Saved:
+    """The last build's records as read: the file's bytes and, per project, its record key
+    and where its line is (lines are cut out when used: no copy of the 30 MB file per line
+    held through the build)."""
+
+    def __init__(self, data: bytes = b"", index: dict[str, tuple[str, int, int]] | None = None):
+        self._data = data
+        self._index = index or {}
+
+    def __bool__(self) -> bool:
+        return bool(self._index)
+
+    def key(self, name: str) -> str | None:
+        found = self._index.get(name)
+        return found[0] if found is not None else None
+
+    def line(self, name: str) -> bytes:
+        _key, start, end = self._index[name]
+        return self._data[start:end]
+
+
+def load(store: Store) -> Saved:
+    """The last build's records; none when there are none or the file is damaged."""
     try:
         data = (store.root / RECORDS).read_bytes()
     except OSError:
-        return {}
-    head, _, body = data.partition(b"\n")
-    if not head.startswith(_MAGIC) or head[len(_MAGIC) :].decode("ascii", "replace") != blake3_hex(
-        body
+        return Saved()
+    start = data.find(b"\n") + 1
+    head = data[: start - 1]
+    if (
+        not start
+        or not head.startswith(_MAGIC)
+        or head[len(_MAGIC) :].decode("ascii", "replace")
+        != blake3(memoryview(data)[start:]).hexdigest()
     ):
-        return {}
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return {}
-    out: dict[str, tuple[str, str]] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(" ")
-        key, _, _ = rest.partition(" ")
-        out[name] = (key, line)
-    return out
+        return Saved()
+    index: dict[str, tuple[str, int, int]] = {}
+    size = len(data)
+    while start < size:
+        end = data.find(b"\n", start)
+        end = size if end < 0 else end
+        first = data.find(b" ", start, end)
+        second = data.find(b" ", first + 1, end)
+        if start < first < second:
+            try:
+                name = data[start:first].decode("utf-8")
+                index[name] = (data[first + 1 : second].decode("ascii"), start, end)
+            except UnicodeDecodeError:
+                return Saved()
+        start = end + 1
+    return Saved(data, index)
 
 
 def usable(
-    saved: Mapping[str, tuple[str, str]],
+    saved: Saved,
     projects: Projects,
     wanted: Mapping[str, UpstreamFile],
     has_blob: Callable[[Digest], bool],
@@ -164,10 +194,9 @@ def usable(
     out: dict[str, Recorded] = {}
     seen: dict[str, Digest] = {}  # hex -> its Digest: a file's blob is in several views
     for name, key in projects.keys.items():
-        found = saved.get(name)
-        if key is None or found is None or found[0] != key:
+        if key is None or saved.key(name) != key:
             continue
-        rec = _parse(found[1], wanted, seen)
+        rec = _parse(saved.line(name), wanted, seen)
         if rec is None or rec.key != key:
             continue
         if sorted(i for i, _k, _d in rec.nodes) != sorted(node_ids(projects, wanted, name)):
@@ -179,11 +208,12 @@ def usable(
 
 
 def _parse(
-    line: str, wanted: Mapping[str, UpstreamFile], seen: dict[str, Digest]
+    line: bytes, wanted: Mapping[str, UpstreamFile], seen: dict[str, Digest]
 ) -> Recorded | None:
-    _name, _, rest = line.partition(" ")
-    key, _, body = rest.partition(" ")
+    _name, _, rest = line.partition(b" ")
+    raw_key, _, body = rest.partition(b" ")
     try:
+        key = raw_key.decode("ascii")
         data = json.loads(body)
         nodes = tuple((str(i), str(k), str(d)) for i, k, d in data["n"])
         folders: dict[str, dict[str, Digest]] = {}
@@ -197,9 +227,9 @@ def _parse(
                 made[leaf] = entries[f"{folder}/{leaf}"] = d
         files = {fn: _mirror_file(wanted[fn], out) for fn, out in data["f"].items()}
         objects = {str(f): str(o) for f, o in data["o"].items()}
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError):  # (UnicodeError: a ValueError)
         return None
-    return Recorded(key, nodes, folders, objects, entries, files, line)
+    return Recorded(key, nodes, folders, objects, entries, files)
 
 
 def _mirror_file(f: UpstreamFile, out: Sequence[Any]) -> MirrorFile:
@@ -227,13 +257,18 @@ def save(
 ) -> None:
     """Write every project's record: a record taken stays as it was; a project walked gets
     its nodes' keys and output digests (``notes``), entries and files from the walk."""
-    lines: list[str] = []
+    # A taken record's line is copied from the file as it is (read again here rather than
+    # held through the build: 30 MB at 5 000 projects); one that no longer reads the same
+    # is left out (its project is walked next time).
+    before = load(store) if recorded else Saved()
+    lines: list[bytes] = []
     for name in sorted(projects.keys):
         key = projects.keys[name]
         if key is None:
             continue
         if name in recorded:
-            lines.append(recorded[name].line)
+            if before.key(name) == key == recorded[name].key:
+                lines.append(before.line(name))
             continue
         walked = _walked(node_ids(projects, wanted, name), plan, outputs, notes)
         if walked is None or not all(fn in files for fn in projects.files[name]):
@@ -245,8 +280,9 @@ def save(
             for f, names in entries.items()
         }
         rec = {"e": entries, "f": made, "n": nodes, "o": objects}
-        lines.append(f"{name} {key} {json.dumps(rec, sort_keys=True, separators=(',', ':'))}")
-    body = "".join(line + "\n" for line in lines).encode("utf-8")
+        text = json.dumps(rec, sort_keys=True, separators=(",", ":"))
+        lines.append(f"{name} {key} {text}".encode())
+    body = b"".join(line + b"\n" for line in lines)
     data = _MAGIC + blake3_hex(body).encode("ascii") + b"\n" + body
     fsio.atomic_write(store.tmp_dir, store.root / RECORDS, data, durable=False)
 
