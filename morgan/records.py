@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
 
+from morgan import __version__
 from morgan.walk import Notes
 from rules import fetch, provenance, render, wheel_metadata
 from rules import lock as lock_rule
@@ -48,10 +49,12 @@ if TYPE_CHECKING:
 
 RECORDS = "project-records"  # under the store's root
 _MAGIC = b"morgan-project-records 3 "
-# What a record's key depends on besides the project's own data: this format and the
-# versions of the rules whose nodes a record stands for.
+# What a record's key depends on besides the project's own data: this format, Morgan's
+# version and the versions of the rules whose nodes a record stands for. A record holds
+# tree paths as the rules laid them out: a change of that layout changes this format.
 _FINGERPRINT = (
     1,
+    __version__,
     fetch.RULE.version,
     wheel_metadata.RULE.version,
     provenance.RULE.version,
