@@ -143,7 +143,9 @@ class Executor:
                 size = node.params.get("size")
                 large = isinstance(size, int) and size >= LARGE_FILE
                 pool = self._large if large else self._downloads
-            pool.submit(self._take, node.id)
+        # Outside the lock (a pool's submit takes its own lock and may start a thread):
+        # the node is queued already, so whoever takes it first runs it (_take, run()).
+        pool.submit(self._take, node.id)
         # Outside the lock: a future already done runs the callback here and now.
         fut.add_done_callback(lambda done, i=node.id: self._settle(i, done))  # type: ignore[misc]
         return fut
