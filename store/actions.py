@@ -276,12 +276,4 @@ def _missing_fanouts(root: Path) -> frozenset[str]:
 
 def _list_blobs(objects_dir: Path) -> frozenset[str]:
     """The names in the store's fan-out folders (names only, no ``stat`` per blob)."""
-    present: set[str] = set()
-    try:
-        fans = os.listdir(objects_dir)  # noqa: PTH208
-    except OSError:
-        return frozenset()
-    for fan in fans:
-        with contextlib.suppress(OSError):  # a stray file is no fan-out folder
-            present.update(os.listdir(objects_dir / fan))  # noqa: PTH208
-    return frozenset(present)
+    return frozenset(fsio.fanout_names(objects_dir))

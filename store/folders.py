@@ -111,16 +111,8 @@ def live_folders(manifests: Iterable[Mapping[str, Digest]]) -> set[str]:
 def listed_folders(store: Store) -> frozenset[str]:
     """The names of the folder objects in the store (one listing per fan-out folder, no
     ``stat`` per folder; leftover temporary folders are not among them)."""
-    root = store.root / FOLDERS
-    names: set[str] = set()
-    try:
-        fans = os.listdir(root)  # noqa: PTH208
-    except OSError:
-        return frozenset()
-    for fan in fans:
-        with contextlib.suppress(OSError):  # a stray file is no fan-out folder
-            names.update(n for n in os.listdir(root / fan) if not n.startswith(_TMP))  # noqa: PTH208
-    return frozenset(names)
+    names = fsio.fanout_names(store.root / FOLDERS)
+    return frozenset(n for n in names if not n.startswith(_TMP))
 
 
 def stored_folders(store: Store) -> list[Path]:

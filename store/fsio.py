@@ -112,6 +112,21 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fanout_names(root: Path) -> set[str]:
+    """The names in every folder directly under ``root`` (a store's fan-out folders): one
+    listing per folder, no ``stat`` per name; none when ``root`` is missing, and a stray
+    file under ``root`` is skipped."""
+    names: set[str] = set()
+    try:
+        fans = os.listdir(root)  # noqa: PTH208
+    except OSError:
+        return names
+    for fan in fans:
+        with contextlib.suppress(OSError):  # a stray file is no fan-out folder
+            names.update(os.listdir(root / fan))  # noqa: PTH208
+    return names
+
+
 def make_dir(path: Path) -> None:
     """Create ``path`` (and its parents) if missing, durably, translating write errors."""
     if path.is_dir():
