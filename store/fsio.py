@@ -179,28 +179,23 @@ def temp_beside(target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def replacing(
-    target: Path, *, tmp_dir: Path | None = None, mode: int = 0o644, durable: bool = True
-) -> Iterator[BinaryIO]:
+def replacing(target: Path, *, mode: int = 0o644, durable: bool = True) -> Iterator[BinaryIO]:
     """Write a new ``target`` through the yielded file; it replaces ``target`` atomically.
 
-    The one temp-file-plus-rename of Morgan: readers see the old or the new file, never a
-    part. The temp file lives in ``tmp_dir`` (the store's) or, without one, beside
-    ``target`` (:func:`temp_beside`). When the block ends normally the file is fsynced, set
-    to ``mode``, renamed over ``target`` and the directory fsynced; on any error it is
+    A temp file beside ``target`` (:func:`temp_beside`) renamed over it (the store's own
+    files use :func:`atomic_write`, its temp file in the store's ``tmp/``): readers see the
+    old or the new file, never a part. When the block ends normally the file is fsynced,
+    set to ``mode``, renamed over ``target`` and the directory fsynced; on any error it is
     removed and ``target`` is untouched. A failed write or commit becomes the store error
     naming ``target``; anything else raised inside the block passes through as it is.
     ``durable=False`` skips both fsyncs: still atomic for readers and across a killed
     process, but a power loss may lose the write (for caches only).
     """
-    if tmp_dir is not None:
-        fd, tmp = create_temp(tmp_dir)
-    else:
-        tmp = temp_beside(target)
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise write_error(exc, target) from exc
+    tmp = temp_beside(target)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise write_error(exc, target) from exc
     done = False
     try:
         # What the block raises passes through untranslated (its writes are translated by
@@ -212,7 +207,7 @@ def replacing(
             os.fchmod(fd, mode)
             os.close(fd)
             fd = -1
-            in_folder(lambda: tmp.replace(target), target.parent)
+            tmp.replace(target)  # beside it: the folder is there
         except OSError as exc:
             raise write_error(exc, target) from exc
         done = True
