@@ -52,7 +52,7 @@ from rules.errors import InputError, MetadataError, RuleError
 from rules.fetch import Fetched
 from rules.lib.fetch import Downloader, fetch_metadata
 from rules.lib.metadata import filename_project
-from rules.lib.project_page import wheel_head
+from rules.lib.project_page import sdist_head, wheel_head
 from rules.metadata import MetadataOut
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
 from rules.page import PageOut
@@ -114,6 +114,9 @@ def _versions() -> Callable[[str], Version | None]:
     the page's parse has just asked :func:`wheel_head` for the same heads)."""
 
     def version(filename: str) -> Version | None:
+        if filename.endswith(".tar.gz"):
+            found = sdist_head(filename[:-7])
+            return None if found is None else found[1]
         if not filename.endswith(".whl"):
             return release_version(filename)
         parts = filename[:-4].rsplit("-", 3)

@@ -7,13 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.utils import InvalidSdistFilename, parse_sdist_filename
 from packaging.version import Version
 
 from morgan.catalog import group_releases
 from rules import page as page_rule
 from rules.errors import UpstreamError
 from rules.lib.http import PageResponse
-from rules.lib.project_page import parse_index_page, parse_project_page, strip_credentials
+from rules.lib.project_page import (
+    parse_index_page,
+    parse_project_page,
+    sdist_head,
+    strip_credentials,
+)
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
 from store.objects import Store
 
@@ -464,3 +470,59 @@ class _OnePage:
 
     def get_page(self, url: str, *, etag: str | None = None) -> PageResponse:
         return self.response
+
+
+SDIST_NAMES = [
+    "demo-1.0.tar.gz",
+    "Demo_Pkg-2.0rc1.zip",
+    "demo.pkg-1.0.post3.tar.gz",
+    "demo-pkg-1!2.0.dev4.tar.gz",
+    "demo-1.0-2.tar.gz",  # version "2": the name is "demo-1.0"
+    "demo-not-a-version.tar.gz",
+    "demo.tar.gz",
+    "-1.0.tar.gz",
+    "demo-1.0+local.7.zip",
+    "demo-01.00.tar.gz",
+]
+
+
+@pytest.mark.parametrize("filename", SDIST_NAMES)
+def test_sdist_names_read_as_packaging_reads_them(filename: str) -> None:
+    # The page parse reads sdist names itself (with caches): the same name and version as
+    # packaging's parse, and None where packaging refuses the name.
+    stem = filename[:-7] if filename.endswith(".tar.gz") else filename[:-4]
+    try:
+        expected: tuple[str, Version] | None = parse_sdist_filename(filename)
+    except InvalidSdistFilename:
+        expected = None
+    assert sdist_head(stem) == expected
+
+
+def test_refused_files_of_a_json_page_still_give_their_versions() -> None:
+    # Entries the keep refuses are not made into files, but their releases stay known (a
+    # release whose files no environment can use is still one resolution explains), and
+    # a malformed entry is an error whether or not the keep would refuse it.
+    files = [
+        {"filename": "demo-1.0-py3-none-win_arm64.whl", "url": "https://f.example/a.whl"},
+        {"filename": "demo-2.0.tar.gz", "url": "https://f.example/demo-2.0.tar.gz"},
+        {"filename": "other-3.0.tar.gz", "url": "https://f.example/other-3.0.tar.gz"},
+    ]
+    body = json.dumps({"meta": {"api-version": "1.1"}, "name": "demo", "files": files})
+    page = parse_project_page(
+        body.encode(),
+        "application/vnd.pypi.simple.v1+json",
+        "https://i.example/simple/demo/",
+        NormalizedName("demo"),
+        keep=lambda name: not name.endswith("win_arm64.whl"),
+    )
+    assert [f.filename for f in page.files] == ["demo-2.0.tar.gz"]
+    assert page.skipped == (Version("1.0"),)
+    bad = {"meta": {"api-version": "1.1"}, "files": [{"filename": "demo-1.0.tar.gz", "url": 7}]}
+    with pytest.raises(UpstreamError, match="file entry without string 'filename' and 'url'"):
+        parse_project_page(
+            json.dumps(bad).encode(),
+            "application/vnd.pypi.simple.v1+json",
+            "https://i.example/simple/demo/",
+            NormalizedName("demo"),
+            keep=lambda name: False,
+        )

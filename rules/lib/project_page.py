@@ -20,10 +20,9 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 from packaging.tags import parse_tag
 from packaging.utils import (
     canonicalize_name,
-    parse_sdist_filename,
     parse_wheel_filename,
 )
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from rules.errors import UpstreamError
 from rules.model import PROJECT_STATUSES, NormalizedName, ProjectPage, UpstreamFile
@@ -191,6 +190,17 @@ def _json_files(
     if not isinstance(files, list):
         raise UpstreamError(f"{url}: malformed JSON project page: 'files' is not a list")
     for entry in files:
+        if keep is not None and isinstance(entry, dict):
+            # Refused names first, without a link for them: most of a large page's entries.
+            filename = entry.get("filename")
+            if isinstance(filename, str) and isinstance(entry.get("url"), str):
+                if not keep(filename):
+                    version = _distribution_version(filename, project)
+                    if version is not None:
+                        skipped[version] = None
+                    continue
+                yield _Link(href=entry["url"], text=filename, json=entry)
+                continue
         link = _json_file(entry, url)
         if keep is not None and not keep(link.text):
             version = _distribution_version(link.text, project)
@@ -307,10 +317,7 @@ def _distribution_version(filename: str, project: NormalizedName) -> Version | N
             return None
         found = wheel_head(head)
     elif filename.endswith((".tar.gz", ".zip")):
-        try:
-            found = parse_sdist_filename(filename)
-        except ValueError:  # InvalidSdistFilename, InvalidVersion
-            return None
+        found = sdist_head(filename[:-7] if filename.endswith(".tar.gz") else filename[:-4])
     else:
         return None
     return found[1] if found is not None and found[0] == project else None
@@ -325,6 +332,31 @@ def wheel_head(head: str) -> tuple[str, Version] | None:
     except ValueError:  # InvalidWheelFilename
         return None
     return str(name), version
+
+
+def sdist_head(stem: str) -> tuple[str, Version] | None:
+    """The project and version of an sdist named ``<stem>.tar.gz`` or ``<stem>.zip``, as
+    packaging's ``parse_sdist_filename`` reads them (the name before the last dash,
+    normalized; a valid version after it); None when they are not valid. A page's sdists
+    share a name and mostly a version with its wheels: both are parsed once."""
+    name_part, sep, version_part = stem.rpartition("-")
+    if not sep or not name_part:
+        return None
+    version = _version(version_part)
+    return None if version is None else (_canonical(name_part), version)
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical(name: str) -> str:
+    return str(canonicalize_name(name))
+
+
+@functools.lru_cache(maxsize=8192)
+def _version(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
 
 
 @functools.lru_cache(maxsize=1024)
