@@ -23,6 +23,7 @@ from rules.rule import Json, Node, Output
 from store.actions import ActionCache, action_key
 from store.digest import Digest
 from store.objects import Store
+from store.traces import TraceLog
 
 __all__ = ["Executor", "Node", "NullReporter", "Ran", "Reporter", "cached_output", "explain"]
 
@@ -70,7 +71,9 @@ class _Failed:
     error: BaseException
 
 
-def _id_key(node_id: str) -> str:
+def _legacy_id_key(node_id: str) -> str:
+    """Where a node's trace was kept in the action cache before the trace log (a store of
+    an older Morgan still has them there; gc removes them with their entries)."""
     return action_key("node-id", 1, {"id": node_id}, {})
 
 
@@ -91,6 +94,7 @@ class Executor:
         small requests resolution is waiting for, nor the small files."""
         self.store = store
         self.cache = ActionCache(store, record=True)  # the next build's pack
+        self.traces = TraceLog(store)  # each node's last run, for --explain
         self.ran: list[Ran] = []
         self.reused = 0
         self.hits: list[str] = []  # the ids of the nodes reused from the cache
@@ -289,7 +293,8 @@ class Executor:
         # skip fsync, which was most of a cold build's time.
         if node.stored:
             self.cache.put(key, output.to_json(), durable=False)
-            self.cache.put(_id_key(node.id), _trace(node, key), durable=False)
+            if node.cacheable:  # a volatile node explains itself without one
+                self.traces.put(node.id, _trace(node, key))
         with self._lock:
             self.ran.append(Ran(node.id, reason))
         self._reporter.node_finished(node, output, cached=False)
@@ -299,22 +304,29 @@ class Executor:
         """``node``'s output, made in this build by another node with the same key: it
         counts as run (see the module docstring), with the reason its own last run gives,
         or, when that run had this key too, the reason the other node ran (``made``)."""
-        last = self.cache.get(_id_key(node.id))
+        last = self._last(node)
         if last is not None and last.get("key") == key:
             reason = made
         else:
             reason = explain(node, None, last, self.store)
         self._reporter.node_started(node)
         if node.stored:
-            self.cache.put(_id_key(node.id), _trace(node, key), durable=False)
+            self.traces.put(node.id, _trace(node, key))
         with self._lock:
             self.ran.append(Ran(node.id, reason))
         self._reporter.node_finished(node, output, cached=False)
         return output
 
     def _reason(self, node: Node[Any], key: str) -> str:
-        entry = self.cache.get(key) if node.cacheable else None
-        return explain(node, entry, self.cache.get(_id_key(node.id)), self.store)
+        if not node.cacheable:
+            return explain(node, None, None, self.store)
+        return explain(node, self.cache.get(key), self._last(node), self.store)
+
+    def _last(self, node: Node[Any]) -> Json | None:
+        """The trace of ``node``'s last run: from the trace log, else (a store an older
+        Morgan wrote) from the action cache."""
+        last = self.traces.get(node.id)
+        return last if last is not None else self.cache.get(_legacy_id_key(node.id))
 
 
 def cached_output(cache: ActionCache, node: Node[OutT], key: str | None = None) -> OutT | None:

@@ -4,6 +4,7 @@ Layout under the store root (``<mirror>/store``)::
 
     objects/ab/<blake3 hex>   immutable blobs, mode 0444      (store.objects)
     actions/ab/<key hex>      action cache entries, JSON       (store.actions)
+    traces/ab                 each node's last run, appended   (store.traces)
     roots/<name>              GC roots: "blake3:<hex>" of a manifest (store.roots)
     tmp/                      in-flight writes; stale ones are removed by gc (store.gc)
     lock                      build (shared) / gc (exclusive) lock (store.lock)

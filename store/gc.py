@@ -22,6 +22,7 @@ from store.errors import MissingObjectError, StoreError
 from store.manifests import manifest_digests
 from store.objects import Store
 from store.roots import roots
+from store.traces import TraceLog
 
 DEFAULT_GRACE_SECONDS = 3600.0
 
@@ -106,7 +107,8 @@ def collect(
     missing = tuple(sorted(live_set - kept))
 
     cache = ActionCache(store, pack=False)
-    stale_actions = [(key, cache.size(key)) for key in _unreachable_actions(cache, kept)]
+    stale, kept_keys = _unreachable_actions(cache, kept)
+    stale_actions = [(key, cache.size(key)) for key in stale]
 
     stale_temp = _stale_temp(store, now, grace_seconds)
 
@@ -118,6 +120,8 @@ def collect(
             store,
             lambda _k, r: not is_trace(r) and bool(names := record_digests(r)) and names <= kept,
         )
+        # The trace log keeps each node's last trace while its entry is kept.
+        TraceLog(store).filter(lambda trace: trace["key"] in kept_keys)
         fsio.remove_files([cache.path(key) for key, _ in stale_actions])
         fsio.remove_files([store.path(digest) for digest, _ in doomed])
         for path, _ in stale_temp:
@@ -136,9 +140,12 @@ def collect(
     )
 
 
-def _unreachable_actions(cache: ActionCache, kept: frozenset[Digest] | set[Digest]) -> list[str]:
-    """Action entries no kept blob backs: a record is kept only if it names blobs (its
-    outputs, or what it was read from: ``about``) and every one of them survives; a trace
+def _unreachable_actions(
+    cache: ActionCache, kept: frozenset[Digest] | set[Digest]
+) -> tuple[list[str], set[str]]:
+    """Action entries no kept blob backs, and the keys of those kept: a record is kept only
+    if it names blobs (its outputs, or what it was read from: ``about``) and every one of
+    them survives; a trace an older Morgan kept among the entries
     (:func:`store.actions.is_trace`) only if the entry of the key it names is kept. An
     entry that names nothing (or cannot be read) goes: after the sweep, every remaining
     entry is reachable from a kept generation's blobs."""
@@ -156,7 +163,7 @@ def _unreachable_actions(cache: ActionCache, kept: frozenset[Digest] | set[Diges
         else:
             stale.append(key)
     stale.extend(key for key, named in traces.items() if named not in kept_keys)
-    return sorted(stale)
+    return sorted(stale), kept_keys
 
 
 def _stale_temp(store: Store, now: float, grace_seconds: float) -> list[tuple[Path, int]]:

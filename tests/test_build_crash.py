@@ -7,10 +7,11 @@ One chain of builds on one mirror. Each build but the last of a phase is killed:
 * from inside, at an exact filesystem step, by an audit hook that the test's fork server
   (tests/build_forker.py) installs in the child (no product code knows about it): before
   the k-th blob is linked into ``store/objects``, the k-th action-cache entry or the GC
-  root is renamed into place, the k-th symlink of a generation is made, the finished
-  generation is renamed into place, ``server.py`` is installed, ``index`` is switched,
-  ``mirror.lock`` is replaced. A kill says whether it landed inside the walk of the plan
-  graph (some thread in ``morgan.walk.walk``): at least 20 distinct points must.
+  root is renamed into place, the k-th node trace is appended to ``store/traces``, the k-th
+  symlink of a generation is made, the finished generation is renamed into place,
+  ``server.py`` is installed, ``index`` is switched, ``mirror.lock`` is replaced. A kill
+  says whether it landed inside the walk of the plan graph (some thread in
+  ``morgan.walk.walk``): at least 20 distinct points must.
 
 After every kill: every object's blake3 matches its name, and ``index`` is absent or a
 complete generation. Every re-run reuses what earlier runs recorded (a file whose fetch is
@@ -183,6 +184,8 @@ def test_sigkill_at_many_points_loses_nothing(chain: Chain) -> None:
         chain.run(f"first build, before action entry {k}", at=f"os.rename|/store/actions/|{k}")
     for k in range(1, 17):
         chain.run(f"first build, before object link {k}", at=f"os.link|/store/objects/|{k}")
+    for k in (1, 3, 9):  # a trace appended after its node's action entry
+        chain.run(f"first build, before trace {k}", at=f"open|/store/traces/|{k}")
     while served(chain.mirror) is None:
         assert len(chain.kills) < 200, "the first build never finished"
         chain.run("first build, to the end")
