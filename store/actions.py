@@ -176,7 +176,7 @@ class ActionCache:
         self._packed()  # the folders missing are known before this one may be made
         if key[:2] in self._absent:
             self._written.add(key[:16])  # before the entry exists: a reader may then open it
-        fsio.atomic_write(self.store.tmp_dir, target, data, durable=durable)
+        fsio.atomic_write(self.store.tmp_dir, target, data, durable=durable, fanout=True)
         text = data.decode("utf-8")
         if self._pack is not None and key in self._pack:
             self._pack[key] = text  # the entry as it is now, not as the pack had it

@@ -53,10 +53,9 @@ def make_folder(store: Store, entries: Mapping[str, Digest]) -> str:
     final = folder_path(store, name)
     if final.is_dir():
         return name
-    fsio.make_dir(final.parent)
     tmp = final.parent / f"{_TMP}{os.getpid()}-{next(_serial)}"
     try:
-        tmp.mkdir()
+        fsio.in_fanout(tmp.mkdir, final.parent)
         for entry, digest in entries.items():
             (tmp / entry).symlink_to(f"../../../objects/{digest.hex[:2]}/{digest.hex}")
         tmp.chmod(READ_ONLY)  # shared by generations: never changed in place

@@ -13,6 +13,7 @@ import io
 import itertools
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -89,6 +90,47 @@ def in_folder(make: Callable[[], _B], folder: Path) -> _B:
         # (another thread may have just made it; if not the folder, this raises again).
         make_dir(folder)
     return make()
+
+
+FANOUTS = tuple(f"{i:02x}" for i in range(256))
+
+
+def in_fanout(make: Callable[[], _B], folder: Path) -> _B:
+    """``make()``, which creates an entry in ``folder``, one of the store's fan-out folders
+    (``objects/ab``, ``actions/ab``, ``folders/ab``): if it is missing, every fan-out
+    folder beside it is made (:func:`make_fanouts`) and ``make()`` tried once more."""
+    try:
+        return make()
+    except FileNotFoundError:
+        pass
+    with _FANOUTS_LOCK:  # the threads that found it missing at once make them once
+        try:
+            return make()
+        except FileNotFoundError:
+            make_fanouts(folder.parent)
+    return make()
+
+
+_FANOUTS_LOCK = threading.Lock()
+
+
+def make_fanouts(root: Path) -> None:
+    """Make ``root`` and its 256 fan-out folders (``00`` … ``ff``) that are missing, with
+    one fsync of ``root`` for all of them: a cold store fills every fan-out folder within
+    its first few hundred writes, and one fsync per folder made was a quarter of a cold
+    build's fsyncs."""
+    make_dir(root)
+    made = False
+    for name in FANOUTS:
+        try:
+            os.mkdir(root / name)  # noqa: PTH102
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise write_error(exc, root / name) from exc
+        made = True
+    if made:
+        fsync_dir(root)
 
 
 def discard(path: Path) -> None:
@@ -227,11 +269,18 @@ def replace_file(target: Path, data: bytes, *, mode: int = 0o644, durable: bool 
 
 
 def atomic_write(
-    tmp_dir: Path, target: Path, data: bytes, *, mode: int = 0o444, durable: bool = True
+    tmp_dir: Path,
+    target: Path,
+    data: bytes,
+    *,
+    mode: int = 0o444,
+    durable: bool = True,
+    fanout: bool = False,
 ) -> None:
     """Replace ``target`` with ``data`` atomically, the temp file in ``tmp_dir`` (the store's):
     what :func:`replacing` does, for bytes at hand (an action entry per node: no file
-    object, no context manager)."""
+    object, no context manager). ``fanout``: ``target``'s folder is a fan-out folder
+    (:func:`in_fanout`)."""
     fd, tmp = create_temp(tmp_dir)
     try:
         try:
@@ -241,7 +290,7 @@ def atomic_write(
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
-        in_folder(lambda: tmp.replace(target), target.parent)
+        (in_fanout if fanout else in_folder)(lambda: tmp.replace(target), target.parent)
     except OSError as exc:
         discard(tmp)
         raise write_error(exc, target) from exc

@@ -190,7 +190,7 @@ class Store:
 
         try:
             try:
-                fsio.in_folder(place, target.parent)
+                fsio.in_fanout(place, target.parent)
             except FileExistsError:
                 # Same name, same content -- unless an earlier object was truncated on disk;
                 # a size check is free, so such a blob is repaired here by replacing it.

@@ -57,6 +57,30 @@ def test_opening_a_store_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "store").exists()
 
 
+def test_the_first_write_makes_every_fan_out_folder_and_a_missing_one_comes_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[Path] = []
+    real = fsio.fsync_dir
+
+    def fsync_dir(path: Path) -> None:
+        synced.append(path)
+        real(path)
+
+    monkeypatch.setattr(fsio, "fsync_dir", fsync_dir)
+    first = store.put_bytes(b"first")
+    fanouts = sorted(p.name for p in store.objects_dir.iterdir())
+    assert fanouts == [f"{i:02x}" for i in range(256)]
+    # One fsync of objects/ for all 256 (and one of the blob's own folder).
+    assert synced.count(store.objects_dir) == 1
+    # Someone removed a fan-out folder by hand: the next blob filed there makes it again.
+    data = next(d for d in (b"%d" % i for i in range(10_000)) if Digest.of(d).hex[:2] == "7f")
+    (store.objects_dir / "7f").rmdir()
+    blob = store.put_bytes(data)
+    assert store.read_bytes(blob.digest) == data
+    assert store.read_bytes(first.digest) == b"first"
+
+
 def test_round_trip(store: Store) -> None:
     blob = store.put_bytes(b"hello")
     assert blob.digest == Digest.of(b"hello")
