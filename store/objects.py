@@ -80,6 +80,7 @@ class Store:
         expect_sha256: str | None = None,
         expect_size: int | None = None,
         durable: bool = True,
+        overlap: bool = True,
     ) -> Blob:
         """Store everything ``readable.read()`` yields, in constant memory; return the blob.
 
@@ -95,12 +96,17 @@ class Store:
         only a cache of upstream which no index entry names (a normalized project page): a
         power cut may then leave it torn, so its readers check it (:meth:`read_verified`)
         and the next store of the same content repairs it.
+
+        ``overlap=False`` copies a large stream in the calling thread alone, without the
+        threads that hash and write it beside the reads (see :mod:`store.streams`).
         """
         want_sha256 = _check_sha256(expect_sha256)
         if expect_size is not None and expect_size < 0:
             raise ValueError(f"expect_size must be >= 0, not {expect_size}")
         return self._put_via_temp(
-            lambda fd, tmp: _stream_into(fd, tmp, readable, want_sha256, expect_size),
+            lambda fd, tmp: _stream_into(
+                fd, tmp, readable, want_sha256, expect_size, overlap=overlap
+            ),
             durable=durable,
         )
 
@@ -301,9 +307,11 @@ def _stream_into(
     readable: BinaryIO | SupportsRead[bytes],
     expect_sha256: str | None,
     expect_size: int | None,
+    *,
+    overlap: bool = True,
 ) -> Blob:
     """Copy ``readable`` into ``fd`` (:func:`store.streams.copy_hashed`); check what was asked."""
-    size, b3, sha256 = copy_hashed(fd, tmp, readable, expect_size)
+    size, b3, sha256 = copy_hashed(fd, tmp, readable, expect_size, overlap=overlap)
     if expect_size is not None and size != expect_size:
         raise IntegrityError(f"expected size {expect_size} bytes, got {size} bytes")
     if expect_sha256 is not None and sha256 != expect_sha256:

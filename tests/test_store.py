@@ -8,6 +8,7 @@ import io
 import os
 import re
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -118,16 +119,32 @@ def test_put_is_idempotent_and_keeps_the_first_file(store: Store) -> None:
     assert files_under(store.tmp_dir) == []
 
 
-def test_stream_of_many_chunks_from_a_short_reading_source(store: Store) -> None:
-    data = bytes(range(256)) * (CHUNK_SIZE * 3 // 256 + 77)
+@pytest.mark.parametrize("overlap", [True, False])
+@pytest.mark.parametrize("known_size", [True, False])
+def test_stream_of_many_chunks_from_a_short_reading_source(
+    store: Store, overlap: bool, known_size: bool
+) -> None:
+    # Large enough to be copied by three threads unless the caller says not to overlap
+    # (an https download): the same blob either way, and no helper thread when not.
+    data = bytes(range(256)) * (CHUNK_SIZE * 5 // 256 + 77)
+    helpers: set[str] = set()
+
+    class Watching(PieceReader):
+        def read(self, n: int = -1) -> bytes:
+            names = {t.name for t in threading.enumerate()}
+            helpers.update(names & {"morgan-hash", "morgan-write"})
+            return super().read(n)
+
     blob = store.put_stream(
-        PieceReader(data, 65_536),
-        expect_size=len(data),
+        Watching(data, 65_536),
+        expect_size=len(data) if known_size else None,
         expect_sha256=hashlib.sha256(data).hexdigest().upper(),  # case does not matter
+        overlap=overlap,
     )
     assert blob.digest == Digest.of(data)
     assert blob.size == len(data)
     assert store.read_bytes(blob.digest) == data
+    assert helpers == ({"morgan-hash", "morgan-write"} if overlap else set())
 
 
 @pytest.mark.parametrize(
@@ -244,10 +261,11 @@ def _fail_on_second_write(code: int, monkeypatch: pytest.MonkeyPatch) -> list[in
     return calls
 
 
-def test_disk_full_mid_stream(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("overlap", [True, False])
+def test_disk_full_mid_stream(store: Store, monkeypatch: pytest.MonkeyPatch, overlap: bool) -> None:
     calls = _fail_on_second_write(errno.ENOSPC, monkeypatch)
     with pytest.raises(DiskFullError) as exc:
-        store.put_stream(PieceReader(b"z" * (3 * CHUNK_SIZE), CHUNK_SIZE))
+        store.put_stream(PieceReader(b"z" * (3 * CHUNK_SIZE), CHUNK_SIZE), overlap=overlap)
     assert calls == [CHUNK_SIZE, CHUNK_SIZE]
     assert re.fullmatch(
         rf"disk full while writing to {re.escape(str(store.tmp_dir))}/"

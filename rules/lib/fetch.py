@@ -41,10 +41,13 @@ def fetch_file(
 
     A download that breaks mid-body is started again by the client (bounded retries); bytes
     that do not match what upstream promised are not retried: :class:`UpstreamError`.
+    An ``https`` body is hashed and written by the thread that reads it (see
+    :mod:`store.streams`: over TLS, helper threads cost more GIL hand-offs than they save).
     """
+    overlap = not url.startswith("https:")
 
     def consume(body: Readable) -> Blob:
-        return store.put_stream(body, expect_sha256=sha256, expect_size=size)
+        return store.put_stream(body, expect_sha256=sha256, expect_size=size, overlap=overlap)
 
     try:
         return client.download(url, consume)
