@@ -3,7 +3,8 @@
 Layout under the store root (``<mirror>/store``)::
 
     objects/ab/<blake3 hex>   immutable blobs, mode 0444      (store.objects)
-    actions/ab/<key hex>      action cache entries, JSON       (store.actions)
+    actions/ab/log            a build's action entries, appended (store.actions)
+    actions/ab/<key hex>      action entries written durably, JSON
     traces/ab                 each node's last run, appended   (store.traces)
     roots/<name>              GC roots: "blake3:<hex>" of a manifest (store.roots)
     tmp/                      in-flight writes; stale ones are removed by gc (store.gc)

@@ -5,7 +5,12 @@ its normalized parameters and the content digests of its inputs (never paths, ti
 names), so the same work always has the same key. A record is any JSON object; every string
 in it that is a digest (``"blake3:<hex>"``, at any depth) names a blob the record depends on:
 :meth:`ActionCache.get_complete` answers only when all of them are present, and gc drops an
-entry once one of them is gone. Entries live in ``actions/ab/<key>`` as canonical JSON.
+entry once one of them is gone. A build's entries (not fsynced: a cache over durable
+blobs) are lines appended to their fan-out folder's log, ``actions/ab/log``:
+``<key> <canonical JSON>``, each written after a newline, so a line a power cut tore is
+ended by the next one and reads as no entry; the last whole line of a key is its entry. An
+entry written durably (and every entry an older Morgan wrote) is a file,
+``actions/ab/<key>``; a log line of the same key comes first.
 
 The entries the last build read or wrote are also kept together in one file, the *pack*
 (``store/action-pack``: a header with the blake3 of its body, then one ``<key> <entry>``
@@ -33,6 +38,8 @@ from store.objects import Store
 _KEY = re.compile(r"[0-9a-f]{64}")
 
 PACK = "action-pack"  # under the store's root
+LOG = "log"  # in each fan-out folder: the entries builds appended
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _PACK_MAGIC = b"morgan-action-pack 1 "
 
 
@@ -91,6 +98,8 @@ class ActionCache:
         self._absent: frozenset[str] = frozenset()
         self._written: set[str] = set()
         self._pack_lock = threading.Lock()
+        self._logs: dict[str, dict[str, str]] = {}  # fan-out -> key -> entry, loaded on use
+        self._log_lock = threading.Lock()
 
     def path(self, key: str) -> Path:
         """Where the entry for ``key`` lives; ``ValueError`` if ``key`` is not 64 hex digits."""
@@ -100,10 +109,14 @@ class ActionCache:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The record under ``key``, or None if absent or unreadable (a corrupt entry is a miss)."""
-        text = self._packed().get(key)
+        text = self._used.get(key) if self._record else None
+        if text is None:
+            text = self._packed().get(key)
         if text is None:
             if key[:2] in self._absent and key[:16] not in self._written:
                 return None
+            text = self._log(key[:2]).get(key)
+        if text is None:
             try:
                 text = self.path(key).read_bytes().decode("utf-8")
             except FileNotFoundError:
@@ -119,6 +132,28 @@ class ActionCache:
         if self._record and not is_trace(record):
             self._used[key] = text
         return record
+
+    def _log(self, fan: str) -> dict[str, str]:
+        """The last entry of each key in the log of the fan-out folder ``fan`` (loaded once;
+        rewritten when most of its lines are stale)."""
+        with self._log_lock:
+            found = self._logs.get(fan)
+            if found is None:
+                found = self._logs[fan] = self._load_log(fan)
+            return found
+
+    def _load_log(self, fan: str) -> dict[str, str]:
+        path = self.root / fan / LOG
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return {}
+        found = _log_lines(data)
+        # A build's cache (under the store lock, the caller holds this one) rewrites a log
+        # of mostly stale lines; readers (gc --dry-run, graph, a read-only store) never.
+        if self._record and data.count(b"\n") > 2 * len(found) + 16:
+            fsio.atomic_write(self.store.tmp_dir, path, _log_body(found), durable=False)
+        return found
 
     def has_blob(self, digest: Digest) -> bool:
         """Whether the store holds ``digest``: first against the listing of the store's
@@ -176,25 +211,86 @@ class ActionCache:
         self._packed()  # the folders missing are known before this one may be made
         if key[:2] in self._absent:
             self._written.add(key[:16])  # before the entry exists: a reader may then open it
-        fsio.atomic_write(self.store.tmp_dir, target, data, durable=durable, fanout=True)
         text = data.decode("utf-8")
+        if durable:
+            fsio.atomic_write(self.store.tmp_dir, target, data, durable=True, fanout=True)
+        else:
+            self._append(key, text, b"\n" + key.encode("ascii") + b" " + data)
         if self._pack is not None and key in self._pack:
             self._pack[key] = text  # the entry as it is now, not as the pack had it
         if self._record and not is_trace(record):  # traces are read only for nodes that run
             self._used[key] = text
 
+    def _append(self, key: str, text: str, line: bytes) -> None:
+        """Append an entry to its fan-out folder's log: one ``open``, ``write`` and
+        ``close``, no temporary file, no rename, no new inode."""
+        log = self.root / key[:2] / LOG
+        with self._log_lock:
+            try:
+                fd = fsio.in_fanout(lambda: os.open(log, _APPEND, 0o644), log.parent)
+            except OSError as exc:
+                raise fsio.write_error(exc, log) from exc
+            try:
+                fsio.write_all(fd, line)
+            except OSError as exc:
+                raise fsio.write_error(exc, log) from exc
+            finally:
+                os.close(fd)
+            loaded = self._logs.get(key[:2])
+            if loaded is not None:
+                loaded[key] = text
+
     def remove(self, key: str) -> int:
         """Delete the entry; return the bytes freed (0 if it was absent)."""
-        path = self.path(key)
-        if self._pack is not None:
-            self._pack.pop(key, None)
-        self._used.pop(key, None)
-        return fsio.remove_file(path)
+        return self.remove_all([key])
+
+    def remove_all(self, keys: Iterable[str]) -> int:
+        """Delete the entries of ``keys`` (files and log lines); the bytes freed."""
+        doomed = sorted(set(keys))
+        for key in doomed:
+            self.path(key)  # (checks the key)
+            if self._pack is not None:
+                self._pack.pop(key, None)
+            self._used.pop(key, None)
+        freed = 0
+        by_fan: dict[str, set[str]] = {}
+        for key in doomed:
+            by_fan.setdefault(key[:2], set()).add(key)
+        with self._log_lock:
+            for fan, gone in sorted(by_fan.items()):
+                path = self.root / fan / LOG
+                try:
+                    data = path.read_bytes()
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise fsio.write_error(exc, path) from exc
+                lines = _log_lines(data)
+                kept = {k: t for k, t in lines.items() if k not in gone}
+                if len(kept) != len(lines) or data.count(b"\n") != len(lines):
+                    body = _log_body(kept)
+                    freed += len(data) - len(body)
+                    if kept:
+                        fsio.atomic_write(self.store.tmp_dir, path, body, durable=False)
+                    else:
+                        fsio.remove_file(path)
+                self._logs.pop(fan, None)
+        files = [self.path(k) for k in doomed]
+        freed += sum(self._file_size(p) for p in files)
+        fsio.remove_files(files)
+        return freed
 
     def size(self, key: str) -> int:
-        """The entry's size in bytes (0 if absent)."""
+        """The entry's size in bytes (0 if absent): its file, or its line in a log."""
+        text = self._log(key[:2]).get(key) if _KEY.fullmatch(key) else None
+        if text is not None:
+            return len(text.encode("utf-8")) + 66
+        return self._file_size(self.path(key))
+
+    @staticmethod
+    def _file_size(path: Path) -> int:
         try:
-            return self.path(key).stat().st_size
+            return path.stat().st_size
         except FileNotFoundError:
             return 0
 
@@ -203,7 +299,9 @@ class ActionCache:
         return list(self)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and _KEY.fullmatch(key) is not None and self.path(key).is_file()
+        if not isinstance(key, str) or _KEY.fullmatch(key) is None:
+            return False
+        return key in self._log(key[:2]) or self.path(key).is_file()
 
     def __iter__(self) -> Iterator[str]:
         try:
@@ -211,9 +309,29 @@ class ActionCache:
         except FileNotFoundError:
             return
         for fanout in fanouts:
-            for entry in sorted(os.scandir(fanout), key=lambda e: e.name):
-                if _KEY.fullmatch(entry.name) and entry.name.startswith(fanout.name):
-                    yield entry.name
+            names = {e.name for e in os.scandir(fanout)}
+            if LOG in names:
+                names.update(self._log(fanout.name))
+            for name in sorted(names):
+                if _KEY.fullmatch(name) and name.startswith(fanout.name):
+                    yield name
+
+
+def _log_lines(data: bytes) -> dict[str, str]:
+    """The last whole line of each key in a log (torn or damaged lines skipped)."""
+    found: dict[str, str] = {}
+    for line in data.split(b"\n"):
+        if len(line) > 66 and line[64:66] == b" {" and line.endswith(b"}"):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            found[text[:64]] = text[65:]
+    return found
+
+
+def _log_body(lines: Mapping[str, str]) -> bytes:
+    return "".join(f"\n{k} {t}" for k, t in sorted(lines.items())).encode("utf-8")
 
 
 def _read_pack(path: Path) -> dict[str, str]:

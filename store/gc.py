@@ -122,7 +122,7 @@ def collect(
         )
         # The trace log keeps each node's last trace while its entry is kept.
         TraceLog(store).filter(lambda trace: trace["key"] in kept_keys)
-        fsio.remove_files([cache.path(key) for key, _ in stale_actions])
+        cache.remove_all(key for key, _ in stale_actions)
         fsio.remove_files([store.path(digest) for digest, _ in doomed])
         for path, _ in stale_temp:
             _unlink(path)

@@ -6,8 +6,8 @@ One chain of builds on one mirror. Each build but the last of a phase is killed:
   answers with a little latency, so the kill lands while requests are in flight);
 * from inside, at an exact filesystem step, by an audit hook that the test's fork server
   (tests/build_forker.py) installs in the child (no product code knows about it): before
-  the k-th blob is linked into ``store/objects``, the k-th action-cache entry or the GC
-  root is renamed into place, the k-th node trace is appended to ``store/traces``, the k-th
+  the k-th blob is linked into ``store/objects``, the GC root is renamed into place, the k-th
+  action-cache entry is appended to its log, the k-th node trace to ``store/traces``, the k-th
   symlink of a generation is made, the finished generation is renamed into place,
   ``server.py`` is installed, ``index`` is switched, ``mirror.lock`` is replaced. A kill
   says whether it landed inside the walk of the plan graph (some thread in
@@ -181,7 +181,7 @@ def test_sigkill_at_many_points_loses_nothing(chain: Chain) -> None:
     for n in (1, 2, 3, 5, 8, 12, 17, 23):
         chain.run(f"first build, after {n} upstream requests", after_requests=n)
     for k in (1, 2, 4, 7):
-        chain.run(f"first build, before action entry {k}", at=f"os.rename|/store/actions/|{k}")
+        chain.run(f"first build, before action entry {k}", at=f"open|/store/actions/|{k}")
     for k in range(1, 17):
         chain.run(f"first build, before object link {k}", at=f"os.link|/store/objects/|{k}")
     for k in (1, 3, 9):  # a trace appended after its node's action entry
@@ -211,7 +211,7 @@ def test_sigkill_at_many_points_loses_nothing(chain: Chain) -> None:
             specs = [SPEC_A, SPEC_B]
             points = [
                 *(f"os.link|/store/objects/|{k}" for k in (1, 2, 3, 4, 5, 6, 8)),
-                *(f"os.rename|/store/actions/|{k}" for k in (1, 2, 3, 4, 5, 6, 8, 10, 13)),
+                *(f"open|/store/actions/|{k}" for k in (1, 2, 3, 4, 5, 6, 8, 10, 13)),
                 *(
                     f"os.symlink|/generations/.tmp-|{k}"
                     for k in (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 55, 70, 85, 100)

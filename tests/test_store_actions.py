@@ -104,3 +104,42 @@ def test_disk_full_keeps_the_previous_entry(
     )
     assert cache.get(key) == {"generation": 1}
     assert list((cache.store.root / "tmp").iterdir()) == []
+
+
+def test_a_build_appends_its_entries_and_a_torn_line_is_a_miss(tmp_path: Path) -> None:
+    # A build's entries (not fsynced) are lines appended to their fan-out folder's log.
+    store = Store(tmp_path / "store")
+    first, other = "a" * 64, "aa" + "0" * 62
+    build = ActionCache(store, record=True)
+    build.put(first, {"n": 1}, durable=False)
+    build.put(other, {"n": 2}, durable=False)
+    build.put(first, {"n": 3}, durable=False)  # a node that ran again: the last line wins
+    log = store.root / "actions" / "aa" / "log"
+    assert sorted(p.name for p in log.parent.iterdir()) == ["log"]
+    assert ActionCache(store).get(first) == {"n": 3}
+    assert ActionCache(store).keys() == sorted([first, other])
+    # A power cut tears the last line and leaves zeros: that line is no entry (the key's
+    # earlier line, if any, is read; a node whose outputs are gone runs again).
+    data = log.read_bytes()
+    log.write_bytes(data[:-4] + b"\0" * 100)
+    assert ActionCache(store).get(first) == {"n": 1}
+    assert ActionCache(store).get(other) == {"n": 2}
+    # The next build's line is whole after it; removing an entry drops the torn line too.
+    ActionCache(store, record=True).put(other, {"n": 4}, durable=False)
+    assert ActionCache(store).get(other) == {"n": 4}
+    cache = ActionCache(store)
+    assert cache.remove(first) > 0
+    assert cache.keys() == [other]
+    assert log.read_bytes() == b"\n" + other.encode() + b' {"n":4}'
+
+
+def test_a_log_of_stale_lines_is_rewritten_by_a_build_never_by_a_reader(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    key = "b" * 64
+    for n in range(40):
+        ActionCache(store, record=True).put(key, {"n": n}, durable=False)
+    log = store.root / "actions" / "bb" / "log"
+    assert ActionCache(store).get(key) == {"n": 39}  # gc --dry-run, graph: read only
+    assert log.read_bytes().count(b"\n") == 40
+    assert ActionCache(store, record=True).get(key) == {"n": 39}  # a build
+    assert log.read_bytes() == b"\n" + key.encode() + b' {"n":39}'
