@@ -67,7 +67,8 @@ from morgan.lock import (
     LockedRelease,
     LockedStatus,
     Role,
-    save_parsed,
+    parsed_bytes,
+    write_parsed,
 )
 from morgan.lock import dumps as dump_lock
 from morgan.lock import load as load_lock
@@ -275,8 +276,17 @@ def _build_locked(
         # the tree is not begun ahead (it would only be thrown away).
         tree = None if fresh else start_generation_tree(store, mirror, mode=opts.materialize)
         kept_files, kept_notes = _kept(catalog, old, wanted)
+        # The old lock is read no more (~60 MB of objects at 5 000 projects): let go before
+        # the plan, the new lock and the manifest are made (what is kept of it, the
+        # selections hold).
+        old = None
+        catalog.forget_lock()
 
-        made_locks: dict[str, Lock] = {}  # blake3 of a lock's text -> the lock
+        # blake3 of a lock's text made here -> its parsed form (the next build's
+        # store/parsed-lock-rows.json) and its source builds: made with the text, in the
+        # lock node, so that the Lock (~60 MB at 5 000 projects) is not held through the
+        # manifest and the switch.
+        made_locks: dict[str, tuple[bytes, list[SourceBuild]]] = {}
         # The lock's environments (pins and edges) do not depend on the files: made and
         # written once for the skeleton, the lock and the parsed lock.
         lock_envs = locked_environments(selections)
@@ -294,10 +304,14 @@ def _build_locked(
                 environments=lock_envs,
             )
 
+        def lock_notes(lock: Lock, text: bytes) -> tuple[bytes, list[SourceBuild]]:
+            return parsed_bytes(lock, text), source_builds(lock, spec.environments)
+
         def make_lock(files: Mapping[str, MirrorFile]) -> str:
             lock = lock_of(files)
             text = dump_lock(lock, env_texts)
-            made_locks[blake3_hex(text.encode("utf-8"))] = lock
+            raw = text.encode("utf-8")
+            made_locks[blake3_hex(raw)] = lock_notes(lock, raw)
             return text
 
         def link(step: Step[Any], output: Output) -> None:
@@ -400,8 +414,9 @@ def _build_locked(
         save_outcome(mirror, plan, str(lock_blob), ran=ex.ran, hits=ex.hits, also=recs.ids())
         files = recs.files(outputs)
         recs.save(plan, walked, files)  # the next build's project records
-        new_lock = made_locks.get(blake3_hex(staged_lock[0])) or lock_of(files)
-        save_parsed(store.root / PARSED_LOCK, new_lock, staged_lock[0])
+        notes = made_locks.get(blake3_hex(lock_bytes)) or lock_notes(lock_of(files), lock_bytes)
+        made_locks.clear()
+        write_parsed(store.root / PARSED_LOCK, notes[0])
         switched = outputs.get(generation_rule.ID, Switched)
         manifest = outputs.get(manifest_rule.ID, Stored).blob
         made = (switched.number, str(manifest), switched.changed)
@@ -436,7 +451,7 @@ def _build_locked(
             unknown_metadata=tuple(sorted({u for s in selections for u in s.unknown})),
             kept=kept_notes,
             warnings=tuple(warnings),
-            source_builds=tuple(source_builds(new_lock, spec.environments)),
+            source_builds=tuple(notes[1]),
             wheel_warnings=tuple(built.warnings),
             resolutions=resolutions,
         )
@@ -1033,13 +1048,23 @@ def _make_lock(
     :func:`locked_environments` gives for them (one build makes them once: they do not
     depend on the files, and a lock writer given the same objects writes them once)."""
     rel_files: dict[tuple[str, str], dict[str, LockedFile]] = {}
-    for sel in selections:
-        for pin in sel.pins:
+    # A file is in most environments' selections: it is written once, as the last
+    # environment (and pin) that selects it gives it (taken in reverse, the first one).
+    for sel in reversed(selections):
+        for pin in reversed(sel.pins):
             key: tuple[str, str] = (pin.release.name, str(pin.release.version))
-            for f in env_files(pin.release, sel.env, sdists=sel.sdists):
+            chosen = env_files(pin.release, sel.env, sdists=sel.sdists)
+            fmap = rel_files.get(key)
+            if fmap is None:
+                if not chosen:
+                    continue
+                fmap = rel_files[key] = {}
+            for f in reversed(chosen):
+                if f.filename in fmap:
+                    continue
                 m = files[f.filename]
                 made = (built or {}).get(f.filename)
-                rel_files.setdefault(key, {})[f.filename] = LockedFile(
+                fmap[f.filename] = LockedFile(
                     filename=f.filename,
                     url=f.url,
                     size=m.size,

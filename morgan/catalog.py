@@ -490,6 +490,11 @@ class UpstreamCatalog:
     def fetch(self, f: UpstreamFile) -> Fetched:
         return self.executor.run(fetch.node(f), lambda: self._fetch(f))
 
+    def forget_lock(self) -> None:
+        """Resolution is over: let the last lock go (the selections hold what they keep)."""
+        self.lock = None
+        self._locked_runs.clear()
+
     def locked_run_release(self, rel: LockedRelease) -> Release:
         """``rel`` as resolution sees it, made once per build (every environment keeps the
         same locked pins: 6 x 4 000 releases and their files at 5 000 projects). Without

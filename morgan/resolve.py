@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from packaging.markers import Marker, UndefinedEnvironmentName
 from packaging.requirements import Requirement
@@ -163,10 +163,33 @@ def usable_files(
     release: Release, env: Environment, *, allow_yanked: bool
 ) -> tuple[list[UpstreamFile], list[UpstreamFile]]:
     """(wheels that fit ``env`` best first, sdists) of ``release`` usable by ``env``."""
-    wheels: list[tuple[int, UpstreamFile]] = []
-    sdists: list[UpstreamFile] = []
-    foreign: list[UpstreamFile] = []
-    for f in release.files:
+    return usable_among(release.files, env, allow_yanked=allow_yanked)
+
+
+class FileLike(Protocol):
+    """What :func:`usable_among` reads of a file (an upstream or a locked file)."""
+
+    @property
+    def filename(self) -> str: ...
+    @property
+    def size(self) -> int | None: ...
+    @property
+    def requires_python(self) -> str | None: ...
+    @property
+    def yanked(self) -> bool: ...
+
+
+F = TypeVar("F", bound=FileLike)
+
+
+def usable_among(
+    files: Iterable[F], env: Environment, *, allow_yanked: bool
+) -> tuple[list[F], list[F]]:
+    """(wheels that fit ``env`` best first, sdists) among ``files`` of one release."""
+    wheels: list[tuple[int, F]] = []
+    sdists: list[F] = []
+    foreign: list[F] = []
+    for f in files:
         if f.yanked and not allow_yanked:
             continue
         if not env.accepts_requires_python(f.requires_python):

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from morgan.catalog import locked_release
 from morgan.environments import Environment
 from morgan.lock import Lock, Role
-from morgan.resolve import Release, usable_files
+from morgan.resolve import usable_among
 
 _RUST = frozenset({"maturin", "setuptools-rust", "puccinialin"})
 _C = frozenset(
@@ -104,7 +103,6 @@ def toolchain(build_requires: Sequence[str], filenames: Sequence[str]) -> str:
 def source_builds(lock: Lock, envs: Sequence[Environment]) -> list[SourceBuild]:
     """Every (environment, release) that must be built from its sdist, sorted."""
     out: list[SourceBuild] = []
-    releases: dict[tuple[str, str], Release] = {}  # made once for all the environments
     for env in envs:
         locked = lock.environment(env.name)
         if locked is None:
@@ -113,10 +111,8 @@ def source_builds(lock: Lock, envs: Sequence[Environment]) -> list[SourceBuild]:
             rel = lock.release(pin.name, pin.version)
             if rel is None:
                 continue
-            release = releases.get((pin.name, pin.version))
-            if release is None:
-                release = releases[pin.name, pin.version] = locked_release(rel)
-            wheels, sdists = usable_files(release, env, allow_yanked=True)
+            # (the locked files as they are: no upstream file made of each, for each build)
+            wheels, sdists = usable_among(rel.files, env, allow_yanked=True)
             if wheels or not sdists:
                 continue
             out.append(

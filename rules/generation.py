@@ -51,7 +51,15 @@ Served = Callable[[Digest], Switched | None]
 def entries_of(store: Store, blob: Digest) -> dict[str, Digest]:
     """A tree manifest's entries: tree path -> blob."""
     data = json.loads(store.read_bytes(blob))
-    return {rel: Digest.parse(d) for rel, d in data["entries"].items()}
+    # A file's blob is listed in every view that has it: each digest is parsed once.
+    seen: dict[str, Digest] = {}
+    out: dict[str, Digest] = {}
+    for rel, text in data["entries"].items():
+        d = seen.get(text)
+        if d is None:
+            d = seen[text] = Digest.parse(text)
+        out[rel] = d
+    return out
 
 
 def step(

@@ -3,6 +3,7 @@ reads a lock other than the one on disk (a hand edit, a torn or foreign cache)."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tomllib
 from pathlib import Path
@@ -155,6 +156,41 @@ def test_a_build_leaves_the_parsed_lock_of_what_it_wrote(
     proc = morgan(ws, "build")
     assert proc.returncode == 0, proc.stderr
     lock_bytes = (ws / "mirror.lock").read_bytes()
-    saved = json.loads((ws / "mirror" / "store" / lock_mod.PARSED_LOCK).read_bytes())
+    parsed = ws / "mirror" / "store" / lock_mod.PARSED_LOCK
+    saved = json.loads(parsed.read_bytes())
     assert saved["blake3"] == blake3_hex(lock_bytes)
-    assert from_data(saved["lock"]) == lock_mod.loads(lock_bytes.decode())
+    assert lock_mod.read_parsed(parsed, blake3_hex(lock_bytes)) == lock_mod.loads(
+        lock_bytes.decode()
+    )
+
+
+def test_the_cache_reads_back_as_the_toml_does_whatever_order_the_lock_was_made_in(
+    tmp_path: Path,
+) -> None:
+    """A build saves the lock it made (edges in set order, releases as selected); what is
+    read back is the lock the TOML parses to, tuple for tuple."""
+    lock = _rich_lock()
+    shuffled = Lock(
+        spec_digest=lock.spec_digest,
+        releases=tuple(reversed(lock.releases)),
+        environments=tuple(
+            dataclasses.replace(e, pins=tuple(reversed(e.pins)), edges=tuple(reversed(e.edges)))
+            for e in reversed(lock.environments)
+        ),
+        statuses=tuple(reversed(lock.statuses)),
+        indexes=lock.indexes,
+    )
+    text = dumps(shuffled).encode()
+    parsed = tmp_path / "p.json"
+    save_parsed(parsed, shuffled, text)
+    assert lock_mod.read_parsed(parsed, blake3_hex(text)) == lock_mod.loads(text.decode())
+
+
+def test_a_cache_of_the_earlier_format_is_not_read(tmp_path: Path) -> None:
+    """The tables of the TOML, as Morgan before the rows wrote them: parsed again."""
+    lock, path, parsed = rich_lock(), tmp_path / "mirror.lock", tmp_path / "p.json"
+    text = dumps(lock).encode()
+    path.write_bytes(text)
+    parsed.write_text(json.dumps({"blake3": blake3_hex(text), "lock": to_data(lock)}))
+    assert lock_mod.read_parsed(parsed, blake3_hex(text)) is None
+    assert load(path, parsed=parsed) == lock
