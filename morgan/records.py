@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 RECORDS = "project-records"  # under the store's root
 _MAGIC = b"morgan-project-records 3 "
+_RUN_BYTES = 1 << 20  # the records file is written in runs of lines of about this size
 # What a record's key depends on besides the project's own data: this format, Morgan's
 # version and the versions of the rules whose nodes a record stands for. A record holds
 # tree paths as the rules laid them out: a change of that layout changes this format.
@@ -152,6 +153,11 @@ class Saved:
     def line(self, name: str) -> bytes:
         _key, start, end = self._index[name]
         return self._data[start:end]
+
+    def view(self, name: str) -> memoryview:
+        """:meth:`line` without copying it out of the file's bytes."""
+        _key, start, end = self._index[name]
+        return memoryview(self._data)[start:end]
 
 
 def load(store: Store) -> Saved:
@@ -264,14 +270,14 @@ def save(
     # held through the build: 30 MB at 5 000 projects); one that no longer reads the same
     # is left out (its project is walked next time).
     before = load(store) if recorded else Saved()
-    lines: list[bytes] = []
+    lines: list[bytes | memoryview] = []
     for name in sorted(projects.keys):
         key = projects.keys[name]
         if key is None:
             continue
         if name in recorded:
             if before.key(name) == key == recorded[name].key:
-                lines.append(before.line(name))
+                lines.append(before.view(name))
             continue
         walked = _walked(node_ids(projects, wanted, name), plan, outputs, notes)
         if walked is None or not all(fn in files for fn in projects.files[name]):
@@ -285,9 +291,36 @@ def save(
         rec = {"e": entries, "f": made, "n": nodes, "o": objects}
         text = json.dumps(rec, sort_keys=True, separators=(",", ":"))
         lines.append(f"{name} {key} {text}".encode())
-    body = b"".join(line + b"\n" for line in lines)
-    data = _MAGIC + blake3_hex(body).encode("ascii") + b"\n" + body
-    fsio.atomic_write(store.tmp_dir, store.root / RECORDS, data, durable=False)
+    # The file (30 MB at 5 000 projects) is never whole in memory besides the last one:
+    # the lines kept are views of that, the body is hashed line by line, then written out
+    # in runs of about 1 MiB.
+    head = _MAGIC + _hash_lines(lines) + b"\n"
+    runs = _runs(head, lines, _RUN_BYTES)
+    fsio.atomic_write_runs(store.tmp_dir, store.root / RECORDS, runs, durable=False)
+
+
+def _hash_lines(lines: Sequence[bytes | memoryview]) -> bytes:
+    """The blake3 (hex, ASCII) of the records file's body: each line and a newline."""
+    hasher = blake3()
+    for line in lines:
+        hasher.update(line)
+        hasher.update(b"\n")
+    return hasher.hexdigest().encode("ascii")
+
+
+def _runs(head: bytes, lines: Sequence[bytes | memoryview], run_bytes: int) -> Iterator[bytes]:
+    """``head`` then each of ``lines`` and a newline, joined in runs of about
+    ``run_bytes``."""
+    run: list[bytes | memoryview] = [head]
+    size = 0
+    for line in lines:
+        run.append(line)
+        run.append(b"\n")
+        size += len(line) + 1
+        if size >= run_bytes:
+            yield b"".join(run)
+            run, size = [], 0
+    yield b"".join(run)
 
 
 def _walked(

@@ -14,7 +14,7 @@ import itertools
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
@@ -291,6 +291,37 @@ def atomic_write(
         finally:
             os.close(fd)
         (in_fanout if fanout else in_folder)(lambda: tmp.replace(target), target.parent)
+    except OSError as exc:
+        discard(tmp)
+        raise write_error(exc, target) from exc
+    except BaseException:
+        discard(tmp)
+        raise
+    if durable:
+        fsync_dir(target.parent)
+
+
+def atomic_write_runs(
+    tmp_dir: Path,
+    target: Path,
+    runs: Iterable[bytes | memoryview],
+    *,
+    mode: int = 0o444,
+    durable: bool = True,
+) -> None:
+    """:func:`atomic_write` of the bytes of ``runs`` one after the other (a large file made
+    in parts is never whole in memory)."""
+    fd, tmp = create_temp(tmp_dir)
+    try:
+        try:
+            for data in runs:
+                write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        in_folder(lambda: tmp.replace(target), target.parent)
     except OSError as exc:
         discard(tmp)
         raise write_error(exc, target) from exc

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from morgan.records import RECORDS
+from store import fsio
 from tests.build_scenario import morgan
 from tests.test_action_pack import build, cold, releases, served
 from tests.test_build_incremental import spec
@@ -124,3 +125,27 @@ def test_a_folder_object_removed_since_the_record_is_made_again(
     assert "ran render:union:top" not in out  # still taken from its record
     assert served(ws) == cold(upstream, tmp_path / "cold", ["top", "other"])
     assert folder.is_dir()
+
+
+def test_the_records_file_written_in_runs_reads_back_line_for_line(tmp_path: Path) -> None:
+    """The records file is written in runs of lines (never joined whole in memory): runs
+    smaller than a line, or holding many, give the same file, and it reads back."""
+    from morgan import records
+    from store.objects import Store
+
+    store = Store(tmp_path / "store")
+    lines: list[bytes | memoryview] = [f'proj-{i} key{i} {{"n":[]}}'.encode() for i in range(50)]
+    lines[7] = memoryview(b"xx " + bytes(lines[7]))[3:]  # a view, as a kept line is
+    expected = {f"proj-{i}": f"key{i}" for i in range(50)}
+    digests = set()
+    for run_bytes in (1, 40, 1 << 20):
+        head = records._MAGIC + records._hash_lines(lines) + b"\n"
+        runs = list(records._runs(head, lines, run_bytes))
+        assert (len(runs) > 2) == (run_bytes < 1000)
+        fsio.atomic_write_runs(store.tmp_dir, store.root / RECORDS, runs, durable=False)
+        data = (store.root / RECORDS).read_bytes()
+        digests.add(data)
+        saved = records.load(store)
+        assert {name: saved.key(name) for name in expected} == expected
+        assert saved.line("proj-7") == bytes(lines[7])
+    assert len(digests) == 1
