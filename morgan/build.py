@@ -22,7 +22,7 @@ import dataclasses
 import gc
 import json
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,6 +57,7 @@ from morgan.incremental import previous_spec, resolve_change
 from morgan.lock import (
     BUILT_URL,
     PARSED_LOCK,
+    PARSED_PREVIOUS,
     EnvironmentTexts,
     Lock,
     LockedEdge,
@@ -68,6 +69,7 @@ from morgan.lock import (
     LockedStatus,
     Role,
     parsed_bytes,
+    parsed_data,
     write_parsed,
 )
 from morgan.lock import dumps as dump_lock
@@ -310,7 +312,9 @@ def _build_locked(
             )
 
         def lock_notes(lock: Lock, text: bytes) -> tuple[bytes, list[SourceBuild]]:
-            return parsed_bytes(lock, text), source_builds(lock, spec.environments)
+            builds = source_builds(lock, spec.environments)
+            notes = {"source-builds": [b.to_json() for b in builds]}
+            return parsed_bytes(lock, text, notes), builds
 
         def make_lock(files: Mapping[str, MirrorFile]) -> str:
             lock = lock_of(files)
@@ -419,9 +423,13 @@ def _build_locked(
         save_outcome(mirror, plan, str(lock_blob), ran=ex.ran, hits=ex.hits, also=recs.ids())
         files = recs.files(outputs)
         recs.save(plan, walked, files)  # the next build's project records
-        notes = made_locks.get(blake3_hex(lock_bytes)) or lock_notes(lock_of(files), lock_bytes)
+        builds = _keep_parsed(
+            store,
+            made_locks.get(blake3_hex(lock_bytes)),
+            lambda: lock_notes(lock_of(files), lock_bytes),
+            blake3_hex(lock_bytes),
+        )
         made_locks.clear()
-        write_parsed(store.root / PARSED_LOCK, notes[0])
         switched = outputs.get(generation_rule.ID, Switched)
         manifest = outputs.get(manifest_rule.ID, Stored).blob
         made = (switched.number, str(manifest), switched.changed)
@@ -440,13 +448,12 @@ def _build_locked(
                 )
             ),
         )
-        union = {(p.release.name, str(p.release.version)) for s in selections for p in s.pins}
         return BuildResult(
             mirror=mirror,
             generation=made[0],
             digest=made[1],
             changed=made[2],
-            projects=len({n for n, _ in union}),
+            projects=len({p.release.name for s in selections for p in s.pins}),
             files=len(files),
             bytes_total=sum(r.size for r in files.values()),
             fetched=sum(1 for r in ex.ran if r.id.startswith("file:")),
@@ -456,7 +463,7 @@ def _build_locked(
             unknown_metadata=tuple(sorted({u for s in selections for u in s.unknown})),
             kept=kept_notes,
             warnings=tuple(warnings),
-            source_builds=tuple(notes[1]),
+            source_builds=tuple(builds),
             wheel_warnings=tuple(built.warnings),
             resolutions=resolutions,
         )
@@ -763,9 +770,10 @@ def _resolve_all(
         for dep_key, value in env_deps.items():
             deps.setdefault(dep_key, value)
     infos: dict[tuple[str, str], LockedRelease] = {}
+    keys = _ReleaseKeys()
     for sel in selections:
         for pin in sel.pins:
-            key: tuple[str, str] = (pin.release.name, str(pin.release.version))
+            key = keys.of(pin.release)
             if key in infos:
                 continue
             d = deps.get(key) or Dependencies((), None)
@@ -1053,11 +1061,12 @@ def _make_lock(
     :func:`locked_environments` gives for them (one build makes them once: they do not
     depend on the files, and a lock writer given the same objects writes them once)."""
     rel_files: dict[tuple[str, str], dict[str, LockedFile]] = {}
+    keys = _ReleaseKeys()
     # A file is in most environments' selections: it is written once, as the last
     # environment (and pin) that selects it gives it (taken in reverse, the first one).
     for sel in reversed(selections):
         for pin in reversed(sel.pins):
-            key: tuple[str, str] = (pin.release.name, str(pin.release.version))
+            key = keys.of(pin.release)
             chosen = env_files(pin.release, sel.env, sdists=sel.sdists)
             fmap = rel_files.get(key)
             if fmap is None:
@@ -1123,6 +1132,23 @@ def _make_lock(
     )
 
 
+class _ReleaseKeys:
+    """(name, version text) of releases, each made once: every environment pins the same
+    release objects, and ``str`` of a ``Version`` is made anew on each call (100 000 of
+    them in a 5 000-project rebuild)."""
+
+    def __init__(self) -> None:
+        self._made: dict[int, tuple[Release, tuple[str, str]]] = {}
+
+    def of(self, release: Release) -> tuple[str, str]:
+        known = self._made.get(id(release))
+        if known is not None and known[0] is release:
+            return known[1]
+        key = (release.name, str(release.version))
+        self._made[id(release)] = (release, key)  # (holding it: its id stays its own)
+        return key
+
+
 def locked_environments(
     selections: Sequence[EnvSelection],
 ) -> dict[str | None, list[LockedEnvironment]]:
@@ -1185,6 +1211,53 @@ def lock_skeleton(
     )
     text = dump_lock(lock, texts)
     return blake3_hex(text.encode("utf-8"))
+
+
+def _keep_parsed(
+    store: Store,
+    made: tuple[bytes, list[SourceBuild]] | None,
+    make: Callable[[], tuple[bytes, list[SourceBuild]]],
+    digest: str,
+) -> list[SourceBuild]:
+    """Keep the parsed form of the lock whose text has blake3 ``digest`` for the next build
+    (``store/parsed-lock-rows.json``) and give its source builds.
+
+    ``made``: its parsed form and source builds, when this build's lock node made them.
+    When the lock node was taken from the cache (the lock is one an earlier build made:
+    a requirement added and removed again), the parsed form kept before it, the previous
+    one, is that lock's when the digest says so: it becomes the current one again, and
+    its source builds are read from it. Only when neither holds this lock is the lock made
+    again from the files (``make``). The two files are a cache: any of them missing, torn
+    or of another lock costs that work, or the next build a TOML parse."""
+    current, previous = store.root / PARSED_LOCK, store.root / PARSED_PREVIOUS
+    if made is None:
+        for found in (current, previous):
+            builds = _kept_source_builds(found, digest)
+            if builds is None:
+                continue
+            if found == previous:  # the last two locks change places
+                aside = store.root / f"{PARSED_PREVIOUS}.swap"
+                for old, new in ((current, aside), (previous, current), (aside, previous)):
+                    with contextlib.suppress(OSError):
+                        old.replace(new)
+            return builds
+        made = make()
+    with contextlib.suppress(OSError):
+        current.replace(previous)
+    write_parsed(current, made[0])
+    return made[1]
+
+
+def _kept_source_builds(path: Path, digest: str) -> list[SourceBuild] | None:
+    """The source builds a kept parsed lock of the lock with blake3 ``digest`` holds;
+    None when ``path`` is not that (absent, torn, of another lock or form)."""
+    try:
+        data = parsed_data(path, digest)
+        if data is None:
+            return None
+        return [SourceBuild.from_json(b) for b in data["source-builds"]]
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _entry_bytes(store: Store, manifest: Digest, rel: str) -> bytes:

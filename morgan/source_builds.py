@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -64,6 +65,19 @@ class SourceBuild:
         return (
             f"{self.env}: {self.name} {self.version} only as sdist ({self.sdist}) — {needs} "
             f"and its build requirements ({reqs}), mirrored"
+        )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SourceBuild:
+        """Read back what :meth:`to_json` gave."""
+        return cls(
+            env=str(data["environment"]),
+            name=str(data["name"]),
+            version=str(data["version"]),
+            sdist=str(data["sdist"]),
+            role=data["role"],
+            toolchain=str(data["toolchain"]),
+            build_requires=tuple(str(r) for r in data["build-requires"]),
         )
 
     def to_json(self) -> dict[str, object]:

@@ -194,3 +194,52 @@ def test_a_cache_of_the_earlier_format_is_not_read(tmp_path: Path) -> None:
     parsed.write_text(json.dumps({"blake3": blake3_hex(text), "lock": to_data(lock)}))
     assert lock_mod.read_parsed(parsed, blake3_hex(text)) is None
     assert load(path, parsed=parsed) == lock
+
+
+def _source_builds(ws: Path) -> list[object]:
+    proc = morgan(ws, "verify", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return sorted(json.loads(proc.stdout)["source-builds"], key=json.dumps)
+
+
+def test_a_lock_built_again_takes_the_parsed_form_kept_before_it(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Add a requirement and remove it again: the last lock is one an earlier build made
+    (its lock node is taken from the cache). The parsed lock kept for the next build is
+    still exactly this lock's, and the build reports its source builds as verify does,
+    whether the previous parsed form is kept, damaged or gone."""
+    upstream.add_release("setuptools", "80.0", sdist=False)
+    upstream.add_release("wheel", "0.45.1", sdist=False)
+    upstream.add_release("morgan-test-backend", "1.0", sdist=False)
+    upstream.add_release("app", "1.0", requires_dist=["native"])
+    upstream.add_release("native", "2.0", wheels=["cp312-cp312-manylinux_2_17_x86_64"])
+    upstream.add_release("other", "1.0", wheels=[])  # an sdist only: built everywhere
+    ws = tmp_path / "ws"
+    store = ws / "mirror" / "store"
+
+    def built(requirements: list[str]) -> tuple[bytes, list[object]]:
+        write_spec(ws, upstream.url, requirements)
+        proc = morgan(ws, "build", "--json")
+        assert proc.returncode == 0, proc.stderr
+        lock_bytes = (ws / "mirror.lock").read_bytes()
+        read = lock_mod.read_parsed(store / lock_mod.PARSED_LOCK, blake3_hex(lock_bytes))
+        assert read == lock_mod.loads(lock_bytes.decode())
+        reported = sorted(json.loads(proc.stdout)["source-builds"], key=json.dumps)
+        assert reported == _source_builds(ws)
+        return lock_bytes, reported
+
+    first, first_builds = built(["app"])
+    assert first_builds  # native has no wheel for every environment
+    kept = (store / lock_mod.PARSED_LOCK).stat().st_ino
+    second, second_builds = built(["app", "other"])
+    assert second != first
+    assert len(second_builds) > len(first_builds)
+    assert built(["app"]) == (first, first_builds)  # from the previous parsed form
+    assert (store / lock_mod.PARSED_LOCK).stat().st_ino == kept  # taken, not made again
+    assert lock_mod.parsed_data(store / lock_mod.PARSED_PREVIOUS, blake3_hex(second))
+    assert built(["app", "other"]) == (second, second_builds)
+    (store / lock_mod.PARSED_PREVIOUS).write_bytes(b'{"blake3":"' + b"0" * 10)
+    assert built(["app"]) == (first, first_builds)  # damaged: made again
+    (store / lock_mod.PARSED_PREVIOUS).unlink()
+    assert built(["app", "other"]) == (second, second_builds)  # gone: made again
