@@ -300,11 +300,11 @@ def save(
 
 
 def _hash_lines(lines: Sequence[bytes | memoryview]) -> bytes:
-    """The blake3 (hex, ASCII) of the records file's body: each line and a newline."""
+    """The blake3 (hex, ASCII) of the records file's body: each line and a newline (the
+    runs joined once more: two copies of 30 MB cost less than 20 000 small hash calls)."""
     hasher = blake3()
-    for line in lines:
-        hasher.update(line)
-        hasher.update(b"\n")
+    for run in _runs(b"", lines, _RUN_BYTES):
+        hasher.update(run)
     return hasher.hexdigest().encode("ascii")
 
 
