@@ -39,7 +39,6 @@ _KEY = re.compile(r"[0-9a-f]{64}")
 
 PACK = "action-pack"  # under the store's root
 LOG = "log"  # in each fan-out folder: the entries builds appended
-_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _PACK_MAGIC = b"morgan-action-pack 1 "
 
 
@@ -226,16 +225,7 @@ class ActionCache:
         ``close``, no temporary file, no rename, no new inode."""
         log = self.root / key[:2] / LOG
         with self._log_lock:
-            try:
-                fd = fsio.in_fanout(lambda: os.open(log, _APPEND, 0o644), log.parent)
-            except OSError as exc:
-                raise fsio.write_error(exc, log) from exc
-            try:
-                fsio.write_all(fd, line)
-            except OSError as exc:
-                raise fsio.write_error(exc, log) from exc
-            finally:
-                os.close(fd)
+            fsio.append(log, line, fanout=True)
             loaded = self._logs.get(key[:2])
             if loaded is not None:
                 loaded[key] = text

@@ -281,10 +281,25 @@ def atomic_write(
     what :func:`replacing` does, for bytes at hand (an action entry per node: no file
     object, no context manager). ``fanout``: ``target``'s folder is a fan-out folder
     (:func:`in_fanout`)."""
+    atomic_write_runs(tmp_dir, target, (data,), mode=mode, durable=durable, fanout=fanout)
+
+
+def atomic_write_runs(
+    tmp_dir: Path,
+    target: Path,
+    runs: Iterable[bytes | memoryview],
+    *,
+    mode: int = 0o444,
+    durable: bool = True,
+    fanout: bool = False,
+) -> None:
+    """:func:`atomic_write` of the bytes of ``runs`` one after the other (a large file made
+    in parts is never whole in memory)."""
     fd, tmp = create_temp(tmp_dir)
     try:
         try:
-            write_all(fd, data)
+            for data in runs:
+                write_all(fd, data)
             if durable:
                 os.fsync(fd)
             os.fchmod(fd, mode)
@@ -301,35 +316,23 @@ def atomic_write(
         fsync_dir(target.parent)
 
 
-def atomic_write_runs(
-    tmp_dir: Path,
-    target: Path,
-    runs: Iterable[bytes | memoryview],
-    *,
-    mode: int = 0o444,
-    durable: bool = True,
-) -> None:
-    """:func:`atomic_write` of the bytes of ``runs`` one after the other (a large file made
-    in parts is never whole in memory)."""
-    fd, tmp = create_temp(tmp_dir)
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+
+def append(path: Path, data: bytes, *, fanout: bool = False, mode: int = 0o644) -> None:
+    """Append ``data`` to ``path`` in one ``write`` (the file, and its folder, made when
+    missing; ``fanout``: the folder is a fan-out folder, :func:`in_fanout`). Not fsynced:
+    for logs whose torn last line reads as no line (action entries, traces)."""
     try:
-        try:
-            for data in runs:
-                write_all(fd, data)
-            if durable:
-                os.fsync(fd)
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
-        in_folder(lambda: tmp.replace(target), target.parent)
+        fd = (in_fanout if fanout else in_folder)(lambda: os.open(path, _APPEND, mode), path.parent)
     except OSError as exc:
-        discard(tmp)
-        raise write_error(exc, target) from exc
-    except BaseException:
-        discard(tmp)
-        raise
-    if durable:
-        fsync_dir(target.parent)
+        raise write_error(exc, path) from exc
+    try:
+        write_all(fd, data)
+    except OSError as exc:
+        raise write_error(exc, path) from exc
+    finally:
+        os.close(fd)
 
 
 def replace_symlink(link: Path, target: str) -> None:

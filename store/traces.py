@@ -35,7 +35,6 @@ from store.digest import canonical_json
 from store.objects import Store
 
 TRACES = "traces"  # under the store's root
-_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
 def id_key(node_id: str) -> str:
@@ -122,16 +121,7 @@ class TraceLog:
         path = self.root / key[:2]
         with self._lock:
             self._files()  # before this build's first file exists
-            try:
-                fd = fsio.in_folder(lambda: os.open(path, _FLAGS, 0o644), self.root)
-            except OSError as exc:
-                raise fsio.write_error(exc, path) from exc
-            try:
-                fsio.write_all(fd, line)
-            except OSError as exc:
-                raise fsio.write_error(exc, path) from exc
-            finally:
-                os.close(fd)
+            fsio.append(path, line)
             loaded = self._loaded.get(key[:2])
             if loaded is not None:
                 loaded[key] = line[66:]
