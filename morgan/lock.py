@@ -406,13 +406,13 @@ def parsed_data(parsed: Path, digest: str) -> dict[str, Any] | None:
 def read_parsed(parsed: Path, digest: str) -> Lock | None:
     """The lock :func:`save_parsed` kept at ``parsed`` if it is the one whose TOML has
     blake3 ``digest``; else None."""
-    try:
-        data = json.loads(parsed.read_bytes())
-        if data["blake3"] != digest or data.get("format") != _PARSED_FORMAT:
-            return None
-        return _from_rows(data["lock"])
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    data = parsed_data(parsed, digest)
+    if data is None:
         return None  # absent, torn, of another lock or another format: parse the TOML
+    try:
+        return _from_rows(data["lock"])
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def _to_rows(lock: Lock) -> list[Any]:
