@@ -270,7 +270,11 @@ class Executor:
 
     def _run(self, node: Node[OutT], fn: Callable[[], OutT]) -> OutT:
         key = node.key
-        output = cached_output(self.cache, node, key) if node.cacheable else None
+        # Read once: the reason below is made from this entry, as it was before this node
+        # ran. Read again, it could be the entry a node with the same key (another view's
+        # render) appended meanwhile, and the reason would say "output missing (unknown)".
+        entry = self.cache.get(key) if node.cacheable else None
+        output = _complete(self.cache, node, entry)
         if output is not None:
             with self._lock:
                 made = self._made.get(key)
@@ -281,7 +285,7 @@ class Executor:
                 self.hits.append(node.id)
             self._reporter.node_finished(node, output, cached=True)
             return output
-        reason = self._reason(node, key)
+        reason = self._reason(node, entry)
         if node.cacheable:
             # Before its outputs exist: a node with the same key that finds them knows.
             with self._lock:
@@ -317,10 +321,11 @@ class Executor:
         self._reporter.node_finished(node, output, cached=False)
         return output
 
-    def _reason(self, node: Node[Any], key: str) -> str:
+    def _reason(self, node: Node[Any], entry: Json | None) -> str:
+        """Why ``node`` runs, from ``entry`` (its cache entry as read before it ran)."""
         if not node.cacheable:
             return explain(node, None, None, self.store)
-        return explain(node, self.cache.get(key), self._last(node), self.store)
+        return explain(node, entry, self._last(node), self.store)
 
     def _last(self, node: Node[Any]) -> Json | None:
         """The trace of ``node``'s last run: from the trace log, else (a store an older
@@ -332,7 +337,12 @@ class Executor:
 def cached_output(cache: ActionCache, node: Node[OutT], key: str | None = None) -> OutT | None:
     """The output of ``node`` cached under ``key`` (default: its key) if every blob it names
     is present; an entry that does not read as the node's output type is a miss."""
-    entry = cache.get(node.key if key is None else key)
+    return _complete(cache, node, cache.get(node.key if key is None else key))
+
+
+def _complete(cache: ActionCache, node: Node[OutT], entry: Json | None) -> OutT | None:
+    """The output ``entry`` names if it reads as ``node``'s output and its blobs are all
+    present, else None."""
     if entry is None:
         return None
     try:

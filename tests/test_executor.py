@@ -3,9 +3,10 @@ follows which is the plan graph's: tests/test_plan.py, tests/test_walk.py)."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from morgan.executor import Executor, Node
 from rules.rule import Json, Rule
@@ -105,6 +106,50 @@ def test_a_queued_node_is_run_by_the_thread_that_needs_it(tmp_path: Path) -> Non
         release.set()
         assert busy.result() == Text("busy")
     assert sorted(r.id for r in ex.ran) == ["page:busy", "page:queued"]
+
+
+def test_a_node_missing_its_entry_keeps_that_reason_when_its_twin_makes_one_meanwhile(
+    tmp_path: Path,
+) -> None:
+    # Two views' renders with one key, in two threads: the env-b render finds no entry
+    # and, before it says why it runs, the env-a render makes and appends one. env-b's
+    # reason is still what changed since its last run, never "output missing (unknown)".
+    store = Store(tmp_path / "store")
+    with Executor(store) as ex:
+        for view in ("render:env-a", "render:env-b"):
+            ex.run(node(view, "render", "a"), lambda: Text("a", (store.put_bytes(b"a").digest,)))
+    reading, made = threading.Event(), threading.Event()
+    with Executor(store) as ex:
+        get, put = ex.cache.get, ex.cache.put
+        waited: list[bool] = []
+
+        def slow_get(key: str) -> Any:
+            entry = get(key)
+            if threading.current_thread().name == "env-b" and not waited:
+                reading.set()
+                waited.append(made.wait(10))  # env-a runs and appends its entry now
+            return entry
+
+        def signalled_put(key: str, data: Any, **kw: Any) -> None:
+            put(key, data, **kw)
+            made.set()
+
+        ex.cache.get = slow_get  # type: ignore[method-assign]
+        ex.cache.put = signalled_put  # type: ignore[method-assign,assignment]
+
+        def render(view: str) -> None:
+            ex.run(node(view, "render", "b"), lambda: Text("b", (store.put_bytes(b"b").digest,)))
+
+        b = threading.Thread(target=render, args=("render:env-b",), name="env-b")
+        b.start()
+        assert reading.wait(10)
+        render("render:env-a")
+        b.join(10)
+    assert waited == [True]
+    assert sorted((r.id, r.reason) for r in ex.ran) == [
+        ("render:env-a", "parameter value changed"),
+        ("render:env-b", "parameter value changed"),
+    ]
 
 
 def test_two_nodes_with_one_key_both_run_with_their_own_reason(tmp_path: Path) -> None:
