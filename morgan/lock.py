@@ -295,18 +295,6 @@ def _edge_order(e: LockedEdge) -> tuple[str, ...]:
     return (e.kind, e.parent, e.child, e.requirement, e.parent_version, e.child_version)
 
 
-def _edge_items(e: LockedEdge) -> list[tuple[str, Any]]:
-    """An edge's keys in the lock, in order; None values are left out."""
-    return [
-        ("parent", e.parent),
-        ("child", e.child),
-        ("requirement", e.requirement),
-        ("kind", e.kind),
-        ("parent-version", e.parent_version or None),
-        ("child-version", e.child_version or None),
-    ]
-
-
 def _file_items(f: LockedFile) -> list[tuple[str, Any]]:
     """A file's keys in the lock, in order; None values are left out."""
     return [
@@ -518,65 +506,6 @@ def _env_from_rows(row: list[Any]) -> LockedEnvironment:
 
 def loads(text: str) -> Lock:
     return from_data(tomllib.loads(text))
-
-
-def to_data(lock: Lock) -> dict[str, Any]:
-    """The lock as the tables and arrays its TOML parses to (``from_data`` reads them)."""
-    data: dict[str, Any] = {"version": LOCK_VERSION, "spec-digest": lock.spec_digest}
-    if lock.environments:
-        data["environment"] = {e.name: _env_data(e) for e in lock.environments}
-    if lock.indexes:
-        data["index"] = {
-            i.name: {"environment": {e.name: _env_data(e) for e in i.environments}}
-            for i in lock.indexes
-        }
-    if lock.statuses:
-        data["project-status"] = [
-            {"name": s.name, "status": s.status, **({"reason": s.reason} if s.reason else {})}
-            for s in sorted(lock.statuses, key=lambda s: s.name)
-        ]
-    if lock.releases:
-        data["release"] = [
-            _release_data(r) for r in sorted(lock.releases, key=lambda r: (r.name, r.version))
-        ]
-    return data
-
-
-def _env_data(env: LockedEnvironment) -> dict[str, Any]:
-    out: dict[str, Any] = {"python": env.python, "platform": env.platform}
-    if env.members:
-        out["universal"] = list(env.members)
-    out["pins"] = [
-        {"name": p.name, "version": p.version, "role": p.role}
-        | ({"extras": list(p.extras)} if p.extras else {})
-        for p in sorted(env.pins, key=lambda p: (p.name, p.version, p.role))
-    ]
-    out["edges"] = [
-        {k: v for k, v in _edge_items(e) if v is not None}
-        for e in sorted(env.edges, key=_edge_order)
-    ]
-    if env.unknown_metadata:
-        out["unknown-metadata"] = sorted(env.unknown_metadata)
-    return out
-
-
-def _release_data(rel: LockedRelease) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "name": rel.name,
-        "version": rel.version,
-        "requires-dist": list(rel.requires_dist),
-    }
-    if rel.requires_python is not None:
-        out["requires-python"] = rel.requires_python
-    out["known"] = rel.known
-    out["metadata-source"] = rel.metadata_source
-    if rel.build_requires:
-        out["build-requires"] = list(rel.build_requires)
-    out["files"] = [
-        {k: v for k, v in _file_items(f) if v is not None}
-        for f in sorted(rel.files, key=lambda f: f.filename)
-    ]
-    return out
 
 
 def from_data(data: dict[str, Any]) -> Lock:

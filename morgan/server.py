@@ -172,13 +172,8 @@ def log_time() -> str:
     return text
 
 
-def http_date() -> str:
-    """The ``Date`` header value for now (recomputed once a second)."""
-    return http_date_bytes().decode("ascii")
-
-
 def http_date_bytes() -> bytes:
-    """:func:`http_date` as the bytes sent."""
+    """The ``Date`` header value for now, as the bytes sent (recomputed once a second)."""
     now = int(time.time())
     second, text = _DATE_CACHE[0]
     if second != now:

@@ -50,7 +50,6 @@ from morgan.source_builds import SourceBuild
 from morgan.spec import Policy
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
 from store.digest import Digest
-from store.errors import MissingObjectError
 from store.folders import FOLDERS, is_folder_object
 from store.objects import CHUNK_SIZE, Store
 from store.roots import roots
@@ -627,11 +626,3 @@ def missing_files(lock: Lock, bad: set[Digest]) -> list[tuple[str, LockedFile]]:
     """Locked files whose blob is missing or corrupt (what ``--repair`` can re-fetch)."""
     hexes = {d.hex for d in bad}
     return [(p, f) for p, f in locked_files(lock) if f.blake3 in hexes]
-
-
-def object_is_missing(store: Store, digest: Digest) -> bool:
-    try:
-        store.size(digest)
-    except MissingObjectError:
-        return True
-    return False

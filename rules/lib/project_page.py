@@ -298,10 +298,6 @@ def _with_provenance(
     return replace(found, provenance_url=url)
 
 
-def _is_distribution_of(filename: str, project: NormalizedName) -> bool:
-    return _distribution_version(filename, project) is not None
-
-
 def _distribution_version(filename: str, project: NormalizedName) -> Version | None:
     """The version of ``filename`` when it is a wheel or sdist of ``project`` (a safe name
     that packaging parses); None otherwise."""
