@@ -129,7 +129,7 @@ class BuildOptions:
     offline: bool = False
     upgrade: bool | frozenset[str] = False
     materialize: Mode = "symlink"
-    workers: int = 8
+    workers: int = 16
     lock_timeout: float | None = 0.0
     reporter: Reporter | None = None
 

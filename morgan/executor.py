@@ -84,14 +84,19 @@ class Executor:
         self,
         store: Store,
         *,
-        workers: int = 8,
+        workers: int = 16,
         small_workers: int = 16,
         reporter: Reporter | None = None,
     ) -> None:
-        """``workers`` threads run file downloads (kind "fetch"), and as many more the
-        downloads of :data:`LARGE_FILE` bytes or more; ``small_workers`` run everything
-        else (pages, metadata, renders): a queue of large downloads never holds up the
-        small requests resolution is waiting for, nor the small files."""
+        """``workers`` threads run file downloads (kind "fetch"), and half as many more (at
+        least one) the downloads of :data:`LARGE_FILE` bytes or more; ``small_workers`` run
+        everything else (pages, metadata, renders): a queue of large downloads never holds
+        up the small requests resolution is waiting for, nor the small files.
+
+        A small file costs mostly a round trip, a large one the link's bandwidth: after
+        resolution, the files no download ahead could start are mostly small, and with 8
+        at a time at a 30 ms round trip they took longer than the bytes of the whole build
+        (docs/performance.md, "Small downloads after resolution")."""
         self.store = store
         self.cache = ActionCache(store, record=True)  # the next build's pack
         self.traces = TraceLog(store)  # each node's last run, for --explain
@@ -103,7 +108,9 @@ class Executor:
         self._reporter: Reporter = reporter or NullReporter()
         self._pool = ThreadPoolExecutor(max_workers=small_workers, thread_name_prefix="morgan")
         self._downloads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="morgan-dl")
-        self._large = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="morgan-dl-large")
+        self._large = ThreadPoolExecutor(
+            max_workers=max(1, workers // 2), thread_name_prefix="morgan-dl-large"
+        )
         self._lock = threading.Lock()
         # A running node's future; once it is done, only its output (or failure).
         self._futures: dict[str, Future[Any] | Output | _Failed] = {}

@@ -53,8 +53,8 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         "--jobs",
         "-j",
         type=int,
-        default=8,
-        help="parallel downloads (default 8), and as many of files of 4 MB or more",
+        default=16,
+        help="parallel downloads (default 16), and half as many of files of 4 MB or more",
     )
     add_wait_option(parser, "another build or gc")
 
