@@ -234,3 +234,33 @@ def test_a_resolution_that_cannot_succeed_downloads_nothing_for_it(
     downloads = [f for f in upstream.file_requests() if not f.endswith(".metadata")]
     assert not any(f.startswith("/files/zdep-") for f in downloads)
     assert not (ws / "mirror" / "index").exists()
+
+
+def _most_in_flight(upstream: FakeUpstream, window: float) -> int:
+    """The most wheel requests that arrived within ``window`` seconds of one another."""
+    at = sorted(r.at for r in upstream.requests if r.path.endswith(".whl"))
+    return max((sum(1 for t in at if s <= t < s + window) for s in at), default=0)
+
+
+def test_jobs_bounds_the_downloads_in_flight_and_the_default_runs_more_than_eight(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # Twelve small wheels, each answered after a second (pages and .metadata at once): a
+    # thread's next wheel request comes at least a second after its last one, so the
+    # wheel requests that arrive within less than a second were in flight together.
+    names = [f"small{i:02d}" for i in range(12)]
+    for name in names:
+        upstream.add_release(name, "1.0", sdist=False)
+    upstream.set_fault("/files/*.whl", Fault(delay=1.0))
+    ws = tmp_path / "two"
+    spec(ws, upstream.url, names, LINUX)
+    proc = morgan(ws, "build", "-j", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert len(served(ws)) == 24  # each wheel and its .metadata
+    assert _most_in_flight(upstream, 0.9) == 2
+    upstream.clear_requests()
+    ws = tmp_path / "default"
+    spec(ws, upstream.url, names, LINUX)
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    assert _most_in_flight(upstream, 0.9) > 8  # 16 at a time by default
