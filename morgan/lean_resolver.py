@@ -35,11 +35,12 @@ The loop is resolvelib 1.2's; with an older resolvelib the stock resolver runs u
 
 from __future__ import annotations
 
+import heapq
 import operator
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
-from resolvelib import Resolver
+from resolvelib import AbstractProvider, Resolver
 from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
 try:  # resolvelib >= 1.2 (resolvers is a package, with optimistic backjumping)
@@ -73,6 +74,7 @@ class _Dropped:
 
 
 _DROPPED: Any = _Dropped()
+_DONE: Any = object()  # _choose: every criterion is satisfied
 
 if LEAN:
 
@@ -89,6 +91,13 @@ if LEAN:
             self._unsorted = False
             self._order: dict[Any, int] = {}  # a name's position in the criteria
             self._touched: list[Any] = []  # names whose criterion the last pin replaced
+            # (preference, position, name) of the unsatisfied names, when the provider's
+            # preferences are local (see _next_name); None: make it at the next round.
+            self._heap: list[tuple[Any, int, Any]] | None = None
+            self._local = bool(getattr(self._p, "preference_is_local", False)) and (
+                type(self._p).narrow_requirement_selection
+                is AbstractProvider.narrow_requirement_selection
+            )
 
         # -- what changed --------------------------------------------------------------------
 
@@ -115,6 +124,69 @@ if LEAN:
                 self._unsorted = False
             return list(self._unsat)
 
+        def _unsat_now(self) -> dict[Any, None]:
+            """The unsatisfied names (recomputed from every criterion when unknown, which
+            also drops the preference heap); their order does not matter here."""
+            if self._unsat is None:
+                self._unsatisfied_names()
+                self._heap = None
+            if self._unsat is None:  # pragma: no cover - _unsatisfied_names sets it
+                raise RuntimeError("unsatisfied names unknown")
+            return self._unsat
+
+        def _heap_push(self, name: Any) -> None:
+            if self._heap is not None:
+                heapq.heappush(self._heap, (self._get_preference(name), self._order[name], name))
+
+        def _next_name(self, unsat: dict[Any, None]) -> Any:
+            """The unsatisfied name resolvelib's ``min(names, key=get_preference)`` picks,
+            from a heap kept across rounds (a provider whose preferences are local only).
+            An entry is (preference, position in the criteria, name): ties go to the first
+            in the criteria, as they do in ``min``. Entries of names satisfied since are
+            skipped; an entry whose preference is stale is checked against a fresh one
+            (a name whose criterion a pin replaced was pushed again with its new one)."""
+            if self._heap is None:
+                self._heap = [(self._get_preference(k), self._order[k], k) for k in unsat]
+                heapq.heapify(self._heap)
+            heap = self._heap
+            while True:
+                pref, pos, name = heap[0]
+                if name not in unsat:
+                    heapq.heappop(heap)
+                    continue
+                fresh = self._get_preference(name)
+                if fresh == pref:
+                    return name
+                heapq.heapreplace(heap, (fresh, pos, name))
+
+        def _choose(self) -> Any:
+            """The name resolvelib pins this round, or ``_DONE`` when every criterion is
+            satisfied."""
+            if self._local:
+                unsat = self._unsat_now()
+                if len(unsat) > 1:
+                    return self._next_name(unsat)
+                return next(iter(unsat), _DONE)
+            names = self._unsatisfied_names()
+            if len(names) <= 1:
+                return names[0] if names else _DONE
+            narrowed = list(
+                self._p.narrow_requirement_selection(
+                    identifiers=names,
+                    resolutions=self.state.mapping,
+                    candidates=IteratorMapping(
+                        self.state.criteria, operator.attrgetter("candidates")
+                    ),
+                    information=IteratorMapping(
+                        self.state.criteria, operator.attrgetter("information")
+                    ),
+                    backtrack_causes=self.state.backtrack_causes,
+                )
+            )
+            if not narrowed:
+                raise RuntimeError("narrow_requirement_selection returned 0 names")
+            return min(narrowed, key=self._get_preference) if len(narrowed) > 1 else narrowed[0]
+
         def _pinned(self, name: Any) -> set[Any]:
             """After ``name`` was pinned: the names that were satisfied before and are not
             now (resolvelib's "newly unsatisfied"), with the kept set updated otherwise."""
@@ -139,10 +211,12 @@ if LEAN:
             for k in touched:
                 if self._is_current_pin_satisfying(k, criteria[k]):
                     unsat.pop(k, None)
-                elif k not in unsat:
+                    continue
+                if k not in unsat:
                     if unsat and self._order[k] < self._order[next(reversed(unsat))]:
                         self._unsorted = True
                     unsat[k] = None
+                self._heap_push(k)  # its criterion changed: so may its preference
             return newly
 
         # -- bounded history -----------------------------------------------------------------
@@ -204,30 +278,10 @@ if LEAN:
                         self._unsat = None
                         continue
 
-                unsatisfied_names = self._unsatisfied_names()
-                if not unsatisfied_names:
+                name = self._choose()
+                if name is _DONE:
                     self._r.ending(state=self.state)
                     return self.state
-
-                if len(unsatisfied_names) > 1:
-                    narrowed = list(
-                        self._p.narrow_requirement_selection(
-                            identifiers=unsatisfied_names,
-                            resolutions=self.state.mapping,
-                            candidates=IteratorMapping(
-                                self.state.criteria, operator.attrgetter("candidates")
-                            ),
-                            information=IteratorMapping(
-                                self.state.criteria, operator.attrgetter("information")
-                            ),
-                            backtrack_causes=self.state.backtrack_causes,
-                        )
-                    )
-                else:
-                    narrowed = unsatisfied_names
-                if not narrowed:
-                    raise RuntimeError("narrow_requirement_selection returned 0 names")
-                name = min(narrowed, key=self._get_preference) if len(narrowed) > 1 else narrowed[0]
 
                 failure_criterion = self._attempt_to_pin_criterion(name)
 

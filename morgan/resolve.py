@@ -264,6 +264,10 @@ class _State:
 
 
 class _Provider(AbstractProvider[Req, Candidate, str]):
+    # get_preference reads only the identifier, its own criterion's information and the
+    # backtrack causes: the lean resolver keeps the unsatisfied names in a heap by it.
+    preference_is_local = True
+
     def __init__(
         self,
         env: Environment,
