@@ -9,7 +9,7 @@ pin still satisfies it, to find the names left to pin: N checks per round, N² p
 resolution, which is what made resolution CPU grow with the square of the projects.
 
 :class:`LeanResolver` runs resolvelib's own loop (:meth:`_LeanResolution.resolve` is that
-loop, step for step) with two changes that cannot alter its result:
+loop, step for step) with changes that cannot alter its result:
 
 - **The unsatisfied names are kept up to date instead of recomputed.** Whether a name is
   satisfied depends only on its criterion and its pin, and resolvelib replaces rather than
@@ -26,6 +26,23 @@ loop, step for step) with two changes that cannot alter its result:
   an ``OrderedDict``; both keep insertion order and pop the last item first): a copy of one
   takes half the memory. Six environments of 1 600 names each kept 64 states of about
   250 kB, ~60 MB of a 2 000-project build's peak; 16 dict states are ~14 MB.
+
+With a provider that says it reads the criteria only by identifier (``reads_by_identifier``:
+``get_preference`` reads the name's own criterion and the backtrack causes, ``find_matches``
+its requirements and incompatibilities by identifier; Morgan's provider), two more:
+
+- **The name to pin is taken from a heap.** resolvelib ranks every unsatisfied name by
+  ``get_preference`` each round to pin the least; in name order (Morgan's) the unsatisfied
+  names are a growing share of all, so that was ~N²/4 preference calls per environment,
+  a third of a 2 000-project cold build's CPU. A heap of (preference, position in the
+  criteria, name) is kept across rounds: a name is pushed again when a pin replaces its
+  criterion, an entry whose name is satisfied is dropped when it comes up, and the entry
+  that comes up is checked against a fresh preference; ties go to the first in the
+  criteria, as in ``min``. Whatever recomputes the unsatisfied set rebuilds the heap.
+- **A candidate's new criteria are an overlay, not a copy.** resolvelib copies every
+  criterion to add a candidate's few dependencies and writes the copy back over them all
+  when the pin holds (N entries per round); the lean round hands over only the criteria the
+  candidate adds or replaces, read over the current ones, and the update writes those.
 
 The round limit may grow with the resolution (``rounds_per_criterion``): an environment of
 N projects needs at least N rounds, so a fixed limit caps the size of what can be resolved.
@@ -75,6 +92,29 @@ class _Dropped:
 
 _DROPPED: Any = _Dropped()
 _DONE: Any = object()  # _choose: every criterion is satisfied
+_ABSENT: Any = object()
+
+
+class _Overlay(dict[Any, Any]):
+    """The criteria a candidate adds or replaces (its own items), read over the current
+    ones (``base``) by key: what resolvelib's ``_add_to_criteria`` and a provider that
+    reads its mappings only by identifier see of a whole copy. ``dict.update`` with it
+    writes only its own items."""
+
+    def __init__(self, base: dict[Any, Any]) -> None:
+        super().__init__()
+        self.base = base
+
+    def __missing__(self, key: Any) -> Any:
+        return self.base[key]
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or key in self.base
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        own = dict.get(self, key, _ABSENT)
+        return own if own is not _ABSENT else self.base.get(key, default)
+
 
 if LEAN:
 
@@ -94,7 +134,7 @@ if LEAN:
             # (preference, position, name) of the unsatisfied names, when the provider's
             # preferences are local (see _next_name); None: make it at the next round.
             self._heap: list[tuple[Any, int, Any]] | None = None
-            self._local = bool(getattr(self._p, "preference_is_local", False)) and (
+            self._local = bool(getattr(self._p, "reads_by_identifier", False)) and (
                 type(self._p).narrow_requirement_selection
                 is AbstractProvider.narrow_requirement_selection
             )
@@ -107,7 +147,15 @@ if LEAN:
 
         def _get_updated_criteria(self, candidate: Any) -> Any:
             self._touched = []  # a rejected candidate's criteria are thrown away
-            return super()._get_updated_criteria(candidate)
+            if not self._local:
+                return super()._get_updated_criteria(candidate)
+            # resolvelib copies every criterion to add a candidate's few dependencies, then
+            # writes the copy back over them all: N entries per round. The criteria this
+            # candidate adds or replaces, over the current ones, make the same update.
+            criteria = _Overlay(self.state.criteria)
+            for requirement in self._p.get_dependencies(candidate=candidate):
+                self._add_to_criteria(criteria, requirement, parent=candidate)
+            return criteria
 
         def _unsatisfied_names(self) -> list[Any]:
             if self._unsat is None:

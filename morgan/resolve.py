@@ -265,8 +265,10 @@ class _State:
 
 class _Provider(AbstractProvider[Req, Candidate, str]):
     # get_preference reads only the identifier, its own criterion's information and the
-    # backtrack causes: the lean resolver keeps the unsatisfied names in a heap by it.
-    preference_is_local = True
+    # backtrack causes, find_matches its requirements and incompatibilities by identifier
+    # only: the lean resolver keeps the unsatisfied names in a heap by preference and
+    # hands a round's new criteria over the current ones rather than in a whole copy.
+    reads_by_identifier = True
 
     def __init__(
         self,

@@ -122,7 +122,7 @@ class _LocalProvider(_Provider):
     it changes as pins add them), with ties, in a provider that says so: the lean resolver
     keeps a heap of the unsatisfied names instead of ranking all of them each round."""
 
-    preference_is_local = True
+    reads_by_identifier = True
 
     def get_preference(self, identifier: str, *args: Any, **kwargs: Any) -> Any:
         return -len(list(kwargs["information"][identifier])) % 3
