@@ -126,7 +126,13 @@ def start_tree(store: Store, mirror: Path, *, mode: Mode) -> TreeWriter:
     """A tree for the next generation, filled entry by entry and published by :func:`publish`."""
     folder = mirror / FOLDER
     fsio.make_dir(folder)
-    return TreeWriter(store, folder / f".tmp-{next_number(mirror)}-{os.getpid()}", mode=mode)
+    served = current_generation(mirror)
+    return TreeWriter(
+        store,
+        folder / f".tmp-{next_number(mirror)}-{os.getpid()}",
+        mode=mode,
+        previous=generation_path(mirror, served) if served is not None else None,
+    )
 
 
 def publish(

@@ -158,3 +158,28 @@ def test_expected_folders_are_made_while_entries_still_arrive(tmp_path: Path) ->
         rel: store.read_bytes(d) for rel, d in entries.items()
     }
     assert (tmp_path / "generations" / "1" / "simple" / "p1").resolve() == made[0]
+
+
+def test_unchanged_folders_are_linked_from_the_served_generation(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    entries = blobs(store, 70)
+    gens = tmp_path / "generations"
+    materialize(store, entries, gens / "1")
+    # Generation 1's link of simple/p4 made by hand to read otherwise: not taken from there.
+    (gens / "1" / "simple" / "p4").unlink()
+    (gens / "1" / "simple" / "p4").symlink_to("elsewhere")
+    changed = {**entries, "simple/p1/new.whl": store.put_bytes(b"new").digest}
+    writer = TreeWriter(store, gens / ".tmp-2-1", previous=gens / "1")
+    writer.commit(gens / "2", changed)
+    assert tree(gens / "2") == {rel: store.read_bytes(d) for rel, d in changed.items()}
+    for folder in ("simple/p2", "env/linux/simple/p1", "env/linux/simple/p4"):
+        old, new = (gens / "1" / folder).lstat(), (gens / "2" / folder).lstat()
+        assert (new.st_ino, new.st_nlink) == (old.st_ino, 2)  # the same symlink, linked
+    for folder in ("simple/p1", "simple/p4"):  # changed, or not the link it needs
+        assert (gens / "2" / folder).lstat().st_nlink == 1
+        assert (gens / "2" / folder).readlink().parts[:5] == ("..", "..", "..", "store", "folders")
+    # A previous generation that is gone: every link is made.
+    writer = TreeWriter(store, gens / ".tmp-3-1", previous=gens / "9")
+    writer.commit(gens / "3", changed)
+    assert tree(gens / "3") == tree(gens / "2")
+    assert (gens / "3" / "simple" / "p2").lstat().st_nlink == 1
