@@ -53,7 +53,7 @@ from morgan.generations import (
     switch_to,
 )
 from morgan.generations import start_tree as start_generation_tree
-from morgan.incremental import previous_spec, resolve_change
+from morgan.incremental import Carried, previous_spec, resolve_change
 from morgan.lock import (
     BUILT_URL,
     PARSED_LOCK,
@@ -712,7 +712,14 @@ def _resolve_all(
             if index in before and locked_env is not None:
                 was = [*before[index].requirements, *_private_roots(aud, env, catalog)]
                 run, how = resolve_change(
-                    env, roots, was, locked_env, env_catalog, policy, reporter=fetch_ahead
+                    env,
+                    roots,
+                    was,
+                    locked_env,
+                    env_catalog,
+                    policy,
+                    reporter=fetch_ahead,
+                    carry=True,
                 )
                 incremental = run is not None
                 if run is None:
@@ -723,7 +730,10 @@ def _resolve_all(
                 fetch_ahead = _FetchAhead(catalog, env, sdists=spec.policy.sdists)
                 run = resolve(env, roots, env_catalog, policy, reporter=fetch_ahead)
             notes[aud.label(env.name)] = how
-            _absorb(sel, run, "run", deps)
+            if isinstance(run, Carried):
+                _absorb_carried(sel, run, deps)
+            else:
+                _absorb(sel, run, "run", deps)
             if index is None:  # input locks feed the default index
                 for item in lock_inputs:
                     _add_lock_input(sel, item, deps, catalog)
@@ -735,7 +745,7 @@ def _resolve_all(
                 )
             if spec.policy.build_dependencies:
                 _resolve_build_deps(
-                    env, sel, aud, run=run, catalog=catalog, old=old, policy=policy, deps=deps
+                    env, sel, aud, catalog=catalog, old=old, policy=policy, deps=deps
                 )
         except BuildError as exc:
             if index is None:
@@ -856,6 +866,20 @@ def _absorb(
         sel.unknown.add(f"{n} {v}: {src}")
 
 
+def _absorb_carried(
+    sel: EnvSelection, carried: Carried, deps: dict[tuple[str, str], Dependencies]
+) -> None:
+    """:func:`_absorb` of a run resolution, for the lock's pins and edges carried as they
+    are (morgan/incremental.py): the same pins in the same order, the same edges, unknown
+    metadata and dependencies, into a selection that holds nothing yet."""
+    none = Dependencies((), None)
+    for name, version, rel, extras in carried.pins:
+        sel.pins.append(Pin(rel, "run", extras))
+        deps.setdefault((name, version), carried.dependencies.get(name) or none)
+    sel.edges.update(carried.edges)
+    sel.unknown.update(carried.unknown)
+
+
 def _add_lock_input(
     sel: EnvSelection,
     item: LockedInput,
@@ -967,7 +991,6 @@ def _resolve_build_deps(
     sel: EnvSelection,
     aud: Audience,
     *,
-    run: Resolution,
     catalog: UpstreamCatalog,
     old: Lock | None,
     policy: Policy,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -28,7 +29,7 @@ from resolvelib import BaseReporter
 
 from morgan.environments import Environment
 from morgan.errors import BuildError, SpecError
-from morgan.lock import Lock, LockedEnvironment
+from morgan.lock import Lock, LockedEdge, LockedEnvironment
 from morgan.resolve import (
     SPEC,
     Candidate,
@@ -73,6 +74,21 @@ def _applying(env: Environment, requirements: Sequence[str]) -> dict[str, None]:
     )
 
 
+@dataclass(slots=True)
+class Carried:
+    """An environment's run selection after a change that removed nothing: the lock's run
+    pins and edges carried as they are, plus what the new requirements' closure brought.
+    It is exactly what the run :class:`Resolution` of the kept pins united with the new
+    closure gives once recorded in a selection (``build._absorb``), without making that
+    Resolution: the lock's edge objects are the selection's, each pin's version text is
+    the lock's (``tests/test_incremental.py`` compares the two ways)."""
+
+    pins: list[tuple[NormalizedName, str, Release, frozenset[str]]]  # by name
+    edges: set[LockedEdge]
+    unknown: set[str]  # "name version: source", as a selection records them
+    dependencies: dict[NormalizedName, Dependencies]
+
+
 def resolve_change(  # noqa: PLR0917 - the before/after pair reads best positionally
     env: Environment,
     requirements: Sequence[str],
@@ -82,10 +98,13 @@ def resolve_change(  # noqa: PLR0917 - the before/after pair reads best position
     policy: Policy,
     *,
     reporter: BaseReporter[Req, Candidate, str] | None = None,
-) -> tuple[Resolution | None, str]:
+    carry: bool = False,
+) -> tuple[Resolution | Carried | None, str]:
     """``requirements`` (were ``before``) resolved for ``env`` keeping ``locked``'s run
     pins, and what was done (for ``--explain``); no resolution when the full resolution
-    must decide, and why (see the module's docstring)."""
+    must decide, and why (see the module's docstring). With ``carry``, a change that
+    removed nothing gives :class:`Carried` (the lock's pins and edges as they are) rather
+    than a Resolution."""
     now, was = _applying(env, requirements), _applying(env, before)
     spec_edges = {e.requirement for e in locked.edges if e.parent == SPEC and e.kind == "run"}
     if spec_edges != set(was):
@@ -99,6 +118,8 @@ def resolve_change(  # noqa: PLR0917 - the before/after pair reads best position
                 return None, f"the locked {p.name} {p.version} cannot be kept as it is"
             kept[NormalizedName(p.name)] = rel
     staying = [t for t in now if t in was]
+    if carry and len(staying) == len(was):
+        return _carry(env, now, was, locked, kept, catalog, policy, reporter)
     if len(staying) == len(was):
         base: Resolution | None = _as_locked(env, locked, kept, catalog)
     else:
@@ -123,6 +144,95 @@ def resolve_change(  # noqa: PLR0917 - the before/after pair reads best position
         note += f", {len(added) - len(unmet)} new requirement(s) already met"
     met = [Edge(SPEC, _name(t), t) for t in added if t not in unmet]
     return (_union(base, new, met) if added else base), note
+
+
+def _carry(  # noqa: PLR0917 - resolve_change's own values, handed on
+    env: Environment,
+    now: Mapping[str, None],
+    was: Mapping[str, None],
+    locked: LockedEnvironment,
+    kept: dict[NormalizedName, Release],
+    catalog: Catalog,
+    policy: Policy,
+    reporter: BaseReporter[Req, Candidate, str] | None,
+) -> tuple[Carried | None, str]:
+    """:func:`resolve_change` when nothing was removed: the lock's run pins and edges
+    carried as they are, united with the closure of the new requirements they do not meet
+    (what ``_union(_as_locked(...), new, met)`` recorded by ``build._absorb`` gives)."""
+    extras = {
+        NormalizedName(p.name): set(p.extras) for p in locked.pins if p.role == "run" and p.extras
+    }
+    versions: dict[NormalizedName, str] = {}
+    deps: dict[NormalizedName, Dependencies] = {}
+    unknown: set[str] = set()
+    none = Dependencies((), None)
+    for p in locked.pins:
+        if p.role != "run":
+            continue
+        name = NormalizedName(p.name)
+        rel = kept[name]
+        versions[name] = p.version  # (== str(rel.version): resolve_change checked it)
+        # As the resolver reads them: from the file it would (the lock's metadata).
+        wheels, sdists = usable_with_yanked(rel, env)
+        files = wheels or sdists
+        d = catalog.dependencies(rel, files[0]) if files else none
+        deps[name] = d
+        if not d.known:
+            unknown.add(f"{name} {p.version}: {d.source}")
+    # A run edge of the lock is the edge a selection records for it (kind "run", no
+    # versions) unless its parent reads as an sdist's ("name version": then build-system).
+    # (The lock's run edges are never otherwise; such a one is recorded as _absorb would.)
+    edges = {
+        e
+        if " " not in e.parent and not e.parent_version and not e.child_version
+        else LockedEdge(
+            e.parent, e.child, e.requirement, "build-system" if " " in e.parent else "run"
+        )
+        for e in locked.edges
+        if e.kind == "run"
+    }
+    note = f"kept {len(kept)} locked pins"
+    added = [t for t in now if t not in was]
+    base = Resolution(kept, {k: frozenset(v) for k, v in extras.items()}, (), ())
+    unmet = [t for t in added if not _met(t, base)]
+    pins = dict(kept)
+    if unmet:
+        try:
+            new = resolve(
+                env, unmet, catalog, policy, reporter=reporter, fixed=dict(sorted(kept.items()))
+            )
+        except BuildError:
+            return None, f"{', '.join(unmet)} conflicts with a locked pin"
+        fresh = len(set(new.pins) - set(kept))
+        note += f", resolved {', '.join(unmet)} against them ({fresh} more pins)"
+        for name, rel in new.pins.items():
+            if kept.get(name) is not rel:  # (a kept pin is its name's only candidate)
+                versions[name] = str(rel.version)
+            pins[name] = rel
+        for k, v in new.extras.items():
+            extras.setdefault(k, set()).update(v)
+        edges.update(
+            LockedEdge(
+                e.parent, e.child, e.requirement, "build-system" if " " in e.parent else "run"
+            )
+            for e in new.edges
+        )
+        unknown.update(f"{n} {v}: {src}" for n, v, src in new.unknown)
+        for k, d in new.dependencies.items():
+            deps.setdefault(k, d)
+    if len(unmet) < len(added):
+        note += f", {len(added) - len(unmet)} new requirement(s) already met"
+    edges.update(LockedEdge(SPEC, _name(t), t, "run") for t in added if t not in unmet)
+    carried = Carried(
+        pins=[
+            (name, versions[name], rel, frozenset(extras.get(name, ())))
+            for name, rel in sorted(pins.items())
+        ],
+        edges=edges,
+        unknown=unknown,
+        dependencies=deps,
+    )
+    return carried, note
 
 
 def _name(text: str) -> NormalizedName:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import shutil
 from pathlib import Path
 
+import pytest
+
+from morgan import build as build_module
+from morgan import cli, incremental
 from tests.build_scenario import morgan
 from tests.test_build_incremental import pins, spec
 from tests.upstream import FakeUpstream
@@ -80,3 +86,59 @@ def test_requirement_changes_keep_every_other_pin(upstream: FakeUpstream, tmp_pa
     assert _resolutions(proc.stderr) == [
         f"resolution {env}: resolved in full: --upgrade" for env in ("linux", "old")
     ]
+
+
+def test_carried_environments_give_the_lock_the_kept_resolution_gives(
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A change that removes nothing carries each environment's locked pins and edges as
+    they are (morgan/incremental.py, Carried): the same lock, byte for byte, and the same
+    generation as making the kept pins a Resolution and uniting the new closure with it."""
+    _graph(upstream)
+    upstream.add_release("top", "1.0", requires_dist=["mid>=1", "app[cli]; extra == 'all'"])
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top", "app"])
+    assert cli.main(["build", "-q", "-C", str(ws)]) == 0
+    upstream.add_release("leaf", "2.0")  # newer upstream: the kept leaf 1.0 stays
+    other = tmp_path / "other"
+    shutil.copytree(ws, other, symlinks=True)
+    # New: a closure with an extra of a kept pin, one requirement a kept pin already meets.
+    changed = ["top", "app", "other", "app[cli]", "leaf>=1", "top[all]"]
+    spec(ws, upstream.url, changed)
+    spec(other, upstream.url, changed)
+    capsys.readouterr()
+    assert cli.main(["build", "--explain", "-C", str(ws)]) == 0
+    carried = capsys.readouterr()
+    monkeypatch.setattr(
+        build_module,
+        "resolve_change",
+        functools.partial(incremental.resolve_change, carry=False),
+    )
+    assert cli.main(["build", "--explain", "-C", str(other)]) == 0
+    rebuilt = capsys.readouterr()
+    assert (ws / "mirror.lock").read_bytes() == (other / "mirror.lock").read_bytes()
+    digests = [
+        line
+        for out in (carried, rebuilt)
+        for line in (out.out + out.err).splitlines()
+        if line.startswith("generation digest")
+    ]
+    assert len(digests) == 2
+    assert digests[0] == digests[1]
+    for env in ("linux", "old"):
+        assert (
+            f"resolution {env}: kept 4 locked pins, resolved other, app[cli], top[all] against "
+            "them (2 more pins), 1 new requirement(s) already met"
+        ) in carried.err
+    assert _resolutions(carried.err) == _resolutions(rebuilt.err)
+    assert pins(ws) == {
+        "top": "1.0",
+        "mid": "1.0",
+        "leaf": "1.0",
+        "app": "1.0",
+        "other": "1.0",
+        "clidep": "1.0",
+    }
