@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--total-mb", type=int, default=1024, help="bytes of files in all (1024)")
     p.add_argument("--largest-mb", type=int, default=150, help="the largest file (150)")
     p.add_argument("--latency", type=float, default=0.0, help="seconds per request (0)")
-    p.add_argument("--jobs", type=int, default=8, help="morgan build --jobs (8)")
+    p.add_argument("--jobs", type=int, default=16, help="morgan build --jobs (16, its default)")
     p.add_argument("--out", type=Path, default=OUT, help=f"work and result folder ({OUT})")
     args = p.parse_args(argv)
     if shutil.which("curl") is None:
