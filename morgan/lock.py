@@ -324,7 +324,7 @@ def _file_items(f: LockedFile) -> list[tuple[str, Any]]:
 def load(path: Path, *, parsed: Path | None = None) -> Lock | None:
     """Read ``path``; None when it does not exist; BuildError when it is unreadable.
 
-    ``parsed``: where :func:`save_parsed` keeps the last lock already parsed (a cache in the
+    ``parsed``: where :func:`write_parsed` keeps the last lock already parsed (a cache in the
     store). When it holds this lock (same blake3 of the bytes), the TOML parse is skipped:
     parsing 5 MB of TOML takes seconds in pure Python, the JSON a few tens of milliseconds.
     """
@@ -344,16 +344,10 @@ def load(path: Path, *, parsed: Path | None = None) -> Lock | None:
         ) from None
 
 
-def save_parsed(parsed: Path, lock: Lock, text: bytes) -> None:
-    """Keep ``lock`` (whose TOML is ``text``) for :func:`load` to find without parsing.
-
-    A cache: written without fsync, checked by digest when read, its loss costs one parse.
-    """
-    write_parsed(parsed, parsed_bytes(lock, text))
-
-
 def write_parsed(parsed: Path, data: bytes) -> None:
-    """Keep what :func:`parsed_bytes` gave (best effort: a cache)."""
+    """Keep what :func:`parsed_bytes` gave, for :func:`load` to find the lock without
+    parsing. A cache: written without fsync, checked by digest when read, its loss costs
+    one parse (best effort)."""
     with contextlib.suppress(OSError, StoreError):
         fsio.atomic_write(parsed.parent, parsed, data, durable=False)
 
@@ -364,7 +358,7 @@ _PARSED_FORMAT = 2
 
 
 def parsed_bytes(lock: Lock, text: bytes, notes: Mapping[str, Any] | None = None) -> bytes:
-    """What :func:`save_parsed` writes for ``lock``, whose TOML is ``text``; ``notes``:
+    """What :func:`write_parsed` keeps for ``lock``, whose TOML is ``text``; ``notes``:
     more of what a build knows of this lock, kept beside it (read by :func:`parsed_data`)."""
     data = {
         "blake3": blake3_hex(text),
@@ -392,7 +386,7 @@ def parsed_data(parsed: Path, digest: str) -> dict[str, Any] | None:
 
 
 def read_parsed(parsed: Path, digest: str) -> Lock | None:
-    """The lock :func:`save_parsed` kept at ``parsed`` if it is the one whose TOML has
+    """The lock :func:`write_parsed` kept at ``parsed`` if it is the one whose TOML has
     blake3 ``digest``; else None."""
     data = parsed_data(parsed, digest)
     if data is None:

@@ -23,7 +23,8 @@ from morgan.lock import (
     dumps,
     from_data,
     load,
-    save_parsed,
+    parsed_bytes,
+    write_parsed,
 )
 from store.digest import blake3_hex
 from tests.build_scenario import morgan
@@ -117,7 +118,7 @@ def test_a_saved_lock_is_read_without_parsing_toml(
     parsed.parent.mkdir()
     text = dumps(lock).encode()
     path.write_bytes(text)
-    save_parsed(parsed, lock, text)
+    write_parsed(parsed, parsed_bytes(lock, text))
 
     def no_toml(_text: str) -> object:
         raise AssertionError("parsed the TOML although the cache holds this lock")
@@ -129,7 +130,7 @@ def test_a_saved_lock_is_read_without_parsing_toml(
 def test_a_hand_edited_lock_is_read_as_edited(tmp_path: Path) -> None:
     lock, path, parsed = rich_lock(), tmp_path / "mirror.lock", tmp_path / "p.json"
     text = dumps(lock).encode()
-    save_parsed(parsed, lock, text)
+    write_parsed(parsed, parsed_bytes(lock, text))
     path.write_bytes(text.replace(b'version = "0.9"', b'version = "0.8"'))
     read = load(path, parsed=parsed)
     assert read is not None
@@ -180,7 +181,7 @@ def test_the_cache_reads_back_as_the_toml_does_whatever_order_the_lock_was_made_
     )
     text = dumps(shuffled).encode()
     parsed = tmp_path / "p.json"
-    save_parsed(parsed, shuffled, text)
+    write_parsed(parsed, parsed_bytes(shuffled, text))
     assert lock_mod.read_parsed(parsed, blake3_hex(text)) == lock_mod.loads(text.decode())
 
 
