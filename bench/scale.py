@@ -15,17 +15,23 @@ for wall time, peak RSS and upstream requests:
 then the store's size. The last column divides the largest size's figure by the smallest's
 and by the size ratio: 1.0 is linear growth, below 1 is better than linear.
 
-The latency floor printed for the cold build is what no client can beat on this upstream:
-``max(depth, requests / connections) × latency``, where depth is the number of sequential
-round trips the dependency graph forces (two per level: a page, then a release's metadata),
-requests the cold build's own request count and connections the builder's parallel
-connections (8 download workers + 8 page/metadata workers). ``--quick`` runs two tiny sizes
+The latency floor printed for the cold build is what no client with the builder's
+parallelism can beat on this upstream: ``max(depth, requests / connections) × latency``,
+where depth is the number of sequential round trips the dependency graph forces (two per
+level: a page, then a release's metadata), requests the cold build's own request count and
+connections the builder's parallel connections, read from its defaults (``-j`` download
+threads plus the threads that fetch pages and metadata: 16 + 16; the scale graph has no
+file of 4 MB or more, which would get their own threads). Until the ninth round this
+counted 16 connections (as if 8 + 8) while the builder had 24 and then 32: the floor was
+too high, and the cold build looked closer to it than it was.
+``--quick`` runs two tiny sizes
 with no latency: the shape of the table, never its times (tests/test_bench_smoke.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import shutil
@@ -42,6 +48,8 @@ if __package__ in (None, ""):  # run as a script: make `bench`, `tests`, `morgan
 from bench.graph import EXTRA_REQUIREMENT, Graph, Release, make_graph, publish
 from bench.measure import measure
 from bench.tools import ROOT, Target, tree_bytes
+from morgan.build import BuildOptions
+from morgan.executor import Executor
 from tests.upstream import FakeUpstream
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -56,7 +64,16 @@ TARGETS = (
     Target("windows-311", "3.11", "win_amd64"),
     Target("mac", "3.13", "macosx_14_0_arm64"),
 )
-CONNECTIONS = 16
+
+
+def _connections() -> int:
+    """The builder's parallel connections: its download threads (``-j``'s default) and
+    the executor's threads for pages and metadata (each thread has its own session)."""
+    small = int(inspect.signature(Executor).parameters["small_workers"].default)
+    return BuildOptions().workers + small
+
+
+CONNECTIONS = _connections()
 # Real dependency graphs are 10-20 levels deep whatever their size: the scale graph keeps its
 # chains this deep and grows their number with the size instead.
 MAX_DEPTH = 15
