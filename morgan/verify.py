@@ -177,6 +177,7 @@ def _tree_entries(root: Path, folders: Path) -> dict[str, tuple[str | None, str]
     all it costs."""
     found: dict[str, tuple[str | None, str]] = {}
     shared = os.path.abspath(folders)  # noqa: PTH100 - plain strings, see above
+    shared_name = os.path.basename(shared)  # noqa: PTH119
     pending = [("", os.path.abspath(root))]  # noqa: PTH100
     while pending:
         prefix, folder = pending.pop()
@@ -184,6 +185,13 @@ def _tree_entries(root: Path, folders: Path) -> dict[str, tuple[str | None, str]
             rel = prefix + entry.name
             if entry.is_symlink():
                 target = os.readlink(entry.path)  # noqa: PTH115 - plain strings, see above
+                # A folder object is <folders>/<2 hex>/<64 hex>: a target whose last three
+                # parts are plain names and the first of them not the folders' name cannot
+                # resolve to one (the link to a blob, one per file), and needs no normpath.
+                parts = target.rsplit("/", 3)
+                if len(parts) == 4 and parts[1] != shared_name and _plain(parts[1:]):
+                    found[rel] = (target, folder)
+                    continue
                 real = os.path.normpath(os.path.join(folder, target))  # noqa: PTH118
                 if is_folder_object(real, shared) and entry.is_dir():
                     pending.append((rel + "/", real))
@@ -194,6 +202,11 @@ def _tree_entries(root: Path, folders: Path) -> dict[str, tuple[str | None, str]
             else:
                 found[rel] = (None, folder)
     return found
+
+
+def _plain(names: list[str]) -> bool:
+    """Whether none of ``names`` is empty, ``.`` or ``..`` (normpath keeps them as they are)."""
+    return not any(name in ("", ".", "..") for name in names)
 
 
 def read_manifest_entries(path: Path) -> dict[str, Digest]:
