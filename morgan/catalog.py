@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement
 from packaging.specifiers import SpecifierSet
@@ -48,15 +50,16 @@ from morgan.resolve import (
 from morgan.spec import listed_files
 from morgan.universal import UniversalTarget
 from rules import fetch, metadata, page, provenance
-from rules.errors import InputError, MetadataError, RuleError
+from rules.errors import InputError, MetadataError, RuleError, UpstreamError
 from rules.fetch import Fetched
 from rules.lib.fetch import Downloader, fetch_metadata
-from rules.lib.metadata import filename_project
+from rules.lib.metadata import filename_project, wheel_metadata_bytes
 from rules.lib.project_page import sdist_head, wheel_head
+from rules.lib.ranged import RangeFile, RangesUnsupportedError
 from rules.metadata import MetadataOut
 from rules.model import NormalizedName, ProjectPage, UpstreamFile
 from rules.page import PageOut
-from rules.wheel_metadata import Extracted
+from rules.wheel_metadata import Extracted, metadata_bytes
 from store.digest import Digest
 from store.errors import IntegrityError
 from store.objects import Store
@@ -65,6 +68,11 @@ _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+!~-]*$")
 # The largest wheel the crawl downloads on a guess when upstream offers no PEP 658
 # ``.metadata`` for it (what a wrong guess may cost, per guess).
 GUESS_MAX_BYTES = 64 * 1024 * 1024
+# A wheel without ``.metadata`` at least this large has its METADATA read with range
+# requests (rules/lib/ranged.py) rather than by downloading it first; below, the download
+# is one request and costs less than the two or three ranges.
+RANGE_MIN_BYTES = 1024 * 1024
+ENV_RANGES = "MORGAN_METADATA_RANGES"  # "0": never read METADATA with range requests
 
 
 def _chain(src: Future[Any], dst: Future[Any]) -> None:
@@ -223,6 +231,13 @@ class UpstreamCatalog:
         self.withheld: dict[NormalizedName, str] = {}  # name -> what exclude-newer hid
         self.statuses: dict[str, tuple[str, str]] = {}  # name -> PEP 792 (status, reason)
         self._metadata_by_hash: dict[str, Future[Digest] | Digest] = {}
+        # Wheels whose METADATA this build read with range requests (url -> its blob), and
+        # large wheels without .metadata it downloaded (url -> the fetch): each pair is
+        # compared once both are known (see _ranged_metadata).
+        self._ranged: dict[str, Digest] = {}
+        self._downloaded: dict[str, Fetched] = {}
+        self._ranges = os.environ.get(ENV_RANGES, "1").strip() != "0"
+        self._no_ranges: set[str] = set()  # hosts that answered a range with the whole file
         self._mutex = threading.Lock()
         self.private = private_releases(private)
         self._locked = self._locked_names()
@@ -442,7 +457,7 @@ class UpstreamCatalog:
         in the store until gc). None otherwise."""
         if self.offline or f.url.startswith("file:"):
             return None
-        if f.core_metadata:
+        if f.core_metadata or self._by_ranges(f):
             return self.executor.submit(self.metadata_node(f), lambda: self._metadata(f))
         if not f.filename.endswith(".whl") or f.size is None or f.size > GUESS_MAX_BYTES:
             return None
@@ -536,6 +551,8 @@ class UpstreamCatalog:
             out = fetch.run(self.client, self.store, f)
         except InputError as exc:
             raise BuildError(str(exc)) from None
+        if self._rangeable(f):
+            self._check_ranged(f, out)
         self._alias(f, out)
         return out
 
@@ -581,9 +598,84 @@ class UpstreamCatalog:
                 read_from = self._pep658_metadata(f)
                 data = self.store.read_bytes(read_from)
                 return metadata.from_core_metadata(data, read_from, "PEP 658 .metadata")
+            ranged = self._ranged_metadata(f)
+            if ranged is not None:
+                return ranged
             return metadata.from_wheel(self.store, self.fetch(f), f.filename)
         except MetadataError as exc:
             raise BuildError(f"{f.filename}: {exc}") from None
+
+    def _by_ranges(self, f: UpstreamFile) -> bool:
+        """Whether ``f``'s METADATA is read with range requests (rules/lib/ranged.py): a
+        wheel of :meth:`_rangeable` from a host not known to ignore ranges."""
+        return self._rangeable(f) and urlsplit(f.url).netloc not in self._no_ranges
+
+    def _rangeable(self, f: UpstreamFile) -> bool:
+        """A wheel upstream offers no ``.metadata`` for, of :data:`RANGE_MIN_BYTES` or more
+        (or of unknown size), from an HTTP upstream: its METADATA may be read with ranges
+        (then its download is checked against it: :meth:`_check_ranged`)."""
+        return (
+            self._ranges
+            and not f.core_metadata
+            and not self.offline
+            and f.filename.endswith(".whl")
+            and f.url.startswith(("https:", "http:"))
+            and (f.size is None or f.size >= RANGE_MIN_BYTES)
+            and hasattr(self.client, "get_range")
+        )
+
+    def _ranged_metadata(self, f: UpstreamFile) -> MetadataOut | None:
+        """``f``'s dependencies from its METADATA read with range requests, or None: not a
+        wheel for that (:meth:`_by_ranges`), already downloaded, or the server does not
+        serve ranges (or the zip needs too many): then the download is read, and reports
+        whatever is wrong with the wheel."""
+        if not self._by_ranges(f) or self.executor.cached(fetch.node(f)) is not None:
+            return None
+        get_range = self.client.get_range  # type: ignore[attr-defined]
+        try:
+            view = RangeFile(lambda first, last: get_range(f.url, first, last), size=f.size)
+            data = wheel_metadata_bytes(view, f.filename)  # type: ignore[arg-type]
+        except RangesUnsupportedError as exc:
+            if exc.by_server:  # the host's other wheels are read from their downloads too
+                with self._mutex:
+                    self._no_ranges.add(urlsplit(f.url).netloc)
+            return None
+        except (MetadataError, UpstreamError):
+            return None
+        blob = self.store.put_bytes(data)
+        with self._mutex:
+            self._ranged[f.url] = blob.digest
+            downloaded = self._downloaded.get(f.url)
+        if downloaded is not None:
+            self._same_metadata(f, blob.digest, downloaded)
+        return metadata.from_core_metadata(data, blob.digest, "wheel METADATA")
+
+    def _check_ranged(self, f: UpstreamFile, out: Fetched) -> None:
+        """``f`` is downloaded: if its METADATA was read with ranges, in this build or in
+        one before whose output the resolver reused (its ``about`` is then not the wheel),
+        it must be the verified wheel's."""
+        with self._mutex:
+            self._downloaded[f.url] = out
+            ranged = self._ranged.get(f.url)
+        if ranged is None:
+            earlier = self.executor.cached(self.metadata_node(f))
+            if earlier is not None and earlier.about and earlier.about[0] != out.blob:
+                ranged = earlier.about[0]
+        if ranged is not None:
+            self._same_metadata(f, ranged, out)
+
+    def _same_metadata(self, f: UpstreamFile, ranged: Digest, wheel: Fetched) -> None:
+        """The METADATA read with ranges must be the verified wheel's: the range bytes are
+        covered by no hash, the downloaded wheel by its sha256. When it is not, what the
+        resolver read is forgotten (no later build reuses it) and the build stops."""
+        data = metadata_bytes(self.store, wheel.blob, f.filename)
+        if Digest.of(data) != ranged:
+            self.executor.cache.remove(self.metadata_node(f).key)
+            raise BuildError(
+                f"{f.filename}: the METADATA read with range requests is not the one in the"
+                f" downloaded wheel (the server sends other bytes for a range): build again"
+                f" with {ENV_RANGES}=0 to read each wheel only once it is downloaded"
+            )
 
     def _pep658_metadata(self, f: UpstreamFile) -> Digest:
         """The blob of ``f``'s ``.metadata``, fetched once per advertised hash.

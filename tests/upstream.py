@@ -117,6 +117,7 @@ class FakeUpstream:
         self.html_only = False
         self.json_only = False
         self.metadata_enabled = True
+        self.ranges = True  # False: a Range header is ignored, the whole file is sent (200)
         self.absolute_urls = True
         self.legacy_dist_info_metadata = False
         self.latency = 0.0
@@ -406,7 +407,8 @@ class FakeUpstream:
         if path == "/simple":
             return redirect_response("/simple/")
         if path.startswith("/files/"):
-            return self._file(path.removeprefix("/files/"), headers.get("range"))
+            wanted = headers.get("range") if self.ranges else None
+            return self._file(path.removeprefix("/files/"), wanted)
         if path.startswith("/integrity/") and path.endswith("/provenance"):
             with self._lock:
                 body = self.provenances.get(path.split("/")[2])

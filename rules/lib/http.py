@@ -14,6 +14,7 @@ import email.utils
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -74,6 +75,18 @@ class PageResponse:
     content_type: str
     url: str  # the final URL after redirects, without credentials
     etag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RangeBody:
+    """Part of a file: its bytes from ``start``, and the whole file's size."""
+
+    start: int
+    data: bytes
+    total: int
+
+
+_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 class _Transient(Exception):  # noqa: N818 - internal signal, never escapes this module
@@ -302,6 +315,43 @@ class HttpClient:
         def read(response: requests.Response, clean: str) -> bytes:
             self._check_ok(response, clean)
             return self._read_body(response, clean, max_bytes)
+
+        return self._with_retries(url, headers, read)
+
+    def get_range(self, url: str, first: int, last: int | None) -> RangeBody | None:
+        """GET part of a file: bytes ``first`` to ``last`` (inclusive), or with ``last``
+        None and ``first`` negative its last ``-first`` bytes. None when the server answers
+        with the whole file (it does not serve ranges): the body is then not read.
+
+        Raises :class:`UpstreamError` on another status, a ``Content-Range`` that is not the
+        range asked for, or a body that is not as long as it says.
+        """
+        want = f"bytes={first}-" if last is None else f"bytes={first}-{last}"
+        if last is None and first < 0:
+            want = f"bytes={first}"
+        headers = {"Accept-Encoding": "identity", "Range": want}
+
+        def read(response: requests.Response, clean: str) -> RangeBody | None:
+            if response.status_code == 200:
+                return None
+            if response.status_code != 206:
+                self._check_ok(response, clean)
+            found = _RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+            if found is None:
+                raise UpstreamError(
+                    f"GET {clean} ({want}): HTTP 206 without a usable Content-Range"
+                    f" ({response.headers.get('Content-Range')!r})"
+                )
+            start, end, total = (int(g) for g in found.groups())
+            asked = total + first if last is None and first < 0 else first
+            if end < start or end >= total or start != max(asked, 0):
+                raise UpstreamError(
+                    f"GET {clean} ({want}): the server sent bytes {start}-{end}/{total}"
+                )
+            body = self._read_body(response, clean, end - start + 1)
+            if len(body) != end - start + 1:
+                raise _Transient(f"body broken: {len(body)} of {end - start + 1} bytes")
+            return RangeBody(start, body, total)
 
         return self._with_retries(url, headers, read)
 
