@@ -457,7 +457,13 @@ class UpstreamCatalog:
         in the store until gc). None otherwise."""
         if self.offline or f.url.startswith("file:"):
             return None
-        if f.core_metadata or self._by_ranges(f):
+        if f.core_metadata:
+            return self.executor.submit(self.metadata_node(f), lambda: self._metadata(f))
+        if self._by_ranges(f):
+            # The dependencies come from a few ranges; the wheel's download starts beside
+            # them as it did before ranges (the mirror keeps it when the guess is right).
+            if f.size is not None and f.size <= GUESS_MAX_BYTES:
+                self.fetch_async(f)
             return self.executor.submit(self.metadata_node(f), lambda: self._metadata(f))
         if not f.filename.endswith(".whl") or f.size is None or f.size > GUESS_MAX_BYTES:
             return None

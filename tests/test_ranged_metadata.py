@@ -13,6 +13,7 @@ import pytest
 from tests import dists
 from tests.build_scenario import morgan
 from tests.upstream import FakeUpstream, Fault
+from tests.upstream_http import RecordedRequest
 
 BIG = "big-2.0-py3-none-any.whl"
 PAYLOAD = 2 << 20  # above the 1 MB from which ranges are used
@@ -50,36 +51,32 @@ def publish(upstream: FakeUpstream, dep: str = "good") -> None:
     upstream.add_release("bads", "1.0")
 
 
-def big_requests(upstream: FakeUpstream) -> list[tuple[str, str | None]]:
-    """(path, Range header) of every request for the big wheel, then the dep's page: in
-    arrival order."""
+def big_requests(upstream: FakeUpstream) -> list[RecordedRequest]:
+    """The requests for the big wheel and the dep's page, in arrival order."""
     with upstream._lock:
         seen = list(upstream.requests)
-    return [
-        (r.path, r.headers.get("range"))
-        for r in seen
-        if r.path in (f"/files/{BIG}", "/simple/good/")
-    ]
+    return [r for r in seen if r.path in (f"/files/{BIG}", "/simple/good/")]
 
 
 def test_the_resolver_reads_a_large_wheels_dependencies_with_a_few_range_requests(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     publish(upstream)
+    upstream.bandwidth = PAYLOAD  # bytes/s: the wheel takes ~1 s
     ws = tmp_path / "ws"
     spec(ws, upstream.url)
     proc = morgan(ws, "build")
     assert proc.returncode == 0, proc.stderr
     assert pins(ws) == {"big": "2.0", "good": "1.0"}
     log = big_requests(upstream)
-    ranged = [r for path, r in log if path.startswith("/files/") and r is not None]
-    whole = [i for i, (path, r) in enumerate(log) if path.startswith("/files/") and r is None]
-    page = log.index(("/simple/good/", None))
+    ranged = [r for r in log if r.path.startswith("/files/") and "range" in r.headers]
+    whole = [r for r in log if r.path.startswith("/files/") and "range" not in r.headers]
+    page = next(r for r in log if r.path == "/simple/good/")
     assert 1 <= len(ranged) <= 3, log
-    # The dependency's page was asked for before the wheel was downloaded: what the
-    # resolver needed came from the ranges, not from the 2 MB download.
+    # The dependency's page was asked for before the wheel's download was over (the
+    # upstream sends 2 MB/s): what the resolver needed came from the ranges.
     assert len(whole) == 1, log
-    assert page < whole[0], log
+    assert page.at < whole[0].done[0], log
     # The mirror has the wheel and its .metadata (from the verified wheel).
     simple = ws / "mirror" / "index" / "simple" / "big"
     assert (simple / BIG).stat().st_size > PAYLOAD
@@ -102,8 +99,9 @@ def test_a_server_without_ranges_gives_the_same_lock_from_the_downloaded_wheel(
     proc = morgan(without, "build")
     assert proc.returncode == 0, proc.stderr
     log = big_requests(upstream)
-    files = [i for i, (path, _r) in enumerate(log) if path.startswith("/files/")]
-    assert files[0] < log.index(("/simple/good/", None)), log  # read from the download
+    page = next(r for r in log if r.path == "/simple/good/")
+    whole = [r for r in log if r.path.startswith("/files/") and r.done]
+    assert whole[0].done[0] <= page.at, log  # the dependencies read from the download
     assert (without / "mirror.lock").read_bytes() == (with_ranges / "mirror.lock").read_bytes()
 
 
@@ -140,4 +138,4 @@ def test_ranges_that_disagree_with_the_downloaded_wheel_stop_the_build(
     proc = morgan(ws, "build")
     assert proc.returncode == 0, proc.stderr
     assert pins(ws) == {"big": "2.0", "good": "1.0"}
-    assert not [r for _p, r in big_requests(upstream) if r is not None]  # no ranges asked
+    assert not [r for r in big_requests(upstream) if "range" in r.headers]  # none asked

@@ -62,6 +62,8 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     at: float = field(default_factory=time.monotonic, compare=False)  # when it arrived
+    # When its response was sent in full (empty until then, or if the connection broke).
+    done: list[float] = field(default_factory=list, compare=False)
 
 
 @dataclass(slots=True)
@@ -237,7 +239,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         site = self.server.site
         headers = {k.lower(): v for k, v in self.headers.items()}
-        site.record(RecordedRequest(method, self.path, headers))
+        request = RecordedRequest(method, self.path, headers)
+        site.record(request)
         if site.latency:
             site.stopping.wait(site.latency)
         fault = site.take_fault(urlsplit(self.path).path)
@@ -257,6 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None and fault.body is not None:
                 response.body, response.file = fault.body, None
         self._send(method, response, fault or Fault())
+        request.done.append(time.monotonic())
 
     def _send(self, method: str, response: Response, fault: Fault) -> None:
         body_len = len(response.body) if response.body is not None else response.length
