@@ -12,7 +12,7 @@ import pytest
 
 from tests import dists
 from tests.build_scenario import morgan
-from tests.upstream import FakeUpstream, Fault
+from tests.upstream import FakeUpstream
 from tests.upstream_http import RecordedRequest
 
 BIG = "big-2.0-py3-none-any.whl"
@@ -110,8 +110,8 @@ def test_ranges_that_disagree_with_the_downloaded_wheel_stop_the_build(
 ) -> None:
     publish(upstream)
     served = upstream.files_dir / BIG
-    # A wheel of the same size whose METADATA names another dependency: its last bytes
-    # are what the server answers to the first range request.
+    # A wheel of the same size whose METADATA names another dependency: its bytes are
+    # what the server answers to range requests for the real one.
     for name in ("bads", "evil", "fake", "oops", "nope", "lies", "gone", "wrng"):
         other = dists.build_wheel(
             tmp_path / "other" / name, "big", "2.0", requires_dist=[name], payload_size=PAYLOAD
@@ -121,8 +121,10 @@ def test_ranges_that_disagree_with_the_downloaded_wheel_stop_the_build(
     else:
         raise AssertionError("no wheel of the same size to serve in its place")
     upstream.add_release(name, "1.0")
-    tail = other.read_bytes()[-256 * 1024 :]
-    upstream.set_fault(f"/files/{BIG}", Fault(times=1, body=tail))
+    upstream.ranges_from[BIG] = other
+    # 2 MB/s: the ranges' answer is in (and cached) before the download is over, which
+    # then finds the difference.
+    upstream.bandwidth = PAYLOAD
     ws = tmp_path / "ws"
     spec(ws, upstream.url)
     proc = morgan(ws, "build")

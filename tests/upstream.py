@@ -118,6 +118,9 @@ class FakeUpstream:
         self.json_only = False
         self.metadata_enabled = True
         self.ranges = True  # False: a Range header is ignored, the whole file is sent (200)
+        # filename -> another file of the same size whose bytes answer its range requests
+        # (a server that sends other bytes for a range than for the whole file)
+        self.ranges_from: dict[str, Path] = {}
         self.absolute_urls = True
         self.legacy_dist_info_metadata = False
         self.latency = 0.0
@@ -483,7 +486,10 @@ class FakeUpstream:
             entry = self._by_filename.get(filename)
             described = self._by_filename.get(filename.removesuffix(".metadata"))
         if entry is not None:
-            return file_response(entry.path, entry.size, entry.sha256, range_header)
+            path = entry.path
+            if range_header is not None:
+                path = self.ranges_from.get(filename, path)
+            return file_response(path, entry.size, entry.sha256, range_header)
         if (
             filename.endswith(".metadata")
             and described is not None
