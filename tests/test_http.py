@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -16,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import trustme
 
 from rules.errors import UpstreamError
 from rules.lib.http import PAGE_ACCEPT, HttpClient, PageResponse
@@ -427,6 +429,42 @@ def test_no_credentials_no_authorization_header(upstream: Upstream, sleeps: Slee
     upstream.script("/simple/demo/", Reply(200, b"page"))
     client(sleeps).get_page(upstream.url("/simple/demo/"))
     assert "Authorization" not in upstream.log[0][1]
+
+
+def test_a_cookie_the_index_sets_is_sent_back(upstream: Upstream, sleeps: Sleeps) -> None:
+    upstream.script("/simple/a/", Reply(200, b"a", {"Set-Cookie": "session=s1; Path=/"}))
+    upstream.script("/simple/b/", Reply(200, b"b"))
+    http = client(sleeps)
+    assert [http.get_page(upstream.url(f"/simple/{n}/")).body for n in "ab"] == [b"a", b"b"]
+    assert [h.get("Cookie") for _, h in upstream.log] == [None, "session=s1"]
+
+
+def test_an_index_with_a_private_ca_is_trusted_through_requests_ca_bundle(
+    sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "other.pem"))  # trusts nothing here
+    state = Upstream()
+    state.script("/simple/demo/", Reply(200, b"page"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/simple/demo/"
+    try:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+        assert client(sleeps).get_page(url).body == b"page"
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "other.pem"))
+        with pytest.raises(UpstreamError, match="TLS error"):
+            client(sleeps, retries=0).get_page(url)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert state.paths() == ["/simple/demo/"]
 
 
 # --- files -------------------------------------------------------------------------------

@@ -21,12 +21,15 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from requests.auth import _basic_auth_str
+from requests.cookies import extract_cookies_to_jar
+from requests.utils import get_netrc_auth, requote_uri, select_proxy
 
 from rules.errors import RuleError, UpstreamError
 from rules.lib.project_page import strip_credentials
@@ -46,6 +49,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0
 MAX_BACKOFF = 30.0
 MAX_REDIRECTS = 10
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 # Environment variables that override the retry policy of clients built with defaults
 # (``morgan build`` makes one): tests and slow networks tune it without a code change.
@@ -113,6 +117,67 @@ def _env_number(name: str, default: float, *, minimum: float, whole: bool = Fals
     return value
 
 
+class _Response(Protocol):
+    """What this client reads of a response: a :class:`requests.Response`, or a
+    :class:`_DirectResponse` read straight from urllib3."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def raw(self) -> Any: ...
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class _DirectResponse:
+    """A response that urllib3 read, without a :class:`requests.Response` made of it (see
+    :meth:`HttpClient._send`): what the handlers read, closed as requests closes one."""
+
+    __slots__ = ("headers", "raw", "reason", "status_code", "url")
+
+    def __init__(self, raw: urllib3.BaseHTTPResponse, url: str) -> None:
+        self.raw = raw
+        self.url = url
+        self.status_code = raw.status
+        self.reason = raw.reason or ""
+        self.headers: Mapping[str, str] = raw.headers
+
+    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
+        return self.raw.stream(chunk_size, decode_content=True)
+
+    def close(self) -> None:
+        # What requests.Response.close does: a body read to its end has given its
+        # connection back to the pool already; any other is closed with its connection.
+        self.raw.close()
+        self.raw.release_conn()
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """How one thread sends a request to one scheme and host straight through urllib3:
+    the connection pool's key (requests' own, so the same pool and TLS settings as a
+    request sent through requests), the session's headers and the host's ``.netrc``
+    credentials."""
+
+    manager: urllib3.PoolManager
+    host: Mapping[str, Any]
+    pool: Mapping[str, Any]
+    headers: Mapping[str, str]
+    netrc: tuple[str, str] | None
+
+
 class BodyBrokenError(UpstreamError):
     """The connection broke while a response body was being read (worth a new attempt)."""
 
@@ -127,7 +192,7 @@ class Download:
 
     def __init__(
         self,
-        response: requests.Response,
+        response: _Response,
         url: str,
         count: Callable[[int], None],
         *,
@@ -180,6 +245,9 @@ class _Session(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self._settings: dict[tuple[object, ...], _Settings] = {}
+        # (scheme, host) -> how to send there straight through urllib3 (None: through
+        # requests only: a proxy, a client certificate, another adapter)
+        self.routes: dict[tuple[str, str], _Route | None] = {}
 
     def merge_environment_settings(
         self,
@@ -291,7 +359,7 @@ class HttpClient:
         if etag is not None:
             headers["If-None-Match"] = etag
 
-        def read(response: requests.Response, clean: str) -> PageResponse:
+        def read(response: _Response, clean: str) -> PageResponse:
             final = strip_credentials(response.url)
             found = response.headers.get("ETag")
             content_type = response.headers.get("Content-Type", "")
@@ -312,7 +380,7 @@ class HttpClient:
         """
         headers = {"Accept-Encoding": "identity"}
 
-        def read(response: requests.Response, clean: str) -> bytes:
+        def read(response: _Response, clean: str) -> bytes:
             self._check_ok(response, clean)
             return self._read_body(response, clean, max_bytes)
 
@@ -331,7 +399,7 @@ class HttpClient:
             want = f"bytes={first}"
         headers = {"Accept-Encoding": "identity", "Range": want}
 
-        def read(response: requests.Response, clean: str) -> RangeBody | None:
+        def read(response: _Response, clean: str) -> RangeBody | None:
             if response.status_code == 200:
                 return None
             if response.status_code != 206:
@@ -363,7 +431,7 @@ class HttpClient:
         """
         headers = {"Accept-Encoding": "identity"}
 
-        def opened(response: requests.Response, clean: str) -> requests.Response:
+        def opened(response: _Response, clean: str) -> _Response:
             self._check_ok(response, clean)
             return response
 
@@ -385,7 +453,7 @@ class HttpClient:
         headers = {"Accept-Encoding": "identity"}
         clean = strip_credentials(url)
 
-        def handle(response: requests.Response, _clean: str) -> T:
+        def handle(response: _Response, _clean: str) -> T:
             self._check_ok(response, clean)
             try:
                 return consume(self._download(response, clean))
@@ -397,7 +465,7 @@ class HttpClient:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _download(self, response: requests.Response, url: str) -> Download:
+    def _download(self, response: _Response, url: str) -> Download:
         return Download(
             response,
             url,
@@ -406,8 +474,8 @@ class HttpClient:
             min_rate_after=self.min_rate_after,
         )
 
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
+    def _session(self) -> _Session:
+        session: _Session | None = getattr(self._local, "session", None)
         if session is None:
             session = _Session()
             adapter = HTTPAdapter(
@@ -441,7 +509,7 @@ class HttpClient:
         self,
         url: str,
         headers: dict[str, str],
-        handle: Callable[[requests.Response, str], T],
+        handle: Callable[[_Response, str], T],
         *,
         close: bool = True,
     ) -> T:
@@ -473,21 +541,19 @@ class HttpClient:
         clean: str,
         auth: tuple[str, str] | None,
         headers: dict[str, str],
-        handle: Callable[[requests.Response, str], T],
+        handle: Callable[[_Response, str], T],
         *,
         close: bool,
     ) -> T:
         with self._lock:
             self._requests_sent += 1
         try:
-            response = self._session().get(
-                clean, headers=headers, auth=auth, timeout=self.timeout, stream=True
-            )
+            response = self._send(clean, auth, headers)
         except requests.TooManyRedirects as exc:
             raise UpstreamError(
                 f"GET {clean}: redirect loop (more than {MAX_REDIRECTS} redirects)"
             ) from exc
-        except requests.exceptions.SSLError as exc:
+        except (requests.exceptions.SSLError, urllib3.exceptions.SSLError) as exc:
             raise UpstreamError(
                 f"GET {clean}: TLS error: {_describe(exc)} "
                 "(set REQUESTS_CA_BUNDLE to your CA certificates if the index uses a private CA)"
@@ -496,6 +562,10 @@ class HttpClient:
             raise _Transient(_describe(exc)) from exc
         except requests.RequestException as exc:
             raise UpstreamError(f"GET {clean}: {_describe(exc)}") from exc
+        except (urllib3.exceptions.LocationValueError, urllib3.exceptions.InvalidHeader) as exc:
+            raise UpstreamError(f"GET {clean}: {_describe(exc)}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # sent straight (see _send)
+            raise _Transient(_describe(exc)) from exc
         keep_open = False
         try:
             if response.status_code in RETRY_STATUSES:
@@ -510,7 +580,81 @@ class HttpClient:
             if not keep_open:
                 response.close()
 
-    def _check_ok(self, response: requests.Response, clean: str) -> None:
+    def _send(
+        self, clean: str, auth: tuple[str, str] | None, headers: Mapping[str, str]
+    ) -> _Response:
+        """GET ``clean``, its body not read yet.
+
+        Straight through the thread's urllib3 connection pool for the URL's host when
+        requests would send it there unchanged (no proxy, no client certificate, no cookie
+        kept): the request requests would make (its headers, the credentials, else the
+        host's ``.netrc`` entry), without a prepared request, settings merged, hooks and a
+        response object per request, which cost as much CPU as the rest of a small file's
+        download (docs/performance.md, ninth round). A redirect is then followed by requests
+        from the response it answers (its rules: credentials dropped for another host, the
+        limit on redirects), and a cookie set is kept as requests keeps it; anything else
+        goes through requests whole.
+        """
+        session = self._session()
+        parts = urlsplit(clean)
+        key = (parts.scheme, parts.netloc)
+        try:
+            route = session.routes[key]
+        except KeyError:
+            route = session.routes[key] = _route(session, clean)
+        if route is None or session.cookies:
+            return session.get(clean, headers=headers, auth=auth, timeout=self.timeout, stream=True)
+        sent = {**route.headers, **headers}
+        user = auth or route.netrc
+        if user is not None:
+            sent["Authorization"] = _basic_auth_str(*user)
+        path = requote_uri(urlunsplit(("", "", parts.path or "/", parts.query, "")))
+        pool = route.manager.connection_from_host(**route.host, pool_kwargs=dict(route.pool))
+        raw = pool.urlopen(
+            "GET",
+            path,
+            headers=sent,
+            redirect=False,
+            assert_same_host=False,
+            preload_content=False,
+            decode_content=False,
+            retries=False,
+            timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
+        )
+        if raw.status not in _REDIRECT_STATUSES and "set-cookie" not in raw.headers:
+            return _DirectResponse(raw, clean)
+        # What requests.Session.send does after its adapter answered, from this answer on.
+        request = session.prepare_request(
+            requests.Request("GET", clean, headers=dict(headers), auth=auth)
+        )
+        adapter = cast(HTTPAdapter, session.get_adapter(clean))  # as _route checked
+        first = adapter.build_response(request, raw)
+        extract_cookies_to_jar(session.cookies, request, raw)  # type: ignore[no-untyped-call]
+        if not first.is_redirect:
+            return first
+        settings = session.merge_environment_settings(clean, {}, True, None, None)
+        try:
+            history = list(
+                session.resolve_redirects(
+                    first,
+                    request,
+                    stream=True,
+                    timeout=self.timeout,
+                    verify=settings["verify"],  # type: ignore[arg-type]
+                    cert=settings["cert"],
+                    proxies=settings["proxies"],
+                )
+            )
+        except BaseException:
+            first.close()
+            raise
+        if not history:
+            return first
+        final: requests.Response = history.pop()
+        final.history = [first, *history]
+        return final
+
+    def _check_ok(self, response: _Response, clean: str) -> None:
         if response.status_code == 200:
             return
         hint = ""
@@ -518,7 +662,7 @@ class HttpClient:
             hint = " (check the credentials for this host in ~/.netrc or the index URL)"
         raise UpstreamError(f"GET {clean}: HTTP {response.status_code} {response.reason}{hint}")
 
-    def _read_body(self, response: requests.Response, clean: str, limit: int) -> bytes:
+    def _read_body(self, response: _Response, clean: str, limit: int) -> bytes:
         length = response.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > limit:
             raise UpstreamError(f"GET {clean}: response of {length} bytes exceeds {limit} bytes")
@@ -559,9 +703,39 @@ class HttpClient:
         return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
+def _route(session: _Session, url: str) -> _Route | None:
+    """How ``session`` can send a request for ``url`` straight through urllib3 (see
+    :meth:`HttpClient._send`), or None when only requests can (a proxy for this host, a
+    client certificate, a URL that is not plain ASCII http or https, an adapter of
+    another kind or of a requests without the pool-key method)."""
+    parts = urlsplit(url)
+    if not url.isascii() or parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    adapter = session.get_adapter(url)
+    if type(adapter) is not HTTPAdapter or not hasattr(
+        adapter, "build_connection_pool_key_attributes"
+    ):
+        return None
+    settings = session.merge_environment_settings(url, {}, True, None, None)
+    if settings["cert"] is not None or select_proxy(url, settings["proxies"]):
+        return None
+    probe = requests.PreparedRequest()  # what the pool key is made of: scheme, host, port
+    probe.url = urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
+    verify = settings["verify"]
+    host, pool = adapter.build_connection_pool_key_attributes(
+        probe, True if verify is None else verify, None
+    )
+    netrc = get_netrc_auth(url) if session.trust_env and not session.auth else None
+    headers = cast(Mapping[str, str], session.headers)
+    return _Route(adapter.poolmanager, host, pool, dict(headers), netrc)
+
+
 def _describe(exc: BaseException) -> str:
     """A short cause for an exception from requests/urllib3, without URLs or credentials."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
+    if isinstance(exc, requests.exceptions.ConnectTimeout) or (
+        isinstance(exc, urllib3.exceptions.ConnectTimeoutError)
+        and not isinstance(exc, urllib3.exceptions.NewConnectionError)
+    ):
         return "connect timeout"
     if isinstance(
         exc, requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError | TimeoutError
