@@ -64,19 +64,149 @@ def _new_temp_prefix() -> None:
 os.register_at_fork(after_in_child=_new_temp_prefix)
 
 
+def temp_name() -> str:
+    """A new name for a temporary file (see :func:`create_temp`)."""
+    return f"{_TEMP_PREFIX[0]}{next(_TEMP_NUMBERS):x}{TEMP_SUFFIX}"
+
+
 def create_temp(tmp_dir: Path) -> tuple[int, Path]:
     """Create a new, empty, uniquely named file in ``tmp_dir``; return its fd and path.
 
     The name carries the pid (for a person looking at a stale file) and a random token, so
     concurrent writers in any process never share a file.
     """
-    path = tmp_dir / f"{_TEMP_PREFIX[0]}{next(_TEMP_NUMBERS):x}{TEMP_SUFFIX}"
+    path = tmp_dir / temp_name()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
         fd = in_folder(lambda: os.open(path, flags, 0o600), tmp_dir)
     except OSError as exc:
         raise write_error(exc, path) from exc
     return fd, path
+
+
+# Blobs of a known small size are written into an unnamed file (``O_TMPFILE``, Linux) and
+# linked into place through ``/proc/self/fd``: no temporary name made and removed, and an
+# fsync that does not also sync a temporary folder (ext4 without a journal syncs the folder
+# of a new file with it). Where the system has neither, the named temporary file is used.
+_PROC_FD: list[int | None] = [None]
+_UNNAMED = [hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")]  # noqa: PTH112
+
+
+def _umask() -> int | None:
+    """The process's umask, read without changing it (``/proc/self/status``), or None."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:  # noqa: PTH123
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+# A file made with mode 0444 is read-only already (no fchmod) when the umask keeps 0444.
+_UMASK = _umask()
+READ_ONLY_AT_CREATION = _UMASK is not None and _UMASK & 0o444 == 0
+
+
+def create_unnamed(tmp_dir: Path) -> int | None:
+    """An unnamed new file on ``tmp_dir``'s filesystem (for :func:`link_unnamed`), read-only
+    when :data:`READ_ONLY_AT_CREATION`; None when this system cannot make one (then use
+    :func:`create_temp`). A writer killed before linking it leaves nothing behind."""
+    if not _UNNAMED[0]:
+        return None
+    flags = os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
+    try:
+        return in_folder(lambda: os.open(tmp_dir, flags, 0o444), tmp_dir)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS):
+            _UNNAMED[0] = False  # this filesystem or kernel has none: named files from now
+            return None
+        raise write_error(exc, tmp_dir) from exc
+
+
+def link_unnamed(fd: int, target: Path) -> None:
+    """Give the unnamed file ``fd`` the name ``target`` (``linkat`` through
+    ``/proc/self/fd``; raises as ``os.link`` does)."""
+    proc = _PROC_FD[0]
+    if proc is None:
+        proc = _PROC_FD[0] = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    os.link(str(fd), target, src_dir_fd=proc)
+
+
+def unnamed_failed() -> None:
+    """Linking unnamed files does not work here (no hard links): named files from now."""
+    _UNNAMED[0] = False
+
+
+def _forget_proc_fd() -> None:
+    _PROC_FD[0] = None  # a forked child's /proc/self is its own: opened again on use
+
+
+os.register_at_fork(after_in_child=_forget_proc_fd)
+
+
+# Names made in the store's fan-out folders (a blob linked into ``objects/ab``) are not
+# fsynced one by one: the fan-out folder is given to :func:`name_later`, and
+# :func:`sync_names` fsyncs the folders given since its last call before anything durable
+# is renamed or linked into place (a GC root, the ``index`` switch, a file beside the
+# mirror: see :func:`atomic_write_runs`, :func:`replacing`, :func:`replace_symlink`). So
+# nothing durable ever names a blob whose name a power cut could take away; what names
+# blobs without being durable (action entries, traces, packs, project records) is checked
+# against the store when read. The first call in a process syncs every fan-out folder
+# beside those given, not only those written in this process: a name an earlier, killed
+# build made and never synced is made durable before this process names it. One fsync per
+# fan-out folder per durable write at most, instead of one per blob (the folder's fsync
+# was most of the system time of storing a small blob: docs/performance.md, ninth round).
+_UNSYNCED: dict[Path, int] = {}  # fan-out folder -> its last change
+_SWEPT: set[Path] = set()  # folders of fan-out folders synced whole in this process
+_UNSYNCED_LOCK = threading.Lock()
+_SYNC_LOCK = threading.Lock()
+_CHANGES = itertools.count()
+SYNC_WORKERS = 8  # folders fsynced at once: their waits for the disk overlap
+
+
+def name_later(fanout: Path) -> None:
+    """A name was made (or found) in the fan-out folder ``fanout`` without an fsync of the
+    folder: :func:`sync_names` makes it durable."""
+    with _UNSYNCED_LOCK:
+        _UNSYNCED[fanout] = next(_CHANGES)
+
+
+def sync_names() -> None:
+    """fsync the fan-out folders given to :func:`name_later` since the last call (on the
+    first call in this process, every fan-out folder beside them: see above)."""
+    with _SYNC_LOCK:
+        with _UNSYNCED_LOCK:
+            pending = dict(_UNSYNCED)
+        if not pending:
+            return
+        roots = {folder.parent for folder in pending} - _SWEPT
+        folders = sorted(set(pending) | {root / name for root in roots for name in FANOUTS})
+        batches = [folders[i::SYNC_WORKERS] for i in range(min(SYNC_WORKERS, len(folders)))]
+        _run_all(batches, _fsync_folders, SYNC_WORKERS)
+        _SWEPT.update(roots)
+        with _UNSYNCED_LOCK:
+            for folder, change in pending.items():
+                if _UNSYNCED.get(folder) == change:  # no new name there since the snapshot
+                    del _UNSYNCED[folder]
+
+
+def _fsync_folders(folders: Sequence[Path]) -> None:
+    for folder in folders:
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # no fan-out folder, no name in it
+        except OSError as exc:
+            raise write_error(exc, folder) from exc
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            if exc.errno not in _DIR_FSYNC_UNSUPPORTED:
+                raise write_error(exc, folder) from exc
+        finally:
+            os.close(fd)
 
 
 def in_folder(make: Callable[[], _B], folder: Path) -> _B:
@@ -249,6 +379,8 @@ def replacing(target: Path, *, mode: int = 0o644, durable: bool = True) -> Itera
             os.fchmod(fd, mode)
             os.close(fd)
             fd = -1
+            if durable:
+                sync_names()  # what it names is durable before it is
             tmp.replace(target)  # beside it: the folder is there
         except OSError as exc:
             raise write_error(exc, target) from exc
@@ -305,6 +437,8 @@ def atomic_write_runs(
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
+        if durable:
+            sync_names()  # what it names is durable before it is
         (in_fanout if fanout else in_folder)(lambda: tmp.replace(target), target.parent)
     except OSError as exc:
         discard(tmp)
@@ -343,6 +477,7 @@ def replace_symlink(link: Path, target: str) -> None:
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
     tmp.symlink_to(target)
+    sync_names()  # what it names is durable before it is
     tmp.replace(link)
     fsync_dir(link.parent)
 

@@ -4,9 +4,14 @@ Write protocol (git / Nix / Bazel): stream into a uniquely named file in ``tmp/`
 filesystem), hashing blake3 and sha256 in the same pass with fixed-size chunks, so memory
 stays constant for any size; check the expected size and sha256; fsync; ``chmod 0444``;
 hard-link into ``objects/ab/<hex>`` (an existing object has the same content: success);
-remove the temp file; fsync the directory. A reader therefore sees a complete object or
-none, and a killed writer leaves only a temp file, which :func:`store.gc.collect` removes
-once it is older than the grace period.
+remove the temp file. A reader therefore sees a complete object or none, and a killed
+writer leaves only a temp file, which :func:`store.gc.collect` removes once it is older
+than the grace period. A small blob of a known size (at most :data:`SMALL` bytes: pages,
+metadata, most files of an index) is read whole and written into an unnamed file instead
+(``O_TMPFILE``, where the system has it), created read-only and linked into place: no
+temporary name, and a killed writer leaves nothing. The fsync of the fan-out folder that
+makes a new name durable is left to :func:`store.fsio.sync_names`, which runs before
+anything durable names a blob (a GC root, the switch), once for all of them.
 """
 
 from __future__ import annotations
@@ -103,6 +108,13 @@ class Store:
         want_sha256 = _check_sha256(expect_sha256)
         if expect_size is not None and expect_size < 0:
             raise ValueError(f"expect_size must be >= 0, not {expect_size}")
+        if expect_size is not None and expect_size <= SMALL:
+            # Small and of a known size (most files of an index): read whole, then written
+            # as bytes at hand are (_write).
+            data = _read_small(readable, expect_size)
+            blob = Blob(Digest.of(data), len(data), hashlib.sha256(data).hexdigest())
+            _check(blob, want_sha256, expect_size)
+            return self._write(data, blob, durable=durable)
         return self._put_via_temp(
             lambda fd, tmp: _stream_into(
                 fd, tmp, readable, want_sha256, expect_size, overlap=overlap
@@ -130,6 +142,8 @@ class Store:
             want_sha256 is None or want_sha256 == sha256
         )
         if matches and self._holds(blob, durable=durable):
+            if durable:  # its name may be one a killed writer left unsynced
+                fsio.name_later(self.path(blob.digest).parent)
             return blob
         if not matches:  # the checks and their messages are put_stream's
             return self.put_stream(
@@ -138,6 +152,19 @@ class Store:
                 expect_size=expect_size,
                 durable=durable,
             )
+
+        return self._write(data, blob, durable=durable)
+
+    def _write(self, data: bytes, blob: Blob, *, durable: bool) -> Blob:
+        """Store ``data``, hashed and checked already as ``blob``: a small one through an
+        unnamed file (:func:`store.fsio.create_unnamed`), else through a named one."""
+        if len(data) <= SMALL:
+            fd = fsio.create_unnamed(self.tmp_dir)
+            if fd is not None:
+                try:
+                    return self._put_unnamed(fd, data, blob, durable=durable)
+                except _NoLinks:
+                    fsio.unnamed_failed()
 
         # Hashed already: one write, no second pass over the bytes (a 7 MB page).
         def write(fd: int, tmp: Path) -> Blob:
@@ -148,6 +175,50 @@ class Store:
             return blob
 
         return self._put_via_temp(write, durable=durable)
+
+    def _put_unnamed(self, fd: int, data: bytes, blob: Blob, *, durable: bool) -> Blob:
+        """``data`` written into the unnamed file ``fd`` (closed here), synced unless not
+        ``durable`` and linked into place; its folder's fsync is left to
+        :func:`store.fsio.sync_names` (see there). :class:`_NoLinks` when this filesystem
+        cannot link it (nothing is left behind: the caller writes a named file instead)."""
+        target = self.path(blob.digest)
+        try:
+            try:
+                fsio.write_all(fd, data)
+                if durable:
+                    os.fsync(fd)
+                if not fsio.READ_ONLY_AT_CREATION:
+                    os.fchmod(fd, 0o444)
+            except OSError as exc:
+                raise fsio.write_error(exc, self.tmp_dir) from exc
+            try:
+                fsio.in_fanout(lambda: fsio.link_unnamed(fd, target), target.parent)
+            except FileExistsError:
+                # Same name, same content -- unless an earlier object was truncated on
+                # disk: replaced then (through a temporary name: an unnamed file cannot be
+                # renamed over it).
+                if not self._holds(blob, durable=durable):
+                    self._replace_with_unnamed(fd, target)
+            except OSError as exc:
+                if exc.errno in _NO_HARDLINKS or exc.errno == errno.ENOENT:
+                    raise _NoLinks from exc  # ENOENT: no /proc/self/fd after all
+                raise fsio.write_error(exc, target) from exc
+        finally:
+            _close(fd, self.tmp_dir)
+        if durable:
+            fsio.name_later(target.parent)
+        return blob
+
+    def _replace_with_unnamed(self, fd: int, target: Path) -> None:
+        tmp = self.tmp_dir / fsio.temp_name()
+        try:
+            try:
+                fsio.link_unnamed(fd, tmp)
+                tmp.replace(target)
+            except OSError as exc:
+                raise fsio.write_error(exc, target) from exc
+        finally:
+            fsio.discard(tmp)
 
     def _put_via_temp(self, fill: Callable[[int, Path], Blob], *, durable: bool) -> Blob:
         """The blob ``fill`` writes into a new temporary file (given its descriptor and
@@ -200,13 +271,12 @@ class Store:
             except FileExistsError:
                 # Same name, same content -- unless an earlier object was truncated on disk;
                 # a size check is free, so such a blob is repaired here by replacing it.
-                if self._holds(blob, durable=durable):
-                    return
-                tmp.replace(target)
+                if not self._holds(blob, durable=durable):
+                    tmp.replace(target)
         except OSError as exc:
             raise fsio.write_error(exc, target) from exc
         if durable:
-            fsio.fsync_dir(target.parent)
+            fsio.name_later(target.parent)  # the folder's fsync: fsio.sync_names
 
     def remove(self, digest: Digest) -> int:
         """Delete an object (for gc and repair); return the bytes freed (0 if absent)."""
@@ -290,6 +360,37 @@ class Store:
         return MissingObjectError(
             f"object {digest} is missing from the store {self.root}: fetch or import it again"
         )
+
+
+class _NoLinks(Exception):  # noqa: N818 - internal signal
+    """An unnamed file could not be linked on this filesystem."""
+
+
+# Blobs up to this size, of a known size, are read whole and written from memory through
+# an unnamed file: pages, metadata and most files of an index.
+SMALL = 4 * CHUNK_SIZE
+
+
+def _read_small(readable: BinaryIO | SupportsRead[bytes], expect_size: int) -> bytes:
+    """Everything ``readable`` yields, at most ``expect_size`` bytes (:class:`IntegrityError`
+    as soon as it yields more, as :func:`store.streams.copy_hashed` says it)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := readable.read(CHUNK_SIZE):
+        size += len(chunk)
+        if size > expect_size:
+            raise IntegrityError(
+                f"expected size {expect_size} bytes, got more than {expect_size} bytes"
+            )
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _check(blob: Blob, expect_sha256: str | None, expect_size: int | None) -> None:
+    if expect_size is not None and blob.size != expect_size:
+        raise IntegrityError(f"expected size {expect_size} bytes, got {blob.size} bytes")
+    if expect_sha256 is not None and blob.sha256 != expect_sha256:
+        raise IntegrityError(f"expected sha256 {expect_sha256}, got {blob.sha256}")
 
 
 def _check_sha256(value: str | None) -> str | None:

@@ -17,6 +17,7 @@ from store import fsio
 from store.digest import Digest
 from store.errors import DiskFullError, IntegrityError, MissingObjectError, ReadOnlyStoreError
 from store.objects import CHUNK_SIZE, Store
+from store.roots import set_root
 
 
 def files_under(path: Path) -> list[str]:
@@ -290,7 +291,7 @@ def test_read_only_store(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_disk_full_when_linking_into_place(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    def link(src: object, dst: object) -> None:
+    def link(src: object, dst: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "link", link)
@@ -305,7 +306,7 @@ def test_disk_full_when_linking_into_place(store: Store, monkeypatch: pytest.Mon
 def test_filesystem_without_hard_links_falls_back_to_rename(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def link(src: object, dst: object) -> None:
+    def link(src: object, dst: object, **kwargs: object) -> None:
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", link)
@@ -320,13 +321,14 @@ def test_put_bytes_of_present_content_writes_nothing(
 ) -> None:
     blob = store.put_bytes(b"rendered page")
 
-    def create_temp(tmp_dir: Path) -> tuple[int, Path]:
+    def create(tmp_dir: Path) -> tuple[int, Path]:
         raise AssertionError("no write expected for content already stored")
 
-    monkeypatch.setattr(fsio, "create_temp", create_temp)
+    monkeypatch.setattr(fsio, "create_temp", create)
+    monkeypatch.setattr(fsio, "create_unnamed", create)
     assert store.put_bytes(b"rendered page") == blob
     # expectations are still checked on the short path
-    with pytest.raises(AssertionError, match="no write expected"):
+    with pytest.raises(IntegrityError, match="expected size 3 bytes, got more than 3 bytes"):
         store.put_bytes(b"rendered page", expect_size=3)
 
 
@@ -356,3 +358,55 @@ def test_replace_file_outside_the_store_is_all_or_nothing(
         interrupted()
     assert target.read_bytes() == b"new\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror.lock"]
+
+
+def _fsyncs_and_renames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """What is fsynced (by path) and renamed into place (by target), in order."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", str(Path(f"/proc/self/fd/{fd}").readlink())))
+        real_fsync(fd)
+
+    def replace(src: str | Path, dst: str | Path, **kwargs: object) -> None:
+        events.append(("rename", str(dst)))
+        real_replace(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads fds through /proc")
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_a_blobs_name_is_durable_before_a_gc_root_names_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
+    monkeypatch.setattr(fsio, "_UNNAMED", [fsio._UNNAMED[0] and unnamed])
+    events = _fsyncs_and_renames(monkeypatch)
+    small = store.put_bytes(b"a page")
+    large = store.put_stream(io.BytesIO(b"l" * (2 * CHUNK_SIZE)))  # size unknown: named
+    set_root(store, "generation-1", small.digest)
+    root = str(store.root / "roots" / "generation-1")
+    renamed = events.index(("rename", root))
+    for blob in (small, large):  # its name in its fan-out folder, then the root naming it
+        assert events.index(("fsync", str(store.path(blob.digest).parent))) < renamed
+    assert store.read_bytes(small.digest) == b"a page"
+    assert stat.S_IMODE(store.path(small.digest).stat().st_mode) == 0o444
+    assert files_under(store.tmp_dir) == []
+
+
+def test_a_name_found_in_the_store_is_made_durable_before_a_root_names_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A blob a killed build linked (its folder never fsynced) and this one finds there.
+    blob = store.put_bytes(b"left by a killed build")
+    fsio.sync_names()
+    events = _fsyncs_and_renames(monkeypatch)
+    assert store.put_bytes(b"left by a killed build") == blob
+    set_root(store, "generation-1", blob.digest)
+    folder = str(store.path(blob.digest).parent)
+    assert events.index(("fsync", folder)) < events.index(
+        ("rename", str(store.root / "roots" / "generation-1"))
+    )

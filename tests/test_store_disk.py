@@ -89,7 +89,7 @@ def test_full_then_read_only_tmpfs(tmp_path: Path) -> None:
 
     kind, message = fill["error"]
     assert kind == "DiskFullError"
-    assert message.startswith(f"disk full while writing to {mnt}/store/tmp/")
+    assert message.startswith(f"disk full while writing to {mnt}/store/tmp")
     assert message.endswith(": free space or move the store")
     hex_ = fill["kept"].removeprefix("blake3:")
     assert fill["objects"] == [f"{hex_[:2]}/{hex_}"]  # the full write left no object
@@ -98,7 +98,7 @@ def test_full_then_read_only_tmpfs(tmp_path: Path) -> None:
     assert readonly["read"] == 300_000
     kind, message = readonly["error"]
     assert kind == "ReadOnlyStoreError"
-    assert message.startswith(f"cannot write to {mnt}/store/tmp/")
+    assert message.startswith(f"cannot write to {mnt}/store/tmp")
     assert message.endswith(
         ": Read-only file system (the store is read-only):"
         " make it writable or use a store on a writable filesystem"
