@@ -578,10 +578,10 @@ class UpstreamCatalog:
         one without a size: whichever a later build asks by (a page or the lock) finds it."""
         if not f.sha256 or out.sha256 != f.sha256:
             return
-        ran = fetch.node(f).key
+        ran = f.size or -1  # the size its key has (fetch.node: none is -1)
         for size in (None, out.size):
-            key = fetch.node(replace(f, size=size)).key
-            if key != ran:
+            if (size or -1) != ran:  # another key (its own is written by the executor)
+                key = fetch.node(replace(f, size=size)).key
                 self.executor.cache.put(key, out.to_json(), durable=False)
 
     # -- metadata ----------------------------------------------------------------------------
