@@ -68,8 +68,8 @@ from morgan.lock import (
     LockedRelease,
     LockedStatus,
     Role,
-    parsed_bytes,
     parsed_data,
+    parsed_runs,
     write_parsed,
 )
 from morgan.lock import dumps as dump_lock
@@ -293,7 +293,7 @@ def _build_locked(
         # store/parsed-lock-rows.json) and its source builds: made with the text, in the
         # lock node, so that the Lock (~60 MB at 5 000 projects) is not held through the
         # manifest and the switch.
-        made_locks: dict[str, tuple[bytes, list[SourceBuild]]] = {}
+        made_locks: dict[str, tuple[Path, list[SourceBuild]]] = {}
         # The lock's environments (pins and edges) do not depend on the files: made and
         # written once for the skeleton, the lock and the parsed lock.
         lock_envs = locked_environments(selections)
@@ -311,23 +311,38 @@ def _build_locked(
                 environments=lock_envs,
             )
 
-        def lock_notes(lock: Lock, text: bytes) -> tuple[bytes, list[SourceBuild]]:
+        def lock_notes(lock: Lock, digest: str) -> tuple[Path, list[SourceBuild]]:
+            """The lock's source builds, and its parsed form written now, in pieces, to a
+            file of the store's tmp/ that the build's end puts in place (_keep_parsed)."""
             builds = source_builds(lock, spec.environments)
             notes = {"source-builds": [b.to_json() for b in builds]}
-            return parsed_bytes(lock, text, notes), builds
+            staged = store.tmp_dir / f"{PARSED_LOCK}.{digest}"
+            write_parsed(staged, parsed_runs(lock, digest, notes))
+            return staged, builds
 
-        def make_lock(files: Mapping[str, MirrorFile]) -> str:
+        def discard_parsed() -> None:
+            """Remove the parsed forms the lock node wrote to tmp/ and nothing moved in
+            place (a failed build leaves no temporary file; one that fails after the walk
+            leaves it to gc)."""
+            for parsed, _builds in made_locks.values():
+                fsio.discard(parsed)
+            made_locks.clear()
+
+        def make_lock(files: Mapping[str, MirrorFile]) -> bytes:
             lock = lock_of(files)
-            text = dump_lock(lock, env_texts)
-            raw = text.encode("utf-8")
-            made_locks[blake3_hex(raw)] = lock_notes(lock, raw)
-            return text
+            # Encoded at once, the text let go (13 MB at 5 000 projects); the lock node
+            # stores these bytes as they are.
+            raw = dump_lock(lock, env_texts).encode("utf-8")
+            env_texts.clear()  # written into the lock: not needed again
+            digest = blake3_hex(raw)
+            made_locks[digest] = lock_notes(lock, digest)
+            return raw
 
         def link(step: Step[Any], output: Output) -> None:
             if tree is not None:
                 tree.add_many(step.entries(output))
 
-        staged_lock: list[bytes] = []
+        staged_lock: list[str] = []  # the blake3 of the lock's bytes, once written out
         # The blobs of the tree this build switched to: what its manifest keeps alive besides
         # itself (a generation manifest lists exactly its entries' blobs), for the stamp,
         # without parsing the manifest back (8.7 MB of JSON at 2 000 projects).
@@ -359,7 +374,7 @@ def _build_locked(
                         staged.write(lock_text)
                     except StoreError as exc:  # the lock is not in the store: no "store:"
                         raise BuildError(str(exc)) from exc
-                    staged_lock.append(lock_text)
+                    staged_lock.append(blake3_hex(lock_text))
 
                 def publish(manifest: Digest, entries: Mapping[str, Digest]) -> Switched:
                     switched_blobs.append(frozenset(entries.values()))
@@ -414,9 +429,11 @@ def _build_locked(
         except BaseException:
             if tree is not None:
                 tree.discard()
+            discard_parsed()
             raise
         gc.freeze()  # the walk's outputs (see _settled)
-        lock_bytes = staged_lock[0]  # (13 MB at 5 000 projects: not copied as text)
+        # (only the digest of the lock's bytes is kept: 13 MB at 5 000 projects)
+        lock_digest = staged_lock[0]
         ex.cache.save_pack()  # the next build reads this build's entries from one file
         from morgan.plan_view import save_outcome  # networkx, imported by _warm_imports
 
@@ -425,18 +442,18 @@ def _build_locked(
         recs.save(plan, walked, files)  # the next build's project records
         builds = _keep_parsed(
             store,
-            made_locks.get(blake3_hex(lock_bytes)),
-            lambda: lock_notes(lock_of(files), lock_bytes),
-            blake3_hex(lock_bytes),
+            made_locks.get(lock_digest),
+            lambda digest: lock_notes(lock_of(files), digest),
+            lock_digest,
         )
-        made_locks.clear()
+        discard_parsed()  # (the one kept was moved in place)
         switched = outputs.get(generation_rule.ID, Switched)
         manifest = outputs.get(manifest_rule.ID, Stored).blob
         made = (switched.number, str(manifest), switched.changed)
         stamp(
             mirror,
             spec.path.read_bytes(),
-            lock_bytes,
+            lock_digest,
             made[0],
             manifest=str(manifest),
             objects=(
@@ -1238,14 +1255,15 @@ def lock_skeleton(
 
 def _keep_parsed(
     store: Store,
-    made: tuple[bytes, list[SourceBuild]] | None,
-    make: Callable[[], tuple[bytes, list[SourceBuild]]],
+    made: tuple[Path, list[SourceBuild]] | None,
+    make: Callable[[str], tuple[Path, list[SourceBuild]]],
     digest: str,
 ) -> list[SourceBuild]:
     """Keep the parsed form of the lock whose text has blake3 ``digest`` for the next build
     (``store/parsed-lock-rows.json``) and give its source builds.
 
-    ``made``: its parsed form and source builds, when this build's lock node made them.
+    ``made``: its parsed form (written to the store's tmp/) and source builds, when this
+    build's lock node made them.
     When the lock node was taken from the cache (the lock is one an earlier build made:
     a requirement added and removed again), the parsed form kept before it, the previous
     one, is that lock's when the digest says so: it becomes the current one again, and
@@ -1264,10 +1282,11 @@ def _keep_parsed(
                     with contextlib.suppress(OSError):
                         old.replace(new)
             return builds
-        made = make()
+        made = make(digest)
     with contextlib.suppress(OSError):
         current.replace(previous)
-    write_parsed(current, made[0])
+    with contextlib.suppress(OSError):  # (a cache: not written, the next build parses)
+        made[0].replace(current)
     return made[1]
 
 

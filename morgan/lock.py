@@ -16,7 +16,7 @@ import contextlib
 import json
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -220,6 +220,10 @@ class EnvironmentTexts:
         self._texts[id(env)] = (env, text)  # (holding env: its id stays its own)
         return text
 
+    def clear(self) -> None:
+        """Let go of the texts (the lock is written: 7 MB at 5 000 projects)."""
+        self._texts.clear()
+
 
 def dumps(lock: Lock, texts: EnvironmentTexts | None = None) -> str:
     """Serialize deterministically: sorted releases, files, pins and edges; no timestamps.
@@ -344,12 +348,28 @@ def load(path: Path, *, parsed: Path | None = None) -> Lock | None:
         ) from None
 
 
-def write_parsed(parsed: Path, data: bytes) -> None:
-    """Keep what :func:`parsed_bytes` gave, for :func:`load` to find the lock without
-    parsing. A cache: written without fsync, checked by digest when read, its loss costs
-    one parse (best effort)."""
+def write_parsed(parsed: Path, data: bytes | Iterable[bytes]) -> None:
+    """Keep what :func:`parsed_bytes` (or :func:`parsed_runs`, in pieces) gave, for
+    :func:`load` to find the lock without parsing. A cache: written without fsync, checked
+    by digest when read, its loss costs one parse (best effort)."""
+    runs = (data,) if isinstance(data, bytes) else _joined(data)
     with contextlib.suppress(OSError, StoreError):
-        fsio.atomic_write(parsed.parent, parsed, data, durable=False)
+        fsio.atomic_write_runs(parsed.parent, parsed, runs, durable=False)
+
+
+def _joined(runs: Iterable[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    """``runs`` joined into pieces of about ``size`` bytes (fewer writes; a small lock's
+    parsed form is one)."""
+    part: list[bytes] = []
+    held = 0
+    for run in runs:
+        part.append(run)
+        held += len(run)
+        if held >= size:
+            yield b"".join(part)
+            part, held = [], 0
+    if part:
+        yield b"".join(part)
 
 
 # The parsed lock's form: every table as a list of its fields in order (not the TOML's
@@ -360,13 +380,42 @@ _PARSED_FORMAT = 2
 def parsed_bytes(lock: Lock, text: bytes, notes: Mapping[str, Any] | None = None) -> bytes:
     """What :func:`write_parsed` keeps for ``lock``, whose TOML is ``text``; ``notes``:
     more of what a build knows of this lock, kept beside it (read by :func:`parsed_data`)."""
-    data = {
-        "blake3": blake3_hex(text),
-        "format": _PARSED_FORMAT,
-        **(notes or {}),
-        "lock": _to_rows(lock),
-    }
-    return json.dumps(data, separators=(",", ":")).encode()
+    return b"".join(parsed_runs(lock, blake3_hex(text), notes))
+
+
+# Releases per piece of the parsed lock made at once (see parsed_runs).
+_ROWS_RUN = 256
+
+
+def parsed_runs(lock: Lock, digest: str, notes: Mapping[str, Any] | None = None) -> Iterator[bytes]:
+    """:func:`parsed_bytes` in pieces, the same bytes (``digest``: the blake3 of the lock's
+    TOML, as hex): the rows of an environment, or of a few hundred releases, made and
+    written as JSON at a time (at 5 000 projects the whole lock's rows, their JSON text and
+    its bytes were ~50 MB held at once for a 9 MB file)."""
+    head = {"blake3": digest, "format": _PARSED_FORMAT, **(notes or {})}
+    # The JSON of {..., "lock": rows}, compact, as json.dumps writes it whole.
+    yield _json(head)[:-1] + b',"lock":[' + _json(lock.spec_digest) + b",["
+    for n, env in enumerate(sorted(lock.environments, key=lambda e: e.name)):
+        yield (b"," if n else b"") + _json(_env_rows(env))
+    yield b"],["
+    for n, index in enumerate(sorted(lock.indexes, key=lambda i: i.name)):
+        envs = [_env_rows(e) for e in sorted(index.environments, key=lambda e: e.name)]
+        yield (b"," if n else b"") + _json([index.name, envs])
+    yield b"]," + _json([[s.name, s.status, s.reason] for s in sorted(lock.statuses, key=_name)])
+    releases = sorted(lock.releases, key=lambda r: (r.name, r.version))
+    yield b",["
+    for at in range(0, len(releases), _ROWS_RUN):
+        rows = [_release_row(r) for r in releases[at : at + _ROWS_RUN]]
+        yield (b"," if at else b"") + _json(rows)[1:-1]
+    yield b"]]}"
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _name(s: LockedStatus) -> str:
+    return s.name
 
 
 def parsed_data(parsed: Path, digest: str) -> dict[str, Any] | None:
@@ -397,50 +446,36 @@ def read_parsed(parsed: Path, digest: str) -> Lock | None:
         return None
 
 
-def _to_rows(lock: Lock) -> list[Any]:
-    """The lock as rows, in the order its TOML lists them (so the lock read back is the
-    one the TOML parses to, tuple for tuple)."""
+def _release_row(r: LockedRelease) -> list[Any]:
     return [
-        lock.spec_digest,
-        [_env_rows(e) for e in sorted(lock.environments, key=lambda e: e.name)],
-        [
-            [i.name, [_env_rows(e) for e in sorted(i.environments, key=lambda e: e.name)]]
-            for i in sorted(lock.indexes, key=lambda i: i.name)
-        ],
-        [[s.name, s.status, s.reason] for s in sorted(lock.statuses, key=lambda s: s.name)],
+        r.name,
+        r.version,
+        r.requires_dist,
+        r.requires_python,
+        r.known,
+        r.metadata_source,
+        r.build_requires,
         [
             [
-                r.name,
-                r.version,
-                r.requires_dist,
-                r.requires_python,
-                r.known,
-                r.metadata_source,
-                r.build_requires,
-                [
-                    [
-                        f.filename,
-                        f.url,
-                        f.size,
-                        f.sha256,
-                        f.blake3,
-                        f.upload_time,
-                        f.requires_python,
-                        f.yanked,
-                        f.yanked_reason,
-                        f.metadata_sha256,
-                        f.metadata_blake3,
-                        f.kept,
-                        f.provenance_url,
-                        f.provenance_sha256,
-                        f.provenance_blake3,
-                        f.built_from,
-                        f.built_with,
-                    ]
-                    for f in sorted(r.files, key=lambda f: f.filename)
-                ],
+                f.filename,
+                f.url,
+                f.size,
+                f.sha256,
+                f.blake3,
+                f.upload_time,
+                f.requires_python,
+                f.yanked,
+                f.yanked_reason,
+                f.metadata_sha256,
+                f.metadata_blake3,
+                f.kept,
+                f.provenance_url,
+                f.provenance_sha256,
+                f.provenance_blake3,
+                f.built_from,
+                f.built_with,
             ]
-            for r in sorted(lock.releases, key=lambda r: (r.name, r.version))
+            for f in sorted(r.files, key=lambda f: f.filename)
         ],
     ]
 

@@ -45,13 +45,14 @@ class UpToDate:
 def stamp(
     mirror: Path,
     spec_bytes: bytes,
-    lock_bytes: bytes,
+    lock_digest: str,
     generation: int,
     *,
     manifest: str,
     objects: Iterable[str],
 ) -> None:
-    """Record what the current generation was built from (atomically): ``manifest`` is its
+    """Record what the current generation was built from (atomically; ``lock_digest``: the
+    blake3 of the lock's bytes, as hex): ``manifest`` is its
     manifest digest (``blake3:<hex>``), ``objects`` every other blob digest the manifest
     keeps alive (all present in the store now)."""
     hexes = sorted({str(d).removeprefix("blake3:") for d in objects})
@@ -66,7 +67,7 @@ def stamp(
     ]
     data = {
         "spec": blake3.blake3(spec_bytes).hexdigest(),
-        "lock": blake3.blake3(lock_bytes).hexdigest(),
+        "lock": lock_digest,
         "generation": generation,
         "manifest": manifest,
         "bytes": sum(sizes),

@@ -42,8 +42,8 @@ RULE = Rule("lock", 1, Stored)
 ID = "lock"
 PATH = "mirror.lock"
 
-# filename -> what the mirror serves about it  ->  the lock's text
-LockMaker = Callable[[Mapping[str, MirrorFile]], str]
+# filename -> what the mirror serves about it  ->  the lock's text, encoded (UTF-8)
+LockMaker = Callable[[Mapping[str, MirrorFile]], bytes]
 
 
 def step(
@@ -59,8 +59,9 @@ def step(
     the walk keys the node by their nodes' output digests all the same)."""
 
     def run(inputs: Inputs) -> Stored:
-        text = make({**(recorded or {}), **mirror_files(wanted, inputs)})
-        return Stored(store.put_bytes(text.encode("utf-8")).digest)
+        return Stored(
+            store.put_bytes(make({**(recorded or {}), **mirror_files(wanted, inputs)})).digest
+        )
 
     return Step(
         id=ID,
