@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
@@ -61,6 +62,13 @@ _FINGERPRINT = (
     provenance.RULE.version,
     render.RULE.version,
 )
+# The UpstreamFile fields a record's key covers: all but whether upstream serves a PEP 658
+# ``.metadata`` and its hash. Resolution reads those; no node a record stands for does (a
+# wheel-metadata node extracts the wheel's own), and the lock does not keep them: the same
+# file read from the page (a cold build, --upgrade) and from the lock (a change of
+# requirements) keys the same record.
+_UNREAD = frozenset({"core_metadata", "core_metadata_sha256"})
+_KEYED = attrgetter(*(f.name for f in fields(UpstreamFile) if f.name not in _UNREAD))
 # The MirrorFile fields a record keeps (the others are the upstream file's own).
 _OUT_FIELDS = (
     "sha256",
@@ -122,7 +130,7 @@ def projects_of(
             keys[name] = None
             continue
         status = statuses.get(name, render.ACTIVE)
-        ups = [wanted[fn] for fn in fns]
+        ups = [_KEYED(wanted[fn]) for fn in fns]
         keys[name] = blake3_hex(repr((_FINGERPRINT, name, status, where, ups)).encode("utf-8"))
     return Projects(files, {n: tuple(v for v, _ in w) for n, w in listed.items()}, keys)
 

@@ -9,13 +9,18 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from morgan import cli, records
 from morgan.records import RECORDS
 from store import fsio
 from tests.build_scenario import morgan
 from tests.test_action_pack import build, cold, releases, served
 from tests.test_build_incremental import spec
 from tests.upstream import FakeUpstream
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def ran(explained: str) -> set[str]:
@@ -58,6 +63,31 @@ def test_adding_a_requirement_walks_only_its_projects_and_serves_a_cold_builds_t
     out = build(ws, "--explain")
     assert not [n for n in ran(out) if re.search(r"(top|mid|leaf)", n)], out
     assert served(ws) == cold(upstream, tmp_path / "cold-2", ["top"])
+
+
+def test_the_first_change_after_a_cold_build_takes_the_records_the_cold_build_wrote(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold build reads each file from the upstream page (with its PEP 658 metadata hash),
+    the change after it from the lock (which does not keep that hash): the same project is
+    the same record either way, so the change walks only the new projects."""
+    releases(upstream)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top"])
+    assert cli.main(["build", "-q", "-C", str(ws)]) == 0
+    taken: list[set[str]] = []
+    usable = records.usable
+
+    def spy(*args: object, **kwargs: object) -> dict[str, records.Recorded]:
+        found = usable(*args, **kwargs)  # type: ignore[arg-type]
+        taken.append(set(found))
+        return found
+
+    monkeypatch.setattr(records, "usable", spy)
+    spec(ws, upstream.url, ["top", "other"])
+    assert cli.main(["build", "-q", "-C", str(ws)]) == 0
+    assert taken == [{"top", "mid", "leaf"}]
+    assert served(ws) == cold(upstream, tmp_path / "cold", ["top", "other"])
 
 
 def test_a_damaged_record_file_is_not_read_and_the_tree_is_right(
