@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from rules.errors import RuleError
+from rules.lib import materialize as materialize_module
 from rules.lib.materialize import Mode, TreeWriter, materialize
 from store.digest import Digest
+from store.folders import leaf_folders, make_folder
 from store.objects import Store
 
 
@@ -183,3 +186,63 @@ def test_unchanged_folders_are_linked_from_the_served_generation(tmp_path: Path)
     writer.commit(gens / "3", changed)
     assert tree(gens / "3") == tree(gens / "2")
     assert (gens / "3" / "simple" / "p2").lstat().st_nlink == 1
+
+
+@pytest.mark.parametrize("child", ["works", "fails", "cannot start"])
+def test_folders_known_before_the_walk_are_linked_by_a_child_and_the_tree_is_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, child: str
+) -> None:
+    """Folders taken whole from project records (their objects in the store) are linked by
+    a child process while the walk runs; the tree is the one commit() makes alone, also
+    when a folder's entries changed since, and when the child fails or cannot start."""
+    monkeypatch.setattr(materialize_module, "PRELINK_MIN", 1)
+    if child == "fails":
+        monkeypatch.setattr(materialize_module, "_PRELINK", "import sys; sys.exit(3)")
+    elif child == "cannot start":
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    store = Store(tmp_path / "store")
+    entries = blobs(store, 70)
+    gens = tmp_path / "generations"
+    materialize(store, entries, gens / "1")
+    (gens / "1" / "simple" / "p4").unlink()  # a link that reads otherwise: not taken
+    (gens / "1" / "simple" / "p4").symlink_to("elsewhere")
+    whole = {
+        folder: {name: entries[rel] for name, rel in names.items()}
+        for folder, names in leaf_folders(entries).items()
+    }
+    objects = {folder: make_folder(store, names) for folder, names in whole.items()}
+    # One folder's file is another blob by the commit (not what its record said).
+    changed = {**entries, "simple/p1/f1.whl": store.put_bytes(b"changed").digest}
+    writer = TreeWriter(store, gens / ".tmp-2-1", previous=gens / "1")
+    writer.expect((), whole)
+    writer.add_folders(whole, objects)
+    assert (writer._prelinker is not None) == (child != "cannot start")
+    writer.commit(gens / "2", changed)
+    assert tree(gens / "2") == {rel: store.read_bytes(d) for rel, d in changed.items()}
+    assert not list(gens.glob(".tmp-*"))
+    for folder in ("simple/p2", "env/linux/simple/p1"):  # unchanged: the served link
+        old, new = (gens / "1" / folder).lstat(), (gens / "2" / folder).lstat()
+        assert (new.st_ino, new.st_nlink) == (old.st_ino, 2)
+    for folder in ("simple/p1", "simple/p4"):  # changed, or not the link it needs
+        assert (gens / "2" / folder).lstat().st_nlink == 1
+
+
+def test_a_tree_discarded_while_its_child_links_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(materialize_module, "PRELINK_MIN", 1)
+    monkeypatch.setattr(materialize_module, "_PRELINK", "import time; time.sleep(60)")
+    store = Store(tmp_path / "store")
+    entries = blobs(store, 70)
+    whole = {
+        folder: {name: entries[rel] for name, rel in names.items()}
+        for folder, names in leaf_folders(entries).items()
+    }
+    objects = {folder: make_folder(store, names) for folder, names in whole.items()}
+    writer = TreeWriter(store, tmp_path / "generations" / ".tmp-1-1")
+    writer.expect((), whole)
+    writer.add_folders(whole, objects)
+    started = time.monotonic()
+    writer.discard()
+    assert time.monotonic() - started < 30  # the child is stopped, not waited for
+    assert not (tmp_path / "generations" / ".tmp-1-1").exists()
