@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from operator import attrgetter
 
 from store.digest import CanonicalJsonReader, Digest
 from store.errors import MissingObjectError, StoreError
 from store.objects import Blob, Store
 
 _RESERVED = ("objects", "manifests")
+_HEX = attrgetter("hex")
 
 
 def write_manifest(
@@ -41,8 +43,10 @@ def write_manifest(
     clash = [key for key in _RESERVED if key in body]
     if clash:
         raise ValueError(f"manifest extra keys {clash} are reserved for the store")
-    object_list = sorted(set(objects))
-    manifest_list = sorted(set(manifests))
+    # Digests sort by their hex (the algorithm is always the same): ordered by the string
+    # alone, not by the dataclass's tuples (31 700 blobs at 5 000 projects).
+    object_list = sorted(set(objects), key=_HEX)
+    manifest_list = sorted(set(manifests), key=_HEX)
     for digest in (*object_list, *manifest_list):
         if not store.has(digest):
             raise MissingObjectError(

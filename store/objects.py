@@ -295,7 +295,10 @@ class Store:
 
     def has(self, digest: Digest) -> bool:
         """Whether the store holds an object under ``digest`` (its content is not read)."""
-        return self.path(digest).is_file()
+        # (os.path on a string: a manifest checks every blob it lists, 31 700 at 5 000
+        # projects, and a Path made and stat-ed per blob costs twice as much)
+        hex_ = digest.hex
+        return os.path.isfile(f"{self.objects_dir}/{hex_[:2]}/{hex_}")  # noqa: PTH113
 
     def __contains__(self, digest: object) -> bool:
         return isinstance(digest, Digest) and self.has(digest)
