@@ -72,7 +72,10 @@ GUESS_MAX_BYTES = 64 * 1024 * 1024
 # requests (rules/lib/ranged.py) rather than by downloading it first; below, the download
 # is one request and costs less than the two or three ranges.
 RANGE_MIN_BYTES = 1024 * 1024
-ENV_RANGES = "MORGAN_METADATA_RANGES"  # "0": never read METADATA with range requests
+# "1": read METADATA with range requests (opt-in: on the registry measured, whose wheels
+# are downloaded anyway over a fast link, ranges cost more than they saved; see
+# docs/performance.md, ninth round)
+ENV_RANGES = "MORGAN_METADATA_RANGES"
 
 
 def _chain(src: Future[Any], dst: Future[Any]) -> None:
@@ -236,7 +239,7 @@ class UpstreamCatalog:
         # compared once both are known (see _ranged_metadata).
         self._ranged: dict[str, Digest] = {}
         self._downloaded: dict[str, Fetched] = {}
-        self._ranges = os.environ.get(ENV_RANGES, "1").strip() != "0"
+        self._ranges = os.environ.get(ENV_RANGES, "0").strip() == "1"
         self._no_ranges: set[str] = set()  # hosts that answered a range with the whole file
         self._mutex = threading.Lock()
         self.private = private_releases(private)
@@ -680,7 +683,7 @@ class UpstreamCatalog:
             raise BuildError(
                 f"{f.filename}: the METADATA read with range requests is not the one in the"
                 f" downloaded wheel (the server sends other bytes for a range): build again"
-                f" with {ENV_RANGES}=0 to read each wheel only once it is downloaded"
+                f" without {ENV_RANGES}=1 to read each wheel only once it is downloaded"
             )
 
     def _pep658_metadata(self, f: UpstreamFile) -> Digest:
