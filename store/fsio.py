@@ -194,19 +194,7 @@ def sync_names() -> None:
 
 def _fsync_folders(folders: Sequence[Path]) -> None:
     for folder in folders:
-        try:
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue  # no fan-out folder, no name in it
-        except OSError as exc:
-            raise write_error(exc, folder) from exc
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            if exc.errno not in _DIR_FSYNC_UNSUPPORTED:
-                raise write_error(exc, folder) from exc
-        finally:
-            os.close(fd)
+        fsync_dir(folder, missing_ok=True)  # no fan-out folder, no name in it
 
 
 def in_folder(make: Callable[[], _B], folder: Path) -> _B:
@@ -269,10 +257,15 @@ def discard(path: Path) -> None:
         path.unlink()
 
 
-def fsync_dir(path: Path) -> None:
-    """Make the directory entries of ``path`` durable (after a link or rename into it)."""
+def fsync_dir(path: Path, *, missing_ok: bool = False) -> None:
+    """Make the directory entries of ``path`` durable (after a link or rename into it);
+    with ``missing_ok``, a missing ``path`` has none and is left alone."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        if missing_ok:
+            return
+        raise write_error(exc, path) from exc
     except OSError as exc:
         raise write_error(exc, path) from exc
     try:
