@@ -7,6 +7,7 @@ still have the sha256 it was locked with.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from urllib.request import url2pathname
 from rules.errors import InputError
 from rules.lib.fetch import Downloader, fetch_file
 from rules.model import UpstreamFile
-from rules.rule import Json, Node, Rule, Step
+from rules.rule import Inputs, Json, Node, Rule, Step, at_paths
 from store.digest import Digest
 from store.errors import IntegrityError
 from store.objects import Blob, Store
@@ -85,11 +86,17 @@ class Fetcher(Protocol):
 def step(fetcher: Fetcher, f: UpstreamFile, paths: Sequence[str]) -> Step[Fetched]:
     """The plan's fetch node of ``f``: the file at each of ``paths`` (one per view)."""
     n = node(f)
+    produces = tuple(paths)
+    # (partials, not closures: see at_paths)
     return Step(
         id=n.id,
         rule=RULE,
         params=n.params,
-        run=lambda _inputs: fetcher.fetch_output(f),
-        entries=lambda out: dict.fromkeys(paths, out.blob),
-        produces=tuple(paths),
+        run=functools.partial(_run_step, fetcher, f),
+        entries=functools.partial(at_paths, produces),
+        produces=produces,
     )
+
+
+def _run_step(fetcher: Fetcher, f: UpstreamFile, _inputs: Inputs) -> Fetched:
+    return fetcher.fetch_output(f)

@@ -7,6 +7,7 @@ blob served as ``<file>.provenance``. The checks are in :mod:`rules.lib.provenan
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -14,7 +15,7 @@ from rules.errors import InputError
 from rules.fetch import Fetched
 from rules.lib.provenance import MAX_PROVENANCE_BYTES, ProvenanceError, check_provenance
 from rules.model import UpstreamFile
-from rules.rule import Rule, Step
+from rules.rule import Inputs, Rule, Step, at_paths
 from rules.wheel_metadata import Extracted
 from store.objects import Store
 
@@ -49,11 +50,17 @@ class Fetcher(Protocol):
 
 def step(fetcher: Fetcher, f: UpstreamFile, fetch_id: str, paths: Sequence[str]) -> Step[Extracted]:
     """The plan's node for ``f``'s provenance: ``<file>.provenance`` at each of ``paths``."""
+    produces = tuple(paths)
+    # (partials, not closures: see at_paths)
     return Step(
         id=f"provenance:{f.filename}",
         rule=RULE,
         params={"filename": f.filename, "url": f.provenance_url or ""},
-        run=lambda inputs: fetcher.provenance_output(f, inputs.get(fetch_id, Fetched).sha256),
-        entries=lambda out: dict.fromkeys(paths, out.blob),
-        produces=tuple(paths),
+        run=functools.partial(_run_step, fetcher, f, fetch_id),
+        entries=functools.partial(at_paths, produces),
+        produces=produces,
     )
+
+
+def _run_step(fetcher: Fetcher, f: UpstreamFile, fetch_id: str, inputs: Inputs) -> Extracted:
+    return fetcher.provenance_output(f, inputs.get(fetch_id, Fetched).sha256)

@@ -9,6 +9,7 @@ bytes, so an unchanged page renders nothing again (early cutoff).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self
@@ -16,7 +17,7 @@ from typing import Self
 from rules.files import FileNodes
 from rules.lib.render import render_project_html, render_project_json
 from rules.model import MirrorFile, NormalizedName, UpstreamFile, ViewId
-from rules.rule import Json, Rule, Step
+from rules.rule import Inputs, Json, Rule, Step
 from store.digest import Digest, blake3_hex, canonical_json
 from store.objects import Store
 
@@ -82,7 +83,22 @@ def step(
         id=f"render:{view}:{name}",
         rule=RULE,
         params=params,
-        run=lambda inputs: run(store, name, [n.mirror_file(inputs) for n in files], status),
-        entries=lambda out: out.entries(base),
+        # (partials, not closures: see rules.rule.at_paths)
+        run=functools.partial(_run_step, store, name, files, status),
+        entries=functools.partial(_entries, base),
         produces=(base + "index.html", base + "index.json"),
     )
+
+
+def _run_step(
+    store: Store,
+    name: NormalizedName,
+    files: Sequence[FileNodes],
+    status: tuple[str, str],
+    inputs: Inputs,
+) -> Pages:
+    return run(store, name, [n.mirror_file(inputs) for n in files], status)
+
+
+def _entries(base: str, out: Pages) -> dict[str, Digest]:
+    return out.entries(base)

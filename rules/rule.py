@@ -161,6 +161,15 @@ class Step(Generic[OutT]):
         )
 
 
+def at_paths(paths: tuple[str, ...], out: Any) -> dict[str, Digest]:
+    """A step's entries when its output is one blob at each of ``paths`` (its ``produces``):
+    ``functools.partial(at_paths, produces)``. A plan holds ~47 000 steps at 5 000
+    projects: a partial over the tuple a step holds anyway is lighter than a closure (and
+    the list of paths it kept alive)."""
+    blob: Digest = out.blob
+    return dict.fromkeys(paths, blob)
+
+
 def digests(values: Any) -> tuple[Digest, ...]:
     """JSON digest strings as :class:`Digest` values (for ``from_json``)."""
     return tuple(Digest.parse(str(v)) for v in values)

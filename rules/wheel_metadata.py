@@ -7,6 +7,7 @@ wheel gets one, whether or not upstream offered PEP 658.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from typing import Self
 from rules.errors import MetadataError
 from rules.fetch import Fetched
 from rules.lib.metadata import wheel_metadata_bytes
-from rules.rule import Json, Rule, Step
+from rules.rule import Inputs, Json, Rule, Step, at_paths
 from store.digest import Digest
 from store.objects import Store
 
@@ -100,11 +101,17 @@ def metadata_bytes(store: Store, wheel: Digest, filename: str) -> bytes:
 def step(store: Store, filename: str, fetch_id: str, paths: Sequence[str]) -> Step[Extracted]:
     """The plan's node for the wheel ``filename`` (fetched by ``fetch_id``): its
     ``.metadata`` at each of ``paths``."""
+    produces = tuple(paths)
+    # (partials, not closures: see at_paths)
     return Step(
         id=f"wheel-metadata:{filename}",
         rule=RULE,
         params={"filename": filename},
-        run=lambda inputs: run(store, inputs.get(fetch_id, Fetched), filename),
-        entries=lambda out: dict.fromkeys(paths, out.blob),
-        produces=tuple(paths),
+        run=functools.partial(_run_step, store, fetch_id, filename),
+        entries=functools.partial(at_paths, produces),
+        produces=produces,
     )
+
+
+def _run_step(store: Store, fetch_id: str, filename: str, inputs: Inputs) -> Extracted:
+    return run(store, inputs.get(fetch_id, Fetched), filename)
