@@ -95,8 +95,10 @@ class ActionCache:
         # only): an entry under one of them exists only if this cache wrote it (the build
         # holds the store lock), so a lookup of any other key there is a miss without an
         # ``open`` (a cold build looks up thousands of keys that have no entry).
-        # ``_written`` holds the first 16 hex digits of the keys written there (a false
-        # match only costs an open).
+        # An entry this cache writes is in ``_used`` before it exists (``record``);
+        # ``_written`` holds the first 16 hex digits of the other keys written there, the
+        # traces (a false match only costs an open): not a string per key of a cold build,
+        # whose every fan-out folder is missing (~10 MB at 5 000 projects).
         self._absent: frozenset[str] = frozenset()
         self._written: set[str] = set()
         self._pack_lock = threading.Lock()
@@ -211,17 +213,26 @@ class ActionCache:
         target = self.path(key)
         data = canonical_json(record)
         self._packed()  # the folders missing are known before this one may be made
-        if key[:2] in self._absent:
-            self._written.add(key[:16])  # before the entry exists: a reader may then open it
         text = data.decode("utf-8")
-        if durable:
-            fsio.atomic_write(self.store.tmp_dir, target, data, durable=True, fanout=True)
-        else:
-            self._append(key, text, b"\n" + key.encode("ascii") + b" " + data)
+        # Known before the entry exists (a reader may then find it): in ``_used`` when the
+        # cache records (traces are read only for nodes that run: not there), else by its
+        # first digits when its fan-out folder was missing.
+        used = self._record and not is_trace(record)
+        if used:
+            self._used[key] = text
+        elif key[:2] in self._absent:
+            self._written.add(key[:16])
+        try:
+            if durable:
+                fsio.atomic_write(self.store.tmp_dir, target, data, durable=True, fanout=True)
+            else:
+                self._append(key, text, b"\n" + key.encode("ascii") + b" " + data)
+        except BaseException:
+            if used:
+                self._used.pop(key, None)  # not written: not in the next pack
+            raise
         if self._pack is not None and key in self._pack:
             self._pack[key] = text  # the entry as it is now, not as the pack had it
-        if self._record and not is_trace(record):  # traces are read only for nodes that run
-            self._used[key] = text
 
     def _append(self, key: str, text: str, line: bytes) -> None:
         """Append an entry to its fan-out folder's log: one ``open``, ``write`` and

@@ -143,3 +143,34 @@ def test_a_log_of_stale_lines_is_rewritten_by_a_build_never_by_a_reader(tmp_path
     assert log.read_bytes().count(b"\n") == 40
     assert ActionCache(store, record=True).get(key) == {"n": 39}  # a build
     assert log.read_bytes() == b"\n" + key.encode() + b' {"n":39}'
+
+
+def test_a_cold_builds_cache_finds_what_it_wrote_and_packs_only_what_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cold store has no fan-out folder: a lookup there is a miss without an open, unless
+    # this cache wrote the key (an entry, or a trace of a node's last run).
+    store = Store(tmp_path / "store")
+    build = ActionCache(store, record=True)
+    entry, trace, torn = "c" * 64, "d" * 64, "e" * 64
+    assert build.get(entry) is None
+    build.put(entry, {"blob": "x"}, durable=False)
+    build.put(trace, {"trace": True, "key": entry}, durable=False)
+    assert build.get(entry) == {"blob": "x"}
+    assert build.get(trace) == {"trace": True, "key": entry}
+
+    def write_all(fd: int, data: bytes | memoryview) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fsio, "write_all", write_all)
+    with pytest.raises(DiskFullError):
+        build.put(torn, {"blob": "y"}, durable=False)
+    monkeypatch.undo()
+    assert build.get(torn) is None
+    build.save_pack()
+    assert ActionCache(store).get(entry) == {"blob": "x"}
+    assert ActionCache(store).get(torn) is None
+    pack = (store.root / "action-pack").read_bytes()
+    assert entry.encode() in pack
+    assert torn.encode() not in pack
+    assert trace.encode() not in pack  # traces are not packed
