@@ -16,8 +16,10 @@ import contextlib
 import json
 import re
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -247,25 +249,75 @@ def _dump_environment(env: LockedEnvironment, out: list[str]) -> None:
         out.append(f"universal = {_value(list(env.members))}\n")
     out.append("pins = [\n")
     # Pins and edges are written field by field (the same text as _inline of their
-    # items): 100 000 of them at 5 000 projects and six environments.
-    s = _s
-    for p in sorted(env.pins, key=lambda p: (p.name, p.version, p.role)):
+    # items): 100 000 of them at 5 000 projects and six environments. When none of their
+    # strings needs an escape (one match over all of them, the usual case), each is
+    # quoted as it is, without a call per string.
+    pins = sorted(env.pins, key=_PIN_ORDER)
+    s = _quoted if _all_plain(pins, _PIN_ORDER) else _s
+    for p in pins:
         extras = f", extras = {_value(list(p.extras))}" if p.extras else ""
         out.append(
             f"  {{ name = {s(p.name)}, version = {s(p.version)}, role = {s(p.role)}{extras} }},\n"
         )
     out.append("]\nedges = [\n")
-    for e in sorted(env.edges, key=_edge_order):
-        versions = (f", parent-version = {s(e.parent_version)}" if e.parent_version else "") + (
-            f", child-version = {s(e.child_version)}" if e.child_version else ""
-        )
-        out.append(
-            f"  {{ parent = {s(e.parent)}, child = {s(e.child)}, "
-            f"requirement = {s(e.requirement)}, kind = {s(e.kind)}{versions} }},\n"
-        )
+    edges = sorted(env.edges, key=_EDGE_ORDER)
+    if _all_plain(edges, _EDGE_ORDER):
+        for e in edges:
+            versions = (f', parent-version = "{e.parent_version}"' if e.parent_version else "") + (
+                f', child-version = "{e.child_version}"' if e.child_version else ""
+            )
+            out.append(
+                f'  {{ parent = "{e.parent}", child = "{e.child}", '
+                f'requirement = "{e.requirement}", kind = "{e.kind}"{versions} }},\n'
+            )
+    else:
+        for e in edges:
+            parent = f", parent-version = {_s(e.parent_version)}" if e.parent_version else ""
+            child = f", child-version = {_s(e.child_version)}" if e.child_version else ""
+            versions = parent + child
+            out.append(
+                f"  {{ parent = {_s(e.parent)}, child = {_s(e.child)}, "
+                f"requirement = {_s(e.requirement)}, kind = {_s(e.kind)}{versions} }},\n"
+            )
     out.append("]\n")
     if env.unknown_metadata:
         out.append(f"unknown-metadata = {_value(sorted(env.unknown_metadata))}\n")
+
+
+_PIN_ORDER = attrgetter("name", "version", "role")
+_EDGE_ORDER = attrgetter(
+    "kind", "parent", "child", "requirement", "parent_version", "child_version"
+)
+# A file's string fields, as _file_items lists them (None: left out of its line).
+_FILE_STRINGS = attrgetter(
+    "filename",
+    "url",
+    "sha256",
+    "blake3",
+    "upload_time",
+    "requires_python",
+    "yanked_reason",
+    "metadata_sha256",
+    "metadata_blake3",
+    "provenance_url",
+    "provenance_sha256",
+    "provenance_blake3",
+    "built_from",
+    "built_with",
+)
+
+
+def _quoted(value: str) -> str:
+    return f'"{value}"'
+
+
+def _all_plain(items: Iterable[Any], fields: Callable[[Any], Iterable[Any]]) -> bool:
+    """Whether every string ``fields`` gives of ``items`` is written as it is between
+    quotes (:func:`_s` without an escape): the characters of all of them at once."""
+    try:
+        return _PLAIN.fullmatch("".join(chain.from_iterable(map(fields, items)))) is not None
+    except TypeError:  # (not all strings: written value by value)
+        return False
 
 
 def _dump_releases(lock: Lock, out: list[str]) -> None:
@@ -284,9 +336,11 @@ def _dump_releases(lock: Lock, out: list[str]) -> None:
         if rel.build_requires:
             out.append(f"build-requires = {_value(list(rel.build_requires))}\n")
         out.append("files = [\n")
-        for f in sorted(rel.files, key=lambda f: f.filename):
-            items = _file_items(f)
-            out.append(f"  {_inline(items)},\n")
+        files = sorted(rel.files, key=_FILENAME)
+        if _all_plain(files, _plain_fields):
+            out.extend([_file_line(f) for f in files])
+        else:
+            out.extend([f"  {_inline(_file_items(f))},\n" for f in files])
         out.append("]\n")
 
 
@@ -297,6 +351,46 @@ def write(lock: Lock, path: Path) -> None:
 
 def _edge_order(e: LockedEdge) -> tuple[str, ...]:
     return (e.kind, e.parent, e.child, e.requirement, e.parent_version, e.child_version)
+
+
+_FILENAME = attrgetter("filename")
+
+
+def _plain_fields(f: LockedFile) -> Iterator[str]:
+    """The strings of ``f``'s line (:func:`_all_plain`); also its other values, when they
+    are not of the types :func:`_file_line` writes as :func:`_value` does (a TypeError
+    there: the line is written by :func:`_inline`)."""
+    if (
+        type(f.size) is not int
+        or type(f.yanked) is not bool
+        or None in (f.filename, f.url, f.sha256, f.blake3)
+    ):
+        raise TypeError("written by _inline")
+    return filter(None, _FILE_STRINGS(f))
+
+
+def _file_line(f: LockedFile) -> str:
+    """``f``'s line in the lock when no string of it needs an escape: the text
+    ``_inline(_file_items(f))`` gives then, made without a call per value."""
+    return "".join(
+        [
+            f'  {{ filename = "{f.filename}", url = "{f.url}", size = {f.size}, ',
+            f'sha256 = "{f.sha256}", blake3 = "{f.blake3}"',
+            "" if f.upload_time is None else f', upload-time = "{f.upload_time}"',
+            "" if f.requires_python is None else f', requires-python = "{f.requires_python}"',
+            ", yanked = true" if f.yanked else ", yanked = false",
+            f', yanked-reason = "{f.yanked_reason}"' if f.yanked_reason else "",
+            "" if f.metadata_sha256 is None else f', metadata-sha256 = "{f.metadata_sha256}"',
+            "" if f.metadata_blake3 is None else f', metadata-blake3 = "{f.metadata_blake3}"',
+            ", kept = true" if f.kept else "",
+            "" if f.provenance_url is None else f', provenance-url = "{f.provenance_url}"',
+            "" if f.provenance_sha256 is None else f', provenance-sha256 = "{f.provenance_sha256}"',
+            "" if f.provenance_blake3 is None else f', provenance-blake3 = "{f.provenance_blake3}"',
+            "" if f.built_from is None else f', built-from = "{f.built_from}"',
+            "" if f.built_with is None else f', built-with = "{f.built_with}"',
+            " },\n",
+        ]
+    )
 
 
 def _file_items(f: LockedFile) -> list[tuple[str, Any]]:
