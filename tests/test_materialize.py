@@ -246,3 +246,47 @@ def test_a_tree_discarded_while_its_child_links_leaves_nothing(
     writer.discard()
     assert time.monotonic() - started < 30  # the child is stopped, not waited for
     assert not (tmp_path / "generations" / ".tmp-1-1").exists()
+
+
+@pytest.mark.parametrize(
+    ("folder", "name"),
+    [
+        ("simple/p1", ".."),
+        ("simple/p1", "a/b"),
+        ("simple/p1", ""),
+        ("simple/p1", "-x.whl"),
+        ("simple/p1", "f é.whl"),
+        ("../p1", "f.whl"),
+        ("/abs", "f.whl"),
+        ("simple//p1", "f.whl"),
+    ],
+)
+def test_folders_from_records_with_an_unsafe_path_are_refused(
+    tmp_path: Path, folder: str, name: str
+) -> None:
+    """A folder taken whole (from a project record) is checked like any entry: an unsafe
+    folder or name among safe ones stops the tree, whichever it is."""
+    store = Store(tmp_path / "store")
+    blob = store.put_bytes(b"x").digest
+    writer = TreeWriter(store, tmp_path / "generations" / ".tmp-1-1")
+    writer.expect(())
+    names = {"a.whl": blob, name: blob, "z.whl": blob}
+    with pytest.raises(RuleError, match="refusing unsafe"):
+        writer.add_folders({"simple/ok": {"f.whl": blob}, folder: names})
+    writer.discard()
+
+
+def test_folders_from_records_with_safe_paths_are_taken(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    entries = blobs(store, 30)
+    whole = {
+        folder: {name: entries[rel] for name, rel in names.items()}
+        for folder, names in leaf_folders(entries).items()
+    }
+    writer = TreeWriter(store, tmp_path / "generations" / ".tmp-1-1")
+    writer.expect((), whole)
+    writer.add_folders({**whole, "simple/empty": {}})
+    writer.commit(tmp_path / "generations" / "1", entries)
+    assert tree(tmp_path / "generations" / "1") == {
+        rel: store.read_bytes(d) for rel, d in entries.items()
+    }

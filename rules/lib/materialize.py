@@ -77,6 +77,22 @@ def check_entry_path(rel: str) -> tuple[str, ...]:
     return tuple(rel.split("/"))
 
 
+def _check_folder(folder: str, names: Collection[str]) -> None:
+    """:func:`check_entry_path` of ``folder`` and of each of ``names``, refusing a name with
+    a ``/``. One match over the folder and its names joined does it (a name with a ``/``
+    adds one too many; an empty one makes an empty part): a rebuild at 5 000 projects takes
+    27 700 folders and 148 000 names from its records. Names are checked one by one only
+    when that fails, to say which."""
+    joined = "/".join(names)
+    if names and joined.count("/") == len(names) - 1 and _SAFE_PATH.match(f"{folder}/{joined}"):
+        return
+    check_entry_path(folder)
+    for name in names:
+        if "/" in name:
+            raise RuleError(f"refusing unsafe name {name!r} in folder {folder!r}")
+        check_entry_path(name)
+
+
 class TreeWriter:
     """A generation directory made entry by entry, from any thread, then renamed into place
     whole (or thrown away): readers never see a half-made generation.
@@ -234,11 +250,7 @@ class TreeWriter:
                 self.add_many({f"{folder}/{n}": d for n, d in names.items()})
             return
         for folder, names in folders.items():
-            check_entry_path(folder)
-            for name in names:
-                if "/" in name:
-                    raise RuleError(f"refusing unsafe name {name!r} in folder {folder!r}")
-                check_entry_path(name)
+            _check_folder(folder, names)
         known: dict[str, str] = {}  # folder -> its object's name, in the store already
         with self._cond:
             if self._error is not None:
