@@ -413,6 +413,7 @@ def _build_locked(
                         publish=publish,
                         served=served,
                         recorded=recs.taken,
+                        has_blob=ex.cache.has_blob,
                     )
                     if tree is not None:
                         taken = recs.folders()

@@ -25,7 +25,7 @@ kind is a module of ``rules/`` (its kind, version, typed output, run function an
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,6 +34,7 @@ from rules import fetch, generation, index, lock, manifest, provenance, render, 
 from rules.files import FileNodes, node_ids
 from rules.model import NormalizedName, UpstreamFile, ViewId
 from rules.rule import Step
+from store.digest import Digest
 from store.objects import Store
 
 if TYPE_CHECKING:
@@ -101,12 +102,14 @@ def compile_plan(
     publish: generation.Publisher,
     served: generation.Served,
     recorded: Mapping[str, Recorded] | None = None,
+    has_blob: Callable[[Digest], bool] | None = None,
 ) -> nx.DiGraph:
     """The plan graph: nodes carry their :class:`~rules.rule.Step` (``step``) and ``kind``.
 
     ``recorded``: projects whose part of the plan (their files' nodes, their render nodes)
     is left out, their project records (:mod:`morgan.records`) giving the lock their files
-    and the manifest their entries."""
+    and the manifest their entries. ``has_blob``: whether the store holds a blob, as the
+    build knows it (the manifest checks each one it lists)."""
     recorded = recorded or {}
     skip = {fn for rec in recorded.values() for fn in rec.files}
     g = _plan_graph()
@@ -151,7 +154,7 @@ def compile_plan(
     written = manifest.Written()  # the manifest's entries, handed to the generation node
     entries = {p: d for rec in recorded.values() for p, d in rec.entries.items()}
     add(
-        manifest.step(store, steps, written, recorded=entries),
+        manifest.step(store, steps, written, recorded=entries, has=has_blob),
         *[n for n in steps if steps[n].produces],
     )
     add(generation.step(store, publish, served, written), manifest.ID)

@@ -8,7 +8,7 @@ entry's blob alive and maps each tree path to its blob; it is served as ``manife
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rules.lock import Stored
@@ -22,12 +22,15 @@ ID = "manifest"
 PATH = "manifest.json"
 
 
-def run(store: Store, entries: Mapping[str, Digest]) -> Stored:
-    """Store the manifest of a tree with ``entries`` (path -> blob)."""
+def run(
+    store: Store, entries: Mapping[str, Digest], has: Callable[[Digest], bool] | None = None
+) -> Stored:
+    """Store the manifest of a tree with ``entries`` (path -> blob); ``has``: whether the
+    store holds a blob (see :func:`~store.manifests.write_manifest`)."""
     # canonical JSON sorts the keys and writes each Digest as its text: no sorted or
     # stringified copy of the entries (60 000 at 2 000 projects) is made first.
     tree = entries if isinstance(entries, dict) else dict(entries)  # JSON needs a dict
-    blob = write_manifest(store, tree.values(), extra={"version": 1, "entries": tree})
+    blob = write_manifest(store, tree.values(), extra={"version": 1, "entries": tree}, has=has)
     return Stored(blob.digest)
 
 
@@ -59,11 +62,13 @@ def step(
     written: Written | None = None,
     *,
     recorded: Mapping[str, Digest] | None = None,
+    has: Callable[[Digest], bool] | None = None,
 ) -> Step[Stored]:
     """The plan's manifest node; its predecessors are the producers among ``steps``.
     ``written`` keeps what it wrote for the generation node; ``recorded``: the entries of
     projects left out of the plan (from their records: the walk keys the node by their
-    nodes' output digests all the same)."""
+    nodes' output digests all the same); ``has``: whether the store holds a blob, as the
+    build knows it (else a ``stat`` per blob)."""
 
     def entries(inputs: Inputs) -> dict[str, Digest]:
         out: dict[str, Digest] = dict(recorded or {})
@@ -76,14 +81,19 @@ def step(
         id=ID,
         rule=RULE,
         params={},
-        run=lambda inputs: _run_and_keep(store, entries(inputs), written),
+        run=lambda inputs: _run_and_keep(store, entries(inputs), written, has),
         entries=lambda out: {PATH: out.blob},
         produces=(PATH,),
     )
 
 
-def _run_and_keep(store: Store, entries: dict[str, Digest], written: Written | None) -> Stored:
-    out = run(store, entries)
+def _run_and_keep(
+    store: Store,
+    entries: dict[str, Digest],
+    written: Written | None,
+    has: Callable[[Digest], bool] | None = None,
+) -> Stored:
+    out = run(store, entries, has)
     if written is not None:
         written.keep(out.blob, entries)
     return out

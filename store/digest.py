@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import blake3
 
@@ -98,6 +99,9 @@ def _pieces(value: object) -> Iterator[str]:
     """The text of :func:`canonical_json` of ``value``, in pieces of at most about
     :data:`_PIECE` entries (a large value inside a dict is split too)."""
     if isinstance(value, dict):
+        if len(value) > _PIECE and _digests_by_plain_keys(value):
+            yield from _digest_pieces(value)
+            return
         if not value or not all(isinstance(key, str) for key in value):
             yield _dumps(value)  # empty, or keys json turns into text its own way
             return
@@ -125,6 +129,36 @@ def _pieces(value: object) -> Iterator[str]:
         yield "]"
     else:
         yield _dumps(value)
+
+
+# A string json.dumps (ensure_ascii=False) writes as it is between quotes: no `"`, `\\` or
+# control character.
+_JSON_PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
+
+
+def _digests_by_plain_keys(value: dict[Any, Any]) -> bool:
+    """Whether ``value`` maps strings that need no escape to digests (a manifest's tree:
+    148 000 entries at 5 000 projects): one check of all its keys at once."""
+    if set(map(type, value.values())) != {Digest}:
+        return False
+    try:
+        return _JSON_PLAIN.fullmatch("".join(value)) is not None
+    except TypeError:  # a key that is not a string
+        return False
+
+
+def _digest_pieces(value: dict[str, Digest]) -> Iterator[str]:
+    """What :func:`_pieces` gives for a dict of :func:`_digests_by_plain_keys`: its
+    entries' text made as it is (a key and a digest's text need no escape), without the
+    encoder's call per digest."""
+    keys = sorted(value)
+    yield "{"
+    for start in range(0, len(keys), _PIECE):
+        text = ",".join(
+            [f'"{k}":"{value[k].algorithm}:{value[k].hex}"' for k in keys[start : start + _PIECE]]
+        )
+        yield ("," if start else "") + text
+    yield "}"
 
 
 def _dumps(value: object) -> str:

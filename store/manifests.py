@@ -14,7 +14,7 @@ live. A malformed or missing manifest is an error, because guessing would delete
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from operator import attrgetter
 
 from store.digest import CanonicalJsonReader, Digest
@@ -31,6 +31,7 @@ def write_manifest(
     *,
     manifests: Iterable[Digest] = (),
     extra: Mapping[str, object] | None = None,
+    has: Callable[[Digest], bool] | None = None,
 ) -> Blob:
     """Store a manifest listing ``objects`` (and nested ``manifests``); return its blob.
 
@@ -38,6 +39,8 @@ def write_manifest(
     manifest that keeps them): otherwise :class:`MissingObjectError` names the first missing
     one. Lists are sorted and deduplicated, so the same content gives the same digest.
     ``extra`` adds the owner's own keys; it may not use ``objects`` or ``manifests``.
+    ``has``: whether the store holds a blob, when the caller knows better than a ``stat``
+    per blob (a build's listing of the store: 31 700 blobs at 5 000 projects).
     """
     body: dict[str, object] = dict(extra or {})
     clash = [key for key in _RESERVED if key in body]
@@ -47,8 +50,9 @@ def write_manifest(
     # alone, not by the dataclass's tuples (31 700 blobs at 5 000 projects).
     object_list = sorted(set(objects), key=_HEX)
     manifest_list = sorted(set(manifests), key=_HEX)
+    present = store.has if has is None else has
     for digest in (*object_list, *manifest_list):
-        if not store.has(digest):
+        if not present(digest):
             raise MissingObjectError(
                 f"manifest lists {digest}, which is not in the store {store.root}:"
                 " store the object before the manifest that keeps it"

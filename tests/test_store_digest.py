@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from store.digest import CanonicalJsonReader, Digest, blake3_hex, canonical_json
@@ -97,3 +99,29 @@ def test_a_large_manifest_streams_as_the_same_bytes_as_canonical_json() -> None:
     assert _streamed(list(range(6000)), 100) == canonical_json(list(range(6000)))
     with pytest.raises(TypeError, match=r"^canonical_json cannot encode set: "):
         _streamed({"tree": tree, "bad": {1}}, -1)
+
+
+@pytest.mark.parametrize("odd", ['q"uote', "back\\slash", "new\nline", "nul\x00", "é", "\x7f"])
+def test_a_large_tree_with_a_key_that_needs_an_escape_streams_as_canonical_json(
+    odd: str,
+) -> None:
+    """A tree of digests is written without the encoder's call per digest when no key needs
+    an escape; one key that does, a value that is not a digest or a key that is not a
+    string give the encoder's text all the same."""
+    blobs = [Digest.of(str(i).encode()) for i in range(3000)]
+    tree: dict[object, object] = {f"simple/p{i % 97}/f-{i}.whl": blobs[i] for i in range(3000)}
+    for value in (
+        {**tree, f"simple/{odd}/x.whl": blobs[0]},
+        {**tree, "simple/p1/other": str(blobs[1])},
+        {**tree, "simple/p1/none": None},
+    ):
+        expected = json.dumps(
+            {"t": {k: str(v) if isinstance(v, Digest) else v for k, v in value.items()}},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+        assert canonical_json({"t": value}) == expected
+        assert _streamed({"t": value}, 4096) == expected
+    numbered = {i: blobs[i] for i in range(3000)}
+    assert _streamed({"t": numbered}, -1) == canonical_json({"t": numbered})
