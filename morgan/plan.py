@@ -152,7 +152,12 @@ def compile_plan(
         *node_ids(list(walked.values())),
     )
     written = manifest.Written()  # the manifest's entries, handed to the generation node
-    entries = {p: d for rec in recorded.values() for p, d in rec.entries.items()}
+    entries = {
+        f"{folder}/{leaf}": d
+        for rec in recorded.values()
+        for folder, names in rec.folders.items()
+        for leaf, d in names.items()
+    }
     add(
         manifest.step(store, steps, written, recorded=entries, has=has_blob),
         *[n for n in steps if steps[n].produces],
