@@ -240,8 +240,9 @@ def _parse(
         hexes: set[str] = set()
         for names in data["e"].values():
             hexes.update(names.values())
-        for hex_ in hexes - seen.keys():
-            seen[hex_] = Digest(ALGORITHM, hex_)
+        for hex_ in hexes:
+            if hex_ not in seen:
+                seen[hex_] = Digest(ALGORITHM, hex_)
         for folder, names in data["e"].items():
             folders[folder] = {leaf: seen[hex_] for leaf, hex_ in names.items()}
         files = {fn: _mirror_file(wanted[fn], out) for fn, out in data["f"].items()}
