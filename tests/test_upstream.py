@@ -7,6 +7,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 import tomllib
 import zipfile
 from html.parser import HTMLParser
@@ -599,3 +600,31 @@ def test_large_file_is_streamed_intact(upstream: FakeUpstream, dist_dir: Path) -
     resp = requests.get(upstream.file_url(wheel.name), timeout=30)
     assert resp.headers["Content-Length"] == str(wheel.stat().st_size)
     assert hashlib.sha256(resp.content).hexdigest() == _sha(wheel)
+
+
+def test_bandwidth_caps_the_link_shared_by_all_connections(
+    upstream: FakeUpstream, dist_dir: Path
+) -> None:
+    """The bench's floor divides bytes by `bandwidth`: the link must never carry more,
+    however many connections share it (a lone one may run at most SLACK + AHEAD ahead)."""
+    from tests import dists
+    from tests.upstream_http import Link
+
+    wheel = dists.build_wheel(dist_dir, "capped", "1.0", payload_size=2 * 2**20)
+    upstream.add_dist(wheel)
+    size = wheel.stat().st_size
+    upstream.bandwidth = 8 * 2**20  # the three downloads below need ~0.8 s at least
+    bodies: list[bytes] = []
+
+    def fetch() -> None:
+        bodies.append(requests.get(upstream.file_url(wheel.name), timeout=30).content)
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    assert [hashlib.sha256(b).hexdigest() for b in bodies] == [_sha(wheel)] * 3
+    assert elapsed >= 3 * size / upstream.bandwidth - Link.SLACK - Link.AHEAD
