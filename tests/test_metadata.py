@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import io
+import random
+import stat
+import struct
 import tarfile
 import zipfile
+from collections.abc import Callable
 
 import pytest
+from packaging.version import Version
 
 from rules.errors import MetadataError
 from rules.lib.metadata import (
     CoreMetadata,
     SdistInfo,
+    _zipfile_metadata,
     check_metadata_name,
     parse_core_metadata,
     sdist_info,
@@ -197,6 +203,69 @@ def test_wheel_metadata_bytes_are_exact() -> None:
         }
     )
     assert wheel_metadata_bytes(wheel, "foo_bar-1.0.0-py3-none-any.whl") == metadata
+
+
+def _plain_zip_sample() -> bytes:
+    """A wheel-like zip: METADATA deflated, members stored, a symlink, a directory, a
+    comment, a unix-made entry with an extra field."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("foo/__init__.py", b"x = 1\n" * 50)
+        zf.writestr("foo/data.bin", bytes(range(256)) * 4, compress_type=zipfile.ZIP_STORED)
+        zf.writestr("foo-1.0.dist-info/METADATA", b"Metadata-Version: 2.1\nName: foo\n" * 30)
+        link = zipfile.ZipInfo("foo/link")
+        link.create_system = 3
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, b"__init__.py")
+        zf.writestr(zipfile.ZipInfo("foo/sub/"), b"")
+        extra = zipfile.ZipInfo("foo/extra.txt")
+        extra.create_system = 3
+        extra.extra = struct.pack("<HHB4s", 0x5455, 5, 1, b"\0\0\0\0")
+        zf.writestr(extra, b"extra")
+        zf.writestr("foo-1.0.dist-info/RECORD", b"")
+        zf.comment = b"made by a test"
+    return buf.getvalue()
+
+
+def _outcome(read: Callable[[bytes], bytes], data: bytearray) -> tuple[str, object]:
+    """What ``read(data)`` gives or raises (any exception, by type and message)."""
+    try:
+        return "bytes", read(bytes(data))
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+
+
+def test_plain_zip_reading_gives_zipfiles_bytes_or_steps_aside() -> None:
+    """METADATA is read straight from a plain zip's central directory; on 600 damaged
+    copies of one, that read gives exactly what zipfile's gives, the same error, or the
+    same exception: it never accepts what zipfile refuses."""
+    base = _plain_zip_sample()
+    filename = "foo-1.0-py3-none-any.whl"
+    assert wheel_metadata_bytes(io.BytesIO(base), filename).startswith(b"Metadata-Version")
+    directory_at = (
+        base.rindex(b"PK\x05\x06")
+        - struct.unpack_from("<L", base, base.rindex(b"PK\x05\x06") + 12)[0]
+    )
+    rng = random.Random(20261206)  # noqa: S311 - a repeatable choice of damage
+    outcomes: set[str] = set()
+    for _ in range(600):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 3)):
+            # Mostly the headers and the central directory, where a zip's structure is.
+            at = (
+                rng.randrange(directory_at, len(data))
+                if rng.random() < 0.7
+                else rng.randrange(len(data))
+            )
+            data[at] = rng.randrange(256)
+
+        got = _outcome(lambda d: wheel_metadata_bytes(io.BytesIO(d), filename), data)
+        want = _outcome(
+            lambda d: _zipfile_metadata(io.BytesIO(d), filename, "foo", Version("1.0")), data
+        )
+        assert got == want, bytes(data).hex()
+        outcomes.add(got[0])
+    assert {"bytes", "MetadataError"} <= outcomes  # (the damage was varied enough)
 
 
 def test_wheel_picks_the_dist_info_of_its_own_project() -> None:

@@ -10,10 +10,11 @@ Archives are read in memory through :mod:`rules.lib.archives` (bounded, never ex
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
 import email.policy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -29,6 +30,8 @@ from rules.errors import MetadataError
 from rules.lib.archives import (
     MAX_MEMBER_SIZE,
     open_zip,
+    plain_zip_members,
+    read_plain_member,
     read_tar_members,
     read_zip_member,
     zip_regular_files,
@@ -194,26 +197,47 @@ def wheel_metadata_bytes(fileobj: BinaryIO, filename: str) -> bytes:
         name, version, _, _ = parse_wheel_filename(filename)
     except InvalidWheelFilename as exc:
         raise MetadataError(f"{filename}: not a valid wheel filename ({exc})") from exc
+    plain = plain_zip_members(fileobj)
+    if plain is not None:
+        with contextlib.suppress(MetadataError):
+            data = read_plain_member(
+                fileobj, plain[_metadata_member(plain, filename, name, version)]
+            )
+            if data is not None:
+                return data
+    # Not a plain zip, or something is wrong: zipfile reads it and says what.
+    return _zipfile_metadata(fileobj, filename, name, version)
+
+
+def _zipfile_metadata(fileobj: BinaryIO, filename: str, name: str, version: Version) -> bytes:
+    """:func:`wheel_metadata_bytes` read with :mod:`zipfile` (any zip; every refusal)."""
     with open_zip(fileobj, filename) as zf:
         members = zip_regular_files(zf, filename)
-        dirs = sorted({m.split("/", 1)[0] for m in members if "/" in m} - {""})
-        info_dirs = [d for d in dirs if d.endswith(".dist-info")]
-        matching = [d for d in info_dirs if _dist_info_matches(d, name, version)]
-        if not matching:
-            found = ", ".join(info_dirs) or "none"
-            raise MetadataError(
-                f"{filename}: no .dist-info directory for {name} {version}"
-                f" (found: {found}): not a valid wheel"
-            )
-        if len(matching) > 1:
-            raise MetadataError(
-                f"{filename}: several .dist-info directories match {name} {version}"
-                f" ({', '.join(matching)}): refusing an ambiguous wheel"
-            )
-        member = f"{matching[0]}/METADATA"
-        if member not in members:
-            raise MetadataError(f"{filename}: {member} is missing: not a valid wheel")
-        return read_zip_member(zf, members[member], filename)
+        return read_zip_member(
+            zf, members[_metadata_member(members, filename, name, version)], filename
+        )
+
+
+def _metadata_member(members: Collection[str], filename: str, name: str, version: Version) -> str:
+    """The wheel's ``<name>-<version>.dist-info/METADATA`` among its regular ``members``."""
+    dirs = sorted({m.split("/", 1)[0] for m in members if "/" in m} - {""})
+    info_dirs = [d for d in dirs if d.endswith(".dist-info")]
+    matching = [d for d in info_dirs if _dist_info_matches(d, name, version)]
+    if not matching:
+        found = ", ".join(info_dirs) or "none"
+        raise MetadataError(
+            f"{filename}: no .dist-info directory for {name} {version}"
+            f" (found: {found}): not a valid wheel"
+        )
+    if len(matching) > 1:
+        raise MetadataError(
+            f"{filename}: several .dist-info directories match {name} {version}"
+            f" ({', '.join(matching)}): refusing an ambiguous wheel"
+        )
+    member = f"{matching[0]}/METADATA"
+    if member not in members:
+        raise MetadataError(f"{filename}: {member} is missing: not a valid wheel")
+    return member
 
 
 def _dist_info_matches(directory: str, name: str, version: Version) -> bool:
