@@ -182,7 +182,9 @@ def sync_names() -> None:
         if not pending:
             return
         roots = {folder.parent for folder in pending} - _SWEPT
-        folders = sorted(set(pending) | {root / name for root in roots for name in FANOUTS})
+        # The roots too: a fan-out folder made by another thread (or an earlier, killed
+        # build) may have been written into before its root's fsync in make_fanouts.
+        folders = sorted(set(pending) | roots | {root / name for root in roots for name in FANOUTS})
         batches = [folders[i::SYNC_WORKERS] for i in range(min(SYNC_WORKERS, len(folders)))]
         _run_all(batches, _fsync_folders, SYNC_WORKERS)
         _SWEPT.update(roots)
@@ -230,6 +232,18 @@ def in_fanout(make: Callable[[], _B], folder: Path) -> _B:
 
 
 _FANOUTS_LOCK = threading.Lock()
+
+
+def prepare_fanouts(roots: Iterable[Path]) -> None:
+    """Make the fan-out folders of each of ``roots`` that lacks them (a new store), under
+    the lock :func:`in_fanout` takes. A cold build calls this in a thread while it starts:
+    its first writes then find the 768 folders there instead of waiting for their
+    ``mkdir`` calls and fsyncs (0.1-0.3 s at load 13, before the second round of requests)."""
+    for root in roots:
+        if (root / FANOUTS[-1]).is_dir():  # made in order: the last one means all
+            continue
+        with _FANOUTS_LOCK:
+            make_fanouts(root)
 
 
 def make_fanouts(root: Path) -> None:

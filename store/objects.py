@@ -70,6 +70,11 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
 
+    def prepare(self) -> None:
+        """Make a new store's fan-out folders (``objects/``, ``actions/``, ``folders/``)
+        all at once, as their first writes would (:func:`store.fsio.prepare_fanouts`)."""
+        fsio.prepare_fanouts(self.root / area for area in ("objects", "actions", "folders"))
+
     def lock(self) -> StoreLock:
         """The build/gc lock of this store (see :class:`store.lock.StoreLock`)."""
         from store.lock import StoreLock

@@ -410,3 +410,30 @@ def test_a_name_found_in_the_store_is_made_durable_before_a_root_names_it(
     assert events.index(("fsync", folder)) < events.index(
         ("rename", str(store.root / "roots" / "generation-1"))
     )
+
+
+def test_fanout_folders_an_earlier_build_left_unsynced_are_durable_before_a_root(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A build killed between making objects/00..ff and fsyncing objects/ left them so; a
+    # blob linked into one of them must not be named by a root before objects/ is synced.
+    for name in fsio.FANOUTS:
+        (store.objects_dir / name).mkdir(parents=True)
+    monkeypatch.setattr(fsio, "_SWEPT", set())  # this process has not swept the store yet
+    events = _fsyncs_and_renames(monkeypatch)
+    blob = store.put_bytes(b"linked into a folder made by a killed build")
+    set_root(store, "generation-1", blob.digest)
+    renamed = events.index(("rename", str(store.root / "roots" / "generation-1")))
+    assert events.index(("fsync", str(store.objects_dir))) < renamed
+    assert events.index(("fsync", str(store.path(blob.digest).parent))) < renamed
+
+
+def test_a_new_store_is_prepared_whole_and_an_old_one_is_left_as_it_is(store: Store) -> None:
+    store.prepare()
+    for area in ("objects", "actions", "folders"):
+        assert sorted(p.name for p in (store.root / area).iterdir()) == list(fsio.FANOUTS)
+    blob = store.put_bytes(b"after prepare")
+    (store.root / "actions" / "7f").rmdir()  # a store someone tidied: prepare adds nothing
+    store.prepare()
+    assert not (store.root / "actions" / "7f").exists()
+    assert store.read_bytes(blob.digest) == b"after prepare"
