@@ -25,7 +25,7 @@ from morgan.progress import ProgressReporter
 
 if TYPE_CHECKING:
     from morgan.build import BuildResult
-    from morgan.spec import Upstream
+    from morgan.spec import Spec, Upstream
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
@@ -132,7 +132,14 @@ def run(args: argparse.Namespace) -> int:
     from morgan.spec import load_spec
 
     spec = load_spec(args.workspace / "mirror.toml")
-    _prepare_store((args.out or spec.output).resolve() / "store")
+    preparing = _prepare_store((args.out or spec.output).resolve() / "store")
+    try:
+        return _build(args, spec)
+    finally:
+        preparing.join()  # (an in-process caller finds the store as the build left it)
+
+
+def _build(args: argparse.Namespace, spec: Spec) -> int:
     # Imported here: the build pulls in networkx and resolvelib, which `morgan --help` and
     # every other command do not need.
     from morgan.build import BuildOptions, build
@@ -177,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare_store(root: Path) -> None:
+def _prepare_store(root: Path) -> threading.Thread:
     """Make a new store's fan-out folders in a thread while the build imports its modules
     (~0.2 s of CPU) and reads the lock: a cold build's first writes then find them there.
     A failure is left to the build itself to meet and report."""
@@ -188,7 +195,9 @@ def _prepare_store(root: Path) -> None:
         with contextlib.suppress(OSError, StoreError):
             Store(root).prepare()
 
-    threading.Thread(target=prepare, name="morgan-store").start()
+    thread = threading.Thread(target=prepare, name="morgan-store")
+    thread.start()
+    return thread
 
 
 def _did_you_mean(client: object, upstreams: Sequence[Upstream], name: str) -> str:
