@@ -31,10 +31,10 @@ with no latency: the shape of the table, never its times (tests/test_bench_smoke
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -179,12 +179,14 @@ def upgrade_releases(graph: Graph) -> list[Release]:
     return [replace(newest[name], version="9.0", requires_python=None) for name in libs[::10]]
 
 
-def measure_size(size: int, latency: float, out: Path) -> SizeFigures:
+def measure_size(size: int, latency: float, out: Path, tmp: Path) -> SizeFigures:
+    """Every phase at ``size`` projects, the workspace in ``tmp`` (left for the caller to
+    remove once every size is measured: see :func:`main`)."""
     graph = scale_graph(size)
     print(f"scale: {size} projects: publishing {graph.files} files", file=sys.stderr)
     up = FakeUpstream(out / f"scale-upstream-{size}")
     figures = SizeFigures(size, graph.projects, graph.files, depth_of(graph), {})
-    with tempfile.TemporaryDirectory(prefix="scale-", dir=out) as tmp, up.start():
+    with up.start():
         publish(up, graph, up.files_dir)
         up.latency = latency
         ws = Path(tmp) / "ws"
@@ -205,7 +207,6 @@ def measure_size(size: int, latency: float, out: Path) -> SizeFigures:
             print(f"scale: {size} projects: {name}", file=sys.stderr)
             figures.phases[name] = _phase(up, ws, *args)
         figures.store_mb = tree_bytes(ws) / (1 << 20)
-        shutil.rmtree(ws, ignore_errors=True)
     return figures
 
 
@@ -267,7 +268,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         sizes, latency = [60, 120], 0.0
     args.out.mkdir(parents=True, exist_ok=True)
-    all_figures = [measure_size(size, latency, args.out) for size in sizes]
+    # Each size's workspace is removed after the last size, not before the next one: on
+    # ext4 without a journal (this project's bench machine) every file created within a
+    # minute or so of a large removal scans past the inodes just freed, and a cold build
+    # right after removing the previous size's ~60 000 files spent a fifth of its CPU there
+    # (docs/performance.md, tenth round, "Cold build CPU at scale").
+    with contextlib.ExitStack() as workspaces:
+        all_figures = []
+        for size in sizes:
+            tmp = workspaces.enter_context(
+                tempfile.TemporaryDirectory(prefix="scale-", dir=args.out)
+            )
+            all_figures.append(measure_size(size, latency, args.out, Path(tmp)))
     table = render(all_figures, latency)
     print(table, end="")
     (args.out / "scale.md").write_text(table, encoding="utf-8")
