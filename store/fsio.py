@@ -237,8 +237,8 @@ _FANOUTS_LOCK = threading.Lock()
 def prepare_fanouts(roots: Iterable[Path]) -> None:
     """Make the fan-out folders of each of ``roots`` that lacks them (a new store), under
     the lock :func:`in_fanout` takes. A cold build calls this in a thread while it starts:
-    its first writes then find the 768 folders there instead of waiting for their
-    ``mkdir`` calls and fsyncs (0.1-0.3 s at load 13, before the second round of requests)."""
+    its first writes then find the folders there instead of waiting for their ``mkdir``
+    calls and fsyncs (0.1-0.3 s at load 13, before the second round of requests)."""
     for root in roots:
         if (root / FANOUTS[-1]).is_dir():  # made in order: the last one means all
             continue
