@@ -94,8 +94,9 @@ _ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
 _CENTRAL_HEADER = struct.Struct("<4s6H3L5H2L")
 
 
-def _central_directory(fileobj: BinaryIO) -> tuple[int, int] | None:
-    """(start, size) of the central directory as zipfile will read it, or None."""
+def _end_record(fileobj: BinaryIO) -> tuple[int, bytes, int] | None:
+    """The zip's tail (where its end record may be), as ``(tail_start, tail, at)`` with the
+    record at ``tail[at:]``, found as zipfile finds it; None when there is none."""
     size = fileobj.seek(0, 2)
     tail_start = max(0, size - _EOCD.size - 0xFFFF)  # the record ends with a <64 KiB comment
     fileobj.seek(tail_start)
@@ -103,6 +104,15 @@ def _central_directory(fileobj: BinaryIO) -> tuple[int, int] | None:
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or at + _EOCD.size > len(tail):
         return None
+    return tail_start, tail, at
+
+
+def _central_directory(fileobj: BinaryIO) -> tuple[int, int] | None:
+    """(start, size) of the central directory as zipfile will read it, or None."""
+    found = _end_record(fileobj)
+    if found is None:
+        return None
+    tail_start, tail, at = found
     record_pos = tail_start + at
     cd_size: int = _EOCD.unpack_from(tail, at)[5]
     locator_at = at - _ZIP64_LOCATOR.size
@@ -184,13 +194,10 @@ class PlainMember(NamedTuple):
 def _plain_directory(fileobj: BinaryIO) -> bytes | None:
     """The central directory of a zip with nothing before it, no zip64 record, one disk and
     an end record that ends the file; None for any other zip."""
-    size = fileobj.seek(0, 2)
-    tail_start = max(0, size - _EOCD.size - 0xFFFF)
-    fileobj.seek(tail_start)
-    tail = fileobj.read()
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or at + _EOCD.size > len(tail):
+    found = _end_record(fileobj)
+    if found is None:
         return None
+    tail_start, tail, at = found
     _sig, disk, cd_disk, on_disk, total, cd_size, cd_offset, comment = _EOCD.unpack_from(tail, at)
     if disk or cd_disk or on_disk != total or at + _EOCD.size + comment != len(tail):
         return None
