@@ -501,6 +501,41 @@ def test_stream_reads_in_chunks_and_counts_bytes(upstream: Upstream, sleeps: Sle
     assert upstream.log[-1][1]["Accept-Encoding"] == "identity"
 
 
+def test_a_fast_tls_body_is_read_in_large_pieces_after_its_first_mib(
+    sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Over TLS a read of what has arrived gives one record (16 KiB at most), and each such
+    # read takes the GIL back and is hashed and written by the caller on its own: a fast
+    # body is read in large pieces once its first MiB has come (Download.read).
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    payload = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    state = Upstream()
+    state.script("/f.whl", Reply(200, payload))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    url = f"https://127.0.0.1:{server.server_address[1]}/f.whl"
+    chunks: list[bytes] = []
+    try:
+        with client(sleeps).stream(url) as download:
+            while chunk := download.read(1 << 20):
+                chunks.append(chunk)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert b"".join(chunks) == payload
+    first_mib = next(i for i in range(len(chunks)) if sum(map(len, chunks[: i + 1])) >= 1 << 20)
+    assert max(len(c) for c in chunks[: first_mib + 1]) <= 16 * 1024  # record by record
+    assert min(len(c) for c in chunks[first_mib + 1 : -1]) > 64 * 1024  # then many at once
+    assert len(chunks) < 128  # record by record: 512
+
+
 def test_stream_broken_mid_body_raises(upstream: Upstream, sleeps: Sleeps) -> None:
     upstream.script("/f.whl", Reset(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n01234"))
     received = b""

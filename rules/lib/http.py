@@ -51,6 +51,11 @@ MAX_BACKOFF = 30.0
 MAX_REDIRECTS = 10
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
+# A download's read waits for this many bytes or more only when the body has been arriving
+# at a rate that brings them within _READ_SLICE seconds (see Download.read).
+_BIG_READ = 64 * 1024
+_READ_SLICE = 0.25
+_BIG_AFTER = 1024 * 1024  # ... and once this much of it has come (its rate is known)
 # Environment variables that override the retry policy of clients built with defaults
 # (``morgan build`` makes one): tests and slow networks tune it without a code change.
 ENV_RETRIES = "MORGAN_HTTP_RETRIES"
@@ -213,11 +218,28 @@ class Download:
         self._started = time.monotonic()
         self._received = 0
         raw = response.raw
-        self._read = getattr(raw, "read1", raw.read)
+        self._read1 = getattr(raw, "read1", raw.read)
+        self._read_full = raw.read
 
     def read(self, n: int = _CHUNK) -> bytes:
+        # A read returns what has arrived (read1: over TLS one 16 KiB record), unless the
+        # body has come fast enough that ``n`` bytes are due within _READ_SLICE: then it
+        # waits for up to that many. Each record read takes the GIL back, and the caller
+        # hashes and writes what it gets: one large read per 64 records instead of a
+        # read, two hashes and a write each (docs/performance.md, eleventh round).
+        # A body that slows down is still checked against the minimum rate after each
+        # read: a large read is only asked of a body that has brought its first MiB, and
+        # only for as much as it brought per _READ_SLICE on average.
+        big = 0
+        if n > _BIG_READ and self._received >= _BIG_AFTER:
+            elapsed = time.monotonic() - self._started
+            rate = self._received / elapsed if elapsed > 0 else float("inf")
+            big = int(min(n, rate * _READ_SLICE))
         try:
-            data: bytes = self._read(n, decode_content=True)
+            if big >= _BIG_READ:
+                data: bytes = self._read_full(big, decode_content=True)
+            else:
+                data = self._read1(n, decode_content=True)
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
             raise BodyBrokenError(
                 f"GET {self._url}: connection broken while reading the body: {_describe(exc)}"
