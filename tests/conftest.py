@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,13 @@ from tests.upstream import FakeUpstream
 # build's whole stderr must not see one appear when the machine is slow. The progress
 # tests set their own interval.
 os.environ["MORGAN_PROGRESS_INTERVAL"] = "3600"
+
+# A shell runs a background job (`pytest &`, `nohup`, a CI runner without job control) with
+# SIGINT ignored, and a process started from it inherits that: the builds and servers the
+# Ctrl-C tests interrupt would then never see the signal. A signal with a handler is reset
+# to its default in a child, so a handler here gives them a terminal's Ctrl-C back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True, scope="session")
