@@ -46,6 +46,10 @@ def test_upstreams_in_order_and_a_project_pinned_to_one(tmp_path: Path) -> None:
         assert corp.page_requests() == ["/simple/pinned/"]
         assert "/simple/common/" not in second.page_requests()
         assert first.page_requests().count("/simple/only-b/") == 1
+        # The root pages a cold build asks for while it starts are the ones it uses: no
+        # page is asked of an upstream twice.
+        for up in (first, second, corp):
+            assert sorted(set(up.page_requests())) == sorted(up.page_requests())
 
 
 def test_credentials_never_reach_lock_pages_or_output(

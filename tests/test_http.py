@@ -309,6 +309,62 @@ def test_redirect_loop_is_a_clear_error(upstream: Upstream, sleeps: Sleeps) -> N
     assert sleeps == []
 
 
+def test_a_page_asked_for_early_is_sent_once_and_given_to_its_first_get(
+    upstream: Upstream, sleeps: Sleeps
+) -> None:
+    upstream.script("/simple/a/", Reply(200, b"{}", {"Content-Type": JSON, "ETag": '"a1"'}))
+    upstream.script("/simple/b/", Reply(200, b"{ }", {"Content-Type": JSON}))
+    http = client(sleeps)
+    http.get_pages_early([upstream.url("/simple/a/"), upstream.url("/simple/b/")])
+    for _ in range(500):  # both sent by the early threads before anyone asks
+        if len(upstream.log) == 2:
+            break
+        time.sleep(0.01)
+    assert sorted(upstream.paths()) == ["/simple/a/", "/simple/b/"]
+    assert http.get_page(upstream.url("/simple/a/")) == PageResponse(
+        200, b"{}", JSON, upstream.url("/simple/a/"), '"a1"'
+    )
+    assert http.get_page(upstream.url("/simple/b/")).body == b"{ }"
+    assert len(upstream.log) == 2  # taken, not asked again
+    # Taken once: a second get (or a conditional one) asks upstream as before.
+    assert http.get_page(upstream.url("/simple/a/")).body == b"{}"
+    assert http.get_page(upstream.url("/simple/b/"), etag='"x"').body == b"{ }"
+    assert (len(upstream.log), http.requests_sent) == (4, 4)
+
+
+def test_a_page_asked_for_early_fails_as_its_get_would(sleeps: Sleeps) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    http = client(sleeps, retries=2)
+    url = f"http://127.0.0.1:{port}/simple/demo/"
+    http.get_pages_early([url])
+    with pytest.raises(UpstreamError) as exc:
+        http.get_page(url)
+    assert str(exc.value) == f"GET {url}: connection refused after 3 attempts"
+    assert (http.requests_sent, sorted(sleeps)) == (3, [0.375, 0.75])
+
+
+def test_a_get_before_the_early_threads_reach_its_page_sends_it_itself(
+    upstream: Upstream, sleeps: Sleeps
+) -> None:
+    import rules.lib.http as http_module
+
+    upstream.script("/simple/slow/", Reply(200, b"{}", {"Content-Type": JSON}, delay=3.0))
+    upstream.script("/simple/next/", Reply(200, b"[]", {"Content-Type": JSON}))
+    http = client(sleeps)
+    # One early thread, busy with a slow page: the second page waits in its queue.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(http_module, "EARLY_THREADS", 1)
+        http.get_pages_early([upstream.url("/simple/slow/"), upstream.url("/simple/next/")])
+    started = time.monotonic()
+    assert http.get_page(upstream.url("/simple/next/")).body == b"[]"
+    assert time.monotonic() - started < 2.0  # not queued behind the slow page
+    assert http.get_page(upstream.url("/simple/slow/")).body == b"{}"
+    time.sleep(0.1)  # the early thread, done with the slow page, finds the other taken
+    assert sorted(upstream.paths()) == ["/simple/next/", "/simple/slow/"]
+
+
 def test_connection_refused_is_retried_then_reported(sleeps: Sleeps) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

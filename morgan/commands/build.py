@@ -134,12 +134,41 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.workspace / "mirror.toml")
     preparing = _prepare_store((args.out or spec.output).resolve() / "store")
     try:
-        return _build(args, spec)
+        client = make_client(args.offline, spec.upstreams)
+        early = _root_pages(args, spec)
+        if early:
+            client.get_pages_early(early)  # type: ignore[attr-defined]
+        return _build(args, spec, client)
     finally:
         preparing.join()  # (an in-process caller finds the store as the build left it)
 
 
-def _build(args: argparse.Namespace, spec: Spec) -> int:
+def _root_pages(args: argparse.Namespace, spec: Spec) -> list[str]:
+    """The page URLs of the root projects a build that resolves from scratch asks for
+    first (the spec's requirements, routed as the build routes them), to be asked for
+    while the build imports the resolver; none when the build may not ask for them (a
+    lock to build from, ``--offline``, ``--upgrade NAME``, private folders, whose names
+    are never asked of an upstream)."""
+    from packaging.utils import canonicalize_name
+
+    from rules.model import NormalizedName
+
+    if args.offline or args.upgrade not in (None, []) or spec.all_private:
+        return []
+    if args.upgrade is None and (spec.path.parent / "mirror.lock").exists():
+        return []
+    every = [*spec.requirements, *(r for i in spec.indexes for r in i.requirements)]
+    urls = []
+    for name in dict.fromkeys(NormalizedName(canonicalize_name(r.name)) for r in every):
+        routed = [u for u in spec.upstreams if name in u.projects] or [
+            u for u in spec.upstreams if not u.projects
+        ]
+        if routed:
+            urls.append(f"{routed[0].index_url}{name}/")
+    return urls
+
+
+def _build(args: argparse.Namespace, spec: Spec, client: object) -> int:
     # Imported here: the build pulls in networkx and resolvelib, which `morgan --help` and
     # every other command do not need.
     from morgan.build import BuildOptions, build
@@ -171,7 +200,6 @@ def _build(args: argparse.Namespace, spec: Spec) -> int:
     )
     opts = dataclasses.replace(opts, reporter=progress)
     started = time.monotonic()
-    client = make_client(args.offline, spec.upstreams)
     try:
         result = build(spec, client, opts)
     except UnknownProjectError as exc:
