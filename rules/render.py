@@ -75,6 +75,7 @@ def step(
 ) -> Step[Pages]:
     """The plan's node rendering ``name``'s pages in ``view`` from ``files``' nodes."""
     base = f"{view.prefix}simple/{name}/"
+    produces = (base + "index.html", base + "index.json")
     attrs = canonical_json([_upstream_attrs(n.file) for n in files])
     params: dict[str, object] = {"project": name, "files": blake3_hex(attrs)}
     if status[0] != "active":
@@ -85,8 +86,8 @@ def step(
         params=params,
         # (partials, not closures: see rules.rule.at_paths)
         run=functools.partial(_run_step, store, name, files, status),
-        entries=functools.partial(_entries, base),
-        produces=(base + "index.html", base + "index.json"),
+        entries=functools.partial(_entries, produces),
+        produces=produces,
     )
 
 
@@ -100,5 +101,9 @@ def _run_step(
     return run(store, name, [n.mirror_file(inputs) for n in files], status)
 
 
-def _entries(base: str, out: Pages) -> dict[str, Digest]:
-    return out.entries(base)
+def _entries(paths: tuple[str, str], out: Pages) -> dict[str, Digest]:
+    """The two pages at the step's own path strings (``produces``): the tree writer and the
+    manifest key their maps by these, not by two new strings per render node each (55 000
+    paths at 5 000 projects)."""
+    html, js = paths
+    return {html: out.html, js: out.json}
