@@ -152,7 +152,8 @@ def publish(
     by :func:`start_tree`, completed here (or removed on an error).
     """
     n = next_number(mirror)
-    full = {**entries, MANIFEST: manifest}
+    # (the build's generation node gives manifest.json among the entries: no copy then)
+    full = entries if entries.get(MANIFEST) == manifest else {**entries, MANIFEST: manifest}
     final = generation_path(mirror, n)
     try:
         if SERVER in sides:

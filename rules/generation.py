@@ -43,7 +43,8 @@ class Switched:
 RULE = Rule("generation", 1, Switched)
 ID = "generation"
 
-# (manifest, its entries) -> the switch done; manifest -> the switch, if already served
+# (manifest, its entries and manifest.json) -> the switch done; manifest -> the switch, if
+# already served
 Publisher = Callable[[Digest, Mapping[str, Digest]], Switched]
 Served = Callable[[Digest], Switched | None]
 
@@ -70,7 +71,13 @@ def step(
 
     def run(blob: Digest) -> Switched:
         entries = written.take(blob) if written is not None else None
-        return publish(blob, entries if entries is not None else entries_of(store, blob))
+        if entries is None:
+            entries = entries_of(store, blob)
+        # The tree's manifest.json, put into the dict this node holds (no one else reads
+        # it): publish takes the entries as they are rather than a copy with it added
+        # (150 000 entries at 5 000 projects, held through the tree's commit).
+        entries[manifest.PATH] = blob
+        return publish(blob, entries)
 
     return Step(
         id=ID,

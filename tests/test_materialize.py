@@ -163,6 +163,40 @@ def test_expected_folders_are_made_while_entries_still_arrive(tmp_path: Path) ->
     assert (tmp_path / "generations" / "1" / "simple" / "p1").resolve() == made[0]
 
 
+@pytest.mark.parametrize(
+    "change",
+    ["name in an expected folder", "path outside the folders", "root page for a file", "none"],
+)
+def test_a_commit_of_other_paths_than_expected_makes_the_tree_it_is_given(
+    tmp_path: Path, change: str
+) -> None:
+    """commit() takes the folders expect() computed only when it is given exactly the
+    expected paths (the writer keeps no set of them: their count, their folders and the
+    few paths outside those); as many paths with one of them another gives that tree."""
+    store = Store(tmp_path / "store")
+    expected = {**blobs(store, 28), "simple/index.html": store.put_bytes(b"root").digest}
+    given = dict(expected)
+    blob = store.put_bytes(b"other").digest
+    if change == "name in an expected folder":
+        del given["simple/p1/f1.whl"]
+        given["simple/p1/g1.whl"] = blob
+    elif change == "path outside the folders":
+        del given["simple/p1/f1.whl"]
+        given["extra.html"] = blob
+    elif change == "root page for a file":
+        del given["simple/index.html"]
+        given["simple/p2/extra.whl"] = blob
+    assert len(given) == len(expected)
+    writer = TreeWriter(store, tmp_path / "generations" / ".tmp-1-1")
+    writer.expect(expected)
+    for rel, digest in given.items():
+        writer.add(rel, digest)
+    writer.commit(tmp_path / "generations" / "1", given)
+    assert tree(tmp_path / "generations" / "1") == {
+        rel: store.read_bytes(d) for rel, d in given.items()
+    }
+
+
 def test_unchanged_folders_are_linked_from_the_served_generation(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     entries = blobs(store, 70)

@@ -128,7 +128,12 @@ class TreeWriter:
         # folder -> its paths, sorted (the strings the caller gave: no name and no dict
         # per folder, ~20 MB at 5 000 projects)
         self._expected: dict[str, tuple[str, ...]] = {}
-        self._expected_paths: frozenset[str] = frozenset()
+        # The expected paths outside those folders (root pages, the lock, the manifest), and
+        # how many paths were expected in all: with ``_expected``, what commit() needs to
+        # know that it is given exactly the expected paths (not a set of every path: 4-8 MB
+        # at 5 000 projects, held through the commit); None: nothing expected.
+        self._expected_loose: frozenset[str] = frozenset()
+        self._expected_count: int | None = None
         self._remaining: dict[str, int] = {}
         self._early: dict[str, str] = {}  # folder -> its folder object's name, made
         self._listed: frozenset[str] | None = None  # the store's folder objects (add_folders)
@@ -162,19 +167,22 @@ class TreeWriter:
         if not self.share:
             return
         listed = frozenset(paths)
-        leaves = leaf_paths(listed)
+        leaves, rest = _leaves_and_rest(listed)
         more = {f: tuple(sorted(f"{f}/{n}" for n in names)) for f, names in (folders or {}).items()}
         parents = {f.rpartition("/")[0] for f in more}
         for parent in parents:  # (a view's simple/ holds its root pages and these folders)
             up = parent
             while up:
-                leaves.pop(up, None)
+                rest.extend(leaves.pop(up, ()))
                 up = up.rpartition("/")[0]
+        for folder, rels in more.items():  # (a leaf of ``paths`` given again: these names)
+            rest.extend(rel for rel in leaves.get(folder, ()) if not _among(rels, rel))
         leaves.update(more)
         # (a union copies the set even with nothing to add: 8 MB at 5 000 projects)
         expected = listed.union(*more.values()) if more else listed
         with self._cond:
-            self._expected_paths = expected
+            # (``rest`` and the leaves' paths together are ``expected``)
+            self._expected_loose, self._expected_count = frozenset(rest), len(expected)
             self._expected = leaves
             self._remaining = {f: len(rels) for f, rels in leaves.items()}
             self._early_pool = ThreadPoolExecutor(
@@ -429,7 +437,7 @@ class TreeWriter:
         and by folder: tens of MB at 5 000 projects), once it is written."""
         with self._cond:
             self._noted, self._expected, self._remaining, self._early = {}, {}, {}, {}
-            self._expected_paths = frozenset()
+            self._expected_loose, self._expected_count = frozenset(), None
             self._claimed = set()
             self._prelink_asked = {}
 
@@ -450,11 +458,17 @@ class TreeWriter:
         """The tree of ``entries``: each folder of files a link to its folder object (made
         if new), every other entry a link to its blob; several threads make the links."""
         # The paths expect() was given are the usual case: their folders are known already.
-        leaves = self._expected if self._expected_paths == entries.keys() else leaf_paths(entries)
+        # (entries are the expected paths when there are as many and each is in an expected
+        # folder or among the other expected paths)
+        leaves = self._expected
+        loose = [rel for rel in entries if not _in_leaf(leaves, rel)]
+        if len(entries) != self._expected_count or not self._expected_loose.issuperset(loose):
+            leaves = leaf_paths(entries)
+            loose = [rel for rel in entries if not _in_leaf(leaves, rel)]
+        loose.sort()
         prelinked, asked = self._prelinked(), self._prelink_asked
         for folder in asked.keys() - leaves.keys():  # (not the usual case: not in the tree)
             _unlink(f"{self.tmp}/{folder}")
-        loose = sorted(rel for rel in entries if not _in_leaf(leaves, rel))
         parents = {f.rpartition("/")[0] for f in leaves} | {r.rpartition("/")[0] for r in loose}
         for folder in sorted(parents - {""}):
             (self.tmp / folder).mkdir(parents=True, exist_ok=True)
@@ -536,6 +550,11 @@ class TreeWriter:
 def leaf_paths(entries: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """:func:`store.folders.leaf_folders` as each folder's paths, sorted (so by name too):
     folder -> paths. The strings are those of ``entries``; no name string is kept."""
+    return _leaves_and_rest(entries)[0]
+
+
+def _leaves_and_rest(entries: Iterable[str]) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """:func:`leaf_paths`, and the paths of ``entries`` in no leaf folder."""
     by_folder: dict[str, list[str]] = {}
     parents: set[str] = set()
     for rel in entries:
@@ -548,7 +567,9 @@ def leaf_paths(entries: Iterable[str]) -> dict[str, tuple[str, ...]]:
                 parents.add(folder)
         else:
             rels.append(rel)
-    return {f: tuple(sorted(rels)) for f, rels in by_folder.items() if f and f not in parents}
+    leaves = {f: tuple(sorted(rels)) for f, rels in by_folder.items() if f and f not in parents}
+    rest = [rel for f, rels in by_folder.items() if f not in leaves for rel in rels]
+    return leaves, rest
 
 
 def _among(rels: tuple[str, ...], rel: str) -> bool:
