@@ -425,7 +425,7 @@ def _build_locked(
                         )
                         tree.add_folders(taken, recs.objects())
                     ex.note_recorded(recs.nodes())
-                walked = walk(plan, ex, on_done=link, notes=recs.notes)
+                walked = walk(plan, ex, on_done=link, notes=recs.notes, spend=True)
                 outputs = Inputs(walked)
                 lock_blob = outputs.get(lock_rule.ID, Stored).blob
                 if not staged_lock:  # the generation was served already: no switch ran

@@ -350,7 +350,7 @@ def _walked(
             return None
         step: Step[Any] = plan.nodes[node_id]["step"]
         k = notes.keys.get(node_id)
-        if k is None and plan.in_degree(node_id) == 0:
+        if k is None and plan.in_degree(node_id) == 0 and not step.spent:
             k = step.node({}).key  # a file resolution fetched: the walk took it as it was
         d = notes.digests.get(node_id)
         if k is None or d is None:

@@ -61,6 +61,7 @@ def walk(
     *,
     on_done: Callable[[Step[Any], Output], None] = lambda _s, _o: None,
     notes: Notes | None = None,
+    spend: bool = False,
 ) -> dict[str, Output]:
     """Run every node of ``graph`` once its predecessors are done; every node's output.
 
@@ -69,7 +70,9 @@ def walk(
     so one build reports every failed download: a :class:`BuildError` names the first
     failure (by node id) and how many more there were. ``notes``: what the walk keeps of
     each node's key and output digest, and the predecessors of nodes that are not in the
-    graph (:class:`Notes`).
+    graph (:class:`Notes`). ``spend``: each finished step lets go of what it ran with
+    (:meth:`~rules.rule.Step.spend`), its key noted first: the graph is walked once, and
+    read afterwards only for its steps' ids, rules, entries and products.
     """
     waiting = {n: graph.in_degree(n) for n in graph.nodes}
     # Downloads and everything else run on different pools: each has its own ready heap
@@ -94,9 +97,13 @@ def walk(
         # Finished already in this build (a file resolution started): its output, with no
         # round trip through the pool and the queue.
         earlier: Output | None = ex.finished(node_id)
-        if earlier is not None:
-            return earlier
         step: Step[Any] = graph.nodes[node_id]["step"]
+        if earlier is not None:
+            if spend and notes is not None and graph.in_degree(node_id) == 0:
+                # (its key as a node with no inputs, as project records would make it
+                # from the step's parameters, which spend() lets go)
+                notes.keys[node_id] = step.node({}).key
+            return earlier
         preds = {p: outputs[p] for p in graph.predecessors(node_id)}
         inputs = {p: digests[p] for p in sorted(preds)}
         inputs.update(outside.get(node_id, {}))
@@ -119,7 +126,10 @@ def walk(
         outputs[node_id] = output
         if graph.out_degree(node_id):
             digests[node_id] = output_digest(output)
-        on_done(graph.nodes[node_id]["step"], output)
+        step: Step[Any] = graph.nodes[node_id]["step"]
+        on_done(step, output)
+        if spend:
+            step.spend()
         for succ in graph.successors(node_id):
             waiting[succ] -= 1
             if waiting[succ] == 0:

@@ -66,3 +66,30 @@ def test_ready_nodes_start_in_node_id_order_whatever_the_insertion_order(tmp_pat
         seen.append(started.order)
     # The roots by id; a's two dependants, ready together, by id; then as they become ready.
     assert seen == [["a", "b", "c", "d", "a1", "a2", "bc", "z"]] * len(orders)
+
+
+def test_a_spending_walk_lets_go_of_what_each_step_ran_with_and_keeps_its_key(
+    tmp_path: Path,
+) -> None:
+    """With ``spend``, each step that finished keeps what a build reads after the walk (id,
+    rule, entries, products) but not its parameters or run function; a step that finished
+    before the walk (a file resolution fetched) has its key noted first, as a node with no
+    inputs, which is what project records would otherwise make from its parameters."""
+    from morgan.walk import Notes
+
+    g = plan(NODES, EDGES)
+    steps: dict[str, Step[Any]] = {n: g.nodes[n]["step"] for n in NODES}
+    keys = {n: steps[n].node({}).key for n in ("a", "d")}
+    notes = Notes()
+    with Executor(Store(tmp_path / "s"), small_workers=1) as ex:
+        ex.run(steps["a"].node({}), lambda: Text("a"))  # finished before the walk
+        outputs = walk(g, ex, notes=notes, spend=True)
+    assert {n: out.text for n, out in outputs.items() if isinstance(out, Text)} == {
+        n: n for n in NODES
+    }
+    assert all(steps[n].spent and not steps[n].params for n in NODES)
+    assert g.nodes["z"]["step"] is steps["z"]  # the same objects, changed in place
+    assert notes.keys["a"] == keys["a"]  # (finished before the walk: noted all the same)
+    assert notes.keys["d"] == keys["d"]
+    with Executor(Store(tmp_path / "s2"), small_workers=1) as ex:
+        assert sorted(walk(plan(NODES, EDGES), ex)) == NODES  # without spend: as before
