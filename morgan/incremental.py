@@ -84,7 +84,7 @@ class Carried:
     the lock's (``tests/test_incremental.py`` compares the two ways)."""
 
     pins: list[tuple[NormalizedName, str, Release, frozenset[str]]]  # by name
-    edges: set[LockedEdge]
+    edges: dict[LockedEdge, None]  # the lock's run edges in its order, then the new ones
     unknown: set[str]  # "name version: source", as a selection records them
     dependencies: dict[NormalizedName, Dependencies]
 
@@ -187,7 +187,7 @@ def _carry(  # noqa: PLR0917 - resolve_change's own values, handed on
         if " " not in e.parent and not e.parent_version and not e.child_version
         else LockedEdge(
             e.parent, e.child, e.requirement, "build-system" if " " in e.parent else "run"
-        )
+        ): None
         for e in locked.edges
         if e.kind == "run"
     }
@@ -212,17 +212,21 @@ def _carry(  # noqa: PLR0917 - resolve_change's own values, handed on
         for k, v in new.extras.items():
             extras.setdefault(k, set()).update(v)
         edges.update(
-            LockedEdge(
-                e.parent, e.child, e.requirement, "build-system" if " " in e.parent else "run"
+            dict.fromkeys(
+                LockedEdge(
+                    e.parent, e.child, e.requirement, "build-system" if " " in e.parent else "run"
+                )
+                for e in new.edges
             )
-            for e in new.edges
         )
         unknown.update(f"{n} {v}: {src}" for n, v, src in new.unknown)
         for k, d in new.dependencies.items():
             deps.setdefault(k, d)
     if len(unmet) < len(added):
         note += f", {len(added) - len(unmet)} new requirement(s) already met"
-    edges.update(LockedEdge(SPEC, _name(t), t, "run") for t in added if t not in unmet)
+    edges.update(
+        dict.fromkeys(LockedEdge(SPEC, _name(t), t, "run") for t in added if t not in unmet)
+    )
     carried = Carried(
         pins=[
             (name, versions[name], rel, frozenset(extras.get(name, ())))

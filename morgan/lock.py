@@ -260,8 +260,8 @@ def _dump_environment(env: LockedEnvironment, out: list[str]) -> None:
             f"  {{ name = {s(p.name)}, version = {s(p.version)}, role = {s(p.role)}{extras} }},\n"
         )
     out.append("]\nedges = [\n")
-    edges = sorted(env.edges, key=_EDGE_ORDER)
-    if _all_plain(edges, _EDGE_ORDER):
+    edges = sorted(env.edges, key=EDGE_ORDER)
+    if _all_plain(edges, EDGE_ORDER):
         for e in edges:
             versions = (f', parent-version = "{e.parent_version}"' if e.parent_version else "") + (
                 f', child-version = "{e.child_version}"' if e.child_version else ""
@@ -285,9 +285,8 @@ def _dump_environment(env: LockedEnvironment, out: list[str]) -> None:
 
 
 _PIN_ORDER = attrgetter("name", "version", "role")
-_EDGE_ORDER = attrgetter(
-    "kind", "parent", "child", "requirement", "parent_version", "child_version"
-)
+# The order of an environment's edges in the lock (and in its parsed form).
+EDGE_ORDER = attrgetter("kind", "parent", "child", "requirement", "parent_version", "child_version")
 # A file's string fields, as _file_items lists them (None: left out of its line).
 _FILE_STRINGS = attrgetter(
     "filename",
@@ -584,7 +583,7 @@ def _env_rows(env: LockedEnvironment) -> list[Any]:
             [p.name, p.version, p.role, p.extras]
             for p in sorted(env.pins, key=lambda p: (p.name, p.version, p.role))
         ],
-        sorted([_edge_order(e) for e in env.edges]),
+        sorted(map(EDGE_ORDER, env.edges)),
         sorted(env.unknown_metadata),
     ]
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import functools
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from morgan import build as build_module
 from morgan import cli, incremental
+from morgan import lock as lock_module
+from morgan.lock import LockedEdge
 from tests.build_scenario import morgan
 from tests.test_build_incremental import pins, spec
 from tests.upstream import FakeUpstream
@@ -142,3 +145,43 @@ def test_carried_environments_give_the_lock_the_kept_resolution_gives(
         "other": "1.0",
         "clidep": "1.0",
     }
+
+
+def test_carried_edges_come_in_the_lock_order_and_the_lock_sorts_them_once(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change that removes nothing carries the lock's run edges in the lock's own order,
+    the new closure's after them; the lock's environments are made with their edges
+    sorted as the lock writes them (so the text and the parsed form sort a sorted list)."""
+    _graph(upstream)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top", "app[cli]"])
+    assert cli.main(["build", "-q", "-C", str(ws)]) == 0
+    before = lock_module.load(ws / "mirror.lock")
+    assert before is not None
+    carried: list[list[LockedEdge]] = []
+    made: list[list[LockedEdge]] = []
+    absorb, environments = build_module._absorb_carried, build_module.locked_environments
+
+    def absorbing(sel: Any, c: incremental.Carried, deps: Any) -> None:
+        carried.append(list(c.edges))
+        absorb(sel, c, deps)
+
+    def making(selections: Any) -> Any:
+        envs = environments(selections)
+        made.extend(list(e.edges) for found in envs.values() for e in found)
+        return envs
+
+    monkeypatch.setattr(build_module, "_absorb_carried", absorbing)
+    monkeypatch.setattr(build_module, "locked_environments", making)
+    spec(ws, upstream.url, ["top", "app[cli]", "other"])
+    assert cli.main(["build", "-q", "-C", str(ws)]) == 0
+    assert len(carried) == 2
+    for env, edges in zip(before.environments, carried, strict=True):
+        run = [e for e in env.edges if e.kind == "run"]
+        assert len(run) > 3
+        assert edges[: len(run)] == run
+        assert len(edges) > len(run)  # (other's)
+    assert made
+    for edges in made:
+        assert edges == sorted(edges, key=lock_module.EDGE_ORDER)
