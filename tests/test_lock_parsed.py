@@ -243,3 +243,31 @@ def test_a_lock_built_again_takes_the_parsed_form_kept_before_it(
     assert built(["app"]) == (first, first_builds)  # damaged: made again
     (store / lock_mod.PARSED_PREVIOUS).unlink()
     assert built(["app", "other"]) == (second, second_builds)  # gone: made again
+
+
+def test_a_build_walks_the_selections_for_its_lock_once(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock is made twice per build (blanked for the lock node's key, then with the
+    files' digests) from one walk over the selections' pins and files: the lock is the one
+    the TOML writer gives for the build's selections either way."""
+    from morgan import build as build_mod
+    from morgan import cli
+
+    upstream.add_release("app", "1.0", requires_dist=["util>=1"])
+    upstream.add_release("util", "1.5")
+    walks: list[int] = []
+    real = build_mod.lock_layout
+
+    def layout(selections: object, infos: object) -> object:
+        walks.append(1)
+        return real(selections, infos)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(build_mod, "lock_layout", layout)
+    ws = tmp_path / "ws"
+    write_spec(ws, upstream.url, ["app"])
+    assert cli.main(["build", "-q", "-C", str(ws)]) == 0
+    assert walks == [1]
+    lock = lock_mod.loads((ws / "mirror.lock").read_text(encoding="utf-8"))
+    assert [(r.name, r.version) for r in lock.releases] == [("app", "1.0"), ("util", "1.5")]
+    assert all(f.blake3 and f.sha256 and f.size for r in lock.releases for f in r.files)
