@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from morgan.plan import View
 
 RECORDS = "project-records"  # under the store's root
-_MAGIC = b"morgan-project-records 3 "
+_MAGIC = b"morgan-project-records 4 "
 _RUN_BYTES = 1 << 20  # the records file is written in runs of lines of about this size
 # What a record's key depends on besides the project's own data: this format, Morgan's
 # version and the versions of the rules whose nodes a record stands for. A record holds
@@ -232,35 +232,49 @@ def _parse(
     try:
         key = raw_key.decode("ascii")
         data = json.loads(body)
-        nodes = tuple((str(i), str(k), str(d)) for i, k, d in data["n"])
-        folders: dict[str, dict[str, Digest]] = {}
-        # A project's entries name few blobs (each file in every view that lists it, 148 000
-        # entries and 31 700 blobs at 5 000 projects): each is made a Digest once, the
-        # entries share it.
-        hexes: set[str] = set()
-        for names in data["e"].values():
-            hexes.update(names.values())
-        for hex_ in hexes:
-            if hex_ not in seen:
-                seen[hex_] = Digest(ALGORITHM, hex_)
-        for folder, names in data["e"].items():
-            folders[folder] = {leaf: seen[hex_] for leaf, hex_ in names.items()}
+        # (a record is read only when its file's digest holds: as this version wrote it)
+        nodes = tuple(map(tuple, data["n"]))
+        if any(len(n) != 3 for n in nodes):  # (id, action key, output digest)
+            return None
+        # A project's entries name few blobs, in few distinct folders (each file in every
+        # view that lists it: 148 000 entries, 31 700 blobs and ~8 000 distinct folders in
+        # 27 700 at 5 000 projects): the record lists each blob once ("b"), each distinct
+        # folder once as {name: blob's index} with its folder object's name ("c"), and each
+        # folder's index there ("e"). Each blob is made a Digest once; folders with the
+        # same entries share one dict (read only, as every folder given here).
+        blobs: list[Digest] = []
+        for hex_ in data["b"]:
+            found = seen.get(hex_)
+            if found is None:
+                found = seen[hex_] = Digest(ALGORITHM, hex_)
+            blobs.append(found)
+        distinct = [
+            ({leaf: blobs[i] for leaf, i in names.items()}, str(o)) for names, o in data["c"]
+        ]
+        folders = {folder: distinct[i][0] for folder, i in data["e"].items()}
+        objects = {folder: distinct[i][1] for folder, i in data["e"].items()}
         files = {fn: _mirror_file(wanted[fn], out) for fn, out in data["f"].items()}
-        objects = {str(f): str(o) for f, o in data["o"].items()}
-    except (KeyError, TypeError, ValueError, AttributeError):  # (UnicodeError: a ValueError)
-        return None
-    return Recorded(key, nodes, folders, objects, files, tuple(seen[h] for h in hexes))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return None  # (UnicodeError: a ValueError)
+    return Recorded(key, nodes, folders, objects, files, tuple(blobs))
 
 
 def _mirror_file(f: UpstreamFile, out: Sequence[Any]) -> MirrorFile:
-    made = dict(zip(_OUT_FIELDS, out, strict=True))
+    # (_OUT_FIELDS, in their order: a ValueError when the record holds another number)
+    sha256, blake3_, size, meta_sha256, meta_blake3, prov_sha256, prov_blake3 = out
     return MirrorFile(
-        filename=f.filename,
-        upload_time=f.upload_time,
-        requires_python=f.requires_python,
-        yanked=f.yanked,
-        yanked_reason=f.yanked_reason,
-        **made,
+        f.filename,
+        sha256,
+        blake3_,
+        size,
+        f.upload_time,
+        f.requires_python,
+        f.yanked,
+        f.yanked_reason,
+        meta_sha256,
+        meta_blake3,
+        prov_sha256,
+        prov_blake3,
     )
 
 
@@ -295,11 +309,7 @@ def save(
             continue  # (a node finished outside the walk's keying: not recorded)
         nodes, entries = walked
         made = {fn: [getattr(files[fn], a) for a in _OUT_FIELDS] for fn in projects.files[name]}
-        objects = {
-            f: folder_name({n: Digest(ALGORITHM, h) for n, h in names.items()})
-            for f, names in entries.items()
-        }
-        rec = {"e": entries, "f": made, "n": nodes, "o": objects}
+        rec = {**_folders_record(entries), "f": made, "n": nodes}
         text = json.dumps(rec, sort_keys=True, separators=(",", ":"))
         lines.append(f"{name} {key} {text}".encode())
     # The file (30 MB at 5 000 projects) is never whole in memory besides the last one:
@@ -308,6 +318,30 @@ def save(
     head = _MAGIC + _hash_lines(lines) + b"\n"
     runs = _runs(head, lines, _RUN_BYTES)
     fsio.atomic_write_runs(store.tmp_dir, store.root / RECORDS, runs, durable=False)
+
+
+def _folders_record(entries: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """A project's tree entries (folder -> {name: blob hex}) as its record keeps them
+    (:func:`_parse`): its blobs once each ("b"), its distinct folders once each as
+    {name: blob's index in "b"} with the name of their folder object ("c"), and each
+    folder's index in "c" ("e")."""
+    blobs: dict[str, int] = {}
+    distinct: dict[tuple[tuple[str, str], ...], int] = {}
+    made: list[list[Any]] = []
+    where: dict[str, int] = {}
+    for folder in sorted(entries):
+        names = tuple(sorted(entries[folder].items()))
+        at = distinct.get(names)
+        if at is None:
+            at = distinct[names] = len(made)
+            made.append(
+                [
+                    {leaf: blobs.setdefault(hex_, len(blobs)) for leaf, hex_ in names},
+                    folder_name({leaf: Digest(ALGORITHM, hex_) for leaf, hex_ in names}),
+                ]
+            )
+        where[folder] = at
+    return {"b": list(blobs), "c": made, "e": where}
 
 
 def _hash_lines(lines: Sequence[bytes | memoryview]) -> bytes:

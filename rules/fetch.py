@@ -52,16 +52,21 @@ class Fetched:
 RULE = Rule("fetch", 1, Fetched)
 
 
+def node_id(f: UpstreamFile) -> str:
+    """The id of ``f``'s fetch node (the plan and the project records name every file's
+    nodes: 24 000 ids at 5 000 projects, without making the node each time)."""
+    return f"file:{f.filename}:{(f.sha256 or f.url)[:16]}"
+
+
 def node(f: UpstreamFile) -> Node[Fetched]:
     """The fetch node of ``f`` (its id names the file; its key is what upstream promised)."""
-    ident = f.sha256 or f.url
     # Fixed output: keyed by what upstream promised, never by where it lives.
     params: dict[str, object] = (
         {"filename": f.filename, "sha256": f.sha256 or "", "size": f.size or -1}
         if f.sha256
         else {"filename": f.filename, "url": f.url}
     )
-    return RULE.node(f"file:{f.filename}:{ident[:16]}", params)
+    return RULE.node(node_id(f), params)
 
 
 def run(client: Downloader, store: Store, f: UpstreamFile) -> Fetched:

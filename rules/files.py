@@ -52,7 +52,7 @@ class FileNodes:
         fn = f.filename
         return cls(
             f,
-            fetch.node(f).id,
+            fetch.node_id(f),
             f"wheel-metadata:{fn}" if fn.endswith(".whl") else None,
             f"provenance:{fn}" if f.provenance_url else None,
         )
