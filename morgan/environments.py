@@ -194,7 +194,7 @@ class Environment:
         wheel_tags = _wheel_tags(filename)
         if wheel_tags is None:
             return None
-        ranks = _ranks(self)
+        ranks = _ranks_of(self)
         found = [ranks[t] for t in wheel_tags if t in ranks]
         return min(found) if found else None
 
@@ -345,6 +345,23 @@ def _tags(env: Environment) -> tuple[Tag, ...]:
 @functools.lru_cache(maxsize=256)
 def _ranks(env: Environment) -> dict[Tag, int]:
     return {tag: rank for rank, tag in enumerate(_tags(env))}
+
+
+# id(env) -> (env, _ranks(env)): an Environment's hash (a dataclass's, over its fields) is
+# made in Python on each call, and a rebuild ranks ~100 000 wheels for its environments
+# (the entry holds the environment so that its id stays its own).
+_RANKS_SEEN: dict[int, tuple[Environment, dict[Tag, int]]] = {}
+
+
+def _ranks_of(env: Environment) -> dict[Tag, int]:
+    seen = _RANKS_SEEN.get(id(env))
+    if seen is not None and seen[0] is env:
+        return seen[1]
+    ranks = _ranks(env)
+    if len(_RANKS_SEEN) >= 256:  # (as many as _ranks keeps)
+        _RANKS_SEEN.clear()
+    _RANKS_SEEN[id(env)] = (env, ranks)
+    return ranks
 
 
 @functools.lru_cache(maxsize=256)

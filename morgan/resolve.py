@@ -189,13 +189,18 @@ def usable_among(
     wheels: list[tuple[int, F]] = []
     sdists: list[F] = []
     foreign: list[F] = []
+    # (three times per kept pin and environment in a rebuild: 70 000 calls at 5 000
+    # projects; the methods are looked up once, a file without Requires-Python is not asked)
+    rank_of, fits = env.wheel_rank, env.accepts_requires_python
     for f in files:
         if f.yanked and not allow_yanked:
             continue
-        if not env.accepts_requires_python(f.requires_python):
+        requires = f.requires_python
+        if requires and not fits(requires):
             continue
-        if is_wheel(f.filename):
-            rank = env.wheel_rank(f.filename)
+        filename = f.filename
+        if filename.endswith(".whl"):  # (is_wheel)
+            rank = rank_of(filename)
             if rank is not None:
                 wheels.append((rank, f))
             else:
