@@ -68,6 +68,9 @@ _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+!~-]*$")
 # The largest wheel the crawl downloads on a guess when upstream offers no PEP 658
 # ``.metadata`` for it (what a wrong guess may cost, per guess).
 GUESS_MAX_BYTES = 64 * 1024 * 1024
+# The largest wheel without ``.metadata`` downloaded ahead of a resolver that walks back
+# through a project's releases (EnvCatalog.guess_dependencies): several are read at once.
+LOOKAHEAD_MAX_BYTES = 4 * 1024 * 1024
 # A wheel without ``.metadata`` at least this large has its METADATA read with range
 # requests (rules/lib/ranged.py) rather than by downloading it first; below, the download
 # is one request and costs less than the two or three ranges.
@@ -787,6 +790,19 @@ class EnvCatalog:
 
     def withheld(self, name: NormalizedName) -> str | None:
         return self.shared.withheld.get(name)
+
+    def guess_dependencies(self, release: Release, file: UpstreamFile) -> None:
+        """Read ``file``'s metadata ahead (the resolver is walking back through the releases
+        of its project): its PEP 658 ``.metadata``, or a wheel of at most
+        :data:`LOOKAHEAD_MAX_BYTES` (a wrong guess stays unreferenced until gc)."""
+        lock = self.shared.lock
+        if self.env is None or (
+            lock is not None and lock.release(release.name, str(release.version)) is not None
+        ):
+            return
+        if not file.core_metadata and (file.size is None or file.size > LOOKAHEAD_MAX_BYTES):
+            return
+        self.shared.metadata_async(file)
 
     def prefetch(
         self,

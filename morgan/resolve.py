@@ -10,6 +10,7 @@ prefers, in order: the version already locked, versions with a wheel that fits t
 from __future__ import annotations
 
 import functools
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -35,6 +36,9 @@ PYTHON = "<python>"  # the virtual project that stands for the target interprete
 # the names a resolution meets; the floor leaves small resolutions room to backtrack.
 MIN_ROUNDS = 20_000
 ROUNDS_PER_NAME = 20
+# How many releases past a passed-over candidate the provider hints the catalog at (their
+# dependencies are read side by side while the resolver checks the candidate).
+LOOKAHEAD = 4
 SPEC = "<spec>"  # the parent of the spec's own requirements
 
 
@@ -79,6 +83,9 @@ class Catalog(Protocol):
 
     def withheld(self, name: NormalizedName) -> str | None:
         """What policy hid from ``name``'s releases (for messages), None when nothing."""
+
+    def guess_dependencies(self, release: Release, file: UpstreamFile) -> None:
+        """A hint: ``dependencies(release, file)`` will probably be asked soon."""
 
 
 class UnknownProjectError(BuildError):
@@ -368,10 +375,23 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
             self.policy.prereleases == "if-needed" and explicit_pre
         )
         found = False
-        for rel in self._ordered(releases, reqs, bad, pins, prerelease_ok=allow_pre):
+        ordered = self._ordered(releases, reqs, bad, pins, prerelease_ok=allow_pre)
+        ahead: deque[Release] = deque()
+        while (rel := ahead.popleft() if ahead else next(ordered, None)) is not None:
             found = True
-            if rel.version not in yielded:
-                yield Candidate(rel, extras)
+            if rel.version in yielded:
+                continue
+            if yielded:
+                # The resolver passed over the candidates before this one (their
+                # dependencies conflicted): it walks back through the releases one at a
+                # time, each a metadata read (a wheel's download without PEP 658). The
+                # next few are read ahead, side by side, while it checks this one.
+                while len(ahead) < LOOKAHEAD and (nxt := next(ordered, None)) is not None:
+                    ahead.append(nxt)
+                for later in ahead:
+                    self._guess_dependencies(later)
+            yielded.add(rel.version)
+            yield Candidate(rel, extras)
         if not found and self.policy.prereleases == "if-needed":
             # PEP 440: prereleases are acceptable when they are the only match.
             for rel in self._ordered(releases, reqs, bad, pins, prerelease_ok=True):
@@ -509,6 +529,15 @@ class _Provider(AbstractProvider[Req, Candidate, str]):
                 out.append(to_req(text, parent))
         self.catalog.prefetch(r.name for r in out if r.name != PYTHON)
         return out
+
+    def _guess_dependencies(self, release: Release) -> None:
+        """Hint the catalog at the file :meth:`dependencies` would read for ``release``."""
+        if (release.name, release.version) in self.state.deps_cache:
+            return
+        wheels, sdists = usable_files(release, self.env, allow_yanked=True)
+        source = wheels[0] if wheels else (sdists[0] if sdists else None)
+        if source is not None:
+            self.catalog.guess_dependencies(release, source)
 
     def dependencies(self, release: Release) -> Dependencies:
         key = (release.name, release.version)

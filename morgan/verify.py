@@ -527,6 +527,9 @@ class MirrorCatalog:
     def withheld(self, name: NormalizedName) -> str | None:
         return None  # the lock holds only what the build kept
 
+    def guess_dependencies(self, release: Release, file: UpstreamFile) -> None:
+        return None
+
 
 def check_install(
     lock: Lock,

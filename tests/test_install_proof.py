@@ -54,6 +54,9 @@ class ViewCatalog:
     def withheld(self, name: NormalizedName) -> str | None:
         return None
 
+    def guess_dependencies(self, release: Release, file: UpstreamFile) -> None:
+        return None
+
 
 def _wheel(name: str, version: str, python: str | None) -> UpstreamFile:
     filename = f"{name}-{version}-py3-none-any.whl"

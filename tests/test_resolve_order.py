@@ -74,6 +74,9 @@ class _Catalog:
     def withheld(self, name: NormalizedName) -> str | None:
         return None
 
+    def guess_dependencies(self, release: Release, file: UpstreamFile) -> None:
+        return None
+
 
 RELEASES = [
     _release("1.0", "wheel", "sdist"),
@@ -112,3 +115,58 @@ def test_the_resolver_never_pins_a_prerelease_the_policy_refuses() -> None:
         resolve(ENV, ["demo>3.0"], _Catalog(RELEASES), Policy(prereleases="never"))
     result = resolve(ENV, ["demo"], _Catalog(RELEASES), Policy(prereleases="allow"))
     assert str(result.pins[NormalizedName("demo")].version) == "4.0rc1"
+
+
+class _Walking:
+    """demo 1.0 to 9.0 (a wheel each) and base 1.0 and 2.0; demo 9.0 to 6.0 need
+    base==1.0, the rest base==2.0. Records the dependencies asked and hinted, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def _releases(self, name: NormalizedName) -> list[Release]:
+        versions = [f"{n}.0" for n in range(1, 10)] if name == "demo" else ["1.0", "2.0"]
+        return [
+            Release(name, Version(v), (_file(f"{name}-{v}-py3-none-any.whl"),)) for v in versions
+        ]
+
+    def locked(self, name: NormalizedName) -> Release | None:
+        return None
+
+    def releases(self, name: NormalizedName) -> Sequence[Release]:
+        return self._releases(name)
+
+    def dependencies(self, release: Release, file: UpstreamFile) -> Dependencies:
+        self.events.append(f"asked {release.name} {release.version}")
+        if release.name != "demo":
+            return Dependencies((), None)
+        return Dependencies(("base==1.0",) if release.version >= Version("6") else (), None)
+
+    def prefetch(
+        self,
+        names: Iterable[NormalizedName],
+        wanted: Mapping[NormalizedName, SpecifierSet] | None = None,
+    ) -> None:
+        pass
+
+    def withheld(self, name: NormalizedName) -> str | None:
+        return None
+
+    def guess_dependencies(self, release: Release, file: UpstreamFile) -> None:
+        assert file.filename == f"{release.name}-{release.version}-py3-none-any.whl"
+        self.events.append(f"hinted {release.name} {release.version}")
+
+
+def test_a_resolver_walking_back_through_releases_hints_at_the_next_ones_first() -> None:
+    # Each release the resolver walks back to costs a metadata read (a wheel's download
+    # without PEP 658): the next few are hinted at before it asks for the one it is on,
+    # so that they are read side by side rather than one after the other.
+    catalog = _Walking()
+    result = resolve(ENV, ["base==2.0", "demo"], catalog, Policy())
+    assert str(result.pins[NormalizedName("demo")].version) == "5.0"
+    asked = [e for e in catalog.events if e.startswith("asked demo")]
+    assert asked == [f"asked demo {n}.0" for n in (9, 8, 7, 6, 5)]
+    for n in (7, 6, 5):  # each hinted before it was asked
+        hinted = catalog.events.index(f"hinted demo {n}.0")
+        assert hinted < catalog.events.index(f"asked demo {n}.0")
+    assert "hinted demo 9.0" not in catalog.events  # the first candidate: asked at once
