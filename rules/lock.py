@@ -42,8 +42,28 @@ RULE = Rule("lock", 1, Stored)
 ID = "lock"
 PATH = "mirror.lock"
 
-# filename -> what the mirror serves about it  ->  the lock's text, encoded (UTF-8)
-LockMaker = Callable[[Mapping[str, MirrorFile]], bytes]
+# filename -> what the mirror serves about it  ->  the lock's text, encoded (UTF-8), in
+# runs (their concatenation is the text: the whole is never made in one piece)
+LockMaker = Callable[[Mapping[str, MirrorFile]], list[bytes]]
+
+
+class _Runs:
+    """Runs of bytes read as a stream (``read(n)``: at most ``n`` bytes), each let go
+    once it is read."""
+
+    def __init__(self, runs: list[bytes]) -> None:
+        self._runs = runs[::-1]
+        self._view = memoryview(b"")
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:  # (everything left)
+            rest = [bytes(self._view), *self._runs[::-1]]
+            self._view, self._runs = memoryview(b""), []
+            return b"".join(rest)
+        while not self._view and self._runs:
+            self._view = memoryview(self._runs.pop())
+        out, self._view = self._view[:n], self._view[n:]
+        return bytes(out)
 
 
 def step(
@@ -59,9 +79,8 @@ def step(
     the walk keys the node by their nodes' output digests all the same)."""
 
     def run(inputs: Inputs) -> Stored:
-        return Stored(
-            store.put_bytes(make({**(recorded or {}), **mirror_files(wanted, inputs)})).digest
-        )
+        runs = make({**(recorded or {}), **mirror_files(wanted, inputs)})
+        return Stored(store.put_stream(_Runs(runs), overlap=False).digest)
 
     return Step(
         id=ID,

@@ -16,6 +16,7 @@ from morgan.lock import (
     LockedFile,
     LockedPin,
     LockedRelease,
+    dump_runs,
     dumps,
     from_data,
 )
@@ -157,3 +158,45 @@ def test_pins_and_edges_with_odd_strings_are_the_value_by_value_text(odd: str) -
 def test_the_rich_lock_is_the_value_by_value_text() -> None:
     lock = _rich_lock()
     assert dumps(lock) == _by_value(lock)
+
+
+@pytest.mark.parametrize("run", [1, 3, lock_mod._DUMP_RUN])
+def test_the_lock_written_in_runs_is_the_same_text_and_bytes(
+    monkeypatch: pytest.MonkeyPatch, run: int
+) -> None:
+    """The lock's text is made a run of releases at a time, and its bytes encoded run by
+    run (the lock node never holds the text and its bytes whole at once): the same text
+    and the same UTF-8 bytes whatever the run, with non-ASCII strings in several runs."""
+    monkeypatch.setattr(lock_mod, "_DUMP_RUN", run)
+    base = _lock(_files())
+    releases = tuple(
+        LockedRelease(f"p{i}-é", "1.0", ("x",), None, True, "pep658", (), tuple(_files()[:3]))
+        for i in range(40)
+    )
+    lock = Lock(
+        spec_digest=base.spec_digest,
+        releases=(*base.releases, *releases),
+        environments=base.environments,
+    )
+    assert dumps(lock) == _by_value(lock)
+    runs = dump_runs(lock)
+    assert b"".join(runs) == _by_value(lock).encode("utf-8")
+    assert len(runs) > (2 if run < lock_mod._DUMP_RUN else 0)
+    rich = _rich_lock()
+    assert b"".join(dump_runs(rich)) == _by_value(rich).encode("utf-8")
+
+
+def test_the_lock_nodes_runs_are_read_as_one_stream() -> None:
+    """The lock node stores the runs through a reader that gives at most what is asked,
+    across runs of any length (empty ones too)."""
+    from rules.lock import _Runs
+
+    runs = [b"abc", b"", b"defgh", b"i" * 10]
+    reader = _Runs(list(runs))
+    got = [reader.read(4) for _ in range(6)]
+    assert all(len(piece) <= 4 for piece in got)
+    assert b"".join(got) == b"".join(runs)
+    assert reader.read(4) == b""
+    reader = _Runs(list(runs))
+    assert reader.read(2) + reader.read() == b"".join(runs)
+    assert _Runs([]).read(-1) == b""
