@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -43,6 +44,7 @@ PACK = "action-pack"  # under the store's root
 LOG = "log"  # in each fan-out folder: the entries builds appended
 _PACK_MAGIC = b"morgan-action-pack 1 "
 _PACK_RUN = 1 << 20  # characters of the pack's body per run written
+_SPOOL_RUN = 1 << 20  # bytes of entries a spool holds in memory before it writes them
 
 
 def action_key(
@@ -87,7 +89,13 @@ class ActionCache:
         self.store = store
         self.root = store.root / "actions"
         self._record = record
-        self._used: dict[str, str] = {}  # key -> entry text, read or written (``record``)
+        # key -> entry text, read or written (``record``): the text itself when the pack
+        # holds it too, else its place in the spool (_Spool: not in memory, ~15 MB at
+        # 5 000 projects, kept to the build's end for the next pack)
+        self._used: dict[str, str | int] = {}
+        self._spool: _Spool | None = None
+        self._spool_lock = threading.Lock()
+        self._no_spool = False  # it could not be made: texts stay in memory
         # key -> entry text, loaded on first use
         self._pack: dict[str, str] | None = None if pack else {}
         self._listed: frozenset[str] | None = None  # blob names present when it was loaded
@@ -113,9 +121,12 @@ class ActionCache:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The record under ``key``, or None if absent or unreadable (a corrupt entry is a miss)."""
-        text = self._used.get(key) if self._record else None
+        used = self._used.get(key) if self._record else None
+        text = self._text(used) if used is not None else None
+        packed = False
         if text is None:
             text = self._packed().get(key)
+            packed = text is not None
         if text is None:
             if key[:2] in self._absent and key[:16] not in self._written:
                 return None
@@ -133,9 +144,34 @@ class ActionCache:
             return None
         if not isinstance(record, dict):
             return None
-        if self._record and not is_trace(record):
-            self._used[key] = text
+        if self._record and used is None and not is_trace(record):
+            self._used[key] = text if packed else self._spooled(text.encode("utf-8"), text)
         return record
+
+    def _text(self, used: str | int) -> str:
+        """An entry's text from ``_used``: as it is, or read from the spool."""
+        if isinstance(used, str):
+            return used
+        spool = self._spool
+        if spool is None:  # (a place is only given by the spool)
+            raise RuntimeError("internal: an action entry's place with no spool")
+        return spool.text(used)
+
+    def _spooled(self, data: bytes, text: str) -> str | int:
+        """What ``_used`` keeps of an entry: its place in the spool, or its text when the
+        spool cannot be written (the memory then, as without one)."""
+        spool = self._spool
+        try:
+            if spool is None:
+                with self._spool_lock:
+                    if self._spool is None and not self._no_spool:
+                        self._no_spool = True  # (until it is made)
+                        self._spool = _Spool(self.store.tmp_dir)
+                        self._no_spool = False
+                    spool = self._spool
+            return text if spool is None else spool.add(data)
+        except OSError:
+            return text
 
     def _log(self, fan: str) -> dict[str, str]:
         """The last entry of each key in the log of the fan-out folder ``fan`` (loaded once;
@@ -194,7 +230,7 @@ class ActionCache:
     def save_pack(self) -> None:
         """Write the entries this cache read or wrote as the pack (not fsynced: it is a
         cache, checked against its digest when read)."""
-        _write_pack(self.store, self._used)
+        _write_pack(self.store, _UsedTexts(self._used, self._text))
 
     def get_complete(self, key: str) -> dict[str, Any] | None:
         """Like :meth:`get`, but None unless every blob the record names is in the store."""
@@ -219,7 +255,7 @@ class ActionCache:
         # first digits when its fan-out folder was missing.
         used = self._record and not is_trace(record)
         if used:
-            self._used[key] = text
+            self._used[key] = self._spooled(data, text)
         elif key[:2] in self._absent:
             self._written.add(key[:16])
         try:
@@ -319,6 +355,66 @@ class ActionCache:
             for name in sorted(names):
                 if _KEY.fullmatch(name) and name.startswith(fanout.name):
                     yield name
+
+
+class _Spool:
+    """Entry texts in an unnamed file of the store's ``tmp/`` (gone with the process),
+    each found again by its place: its offset and length in one int. Appended in runs of
+    :data:`_SPOOL_RUN` bytes, read back one entry at a time (``pread``)."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        self._file = fsio.in_folder(
+            lambda: tempfile.TemporaryFile(dir=tmp_dir, buffering=0),  # noqa: SIM115
+            tmp_dir,
+        )
+        self._run = bytearray()  # appended, not written yet
+        self._written = 0
+        self._failed = False  # a write failed: nothing more is added (OSError)
+        self._lock = threading.Lock()
+
+    def add(self, data: bytes) -> int:
+        with self._lock:
+            if self._failed:
+                raise OSError("action cache spool: a write failed")
+            place = (self._written + len(self._run)) << 32 | len(data)
+            self._run += data
+            if len(self._run) >= _SPOOL_RUN:
+                try:
+                    with memoryview(self._run) as run:
+                        fsio.write_all(self._file.fileno(), run)
+                except OSError:
+                    self._failed = True  # (what it holds is still read from memory)
+                    raise
+                self._written += len(self._run)
+                self._run.clear()
+        return place
+
+    def text(self, place: int) -> str:
+        start, size = place >> 32, place & 0xFFFFFFFF
+        with self._lock:
+            if start >= self._written:
+                at = start - self._written
+                return self._run[at : at + size].decode("utf-8")
+        data = os.pread(self._file.fileno(), size, start)
+        if len(data) != size:
+            raise OSError(f"action cache spool: {len(data)} of {size} bytes read back")
+        return data.decode("utf-8")
+
+
+class _UsedTexts(Mapping[str, str]):
+    """``_used`` as key -> text (read from the spool as asked for), for the pack."""
+
+    def __init__(self, used: Mapping[str, str | int], text: Callable[[str | int], str]) -> None:
+        self._used, self._text_of = used, text
+
+    def __getitem__(self, key: str) -> str:
+        return self._text_of(self._used[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._used)
+
+    def __len__(self) -> int:
+        return len(self._used)
 
 
 def _log_lines(data: bytes) -> dict[str, str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from store import actions as actions_module
 from store import fsio
 from store.actions import ActionCache, action_key, record_digests
 from store.digest import Digest, blake3_hex
@@ -174,3 +175,33 @@ def test_a_cold_builds_cache_finds_what_it_wrote_and_packs_only_what_was_written
     assert entry.encode() in pack
     assert torn.encode() not in pack
     assert trace.encode() not in pack  # traces are not packed
+
+
+def test_a_builds_cache_keeps_the_entries_it_used_in_a_spool_and_packs_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entries a build's cache writes are kept for the next pack in a spool file (an
+    int per entry in memory, not its text): found again by get() whether the spool wrote
+    them out or still holds them, and packed as they were written; a cache whose spool
+    cannot be made keeps the texts and packs the same."""
+    monkeypatch.setattr(actions_module, "_SPOOL_RUN", 300)  # a few entries per run
+    keys = [blake3_hex(str(n).encode()) for n in range(40)]
+    records = {k: {"blob": f"entry {n} é", "n": n} for n, k in enumerate(keys)}
+    packs = []
+    for spool in (True, False):
+        store = Store(tmp_path / f"store-{spool}")
+        if not spool:
+
+            def no_spool(_tmp: Path) -> None:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+            monkeypatch.setattr(actions_module, "_Spool", no_spool)
+        build = ActionCache(store, record=True)
+        for k in keys:
+            build.put(k, records[k], durable=False)
+        assert all(isinstance(v, int) == spool for v in build._used.values())
+        assert all(build.get(k) == records[k] for k in reversed(keys))
+        build.save_pack()
+        assert all(ActionCache(store).get(k) == records[k] for k in keys)
+        packs.append((store.root / "action-pack").read_bytes())
+    assert packs[0] == packs[1]
