@@ -750,6 +750,9 @@ class EnvCatalog:
     ) -> None:
         self.shared = shared
         self._locked = locked
+        # The lock resolution started from (the shared catalog forgets it once resolution
+        # is over; a crawl callback still running then reads it here).
+        self._lock = shared.lock
         self.role = role
         self.env = env
         # Private projects of named indexes this resolution may not see: name -> the fix
@@ -813,8 +816,23 @@ class EnvCatalog:
             with self._guess_mutex:
                 for name, specifier in wanted.items():
                     self._wanted.setdefault(name, specifier)
-        chosen = (n for n in names if n not in self._locked and n not in self.hidden)
+        chosen = (n for n in names if not self._pinned_by_lock(n) and n not in self.hidden)
         self.shared.prefetch(chosen, then=self._guess_metadata if self.env else None)
+
+    def _pinned_by_lock(self, name: NormalizedName) -> bool:
+        """Whether resolution tries ``name``'s locked pin first (no page needed to start):
+        not for a name ``--upgrade`` refreshes, whose page the resolver reads like a new
+        one's, so the crawl ahead reads it too."""
+        return name in self._locked and not self.shared.refreshing(name)
+
+    def _locked_requires(self, rel: Release) -> tuple[str, ...] | None:
+        """The dependencies the lock records for ``rel`` (what :meth:`dependencies` gives
+        the resolver for it, without a request), or None when the lock has no such
+        release: a refreshed project's unchanged release needs no ``.metadata``."""
+        if self._lock is None:
+            return None
+        locked = self._lock.release(rel.name, str(rel.version))
+        return None if locked is None else tuple(locked.requires_dist)
 
     def _guess_metadata(self, name: NormalizedName) -> None:
         """Fetch ahead the metadata the resolver will most likely read first for ``name``
@@ -846,6 +864,10 @@ class EnvCatalog:
                 continue
             wheels, _ = usable_files(rel, env, allow_yanked=False)
             if wheels:
+                known = self._locked_requires(rel)
+                if known is not None:
+                    self._crawl_requirements(known)
+                    return
                 fut = self.shared.metadata_async(wheels[0])
                 if fut is not None:
                     fut.add_done_callback(self._crawl_dependencies)
@@ -876,7 +898,7 @@ class EnvCatalog:
         self._certain_requirements(roots, env)
 
     def _be_certain(self, name: NormalizedName, specifier: SpecifierSet) -> None:
-        if name in self._locked or name in self.hidden:
+        if self._pinned_by_lock(name) or name in self.hidden:
             return
         with self._guess_mutex:
             seen = self._certain.get(name)
@@ -915,6 +937,10 @@ class EnvCatalog:
         if self._files_of is not None:
             for f in self._files_of(rel):
                 self.shared.fetch_async(f)
+        known = self._locked_requires(rel)
+        if known is not None:
+            self._certain_requirements(known, env)
+            return
         # The resolver reads the dependencies of the best wheel (yanked allowed).
         source = usable_files(rel, env, allow_yanked=True)[0]
         fut = self.shared.metadata_async(source[0]) if source else None
@@ -944,12 +970,18 @@ class EnvCatalog:
 
     def _crawl_dependencies(self, done: Future[MetadataOut]) -> None:
         """Prefetch the pages of what a guessed release needs in this environment."""
-        env = self.env
-        if env is None or done.exception() is not None:
+        if self.env is None or done.exception() is not None:
             return  # the resolver meets the same error itself, with its context
+        self._crawl_requirements(done.result().requires_dist)
+
+    def _crawl_requirements(self, texts: Iterable[str]) -> None:
+        """Prefetch the pages of the requirements ``texts`` whose markers hold here."""
+        env = self.env
+        if env is None:
+            return
         names = []
         wanted: dict[NormalizedName, SpecifierSet] = {}
-        for text in done.result().requires_dist:
+        for text in texts:
             try:
                 req = parse_requirement(text)
             except InvalidRequirement:
