@@ -185,3 +185,31 @@ def test_carried_edges_come_in_the_lock_order_and_the_lock_sorts_them_once(
     assert made
     for edges in made:
         assert edges == sorted(edges, key=lock_module.EDGE_ORDER)
+
+
+def test_a_kept_pin_s_dependencies_are_the_lock_s_read_once_per_build(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every environment keeps the same locked releases: what one depends on is read from
+    the lock once per build and shared, not looked up again per environment."""
+    _graph(upstream)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top", "app[cli]"])
+    assert cli.main(["build", "-q", "-C", str(ws)]) == 0
+    seen: list[dict[Any, Any]] = []
+    absorb = build_module._absorb_carried
+
+    def absorbing(sel: Any, c: incremental.Carried, deps: Any) -> None:
+        seen.append(dict(c.dependencies))
+        absorb(sel, c, deps)
+
+    monkeypatch.setattr(build_module, "_absorb_carried", absorbing)
+    spec(ws, upstream.url, ["top", "app[cli]", "other"])
+    assert cli.main(["build", "-q", "-C", str(ws)]) == 0
+    linux, old = seen
+    kept = {"top", "mid", "leaf", "app", "clidep"}
+    assert kept <= linux.keys() & old.keys()
+    for name in kept:
+        assert linux[name] is old[name]
+    assert linux["top"].requires_dist == ("mid>=1",)
+    assert linux["mid"].requires_dist == ("leaf",)
