@@ -77,6 +77,10 @@ def _legacy_id_key(node_id: str) -> str:
     return action_key("node-id", 1, {"id": node_id}, {})
 
 
+class ExecutorClosedError(RuntimeError):
+    """A node submitted after the executor began to close: it never runs."""
+
+
 class Executor:
     """Runs nodes at most once per build; consults and fills the action cache."""
 
@@ -112,6 +116,7 @@ class Executor:
             max_workers=max(1, workers // 2), thread_name_prefix="morgan-dl-large"
         )
         self._lock = threading.Lock()
+        self._closing = False
         # A running node's future; once it is done, only its output (or failure).
         self._futures: dict[str, Future[Any] | Output | _Failed] = {}
         # Submitted nodes no thread has taken yet: whoever takes one first runs it (a pool
@@ -119,6 +124,8 @@ class Executor:
         self._queued: dict[str, Callable[[], None]] = {}
 
     def close(self) -> None:
+        with self._lock:
+            self._closing = True  # see submit
         self._downloads.shutdown(wait=True, cancel_futures=True)
         self._large.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -147,6 +154,12 @@ class Executor:
             if existing is not None:
                 return existing
             fut: Future[OutT] = Future()
+            if self._closing:
+                # A crawl callback that ran while the build stopped (a page answered after
+                # another node failed): nothing more starts, and the caller's callbacks see
+                # a failed future, as for any node that could not run.
+                fut.set_exception(ExecutorClosedError(f"{node.id}: the build has stopped"))
+                return fut
             self._futures[node.id] = fut
             self._queued[node.id] = lambda: self._complete(fut, node, fn)
             pool = self._pool
@@ -156,7 +169,13 @@ class Executor:
                 pool = self._large if large else self._downloads
         # Outside the lock (a pool's submit takes its own lock and may start a thread):
         # the node is queued already, so whoever takes it first runs it (_take, run()).
-        pool.submit(self._take, node.id)
+        try:
+            pool.submit(self._take, node.id)
+        except RuntimeError:  # the pool shut down since the check above: see close
+            with self._lock:
+                queued = self._queued.pop(node.id, None)
+            if queued is not None and fut.set_running_or_notify_cancel():
+                fut.set_exception(ExecutorClosedError(f"{node.id}: the build has stopped"))
         # Outside the lock: a future already done runs the callback here and now.
         fut.add_done_callback(lambda done, i=node.id: self._settle(i, done))  # type: ignore[misc]
         return fut

@@ -178,3 +178,21 @@ def test_two_nodes_with_one_key_both_run_with_their_own_reason(tmp_path: Path) -
         for view in ("render:env-a", "render:env-b"):
             ex.run(node(view, "render", "b"), lambda: make("never"))
     assert (ex.ran, ex.reused) == ([], 2)
+
+
+def test_a_node_submitted_while_the_build_stops_fails_quietly(tmp_path: Path) -> None:
+    # A crawl callback can run while the build stops (a page answered after another node
+    # failed): it used to hit the shut-down pool, and concurrent.futures printed the
+    # RuntimeError's traceback under the build's one-line error.
+    from morgan.executor import ExecutorClosedError
+
+    store = Store(tmp_path / "store")
+    seen: list[BaseException | None] = []
+    with Executor(store) as ex:
+        done = ex.submit(node("page:first", value="first"), lambda: Text("first"))
+        assert done.result() == Text("first")
+    late = ex.submit(node("page:late", value="late"), lambda: Text("late"))
+    late.add_done_callback(lambda f: seen.append(f.exception()))
+    assert len(seen) == 1
+    assert isinstance(seen[0], ExecutorClosedError)
+    assert [r.id for r in ex.ran] == ["page:first"]
