@@ -462,7 +462,10 @@ def test_disk_full_in_the_store(
     # "last": the GC root of the new generation, written just before its tree is renamed
     # into place. It is found by its content, not by counting: with downloads, metadata
     # guesses and renders running concurrently, a build's number of writes varies a little.
-    n = {"first": 1, "middle": store_writes // 2, "last": 0}[where]
+    # "middle": a third of the writes the counted build made, not half: an upgrade's crawl
+    # ahead (metadata guesses, pages) makes the count vary from build to build, and a fault
+    # aimed past a build's last write never fires (seen once in CI).
+    n = {"first": 1, "middle": store_writes // 3, "last": 0}[where]
     counter = [0]
     fail = _enospc_at(n, fsio.write_all, counter, path="")
     root_record = re.compile(rb"blake3:[0-9a-f]{64}\n")
