@@ -717,8 +717,7 @@ def _resolve_all(
     spec that wrote ``old``, when only requirements changed since), each keeps its locked
     pins where it can (morgan/incremental.py), else ``why_full`` says why not."""
     policy = spec.policy
-    every = [*spec.requirements, *(r for i in spec.indexes for r in i.requirements)]
-    catalog.prefetch(NormalizedName(canonicalize_name(r.name)) for r in every)
+    catalog.prefetch(NormalizedName(canonicalize_name(r.name)) for r in spec.all_requirements)
     lock_inputs = [item for path in spec.locks for item in read_lock_input(path)]
     groups = audiences(spec)
     before = audiences(previous) if previous is not None else {}

@@ -47,7 +47,7 @@ from morgan.resolve import (
     parse_requirement,
     usable_files,
 )
-from morgan.spec import listed_files
+from morgan.spec import listed_files, routed
 from morgan.universal import UniversalTarget
 from rules import fetch, metadata, page, provenance
 from rules.errors import InputError, MetadataError, RuleError, UpstreamError
@@ -271,8 +271,7 @@ class UpstreamCatalog:
         )
 
     def _upstreams_for(self, name: str) -> list[UpstreamIndex]:
-        pinned = [u for u in self.upstreams if name in u.projects]
-        return pinned or [u for u in self.upstreams if not u.projects]
+        return routed(self.upstreams, name)
 
     def page_node(self, name: NormalizedName) -> Node[PageOut]:
         urls = [u.index_url for u in self._upstreams_for(name)]

@@ -12,9 +12,10 @@ import datetime
 import difflib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 import blake3
@@ -107,6 +108,22 @@ class Upstream:
     exclude_newer: ExcludeNewer | None = None  # overrides [policy] exclude-newer
 
 
+class _Routable(Protocol):
+    @property
+    def projects(self) -> frozenset[str]: ...
+
+
+_U = TypeVar("_U", bound=_Routable)
+
+
+def routed(upstreams: Sequence[_U], name: str) -> list[_U]:
+    """The upstreams a build asks about ``name``, in spec order: those that pin it, else
+    every one that pins nothing. The one routing rule: the catalog and the early root
+    pages (morgan.commands.build) both call it."""
+    pinned = [u for u in upstreams if name in u.projects]
+    return pinned or [u for u in upstreams if not u.projects]
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """What to mirror beyond the files resolution needs (see docs/mirror-toml.md)."""
@@ -160,6 +177,11 @@ class Spec:
         """Every private path of the default index and the named ones: names no index
         ever asks an upstream for."""
         return tuple(dict.fromkeys([*self.private, *(p for i in self.indexes for p in i.private)]))
+
+    @property
+    def all_requirements(self) -> tuple[Requirement, ...]:
+        """The default index's requirements, then each named index's: every root."""
+        return (*self.requirements, *(r for i in self.indexes for r in i.requirements))
 
     def index(self, name: str) -> NamedIndex | None:
         return next((i for i in self.indexes if i.name == name), None)

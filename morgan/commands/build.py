@@ -151,20 +151,16 @@ def _root_pages(args: argparse.Namespace, spec: Spec) -> list[str]:
     are never asked of an upstream)."""
     from packaging.utils import canonicalize_name
 
-    from rules.model import NormalizedName
+    from morgan.spec import routed
 
     if args.offline or args.upgrade not in (None, []) or spec.all_private:
         return []
     if args.upgrade is None and (spec.path.parent / "mirror.lock").exists():
         return []
-    every = [*spec.requirements, *(r for i in spec.indexes for r in i.requirements)]
     urls = []
-    for name in dict.fromkeys(NormalizedName(canonicalize_name(r.name)) for r in every):
-        routed = [u for u in spec.upstreams if name in u.projects] or [
-            u for u in spec.upstreams if not u.projects
-        ]
-        if routed:
-            urls.append(f"{routed[0].index_url}{name}/")
+    for name in dict.fromkeys(canonicalize_name(r.name) for r in spec.all_requirements):
+        first = routed(spec.upstreams, name)[:1]
+        urls += [f"{u.index_url}{name}/" for u in first]
     return urls
 
 
