@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import socket
 import ssl
@@ -495,6 +496,24 @@ def test_a_cookie_the_index_sets_is_sent_back(upstream: Upstream, sleeps: Sleeps
     assert [h.get("Cookie") for _, h in upstream.log] == [None, "session=s1"]
 
 
+@contextlib.contextmanager
+def tls_upstream(state: Upstream, ca: trustme.CA) -> Iterator[str]:
+    """``state`` served over TLS on loopback with a certificate ``ca`` issued; yields the
+    base URL (no trailing slash)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 def test_an_index_with_a_private_ca_is_trusted_through_requests_ca_bundle(
     sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -503,23 +522,13 @@ def test_an_index_with_a_private_ca_is_trusted_through_requests_ca_bundle(
     trustme.CA().cert_pem.write_to_path(str(tmp_path / "other.pem"))  # trusts nothing here
     state = Upstream()
     state.script("/simple/demo/", Reply(200, b"page"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    url = f"https://127.0.0.1:{server.server_address[1]}/simple/demo/"
-    try:
+    with tls_upstream(state, ca) as base:
+        url = f"{base}/simple/demo/"
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
         assert client(sleeps).get_page(url).body == b"page"
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "other.pem"))
         with pytest.raises(UpstreamError, match="TLS error"):
             client(sleeps, retries=0).get_page(url)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
     assert state.paths() == ["/simple/demo/"]
 
 
@@ -568,23 +577,11 @@ def test_a_fast_tls_body_is_read_in_large_pieces_after_its_first_mib(
     payload = bytes(range(256)) * (32 * 1024)  # 8 MiB
     state = Upstream()
     state.script("/f.whl", Reply(200, payload))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
-    url = f"https://127.0.0.1:{server.server_address[1]}/f.whl"
     chunks: list[bytes] = []
-    try:
-        with client(sleeps).stream(url) as download:
-            while chunk := download.read(1 << 20):
-                chunks.append(chunk)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with tls_upstream(state, ca) as base, client(sleeps).stream(f"{base}/f.whl") as download:
+        while chunk := download.read(1 << 20):
+            chunks.append(chunk)
     assert b"".join(chunks) == payload
     first_mib = next(i for i in range(len(chunks)) if sum(map(len, chunks[: i + 1])) >= 1 << 20)
     assert max(len(c) for c in chunks[: first_mib + 1]) <= 16 * 1024  # record by record
