@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from morgan.commands import add_wait_option
+from morgan.commands import add_wait_option, fewer_collections
 from morgan.environments import Environment
 from morgan.errors import UsageError
 from morgan.generations import (
@@ -225,8 +226,10 @@ def repair(store: Store, lock: Lock, report: Report) -> Repair:
 
 
 def run(args: argparse.Namespace) -> int:
+    fewer_collections()
     where = locate(args.workspace)
     lock = load_lock(where.lock_path, parsed=where.store.root / PARSED_LOCK)
+    gc.freeze()  # the lock lives to the end: the collector need not scan it again
     if lock is None:
         raise UsageError(f"{where.lock_path}: no mirror.lock; run 'morgan build' first")
     store_lock = StoreLock(where.store.root)
