@@ -430,9 +430,13 @@ class UpstreamCatalog:
         self,
         names: Iterable[NormalizedName],
         then: Callable[[NormalizedName], None] | None = None,
+        *,
+        urgent: bool = False,
     ) -> None:
         """Start fetching the pages of `names` in the background; ``then(name)`` runs when a
         page is in (in the thread that fetched it: it must not wait on other nodes).
+        ``urgent``: a resolver needs them next, so they go ahead of every page and metadata
+        queued without it (the crawl's, the downloads ahead's), even those queued earlier.
 
         Projects the lock pins are skipped (unless refreshed): resolution takes their locked
         release first and asks for the page only if that release no longer fits, so a spec
@@ -451,7 +455,7 @@ class UpstreamCatalog:
                     then(name)
                 continue
             node = self.page_node(name)
-            fut = self.executor.submit(node, lambda n=name: self._fetch_page(n))  # type: ignore[misc]
+            fut = self.executor.submit(node, lambda n=name: self._fetch_page(n), urgent=urgent)  # type: ignore[misc]
             if then is not None:
                 fut.add_done_callback(lambda f, n=name: None if f.exception() else then(n))  # type: ignore[misc]
 
@@ -827,12 +831,24 @@ class EnvCatalog:
         names: Iterable[NormalizedName],
         wanted: Mapping[NormalizedName, SpecifierSet] | None = None,
     ) -> None:
+        """The resolver's hint: it needs these pages next (its roots, or the dependencies
+        of the release it has just pinned; it reads them all before it pins another), so
+        they go ahead of the pages the crawl queued earlier for other projects."""
+        self._prefetch(names, wanted, urgent=True)
+
+    def _prefetch(
+        self,
+        names: Iterable[NormalizedName],
+        wanted: Mapping[NormalizedName, SpecifierSet] | None,
+        *,
+        urgent: bool,
+    ) -> None:
         if wanted:
             with self._guess_mutex:
                 for name, specifier in wanted.items():
                     self._wanted.setdefault(name, specifier)
         chosen = (n for n in names if not self._pinned_by_lock(n) and n not in self.hidden)
-        self.shared.prefetch(chosen, then=self._guess_metadata if self.env else None)
+        self.shared.prefetch(chosen, then=self._guess_metadata if self.env else None, urgent=urgent)
 
     def _pinned_by_lock(self, name: NormalizedName) -> bool:
         """Whether resolution tries ``name``'s locked pin first (no page needed to start):
@@ -1006,4 +1022,4 @@ class EnvCatalog:
                 names.append(name)
                 if req.specifier and name not in wanted:
                     wanted[name] = req.specifier
-        self.prefetch(names, wanted)
+        self._prefetch(names, wanted, urgent=False)

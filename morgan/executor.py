@@ -14,6 +14,7 @@ Which node follows which is the plan's business (:mod:`morgan.plan`, walked by
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -77,6 +78,19 @@ def _legacy_id_key(node_id: str) -> str:
     return action_key("node-id", 1, {"id": node_id}, {})
 
 
+class _Lanes:
+    """The order a pool's threads take its queued nodes in: every node asked for with
+    ``urgent`` (what a resolver needs next) before any other, each lane first in first out.
+    A node moved to the urgent lane stays in the other too; whichever entry comes first
+    takes it (see :meth:`Executor._take_next`), the other is skipped."""
+
+    __slots__ = ("normal", "urgent")
+
+    def __init__(self) -> None:
+        self.urgent: deque[str] = deque()
+        self.normal: deque[str] = deque()
+
+
 class ExecutorClosedError(RuntimeError):
     """A node submitted after the executor began to close: it never runs."""
 
@@ -115,6 +129,7 @@ class Executor:
         self._large = ThreadPoolExecutor(
             max_workers=max(1, workers // 2), thread_name_prefix="morgan-dl-large"
         )
+        self._lanes = {id(p): _Lanes() for p in (self._pool, self._downloads, self._large)}
         self._lock = threading.Lock()
         self._closing = False
         # A running node's future; once it is done, only its output (or failure).
@@ -142,16 +157,29 @@ class Executor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, node: Node[OutT], fn: Callable[[], OutT]) -> Future[OutT]:
+    def submit(
+        self, node: Node[OutT], fn: Callable[[], OutT], *, urgent: bool = False
+    ) -> Future[OutT]:
         """Schedule ``node`` (once per build, whatever the number of callers).
 
         The node waits in its pool's queue; a thread that needs its output before a pool
         thread has taken it runs it itself (:meth:`run`), so a guess queued behind a
-        hundred page fetches never holds up the resolver that now asks for it.
+        hundred page fetches never holds up the resolver that now asks for it. An
+        ``urgent`` node (a page the resolver will need next) is taken by the pool's
+        threads before every node queued without it, even one queued earlier: asked for
+        again with ``urgent``, a node still queued moves ahead.
         """
+        pool = self._pool
+        if node.kind == "fetch":
+            size = node.params.get("size")
+            large = isinstance(size, int) and size >= LARGE_FILE
+            pool = self._large if large else self._downloads
+        lanes = self._lanes[id(pool)]
         with self._lock:
             existing: Future[OutT] | None = self._future(node.id)
             if existing is not None:
+                if urgent and node.id in self._queued:
+                    lanes.urgent.append(node.id)
                 return existing
             fut: Future[OutT] = Future()
             if self._closing:
@@ -162,15 +190,12 @@ class Executor:
                 return fut
             self._futures[node.id] = fut
             self._queued[node.id] = lambda: self._complete(fut, node, fn)
-            pool = self._pool
-            if node.kind == "fetch":
-                size = node.params.get("size")
-                large = isinstance(size, int) and size >= LARGE_FILE
-                pool = self._large if large else self._downloads
+            (lanes.urgent if urgent else lanes.normal).append(node.id)
         # Outside the lock (a pool's submit takes its own lock and may start a thread):
-        # the node is queued already, so whoever takes it first runs it (_take, run()).
+        # the node is queued already, so whoever takes it first runs it (_take_next, run()).
+        # One task per node queued: each takes the first node still queued in its lanes.
         try:
-            pool.submit(self._take, node.id)
+            pool.submit(self._take_next, lanes)
         except RuntimeError:  # the pool shut down since the check above: see close
             with self._lock:
                 queued = self._queued.pop(node.id, None)
@@ -180,10 +205,15 @@ class Executor:
         fut.add_done_callback(lambda done, i=node.id: self._settle(i, done))  # type: ignore[misc]
         return fut
 
-    def _take(self, node_id: str) -> None:
-        """Run the queued node ``node_id`` unless another thread has taken it already."""
+    def _take_next(self, lanes: _Lanes) -> None:
+        """Run the first node still queued in ``lanes`` (urgent ones first), if any: a node
+        another thread took already (run(), or its entry in the other lane) is skipped.
+        There is a task per node queued, so every queued node is taken by one of them."""
         with self._lock:
-            job = self._queued.pop(node_id, None)
+            job = None
+            while job is None and (lanes.urgent or lanes.normal):
+                node_id = (lanes.urgent or lanes.normal).popleft()
+                job = self._queued.pop(node_id, None)
         if job is not None:
             job()
 

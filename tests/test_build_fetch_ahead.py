@@ -299,3 +299,35 @@ def test_an_upgrade_reads_the_locked_projects_pages_together_and_no_metadata_it_
     # the new release's.
     metadata = [f for f in upstream.file_requests() if f.endswith(".metadata")]
     assert metadata == ["/files/wide3-2.0-py3-none-any.whl.metadata"]
+
+
+def test_the_pages_the_resolver_needs_next_go_ahead_of_the_crawls_queue(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # The roots `a` and `z`: z needs 48 projects, a needs 4, and each of their pages is
+    # answered after 0.6 s. z's .metadata comes at once and a's 0.1 s later, so when the
+    # resolver (which pins `a` first) learns what `a` needs, the crawl ahead has queued
+    # the pages of z's 48 dependencies, 16 of them asked for already. The next threads
+    # free ask for a's pages before the 32 still queued (a's pages used to wait behind
+    # them, or the resolver asked for them itself one after another).
+    wide = [f"zdep{i:02d}" for i in range(48)]
+    need = [f"adep{i}" for i in range(4)]
+    upstream.add_release("a", "1.0", requires_dist=need, sdist=False)
+    upstream.add_release("z", "1.0", requires_dist=wide, sdist=False)
+    for name in wide + need:
+        upstream.add_release(name, "1.0", sdist=False)
+    upstream.set_fault("/files/a-1.0-*.metadata", Fault(delay=0.1))
+    upstream.set_fault("/simple/?dep*", Fault(delay=0.6))
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["a", "z"], LINUX)
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    assert pins(ws, "linux") == dict.fromkeys(["a", "z", *wide, *need], "1.0")
+    log = list(upstream.requests)
+    known = next(r.done[-1] for r in log if r.path == "/files/a-1.0-py3-none-any.whl.metadata")
+    asked = max(r.at for r in log if r.path.startswith("/simple/adep"))
+    wide_asked = sorted(r.at for r in log if r.path.startswith("/simple/zdep"))
+    assert len(wide_asked) == len(wide)
+    # Between a's .metadata and the last of a's pages, at most the rest of the round of
+    # requests a's pages go out in (before: the next 16 or 32 of z's).
+    assert sum(1 for t in wide_asked if known < t < asked) < 16

@@ -108,6 +108,33 @@ def test_a_queued_node_is_run_by_the_thread_that_needs_it(tmp_path: Path) -> Non
     assert sorted(r.id for r in ex.ran) == ["page:busy", "page:queued"]
 
 
+def test_urgent_nodes_are_taken_before_the_others_queued_even_earlier(tmp_path: Path) -> None:
+    # One worker, busy: of the nodes queued behind it, an urgent one (a page the resolver
+    # needs next) runs first, and a node asked for again as urgent moves ahead.
+    store = Store(tmp_path / "store")
+    release = threading.Event()
+    order: list[str] = []
+
+    def make(name: str) -> Text:
+        order.append(name)
+        return Text(name)
+
+    with Executor(store, small_workers=1) as ex:
+        busy = ex.submit(node("page:busy", value="busy"), lambda: Text("busy" * release.wait(30)))
+        queued = {
+            name: ex.submit(node(f"page:{name}", value=name), lambda n=name: make(n))  # type: ignore[misc]
+            for name in ("crawl-1", "crawl-2", "crawl-3")
+        }
+        urgent = ex.submit(node("page:next", value="next"), lambda: make("next"), urgent=True)
+        again = ex.submit(node("page:crawl-3", value="crawl-3"), lambda: make("never"), urgent=True)
+        assert again is queued["crawl-3"]
+        release.set()
+        assert busy.result() == Text("busy")
+        assert urgent.result() == Text("next")
+        assert [f.result().text for f in queued.values()] == ["crawl-1", "crawl-2", "crawl-3"]
+    assert order == ["next", "crawl-3", "crawl-1", "crawl-2"]
+
+
 def test_a_node_missing_its_entry_keeps_that_reason_when_its_twin_makes_one_meanwhile(
     tmp_path: Path,
 ) -> None:
