@@ -99,9 +99,10 @@ class ActionCache:
         # key -> entry text, loaded on first use
         self._pack: dict[str, str] | None = None if pack else {}
         self._listed: frozenset[str] | None = None  # blob names present when it was loaded
-        # The fan-out folders of ``actions/`` missing when the pack was loaded (``record``
-        # only): an entry under one of them exists only if this cache wrote it (the build
-        # holds the store lock), so a lookup of any other key there is a miss without an
+        # The fan-out folders of ``actions/`` missing when the pack was loaded, or, with
+        # no pack, empty (a new store's, made ahead by Store.prepare) (``record`` only):
+        # an entry under one of them exists only if this cache wrote it (the build holds
+        # the store lock), so a lookup of any other key there is a miss without an
         # ``open`` (a cold build looks up thousands of keys that have no entry).
         # An entry this cache writes is in ``_used`` before it exists (``record``);
         # ``_written`` holds the first 16 hex digits of the other keys written there, the
@@ -213,7 +214,11 @@ class ActionCache:
             if self._pack is None:
                 self._pack = _read_pack(self.store.root / PACK)
                 self._listed = _list_blobs(self.store.objects_dir) if self._pack else None
-                self._absent = _missing_fanouts(self.root) if self._record else frozenset()
+                self._absent = (
+                    _missing_fanouts(self.root, empty=not self._pack)
+                    if self._record
+                    else frozenset()
+                )
             return self._pack
 
     def keep_packed(self, keys: Iterable[str]) -> None:
@@ -501,12 +506,27 @@ def filter_pack(store: Store, keep: Callable[[str, Mapping[str, Any]], bool]) ->
 _FANOUTS = frozenset(f"{i:02x}" for i in range(256))
 
 
-def _missing_fanouts(root: Path) -> frozenset[str]:
-    """The fan-out folders ``actions/`` does not have (all of them when it is missing)."""
+def _missing_fanouts(root: Path, *, empty: bool = False) -> frozenset[str]:
+    """The fan-out folders ``actions/`` does not have (all of them when it is missing);
+    with ``empty``, and those it has with nothing in them (looked at up to their first
+    name: a store without a pack is new, or its pack was lost)."""
     try:
-        return _FANOUTS.difference(os.listdir(root))  # noqa: PTH208
+        present = os.listdir(root)  # noqa: PTH208
     except OSError:
         return _FANOUTS
+    missing = _FANOUTS.difference(present)
+    if not empty:
+        return missing
+    return missing | {fan for fan in _FANOUTS.intersection(present) if _empty(root / fan)}
+
+
+def _empty(folder: Path) -> bool:
+    """Whether ``folder`` has no names in it (one that cannot be read is not known empty)."""
+    try:
+        with os.scandir(folder) as names:
+            return next(names, None) is None
+    except OSError:
+        return False
 
 
 def _list_blobs(objects_dir: Path) -> frozenset[str]:

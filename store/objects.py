@@ -71,12 +71,18 @@ class Store:
         return f"Store({str(self.root)!r})"
 
     def prepare(self) -> None:
-        """Make a new store's fan-out folders of blobs and folder objects (``objects/``,
-        ``folders/``) all at once, as their first writes would
-        (:func:`store.fsio.prepare_fanouts`). Not ``actions/``: a build's action cache
-        takes a fan-out folder missing when it opens for one with no entry to look up,
-        which spares a cold build an ``open`` per node it starts."""
-        fsio.prepare_fanouts(self.root / area for area in ("objects", "folders"))
+        """Make a new store's folders at once, as their first writes would: the fan-out
+        folders of blobs and action entries (:func:`store.fsio.prepare_fanouts`), ``tmp/``,
+        ``traces/``, then the fan-out folders of folder objects. A cold build does this in
+        a thread while it starts: otherwise the threads writing its first pages (their
+        blobs, then their action entries and traces) all wait on these ``mkdir`` calls and
+        fsyncs, on the path to every later request. The action cache counts a fan-out
+        folder with nothing in it, in a store without a pack, as one with no entry to
+        look up, as it does a missing one (:class:`store.actions.ActionCache`)."""
+        fsio.prepare_fanouts(self.root / area for area in ("objects", "actions"))
+        for folder in (self.tmp_dir, self.root / "traces"):
+            fsio.make_dir(folder)
+        fsio.prepare_fanouts([self.root / "folders"])
 
     def lock(self) -> StoreLock:
         """The build/gc lock of this store (see :class:`store.lock.StoreLock`)."""

@@ -430,10 +430,10 @@ def test_fanout_folders_an_earlier_build_left_unsynced_are_durable_before_a_root
 
 def test_a_new_store_is_prepared_whole_and_an_old_one_is_left_as_it_is(store: Store) -> None:
     store.prepare()
-    for area in ("objects", "folders"):
+    for area in ("objects", "actions", "folders"):
         assert sorted(p.name for p in (store.root / area).iterdir()) == list(fsio.FANOUTS)
-    # (the action cache counts a missing fan-out folder as one with nothing to look up)
-    assert not (store.root / "actions").exists()
+    assert (store.root / "tmp").is_dir()
+    assert (store.root / "traces").is_dir()
     blob = store.put_bytes(b"after prepare")
     (store.root / "folders" / "7f").rmdir()  # a store someone tidied: prepare adds nothing
     store.prepare()

@@ -177,6 +177,38 @@ def test_a_cold_builds_cache_finds_what_it_wrote_and_packs_only_what_was_written
     assert trace.encode() not in pack  # traces are not packed
 
 
+def test_a_prepared_new_stores_cache_reads_nothing_to_find_no_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cold build makes the store's folders while it starts (Store.prepare), actions/
+    # fan-out folders included: empty ones, in a store without a pack, are known to hold
+    # no entry, as missing ones are, so a lookup reads no file; one that holds an entry
+    # (a store whose pack was lost) is still read.
+    store = Store(tmp_path / "store")
+    store.prepare()
+    assert sorted(p.name for p in (store.root / "actions").iterdir()) == list(fsio.FANOUTS)
+    read: list[Path] = []  # the files read under actions/
+    read_bytes = Path.read_bytes
+
+    def reading(path: Path) -> bytes:
+        if path.parent.parent == store.root / "actions":
+            read.append(path)
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", reading)
+    build = ActionCache(store, record=True)
+    keys = [blake3_hex(str(n).encode()) for n in range(64)]
+    assert all(build.get(k) is None for k in keys)
+    assert read == []
+    build.put(keys[0], {"blob": "x"}, durable=False)
+    assert build.get(keys[0]) == {"blob": "x"}
+    assert read == []
+    later = ActionCache(store, record=True)  # no pack was saved: the entry's folder is read
+    assert later.get(keys[0]) == {"blob": "x"}
+    assert later.get(keys[1]) is None
+    assert store.root / "actions" / keys[0][:2] / "log" in read
+
+
 def test_a_builds_cache_keeps_the_entries_it_used_in_a_spool_and_packs_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

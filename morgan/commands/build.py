@@ -204,9 +204,10 @@ def _build(args: argparse.Namespace, spec: Spec, client: object) -> int:
 
 
 def _prepare_store(root: Path) -> threading.Thread:
-    """Make a new store's fan-out folders (blobs, folder objects) in a thread while the
-    build imports its modules (~0.2 s of CPU) and reads the lock: a cold build's first
-    writes then find them there. A failure is left to the build itself to meet and report."""
+    """Make a new store's folders (the fan-out folders of blobs, action entries and folder
+    objects, ``tmp/``, ``traces/``: :meth:`Store.prepare`) in a thread while the build
+    imports its modules (~0.2 s of CPU) and reads the lock: a cold build's first writes
+    then find them there. A failure is left to the build itself to meet and report."""
     from store.errors import StoreError
     from store.objects import Store
 
