@@ -499,3 +499,40 @@ def test_pypy_python2_is_refused() -> None:
         "PyPy targets are Python 3 here, not 2.7.18 — use implementation = 'cp' for a "
         "Python 2.7 target"
     )
+
+
+def test_wheel_rank_ranks_a_tag_set_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild ranks every kept pin's wheels in each environment, twice; wheels of many
+    projects share a tag set, whose tags are looked up once per environment. An invalid
+    name is still None, and each name's rank is its own tag set's."""
+    from morgan import environments
+
+    env = Environment("t", "3.12", "manylinux_2_17_x86_64")
+    first = env.wheel_rank("a-1.0-cp312-cp312-manylinux_2_17_x86_64.whl")
+    pure = env.wheel_rank("a-1.0-py3-none-any.whl")
+    assert first is not None
+    assert pure is not None
+    assert first < pure
+    looked_up: list[str] = []
+    ranks = environments._ranks(env)
+
+    class Counting(dict[Tag, int]):
+        def __contains__(self, tag: object) -> bool:
+            looked_up.append(str(tag))
+            return super().__contains__(tag)
+
+    monkeypatch.setitem(
+        environments._RANKS_SEEN,
+        id(env),
+        (env, Counting(ranks), environments._RANKS_SEEN[id(env)][2]),
+    )
+    # Other projects' wheels of the same tag sets (a build tag too): no tag looked up.
+    assert env.wheel_rank("b_c-2.0-1-cp312-cp312-manylinux_2_17_x86_64.whl") == first
+    assert env.wheel_rank("zz-0.1-py3-none-any.whl") == pure
+    assert looked_up == []
+    assert env.wheel_rank("not-a-wheel.whl") is None
+    assert env.wheel_rank("b-2.0-cp312-cp312-win_amd64.whl") is None
+    assert looked_up  # a new tag set is ranked
+    other = Environment("u", "3.12", "win_amd64")
+    assert other.wheel_rank("b-2.0-cp312-cp312-win_amd64.whl") is not None
+    assert other.wheel_rank("a-1.0-cp312-cp312-manylinux_2_17_x86_64.whl") is None
