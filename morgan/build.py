@@ -22,7 +22,7 @@ import dataclasses
 import gc
 import json
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -359,7 +359,9 @@ def _build_locked(
         # without parsing the manifest back (8.7 MB of JSON at 2 000 projects).
         switched_blobs: list[frozenset[Digest]] = []
 
-        def sides(lock_text: bytes | Callable[[], bytes]) -> Mapping[str, bytes]:
+        def sides(
+            lock_text: bytes | Callable[[], bytes | Iterable[bytes]],
+        ) -> Mapping[str, bytes | Iterable[bytes]]:
             return _Sides({**_sources(spec, mirror, lock_path, lock_text), **_server()})
 
         def served(manifest: Digest) -> Switched | None:
@@ -367,8 +369,10 @@ def _build_locked(
             n = current_generation(mirror)
             if n is None or manifest_digest(mirror, n) != manifest:
                 return None
-            lock_text = _entry_bytes(store, manifest, "mirror.lock")
-            if not all(_same_file(mirror / k, v) for k, v in sides(lock_text).items()):
+            entries = json.loads(store.read_bytes(manifest))["entries"]
+            lock_blob = Digest.parse(entries["mirror.lock"])
+            side_files = sides(lambda: store.read_runs(lock_blob))
+            if not all(_same_file(mirror / k, v) for k, v in side_files.items()):
                 return None
             if tree is not None:
                 tree.discard()
@@ -380,20 +384,24 @@ def _build_locked(
         try:
             with fsio.replacing(lock_path) as staged:
 
-                def stage(lock_text: bytes) -> None:
-                    try:
-                        staged.write(lock_text)
-                    except StoreError as exc:  # the lock is not in the store: no "store:"
-                        raise BuildError(str(exc)) from exc
-                    staged_lock.append(blake3_hex(lock_text))
+                def stage(lock_blob: Digest) -> None:
+                    """Write the lock's blob out a run at a time (13 MB at 5 000 projects,
+                    at the build's high-water mark: never whole in memory)."""
+                    hasher = blake3()
+                    for run in store.read_runs(lock_blob):
+                        try:
+                            staged.write(run)
+                        except StoreError as exc:  # the workspace's file: no "store:"
+                            raise BuildError(str(exc)) from exc
+                        hasher.update(run)
+                    staged_lock.append(hasher.hexdigest())
 
                 def publish(manifest: Digest, entries: Mapping[str, Digest]) -> Switched:
                     switched_blobs.append(frozenset(entries.values()))
                     lock_blob = entries["mirror.lock"]
-                    stage(store.read_bytes(lock_blob))
-                    # The mirror's copy of the lock is read again when it is written, after
-                    # the tree: not held through the tree's commit (13 MB at 5 000
-                    # projects, at the build's high-water mark).
+                    stage(lock_blob)
+                    # The mirror's copy of the lock is copied from its blob a run at a time
+                    # when it is written, after the tree.
                     n, changed = switch_to(
                         store,
                         mirror,
@@ -401,7 +409,7 @@ def _build_locked(
                         entries,
                         mode=opts.materialize,
                         tree=tree,
-                        sides=sides(lambda: store.read_bytes(lock_blob)),
+                        sides=sides(lambda: store.read_runs(lock_blob)),
                     )
                     return Switched(n, changed)
 
@@ -441,7 +449,7 @@ def _build_locked(
                 outputs = Inputs(walked)
                 lock_blob = outputs.get(lock_rule.ID, Stored).blob
                 if not staged_lock:  # the generation was served already: no switch ran
-                    stage(store.read_bytes(lock_blob))
+                    stage(lock_blob)
         except BaseException:
             if tree is not None:
                 tree.discard()
@@ -1087,16 +1095,16 @@ def _solve(
     return dataclasses.replace(res, edges=edges)
 
 
-class _Sides(Mapping[str, bytes]):
-    """The side files of a generation (name -> bytes), a value given as a function read
-    only when it is asked for (each time: nothing is kept)."""
+class _Sides(Mapping[str, bytes | Iterable[bytes]]):
+    """The side files of a generation (name -> bytes, or runs of bytes), a value given as a
+    function read only when it is asked for (each time: nothing is kept)."""
 
     __slots__ = ("_values",)
 
-    def __init__(self, values: Mapping[str, bytes | Callable[[], bytes]]) -> None:
+    def __init__(self, values: Mapping[str, bytes | Callable[[], bytes | Iterable[bytes]]]) -> None:
         self._values = values
 
-    def __getitem__(self, name: str) -> bytes:
+    def __getitem__(self, name: str) -> bytes | Iterable[bytes]:
         value = self._values[name]
         return value if isinstance(value, bytes) else value()
 
@@ -1111,10 +1119,13 @@ class _Sides(Mapping[str, bytes]):
 
 
 def _sources(
-    spec: Spec, mirror: Path, lock_path: Path, lock_text: bytes | Callable[[], bytes]
-) -> dict[str, bytes | Callable[[], bytes]]:
+    spec: Spec,
+    mirror: Path,
+    lock_path: Path,
+    lock_text: bytes | Callable[[], bytes | Iterable[bytes]],
+) -> dict[str, bytes | Callable[[], bytes | Iterable[bytes]]]:
     """The mirror's copies of what built its generation (for verify/graph offline)."""
-    out: dict[str, bytes | Callable[[], bytes]] = {}
+    out: dict[str, bytes | Callable[[], bytes | Iterable[bytes]]] = {}
     if spec.path.resolve() != (mirror / "mirror.toml").resolve():
         # The mirror's copy never holds index-url credentials (it travels in bundles).
         public = public_spec_text(spec.path.read_bytes().decode("utf-8"))
@@ -1387,13 +1398,14 @@ def _kept_source_builds(path: Path, digest: str) -> list[SourceBuild] | None:
         return None
 
 
-def _entry_bytes(store: Store, manifest: Digest, rel: str) -> bytes:
-    entries = json.loads(store.read_bytes(manifest))["entries"]
-    return store.read_bytes(Digest.parse(entries[rel]))
-
-
-def _same_file(path: Path, data: bytes) -> bool:
+def _same_file(path: Path, data: bytes | Iterable[bytes]) -> bool:
+    """Whether ``path`` holds ``data`` (bytes, or runs of bytes compared a run at a time)."""
+    runs = (data,) if isinstance(data, bytes) else data
     try:
-        return path.read_bytes() == data
+        with path.open("rb") as f:
+            for run in runs:
+                if f.read(len(run)) != run:
+                    return False
+            return f.read(1) == b""
     except OSError:
         return False

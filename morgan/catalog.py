@@ -303,8 +303,9 @@ class UpstreamCatalog:
         with self._mutex:
             if name not in self._pages:
                 self._pages[name] = releases
-                self.listed.add(name)
-                self.kept.extend(kept)
+                if name not in self.listed:  # (a page read again after forget_lock)
+                    self.listed.add(name)
+                    self.kept.extend(kept)
             return self._pages[name]
 
     def _cached_page(self, name: NormalizedName, digest: Digest) -> bytes:
@@ -523,10 +524,15 @@ class UpstreamCatalog:
         return self.executor.run(fetch.node(f), lambda: self._fetch(f))
 
     def forget_lock(self) -> None:
-        """Resolution is over: let the last lock go (the selections hold what they keep)."""
+        """Resolution is over: let the last lock go, and the pages' releases (every version
+        of every project read, ~25 MB at 5 000 projects, where the selections hold the
+        pinned ones; a page asked for again is made again from its node's output)."""
         self.lock = None
         self._locked_runs.clear()
         self._locked_deps.clear()
+        with self._mutex:
+            self._pages = {}
+            self._grouped = {}
 
     def locked_run_release(self, rel: LockedRelease) -> Release:
         """``rel`` as resolution sees it, made once per build (every environment keeps the

@@ -33,7 +33,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,13 +143,14 @@ def publish(
     *,
     mode: Mode,
     tree: TreeWriter | None = None,
-    sides: Mapping[str, bytes] = {},
+    sides: Mapping[str, bytes | Iterable[bytes]] = {},
 ) -> int:
     """Make ``entries`` (plus ``manifest.json``) the next generation and serve it; its number.
 
     The steps and their order are the module's (server.py, root, tree, side files, switch);
     a generation that could not be served is removed with its root. ``tree``: a tree begun
-    by :func:`start_tree`, completed here (or removed on an error).
+    by :func:`start_tree`, completed here (or removed on an error). ``sides``: each side
+    file's bytes, or runs of them (a large lock copied a run at a time, never whole).
     """
     n = next_number(mirror)
     # (the build's generation node gives manifest.json among the entries: no copy then)
@@ -188,7 +189,7 @@ def switch_to(
     *,
     mode: Mode,
     tree: TreeWriter | None = None,
-    sides: Mapping[str, bytes] = {},
+    sides: Mapping[str, bytes | Iterable[bytes]] = {},
 ) -> tuple[int, bool]:
     """Serve the tree of ``manifest``: (its generation number, whether it is new). When the
     served generation already has that manifest, only the side files are written (and

@@ -401,10 +401,17 @@ def replacing(target: Path, *, mode: int = 0o644, durable: bool = True) -> Itera
         fsync_dir(target.parent)
 
 
-def replace_file(target: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
-    """Replace ``target`` (outside the store) with ``data`` atomically: see :func:`replacing`."""
+def replace_file(
+    target: Path, data: bytes | Iterable[bytes], *, mode: int = 0o644, durable: bool = True
+) -> None:
+    """Replace ``target`` (outside the store) with ``data`` atomically: see :func:`replacing`.
+    ``data``: bytes, or runs of bytes written one after the other (never joined)."""
     with replacing(target, mode=mode, durable=durable) as handle:
-        handle.write(data)
+        if isinstance(data, bytes):
+            handle.write(data)
+        else:
+            for run in data:
+                handle.write(run)
 
 
 def atomic_write(

@@ -329,6 +329,14 @@ class Store:
         with self.open(digest) as f:
             return f.read()
 
+    def read_runs(self, digest: Digest, size: int = 1 << 20) -> Iterator[bytes]:
+        """The content of the object in runs of at most ``size`` bytes (a large blob copied
+        elsewhere is never held whole); :class:`MissingObjectError` if it is absent, when
+        the first run is asked for."""
+        with self.open(digest) as f:
+            while run := f.read(size):
+                yield run
+
     def read_verified(self, digest: Digest) -> bytes:
         """The whole content of the object, checked against its name: a blob stored with
         ``durable=False`` may have been torn by a power cut. :class:`IntegrityError` if
