@@ -35,6 +35,7 @@ from packaging.utils import canonicalize_name
 from resolvelib import BaseReporter
 from resolvelib.structs import RequirementInformation
 
+from morgan import heap
 from morgan.backends import DEFAULT_BUILD_REQUIRES, dynamic_requires, requirement_sets
 from morgan.catalog import (
     EnvCatalog,
@@ -293,6 +294,7 @@ def _build_locked(
         # selections hold).
         old = None
         catalog.forget_lock()
+        heap.trim()  # what resolution let go (pages, parsed bodies): see morgan.heap
 
         # blake3 of a lock's text made here -> its parsed form (the next build's
         # store/parsed-lock-rows.json) and its source builds: made with the text, in the
@@ -336,6 +338,7 @@ def _build_locked(
             made_locks.clear()
 
         def make_lock(files: Mapping[str, MirrorFile]) -> list[bytes]:
+            heap.trim()  # what the walk let go so far, before the lock's own peak
             lock = lock_of(files)
             # Encoded as it is written, in runs (13 MB at 5 000 projects: never the text
             # and its bytes at once, nor its bytes in one piece); the lock node stores
@@ -352,6 +355,8 @@ def _build_locked(
         def link(step: Step[Any], output: Output) -> None:
             if tree is not None:
                 tree.add_many(step.entries(output))
+            if step.id == lock_rule.ID:
+                heap.trim()  # the lock, its text and its parsed form: before the manifest
 
         staged_lock: list[str] = []  # the blake3 of the lock's bytes, once written out
         # The blobs of the tree this build switched to: what its manifest keeps alive besides
@@ -397,6 +402,7 @@ def _build_locked(
                     staged_lock.append(hasher.hexdigest())
 
                 def publish(manifest: Digest, entries: Mapping[str, Digest]) -> Switched:
+                    heap.trim()  # the manifest's texts, before the tree's commit
                     switched_blobs.append(frozenset(entries.values()))
                     lock_blob = entries["mirror.lock"]
                     stage(lock_blob)
