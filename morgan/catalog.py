@@ -71,6 +71,9 @@ GUESS_MAX_BYTES = 64 * 1024 * 1024
 # The largest wheel without ``.metadata`` downloaded ahead of a resolver that walks back
 # through a project's releases (EnvCatalog.guess_dependencies): several are read at once.
 LOOKAHEAD_MAX_BYTES = 4 * 1024 * 1024
+# How many times the crawl guesses a name again when a constraint met later rules out its
+# guess (each guess may cost a wheel's download without PEP 658: see EnvCatalog._narrow).
+REGUESS_MAX = 2
 # A wheel without ``.metadata`` at least this large has its METADATA read with range
 # requests (rules/lib/ranged.py) rather than by downloading it first; below, the download
 # is one request and costs less than the two or three ranges.
@@ -780,9 +783,12 @@ class EnvCatalog:
         # Private projects of named indexes this resolution may not see: name -> the fix
         # (they are never asked of an upstream either: morgan/indexes.py).
         self.hidden = hidden or {}
-        self._guessed: set[NormalizedName] = set()
-        # The specifier of the first requirement the crawl met for a name: the guess
-        # takes the newest release it allows.
+        # name -> the version the crawl guessed (None: none yet, or none fits), and how
+        # many times it guessed again (see prefetch)
+        self._guessed: dict[NormalizedName, Version | None] = {}
+        self._reguessed: dict[NormalizedName, int] = {}
+        # The specifiers the crawl met for a name so far, together: the guess takes the
+        # newest release they allow.
         self._wanted: dict[NormalizedName, SpecifierSet] = {}
         self._guess_mutex = threading.Lock()
         # Downloads ahead of the resolver for what any successful resolution must pin
@@ -852,9 +858,27 @@ class EnvCatalog:
         if wanted:
             with self._guess_mutex:
                 for name, specifier in wanted.items():
-                    self._wanted.setdefault(name, specifier)
+                    self._narrow(name, specifier)
         chosen = (n for n in names if not self._pinned_by_lock(n) and n not in self.hidden)
         self.shared.prefetch(chosen, then=self._guess_metadata if self.env else None, urgent=urgent)
+
+    def _narrow(self, name: NormalizedName, specifier: SpecifierSet) -> None:
+        """Add ``specifier`` to what the crawl met for ``name`` (the caller holds the guess
+        mutex). When the release guessed so far no longer fits, the name may be guessed
+        again (at most :data:`REGUESS_MAX` times): a constraint met later (aiobotocore's
+        ``botocore<1.43.118``, awscli's ``docutils<0.20``) names the release the resolver
+        will pin, and reading its metadata now, beside the others, spares the resolver a
+        metadata read of its own, one at a time, once it gets there."""
+        seen = self._wanted.get(name)
+        combined = specifier if seen is None else seen & specifier
+        self._wanted[name] = combined
+        guess = self._guessed.get(name)
+        if guess is None or combined.contains(guess, prereleases=True):
+            return
+        again = self._reguessed.get(name, 0)
+        if again < REGUESS_MAX:
+            self._reguessed[name] = again + 1
+            del self._guessed[name]  # the next prefetch of the name guesses again
 
     def _pinned_by_lock(self, name: NormalizedName) -> bool:
         """Whether resolution tries ``name``'s locked pin first (no page needed to start):
@@ -889,26 +913,49 @@ class EnvCatalog:
         with self._guess_mutex:
             if name in self._guessed:
                 return
-            self._guessed.add(name)
+            self._guessed[name] = None
         try:
             releases = self.shared.releases(name)
         except (ProjectNotFoundError, BuildError, RuleError):
             return  # the resolver meets the same error itself, with its context
-        with self._guess_mutex:
-            wanted = self._wanted.get(name)
-        for rel in sorted(releases, key=lambda r: r.version, reverse=True):
-            if rel.version.is_prerelease or (wanted is not None and rel.version not in wanted):
-                continue
+        while True:
+            with self._guess_mutex:
+                wanted = self._wanted.get(name)
+            chosen = self._newest_fitting(releases, env, wanted)
+            with self._guess_mutex:
+                if self._wanted.get(name) is wanted:  # else narrowed meanwhile: again
+                    self._guessed[name] = chosen[0].version if chosen is not None else None
+                    break
+        if chosen is None:
+            return
+        rel, wheel = chosen
+        known = self._locked_requires(rel)
+        if known is not None:
+            self._crawl_requirements(known)
+            return
+        fut = self.shared.metadata_async(wheel)
+        if fut is not None:
+            fut.add_done_callback(self._crawl_dependencies)
+
+    @staticmethod
+    def _newest_fitting(
+        releases: Sequence[Release], env: Environment, wanted: SpecifierSet | None
+    ) -> tuple[Release, UpstreamFile] | None:
+        """The newest final release ``wanted`` allows that has a wheel for ``env``, and
+        that wheel (the one the resolver reads first); when ``wanted`` allows no final
+        release, the newest prerelease it allows that has one (a project with betas only,
+        or pinned to one: the resolver takes prereleases when they are the only match)."""
+        fitting = [
+            r
+            for r in sorted(releases, key=lambda r: r.version, reverse=True)
+            if wanted is None or wanted.contains(r.version, prereleases=True)
+        ]
+        finals = [r for r in fitting if not r.version.is_prerelease]
+        for rel in finals or fitting:
             wheels, _ = usable_files(rel, env, allow_yanked=False)
             if wheels:
-                known = self._locked_requires(rel)
-                if known is not None:
-                    self._crawl_requirements(known)
-                    return
-                fut = self.shared.metadata_async(wheels[0])
-                if fut is not None:
-                    fut.add_done_callback(self._crawl_dependencies)
-                return
+                return rel, wheels[0]
+        return None
 
     def download_certain(
         self, roots: Iterable[str], files_of: Callable[[Release], Iterable[UpstreamFile]]
