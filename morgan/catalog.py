@@ -575,7 +575,7 @@ class UpstreamCatalog:
     def keep_ahead(self, f: UpstreamFile) -> Future[Fetched]:
         """Start fetching ``f``, a file the mirror keeps (a pin no backtracking can drop).
         Once a wheel is in, the ``.metadata`` the mirror serves beside it is written too
-        (durably, on the pool), during resolution: the plan's node for it then finds the
+        (durably, on the download pool), during resolution: the plan's node for it then finds the
         blob in the store and has nothing to write or fsync after resolution, when the
         build waits for nothing else (top200: ~400 such fsyncs beside the ~960 renders')."""
         fut = self.fetch_async(f)

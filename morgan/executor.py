@@ -159,8 +159,9 @@ class Executor:
         self.close()
 
     def background(self, fn: Callable[[], object]) -> None:
-        """Run ``fn`` on the pool of small nodes once a thread is free: a head start on
-        work a node of the plan does later (which then finds it done). Its failure is
+        """Run ``fn`` on the download pool once a thread is free: a head start on work a
+        node of the plan does later (which then finds it done). Not on the pool of small
+        nodes, whose pages and metadata a resolver may be waiting for. Its failure is
         dropped (that node meets it, with its context), and nothing starts once the build
         stops."""
 
@@ -172,7 +173,7 @@ class Executor:
                 fn()
 
         with contextlib.suppress(RuntimeError):  # the pool shut down: the build stopped
-            self._pool.submit(run)
+            self._downloads.submit(run)
 
     def submit(
         self, node: Node[OutT], fn: Callable[[], OutT], *, urgent: bool = False
