@@ -810,7 +810,7 @@ def _resolve_all(
             if (pin.release.name, str(pin.release.version)) in kept:
                 continue
             for f in env_files(pin.release, env, sdists=sel.sdists):
-                catalog.keep_ahead(f)
+                catalog.fetch_async(f)
         return sel, deps
 
     # Environments resolve concurrently: each waits on the network for pages and metadata
@@ -872,7 +872,7 @@ class _FetchAhead(BaseReporter[Req, Candidate, str]):
         if self.backtracked or candidate.name == PYTHON:
             return
         for f in env_files(candidate.release, self.env, sdists=self.sdists):
-            self.catalog.keep_ahead(f)
+            self.catalog.fetch_async(f)
 
 
 def _absorb(

@@ -49,7 +49,7 @@ from morgan.resolve import (
 )
 from morgan.spec import listed_files, routed
 from morgan.universal import UniversalTarget
-from rules import fetch, metadata, page, provenance, wheel_metadata
+from rules import fetch, metadata, page, provenance
 from rules.errors import InputError, MetadataError, RuleError, UpstreamError
 from rules.fetch import Fetched
 from rules.lib.fetch import Downloader, fetch_metadata
@@ -572,23 +572,6 @@ class UpstreamCatalog:
             return done
         return self.executor.submit(node, lambda: self._fetch(f))
 
-    def keep_ahead(self, f: UpstreamFile) -> Future[Fetched]:
-        """Start fetching ``f``, a file the mirror keeps (a pin no backtracking can drop).
-        Once a wheel is in, the ``.metadata`` the mirror serves beside it is written too
-        (durably, on the download pool), during resolution: the plan's node for it then finds the
-        blob in the store and has nothing to write or fsync after resolution, when the
-        build waits for nothing else (top200: ~400 such fsyncs beside the ~960 renders')."""
-        fut = self.fetch_async(f)
-        if f.filename.endswith(".whl"):
-            fut.add_done_callback(lambda done: self._metadata_ahead(f, done))
-        return fut
-
-    def _metadata_ahead(self, f: UpstreamFile, done: Future[Fetched]) -> None:
-        if done.cancelled() or done.exception() is not None:
-            return  # the plan's fetch node meets the error itself
-        fetched = done.result()
-        self.executor.background(lambda: wheel_metadata.run(self.store, fetched, f.filename))
-
     def fetch_output(self, f: UpstreamFile) -> Fetched:
         """Fetch ``f`` now (the body of its fetch node in the plan)."""
         return self._fetch(f)
@@ -1037,7 +1020,7 @@ class EnvCatalog:
             return  # no resolution can succeed: nothing to fetch for it
         if self._files_of is not None:
             for f in self._files_of(rel):
-                self.shared.keep_ahead(f)
+                self.shared.fetch_async(f)
         known = self._locked_requires(rel)
         if known is not None:
             self._certain_requirements(known, env)

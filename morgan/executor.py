@@ -13,7 +13,6 @@ Which node follows which is the plan's business (:mod:`morgan.plan`, walked by
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -157,23 +156,6 @@ class Executor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def background(self, fn: Callable[[], object]) -> None:
-        """Run ``fn`` on the download pool once a thread is free: a head start on work a
-        node of the plan does later (which then finds it done). Not on the pool of small
-        nodes, whose pages and metadata a resolver may be waiting for. Its failure is
-        dropped (that node meets it, with its context), and nothing starts once the build
-        stops."""
-
-        def run() -> None:
-            with self._lock:
-                if self._closing:
-                    return
-            with contextlib.suppress(Exception):
-                fn()
-
-        with contextlib.suppress(RuntimeError):  # the pool shut down: the build stopped
-            self._downloads.submit(run)
 
     def submit(
         self, node: Node[OutT], fn: Callable[[], OutT], *, urgent: bool = False

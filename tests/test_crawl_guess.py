@@ -5,31 +5,22 @@ pin, and reads its metadata before the resolver asks (without PEP 658 that is a 
 download). A guess the resolver does not take costs the resolver a metadata read of its
 own later, one at a time: on the real index's 200 most-downloaded projects, seven of them
 (python-dateutil, botocore, docutils, tenacity, cryptography...) were capped by a
-dependency met after the crawl had guessed their newest release. And what a pinned wheel
-brings along while resolution goes on: the `.metadata` the mirror serves beside it.
+dependency met after the crawl had guessed their newest release.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from morgan.catalog import REGUESS_MAX, EnvCatalog, UpstreamCatalog, UpstreamIndex
+from morgan.catalog import REGUESS_MAX, EnvCatalog
 from morgan.environments import Environment
-from morgan.executor import Executor
 from morgan.resolve import Release
-from rules.lib.http import HttpClient
-from rules.lib.project_page import parse_project_page
 from rules.metadata import MetadataOut
 from rules.model import NormalizedName, UpstreamFile
-from store.digest import Digest
-from store.objects import Store
-from tests.upstream import FakeUpstream
 
 ENV = Environment("linux", "3.12", "manylinux_2_28_x86_64")
 
@@ -141,31 +132,3 @@ def test_a_project_with_prereleases_only_has_its_newest_fitting_one_guessed() ->
     # A final release fits (an sdist only): the resolver takes it, not the prerelease.
     crawl.prefetch([NormalizedName("mixed")])
     assert shared.read == ["beta-0.2b1-py3-none-any.whl"]
-
-
-def test_a_kept_wheels_metadata_is_in_the_store_once_the_wheel_is(
-    upstream: FakeUpstream, tmp_path: Path
-) -> None:
-    # The `.metadata` the mirror serves beside a wheel is written (durably) as soon as a
-    # pinned wheel is in, during resolution, not by the plan's walk after it: the walk's
-    # node then finds the blob and has nothing to write or fsync.
-    upstream.add_release("demo", "1.0", requires_dist=["dep>=1"])
-    client = HttpClient()
-    page = client.get_page(f"{upstream.url}demo/")
-    parsed = parse_project_page(page.body, page.content_type, page.url, NormalizedName("demo"))
-    wheel = next(f for f in parsed.files if f.filename.endswith(".whl"))
-    expected = client.get_page(wheel.url + ".metadata").body  # upstream's PEP 658 copy
-    store = Store(tmp_path / "store")
-    with Executor(store) as ex:
-        index = UpstreamIndex("default", upstream.url, frozenset())
-        catalog = UpstreamCatalog(
-            ex, store, client, [index], lock=None, refresh=False, offline=False
-        )
-        catalog.keep_ahead(wheel).result(timeout=30)
-        deadline = time.monotonic() + 10
-        while not store.has(Digest.of(expected)) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert store.has(Digest.of(expected))
-        # An sdist has no such file.
-        sdist = next(f for f in parsed.files if f.filename.endswith(".tar.gz"))
-        catalog.keep_ahead(sdist).result(timeout=30)
