@@ -10,6 +10,7 @@ resolver would download to read).
 
 from __future__ import annotations
 
+import time
 import tomllib
 from pathlib import Path
 
@@ -305,18 +306,22 @@ def test_the_pages_the_resolver_needs_next_go_ahead_of_the_crawls_queue(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     # The roots `a` and `z`: z needs 48 projects, a needs 4, and each of their pages is
-    # answered after 0.6 s. z's .metadata comes at once and a's 0.1 s later, so when the
+    # answered after 0.6 s. z's wheel comes at once and a's 0.1 s later, so when the
     # resolver (which pins `a` first) learns what `a` needs, the crawl ahead has queued
     # the pages of z's 48 dependencies, 16 of them asked for already. The next threads
     # free ask for a's pages before the 32 still queued (a's pages used to wait behind
-    # them, or the resolver asked for them itself one after another).
+    # them, or the resolver asked for them itself one after another). Without PEP 658
+    # .metadata (the crawl reads each guessed wheel): the crawl's first steps taken while
+    # the build starts (from .metadata only, tested on their own below) would read both
+    # roots' dependencies before resolution starts.
+    upstream.metadata_enabled = False
     wide = [f"zdep{i:02d}" for i in range(48)]
     need = [f"adep{i}" for i in range(4)]
     upstream.add_release("a", "1.0", requires_dist=need, sdist=False)
     upstream.add_release("z", "1.0", requires_dist=wide, sdist=False)
     for name in wide + need:
         upstream.add_release(name, "1.0", sdist=False)
-    upstream.set_fault("/files/a-1.0-*.metadata", Fault(delay=0.1))
+    upstream.set_fault("/files/a-1.0-*.whl", Fault(delay=0.1))
     upstream.set_fault("/simple/?dep*", Fault(delay=0.6))
     ws = tmp_path / "ws"
     spec(ws, upstream.url, ["a", "z"], LINUX)
@@ -324,10 +329,86 @@ def test_the_pages_the_resolver_needs_next_go_ahead_of_the_crawls_queue(
     assert proc.returncode == 0, proc.stderr
     assert pins(ws, "linux") == dict.fromkeys(["a", "z", *wide, *need], "1.0")
     log = list(upstream.requests)
-    known = next(r.done[-1] for r in log if r.path == "/files/a-1.0-py3-none-any.whl.metadata")
+    known = next(r.done[-1] for r in log if r.path == "/files/a-1.0-py3-none-any.whl")
     asked = max(r.at for r in log if r.path.startswith("/simple/adep"))
     wide_asked = sorted(r.at for r in log if r.path.startswith("/simple/zdep"))
     assert len(wide_asked) == len(wide)
-    # Between a's .metadata and the last of a's pages, at most the rest of the round of
+    # Between a's wheel and the last of a's pages, at most the rest of the round of
     # requests a's pages go out in (before: the next 16 or 32 of z's).
     assert sum(1 for t in wide_asked if known < t < asked) < 16
+
+
+def _early_scenario(upstream: FakeUpstream) -> None:
+    """`top` 1.0 (2.0rc1 is a prerelease) needs `dep` always, `winonly` on Windows and
+    `docs` with its extra only; `dep` has one release."""
+    upstream.add_release("top", "1.0", requires_dist=["dep"])
+    upstream.add_release(
+        "top",
+        "2.0rc1",
+        requires_dist=["dep", "winonly; sys_platform == 'win32'", "docs; extra == 'docs'"],
+        provides_extra=["docs"],
+    )
+    upstream.add_release(
+        "top",
+        "1.1",
+        requires_dist=["dep", "winonly; sys_platform == 'win32'", "docs; extra == 'docs'"],
+        provides_extra=["docs"],
+    )
+    for name in ("dep", "winonly", "docs"):
+        upstream.add_release(name, "1.0")
+
+
+def test_a_cold_build_crawls_on_from_its_root_pages_while_it_starts(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # While a cold build imports its engine, the root pages it asked for lead on to the
+    # .metadata of the release the crawl guesses first (the newest final one) and to the
+    # pages of what that release needs in a target environment; the engine then takes
+    # these answers instead of asking again.
+    import argparse
+
+    from morgan.commands.build import _start_early
+    from morgan.spec import load_spec
+    from rules.lib.fetch import MAX_METADATA_BYTES
+    from rules.lib.http import HttpClient
+
+    _early_scenario(upstream)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top"], LINUX)
+    args = argparse.Namespace(offline=False, upgrade=None)
+    expected = [
+        "/simple/dep/",
+        "/simple/top/",
+        "/files/top-1.1-py3-none-any.whl.metadata",
+    ]
+    with HttpClient() as client:
+        _start_early(args, load_spec(ws / "mirror.toml"), client)
+        for _ in range(1000):
+            if len(upstream.requests) >= len(expected):
+                break
+            time.sleep(0.01)
+        time.sleep(0.2)  # (nothing more comes)
+        assert sorted(r.path for r in upstream.requests) == sorted(expected)
+        assert client.get_page(f"{upstream.url}dep/").status == 200
+        metadata = client.get_bytes(
+            upstream.file_url("top-1.1-py3-none-any.whl") + ".metadata",
+            max_bytes=MAX_METADATA_BYTES,
+        )
+        assert b"Requires-Dist: dep" in metadata
+        assert len(upstream.requests) == len(expected)  # taken, not asked again
+
+
+def test_a_cold_build_asks_for_nothing_twice_with_the_early_crawl(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # The whole build: every page and file asked for once (what the early crawl got is
+    # taken), and nothing for a marker that holds in no environment or an extra.
+    _early_scenario(upstream)
+    ws = tmp_path / "ws"
+    spec(ws, upstream.url, ["top"], LINUX)
+    proc = morgan(ws, "build")
+    assert proc.returncode == 0, proc.stderr
+    assert pins(ws, "linux") == {"top": "1.1", "dep": "1.0"}
+    paths = [r.path for r in upstream.requests]
+    assert len(paths) == len(set(paths))
+    assert sorted(p for p in paths if p.startswith("/simple/")) == ["/simple/dep/", "/simple/top/"]

@@ -366,6 +366,56 @@ def test_a_get_before_the_early_threads_reach_its_page_sends_it_itself(
     assert sorted(upstream.paths()) == ["/simple/next/", "/simple/slow/"]
 
 
+def test_a_small_file_asked_for_early_is_sent_once_for_any_of_its_urls(
+    upstream: Upstream, sleeps: Sleeps
+) -> None:
+    # The .metadata of a release's wheels, equal by their advertised hash: asked for once,
+    # early, and taken by the first get_bytes of any of them with the same limit; `then`
+    # sees what came.
+    upstream.script("/files/a.whl.metadata", Reply(200, b"Name: a"))
+    upstream.script("/files/b.metadata", Reply(200, b"Name: b"), Reply(200, b"Name: b"))
+    http = client(sleeps)
+    seen: list[tuple[str, bytes]] = []
+    same = [upstream.url("/files/a.whl.metadata"), upstream.url("/files/a-win.whl.metadata")]
+    http.get_bytes_early(
+        [same, [upstream.url("/files/b.metadata")]],
+        max_bytes=100,
+        then=lambda url, data: seen.append((url, data)),
+    )
+    for _ in range(500):
+        if len(seen) == 2:
+            break
+        time.sleep(0.01)
+    assert sorted(seen) == [(same[0], b"Name: a"), (upstream.url("/files/b.metadata"), b"Name: b")]
+    assert http.get_bytes(same[1], max_bytes=100) == b"Name: a"
+    assert sorted(upstream.paths()) == ["/files/a.whl.metadata", "/files/b.metadata"]
+    # Asked for with another limit: sent again (the early answer was read with its own).
+    with pytest.raises(UpstreamError, match="exceeds 5 bytes"):
+        http.get_bytes(upstream.url("/files/b.metadata"), max_bytes=5)
+    assert len(upstream.log) == 3
+
+
+def test_a_page_asked_for_already_is_not_asked_for_early_again(
+    upstream: Upstream, sleeps: Sleeps
+) -> None:
+    # While the early crawl runs (here: one early thread, busy with a slow page), a page
+    # the engine took or asked for itself is not asked for again when the crawl reaches
+    # it through another root (bench/run.py's hubs, named by every root).
+    import rules.lib.http as http_module
+
+    upstream.script("/simple/slow/", Reply(200, b"{}", {"Content-Type": JSON}, delay=1.0))
+    upstream.script("/simple/hub/", Reply(200, b"[]", {"Content-Type": JSON}))
+    http = client(sleeps)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(http_module, "EARLY_THREADS", 1)
+        http.get_pages_early([upstream.url("/simple/slow/")])
+        assert http.get_page(upstream.url("/simple/hub/")).body == b"[]"
+        http.get_pages_early([upstream.url("/simple/hub/")])
+    assert http.get_page(upstream.url("/simple/slow/")).body == b"{}"
+    time.sleep(0.2)
+    assert sorted(upstream.paths()) == ["/simple/hub/", "/simple/slow/"]
+
+
 def test_connection_refused_is_retried_then_reported(sleeps: Sleeps) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -130,33 +130,55 @@ def run(args: argparse.Namespace) -> int:
     preparing = _prepare_store((args.out or spec.output).resolve() / "store")
     try:
         client = make_client(args.offline, spec.upstreams)
-        early = _root_pages(args, spec)
-        if early:
-            client.get_pages_early(early)  # type: ignore[attr-defined]
+        _start_early(args, spec, client)
         return _build(args, spec, client)
     finally:
         preparing.join()  # (an in-process caller finds the store as the build left it)
 
 
-def _root_pages(args: argparse.Namespace, spec: Spec) -> list[str]:
-    """The page URLs of the root projects a build that resolves from scratch asks for
-    first (the spec's requirements, routed as the build routes them), to be asked for
-    while the build imports the resolver; none when the build may not ask for them (a
-    lock to build from, ``--offline``, ``--upgrade NAME``, private folders, whose names
-    are never asked of an upstream)."""
+def _start_early(args: argparse.Namespace, spec: Spec, client: object) -> None:
+    """Ask for the root projects' pages now, while the build imports the resolver, when
+    the build resolves and may ask for them (not with a lock to build from, ``--offline``,
+    ``--upgrade NAME``, or private folders, whose names are never asked of an upstream).
+    A build that resolves from scratch (no lock) without named indexes crawls on from
+    them there (morgan/early.py): each root's likely ``.metadata``, then its dependencies'
+    pages."""
+    from packaging.specifiers import SpecifierSet
     from packaging.utils import canonicalize_name
 
-    from morgan.spec import routed
+    from rules.model import NormalizedName
 
     if args.offline or args.upgrade not in (None, []) or spec.all_private:
-        return []
-    if args.upgrade is None and (spec.path.parent / "mirror.lock").exists():
-        return []
-    urls = []
-    for name in dict.fromkeys(canonicalize_name(r.name) for r in spec.all_requirements):
-        first = routed(spec.upstreams, name)[:1]
-        urls += [f"{u.index_url}{name}/" for u in first]
-    return urls
+        return
+    locked = (spec.path.parent / "mirror.lock").exists()
+    if args.upgrade is None and locked:
+        return
+    every = [*spec.requirements, *(r for i in spec.indexes for r in i.requirements)]
+    roots: dict[NormalizedName, SpecifierSet] = {}
+    for r in every:
+        name = NormalizedName(canonicalize_name(r.name))
+        roots[name] = roots[name] & r.specifier if name in roots else r.specifier
+
+    def page_url(name: NormalizedName) -> str | None:
+        routed = [u for u in spec.upstreams if name in u.projects] or [
+            u for u in spec.upstreams if not u.projects
+        ]
+        return f"{routed[0].index_url}{name}/" if routed else None
+
+    if locked or spec.indexes:
+        urls = [url for url in map(page_url, roots) if url is not None]
+        client.get_pages_early(urls)  # type: ignore[attr-defined]
+        return
+    from morgan.early import EarlyCrawl
+    from rules.lib.fetch import MAX_METADATA_BYTES
+
+    EarlyCrawl(
+        client,  # type: ignore[arg-type]
+        roots,
+        spec.targets,
+        page_url,
+        max_metadata_bytes=MAX_METADATA_BYTES,
+    ).start()
 
 
 def _build(args: argparse.Namespace, spec: Spec, client: object) -> int:

@@ -10,7 +10,9 @@ appear in a returned URL, an error or a log line.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import functools
 import logging
 import os
 import random
@@ -18,7 +20,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -296,32 +298,40 @@ class _Session(requests.Session):
 
 
 class _Early:
-    """One page asked for early: taken by whichever comes first, the early thread (which
-    then keeps the answer for :meth:`HttpClient.get_page`) or ``get_page`` itself."""
+    """One request made early: taken by whichever comes first, the early thread (which
+    then keeps the answer for :meth:`HttpClient.get_page` / :meth:`HttpClient.get_bytes`)
+    or that method itself. ``urls``: every URL whose answer this is (the ``.metadata`` of
+    a release's wheels with one advertised hash); ``max_bytes``: a small file's limit
+    (None: a page)."""
 
-    def __init__(self) -> None:
+    def __init__(self, urls: tuple[str, ...], max_bytes: int | None) -> None:
+        self.urls = urls
+        self.max_bytes = max_bytes
         self._claimed = threading.Lock()
         self._done = threading.Event()
-        self._answer: PageResponse | None = None
+        self._answer: Any = None
         self._error: BaseException | None = None
 
     def claim(self) -> bool:
         """Whether the caller is the one to send the request (the first to ask)."""
         return self._claimed.acquire(blocking=False)
 
-    def fill(self, get: Callable[[str], PageResponse], url: str) -> None:
+    def fill(self, get: Callable[[str], Any], url: str) -> bool:
+        """Send the request; whether it was answered (an error is kept for the taker)."""
         try:
             self._answer = get(url)
-        except BaseException as exc:  # noqa: BLE001 - handed to get_page, which raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to the taker, which raises it
             self._error = exc
+            return False
         finally:
             self._done.set()
+        return True
 
-    def take(self) -> PageResponse:
+    def take(self) -> Any:
         self._done.wait()
         if self._error is not None:
             raise self._error
-        return cast(PageResponse, self._answer)
+        return self._answer
 
 
 class HttpClient:
@@ -377,6 +387,14 @@ class HttpClient:
         self._requests_sent = 0
         self._bytes_received = 0
         self._early: dict[str, _Early] = {}
+        # What get_pages_early / get_bytes_early were asked for and no thread took yet: the
+        # slot, its URL, and what to call with the answer; the threads working on them.
+        self._early_todo: deque[tuple[_Early, str, Callable[[str, Any], None] | None]] = deque()
+        self._early_threads = 0
+        # While early requests may still be added (an early thread runs): every URL asked
+        # for early or by get_page / get_bytes, so that none is asked for twice (a page
+        # the engine took, or asked for itself, is not asked for early again).
+        self._early_asked: set[str] | None = None
 
     def close(self) -> None:
         """Close the connection pools of every thread's session."""
@@ -403,33 +421,91 @@ class HttpClient:
         with self._lock:
             return self._bytes_received
 
-    def get_pages_early(self, urls: Iterable[str]) -> None:
-        """Start GETting these pages now, :data:`EARLY_THREADS` at a time; the first
-        :meth:`get_page` of each URL (without ``etag``) takes that answer, or that failure,
-        instead of asking again (or sends the request itself if no thread has yet).
+    def get_pages_early(
+        self, urls: Iterable[str], then: Callable[[str, PageResponse], None] | None = None
+    ) -> None:
+        """Start GETting these pages now, on up to :data:`EARLY_THREADS` threads (with
+        :meth:`get_bytes_early`'s); the first :meth:`get_page` of each URL (without
+        ``etag``) takes that answer, or that failure, instead of asking again (or sends
+        the request itself if no thread has yet). ``then(url, page)`` runs in the thread
+        that got a page (any answer but a failure) before it takes the next request; what
+        it raises is ignored (the early crawl: morgan/early.py).
 
         A cold build asks for its root projects' pages this way while it still imports the
         resolver (~0.1-0.2 s), so the first answers are in when resolution starts. The
         threads are daemons: a build that stops before asking for a page does not wait
         for it."""
-        todo: deque[tuple[str, _Early]] = deque()
+        self._early_start([((url,), None) for url in urls], then)
+
+    def get_bytes_early(
+        self,
+        files: Iterable[Sequence[str]],
+        *,
+        max_bytes: int,
+        then: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        """Start GETting small files now, as :meth:`get_pages_early` does pages. Each item
+        lists the URLs of one content (the ``.metadata`` of a release's wheels, equal by
+        their advertised hash): the first is asked for, and the first :meth:`get_bytes`
+        of any of them with this ``max_bytes`` takes the answer."""
+        self._early_start([(tuple(urls), max_bytes) for urls in files if urls], then)
+
+    def _early_start(
+        self,
+        items: Sequence[tuple[tuple[str, ...], int | None]],
+        then: Callable[[str, Any], None] | None,
+    ) -> None:
         with self._lock:
-            for url in urls:
-                if url not in self._early:
-                    slot = self._early[url] = _Early()
-                    todo.append((url, slot))
+            asked = self._early_asked
+            if asked is None:
+                asked = self._early_asked = set()
+            for urls, max_bytes in items:
+                if any(url in asked for url in urls):
+                    continue
+                asked.update(urls)
+                slot = _Early(urls, max_bytes)
+                for url in urls:
+                    self._early[url] = slot
+                self._early_todo.append((slot, urls[0], then))
+            more = min(len(self._early_todo), EARLY_THREADS - self._early_threads)
+            self._early_threads += max(more, 0)
+        for _ in range(more):
+            threading.Thread(target=self._early_work, name="morgan-early", daemon=True).start()
 
-        def work() -> None:
-            while todo:
-                try:
-                    url, slot = todo.popleft()
-                except IndexError:
+    def _early_work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._early_todo:
+                    self._early_threads -= 1
+                    if not self._early_threads:  # nothing more is asked for early
+                        self._early_asked = None
                     return
-                if slot.claim():
-                    slot.fill(self._get_page, url)
+                slot, url, then = self._early_todo.popleft()
+            if not slot.claim():
+                continue  # asked for by its taker first
+            if slot.max_bytes is None:
+                answered = slot.fill(self._get_page, url)
+            else:
+                answered = slot.fill(
+                    functools.partial(self._get_bytes, max_bytes=slot.max_bytes), url
+                )
+            if answered and then is not None:
+                with contextlib.suppress(Exception):
+                    then(url, slot.take())
 
-        for _ in range(min(len(todo), EARLY_THREADS)):
-            threading.Thread(target=work, name="morgan-early", daemon=True).start()
+    def _take_early(self, url: str, max_bytes: int | None) -> _Early | None:
+        """The early slot of ``url`` for this kind of request, unless it is none or the
+        caller is to send the request itself (no thread took it yet)."""
+        with self._lock:
+            if self._early_asked is not None:
+                self._early_asked.add(url)
+            early = self._early.pop(url, None)
+            if early is not None:
+                for alias in early.urls:
+                    self._early.pop(alias, None)
+        if early is None or early.max_bytes != max_bytes or early.claim():
+            return None
+        return early
 
     def get_page(self, url: str, *, etag: str | None = None) -> PageResponse:
         """GET a Simple API page, preferring PEP 691 JSON.
@@ -438,11 +514,10 @@ class HttpClient:
         an empty body. 404 and 410 give status 404 (the project does not exist there).
         Raises :class:`UpstreamError` for any other failure, after retries when transient.
         """
-        if etag is None and self._early:
-            with self._lock:
-                early = self._early.pop(url, None)
-            if early is not None and not early.claim():
-                return early.take()
+        if self._early or self._early_asked is not None:
+            early = self._take_early(url, None)
+            if early is not None and etag is None:
+                return cast(PageResponse, early.take())
         return self._get_page(url, etag=etag)
 
     def _get_page(self, url: str, *, etag: str | None = None) -> PageResponse:
@@ -469,6 +544,13 @@ class HttpClient:
 
         Raises :class:`UpstreamError` on any status but 200, or a larger body.
         """
+        if self._early or self._early_asked is not None:
+            early = self._take_early(url, max_bytes)
+            if early is not None:
+                return cast(bytes, early.take())
+        return self._get_bytes(url, max_bytes=max_bytes)
+
+    def _get_bytes(self, url: str, *, max_bytes: int) -> bytes:
         headers = {"Accept-Encoding": "identity"}
 
         def read(response: _Response, clean: str) -> bytes:
