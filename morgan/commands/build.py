@@ -146,6 +146,7 @@ def _start_early(args: argparse.Namespace, spec: Spec, client: object) -> None:
     from packaging.specifiers import SpecifierSet
     from packaging.utils import canonicalize_name
 
+    from morgan.spec import routed
     from rules.model import NormalizedName
 
     if args.offline or args.upgrade not in (None, []) or spec.all_private:
@@ -153,17 +154,14 @@ def _start_early(args: argparse.Namespace, spec: Spec, client: object) -> None:
     locked = (spec.path.parent / "mirror.lock").exists()
     if args.upgrade is None and locked:
         return
-    every = [*spec.requirements, *(r for i in spec.indexes for r in i.requirements)]
     roots: dict[NormalizedName, SpecifierSet] = {}
-    for r in every:
+    for r in spec.all_requirements:
         name = NormalizedName(canonicalize_name(r.name))
         roots[name] = roots[name] & r.specifier if name in roots else r.specifier
 
     def page_url(name: NormalizedName) -> str | None:
-        routed = [u for u in spec.upstreams if name in u.projects] or [
-            u for u in spec.upstreams if not u.projects
-        ]
-        return f"{routed[0].index_url}{name}/" if routed else None
+        first = routed(spec.upstreams, name)[:1]  # the upstream the catalog asks first
+        return f"{first[0].index_url}{name}/" if first else None
 
     if locked or spec.indexes:
         urls = [url for url in map(page_url, roots) if url is not None]
