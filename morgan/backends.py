@@ -25,7 +25,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from morgan.environments import Environment
-from morgan.resolve import Release, evaluate_marker, parse_requirement
+from morgan.resolve import Release, parse_requirement
+from morgan.universal import evaluate_marker
 from rules.lib.sdist_sources import DEFAULT_BUILD_REQUIRES  # pip 24+'s and uv's: setuptools>=40.8.0
 from rules.model import NormalizedName
 

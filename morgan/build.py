@@ -91,7 +91,6 @@ from morgan.resolve import (
     Release,
     Req,
     Resolution,
-    evaluate_marker,
     parse_requirement,
     resolve,
     usable_files,
@@ -107,7 +106,7 @@ from morgan.selected_files import (
 from morgan.source_builds import SourceBuild, source_builds
 from morgan.spec import Policy, Spec
 from morgan.universal import PLATFORM as UNIVERSAL
-from morgan.universal import UniversalTarget
+from morgan.universal import UniversalTarget, evaluate_marker
 from morgan.walk import walk
 from morgan.wheels import Built, WheelResult, build_wheels, strip_built
 from rules import generation as generation_rule

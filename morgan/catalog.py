@@ -43,12 +43,11 @@ from morgan.resolve import (
     Dependencies,
     ProjectNotFoundError,
     Release,
-    evaluate_marker,
     parse_requirement,
     usable_files,
 )
 from morgan.spec import listed_files, routed
-from morgan.universal import UniversalTarget
+from morgan.universal import UniversalTarget, evaluate_marker
 from rules import fetch, metadata, page, provenance
 from rules.errors import InputError, MetadataError, RuleError, UpstreamError
 from rules.fetch import Fetched

@@ -21,13 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from morgan.environments import Environment
+from morgan.universal import evaluate_marker
 from rules.lib.http import PageResponse
 from rules.lib.project_page import JSON_TYPES, parse_project_page
 from rules.model import NormalizedName
@@ -120,23 +120,9 @@ class EarlyCrawl:
                 req = Requirement(text)
             except InvalidRequirement:
                 continue
-            if req.url or not any(_may_hold(req.marker, e) for e in self._environments):
+            if req.url or not any(evaluate_marker(req.marker, e, "") for e in self._environments):
                 continue
             url = self._page_url(NormalizedName(canonicalize_name(req.name)))
             if url is not None:
                 urls.append(url)
         self._client.get_pages_early(urls)
-
-
-def _may_hold(marker: Marker | None, env: Environment) -> bool:
-    """Whether ``marker`` holds in ``env`` without extras (what the crawl follows; a value
-    packaging cannot compare keeps the edge, as in :func:`morgan.resolve.evaluate_marker`)."""
-    if marker is None:
-        return True
-    may_hold = getattr(env, "may_hold", None)  # a universal target
-    if may_hold is not None:
-        return bool(may_hold(marker, ""))
-    try:
-        return bool(marker.evaluate(environment={**env.markers(), "extra": ""}))
-    except Exception:  # noqa: BLE001 - InvalidVersion, UndefinedEnvironmentName, ...
-        return True

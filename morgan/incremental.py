@@ -40,12 +40,12 @@ from morgan.resolve import (
     Req,
     Resolution,
     closure,
-    evaluate_marker,
     parse_requirement,
     resolve,
 )
 from morgan.selected_files import usable_with_yanked
 from morgan.spec import Policy, Spec, parse_spec
+from morgan.universal import evaluate_marker
 from rules.model import NormalizedName
 
 

@@ -31,10 +31,10 @@ from morgan.resolve import (
     Catalog,
     ProjectNotFoundError,
     Release,
-    evaluate_marker,
     parse_requirement,
     usable_files,
 )
+from morgan.universal import evaluate_marker
 from rules.model import NormalizedName, UpstreamFile
 
 

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from packaging.markers import Marker, UndefinedEnvironmentName
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -28,7 +27,7 @@ from morgan.errors import BuildError
 from morgan.explain import exclusion, why_nothing_fits
 from morgan.lean_resolver import LeanResolver
 from morgan.spec import Policy
-from morgan.universal import UniversalTarget
+from morgan.universal import UniversalTarget, evaluate_marker
 from rules.model import NormalizedName, UpstreamFile
 
 PYTHON = "<python>"  # the virtual project that stands for the target interpreter
@@ -220,21 +219,6 @@ def usable_among(
         # its metadata to lock it for other platforms: one wheel, the smallest, serves that.
         return [min(foreign, key=lambda f: (f.size or 0, f.filename))], sdists
     return [f for _, f in wheels], sdists
-
-
-def evaluate_marker(marker: Marker | None, env: Environment, extra: str) -> bool:
-    """Evaluate with all 11 values of ``env``; a value packaging cannot compare keeps the edge."""
-    if marker is None:
-        return True
-    if isinstance(env, UniversalTarget):
-        return env.may_hold(marker, extra)
-    try:
-        return bool(marker.evaluate(environment={**env.markers(), "extra": extra}))
-    except (InvalidVersion, ValueError, TypeError, UndefinedEnvironmentName):
-        # A marker naming no variable ('a' in 'abc' reads 'abc' as one) keeps it too.
-        # platform_release/platform_version are "" for a described target: comparing them
-        # as versions fails; keeping the dependency mirrors more rather than too little.
-        return True
 
 
 @functools.lru_cache(maxsize=1 << 14)

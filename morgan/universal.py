@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from packaging.markers import Marker
+from packaging.markers import Marker, UndefinedEnvironmentName
 from packaging.tags import Tag
 from packaging.version import InvalidVersion
 
@@ -195,3 +195,18 @@ def parse_groups(
             reader.fail(at, str(exc).replace("environment name", "view name"))
         out.append(target)
     return tuple(sorted(out, key=lambda t: t.name))
+
+
+def evaluate_marker(marker: Marker | None, env: Environment, extra: str) -> bool:
+    """Evaluate with all 11 values of ``env``; a value packaging cannot compare keeps the edge."""
+    if marker is None:
+        return True
+    if isinstance(env, UniversalTarget):
+        return env.may_hold(marker, extra)
+    try:
+        return bool(marker.evaluate(environment={**env.markers(), "extra": extra}))
+    except (InvalidVersion, ValueError, TypeError, UndefinedEnvironmentName):
+        # A marker naming no variable ('a' in 'abc' reads 'abc' as one) keeps it too.
+        # platform_release/platform_version are "" for a described target: comparing them
+        # as versions fails; keeping the dependency mirrors more rather than too little.
+        return True
